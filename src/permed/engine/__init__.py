@@ -1,1 +1,7 @@
-"""permed.engine."""
+"""Where fan-out work runs (CV folds x models, tuning trials, bootstrap, scoring partitions)."""
+
+from permed.engine._engine import DaskEngine, Engine, LocalEngine, as_items, get_engine
+from permed.engine._progress import Progress, SilentProgress
+
+__all__ = ["DaskEngine", "Engine", "LocalEngine", "Progress", "SilentProgress", "as_items",
+           "get_engine"]

@@ -1,1 +1,22 @@
-"""permed.ingest."""
+"""Readers that bring patient data into permed, and the bundled datasets."""
+
+from permed.ingest._tables import MISSING_MARKERS, TableInfo, fingerprint, read_table
+from permed.ingest.datasets import (
+    Dataset,
+    export_dataset,
+    get_dataset,
+    list_datasets,
+    load_dataset,
+)
+
+__all__ = [
+    "MISSING_MARKERS",
+    "Dataset",
+    "TableInfo",
+    "export_dataset",
+    "fingerprint",
+    "get_dataset",
+    "list_datasets",
+    "load_dataset",
+    "read_table",
+]

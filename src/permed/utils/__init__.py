@@ -1,1 +1,1 @@
-"""permed.utils."""
+"""Small shared helpers."""

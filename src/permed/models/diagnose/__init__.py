@@ -1,1 +1,11 @@
-"""permed.models.diagnose."""
+"""Diagnose (classification) model families."""
+
+from permed.models.diagnose._registry import (
+    DIAGNOSE_MODELS,
+    ModelFamily,
+    available_models,
+    default_models,
+    make_model,
+)
+
+__all__ = ["DIAGNOSE_MODELS", "ModelFamily", "available_models", "default_models", "make_model"]

@@ -1,0 +1,49 @@
+"""permed datasets list | show | export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from permed.cli._console import out, table
+from permed.ingest import export_dataset, get_dataset, list_datasets
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Bundled real datasets (they ship inside scikit-learn / scikit-survival).",
+                  no_args_is_help=True)
+
+
+@app.command("list")
+def list_command() -> None:
+    """List the bundled datasets and the tasks their roles support."""
+    listing = table("Bundled datasets", ["name", "tasks", "description"])
+    for dataset in list_datasets():
+        listing.add_row(dataset.name, ", ".join(dataset.tasks), dataset.title)
+    out.print(listing)
+
+
+@app.command("show")
+def show(name: str = typer.Argument(..., help="Dataset name, e.g. breast_cancer.")) -> None:
+    """Describe one dataset: source, roles, columns."""
+    dataset = get_dataset(name)
+    frame = dataset.loader()
+    out.print(f"[bold]{dataset.name}[/bold]: {dataset.title}")
+    out.print(f"source: {dataset.source}", highlight=False)
+    out.print(f"rows: {len(frame)}, columns: {frame.shape[1]}")
+    out.print("roles: " + ", ".join(f"{k}={v}" for k, v in dataset.roles.items()),
+              highlight=False)
+    out.print("columns: " + ", ".join(frame.columns), highlight=False)
+
+
+@app.command("export")
+def export(
+    name: str = typer.Argument(..., help="Dataset name, e.g. breast_cancer."),
+    file: Path = typer.Argument(..., help="Output .csv or .parquet."),
+) -> None:
+    """Write a dataset to a file (the diagnose target, if any, is the last column).
+
+    Example: permed datasets export breast_cancer bc.csv
+    """
+    out.print(str(export_dataset(name, file)), highlight=False)

@@ -1,0 +1,61 @@
+"""The permed command line: parse, call the library, format. No modelling here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from permed import __version__
+from permed.cli import datasets, demo, study, train, use
+from permed.cli._console import err
+from permed.exceptions import PermedError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="permed",
+    help="Personalized medicine: diagnose, risk and treat models you can validate, explain, "
+    "audit and serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("demo")(demo.demo)
+app.add_typer(datasets.app, name="datasets")
+app.command("init")(study.init)
+app.command("validate")(study.validate_command)
+app.command("train")(train.train)
+app.command("predict")(use.predict)
+app.command("evaluate")(use.evaluate)
+app.command("report")(use.report)
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="Print the version.")) -> None:
+    if version:
+        typer.echo(f"permed {__version__}")
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors print one clear message and exit 1, never a traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except PermedError as exc:
+        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted: nothing was written", highlight=False)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""permed init / validate: write a study from a table; check a table against a study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from permed.cli._console import err, out
+from permed.exceptions import PermedError
+from permed.ingest import read_table
+from permed.study import ColumnSpec, Study, infer_kind, validate
+
+__all__ = ["init", "validate_command"]
+
+
+def init(
+    study_file: Path = typer.Argument(..., help="The study TOML to write."),
+    data: Path | None = typer.Option(None, "--from", help="Table to guess column kinds from."),
+    force: bool = typer.Option(False, help="Overwrite an existing study file."),
+) -> None:
+    """Write a study file, guessing each column's kind from a table (asks nothing).
+
+    Example: permed init heart.toml --from heart.csv
+    """
+    if study_file.exists() and not force:
+        raise PermedError(f"'{study_file}' exists: pass --force to overwrite it")
+    study = Study()
+    if data is not None:
+        frame, _ = read_table(data)
+        study = guess_study(frame)
+    study_file.parent.mkdir(parents=True, exist_ok=True)
+    study_file.write_text(study.to_toml())
+    out.print(str(study_file), highlight=False)
+    err.print("check the roles (target, id, sensitive) before training", highlight=False)
+
+
+def guess_study(frame) -> Study:
+    """A study whose column kinds are guessed; the last column is taken as the target."""
+    columns = {name: ColumnSpec(kind=infer_kind(frame[name])) for name in frame.columns}
+    ids = [c for c in frame.columns
+           if c.lower() in ("id", "patient_id", "subject_id", "mrn")
+           or (c.lower().endswith("_id") and frame[c].is_unique)]
+    target = frame.columns[-1]
+    task = "diagnose" if frame[target].nunique() <= 50 else None
+    return Study(task=task, target=target if task else None, id=ids[0] if ids else None,
+                 columns={k: v for k, v in columns.items() if k != target and k not in ids})
+
+
+def validate_command(
+    data: Path = typer.Argument(..., help="Patient table: .csv, .tsv or .parquet."),
+    study_file: Path = typer.Option(..., "--study", help="Study TOML (permed init writes one)."),
+    cv: int = typer.Option(5, help="Folds the training will use (smallest class size)."),
+) -> None:
+    """Data-quality report of a table against a study; exit status 1 when there are errors.
+
+    Example: permed validate heart.csv --study heart.toml
+    """
+    frame, info = read_table(data)
+    report = validate(frame, Study.from_toml(study_file), min_class_size=cv)
+    out.print(f"{info.path}: {info.rows} rows x {info.columns} columns ({info.fingerprint[:19]})",
+              highlight=False)
+    for finding in report.findings:
+        colour = "red" if finding.level == "error" else "yellow"
+        out.print(f"[{colour}]{finding.level}[/{colour}]: {finding.message}", highlight=False)
+    kinds = ", ".join(f"{k}={v}" for k, v in report.kinds.items())
+    out.print(f"features: {kinds}", highlight=False)
+    out.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    if report.errors:
+        raise typer.Exit(1)

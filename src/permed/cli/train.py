@@ -1,0 +1,99 @@
+"""permed train: learn and validate a model on one cohort."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from permed.cli._console import RichProgress, err, metric_cell, out, table
+from permed.cli._options import split_list
+from permed.exceptions import StudyError
+from permed.study import Study
+from permed.utils.jsonio import read_json
+from permed.workflow import TrainConfig, train_run
+
+__all__ = ["summarize_run", "train"]
+
+_EXAMPLE = ("permed train heart.csv --task diagnose --target disease --sensitive sex "
+            "--out runs/heart")
+
+
+def train(
+    data: Path = typer.Argument(..., help="Patient table: .csv, .tsv or .parquet."),
+    study_file: Path | None = typer.Option(
+        None, "--study", help="Study TOML with column roles (permed init writes one)."),
+    task: str | None = typer.Option(
+        None, help="diagnose | risk | treat (default: the study's task, or diagnose when "
+        "--target is given)."),
+    target: str | None = typer.Option(None, help="Diagnosis column, e.g. --target disease."),
+    id_column: str | None = typer.Option(None, "--id", help="Patient id column (never a "
+                                         "feature; checked for duplicates)."),
+    sensitive: list[str] | None = typer.Option(
+        None, help="Column(s) audited for fairness, e.g. --sensitive sex; not used as features "
+        "unless --use-sensitive."),
+    use_sensitive: bool = typer.Option(False, help="Also use the sensitive columns as features."),
+    drop: list[str] | None = typer.Option(
+        None, help="Columns to leave out, repeated or comma-separated: --drop a,b."),
+    models: str | None = typer.Option(
+        None, help="Comma-separated models to compare, e.g. --models logistic,lightgbm "
+        "(default: logistic, lightgbm, random_forest, mlp)."),
+    cv: int = typer.Option(5, help="Cross-validation folds on the development split."),
+    test_size: float = typer.Option(0.2, help="Share of patients held out for the final test."),
+    seed: int = typer.Option(42, help="Random seed (splits, models, bootstrap)."),
+    budget: float = typer.Option(0.0, help="Seconds of Optuna tuning inside the folds "
+                                 "(0 = none), e.g. --budget 300."),
+    calibration: str = typer.Option("auto", help="auto | none | sigmoid | isotonic."),
+    target_sensitivity: float | None = typer.Option(
+        None, help="Choose the threshold reaching this sensitivity, e.g. 0.9 (default: "
+        "Youden's J)."),
+    positive_class: str | None = typer.Option(
+        None, help="Class counted as positive (default: the last in sorted order)."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap replicates for the 95% CIs."),
+    clip: bool = typer.Option(False, help="Clip numeric features to their 0.5-99.5% quantiles."),
+    device: str = typer.Option("auto", help="Torch device for deep models: auto | cpu | cuda."),
+    cluster: str | None = typer.Option(
+        None, help="Dask scheduler, e.g. tcp://scheduler:8786 (or PERMED_DASK_SCHEDULER)."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Run directory to write "
+                                        "(default: runs/<data name>)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+) -> None:
+    """Train and validate a model; write a run directory with metrics and a report.
+
+    Example: permed train heart.csv --task diagnose --target disease --sensitive sex --out runs/heart
+    """
+    base = Study.from_toml(study_file) if study_file else Study()
+    study = base.with_overrides(
+        task=task or base.task or ("diagnose" if target else None), target=target,
+        id=id_column, sensitive=split_list(sensitive), drop=split_list(drop),
+        use_sensitive=use_sensitive or None)
+    if study.task is None:
+        raise StudyError(f"say what to learn: --task diagnose --target COL (example: {_EXAMPLE})")
+    config = TrainConfig(
+        models=split_list([models] if models else None), cv=cv, test_size=test_size, seed=seed,
+        budget=budget, calibration=calibration, target_sensitivity=target_sensitivity,
+        positive_class=positive_class, n_boot=bootstrap, clip=clip, device=device,
+        cluster=cluster)
+    out_dir = out_dir or Path("runs") / data.stem
+    run_dir = train_run(data, study, config, out_dir, RichProgress(quiet))
+    if not quiet:
+        summarize_run(run_dir)
+    else:
+        out.print(str(run_dir / "report.html"), highlight=False)
+
+
+def summarize_run(run_dir: Path) -> None:
+    """Print the CV comparison, the test figures and where the report is."""
+    metrics = read_json(run_dir / "metrics.json")
+    cv = metrics.get("cv", {})
+    names = list(next(iter(cv.values()), {}))[:6]
+    comparison = table(f"Cross-validation ({metrics['task']})", ["model", *names])
+    for model, figures in cv.items():
+        mark = " *" if model == metrics.get("selected_model") else ""
+        comparison.add_row(model + mark, *(metric_cell(figures.get(n)) for n in names))
+    err.print(comparison)
+    held_out = table(f"Held-out test, {metrics['selected_model']} (95% CI)", ["metric", "value"])
+    for name, entry in metrics.get("test", {}).items():
+        held_out.add_row(name, metric_cell(entry))
+    err.print(held_out)
+    out.print(f"report: {run_dir / 'report.html'}", highlight=False)

@@ -1,0 +1,116 @@
+"""The diagnose model families permed compares, with their tuning search spaces."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lightgbm import LGBMClassifier
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from permed.exceptions import PermedError
+
+__all__ = ["DIAGNOSE_MODELS", "ModelFamily", "available_models", "default_models", "make_model"]
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """How to build one model family and which hyper-parameters Optuna may tune."""
+
+    name: str
+    description: str
+    build: Callable[[int, str], BaseEstimator]
+    space: Callable[[Any], dict[str, Any]]
+    needs: str | None = None  # an optional extra
+
+    @property
+    def available(self) -> bool:
+        return self.needs is None or importlib.util.find_spec(self.needs) is not None
+
+
+def _logistic(seed: int, device: str) -> BaseEstimator:
+    return LogisticRegression(C=1.0, max_iter=5000)
+
+
+def _lightgbm(seed: int, device: str) -> BaseEstimator:
+    return LGBMClassifier(
+        n_estimators=300, learning_rate=0.05, num_leaves=15, min_child_samples=10,
+        subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0,
+        random_state=seed, n_jobs=1, verbose=-1)
+
+
+def _random_forest(seed: int, device: str) -> BaseEstimator:
+    return RandomForestClassifier(n_estimators=300, min_samples_leaf=2, random_state=seed,
+                                  n_jobs=1)
+
+
+def _mlp(seed: int, device: str) -> BaseEstimator:
+    from permed.models.deep import MLPClassifier
+
+    return MLPClassifier(random_state=seed, device=device)
+
+
+DIAGNOSE_MODELS: dict[str, ModelFamily] = {
+    f.name: f
+    for f in (
+        ModelFamily(
+            "logistic", "L2-penalized logistic regression",
+            _logistic, lambda t: {"C": t.suggest_float("C", 1e-3, 1e2, log=True)}),
+        ModelFamily(
+            "lightgbm", "LightGBM gradient-boosted trees",
+            _lightgbm,
+            lambda t: {
+                "n_estimators": t.suggest_int("n_estimators", 50, 600, log=True),
+                "learning_rate": t.suggest_float("learning_rate", 0.01, 0.3, log=True),
+                "num_leaves": t.suggest_int("num_leaves", 4, 63, log=True),
+                "min_child_samples": t.suggest_int("min_child_samples", 5, 50),
+                "reg_lambda": t.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+            }),
+        ModelFamily(
+            "random_forest", "random forest",
+            _random_forest,
+            lambda t: {
+                "max_features": t.suggest_float("max_features", 0.1, 1.0),
+                "min_samples_leaf": t.suggest_int("min_samples_leaf", 1, 20),
+            }),
+        ModelFamily(
+            "mlp", "multilayer perceptron 64-32-16 (torch)",
+            _mlp,
+            lambda t: {
+                "learning_rate": t.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
+                "max_epochs": t.suggest_int("max_epochs", 10, 100, log=True),
+                "weight_decay": t.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+            },
+            needs="torch"),
+    )
+}
+
+
+def available_models() -> list[str]:
+    """Model names whose dependencies are installed."""
+    return [name for name, family in DIAGNOSE_MODELS.items() if family.available]
+
+
+def default_models() -> list[str]:
+    """The models compared when ``--models`` is not given."""
+    return available_models()
+
+
+def make_model(name: str, seed: int, device: str = "auto",
+               params: dict[str, Any] | None = None) -> BaseEstimator:
+    """A fresh, unfitted estimator of one family."""
+    if name not in DIAGNOSE_MODELS:
+        raise PermedError(
+            f"--models: unknown diagnose model '{name}'; available: "
+            f"{', '.join(DIAGNOSE_MODELS)}")
+    family = DIAGNOSE_MODELS[name]
+    if not family.available:
+        raise PermedError(
+            f"--models: '{name}' needs the optional dependency '{family.needs}': "
+            "pip install 'permed[deep]'")
+    estimator = family.build(seed, device)
+    return estimator.set_params(**(params or {}))

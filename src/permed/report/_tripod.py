@@ -1,0 +1,307 @@
+"""The TRIPOD+AI reporting checklist, filled from the run files where software can know.
+
+TRIPOD+AI (Collins et al., BMJ 2024) lists what a report of a clinical prediction model must
+state. Each item here shows what the run files record and, where only the study team can
+write it, a clearly marked placeholder. Nothing is invented: an item the files do not answer
+stays a placeholder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from markupsafe import Markup
+
+from permed.report._html import (
+    DASH,
+    RunFiles,
+    Section,
+    Table,
+    dig,
+    fairness_flags,
+    fmt_ci,
+    fmt_num,
+    fmt_pct,
+    metric_digits,
+    metric_label,
+    ordered_metrics,
+    todo,
+)
+
+MISSING_HANDLING = ("median/mode imputation with missing indicators, fitted inside each CV "
+                    "fold")
+_NOT_RECORDED = "Not recorded by the software."
+
+
+@dataclass(frozen=True)
+class TripodItem:
+    """One checklist item: what the run records, and what the study team must still write."""
+
+    topic: str
+    recorded: str
+    to_write: str | None = None
+
+
+def _features(run: RunFiles) -> list[Mapping[str, object]]:
+    features = run.schema.get("features")
+    return [f for f in features if isinstance(f, Mapping)] if isinstance(features, list) else []
+
+
+def _data_source(run: RunFiles) -> TripodItem:
+    data = run.metrics.get("data") or {}
+    source = data.get("source") or dig(run.manifest, "data", "path") or DASH
+    return TripodItem(
+        "Source of data",
+        f"Data file {source}: {fmt_num(data.get('rows'))} rows, {fmt_num(data.get('columns'))} "
+        f"columns, fingerprint {data.get('fingerprint') or DASH}.",
+        "study design (e.g. prospective cohort, registry, trial), setting and centres, and the "
+        "dates of data collection.")
+
+
+def _participants(run: RunFiles) -> TripodItem:
+    data = run.metrics.get("data") or {}
+    if run.external is not None:
+        recorded = (f"{fmt_num(data.get('rows'))} patients of an external cohort, all used "
+                    "for validation.")
+    else:
+        recorded = (f"{fmt_num(data.get('rows'))} patients; {fmt_num(data.get('development_rows'))}"
+                    f" for development and {fmt_num(data.get('test_rows'))} held out for testing "
+                    f"(test share {fmt_num(dig(run.manifest, 'config', 'test_size'))}, split at "
+                    "random).")
+    return TripodItem("Participants and eligibility", recorded,
+                      "eligibility criteria, how patients were recruited or selected, and "
+                      "treatments they received.")
+
+
+def _class_counts(run: RunFiles) -> str:
+    counts = dig(run.metrics, "target", "counts") or {}
+    return ", ".join(f"{label}: {fmt_num(n)}" for label, n in counts.items()) or DASH
+
+
+def _outcome(run: RunFiles) -> TripodItem:
+    positive = f"; positive class '{run.positive_class}'" if len(run.classes) == 2 else ""
+    return TripodItem(
+        "Outcome",
+        f"Column '{run.target}' with classes {', '.join(run.classes) or DASH}{positive}. "
+        f"Patients per class: {_class_counts(run)}.",
+        "how and when the outcome was determined, and whether it was assessed blind to the "
+        "predictors.")
+
+
+def _predictors(run: RunFiles) -> TripodItem:
+    features = _features(run)
+    if not features:
+        return TripodItem("Predictors", "model/schema.json lists no predictors.",
+                          "the candidate predictors, their definitions and when they were "
+                          "measured.")
+    numeric = sum(f.get("kind") == "numeric" for f in features)
+    names = ", ".join(str(f.get("name")) for f in features[:20])
+    more = f" and {len(features) - 20} more" if len(features) > 20 else ""
+    dropped = dig(run.manifest, "config", "drop") or []
+    excluded = f" Excluded by request: {', '.join(map(str, dropped))}." if dropped else ""
+    return TripodItem(
+        "Predictors",
+        f"{len(features)} candidate predictors ({numeric} numeric, {len(features) - numeric} "
+        f"categorical): {names}{more}.{excluded}",
+        "the definition of each predictor, how and when it was measured, and whether it was "
+        "assessed blind to the outcome.")
+
+
+def development_events(run: RunFiles) -> int | None:
+    """Patients in the development set in the smallest class (the events of a binary task).
+
+    Parameters
+    ----------
+    run : RunFiles
+
+    Returns
+    -------
+    int or None
+        Class counts of all rows minus those of the test split (from the confusion matrix);
+        None when either is unknown.
+    """
+    counts = dig(run.metrics, "target", "counts")
+    labels = dig(run.metrics, "confusion_matrix", "labels")
+    matrix = dig(run.metrics, "confusion_matrix", "matrix")
+    if not isinstance(counts, Mapping) or not labels or not isinstance(matrix, list):
+        return None
+    in_test = {str(label): sum(row) for label, row in zip(labels, matrix, strict=False)}
+    wanted = [run.positive_class] if len(run.classes) == 2 else [str(c) for c in counts]
+    dev = [counts[c] - in_test.get(c, 0) for c in wanted if c in counts]
+    return min(dev) if dev else None
+
+
+def _sample_size(run: RunFiles) -> TripodItem:
+    todo_text = "the justification of the sample size (e.g. the Riley et al. criteria)."
+    n_predictors = len(_features(run))
+    if run.external is not None:
+        return TripodItem("Sample size and events per variable",
+                          f"External cohort of {fmt_num(run.test_rows)} patients; class counts "
+                          f"{_class_counts(run)}.", todo_text)
+    events = development_events(run)
+    what = (f"patients with {run.target} = {run.positive_class}" if len(run.classes) == 2
+            else "patients in the smallest class")
+    if events is None or not n_predictors:
+        return TripodItem("Sample size and events per variable",
+                          f"Events or predictors unknown (development rows "
+                          f"{fmt_num(dig(run.metrics, 'data', 'development_rows'))}).", todo_text)
+    return TripodItem(
+        "Sample size and events per variable",
+        f"{fmt_num(events)} events ({what}) in the development set and {n_predictors} candidate "
+        f"predictors (each counted once, before encoding): {events / n_predictors:.1f} events "
+        "per variable.", todo_text)
+
+
+def _missing_data(run: RunFiles) -> TripodItem:
+    features = _features(run)
+    shares = {str(f.get("name")): f.get("missing_share") for f in features}
+    shares = {k: v for k, v in shares.items() if isinstance(v, int | float) and v > 0}
+    if shares:
+        worst = max(shares, key=lambda k: shares[k])
+        found = (f"{len(shares)} of {len(features)} predictors had missing values in training "
+                 f"(most: '{worst}', {fmt_pct(shares[worst])}).")
+    else:
+        found = "No missing values in the training predictors." if features else ""
+    return TripodItem("Missing data", f"{found} Handling: {MISSING_HANDLING}.".strip())
+
+
+def _analysis(run: RunFiles) -> TripodItem:
+    config = run.manifest.get("config") or {}
+    selection = run.metrics.get("selection") or {}
+    calibration = run.metrics.get("calibration") or {}
+    threshold = run.metrics.get("threshold") or {}
+    boot = run.metrics.get("bootstrap") or {}
+    models = ", ".join(map(str, config.get("models") or run.metrics.get("cv") or [])) or DASH
+    parts = [
+        f"Models compared: {models}, by {fmt_num(selection.get('folds') or config.get('cv'))}-fold"
+        f" cross-validation on the development data; selection: {selection.get('rule') or DASH}.",
+        f"Hyper-parameter tuning budget: {fmt_num(config.get('budget'))} s (0 = default "
+        "settings).",
+        f"Calibration: {calibration.get('method') or DASH}, chosen by "
+        f"{calibration.get('chosen_by') or DASH}.",
+        f"Threshold rule: {threshold.get('rule') or 'not used'}.",
+        f"95% CIs: {fmt_num(boot.get('replicates'))} {boot.get('method') or ''} bootstrap "
+        "replicates.",
+    ]
+    if run.external is not None:
+        parts.insert(0, f"Model developed in {run.external.get('run') or 'another run'} and "
+                        "applied unchanged; the development analysis was:")
+    return TripodItem("Analysis methods (cross-validation, tuning, calibration, threshold)",
+                      " ".join(parts))
+
+
+def _imbalance(run: RunFiles) -> TripodItem:
+    counts = dig(run.metrics, "target", "counts") or {}
+    total = sum(v for v in counts.values() if isinstance(v, int | float))
+    shares = ", ".join(f"{label}: {fmt_pct(n / total)}" for label, n in counts.items()
+                       if total) or DASH
+    config = run.manifest.get("config") or {}
+    settings = [f"{k} = {v}" for k, v in config.items()
+                if any(w in k for w in ("weight", "balance", "sampl"))]
+    handling = (f"Settings: {', '.join(settings)}." if settings else
+                "No resampling or class-weight setting is recorded in the configuration.")
+    return TripodItem("Class imbalance", f"Class shares: {shares}. {handling} AUPRC and "
+                      "calibration are reported alongside AUROC.")
+
+
+def _performance(run: RunFiles) -> TripodItem:
+    test = run.metrics.get("test") or {}
+    shown = [m for m in ordered_metrics(test) if m in
+             ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "accuracy")]
+    figures = "; ".join(f"{metric_label(m)} {fmt_ci(test[m], metric_digits(m))}" for m in shown)
+    where = "external cohort" if run.external is not None else "held-out test split"
+    return TripodItem("Model performance with confidence intervals",
+                      f"On the {where} ({fmt_num(run.test_rows)} patients): {figures or DASH}. "
+                      "All figures with 95% CIs in 'Performance'.")
+
+
+def _calibration(run: RunFiles) -> TripodItem:
+    figures = "; ".join(f"{metric_label(m)} {fmt_ci(run.test_entry(m), metric_digits(m))}"
+                        for m in ("brier", "ece", "calibration_slope", "calibration_intercept")
+                        if run.test_entry(m) is not None)
+    method = dig(run.metrics, "calibration", "method") or DASH
+    return TripodItem("Calibration", f"Method: {method}. On the test patients: "
+                      f"{figures or DASH}. Calibration plot in 'Performance'.")
+
+
+def _fairness(run: RunFiles) -> TripodItem:
+    attributes = dig(run.metrics, "fairness", "attributes") or {}
+    if not attributes:
+        return TripodItem("Fairness", "No sensitive attribute was declared; no audit was run.",
+                          "which patient groups matter for fairness in this setting; re-run "
+                          "with `--sensitive COL` to audit them, or say why none was audited.")
+    flags = fairness_flags(run)
+    return TripodItem("Fairness", f"Audited by {', '.join(map(str, attributes))}: "
+                      f"{len(flags)} flag(s) raised. Details in 'Fairness across patient "
+                      "groups'.",
+                      "how any flagged disparity affects use of the model." if flags else None)
+
+
+def _limitations(run: RunFiles) -> TripodItem:
+    known = []
+    if run.external is None:
+        known.append("Internal validation on one random split of a single data source: "
+                     "performance elsewhere is unknown until the model is validated "
+                     "externally.")
+    if isinstance(run.test_rows, int) and run.test_rows < 200:
+        known.append(f"Only {run.test_rows} test patients: confidence intervals are wide.")
+    flags = fairness_flags(run)
+    if flags:
+        known.append(f"{len(flags)} fairness flag(s) raised.")
+    return TripodItem("Limitations", " ".join(known) or _NOT_RECORDED,
+                      "clinical and data limitations (selection bias, measurement error, "
+                      "changes in practice over time, generalisability).")
+
+
+def _reproducibility(run: RunFiles) -> TripodItem:
+    return TripodItem(
+        "Model and code availability",
+        f"Seed {fmt_num(run.manifest.get('seed'))}, configuration, package versions and data "
+        "fingerprint in manifest.json; fitted model with SHA-256 digests in model/.",
+        "where the code, the model and (if possible) the data are shared.")
+
+
+def _human_only(topic: str, text: str) -> Callable[[RunFiles], TripodItem]:
+    def build(run: RunFiles) -> TripodItem:
+        return TripodItem(topic, _NOT_RECORDED, text)
+
+    return build
+
+
+_ITEMS: list[Callable[[RunFiles], TripodItem]] = [
+    _data_source, _participants, _outcome, _predictors, _sample_size, _missing_data, _analysis,
+    _imbalance, _performance, _calibration, _fairness,
+    _human_only("Intended use", "the clinical setting, target population, intended users and "
+                "the decision the model is meant to support."),
+    _human_only("Out-of-scope use", "populations, settings and decisions the model must not be "
+                "used for."),
+    _limitations, _reproducibility,
+    _human_only("Funding and conflicts of interest", "sources of funding, the role of the "
+                "funders, and competing interests of the study team."),
+]
+
+
+def tripod_items(run: RunFiles) -> list[TripodItem]:
+    """The checklist items of a run, in reading order.
+
+    Parameters
+    ----------
+    run : RunFiles
+
+    Returns
+    -------
+    list of TripodItem
+    """
+    return [build(run) for build in _ITEMS]
+
+
+def tripod_section(run: RunFiles) -> Section:
+    """The TRIPOD+AI checklist as a table: item, what the run records, what is still to write."""
+    rows = [[item.topic, item.recorded,
+             todo(item.to_write) if item.to_write else Markup('<span class="done">\u2014</span>')]
+            for item in tripod_items(run)]
+    return Section("tripod", "TRIPOD+AI reporting checklist", [
+        Table(header=["Item", "What this run records", "Still to write"], rows=rows,
+              caption="Items of TRIPOD+AI (Collins et al., BMJ 2024) a model report must cover"),
+    ])

@@ -1,0 +1,50 @@
+"""Column typing: which columns are numeric, which categorical, and which hold stray text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["infer_kind", "non_numeric_values", "rows_text", "to_numeric"]
+
+# A text column where at least this share of the non-missing values parse as numbers is a
+# numeric column with stray text (a typo, a unit, "twelve"), not a categorical one.
+NUMERIC_SHARE = 0.8
+
+
+def to_numeric(series: pd.Series) -> pd.Series:
+    """Values as floats; anything that does not parse becomes NaN."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(float)
+    return pd.to_numeric(series, errors="coerce").astype(float)
+
+
+def non_numeric_values(series: pd.Series) -> pd.Series:
+    """The non-missing values of ``series`` that do not parse as numbers."""
+    if pd.api.types.is_numeric_dtype(series):
+        return series.iloc[0:0]
+    present = series.dropna()
+    return present[to_numeric(present).isna()]
+
+
+def infer_kind(series: pd.Series, declared: str | None = None) -> str:
+    """``"numeric"`` or ``"categorical"``: the declared kind, else what the values look like."""
+    if declared:
+        return declared
+    if pd.api.types.is_bool_dtype(series):
+        return "categorical"
+    if pd.api.types.is_numeric_dtype(series):
+        return "numeric"
+    present = series.dropna()
+    if present.empty:
+        return "numeric"
+    share = float(to_numeric(present).notna().mean())
+    return "numeric" if share >= NUMERIC_SHARE else "categorical"
+
+
+def rows_text(index: pd.Index | np.ndarray, limit: int = 5) -> str:
+    """Row positions for a message, 1-based (row 1 is the first data row under the header)."""
+    positions = [int(i) + 1 for i in list(index)[:limit]]
+    more = len(index) - len(positions)
+    text = ", ".join(map(str, positions))
+    return f"{text} and {more} more" if more > 0 else text

@@ -1,0 +1,158 @@
+"""The schema a model was fitted on, and the check of new data against it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from permed.exceptions import SchemaMismatchError
+from permed.study._columns import non_numeric_values, rows_text, to_numeric
+from permed.study._study import Study
+
+__all__ = ["FeatureSpec", "FittedSchema"]
+
+MAX_CATEGORIES_KEPT = 200
+
+
+@dataclass
+class FeatureSpec:
+    """One feature as seen at fit time."""
+
+    name: str
+    kind: str
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    missing_share: float = 0.0
+    unit: str | None = None
+    valid_range: tuple[float, float] | None = None
+
+
+@dataclass
+class FittedSchema:
+    """Features, outcome and roles a fitted model expects."""
+
+    task: str
+    features: list[FeatureSpec]
+    target: str | None = None
+    classes: list[str] = field(default_factory=list)
+    id: str | None = None
+    sensitive: list[str] = field(default_factory=list)
+    outcome_columns: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "categorical"]
+
+    @classmethod
+    def from_frame(
+        cls, frame: pd.DataFrame, kinds: dict[str, str], study: Study, classes: list[str]
+    ) -> FittedSchema:
+        """Describe the development data's features (ranges, categories, missingness)."""
+        features = []
+        for name, kind in kinds.items():
+            series = frame[name]
+            spec = study.columns.get(name)
+            feature = FeatureSpec(
+                name, kind, missing_share=round(float(series.isna().mean()), 4),
+                unit=spec.unit if spec else None, valid_range=spec.valid_range if spec else None)
+            if kind == "numeric":
+                values = to_numeric(series)
+                feature.min, feature.max = float(values.min()), float(values.max())
+            else:
+                levels = sorted(series.dropna().astype(str).unique())
+                feature.categories = levels[:MAX_CATEGORIES_KEPT]
+            features.append(feature)
+        return cls(study.task or "diagnose", features, study.target, list(classes), study.id,
+                   list(study.sensitive), study.outcome_columns())
+
+    # ---- checking new data --------------------------------------------------------------
+    def check(self, frame: pd.DataFrame, require: list[str] | None = None) -> list[str]:
+        """Refuse data that does not match; return the names of extra (ignored) columns.
+
+        Raises
+        ------
+        SchemaMismatchError
+            Listing every missing column and every numeric column holding text.
+        """
+        needed = self.names + list(require or [])
+        missing = [c for c in needed if c not in frame.columns]
+        problems = []
+        if missing:
+            problems.append(
+                f"{len(missing)} column(s) the model was trained on are missing: "
+                + ", ".join(f"'{c}'" for c in missing)
+                + ": add them (empty values are allowed and are imputed)")
+        for name in self.numeric:
+            if name not in frame.columns:
+                continue
+            bad = non_numeric_values(frame[name])
+            if len(bad):
+                examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
+                rows = rows_text(np.flatnonzero(frame.index.isin(bad.index)))
+                problems.append(
+                    f"column '{name}' must be numeric (as in training) but has text {examples} "
+                    f"in rows {rows}: correct the values or leave them empty")
+        if problems:
+            message = problems[0] if len(problems) == 1 else (
+                "the data does not match the model's schema:\n- " + "\n- ".join(problems))
+            raise SchemaMismatchError(message, problems)
+        known = set(needed) | set(self.outcome_columns) | set(self.sensitive)
+        if self.id:
+            known.add(self.id)
+        return [c for c in frame.columns if c not in known]
+
+    def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns, typed as at fit time (numeric floats, categorical text)."""
+        out = {}
+        for feature in self.features:
+            series = frame[feature.name]
+            if feature.kind == "numeric":
+                out[feature.name] = to_numeric(series).to_numpy()
+            else:
+                text = series.astype(object).where(series.notna(), None)
+                out[feature.name] = [None if v is None else str(v) for v in text]
+        coerced = pd.DataFrame(out, index=frame.index)
+        for name in self.categorical:
+            coerced[name] = coerced[name].astype(object)
+        return coerced
+
+    def out_of_range(self, frame: pd.DataFrame) -> pd.Series:
+        """Per row, the features whose values lie outside the training range ('' when none)."""
+        flags = pd.Series([""] * len(frame), index=frame.index, dtype=object)
+        for feature in self.features:
+            if feature.kind == "numeric":
+                values = to_numeric(frame[feature.name])
+                outside = (values < feature.min) | (values > feature.max)
+            elif feature.categories is not None and len(feature.categories) < MAX_CATEGORIES_KEPT:
+                text = frame[feature.name].dropna().astype(str)
+                outside = pd.Series(False, index=frame.index)
+                outside[text.index] = ~text.isin(feature.categories)
+            else:
+                continue
+            flags[outside] = flags[outside] + ";" + feature.name
+        return flags.str.lstrip(";")
+
+    # ---- persistence --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["features"] = [
+            {k: v for k, v in asdict(f).items() if v is not None} for f in self.features]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FittedSchema:
+        features = [FeatureSpec(**f) for f in data["features"]]
+        rest = {k: v for k, v in data.items() if k != "features"}
+        return cls(features=features, **rest)

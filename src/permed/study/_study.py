@@ -1,0 +1,206 @@
+"""The study: what each column of a patient table is.
+
+A study is read from a TOML file (``permed init`` writes one) or built from command-line flags.
+Everything downstream reads roles from it; nothing guesses a column by position.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from permed.exceptions import StudyError
+
+__all__ = ["TASKS", "ColumnSpec", "Study"]
+
+TASKS = ("diagnose", "risk", "treat")
+KINDS = ("numeric", "categorical")
+_LIST_ROLES = ("sensitive", "identifiers", "actionable", "drop")
+_SCALAR_ROLES = ("id", "target", "time", "event", "treatment", "outcome")
+
+
+@dataclass
+class ColumnSpec:
+    """What permed knows about one column beyond its role."""
+
+    kind: str | None = None
+    unit: str | None = None
+    valid_range: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is not None and self.kind not in KINDS:
+            raise StudyError(
+                f"column kind '{self.kind}' is not known; expected one of {', '.join(KINDS)}"
+            )
+        if self.valid_range is not None:
+            low, high = (float(v) for v in self.valid_range)
+            if low > high:
+                raise StudyError(
+                    f"valid_range [{low}, {high}] has its low end above its high end: swap them"
+                )
+            self.valid_range = (low, high)
+
+
+@dataclass
+class Study:
+    """Column roles for one cohort.
+
+    Parameters
+    ----------
+    task : {"diagnose", "risk", "treat"} or None
+    id : str, optional
+        Patient identifier column: never a feature; checked for duplicates.
+    target : str, optional
+        The diagnosis column (diagnose).
+    time, event : str, optional
+        Follow-up time and event indicator (risk).
+    treatment, outcome : str, optional
+        Treatment arm and outcome (treat).
+    sensitive : list of str
+        Audited for fairness; not a feature unless ``use_sensitive`` is true.
+    identifiers : list of str
+        Protected health information: never a feature.
+    actionable : list of str
+        Features a counterfactual may change.
+    drop : list of str
+        Columns left out of the analysis.
+    columns : dict of str to ColumnSpec
+        Per-column kind, unit and valid range.
+    use_sensitive : bool
+        Use the sensitive columns as features too.
+    """
+
+    task: str | None = None
+    id: str | None = None
+    target: str | None = None
+    time: str | None = None
+    event: str | None = None
+    treatment: str | None = None
+    outcome: str | None = None
+    sensitive: list[str] = field(default_factory=list)
+    identifiers: list[str] = field(default_factory=list)
+    actionable: list[str] = field(default_factory=list)
+    drop: list[str] = field(default_factory=list)
+    columns: dict[str, ColumnSpec] = field(default_factory=dict)
+    use_sensitive: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task is not None and self.task not in TASKS:
+            raise StudyError(f"task '{self.task}' is not known; expected one of {', '.join(TASKS)}")
+
+    # ---- roles -----------------------------------------------------------------------------
+    def outcome_columns(self) -> list[str]:
+        """Columns that hold what is predicted: never features."""
+        roles = (self.target, self.time, self.event, self.treatment, self.outcome)
+        return [c for c in roles if c]
+
+    def role_columns(self) -> dict[str, list[str]]:
+        """Every column the study names, by role (for checking that they exist)."""
+        named: dict[str, list[str]] = {r: [getattr(self, r)] for r in _SCALAR_ROLES
+                                       if getattr(self, r)}
+        named.update({r: list(getattr(self, r)) for r in _LIST_ROLES if getattr(self, r)})
+        if self.columns:
+            named["columns"] = list(self.columns)
+        return named
+
+    def feature_columns(self, available: list[str]) -> list[str]:
+        """The columns a model may learn from, in table order."""
+        excluded = set(self.outcome_columns()) | set(self.identifiers) | set(self.drop)
+        if self.id:
+            excluded.add(self.id)
+        if not self.use_sensitive:
+            excluded |= set(self.sensitive)
+        return [c for c in available if c not in excluded]
+
+    def with_overrides(self, **overrides: Any) -> Study:
+        """A copy where every non-empty override replaces (scalars) or extends (lists) a role."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in overrides.items():
+            if value is None or value == [] or key not in values:
+                continue
+            if key in _LIST_ROLES:
+                values[key] = list(dict.fromkeys([*values[key], *value]))
+            else:
+                values[key] = value
+        return Study(**values)
+
+    # ---- TOML ------------------------------------------------------------------------------
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Study:
+        """Read a study file (see :meth:`to_toml` for the format)."""
+        path = Path(path)
+        if not path.is_file():
+            raise StudyError(f"study file '{path}' does not exist: create one with permed init")
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise StudyError(f"study file '{path}' is not valid TOML: {exc}") from None
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "study") -> Study:
+        """Build a study from the parsed TOML structure."""
+        unknown = set(raw) - {"study", "roles", "columns"}
+        if unknown:
+            raise StudyError(
+                f"{source}: unknown section(s) {sorted(unknown)}; expected [study], [roles], "
+                "[columns.NAME]"
+            )
+        roles = dict(raw.get("roles", {}))
+        allowed = set(_SCALAR_ROLES) | set(_LIST_ROLES) | {"use_sensitive"}
+        bad = sorted(set(roles) - allowed)
+        if bad:
+            raise StudyError(f"{source}: unknown role(s) {bad}; expected {sorted(allowed)}")
+        for role in _LIST_ROLES:
+            if isinstance(roles.get(role), str):
+                roles[role] = [roles[role]]
+        columns = {}
+        for name, spec in raw.get("columns", {}).items():
+            extra = sorted(set(spec) - {"kind", "unit", "valid_range"})
+            if extra:
+                raise StudyError(
+                    f"{source}: [columns.{name}] has unknown key(s) {extra}; expected kind, "
+                    "unit, valid_range"
+                )
+            columns[name] = ColumnSpec(**spec)
+        return cls(task=raw.get("study", {}).get("task"), columns=columns, **roles)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The study as plain data (for manifests)."""
+        data = asdict(self)
+        data["columns"] = {k: {kk: vv for kk, vv in asdict(v).items() if vv is not None}
+                           for k, v in self.columns.items()}
+        return data
+
+    def to_toml(self) -> str:
+        """The study as TOML text."""
+        lines = ["# permed study: what each column is. See docs/study.md.", "[study]"]
+        lines.append(f"task = {_toml(self.task)}" if self.task else '# task = "diagnose"')
+        lines += ["", "[roles]"]
+        for role in (*_SCALAR_ROLES, *_LIST_ROLES):
+            value = getattr(self, role)
+            lines.append(f"{role} = {_toml(value)}" if value else f"# {role} = ")
+        for name, spec in self.columns.items():
+            lines += ["", f"[columns.{_toml_key(name)}]"]
+            for key, value in asdict(spec).items():
+                if value is not None:
+                    lines.append(f"{key} = {_toml(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def _toml_key(name: str) -> str:
+    bare = name.replace("_", "").replace("-", "").isalnum()
+    return name if bare else _toml(name)

@@ -1,0 +1,272 @@
+"""Data-quality checks of a table against a study, before any model sees it.
+
+Every finding names the column, what was expected, what was found and the fix. Errors stop
+``permed train``; warnings are printed and the run goes on.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from permed.exceptions import DataError
+from permed.study._columns import infer_kind, non_numeric_values, rows_text, to_numeric
+from permed.study._study import Study
+
+__all__ = ["Finding", "ValidationReport", "check_columns_exist", "validate"]
+
+MAX_CLASSES = 50
+IMBALANCE_RATIO = 0.1
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem with the data: ``level`` is ``"error"`` or ``"warning"``."""
+
+    level: str
+    message: str
+    column: str | None = None
+
+
+@dataclass
+class ValidationReport:
+    """All findings, and the kind (numeric/categorical) of each feature."""
+
+    findings: list[Finding] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+    def error(self, message: str, column: str | None = None) -> None:
+        self.findings.append(Finding("error", message, column))
+
+    def warn(self, message: str, column: str | None = None) -> None:
+        self.findings.append(Finding("warning", message, column))
+
+    def raise_errors(self) -> None:
+        """Raise one :class:`DataError` listing every error, if there is any."""
+        if self.errors:
+            messages = [f.message for f in self.errors]
+            head = messages[0] if len(messages) == 1 else (
+                f"{len(messages)} problems in the data:\n- " + "\n- ".join(messages))
+            raise DataError(head, messages)
+
+
+def suggest(name: str, columns: list[str]) -> str:
+    """A ``did you mean`` hint for a column name that is not in the table."""
+    lowered = {c.lower(): c for c in columns}
+    if name.lower() in lowered:
+        return f"did you mean '{lowered[name.lower()]}'? (names are case-sensitive)"
+    close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    shown = ", ".join(f"'{c}'" for c in columns[:12]) + (" ..." if len(columns) > 12 else "")
+    return f"the table's columns are {shown}"
+
+
+def check_columns_exist(frame: pd.DataFrame, study: Study) -> None:
+    """Raise a :class:`DataError` when the study names a column the table lacks."""
+    report = ValidationReport()
+    _check_roles(frame, study, report)
+    report.raise_errors()
+
+
+def _check_roles(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
+    columns = list(frame.columns)
+    for role, names in study.role_columns().items():
+        for name in names:
+            if name not in frame.columns:
+                flag = "--" + role if role not in ("columns",) else "the study's [columns]"
+                report.error(
+                    f"{role} column '{name}' (from {flag}) is not in the data: "
+                    f"{suggest(name, columns)}",
+                    name,
+                )
+
+
+def validate(frame: pd.DataFrame, study: Study, min_class_size: int = 2) -> ValidationReport:
+    """Check a table against a study for the study's task.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The patient table, as read.
+    study : Study
+        Roles, kinds and valid ranges.
+    min_class_size : int
+        Fewest patients a diagnosis class needs (the number of CV folds).
+
+    Returns
+    -------
+    ValidationReport
+        Errors, warnings and the feature kinds. Call ``raise_errors()`` to stop on errors.
+    """
+    report = ValidationReport()
+    _check_roles(frame, study, report)
+    if report.errors:
+        return report
+    if study.task == "diagnose":
+        _check_target(frame, study, report, min_class_size)
+    _check_ids(frame, study, report)
+    for column in study.feature_columns(list(frame.columns)):
+        kind = _check_feature(frame, column, study, report)
+        if kind:
+            report.kinds[column] = kind
+    _check_ranges(frame, study, report)
+    if study.task == "diagnose" and not report.errors:
+        _check_leakage(frame, study, report)
+    return report
+
+
+def _check_target(
+    frame: pd.DataFrame, study: Study, report: ValidationReport, min_class_size: int
+) -> None:
+    if not study.target:
+        report.error("the diagnose task needs a target column: add --target COL "
+                     "(or target = \"COL\" under [roles] in the study)")
+        return
+    target = frame[study.target]
+    missing = int(target.isna().sum())
+    if missing == len(target):
+        report.error(f"target column '{study.target}' is entirely missing: choose another --target",
+                     study.target)
+        return
+    if missing:
+        report.warn(f"target column '{study.target}' is missing for {missing} of {len(target)} "
+                    "patients: they are left out of training and evaluation", study.target)
+    counts = target.dropna().astype(str).value_counts()
+    if len(counts) < 2:
+        report.error(
+            f"target column '{study.target}' has one class only ('{counts.index[0]}' for all "
+            f"{int(counts.iloc[0])} patients): a diagnosis needs at least two classes; check the "
+            "column or the data extract", study.target)
+        return
+    if len(counts) > MAX_CLASSES:
+        report.error(
+            f"target column '{study.target}' has {len(counts)} distinct values (at most "
+            f"{MAX_CLASSES} classes are allowed for diagnose): it looks continuous; bin it into "
+            "classes, or use --task risk for a time to event", study.target)
+        return
+    rare = counts[counts < min_class_size]
+    if len(rare):
+        shown = ", ".join(f"'{k}' ({v})" for k, v in rare.items())
+        report.error(
+            f"target column '{study.target}' has classes with fewer than {min_class_size} "
+            f"patients: {shown}; stratified cross-validation needs at least {min_class_size} per "
+            "class: merge rare classes, drop those rows, or lower --cv", study.target)
+        return
+    ratio = counts.iloc[-1] / counts.iloc[0]
+    if ratio < IMBALANCE_RATIO:
+        minority = counts.index[-1]
+        report.warn(
+            f"severe class imbalance in '{study.target}': '{minority}' is "
+            f"{counts.iloc[-1] / counts.sum():.1%} of patients ({int(counts.iloc[-1])} of "
+            f"{int(counts.sum())}), ratio 1:{1 / ratio:.0f} to '{counts.index[0]}'; read AUPRC, "
+            "sensitivity and calibration rather than accuracy", study.target)
+
+
+def _check_ids(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
+    if not study.id:
+        return
+    ids = frame[study.id]
+    missing = int(ids.isna().sum())
+    if missing:
+        report.error(f"id column '{study.id}' is missing for {missing} patients in rows "
+                     f"{rows_text(np.flatnonzero(ids.isna()))}: every patient needs an id",
+                     study.id)
+    dupes = ids[ids.duplicated(keep=False) & ids.notna()]
+    if len(dupes):
+        examples = ", ".join(f"'{v}'" for v in dupes.astype(str).unique()[:3])
+        report.error(
+            f"id column '{study.id}' has {dupes.nunique()} duplicated ids ({examples}) in rows "
+            f"{rows_text(np.flatnonzero(ids.duplicated(keep=False) & ids.notna()))}: one row per "
+            "patient is expected; de-duplicate or aggregate the rows first", study.id)
+
+
+def _check_feature(
+    frame: pd.DataFrame, column: str, study: Study, report: ValidationReport
+) -> str | None:
+    series = frame[column]
+    if series.isna().all():
+        report.error(f"column '{column}' is entirely missing: drop it with --drop '{column}'",
+                     column)
+        return None
+    if series.dropna().nunique() == 1:
+        report.error(f"column '{column}' is constant (every value is "
+                     f"'{series.dropna().iloc[0]}'): it carries no information; drop it with "
+                     f"--drop '{column}'", column)
+        return None
+    spec = study.columns.get(column)
+    kind = infer_kind(series, spec.kind if spec else None)
+    if kind == "numeric":
+        bad = non_numeric_values(series)
+        if len(bad):
+            examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
+            report.error(
+                f"column '{column}' is numeric but has {len(bad)} non-numeric values ({examples}) "
+                f"in rows {rows_text(np.flatnonzero(series.index.isin(bad.index)))}: correct them, "
+                "leave them empty (or NA) to mark them missing, or declare the column "
+                "categorical in the study", column)
+    elif series.dropna().nunique() == series.notna().sum() and series.notna().sum() > 20:
+        report.error(
+            f"column '{column}' has a different text value for every patient (e.g. "
+            f"'{series.dropna().iloc[0]}'): it looks like an identifier or free text, not a "
+            f"feature; declare it with --id '{column}' or drop it with --drop '{column}'", column)
+    return kind
+
+
+def _check_ranges(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
+    for column, spec in study.columns.items():
+        if spec.valid_range is None or column not in frame.columns:
+            continue
+        values = to_numeric(frame[column])
+        low, high = spec.valid_range
+        for side, mask, extreme in (
+            ("below", values < low, values.min()),
+            ("above", values > high, values.max()),
+        ):
+            if mask.any():
+                bound = low if side == "below" else high
+                word = "min" if side == "below" else "max"
+                report.error(
+                    f"column '{column}' has {int(mask.sum())} values {side} {bound:g} ({word} "
+                    f"{extreme:g}) in rows {rows_text(np.flatnonzero(mask))}: check the unit or "
+                    "set valid_range in the study", column)
+
+
+def _check_leakage(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
+    target = frame[study.target]
+    known = target.notna()
+    labels = target[known].astype(str)
+    binary = labels.nunique() == 2
+    for column, kind in report.kinds.items():
+        values = frame.loc[known, column]
+        present = values.notna()
+        if present.sum() < 10 or labels[present].nunique() < 2:
+            continue
+        if _separates(values[present], labels[present], kind, binary):
+            report.warn(
+                f"column '{column}' predicts '{study.target}' perfectly on its own: likely "
+                "leakage (recorded after or because of the diagnosis?); if it is not known when "
+                f"the prediction is made, drop it with --drop '{column}'", column)
+
+
+def _separates(values: pd.Series, labels: pd.Series, kind: str, binary: bool) -> bool:
+    if kind == "numeric" and binary:
+        positive = labels == sorted(labels.unique())[1]
+        auc = roc_auc_score(positive, to_numeric(values))
+        return bool(auc in (0.0, 1.0))
+    if kind == "categorical" or values.nunique() <= 20:
+        per_level = pd.DataFrame({"v": values.astype(str), "y": labels}).groupby("v")["y"]
+        return bool(per_level.nunique().max() == 1 and values.nunique() < len(values) / 2)
+    return False

@@ -1,0 +1,125 @@
+"""Use a trained run: score new patients, or validate it on another cohort."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from permed.bundle import atomic_directory, load_bundle
+from permed.evaluate import classification_report
+from permed.exceptions import BundleError, DataError
+from permed.fairness import audit_classification
+from permed.ingest import read_table
+from permed.study import Study
+from permed.utils.jsonio import read_json, write_json
+from permed.workflow._diagnose import class_labels
+from permed.workflow._fitted import DiagnoseModel, probability_columns
+from permed.workflow._run import package_versions
+
+__all__ = ["evaluate_run", "predict_run", "write_table"]
+
+
+def write_table(frame: pd.DataFrame, out: str | Path | None) -> None:
+    """Write CSV (or Parquet by suffix) atomically; to standard output when ``out`` is None."""
+    if out is None:
+        frame.to_csv(sys.stdout, index=False)
+        return
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    try:
+        if out.suffix.lower() == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def predict_run(run_dir: str | Path, data: str | Path) -> pd.DataFrame:
+    """Score every row of a new table with a trained run; one output row per input row."""
+    model, _ = load_bundle(run_dir)
+    frame, _ = read_table(data)
+    return model.predict_frame(frame)
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
+                 n_boot: int = 1000, seed: int = 42) -> Path:
+    """External validation: score a cohort that carries the target, once, and write ``out``."""
+    from permed.report import write_report
+
+    run_dir = Path(run_dir)
+    model, schema = load_bundle(run_dir)
+    if not isinstance(model, DiagnoseModel):
+        raise BundleError(f"permed evaluate supports diagnose runs; '{run_dir}' is a "
+                          f"{schema.task} run")
+    development = read_json(run_dir / "metrics.json")
+    frame, info = read_table(data)
+    schema.check(frame, require=[schema.target])
+    y, frame = _encode_target(frame, schema.target, schema.classes)
+    proba = model.predict_proba(frame)
+    evaluation = classification_report(y, proba, schema.classes, threshold=model.threshold,
+                                       n_boot=n_boot, seed=seed)
+    sensitive = [c for c in schema.sensitive if c in frame.columns]
+    fairness = (audit_classification(y, proba, model.labels(proba),
+                                     frame[sensitive].reset_index(drop=True), schema.classes,
+                                     seed=seed)
+                if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
+    metrics: dict[str, Any] = {
+        "task": "diagnose",
+        "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
+                 "source": Path(info.path).name, "test_rows": len(y)},
+        "external": {"run": str(run_dir), "development_fingerprint":
+                     development.get("data", {}).get("fingerprint")},
+        **{k: development[k] for k in ("target", "selected_model", "selection", "cv",
+                                      "calibration", "threshold") if k in development},
+        "test": evaluation["test"],
+        "confusion_matrix": evaluation["confusion_matrix"],
+        "bootstrap": {"replicates": n_boot, "confidence": 0.95,
+                      "method": "stratified percentile", "seed": seed},
+        "fairness": fairness,
+        "timings": {},
+    }
+    if "per_class" in evaluation:
+        metrics["per_class"] = evaluation["per_class"]
+    predictions = pd.DataFrame({"row": np.arange(len(y)),
+                                "y_true": np.asarray(schema.classes, dtype=object)[y]})
+    for column, values in zip(probability_columns(schema.classes), proba.T, strict=True):
+        predictions[column] = values
+    predictions["predicted"] = np.asarray(schema.classes, dtype=object)[model.labels(proba)]
+    with atomic_directory(out) as staging:
+        write_json(staging / "metrics.json", metrics)
+        predictions.to_csv(staging / "predictions.csv", index=False)
+        write_json(staging / "manifest.json", {
+            "command": " ".join(["permed", *sys.argv[1:]]), "seed": seed,
+            "data": {"path": info.path, "fingerprint": info.fingerprint},
+            "development_run": str(run_dir), "packages": package_versions(),
+            "study": Study(task="diagnose", target=schema.target).to_dict(),
+            "config": {"n_boot": n_boot, "seed": seed}})
+        write_report(staging)
+    return Path(out)
+
+
+def _encode_target(frame: pd.DataFrame, target: str,
+                   classes: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    labels = class_labels(frame[target])
+    known = labels.notna()
+    unknown = sorted(set(labels[known]) - set(classes))
+    if unknown:
+        raise DataError(
+            f"target column '{target}' has values {unknown} the model never saw; its classes "
+            f"are {classes}: recode the target to the same labels")
+    if not known.any():
+        raise DataError(f"target column '{target}' is entirely missing: external validation "
+                        "needs the observed outcome")
+    index = {c: i for i, c in enumerate(classes)}
+    return labels[known].map(index).to_numpy(dtype=int), frame[known]

@@ -1,0 +1,79 @@
+"""Training settings: everything needed to reproduce a run, recorded in manifest.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from permed.exceptions import PermedError
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """How to train.
+
+    Parameters
+    ----------
+    models : list of str
+        Model families to compare (empty: the task's defaults).
+    cv : int
+        Folds of the stratified cross-validation on the development split.
+    test_size : float
+        Share of patients held out and evaluated once.
+    seed : int
+        Seed for splits, models, bootstrap.
+    budget : float
+        Seconds of Optuna tuning shared by the models (0: no tuning).
+    calibration : {"auto", "none", "sigmoid", "isotonic"}
+    threshold_rule : {"youden", "target_sensitivity"}
+    target_sensitivity : float, optional
+    positive_class : str, optional
+        The class counted as positive in binary metrics (default: the second in sorted order).
+    n_boot : int
+        Bootstrap replicates for confidence intervals.
+    clip : bool
+        Clip numeric features to their 0.5%-99.5% quantiles (learned in each fold).
+    device : str
+        Torch device for deep models ("auto", "cpu", "cuda").
+    cluster : str, optional
+        Dask scheduler address for the fan-out work.
+    """
+
+    models: list[str] = field(default_factory=list)
+    cv: int = 5
+    test_size: float = 0.2
+    seed: int = 42
+    budget: float = 0.0
+    calibration: str = "auto"
+    threshold_rule: str = "youden"
+    target_sensitivity: float | None = None
+    positive_class: str | None = None
+    n_boot: int = 1000
+    clip: bool = False
+    device: str = "auto"
+    cluster: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cv < 2:
+            raise PermedError(f"--cv must be at least 2 folds, got {self.cv}")
+        if not 0.05 <= self.test_size <= 0.5:
+            raise PermedError(
+                f"--test-size must be between 0.05 and 0.5 (a share of patients), got "
+                f"{self.test_size}")
+        if self.calibration not in ("auto", "none", "sigmoid", "isotonic"):
+            raise PermedError(f"--calibration '{self.calibration}' unknown; use auto, none, "
+                              "sigmoid or isotonic")
+        if self.target_sensitivity is not None:
+            if not 0.0 < self.target_sensitivity < 1.0:
+                raise PermedError("--target-sensitivity must be between 0 and 1, got "
+                                  f"{self.target_sensitivity}")
+            self.threshold_rule = "target_sensitivity"
+        if self.budget < 0:
+            raise PermedError(f"--budget must be 0 or more seconds, got {self.budget}")
+        if self.n_boot < 100:
+            raise PermedError(f"--bootstrap needs at least 100 replicates, got {self.n_boot}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

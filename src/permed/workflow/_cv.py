@@ -1,0 +1,127 @@
+"""Cross-validated comparison (and optional Optuna tuning) of candidate models.
+
+Preprocessing is part of each candidate's pipeline, so it is fitted inside every fold.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from permed.engine import Engine, Progress, as_items
+from permed.evaluate import cv_summary, point_metrics
+from permed.models.diagnose import DIAGNOSE_MODELS, make_model
+from permed.preprocess import make_preprocessor
+from permed.study import FittedSchema
+
+__all__ = ["CVResult", "FoldData", "build_pipeline", "cross_validate", "tune"]
+
+CLIP_QUANTILES = (0.005, 0.995)
+
+
+@dataclass
+class FoldData:
+    """Development data and folds shared by every candidate."""
+
+    features: pd.DataFrame
+    y: np.ndarray
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    schema: FittedSchema
+    clip: bool
+    seed: int
+    device: str
+
+
+@dataclass
+class CVResult:
+    """One model's out-of-fold predictions and per-fold metrics."""
+
+    name: str
+    params: dict[str, Any]
+    oof: np.ndarray
+    fold_metrics: list[dict[str, float]]
+    seconds: float
+    trials: int = 0
+    summary: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def build_pipeline(name: str, schema: FittedSchema, seed: int, device: str, clip: bool,
+                   params: dict[str, Any] | None = None) -> Pipeline:
+    """Preprocessing + one estimator, unfitted."""
+    preprocess = make_preprocessor(schema.numeric, schema.categorical,
+                                   CLIP_QUANTILES if clip else None)
+    return Pipeline([("preprocess", preprocess),
+                     ("model", make_model(name, seed, device, params))])
+
+
+def _fit_fold(task: tuple[FoldData, str, dict[str, Any], int]) -> tuple[int, np.ndarray, float]:
+    data, name, params, k = task
+    train, val = data.folds[k]
+    started = time.perf_counter()
+    pipeline = build_pipeline(name, data.schema, data.seed, data.device, data.clip, params)
+    pipeline.fit(data.features.iloc[train], data.y[train])
+    return k, pipeline.predict_proba(data.features.iloc[val]), time.perf_counter() - started
+
+
+def _collect(data: FoldData, name: str, params: dict[str, Any],
+             results: list[tuple[int, np.ndarray, float]]) -> CVResult:
+    n_classes = len(data.schema.classes)
+    oof = np.zeros((len(data.y), n_classes))
+    fold_metrics, seconds = [], 0.0
+    for k, proba, spent in sorted(results, key=lambda r: r[0]):
+        val = data.folds[k][1]
+        oof[val] = proba
+        fold_metrics.append(point_metrics(data.y[val], proba, threshold=0.5))
+        seconds += spent
+    result = CVResult(name, params, oof, fold_metrics, seconds)
+    result.summary = cv_summary(fold_metrics)
+    return result
+
+
+def cross_validate(data: FoldData, names: list[str], engine: Engine, progress: Progress,
+                   params: dict[str, dict[str, Any]] | None = None) -> dict[str, CVResult]:
+    """Fit every (model, fold) pair through the engine; return each model's CV result."""
+    params = params or {}
+    tasks = [(data, name, params.get(name, {}), k)
+             for name, k in as_items(names, range(len(data.folds)))]
+    outputs = engine.map(_fit_fold, tasks, label="cross-validation", progress=progress)
+    by_model: dict[str, list] = {name: [] for name in names}
+    for (_, name, _, _), output in zip(tasks, outputs, strict=True):
+        by_model[name].append(output)
+    return {name: _collect(data, name, params.get(name, {}), by_model[name]) for name in names}
+
+
+def tune(data: FoldData, names: list[str], budget: float, engine: Engine,
+         progress: Progress) -> dict[str, tuple[dict[str, Any], int]]:
+    """Optuna search per model within ``budget`` seconds in all; scored by mean CV AUROC.
+
+    Returns the best parameters and the number of trials for each model.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    share = budget / max(1, len(names))
+    best: dict[str, tuple[dict[str, Any], int]] = {}
+    with progress.step("tuning", total=len(names)) as advance:
+        for name in names:
+            space = DIAGNOSE_MODELS[name].space
+
+            def objective(trial, name=name, space=space) -> float:
+                params = space(trial)
+                tasks = [(data, name, params, k) for k in range(len(data.folds))]
+                outputs = engine.map(_fit_fold, tasks, label=f"trial {trial.number} {name}")
+                return float(np.nanmean(
+                    [m["auroc"] for m in _collect(data, name, params, outputs).fold_metrics]))
+
+            study = optuna.create_study(
+                direction="maximize", sampler=optuna.samplers.TPESampler(seed=data.seed))
+            study.optimize(objective, timeout=share, n_trials=None, catch=(ValueError,))
+            completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+            best[name] = (study.best_params if completed else {}, len(completed))
+            advance()
+    return best

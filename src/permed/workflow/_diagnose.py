@@ -1,0 +1,181 @@
+"""Train, select, calibrate and evaluate a diagnose model on one cohort.
+
+Protocol: a stratified held-out test split is set aside first and touched once, for the
+selected model only. Models are compared by stratified k-fold CV on the development split;
+calibration and the decision threshold are chosen on out-of-fold predictions; the final model is
+refitted on the whole development split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from permed.engine import Engine, Progress
+from permed.evaluate import (
+    classification_report,
+    expected_calibration_error,
+    threshold_for_sensitivity,
+    youden_threshold,
+)
+from permed.exceptions import PermedError
+from permed.fairness import audit_classification
+from permed.models.diagnose import default_models, make_model
+from permed.study import FittedSchema, Study, ValidationReport
+from permed.uncertainty import ProbabilityCalibrator, choose_calibration
+from permed.uncertainty._calibration import _multiclass_brier
+from permed.workflow._config import TrainConfig
+from permed.workflow._cv import CVResult, FoldData, build_pipeline, cross_validate, tune
+from permed.workflow._fitted import DiagnoseModel, probability_columns
+from permed.workflow._result import RunResult, Timings
+
+__all__ = ["class_labels", "train_diagnose"]
+
+
+def class_labels(target: pd.Series) -> pd.Series:
+    """Target values as text labels; whole numbers lose their ``.0`` (1.0 -> '1')."""
+    if pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target):
+        values = target.astype(float)
+        if np.all(np.mod(values.dropna(), 1) == 0):
+            return values.map(lambda v: str(int(v)) if pd.notna(v) else None)
+    return target.map(lambda v: str(v) if pd.notna(v) else None)
+
+
+def _classes(labels: pd.Series, positive: str | None) -> list[str]:
+    classes = sorted(labels.dropna().unique())
+    if positive is None:
+        return classes
+    if positive not in classes:
+        raise PermedError(f"--positive-class '{positive}' is not a value of the target; its "
+                          f"classes are {classes}")
+    return [c for c in classes if c != positive] + [positive]
+
+
+def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationReport,
+                   config: TrainConfig, engine: Engine, progress: Progress) -> RunResult:
+    """Run the whole diagnose protocol; return metrics, test predictions and the model."""
+    timings = Timings()
+    names = config.models or default_models()
+    for name in names:
+        make_model(name, config.seed, config.device)  # refuses unknown names up front
+    labels = class_labels(frame[study.target])
+    frame = frame[labels.notna()]
+    labels = labels[labels.notna()]
+    classes = _classes(labels, config.positive_class)
+    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=int)
+
+    dev_idx, test_idx = train_test_split(
+        np.arange(len(frame)), test_size=config.test_size, stratify=y,
+        random_state=config.seed)
+    dev, test = frame.iloc[dev_idx], frame.iloc[test_idx]
+    schema = FittedSchema.from_frame(dev, validation.kinds, study, classes)
+    splitter = StratifiedKFold(n_splits=config.cv, shuffle=True, random_state=config.seed)
+    features = schema.coerce(dev)
+    data = FoldData(features, y[dev_idx], list(splitter.split(features, y[dev_idx])), schema,
+                    config.clip, config.seed, config.device)
+
+    tuned: dict[str, tuple[dict[str, Any], int]] = {}
+    if config.budget > 0:
+        with timings("tuning"):
+            tuned = tune(data, names, config.budget, engine, progress)
+    with timings("cv"):
+        results = cross_validate(data, names, engine, progress,
+                                 {n: p for n, (p, _) in tuned.items()})
+    selected = max(names, key=lambda n: (np.nan_to_num(results[n].summary["auroc"]["mean"],
+                                                       nan=-1), -names.index(n)))
+    best = results[selected]
+
+    with timings("calibration"):
+        calibration = _calibrate(best, data, config)
+    with timings("final_fit"):
+        pipeline = build_pipeline(selected, schema, config.seed, config.device, config.clip,
+                                  best.params).fit(features, data.y)
+    model = DiagnoseModel(selected, schema, pipeline, calibration["calibrator"],
+                          calibration["threshold"])
+
+    with timings("test"):
+        raw_test = pipeline.predict_proba(schema.coerce(test))
+        proba = model.calibrator.transform(raw_test)
+        evaluation = classification_report(
+            y[test_idx], proba, classes, threshold=model.threshold, n_boot=config.n_boot,
+            seed=config.seed)
+    with timings("fairness"):
+        fairness = _fairness(study, test, y[test_idx], proba, model, config)
+
+    metrics = {
+        "task": "diagnose",
+        "target": {"column": study.target, "classes": classes,
+                   "positive_class": classes[1] if len(classes) == 2 else None,
+                   "counts": {c: int((y == i).sum()) for i, c in enumerate(classes)}},
+        "selected_model": selected,
+        "selection": {"metric": "auroc", "folds": config.cv,
+                      "rule": "highest mean CV AUROC (macro one-vs-rest for >2 classes)"},
+        "test": evaluation["test"],
+        "cv": {n: results[n].summary for n in names},
+        "cv_details": {n: {"params": results[n].params, "tuning_trials": tuned.get(n, ({}, 0))[1],
+                           "fit_seconds": round(results[n].seconds, 3)} for n in names},
+        "confusion_matrix": evaluation["confusion_matrix"],
+        "calibration": {
+            "method": calibration["method"], "chosen_by": calibration["chosen_by"],
+            "candidates": calibration["candidates"],
+            "test_uncalibrated": _calibration_figures(y[test_idx], raw_test)},
+        "threshold": {"value": model.threshold, "rule": config.threshold_rule
+                      if len(classes) == 2 else "most probable class",
+                      "target_sensitivity": config.target_sensitivity},
+        "bootstrap": {"replicates": config.n_boot, "confidence": 0.95,
+                      "method": "stratified percentile", "seed": config.seed},
+        "fairness": fairness,
+        "split": {"development_rows": len(dev), "test_rows": len(test)},
+        "timings": dict(timings),
+    }
+    if "per_class" in evaluation:
+        metrics["per_class"] = evaluation["per_class"]
+    predictions = _predictions(frame, test_idx, study, classes, y[test_idx], proba, model)
+    return RunResult("diagnose", metrics, predictions, model, schema)
+
+
+def _calibration_figures(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    return {"brier": round(_multiclass_brier(y, proba), 6),
+            "ece": round(float(expected_calibration_error(y, proba)), 6)}
+
+
+def _calibrate(best: CVResult, data: FoldData, config: TrainConfig) -> dict[str, Any]:
+    chosen, cross_fitted = choose_calibration(best.oof, data.y, folds=config.cv, seed=config.seed)
+    method = chosen if config.calibration == "auto" else config.calibration
+    calibrator = ProbabilityCalibrator(method).fit(best.oof, data.y)
+    calibrated_oof = cross_fitted[method]
+    threshold = None
+    if best.oof.shape[1] == 2:
+        p1 = calibrated_oof[:, 1]
+        threshold = (youden_threshold(data.y, p1) if config.target_sensitivity is None
+                     else threshold_for_sensitivity(data.y, p1, config.target_sensitivity))
+    return {
+        "calibrator": calibrator, "method": method, "threshold": threshold,
+        "chosen_by": ("cross-fitted Brier score on out-of-fold predictions"
+                      if config.calibration == "auto" else "set by --calibration"),
+        "candidates": {m: _calibration_figures(data.y, p) for m, p in cross_fitted.items()},
+    }
+
+
+def _fairness(study: Study, test: pd.DataFrame, y: np.ndarray, proba: np.ndarray,
+              model: DiagnoseModel, config: TrainConfig) -> dict[str, Any]:
+    if not study.sensitive:
+        return {"attributes": {}, "note": "no sensitive attribute declared (--sensitive COL)"}
+    return audit_classification(
+        y, proba, model.labels(proba), test[study.sensitive].reset_index(drop=True),
+        model.classes, n_boot=min(config.n_boot, 200), seed=config.seed)
+
+
+def _predictions(frame: pd.DataFrame, test_idx: np.ndarray, study: Study, classes: list[str],
+                 y: np.ndarray, proba: np.ndarray, model: DiagnoseModel) -> pd.DataFrame:
+    out = pd.DataFrame({"row": frame.index[test_idx].to_numpy()})
+    if study.id:
+        out[study.id] = frame[study.id].iloc[test_idx].to_numpy()
+    out["y_true"] = np.asarray(classes, dtype=object)[y]
+    for column, values in zip(probability_columns(classes), proba.T, strict=True):
+        out[column] = values
+    out["predicted"] = np.asarray(classes, dtype=object)[model.labels(proba)]
+    return out

@@ -1,0 +1,111 @@
+"""From a data file to a complete run directory."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from permed import __version__
+from permed.bundle import BUNDLE_DIR, atomic_directory, save_bundle
+from permed.engine import Progress, SilentProgress, get_engine
+from permed.exceptions import StudyError
+from permed.ingest import TableInfo, read_table
+from permed.study import Study, validate
+from permed.utils.jsonio import write_json
+from permed.workflow._config import TrainConfig
+from permed.workflow._diagnose import train_diagnose
+from permed.workflow._result import RunResult, Timings
+
+__all__ = ["package_versions", "train_run", "write_run"]
+
+_PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "lightgbm", "scikit-survival",
+             "econml", "shap", "fairlearn", "optuna", "torch", "onnxruntime")
+_TRAINERS = {"diagnose": train_diagnose}
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python, permed and the libraries a result depends on."""
+    versions = {"python": platform.python_version(), "permed": __version__}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Path,
+              progress: Progress | None = None, command: str | None = None) -> Path:
+    """Read, validate, train and write ``out`` as a complete run directory.
+
+    Nothing is written unless the whole run succeeds.
+
+    Raises
+    ------
+    PermedError
+        For any problem with the data, study or options (the message says the fix).
+    """
+    progress = progress or SilentProgress()
+    timings = Timings()
+    with timings("read"):
+        frame, info = read_table(data)
+    if study.task not in _TRAINERS:
+        raise StudyError(f"--task '{study.task}' is not available yet in this version; "
+                         f"available: {', '.join(_TRAINERS)}")
+    with timings("validate"):
+        validation = validate(frame, study, min_class_size=config.cv)
+    for finding in validation.warnings:
+        progress.note(f"warning: {finding.message}")
+    validation.raise_errors()
+    engine = get_engine(config.cluster)
+    result = _TRAINERS[study.task](frame, study, validation, config, engine, progress)
+    result.warnings = [f.message for f in validation.warnings]
+    result.metrics["timings"] = {**timings, **result.metrics["timings"]}
+    return write_run(result, info, study, config, out, command)
+
+
+def write_run(result: RunResult, info: TableInfo, study: Study, config: TrainConfig,
+              out: str | Path, command: str | None = None) -> Path:
+    """Write metrics, predictions, manifest, bundle and report atomically to ``out``."""
+    from permed.report import write_report
+
+    metrics = _with_data(result.metrics, info)
+    manifest = _manifest(info, study, config, metrics["timings"], result.warnings, command)
+    with atomic_directory(out) as staging:
+        result.predictions.to_csv(staging / "predictions.csv", index=False)
+        save_bundle(result.model, result.schema, staging / BUNDLE_DIR)
+        write_json(staging / "metrics.json", metrics)
+        write_json(staging / "manifest.json", manifest)
+        write_report(staging)
+    return Path(out)
+
+
+def _with_data(metrics: dict[str, Any], info: TableInfo) -> dict[str, Any]:
+    split = metrics.pop("split", {})
+    data = {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
+            "source": Path(info.path).name, **split}
+    ordered = {"task": metrics["task"], "data": data}
+    ordered.update({k: v for k, v in metrics.items() if k != "task"})
+    return ordered
+
+
+def _manifest(info: TableInfo, study: Study, config: TrainConfig, timings: dict[str, float],
+              warnings: list[str], command: str | None) -> dict[str, Any]:
+    return {
+        "permed_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command or " ".join(["permed", *sys.argv[1:]]),
+        "seed": config.seed,
+        "data": {"path": info.path, "fingerprint": info.fingerprint, "rows": info.rows,
+                 "columns": info.columns},
+        "config": {"task": study.task, **config.to_dict()},
+        "study": study.to_dict(),
+        "warnings": warnings,
+        "packages": package_versions(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "timings": timings,
+    }

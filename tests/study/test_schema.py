@@ -1,0 +1,52 @@
+"""The fitted schema refuses mismatched data at predict time with a readable diff."""
+
+from __future__ import annotations
+
+import pytest
+
+from permed.exceptions import SchemaMismatchError
+from permed.study import FittedSchema, Study, validate
+
+
+@pytest.fixture
+def schema(small_cohort):
+    study = Study(task="diagnose", target="disease", id="patient_id", sensitive=["sex"])
+    kinds = validate(small_cohort, study).kinds
+    return FittedSchema.from_frame(small_cohort, kinds, study, ["0", "1"])
+
+
+def test_missing_columns_are_all_named(schema, small_cohort):
+    with pytest.raises(SchemaMismatchError, match=(
+            r"^2 column\(s\) the model was trained on are missing: 'age', 'smoker': add them")):
+        schema.check(small_cohort.drop(columns=["age", "smoker"]))
+
+
+def test_text_in_a_numeric_column_is_refused(schema, small_cohort):
+    small_cohort["chol"] = small_cohort["chol"].astype(object)
+    small_cohort.loc[2, "chol"] = "high"
+    with pytest.raises(SchemaMismatchError, match=(
+            r"column 'chol' must be numeric \(as in training\) but has text 'high' in rows 3")):
+        schema.check(small_cohort)
+
+
+def test_both_problems_are_listed(schema, small_cohort):
+    small_cohort["chol"] = "high"
+    with pytest.raises(SchemaMismatchError, match="does not match the model's schema") as info:
+        schema.check(small_cohort.drop(columns=["age"]))
+    assert len(info.value.problems) == 2
+
+
+def test_extra_columns_are_returned_not_refused(schema, small_cohort):
+    small_cohort["note"] = "x"
+    assert schema.check(small_cohort) == ["note"]
+
+
+def test_out_of_range_names_the_features(schema, small_cohort):
+    new = small_cohort.head(3).copy()
+    new.loc[0, "age"] = 140
+    new.loc[1, "smoker"] = "vaping"
+    assert new.pipe(schema.out_of_range).tolist() == ["age", "smoker", ""]
+
+
+def test_schema_round_trips_through_json(schema):
+    assert FittedSchema.from_dict(schema.to_dict()) == schema

@@ -1,0 +1,147 @@
+"""Every bad-input case of the data contract, with its exact message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from permed.exceptions import DataError, StudyError
+from permed.study import ColumnSpec, Study, validate
+
+
+def _study(**roles) -> Study:
+    return Study(task="diagnose", target="disease", **{"id": "patient_id", **roles})
+
+
+def _errors(frame: pd.DataFrame, study: Study) -> list[str]:
+    return [f.message for f in validate(frame, study).errors]
+
+
+def _warnings(frame: pd.DataFrame, study: Study) -> list[str]:
+    return [f.message for f in validate(frame, study).warnings]
+
+
+def test_clean_cohort_has_no_findings(small_cohort):
+    report = validate(small_cohort, _study(id="patient_id", sensitive=["sex"]))
+    assert report.findings == []
+    assert report.kinds == {"age": "numeric", "chol": "numeric", "smoker": "categorical"}
+
+
+@pytest.mark.parametrize(
+    ("target", "hint"),
+    [("diseas", "did you mean 'disease'?"), ("Disease", "did you mean 'disease'? (names are "
+                                             "case-sensitive)")],
+)
+def test_misspelled_target_suggests_the_closest_name(small_cohort, target, hint):
+    (message,) = _errors(small_cohort, Study(task="diagnose", target=target, id="patient_id"))
+    assert message == f"target column '{target}' (from --target) is not in the data: {hint}"
+
+
+def test_missing_sensitive_column_is_named(small_cohort):
+    (message,) = _errors(small_cohort, _study(sensitive=["gender"]))
+    assert message.startswith("sensitive column 'gender' (from --sensitive) is not in the data")
+
+
+def test_one_class_target_is_refused(small_cohort):
+    small_cohort["disease"] = 1
+    (message,) = _errors(small_cohort, _study())
+    assert message == (
+        "target column 'disease' has one class only ('1' for all 200 patients): a diagnosis "
+        "needs at least two classes; check the column or the data extract")
+
+
+def test_more_than_fifty_classes_is_refused(small_cohort):
+    small_cohort["disease"] = np.arange(200) % 60
+    (message,) = _errors(small_cohort, _study())
+    assert message.startswith("target column 'disease' has 60 distinct values (at most 50 "
+                              "classes are allowed for diagnose): it looks continuous")
+
+
+def test_entirely_missing_column_is_refused(small_cohort):
+    small_cohort["chol"] = np.nan
+    assert _errors(small_cohort, _study()) == [
+        "column 'chol' is entirely missing: drop it with --drop 'chol'"]
+
+
+def test_constant_column_is_refused(small_cohort):
+    small_cohort["smoker"] = "never"
+    assert _errors(small_cohort, _study()) == [
+        "column 'smoker' is constant (every value is 'never'): it carries no information; "
+        "drop it with --drop 'smoker'"]
+
+
+def test_text_in_numeric_column_shows_examples_and_rows(small_cohort):
+    small_cohort["age"] = small_cohort["age"].astype(object)
+    small_cohort.loc[[4, 5, 6], "age"] = "twelve"
+    (message,) = _errors(small_cohort, _study())
+    assert message == (
+        "column 'age' is numeric but has 3 non-numeric values ('twelve') in rows 5, 6, 7: "
+        "correct them, leave them empty (or NA) to mark them missing, or declare the column "
+        "categorical in the study")
+
+
+def test_duplicate_ids_are_refused(small_cohort):
+    small_cohort.loc[10, "patient_id"] = "P0003"
+    (message,) = _errors(small_cohort, _study())
+    assert message == (
+        "id column 'patient_id' has 1 duplicated ids ('P0003') in rows 4, 11: one row per "
+        "patient is expected; de-duplicate or aggregate the rows first")
+
+
+def test_values_outside_declared_range_are_refused(small_cohort):
+    small_cohort.loc[[3, 16, 89], "age"] = [130, 212, 150]
+    study = _study(columns={"age": ColumnSpec(kind="numeric", valid_range=(0, 120))})
+    (message,) = _errors(small_cohort, study)
+    assert message == (
+        "column 'age' has 3 values above 120 (max 212) in rows 4, 17, 90: check the unit or "
+        "set valid_range in the study")
+
+
+def test_perfect_predictor_warns_of_leakage(small_cohort):
+    small_cohort["discharge_code"] = small_cohort["disease"] * 10 + 3
+    (message,) = _warnings(small_cohort, _study())
+    assert message == (
+        "column 'discharge_code' predicts 'disease' perfectly on its own: likely leakage "
+        "(recorded after or because of the diagnosis?); if it is not known when the prediction "
+        "is made, drop it with --drop 'discharge_code'")
+
+
+def test_severe_imbalance_warns_with_ratio(small_cohort):
+    small_cohort["disease"] = 0
+    small_cohort.loc[:7, "disease"] = 1
+    (message,) = _warnings(small_cohort, _study())
+    assert message.startswith("severe class imbalance in 'disease': '1' is 4.0% of patients "
+                              "(8 of 200), ratio 1:24 to '0'")
+
+
+def test_identifier_like_text_column_is_refused(small_cohort):
+    (message,) = _errors(small_cohort, _study(id=None))
+    assert message.startswith("column 'patient_id' has a different text value for every "
+                              "patient (e.g. 'P0000'): it looks like an identifier")
+
+
+def test_class_smaller_than_folds_is_refused(small_cohort):
+    small_cohort["disease"] = 0
+    small_cohort.loc[:2, "disease"] = 1
+    report = validate(small_cohort, _study(), min_class_size=5)
+    assert report.errors[0].message.startswith(
+        "target column 'disease' has classes with fewer than 5 patients: '1' (3)")
+
+
+def test_raise_errors_lists_every_problem(small_cohort):
+    small_cohort["chol"] = np.nan
+    small_cohort["smoker"] = "never"
+    with pytest.raises(DataError, match=r"^2 problems in the data:\n- column 'chol'") as info:
+        validate(small_cohort, _study()).raise_errors()
+    assert len(info.value.problems) == 2
+
+
+def test_study_rejects_unknown_task():
+    with pytest.raises(StudyError, match="task 'predict' is not known"):
+        Study(task="predict")
+
+
+def test_inverted_valid_range_is_refused():
+    with pytest.raises(StudyError, match=r"valid_range \[5.0, 1.0\] has its low end above"):
+        ColumnSpec(valid_range=(5, 1))
