@@ -64,9 +64,13 @@ def test_not_a_run_directory(tmp_path):
 
 def test_failed_write_leaves_nothing(tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(RuntimeError), atomic_directory(out) as staging:
-        (staging / "metrics.json").write_text("{}")
-        raise RuntimeError("training failed")
+    def fail() -> None:
+        with atomic_directory(out) as staging:
+            (staging / "metrics.json").write_text("{}")
+            raise RuntimeError("training failed")
+
+    with pytest.raises(RuntimeError, match="training failed"):
+        fail()
     assert list(tmp_path.iterdir()) == []
 
 

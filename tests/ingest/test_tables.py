@@ -15,8 +15,10 @@ def test_missing_markers_are_read_as_missing(tmp_path):
     frame, info = read_table(path)
     assert frame[["b", "c"]].isna().all().all()
     assert frame["a"].tolist() == [1, 2]
-    assert info.rows == 2 and info.columns == 4
-    assert info.fingerprint.startswith("sha256:") and len(info.fingerprint) == 71
+    assert info.rows == 2
+    assert info.columns == 4
+    assert info.fingerprint.startswith("sha256:")
+    assert len(info.fingerprint) == 71
 
 
 def test_tsv_and_parquet_read_the_same(tmp_path):

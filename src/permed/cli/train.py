@@ -60,7 +60,8 @@ def train(
 ) -> None:
     """Train and validate a model; write a run directory with metrics and a report.
 
-    Example: permed train heart.csv --task diagnose --target disease --sensitive sex --out runs/heart
+    Example:
+    permed train heart.csv --task diagnose --target disease --sensitive sex --out runs/heart
     """
     base = Study.from_toml(study_file) if study_file else Study()
     study = base.with_overrides(
@@ -86,7 +87,8 @@ def summarize_run(run_dir: Path) -> None:
     """Print the CV comparison, the test figures and where the report is."""
     metrics = read_json(run_dir / "metrics.json")
     cv = metrics.get("cv", {})
-    names = list(next(iter(cv.values()), {}))[:6]
+    shown = ("auroc", "auprc", "brier", "ece", "c_index", "ibs", "policy_value")
+    names = [n for n in next(iter(cv.values()), {}) if n in shown]
     comparison = table(f"Cross-validation ({metrics['task']})", ["model", *names])
     for model, figures in cv.items():
         mark = " *" if model == metrics.get("selected_model") else ""

@@ -435,9 +435,11 @@ def youden_threshold(y: ArrayLike, p1: ArrayLike) -> float:
     labels, p = _check_binary(y, p1)
     _require_both_classes(labels, "youden_threshold")
     fpr, tpr, thresholds = roc_curve(labels, p, drop_intermediate=False)
-    finite = np.isfinite(thresholds)
-    j = np.where(finite, tpr - fpr, -np.inf)
-    return float(thresholds[int(np.argmax(j))])
+    j = np.where(np.isfinite(thresholds), tpr - fpr, -np.inf)
+    # thresholds decrease along the curve: the first index within rounding of the best J is
+    # the highest of the tied thresholds
+    best = int(np.flatnonzero(j >= j.max() - 1e-12)[0])
+    return float(thresholds[best])
 
 
 def threshold_for_sensitivity(y: ArrayLike, p1: ArrayLike, target: float) -> float:

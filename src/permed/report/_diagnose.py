@@ -55,6 +55,10 @@ def _is_binary(run: RunFiles) -> bool:
     return len(run.classes) == 2
 
 
+def _is_multiclass(run: RunFiles) -> bool:
+    return len(run.classes) > 2
+
+
 def _align_labels(values: np.ndarray, classes: list[str]) -> np.ndarray | None:
     """Labels as the class strings of metrics.json ("1.0" in the CSV may mean class "1")."""
     if set(values) <= set(classes):
@@ -159,7 +163,7 @@ def _plot_blocks(run: RunFiles) -> list[Block]:
                             rows=[[label] + [fmt_num(n) for n in row]
                                   for label, row in zip(labels, matrix, strict=True)],
                             caption="Confusion matrix (patients)"))
-    if not _is_binary(run):
+    if _is_multiclass(run):
         blocks.append(Paragraph(
             f"No decision curve is drawn: with {len(run.classes)} classes there is no single "
             "threshold probability at which to weigh true against false positives, so net "
@@ -172,14 +176,15 @@ def performance_section(run: RunFiles) -> Section:
     external = run.external is not None
     where = "the external cohort" if external else "held-out patients"
     boot = run.metrics.get("bootstrap") or {}
-    intro = (f"Figures on the {fmt_num(run.test_rows)} patients of {where}, "
-             + ("who were not used to develop the model. " if external else
-                "who were used neither to train nor to choose the model; they were evaluated "
-                "once. ")
-             + f"95% confidence intervals from {fmt_num(boot.get('replicates'))} "
-               f"{boot.get('method') or 'bootstrap'} bootstrap replicates.")
+    who = (f"the {fmt_num(run.test_rows)} patients of the external cohort, who were not used "
+           "to develop the model" if external else
+           f"the {fmt_num(run.test_rows)} held-out patients, who were used neither to train nor "
+           "to choose the model; they were evaluated once")
+    method = f"{boot['method']} " if boot.get("method") else ""
+    intro = (f"Figures on {who}. 95% confidence intervals from "
+             f"{fmt_num(boot.get('replicates'))} {method}bootstrap replicates.")
     blocks: list[Block] = [Paragraph(intro), _metric_table(run)]
-    if not _is_binary(run):
+    if _is_multiclass(run):
         blocks.append(Paragraph(
             "With more than two classes, AUROC and AUPRC are macro-averaged one-vs-rest, "
             "sensitivity, specificity, predictive values and F1 are macro averages, the Brier "
@@ -251,7 +256,7 @@ def _rule_text(threshold: Mapping[str, object]) -> str:
 def threshold_section(run: RunFiles) -> Section:
     """The decision threshold, the rule that set it and what it gives on the test patients."""
     title = "Decision threshold"
-    if not _is_binary(run):
+    if _is_multiclass(run):
         return Section("threshold", title, [Paragraph(
             f"No threshold is used with {len(run.classes)} classes: each patient is given the "
             "class with the highest predicted probability.")])
@@ -294,7 +299,7 @@ def diagnose_summary(run: RunFiles) -> str:
     else:
         who = f"On {fmt_num(run.test_rows)} held-out patients the selected model ({model})"
     auroc = fmt_ci(run.test_entry("auroc"))
-    if _is_binary(run):
+    if not _is_multiclass(run):
         text = f"{who} reached AUROC {auroc}.{_binary_summary(run)}"
     else:
         text = (f"{who} reached a macro-averaged AUROC of {auroc} over {len(run.classes)} "

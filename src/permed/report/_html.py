@@ -165,6 +165,21 @@ def fmt_pct(x: object, digits: int = 1) -> str:
     return f"{100 * float(x):.{digits}f}%"  # type: ignore[arg-type]
 
 
+def fmt_general(x: object) -> str:
+    """A recorded number with up to 4 significant digits: 29 not 29.00, 0.0052 not 0.01."""
+    if not _is_number(x) or is_missing(x):
+        return fmt_num(x)
+    value = float(x)  # type: ignore[arg-type]
+    if value.is_integer() and abs(value) < 1e12:
+        return str(int(value))
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+
+
+def plural(n: int, word: str) -> str:
+    """``plural(1, "flag")`` -> ``1 flag``; ``plural(2, "flag")`` -> ``2 flags``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def metric_digits(name: str) -> int:
     """Decimals for a metric: 3 for small error scores (Brier, ECE), else 2."""
     return 3 if name in _FINE_METRICS else 2
@@ -366,7 +381,8 @@ class RunFiles:
 
 def _read_metrics(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise BundleError(f"'{path}' not found: this is not a complete run directory; {_TRAIN_HINT}")
+        raise BundleError(f"'{path}' not found: this is not a complete run directory; "
+                          f"{_TRAIN_HINT}")
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -502,8 +518,7 @@ def _feature_range(feature: Mapping[str, Any], shown: int = 8) -> str:
     low, high = feature.get("min"), feature.get("max")
     if is_missing(low) and is_missing(high):
         return DASH
-    return f"{fmt_num(low, 3 if _is_number(low) and abs(low) < 1 else 2)} to " \
-           f"{fmt_num(high, 3 if _is_number(high) and abs(high) < 1 else 2)}"
+    return f"{fmt_general(low)} to {fmt_general(high)}"
 
 
 def _feature_table(run: RunFiles) -> Block:
@@ -519,7 +534,8 @@ def _feature_table(run: RunFiles) -> Block:
         rows.append([name, str(feature.get("kind", DASH)), _feature_range(feature),
                      fmt_pct(feature.get("missing_share"))])
     return Table(header=["Predictor", "Type", "Range or categories in training", "Missing"],
-                 rows=rows, caption=f"{len(rows)} predictors the model uses (from model/schema.json)")
+                 rows=rows,
+                 caption=f"{len(rows)} predictors the model uses (from model/schema.json)")
 
 
 def _data_paragraph(run: RunFiles) -> str:
@@ -545,9 +561,11 @@ def data_section(run: RunFiles) -> Section:
     roles = [("Patient identifier column", run.schema.get("id")),
              ("Sensitive attributes (audited for fairness)",
               ", ".join(run.schema.get("sensitive") or []) or None),
-             ("Data fingerprint", run.metrics.get("data", {}).get("fingerprint"))]
+             ("Data fingerprint", dig(run.metrics, "data", "fingerprint"))]
     blocks.append(key_value_table(roles))
-    return Section("data", "Data: the patients the model learned from", blocks)
+    title = ("Data: the patients of the external cohort" if run.external is not None
+             else "Data: the patients the model learned from")
+    return Section("data", title, blocks)
 
 
 def model_comparison_section(run: RunFiles) -> Section:
@@ -639,7 +657,9 @@ def _all_flags(fairness: Mapping[str, Any]) -> list[str]:
     flags = []
     for part in ("attributes", "intersections"):
         for name, audit in (fairness.get(part) or {}).items():
-            flags += [f"{name}: {flag}" for flag in dig(audit, "flags", default=[])]
+            # the audit's flags usually name their column already; prefix only when not
+            flags += [str(flag) if str(name) in str(flag) else f"{name}: {flag}"
+                      for flag in dig(audit, "flags", default=[])]
     return flags
 
 
@@ -658,8 +678,8 @@ def fairness_sentence(run: RunFiles) -> str:
     flags = fairness_flags(run)
     names = ", ".join(str(a) for a in attributes)
     if flags:
-        return (f"The fairness audit by {names} raised {len(flags)} flag(s): see 'Fairness "
-                "across patient groups'.")
+        return (f"The fairness audit by {names} raised {plural(len(flags), 'flag')}: see "
+                "'Fairness across patient groups'.")
     return f"The fairness audit by {names} raised no flag."
 
 
@@ -681,7 +701,7 @@ def fairness_section(run: RunFiles) -> Section:
         f"fewer than {fmt_num(fairness.get('min_group_size'))} patients are marked too small; "
         f"a gap larger than {fmt_num(fairness.get('max_gap'))} between groups raises a flag.")]
     if flags:
-        blocks.append(Note(f"{len(flags)} fairness flag(s) raised:", tone="warning",
+        blocks.append(Note(f"{plural(len(flags), 'fairness flag')} raised:", tone="warning",
                            title="Fairness flags", items=flags))
     else:
         blocks.append(Note("No fairness flag was raised.", tone="ok"))

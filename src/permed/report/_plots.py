@@ -33,8 +33,12 @@ _DPI = 100
 _GREY = "#888888"
 
 
-def _new_figure(size: tuple[float, float] = _SIZE) -> Figure:
-    fig = Figure(figsize=size, dpi=_DPI, layout="constrained")
+def _new_figure(size: tuple[float, float] = _SIZE, fixed: bool = True) -> Figure:
+    # fixed margins suit the curve plots (known labels) and halve the drawing time;
+    # the confusion matrix has labels of any length and needs the layout engine
+    fig = Figure(figsize=size, dpi=_DPI, layout=None if fixed else "constrained")
+    if fixed:
+        fig.subplots_adjust(left=0.15, right=0.97, bottom=0.12, top=0.92, hspace=0.08)
     FigureCanvasAgg(fig)
     return fig
 
@@ -146,6 +150,7 @@ def calibration_plot(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[st
     """
     curves = list(_one_vs_rest(y_true, proba, classes, positive))
     fig = _new_figure((_SIZE[0], _SIZE[1] + 0.9))
+    fig.subplots_adjust(bottom=0.1, top=0.94)
     top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     top.plot([0, 1], [0, 1], ls="--", color=_GREY, lw=1, label="perfect calibration")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -241,7 +246,7 @@ def confusion_plot(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> st
     """
     counts = np.asarray(matrix, dtype=float)
     k = len(labels)
-    fig = _new_figure((max(3.6, 1.1 * k + 1.8), max(3.2, 1.0 * k + 1.5)))
+    fig = _new_figure((max(3.6, 1.1 * k + 1.8), max(3.2, 1.0 * k + 1.5)), fixed=False)
     ax = fig.add_subplot()
     ax.imshow(counts, cmap="Blues", vmin=0)
     high = counts.max() / 2 if counts.size else 0

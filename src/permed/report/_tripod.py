@@ -21,17 +21,20 @@ from permed.report._html import (
     dig,
     fairness_flags,
     fmt_ci,
+    fmt_general,
     fmt_num,
     fmt_pct,
     metric_digits,
     metric_label,
     ordered_metrics,
+    plural,
     todo,
 )
 
 MISSING_HANDLING = ("median/mode imputation with missing indicators, fitted inside each CV "
                     "fold")
 _NOT_RECORDED = "Not recorded by the software."
+_RULES = {"youden": "Youden's index", "target_sensitivity": "target sensitivity"}
 
 
 @dataclass(frozen=True)
@@ -176,13 +179,13 @@ def _analysis(run: RunFiles) -> TripodItem:
     parts = [
         f"Models compared: {models}, by {fmt_num(selection.get('folds') or config.get('cv'))}-fold"
         f" cross-validation on the development data; selection: {selection.get('rule') or DASH}.",
-        f"Hyper-parameter tuning budget: {fmt_num(config.get('budget'))} s (0 = default "
+        f"Hyper-parameter tuning budget: {fmt_general(config.get('budget'))} s (0 = default "
         "settings).",
         f"Calibration: {calibration.get('method') or DASH}, chosen by "
         f"{calibration.get('chosen_by') or DASH}.",
-        f"Threshold rule: {threshold.get('rule') or 'not used'}.",
-        f"95% CIs: {fmt_num(boot.get('replicates'))} {boot.get('method') or ''} bootstrap "
-        "replicates.",
+        f"Threshold rule: {_RULES.get(threshold.get('rule'), threshold.get('rule') or 'none')}.",
+        f"95% CIs: {fmt_num(boot.get('replicates'))} {boot.get('method') or ''}".rstrip()
+        + " bootstrap replicates.",
     ]
     if run.external is not None:
         parts.insert(0, f"Model developed in {run.external.get('run') or 'another run'} and "
@@ -233,7 +236,7 @@ def _fairness(run: RunFiles) -> TripodItem:
                           "with `--sensitive COL` to audit them, or say why none was audited.")
     flags = fairness_flags(run)
     return TripodItem("Fairness", f"Audited by {', '.join(map(str, attributes))}: "
-                      f"{len(flags)} flag(s) raised. Details in 'Fairness across patient "
+                      f"{plural(len(flags), 'flag')} raised. Details in 'Fairness across patient "
                       "groups'.",
                       "how any flagged disparity affects use of the model." if flags else None)
 
@@ -248,7 +251,7 @@ def _limitations(run: RunFiles) -> TripodItem:
         known.append(f"Only {run.test_rows} test patients: confidence intervals are wide.")
     flags = fairness_flags(run)
     if flags:
-        known.append(f"{len(flags)} fairness flag(s) raised.")
+        known.append(f"{plural(len(flags), 'fairness flag')} raised.")
     return TripodItem("Limitations", " ".join(known) or _NOT_RECORDED,
                       "clinical and data limitations (selection bias, measurement error, "
                       "changes in practice over time, generalisability).")

@@ -6,10 +6,11 @@ Everything downstream reads roles from it; nothing guesses a column by position.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from permed.exceptions import StudyError
 

@@ -1,4 +1,4 @@
-"""The fitted diagnose model as saved in a bundle: schema check, pipeline, calibration, threshold."""
+"""The fitted diagnose model in a bundle: schema check, pipeline, calibration, threshold."""
 
 from __future__ import annotations
 

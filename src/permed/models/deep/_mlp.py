@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from permed.exceptions import PermedError
@@ -27,6 +28,10 @@ __all__ = ["MLPClassifier"]
 _MIN_VALIDATION_ROWS = 10
 # Rows per forward pass at prediction time: bounds memory on large tables.
 _PREDICT_CHUNK_ROWS = 8192
+# Below this many values in a batch's widest activation, a CPU training step is dominated by
+# per-operation overhead, and extra OpenMP threads only add synchronisation (several times
+# slower on a busy machine); such networks train on one thread.
+_SINGLE_THREAD_MAX_BATCH_VALUES = 2**16
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -40,9 +45,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    hidden_layer_sizes : sequence of int, default=(64, 32, 16)
-        Width of each hidden layer, input side first. An empty sequence gives a multinomial
-        logistic regression.
+    hidden_layer_sizes : sequence of int or int, default=(64, 32, 16)
+        Width of each hidden layer, input side first; an int means one hidden layer. An empty
+        sequence gives a multinomial logistic regression.
     learning_rate : float, default=1e-3
         Adam step size.
     batch_size : int, default=32
@@ -103,7 +108,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes: Sequence[int] = (64, 32, 16),
+        hidden_layer_sizes: Sequence[int] | int = (64, 32, 16),
         learning_rate: float = 1e-3,
         batch_size: int = 32,
         max_epochs: int = 10,
@@ -155,9 +160,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
+            only = self.classes_.tolist()[0]  # a Python value: repr without numpy's wrapper
             raise PermedError(
-                f"y has 1 class ({self.classes_[0]!r}): MLPClassifier needs at least 2 classes "
-                "to learn from; check the outcome column"
+                f"y has 1 class ({only!r}): MLPClassifier needs at least 2 classes to learn "
+                "from; check the outcome column"
             )
         self.scaler_ = StandardScaler().fit(X) if self.standardize else None
         if self.scaler_ is not None:
@@ -167,13 +173,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
         network = _build_network(X.shape[1], hidden, len(self.classes_), generator)
         train_rows, validation_rows = self._split_rows(y_encoded, rng)
-        history = _train(
-            network.to(device),
-            _to_tensors(X, y_encoded, train_rows, device),
-            _to_tensors(X, y_encoded, validation_rows, device),
-            self,
-            rng,
-        )
+        with _cpu_thread_limit(device, self.batch_size * max((X.shape[1], *hidden))):
+            history = _train(
+                network.to(device),
+                _to_tensors(X, y_encoded, train_rows, device),
+                _to_tensors(X, y_encoded, validation_rows, device),
+                self,
+                rng,
+            )
         self.network_ = network.to(device="cpu", dtype=torch.float64).eval()
         self.n_epochs_ = len(history.train_losses)
         self.loss_curve_ = history.train_losses
@@ -206,8 +213,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         chunks = []
         with torch.inference_mode():
             for start in range(0, X.shape[0], _PREDICT_CHUNK_ROWS):
-                logits = self.network_(torch.from_numpy(X[start : start + _PREDICT_CHUNK_ROWS]))
-                chunks.append(torch.softmax(logits, dim=1).numpy())
+                # a copy: X may be a read-only memmap, which torch will not wrap
+                chunk = torch.tensor(X[start : start + _PREDICT_CHUNK_ROWS], dtype=torch.float64)
+                chunks.append(torch.softmax(self.network_(chunk), dim=1).numpy())
         return np.concatenate(chunks, axis=0)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -230,12 +238,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """
         probabilities = self.predict_proba(X)  # checks fitted before classes_ is read
         return self.classes_[np.argmax(probabilities, axis=1)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
-        return tags
 
     def _check_params(self) -> tuple[int, ...]:
         """Refuse out-of-range parameters; return the hidden layer widths as a tuple."""
@@ -323,6 +325,17 @@ def _build_network(
     return nn.Sequential(*layers[:-1])
 
 
+def _cpu_thread_limit(device: torch.device, batch_values: int) -> threadpool_limits:
+    """One OpenMP thread for small networks on the CPU, no limit otherwise.
+
+    ``threadpool_limits`` restores the previous limit on exit, and OpenMP applies it to the
+    calling thread only, so callers and other threads keep their own torch thread count
+    (``torch.set_num_threads`` would change it for the whole process).
+    """
+    small = device.type == "cpu" and batch_values <= _SINGLE_THREAD_MAX_BATCH_VALUES
+    return threadpool_limits(limits=1 if small else None, user_api="openmp")
+
+
 def _to_tensors(
     X: np.ndarray, y: np.ndarray, rows: np.ndarray, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -343,8 +356,10 @@ def _train(
     On return ``network`` holds the weights of the best validation epoch, or of the last
     epoch when there is no validation set.
     """
+    # The fused kernel does the whole update in one call: several times fewer operations per
+    # step, which is most of a small network's training time.
     optimizer = torch.optim.Adam(
-        network.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+        network.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay, fused=True
     )
     loss_function = nn.CrossEntropyLoss()
     history = _History()

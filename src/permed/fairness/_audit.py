@@ -1,0 +1,499 @@
+"""Group audit of a classifier: per-group metrics, disparities and flags.
+
+Per-group point values come from fairlearn's :class:`~fairlearn.metrics.MetricFrame`, the
+equalized-odds and demographic-parity differences from :mod:`fairlearn.metrics`. Their
+confidence intervals come from a percentile bootstrap over patients
+(:func:`permed.evaluate.bootstrap_dict`), resampled within each group x class so every
+replicate keeps the group sizes. MetricFrame costs tens of milliseconds per call, far too much
+to run on every replicate, so the replicates recompute the same figures with the same metric
+functions in NumPy; ``tests/fairness/test_audit.py`` checks that both paths agree.
+
+Undefined values are ``None`` throughout the result (not nan), so it is valid JSON as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import (
+    MetricFrame,
+    demographic_parity_difference,
+    equalized_odds_difference,
+)
+from numpy.typing import ArrayLike, NDArray
+
+from permed.evaluate._bootstrap import bootstrap_dict
+from permed.evaluate.classification import (
+    _auroc,
+    _check_labels,
+    _check_y_proba,
+    _counts,
+    _ece,
+    _macro,
+    _per_class,
+    _ratio,
+)
+from permed.exceptions import PermedError
+
+__all__ = ["GROUP_METRICS", "audit_classification"]
+
+GROUP_METRICS = ("auroc", "sensitivity", "specificity", "ppv", "ece", "selection_rate")
+DISPARITIES = (
+    "equalized_odds_difference",
+    "demographic_parity_difference",
+    "auroc_gap",
+    "calibration_gap",
+)
+# Numeric sensitive columns with more distinct values than this are binned into quartiles.
+MAX_LEVELS = 5
+CONFIDENCE = 0.95
+MISSING = "missing"
+
+# --------------------------------------------------------------------------- group metrics
+# Each takes (y, proba, predicted) for the rows of one group and returns {metric: float}, nan
+# when undefined. The same function feeds MetricFrame and the bootstrap replicates.
+
+GroupMetrics = Callable[[NDArray[Any], NDArray[Any], NDArray[Any]], dict[str, float]]
+
+
+def _binary_group(y: NDArray[Any], proba: NDArray[Any], pred: NDArray[Any]) -> dict[str, float]:
+    pos = y == 1
+    tp, fp, fn, tn = _counts(pos, pred == 1)
+    return {
+        "auroc": _auroc(pos, proba[:, 1]),
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "ppv": _ratio(tp, tp + fp),
+        "ece": _ece(pos.astype(np.float64), proba[:, 1], 10),
+        "selection_rate": _ratio(tp + fp, len(y)),
+    }
+
+
+def _multiclass_group(
+    y: NDArray[Any], proba: NDArray[Any], pred: NDArray[Any]
+) -> dict[str, float]:
+    per_class = _per_class(y, proba, pred)
+    right = (proba.argmax(axis=1) == y).astype(np.float64)
+    out = {m: _macro(per_class[m]) for m in ("auroc", "sensitivity", "specificity", "ppv")}
+    out["ece"] = _ece(right, proba.max(axis=1), 10)
+    out["selection_rate"] = math.nan
+    return out
+
+
+# --------------------------------------------------------------------------- the audit
+
+
+@dataclass(frozen=True)
+class _Data:
+    y: NDArray[np.int64]
+    proba: NDArray[np.float64]
+    pred: NDArray[np.int64]
+    group_metrics: GroupMetrics
+    min_group_size: int
+    max_gap: float
+    n_boot: int
+    seed: int
+
+    @property
+    def binary(self) -> bool:
+        return self.proba.shape[1] == 2
+
+
+def audit_classification(
+    y: ArrayLike,
+    proba: ArrayLike,
+    predicted: ArrayLike,
+    sensitive: pd.DataFrame,
+    classes: Sequence[str],
+    min_group_size: int = 20,
+    max_gap: float = 0.1,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Audit a classifier's performance and calibration across patient groups.
+
+    For every sensitive column (and every pair of columns, crossed) the audit gives each
+    group's size, prevalence and ``auroc sensitivity specificity ppv ece selection_rate``
+    with 95% bootstrap confidence intervals, and the disparities between groups:
+    fairlearn's ``equalized_odds_difference`` and ``demographic_parity_difference`` on the
+    predicted labels, ``auroc_gap`` and ``calibration_gap`` (largest minus smallest group
+    AUROC and ECE). A disparity above ``max_gap`` is flagged.
+
+    Numeric columns with more than 5 distinct values are binned into quartile groups
+    (labelled like ``"age [29, 48)"``, the last bin closed); missing values form a group
+    ``"missing"`` (``"age missing"`` in a binned column). Groups smaller than
+    ``min_group_size`` are reported, with their metrics and ``too_small: True``, but left out
+    of the disparities (their gaps are mostly noise). With more than two
+    classes the disparities are skipped (``"disparities": {}``), ``auroc``, ``sensitivity``,
+    ``specificity`` and ``ppv`` are macro one-vs-rest, ``ece`` is top-label, and
+    ``prevalence`` and ``selection_rate`` are undefined.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        True class indices ``0..K-1``.
+    proba : array-like of shape (n, K) or (n,)
+        Predicted class probabilities (a 1-D array is the positive-class probability).
+    predicted : array-like of shape (n,)
+        Predicted class indices (for a binary model, the thresholded labels).
+    sensitive : pandas.DataFrame
+        One column per sensitive attribute, ``n`` rows in the order of ``y`` (the index is
+        ignored).
+    classes : sequence of str
+        Class names, in the order of the columns of ``proba``.
+    min_group_size : int, default=20
+        Groups with fewer patients are marked ``too_small`` and left out of the disparities.
+    max_gap : float, default=0.1
+        Disparities above this value are flagged.
+    n_boot : int, default=200
+        Bootstrap replicates for the confidence intervals.
+    seed : int, default=0
+        Seed of the resampling.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``{"attributes": {column: audit}, "intersections": {"a & b": audit}
+        (only with two or more columns), "min_group_size", "max_gap", "note"}`` where an
+        audit is ``{"groups": {level: {"n", "prevalence", <metric>: {"value", "ci_low",
+        "ci_high"}, ..., "too_small"}}, "disparities": {name: {"value", "ci_low",
+        "ci_high"}}, "flags": [str]}``. Undefined values are ``None``.
+
+    Raises
+    ------
+    PermedError
+        If the inputs are malformed or do not have the same rows.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 200)
+    >>> p = np.clip(0.6 * y + 0.4 * rng.random(200), 0, 1)
+    >>> sex = pd.DataFrame({"sex": rng.choice(["F", "M"], 200)})
+    >>> audit = audit_classification(y, p, (p >= 0.5).astype(int), sex, ["no", "yes"],
+    ...                              n_boot=50)
+    >>> sorted(audit["attributes"]["sex"]["groups"]), audit["attributes"]["sex"]["flags"]
+    (['F', 'M'], [])
+    """
+    labels, probs, pred = _check_inputs(
+        y, proba, predicted, sensitive, classes, min_group_size, max_gap, n_boot
+    )
+    data = _Data(
+        y=labels,
+        proba=probs,
+        pred=pred,
+        group_metrics=_binary_group if probs.shape[1] == 2 else _multiclass_group,
+        min_group_size=int(min_group_size),
+        max_gap=float(max_gap),
+        n_boot=int(n_boot),
+        seed=seed,
+    )
+    columns = [str(c) for c in sensitive.columns]
+    groupings: dict[str, tuple[NDArray[Any], list[str]]] = {}
+    binned: list[str] = []
+    for column in sensitive.columns:
+        group_of_row, levels, was_binned = _group_labels(sensitive[column], str(column))
+        groupings[str(column)] = (group_of_row, levels)
+        if was_binned:
+            binned.append(str(column))
+    result: dict[str, Any] = {
+        "attributes": {name: _audit(name, *groupings[name], data) for name in columns}
+    }
+    if len(columns) >= 2:
+        result["intersections"] = {
+            f"{a} & {b}": _audit(f"{a} & {b}", *_cross(groupings[a], groupings[b]), data)
+            for a, b in combinations(columns, 2)
+        }
+    result["min_group_size"] = data.min_group_size
+    result["max_gap"] = data.max_gap
+    result["note"] = _note(data, sensitive, binned, len(columns))
+    return result
+
+
+def _check_inputs(
+    y: ArrayLike,
+    proba: ArrayLike,
+    predicted: ArrayLike,
+    sensitive: pd.DataFrame,
+    classes: Sequence[str],
+    min_group_size: int,
+    max_gap: float,
+    n_boot: int,
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+    labels, probs = _check_y_proba(y, proba)
+    n, k = probs.shape
+    pred = _check_labels(predicted, "predicted")
+    if len(pred) != n or pred.min() < 0 or pred.max() >= k:
+        raise PermedError(
+            f"predicted must hold {n} class indices in 0..{k - 1} like y, got {len(pred)} "
+            f"values in {pred.min()}..{pred.max()}"
+        )
+    if not isinstance(sensitive, pd.DataFrame) or sensitive.shape[1] == 0:
+        raise PermedError(
+            "sensitive must be a pandas DataFrame with one column per sensitive attribute"
+        )
+    duplicated = sorted({str(c) for c in sensitive.columns[sensitive.columns.duplicated()]})
+    if duplicated:
+        raise PermedError(f"sensitive has duplicated columns {duplicated}: name each once")
+    if len(sensitive) != n:
+        raise PermedError(
+            f"sensitive has {len(sensitive)} rows but y has {n}: pass the sensitive columns "
+            "of the same patients, in the same order"
+        )
+    if len(classes) != k:
+        raise PermedError(f"classes names {len(classes)} classes but proba has {k} columns")
+    if int(min_group_size) != min_group_size or min_group_size < 1:
+        raise PermedError(f"min_group_size must be a positive integer, got {min_group_size!r}")
+    if not max_gap >= 0:
+        raise PermedError(f"max_gap must be a non-negative number, got {max_gap!r}")
+    if int(n_boot) != n_boot or n_boot < 1:
+        raise PermedError(f"n_boot must be a positive integer, got {n_boot!r}")
+    return labels, probs, pred
+
+
+# --------------------------------------------------------------------------- grouping
+
+
+def _group_labels(column: pd.Series, name: str) -> tuple[NDArray[Any], list[str], bool]:
+    """String group label of every row, the levels in display order, and whether binned."""
+    numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+    if numeric and column.nunique(dropna=True) > MAX_LEVELS:
+        labels, levels = _quartile_labels(column.astype(np.float64).to_numpy(), name)
+        return labels, levels, True
+    present = column.dropna()
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        observed = set(present)
+        values = [v for v in column.cat.categories if v in observed]
+    else:
+        unique = list(pd.unique(present))
+        try:
+            values = sorted(unique)
+        except TypeError:  # mixed types: fall back to their text
+            values = sorted(unique, key=str)
+    levels = [str(v) for v in values]
+    labels = np.array([MISSING if pd.isna(v) else str(v) for v in column], dtype=object)
+    if column.isna().any():
+        levels.append(MISSING)
+    return labels, levels, False
+
+
+def _quartile_labels(x: NDArray[np.float64], name: str) -> tuple[NDArray[Any], list[str]]:
+    present = ~np.isnan(x)
+    edges = np.unique(np.quantile(x[present], [0.0, 0.25, 0.5, 0.75, 1.0]))
+    bins = np.searchsorted(edges[1:-1], x, side="right")
+    names = [
+        f"{name} [{lo:g}, {hi:g}{']' if i == len(edges) - 2 else ')'}"
+        for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))
+    ]
+    missing = f"{name} {MISSING}"
+    labels = np.array(
+        [names[b] if ok else missing for b, ok in zip(bins, present, strict=True)], dtype=object
+    )
+    levels = [level for level in names if np.any(labels == level)]
+    if not present.all():
+        levels.append(missing)
+    return labels, levels
+
+
+def _cross(
+    first: tuple[NDArray[Any], list[str]], second: tuple[NDArray[Any], list[str]]
+) -> tuple[NDArray[Any], list[str]]:
+    labels = np.array(
+        [f"{a} & {b}" for a, b in zip(first[0], second[0], strict=True)], dtype=object
+    )
+    observed = set(labels)
+    levels = [f"{a} & {b}" for a in first[1] for b in second[1] if f"{a} & {b}" in observed]
+    return labels, levels
+
+
+# --------------------------------------------------------------------------- one grouping
+
+
+def _audit(name: str, labels: NDArray[Any], levels: list[str], data: _Data) -> dict[str, Any]:
+    codes = pd.Categorical(labels, categories=levels).codes.astype(np.int64)
+    sizes = np.bincount(codes, minlength=len(levels))
+    eligible = sizes >= data.min_group_size
+    by_group = _metric_frame(name, labels, data)
+    intervals = bootstrap_dict(
+        lambda y, proba, pred, g: _replicate(y, proba, pred, g, eligible, data),
+        data.y,
+        data.proba,
+        data.pred,
+        codes,
+        n_boot=data.n_boot,
+        confidence=CONFIDENCE,
+        seed=data.seed,
+        strata=codes * data.proba.shape[1] + data.y,
+    )
+    groups = {}
+    for g, level in enumerate(levels):
+        entry: dict[str, Any] = {"n": int(sizes[g]), "prevalence": None}
+        if data.binary:
+            entry["prevalence"] = float(np.mean(data.y[codes == g] == 1))
+        for metric in GROUP_METRICS:
+            entry[metric] = _interval(by_group.loc[level, metric], intervals[(g, metric)])
+        entry["too_small"] = bool(sizes[g] < data.min_group_size)
+        groups[level] = entry
+    if not data.binary:
+        return {"groups": groups, "disparities": {}, "flags": []}
+    kept = [level for level, ok in zip(levels, eligible, strict=True) if ok]
+    values = _disparities(labels, kept, by_group, data)
+    disparities = {d: _interval(values[d], intervals[("gap", d)]) for d in DISPARITIES}
+    return {"groups": groups, "disparities": disparities, "flags": _flags(name, values, data)}
+
+
+def _metric_frame(name: str, labels: NDArray[Any], data: _Data) -> pd.DataFrame:
+    """Per-group point values from fairlearn's MetricFrame (one row per level)."""
+    rows = np.arange(len(data.y))
+
+    def pick(metric: str) -> Callable[..., float]:
+        # MetricFrame splits y_true, y_pred and the sample parameter ``rows`` by group; the
+        # probabilities are looked up through the row numbers.
+        return lambda y_true, y_pred, rows: data.group_metrics(
+            np.asarray(y_true), data.proba[np.asarray(rows)], np.asarray(y_pred)
+        )[metric]
+
+    frame = MetricFrame(
+        metrics={m: pick(m) for m in GROUP_METRICS},
+        y_true=data.y,
+        y_pred=data.pred,
+        sensitive_features=pd.Series(labels, name=name),
+        sample_params={m: {"rows": rows} for m in GROUP_METRICS},
+    )
+    return frame.by_group
+
+
+def _disparities(
+    labels: NDArray[Any], eligible: list[str], by_group: pd.DataFrame, data: _Data
+) -> dict[str, float]:
+    """Point values of the disparities over the groups of at least min_group_size."""
+    if len(eligible) < 2:
+        return dict.fromkeys(DISPARITIES, math.nan)
+    rows = np.isin(labels, eligible)
+    y, pred, groups = data.y[rows], data.pred[rows], labels[rows]
+    return {
+        "equalized_odds_difference": float(
+            equalized_odds_difference(y, pred, sensitive_features=groups)
+        ),
+        "demographic_parity_difference": float(
+            demographic_parity_difference(y, pred, sensitive_features=groups)
+        ),
+        "auroc_gap": _spread(by_group.loc[eligible, "auroc"].to_numpy(dtype=np.float64)),
+        "calibration_gap": _spread(by_group.loc[eligible, "ece"].to_numpy(dtype=np.float64)),
+    }
+
+
+def _replicate(
+    y: NDArray[np.int64],
+    proba: NDArray[np.float64],
+    pred: NDArray[np.int64],
+    codes: NDArray[np.int64],
+    eligible: NDArray[np.bool_],
+    data: _Data,
+) -> dict[Any, float]:
+    """Group metrics and disparities on one resample, computed as on the full data."""
+    out: dict[Any, float] = {}
+    for g in range(len(eligible)):
+        rows = codes == g
+        for metric, value in data.group_metrics(y[rows], proba[rows], pred[rows]).items():
+            out[(g, metric)] = value
+    if data.binary:
+        out.update(_replicate_disparities(y, pred, codes, np.flatnonzero(eligible), out))
+    return out
+
+
+def _replicate_disparities(
+    y: NDArray[np.int64],
+    pred: NDArray[np.int64],
+    codes: NDArray[np.int64],
+    eligible: NDArray[np.intp],
+    group_values: dict[Any, float],
+) -> dict[Any, float]:
+    if len(eligible) < 2:
+        return {("gap", d): math.nan for d in DISPARITIES}
+    tpr, fpr, selection = [], [], []
+    for g in eligible:
+        tp, fp, fn, tn = _counts(y[codes == g] == 1, pred[codes == g] == 1)
+        # fairlearn's convention: a rate with an empty denominator counts as 0
+        tpr.append(tp / (tp + fn) if tp + fn else 0.0)
+        fpr.append(fp / (fp + tn) if fp + tn else 0.0)
+        selection.append((tp + fp) / (tp + fp + fn + tn))
+    return {
+        ("gap", "equalized_odds_difference"): max(np.ptp(tpr), np.ptp(fpr)),
+        ("gap", "demographic_parity_difference"): float(np.ptp(selection)),
+        ("gap", "auroc_gap"): _spread(np.array([group_values[(g, "auroc")] for g in eligible])),
+        ("gap", "calibration_gap"): _spread(np.array([group_values[(g, "ece")] for g in eligible])),
+    }
+
+
+def _spread(values: NDArray[np.float64]) -> float:
+    """Largest minus smallest of the defined values; nan with fewer than two."""
+    finite = values[np.isfinite(values)]
+    return float(finite.max() - finite.min()) if finite.size >= 2 else math.nan
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _clean(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _interval(value: Any, ci: dict[str, float]) -> dict[str, float | None]:
+    return {
+        "value": _clean(value),
+        "ci_low": _clean(ci["ci_low"]),
+        "ci_high": _clean(ci["ci_high"]),
+    }
+
+
+def _flags(name: str, values: dict[str, float], data: _Data) -> list[str]:
+    return [
+        f"{d.replace('_', ' ')} {values[d]:.2f} for '{name}' exceeds {data.max_gap:.2f}"
+        for d in DISPARITIES
+        if math.isfinite(values[d]) and values[d] > data.max_gap
+    ]
+
+
+def _note(data: _Data, sensitive: pd.DataFrame, binned: list[str], n_columns: int) -> str:
+    parts = []
+    for name in binned:
+        column = sensitive[next(c for c in sensitive.columns if str(c) == name)]
+        parts.append(
+            f"Numeric column '{name}' has {column.nunique()} distinct values (more than "
+            f"{MAX_LEVELS}): it is binned into quartile groups."
+        )
+    parts.append(
+        f"Groups with fewer than {data.min_group_size} patients are reported with "
+        "too_small=true and left out of the disparities."
+    )
+    if data.binary:
+        parts.append(
+            "equalized_odds_difference and demographic_parity_difference are fairlearn's "
+            "(largest between-group difference in true or false positive rate, and in "
+            "selection rate, of the predicted labels); auroc_gap and calibration_gap are the "
+            f"largest minus the smallest group AUROC and ECE. Gaps above {data.max_gap:g} "
+            "are flagged."
+        )
+    else:
+        parts.append(
+            f"With {data.proba.shape[1]} classes the disparities are skipped (fairlearn's "
+            "equalized odds and demographic parity need binary predictions); auroc, "
+            "sensitivity, specificity and ppv are macro one-vs-rest, ece is top-label, "
+            "prevalence and selection_rate are null."
+        )
+    if n_columns >= 2:
+        parts.append("Intersections cross every pair of sensitive columns.")
+    parts.append(
+        f"Intervals: {CONFIDENCE:.0%} percentile bootstrap over patients ({data.n_boot} "
+        "replicates, resampled within each group and class). Undefined values are null."
+    )
+    return " ".join(parts)
