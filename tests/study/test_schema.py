@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from permed.exceptions import SchemaMismatchError
@@ -50,3 +51,16 @@ def test_out_of_range_names_the_features(schema, small_cohort):
 
 def test_schema_round_trips_through_json(schema):
     assert FittedSchema.from_dict(schema.to_dict()) == schema
+
+
+def test_coded_categories_match_across_float_and_int_files(small_cohort):
+    small_cohort["pain"] = np.tile([1.0, 2.0, 3.0, 4.0], 50)
+    small_cohort.loc[0, "pain"] = np.nan  # a missing value makes the column float
+    study = Study(task="diagnose", target="disease", id="patient_id")
+    kinds = validate(small_cohort, study).kinds
+    assert kinds["pain"] == "categorical"
+    schema = FittedSchema.from_frame(small_cohort, kinds, study, ["0", "1"])
+    assert schema.features[-1].categories == ["1", "2", "3", "4"]
+    new = small_cohort.head(4).assign(pain=[1, 2, 3, 4])  # integers, as another file reads
+    assert schema.coerce(new)["pain"].tolist() == ["1", "2", "3", "4"]
+    assert schema.out_of_range(new).tolist() == ["", "", "", ""]

@@ -1,6 +1,6 @@
 """The data contract: column roles, validation and splits."""
 
-from permed.study._columns import infer_kind, to_numeric
+from permed.study._columns import as_category, infer_kind, to_numeric
 from permed.study._schema import FeatureSpec, FittedSchema
 from permed.study._study import TASKS, ColumnSpec, Study
 from permed.study._validate import Finding, ValidationReport, check_columns_exist, validate
@@ -13,6 +13,7 @@ __all__ = [
     "FittedSchema",
     "Study",
     "ValidationReport",
+    "as_category",
     "check_columns_exist",
     "infer_kind",
     "to_numeric",

@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["infer_kind", "non_numeric_values", "rows_text", "to_numeric"]
+__all__ = ["as_category", "infer_kind", "non_numeric_values", "rows_text", "to_numeric"]
 
+# A numeric column holding this few distinct whole numbers (3 to 5, e.g. chest pain type 1-4 or
+# an ECG result 0-2) is read as coded categories: treating codes as a measurement imposes an
+# order and spacing they do not have. Declare kind = "numeric" in the study to keep it a number.
+CODED_LEVELS = (3, 5)
 # A text column where at least this share of the non-missing values parse as numbers is a
 # numeric column with stray text (a typo, a unit, "twelve"), not a categorical one.
 NUMERIC_SHARE = 0.8
@@ -34,12 +38,31 @@ def infer_kind(series: pd.Series, declared: str | None = None) -> str:
     if pd.api.types.is_bool_dtype(series):
         return "categorical"
     if pd.api.types.is_numeric_dtype(series):
-        return "numeric"
+        return "categorical" if _looks_coded(series.dropna()) else "numeric"
     present = series.dropna()
     if present.empty:
         return "numeric"
     share = float(to_numeric(present).notna().mean())
     return "numeric" if share >= NUMERIC_SHARE else "categorical"
+
+
+def as_category(series: pd.Series) -> pd.Series:
+    """Values as category labels (object dtype, None when missing); 3.0 and 3 both read '3'."""
+    def label(value: object) -> str | None:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return None
+        if isinstance(value, (int, float, np.integer, np.floating)) and float(value).is_integer():
+            return str(int(value))
+        return str(value)
+
+    return pd.Series([label(v) for v in series.astype(object)], index=series.index, dtype=object)
+
+
+def _looks_coded(values: pd.Series) -> bool:
+    levels = values.unique()
+    low, high = CODED_LEVELS
+    return bool(low <= len(levels) <= high and np.all(np.mod(levels, 1) == 0)
+                and len(values) >= 10 * len(levels))
 
 
 def rows_text(index: pd.Index | np.ndarray, limit: int = 5) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from permed.exceptions import SchemaMismatchError
-from permed.study._columns import non_numeric_values, rows_text, to_numeric
+from permed.study._columns import as_category, non_numeric_values, rows_text, to_numeric
 from permed.study._study import Study
 
 __all__ = ["FeatureSpec", "FittedSchema"]
@@ -71,7 +71,7 @@ class FittedSchema:
                 values = to_numeric(series)
                 feature.min, feature.max = float(values.min()), float(values.max())
             else:
-                levels = sorted(series.dropna().astype(str).unique())
+                levels = sorted(as_category(series).dropna().unique())
                 feature.categories = levels[:MAX_CATEGORIES_KEPT]
             features.append(feature)
         return cls(study.task or "diagnose", features, study.target, list(classes), study.id,
@@ -121,12 +121,8 @@ class FittedSchema:
             if feature.kind == "numeric":
                 out[feature.name] = to_numeric(series).to_numpy()
             else:
-                text = series.astype(object).where(series.notna(), None)
-                out[feature.name] = [None if v is None else str(v) for v in text]
-        coerced = pd.DataFrame(out, index=frame.index)
-        for name in self.categorical:
-            coerced[name] = coerced[name].astype(object)
-        return coerced
+                out[feature.name] = as_category(series)
+        return pd.DataFrame(out, index=frame.index)
 
     def out_of_range(self, frame: pd.DataFrame) -> pd.Series:
         """Per row, the features whose values lie outside the training range ('' when none)."""
@@ -136,7 +132,7 @@ class FittedSchema:
                 values = to_numeric(frame[feature.name])
                 outside = (values < feature.min) | (values > feature.max)
             elif feature.categories is not None and len(feature.categories) < MAX_CATEGORIES_KEPT:
-                text = frame[feature.name].dropna().astype(str)
+                text = as_category(frame[feature.name]).dropna()
                 outside = pd.Series(False, index=frame.index)
                 outside[text.index] = ~text.isin(feature.categories)
             else:

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from permed.exceptions import DataError
-from permed.study._columns import infer_kind, non_numeric_values, rows_text, to_numeric
+from permed.study._columns import as_category, infer_kind, non_numeric_values, rows_text, to_numeric
 from permed.study._study import Study
 
 __all__ = ["Finding", "ValidationReport", "check_columns_exist", "validate"]
@@ -144,7 +144,7 @@ def _check_target(
     if missing:
         report.warn(f"target column '{study.target}' is missing for {missing} of {len(target)} "
                     "patients: they are left out of training and evaluation", study.target)
-    counts = target.dropna().astype(str).value_counts()
+    counts = as_category(target).dropna().value_counts()
     if len(counts) < 2:
         report.error(
             f"target column '{study.target}' has one class only ('{counts.index[0]}' for all "
@@ -247,7 +247,7 @@ def _check_ranges(frame: pd.DataFrame, study: Study, report: ValidationReport) -
 def _check_leakage(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
     target = frame[study.target]
     known = target.notna()
-    labels = target[known].astype(str)
+    labels = as_category(target[known])
     binary = labels.nunique() == 2
     for column, kind in report.kinds.items():
         values = frame.loc[known, column]

@@ -16,9 +16,8 @@ from permed.evaluate import classification_report
 from permed.exceptions import BundleError, DataError
 from permed.fairness import audit_classification
 from permed.ingest import read_table
-from permed.study import Study
+from permed.study import Study, as_category
 from permed.utils.jsonio import read_json, write_json
-from permed.workflow._diagnose import class_labels
 from permed.workflow._fitted import DiagnoseModel, probability_columns
 from permed.workflow._run import package_versions
 
@@ -111,7 +110,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
 
 def _encode_target(frame: pd.DataFrame, target: str,
                    classes: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
-    labels = class_labels(frame[target])
+    labels = as_category(frame[target])
     known = labels.notna()
     unknown = sorted(set(labels[known]) - set(classes))
     if unknown:

@@ -24,7 +24,7 @@ from permed.evaluate import (
 from permed.exceptions import PermedError
 from permed.fairness import audit_classification
 from permed.models.diagnose import default_models, make_model
-from permed.study import FittedSchema, Study, ValidationReport
+from permed.study import FittedSchema, Study, ValidationReport, as_category
 from permed.uncertainty import ProbabilityCalibrator, choose_calibration
 from permed.uncertainty._calibration import _multiclass_brier
 from permed.workflow._config import TrainConfig
@@ -32,16 +32,7 @@ from permed.workflow._cv import CVResult, FoldData, build_pipeline, cross_valida
 from permed.workflow._fitted import DiagnoseModel, probability_columns
 from permed.workflow._result import RunResult, Timings
 
-__all__ = ["class_labels", "train_diagnose"]
-
-
-def class_labels(target: pd.Series) -> pd.Series:
-    """Target values as text labels; whole numbers lose their ``.0`` (1.0 -> '1')."""
-    if pd.api.types.is_numeric_dtype(target) and not pd.api.types.is_bool_dtype(target):
-        values = target.astype(float)
-        if np.all(np.mod(values.dropna(), 1) == 0):
-            return values.map(lambda v: str(int(v)) if pd.notna(v) else None)
-    return target.map(lambda v: str(v) if pd.notna(v) else None)
+__all__ = ["train_diagnose"]
 
 
 def _classes(labels: pd.Series, positive: str | None) -> list[str]:
@@ -61,7 +52,7 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
     names = config.models or default_models()
     for name in names:
         make_model(name, config.seed, config.device)  # refuses unknown names up front
-    labels = class_labels(frame[study.target])
+    labels = as_category(frame[study.target])
     frame = frame[labels.notna()]
     labels = labels[labels.notna()]
     classes = _classes(labels, config.positive_class)

@@ -1,0 +1,166 @@
+"""The command line as a user runs it: real processes, exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+FAST = ["--models", "logistic", "--cv", "3", "--bootstrap", "200", "--quiet"]
+
+
+def permed(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "permed.cli.main", *map(str, args)],
+                            capture_output=True, text=True, cwd=cwd, timeout=600)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    assert permed("datasets", "export", "breast_cancer", tmp / "bc.csv").returncode == 0
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def trained(workspace):
+    result = permed("train", workspace / "bc.csv", "--target", "diagnosis", "--out",
+                    workspace / "run", *FAST)
+    assert result.returncode == 0, result.stderr
+    return workspace / "run"
+
+
+def test_train_prints_the_report_path(trained):
+    assert (trained / "report.html").is_file()
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["selected_model"] == "logistic"
+
+
+def test_predict_writes_one_row_per_patient(workspace, trained):
+    new = pd.read_csv(workspace / "bc.csv").drop(columns="diagnosis").head(30)
+    new.to_csv(workspace / "new.csv", index=False)
+    result = permed("predict", trained, workspace / "new.csv", "--out", workspace / "p.csv")
+    assert result.returncode == 0, result.stderr
+    predictions = pd.read_csv(workspace / "p.csv")
+    assert len(predictions) == 30
+    assert {"prob_benign", "prob_malignant", "predicted", "out_of_range"} <= set(predictions)
+
+
+def test_predict_to_standard_output(workspace, trained):
+    result = permed("predict", trained, workspace / "bc.csv")
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0].startswith("prob_benign,prob_malignant,predicted")
+    assert len(result.stdout.splitlines()) == 570
+
+
+def test_evaluate_on_another_cohort(workspace, trained):
+    cohort = pd.read_csv(workspace / "bc.csv").sample(200, random_state=1)
+    cohort.to_csv(workspace / "other.csv", index=False)
+    result = permed("evaluate", trained, workspace / "other.csv", "--out", workspace / "ext",
+                    "--bootstrap", "200", "--quiet")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((workspace / "ext" / "metrics.json").read_text())
+    assert metrics["external"]["run"] == str(trained)
+    assert metrics["data"]["test_rows"] == 200
+    assert metrics["test"]["auroc"]["ci_low"] <= metrics["test"]["auroc"]["value"]
+    assert "External validation" in (workspace / "ext" / "report.html").read_text()
+
+
+def test_report_is_rewritten(trained):
+    (trained / "report.html").unlink()
+    result = permed("report", trained)
+    assert result.returncode == 0
+    assert result.stdout.strip() == str(trained / "report.html")
+    assert (trained / "report.html").is_file()
+
+
+def test_misspelled_target_suggests_the_name(workspace):
+    result = permed("train", workspace / "bc.csv", "--target", "diagnosiz", "--out",
+                    workspace / "typo", *FAST)
+    assert result.returncode == 1
+    assert ("target column 'diagnosiz' (from --target) is not in the data: did you mean "
+            "'diagnosis'?") in result.stderr
+    assert not (workspace / "typo").exists()
+
+
+def test_text_in_a_numeric_column_is_named(workspace):
+    frame = pd.read_csv(workspace / "bc.csv")
+    frame["mean radius"] = frame["mean radius"].astype(object)
+    frame.loc[4:6, "mean radius"] = "twelve"
+    frame.to_csv(workspace / "garbage.csv", index=False)
+    result = permed("train", workspace / "garbage.csv", "--target", "diagnosis", *FAST)
+    assert result.returncode == 1
+    assert ("column 'mean radius' is numeric but has 3 non-numeric values ('twelve') in rows "
+            "5, 6, 7") in " ".join(result.stderr.split())
+
+
+def test_predict_with_a_missing_column_is_refused(workspace, trained):
+    frame = pd.read_csv(workspace / "bc.csv").drop(columns=["mean radius", "diagnosis"])
+    frame.to_csv(workspace / "missing.csv", index=False)
+    result = permed("predict", trained, workspace / "missing.csv", "--out", workspace / "x.csv")
+    assert result.returncode == 1
+    assert ("1 column(s) the model was trained on are missing: 'mean radius'"
+            in " ".join(result.stderr.split()))
+    assert not (workspace / "x.csv").exists()
+
+
+def test_one_class_target_is_refused(workspace):
+    frame = pd.read_csv(workspace / "bc.csv").assign(diagnosis="benign")
+    frame.to_csv(workspace / "one.csv", index=False)
+    result = permed("train", workspace / "one.csv", "--target", "diagnosis", *FAST)
+    assert result.returncode == 1
+    assert "has one class only ('benign' for all 569 patients)" in " ".join(result.stderr.split())
+
+
+def test_predict_from_a_folder_that_is_not_a_run(workspace):
+    result = permed("predict", workspace, workspace / "bc.csv")
+    assert result.returncode == 1
+    assert "is not a permed run: no model/bundle.json" in " ".join(result.stderr.split())
+
+
+def test_task_is_required(workspace):
+    result = permed("train", workspace / "bc.csv")
+    assert result.returncode == 1
+    assert "say what to learn: --task diagnose --target COL" in " ".join(result.stderr.split())
+
+
+def test_init_then_validate(workspace):
+    study = workspace / "bc.toml"
+    assert permed("init", study, "--from", workspace / "bc.csv").returncode == 0
+    text = study.read_text()
+    assert 'target = "diagnosis"' in text
+    assert 'task = "diagnose"' in text
+    result = permed("validate", workspace / "bc.csv", "--study", study)
+    assert result.returncode == 0, result.stdout
+    assert "0 error(s)" in result.stdout
+
+
+def test_validate_exits_1_on_errors(workspace):
+    frame = pd.read_csv(workspace / "bc.csv").assign(**{"mean area": None})
+    frame.to_csv(workspace / "empty_col.csv", index=False)
+    study = '[study]\ntask = "diagnose"\n[roles]\ntarget = "diagnosis"\n'
+    (workspace / "s.toml").write_text(study)
+    result = permed("validate", workspace / "empty_col.csv", "--study", workspace / "s.toml")
+    assert result.returncode == 1
+    assert "column 'mean area' is entirely missing" in result.stdout
+
+
+def test_datasets_list_and_show():
+    listing = permed("datasets", "list")
+    assert listing.returncode == 0
+    for name in ("breast_cancer", "gbsg2", "whas500", "aids", "flchain"):
+        assert name in listing.stdout
+    shown = permed("datasets", "show", "gbsg2")
+    assert "time=time" in shown.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "evaluate", "report", "demo"])
+def test_help_gives_an_example(command):
+    result = permed(command, "--help")
+    assert result.returncode == 0
+    assert "Example" in result.stdout
