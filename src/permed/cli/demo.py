@@ -9,13 +9,12 @@ import typer
 from permed.cli._console import RichProgress, err, out
 from permed.cli.train import summarize_run
 from permed.ingest import export_dataset, get_dataset
-from permed.study import Study
 from permed.workflow import TrainConfig, train_run
 
 __all__ = ["demo"]
 
-# (task, dataset): the demo's steps, in order.
-_STEPS = [("diagnose", "breast_cancer")]
+# (task, dataset, extra training settings): the demo's steps, in order.
+_STEPS: list[tuple[str, str, dict]] = [("diagnose", "breast_cancer", {})]
 
 
 def demo(
@@ -27,16 +26,14 @@ def demo(
     Example: permed demo --out demo-output
     """
     reports = []
-    for task, name in _STEPS:
+    for task, name, settings in _STEPS:
         dataset = get_dataset(name)
         data = export_dataset(name, out_dir / "data" / f"{name}.csv")
-        roles = {k: v for k, v in dataset.roles.items() if k != "task"}
-        study = Study(task=task, **{k: v for k, v in roles.items() if k in ("target", "sensitive")})
+        study = dataset.study(task)
         if not quiet:
             err.rule(f"{task}: {dataset.title}")
-        run_dir = train_run(data, study, TrainConfig(), out_dir / task, RichProgress(quiet),
-                            command=f"permed train {data} --task {task} --target "
-                                    f"{study.target} --out {out_dir / task}")
+        run_dir = train_run(data, study, TrainConfig(**settings), out_dir / task,
+                            RichProgress(quiet), command=f"permed demo ({task} on {name})")
         if not quiet:
             summarize_run(run_dir)
         reports.append(run_dir / "report.html")

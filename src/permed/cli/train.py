@@ -8,7 +8,7 @@ import typer
 
 from permed.cli._console import RichProgress, err, metric_cell, out, table
 from permed.cli._options import split_list
-from permed.exceptions import StudyError
+from permed.exceptions import PermedError, StudyError
 from permed.study import Study
 from permed.utils.jsonio import read_json
 from permed.workflow import TrainConfig, train_run
@@ -27,6 +27,24 @@ def train(
         None, help="diagnose | risk | treat (default: the study's task, or diagnose when "
         "--target is given)."),
     target: str | None = typer.Option(None, help="Diagnosis column, e.g. --target disease."),
+    time: str | None = typer.Option(None, help="Risk: follow-up time column, e.g. --time days."),
+    event: str | None = typer.Option(None, help="Risk: event indicator column (1 = event)."),
+    event_value: str | None = typer.Option(
+        None, help="Risk: the event column's value meaning 'event happened', e.g. dead."),
+    horizons: str | None = typer.Option(
+        None, help="Risk: comma-separated times for absolute risk, e.g. 365,1095,1825."),
+    treatment: str | None = typer.Option(None, help="Treat: treatment arm column, e.g. arms."),
+    outcome: str | None = typer.Option(None, help="Treat: outcome column, e.g. cd420."),
+    higher_is_better: bool = typer.Option(
+        True, "--higher-is-better/--lower-is-better", help="Treat: direction of a good outcome."),
+    propensity: str | None = typer.Option(
+        None, help="Treat: column with each patient's known probability of their arm."),
+    randomized: bool = typer.Option(
+        False, help="Treat: assignment was randomized (propensity = arm shares)."),
+    trim: float = typer.Option(
+        0.0, help="Treat: leave out patients with a propensity below this, e.g. 0.02."),
+    true_effect: str | None = typer.Option(
+        None, help="Treat: true individual effect column (simulated data), for PEHE."),
     id_column: str | None = typer.Option(None, "--id", help="Patient id column (never a "
                                          "feature; checked for duplicates)."),
     sensitive: list[str] | None = typer.Option(
@@ -65,22 +83,39 @@ def train(
     """
     base = Study.from_toml(study_file) if study_file else Study()
     study = base.with_overrides(
-        task=task or base.task or ("diagnose" if target else None), target=target,
-        id=id_column, sensitive=split_list(sensitive), drop=split_list(drop),
-        use_sensitive=use_sensitive or None)
+        task=task or base.task or _infer_task(target, time, treatment), target=target,
+        time=time, event=event, treatment=treatment, outcome=outcome, propensity=propensity,
+        true_effect=true_effect, id=id_column, sensitive=split_list(sensitive),
+        drop=split_list(drop), use_sensitive=use_sensitive or None)
     if study.task is None:
-        raise StudyError(f"say what to learn: --task diagnose --target COL (example: {_EXAMPLE})")
+        raise StudyError(
+            "say what to learn: --task diagnose --target COL, --task risk --time COL --event "
+            f"COL, or --task treat --treatment COL --outcome COL (example: {_EXAMPLE})")
     config = TrainConfig(
         models=split_list([models] if models else None), cv=cv, test_size=test_size, seed=seed,
         budget=budget, calibration=calibration, target_sensitivity=target_sensitivity,
         positive_class=positive_class, n_boot=bootstrap, clip=clip, device=device,
-        cluster=cluster)
+        cluster=cluster, horizons=_floats(horizons, "--horizons"), event_value=event_value,
+        higher_is_better=higher_is_better, randomized=randomized, trim=trim)
     out_dir = out_dir or Path("runs") / data.stem
     run_dir = train_run(data, study, config, out_dir, RichProgress(quiet))
     if not quiet:
         summarize_run(run_dir)
     else:
         out.print(str(run_dir / "report.html"), highlight=False)
+
+
+def _infer_task(target: str | None, time: str | None, treatment: str | None) -> str | None:
+    given = [t for t, flag in (("diagnose", target), ("risk", time), ("treat", treatment)) if flag]
+    return given[0] if len(given) == 1 else None
+
+
+def _floats(text: str | None, flag: str) -> list[float]:
+    try:
+        return [float(v) for v in split_list([text] if text else None)]
+    except ValueError:
+        raise PermedError(f"{flag} takes comma-separated numbers, e.g. {flag} 365,1095; got "
+                          f"'{text}'") from None
 
 
 def summarize_run(run_dir: Path) -> None:

@@ -27,6 +27,21 @@ class Dataset:
     loader: Callable[[], pd.DataFrame]
     roles: dict[str, object] = field(default_factory=dict)
 
+    def study(self, task: str):
+        """A :class:`~permed.study.Study` for ``task`` with this dataset's roles."""
+        from permed.study import Study
+
+        roles = {k: v for k, v in self.roles.items() if k != "task"}
+        if task != "diagnose":
+            roles.pop("target", None)
+        if task != "treat":
+            roles.pop("treatment", None)
+            roles.pop("outcome", None)
+        if task == "diagnose":
+            roles.pop("time", None)
+            roles.pop("event", None)
+        return Study(task=task, **roles)
+
     @property
     def tasks(self) -> list[str]:
         """The tasks the preset roles support."""

@@ -19,7 +19,8 @@ __all__ = ["TASKS", "ColumnSpec", "Study"]
 TASKS = ("diagnose", "risk", "treat")
 KINDS = ("numeric", "categorical")
 _LIST_ROLES = ("sensitive", "identifiers", "actionable", "drop")
-_SCALAR_ROLES = ("id", "target", "time", "event", "treatment", "outcome")
+_SCALAR_ROLES = ("id", "target", "time", "event", "treatment", "outcome", "propensity",
+                 "true_effect")
 
 
 @dataclass
@@ -59,6 +60,10 @@ class Study:
         Follow-up time and event indicator (risk).
     treatment, outcome : str, optional
         Treatment arm and outcome (treat).
+    propensity : str, optional
+        Known probability of the treatment received (treat; e.g. a randomized design).
+    true_effect : str, optional
+        True individual effect, in simulated data only (treat; enables PEHE).
     sensitive : list of str
         Audited for fairness; not a feature unless ``use_sensitive`` is true.
     identifiers : list of str
@@ -80,6 +85,8 @@ class Study:
     event: str | None = None
     treatment: str | None = None
     outcome: str | None = None
+    propensity: str | None = None
+    true_effect: str | None = None
     sensitive: list[str] = field(default_factory=list)
     identifiers: list[str] = field(default_factory=list)
     actionable: list[str] = field(default_factory=list)
@@ -94,7 +101,8 @@ class Study:
     # ---- roles -----------------------------------------------------------------------------
     def outcome_columns(self) -> list[str]:
         """Columns that hold what is predicted: never features."""
-        roles = (self.target, self.time, self.event, self.treatment, self.outcome)
+        roles = (self.target, self.time, self.event, self.treatment, self.outcome,
+                 self.propensity, self.true_effect)
         return [c for c in roles if c]
 
     def role_columns(self) -> dict[str, list[str]]:

@@ -39,6 +39,16 @@ class TrainConfig:
         Torch device for deep models ("auto", "cpu", "cuda").
     cluster : str, optional
         Dask scheduler address for the fan-out work.
+    horizons : list of float
+        Risk: times at which absolute risk is reported (default: quartiles of event times).
+    event_value : str, optional
+        Risk: the value of the event column that means "the event happened" (default 1/True).
+    higher_is_better : bool
+        Treat: whether a larger outcome is better for the patient.
+    randomized : bool
+        Treat: assignment was randomized (propensities are the arm shares).
+    trim : float
+        Treat: drop patients whose propensity for any arm is below this (0 = keep all).
     """
 
     models: list[str] = field(default_factory=list)
@@ -54,6 +64,11 @@ class TrainConfig:
     clip: bool = False
     device: str = "auto"
     cluster: str | None = None
+    horizons: list[float] = field(default_factory=list)
+    event_value: str | None = None
+    higher_is_better: bool = True
+    randomized: bool = False
+    trim: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cv < 2:
@@ -72,6 +87,10 @@ class TrainConfig:
             self.threshold_rule = "target_sensitivity"
         if self.budget < 0:
             raise PermedError(f"--budget must be 0 or more seconds, got {self.budget}")
+        if any(h <= 0 for h in self.horizons):
+            raise PermedError(f"--horizons must be positive times, got {self.horizons}")
+        if not 0.0 <= self.trim < 0.5:
+            raise PermedError(f"--trim must be a propensity between 0 and 0.5, got {self.trim}")
         if self.n_boot < 100:
             raise PermedError(f"--bootstrap needs at least 100 replicates, got {self.n_boot}")
 

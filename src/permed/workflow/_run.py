@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import platform
 import sys
 from datetime import UTC, datetime
@@ -17,14 +18,27 @@ from permed.ingest import TableInfo, read_table
 from permed.study import Study, validate
 from permed.utils.jsonio import write_json
 from permed.workflow._config import TrainConfig
-from permed.workflow._diagnose import train_diagnose
 from permed.workflow._result import RunResult, Timings
 
 __all__ = ["package_versions", "train_run", "write_run"]
 
 _PACKAGES = ("numpy", "pandas", "scipy", "scikit-learn", "lightgbm", "scikit-survival",
              "econml", "shap", "fairlearn", "optuna", "torch", "onnxruntime")
-_TRAINERS = {"diagnose": train_diagnose}
+# task -> "module:function" of its training protocol (imported when used).
+_TRAINERS = {
+    "diagnose": "permed.workflow._diagnose:train_diagnose",
+    "risk": "permed.workflow._risk:train_risk",
+    "treat": "permed.workflow._treat:train_treat",
+}
+
+
+def _trainer(task: str | None):
+    module, _, name = _TRAINERS.get(task or "", ":").partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, ValueError, AttributeError):
+        raise StudyError(f"--task '{task}' is not available in this version of permed; "
+                         "use --task diagnose") from None
 
 
 def package_versions() -> dict[str, str]:
@@ -53,16 +67,14 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
     timings = Timings()
     with timings("read"):
         frame, info = read_table(data)
-    if study.task not in _TRAINERS:
-        raise StudyError(f"--task '{study.task}' is not available yet in this version; "
-                         f"available: {', '.join(_TRAINERS)}")
+    trainer = _trainer(study.task)
     with timings("validate"):
         validation = validate(frame, study, min_class_size=config.cv)
     for finding in validation.warnings:
         progress.note(f"warning: {finding.message}")
     validation.raise_errors()
     engine = get_engine(config.cluster)
-    result = _TRAINERS[study.task](frame, study, validation, config, engine, progress)
+    result = trainer(frame, study, validation, config, engine, progress)
     result.warnings = [f.message for f in validation.warnings]
     result.metrics["timings"] = {**timings, **result.metrics["timings"]}
     return write_run(result, info, study, config, out, command)
