@@ -298,7 +298,7 @@ def diagnose_summary(run: RunFiles) -> str:
                f"({model}, developed in {run.external.get('run') or 'another run'})")
     else:
         who = f"On {fmt_num(run.test_rows)} held-out patients the selected model ({model})"
-    auroc = fmt_ci(run.test_entry("auroc"))
+    auroc = fmt_ci(run.test_entry("auroc"), metric_digits("auroc"))
     if not _is_multiclass(run):
         text = f"{who} reached AUROC {auroc}.{_binary_summary(run)}"
     else:

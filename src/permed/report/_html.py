@@ -74,7 +74,8 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
     "qini": ("Qini coefficient", "How well the model ranks patients by benefit."),
 }
 METRIC_ORDER = list(METRIC_INFO)
-_FINE_METRICS = {"brier", "ece", "ibs"}
+# Three decimals where two would round a clinically relevant difference away (0.996 -> 1.00).
+_FINE_METRICS = {"brier", "ece", "ibs", "auroc", "auprc", "c_index", "uno_c", "td_auc"}
 
 
 # --- formatting ---------------------------------------------------------------------------
@@ -181,7 +182,7 @@ def plural(n: int, word: str) -> str:
 
 
 def metric_digits(name: str) -> int:
-    """Decimals for a metric: 3 for small error scores (Brier, ECE), else 2."""
+    """Decimals for a metric: 3 for error scores and discrimination (Brier, AUROC), else 2."""
     return 3 if name in _FINE_METRICS else 2
 
 
