@@ -33,6 +33,8 @@ class TrainConfig:
         The class counted as positive in binary metrics (default: the second in sorted order).
     n_boot : int
         Bootstrap replicates for confidence intervals.
+    coverage : float
+        Target coverage of the conformal prediction sets (diagnose).
     clip : bool
         Clip numeric features to their 0.5%-99.5% quantiles (learned in each fold).
     device : str
@@ -61,6 +63,7 @@ class TrainConfig:
     target_sensitivity: float | None = None
     positive_class: str | None = None
     n_boot: int = 1000
+    coverage: float = 0.95
     clip: bool = False
     device: str = "auto"
     cluster: str | None = None
@@ -71,28 +74,31 @@ class TrainConfig:
     trim: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.cv < 2:
-            raise PermedError(f"--cv must be at least 2 folds, got {self.cv}")
-        if not 0.05 <= self.test_size <= 0.5:
-            raise PermedError(
-                f"--test-size must be between 0.05 and 0.5 (a share of patients), got "
-                f"{self.test_size}")
-        if self.calibration not in ("auto", "none", "sigmoid", "isotonic"):
-            raise PermedError(f"--calibration '{self.calibration}' unknown; use auto, none, "
-                              "sigmoid or isotonic")
         if self.target_sensitivity is not None:
-            if not 0.0 < self.target_sensitivity < 1.0:
-                raise PermedError("--target-sensitivity must be between 0 and 1, got "
-                                  f"{self.target_sensitivity}")
             self.threshold_rule = "target_sensitivity"
-        if self.budget < 0:
-            raise PermedError(f"--budget must be 0 or more seconds, got {self.budget}")
-        if any(h <= 0 for h in self.horizons):
-            raise PermedError(f"--horizons must be positive times, got {self.horizons}")
-        if not 0.0 <= self.trim < 0.5:
-            raise PermedError(f"--trim must be a propensity between 0 and 0.5, got {self.trim}")
-        if self.n_boot < 100:
-            raise PermedError(f"--bootstrap needs at least 100 replicates, got {self.n_boot}")
+        problems = [message for failed, message in self._checks() if failed]
+        if problems:
+            raise PermedError(problems[0])
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        sensitivity = self.target_sensitivity
+        return [
+            (self.cv < 2, f"--cv must be at least 2 folds, got {self.cv}"),
+            (not 0.05 <= self.test_size <= 0.5,
+             f"--test-size must be between 0.05 and 0.5 (a share of patients), got "
+             f"{self.test_size}"),
+            (self.calibration not in ("auto", "none", "sigmoid", "isotonic"),
+             f"--calibration '{self.calibration}' unknown; use auto, none, sigmoid or isotonic"),
+            (sensitivity is not None and not 0.0 < sensitivity < 1.0,
+             f"--target-sensitivity must be between 0 and 1, got {sensitivity}"),
+            (self.budget < 0, f"--budget must be 0 or more seconds, got {self.budget}"),
+            (any(h <= 0 for h in self.horizons),
+             f"--horizons must be positive times, got {self.horizons}"),
+            (not 0.0 <= self.trim < 0.5,
+             f"--trim must be a propensity between 0 and 0.5, got {self.trim}"),
+            (not 0.5 <= self.coverage < 1.0, f"--coverage must be in [0.5, 1), got {self.coverage}"),
+            (self.n_boot < 100, f"--bootstrap needs at least 100 replicates, got {self.n_boot}"),
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

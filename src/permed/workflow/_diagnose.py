@@ -25,7 +25,12 @@ from permed.exceptions import PermedError
 from permed.fairness import audit_classification
 from permed.models.diagnose import default_models, make_model
 from permed.study import FittedSchema, Study, ValidationReport, as_category
-from permed.uncertainty import ProbabilityCalibrator, choose_calibration
+from permed.uncertainty import (
+    ConformalSets,
+    OutOfDistribution,
+    ProbabilityCalibrator,
+    choose_calibration,
+)
 from permed.uncertainty._calibration import _multiclass_brier
 from permed.workflow._config import TrainConfig
 from permed.workflow._cv import CVResult, FoldData, build_pipeline, cross_validate, tune
@@ -86,6 +91,10 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
                                   best.params).fit(features, data.y)
     model = DiagnoseModel(selected, schema, pipeline, calibration["calibrator"],
                           calibration["threshold"])
+    with timings("uncertainty"):
+        model.conformal = ConformalSets(config.coverage).fit(calibration["oof"], data.y)
+        model.ood = OutOfDistribution(seed=config.seed).fit(
+            pipeline[:-1].transform(features), features[schema.numeric])
 
     with timings("test"):
         raw_test = pipeline.predict_proba(schema.coerce(test))
@@ -95,6 +104,7 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
             seed=config.seed)
     with timings("fairness"):
         fairness = _fairness(study, test, y[test_idx], proba, model, config)
+    uncertainty = _uncertainty(model, test, y[test_idx], proba, config)
 
     metrics = {
         "task": "diagnose",
@@ -119,6 +129,7 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
         "bootstrap": {"replicates": config.n_boot, "confidence": 0.95,
                       "method": "stratified percentile", "seed": config.seed},
         "fairness": fairness,
+        "uncertainty": uncertainty,
         "split": {"development_rows": len(dev), "test_rows": len(test)},
         "timings": dict(timings),
     }
@@ -145,9 +156,34 @@ def _calibrate(best: CVResult, data: FoldData, config: TrainConfig) -> dict[str,
                      else threshold_for_sensitivity(data.y, p1, config.target_sensitivity))
     return {
         "calibrator": calibrator, "method": method, "threshold": threshold,
+        "oof": calibrated_oof,
         "chosen_by": ("cross-fitted Brier score on out-of-fold predictions"
                       if config.calibration == "auto" else "set by --calibration"),
         "candidates": {m: _calibration_figures(data.y, p) for m, p in cross_fitted.items()},
+    }
+
+
+def _uncertainty(model: DiagnoseModel, test: pd.DataFrame, y: np.ndarray, proba: np.ndarray,
+                 config: TrainConfig) -> dict[str, Any]:
+    """Conformal coverage and set sizes, and abstention rates, on the test split."""
+    members = model.conformal.predict_set(proba)
+    flags = model.abstention(test, proba, model.schema.out_of_range(test))
+    covered = members[np.arange(len(y)), y]
+    rng = np.random.default_rng(config.seed)
+    draws = rng.integers(0, len(y), size=(config.n_boot, len(y)))
+    low, high = np.quantile(covered[draws].mean(axis=1), [0.025, 0.975])
+    return {
+        "method": "split-conformal LAC sets on cross-fitted out-of-fold probabilities; the most "
+                  "probable class is always included",
+        "coverage_target": config.coverage,
+        "test_coverage": {"value": float(covered.mean()), "ci_low": float(low),
+                          "ci_high": float(high)},
+        "mean_set_size": float(members.sum(axis=1).mean()),
+        "share_uncertain_sets": float((members.sum(axis=1) > 1).mean()),
+        "share_out_of_distribution": float(np.mean(flags["out_of_distribution"])),
+        "share_referred": float(np.mean(flags["refer_to_clinician"])),
+        "ood_method": "isolation forest on the preprocessed features; cutoff = 1% most isolated "
+                      "development patients; plus values outside the training range",
     }
 
 
@@ -169,4 +205,5 @@ def _predictions(frame: pd.DataFrame, test_idx: np.ndarray, study: Study, classe
     for column, values in zip(probability_columns(classes), proba.T, strict=True):
         out[column] = values
     out["predicted"] = np.asarray(classes, dtype=object)[model.labels(proba)]
+    out["prediction_set"] = model.prediction_sets(proba)
     return out

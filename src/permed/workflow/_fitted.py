@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from permed.study import FittedSchema
-from permed.uncertainty import ProbabilityCalibrator
+from permed.uncertainty import ConformalSets, OutOfDistribution, ProbabilityCalibrator
 
 __all__ = ["DiagnoseModel", "probability_columns"]
 
@@ -28,6 +28,8 @@ class DiagnoseModel:
     pipeline: Pipeline
     calibrator: ProbabilityCalibrator
     threshold: float | None
+    conformal: ConformalSets | None = None
+    ood: OutOfDistribution | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -63,4 +65,42 @@ class DiagnoseModel:
         flagged = self.schema.out_of_range(frame)
         out["out_of_range"] = flagged != ""
         out["out_of_range_features"] = flagged
+        for column, values in self.abstention(frame, proba, flagged).items():
+            out[column] = values
         return out.reset_index(drop=True)
+
+    def prediction_sets(self, proba: np.ndarray) -> list[str]:
+        """The conformal set of each patient as ``"a|b"`` ('' without a conformal step)."""
+        if self.conformal is None:
+            return [""] * len(proba)
+        members = self.conformal.predict_set(proba)
+        return ["|".join(c for c, m in zip(self.classes, row, strict=True) if m)
+                for row in members]
+
+    def abstention(self, frame: pd.DataFrame, proba: np.ndarray,
+                   out_of_range: pd.Series) -> dict[str, object]:
+        """Prediction set, out-of-distribution flag and "refer to clinician" with its reason.
+
+        A patient is referred when the conformal set holds more than one class (the model
+        cannot single out a diagnosis at the stated coverage), or when they are unlike the
+        development patients (a value outside the training range, or an unusual combination).
+        """
+        sets = self.prediction_sets(proba)
+        unusual = np.zeros(len(frame), dtype=bool)
+        reasons_ood = [""] * len(frame)
+        if self.ood is not None:
+            features = self.schema.coerce(frame)
+            unusual = self.ood.flag(self.pipeline[:-1].transform(features))
+            reasons_ood = self.ood.reasons(features[self.schema.numeric])
+        reasons = []
+        for i, members in enumerate(sets):
+            why = []
+            if members.count("|") >= 1:
+                why.append(f"uncertain between {members.replace('|', ' and ')}")
+            if out_of_range.iloc[i]:
+                why.append(f"outside the training range: {out_of_range.iloc[i].replace(';', ', ')}")
+            if unusual[i]:
+                why.append(f"unusual combination of values ({reasons_ood[i]})")
+            reasons.append("; ".join(why))
+        return {"prediction_set": sets, "out_of_distribution": unusual,
+                "refer_to_clinician": [bool(r) for r in reasons], "refer_reason": reasons}
