@@ -96,7 +96,8 @@ class TrainConfig:
              f"--horizons must be positive times, got {self.horizons}"),
             (not 0.0 <= self.trim < 0.5,
              f"--trim must be a propensity between 0 and 0.5, got {self.trim}"),
-            (not 0.5 <= self.coverage < 1.0, f"--coverage must be in [0.5, 1), got {self.coverage}"),
+            (not 0.5 <= self.coverage < 1.0,
+             f"--coverage must be in [0.5, 1), got {self.coverage}"),
             (self.n_boot < 100, f"--bootstrap needs at least 100 replicates, got {self.n_boot}"),
         ]
 
