@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from permed.report import _plots
+from permed.report._fairness import fairness_sentence
 from permed.report._html import (
     DASH,
     Block,
@@ -21,7 +22,6 @@ from permed.report._html import (
     Section,
     Table,
     dig,
-    fairness_sentence,
     fmt_ci,
     fmt_num,
     fmt_pct,
@@ -313,5 +313,33 @@ def diagnose_summary(run: RunFiles) -> str:
     return f"{text} {fairness_sentence(run)}"
 
 
-register_sections("diagnose", [performance_section, calibration_section, threshold_section],
+def uncertainty_section(run: RunFiles) -> Section:
+    """Conformal prediction sets and when the model refers a patient to a clinician."""
+    title = "Uncertainty: prediction sets and referral"
+    info = run.metrics.get("uncertainty")
+    if not isinstance(info, Mapping):
+        return Section("uncertainty", title, [Note("This run recorded no conformal step.")])
+    target = info.get("coverage_target")
+    blocks: list[Block] = [
+        Paragraph(f"Each patient gets a prediction set: the diagnoses that cannot be ruled out at "
+                  f"{fmt_pct(target, 0)} coverage ({info.get('method', DASH)}). A set with more "
+                  "than one diagnosis, a value outside the training range, or an unusual "
+                  "combination of values marks the patient 'refer to clinician'."),
+        key_value_table([
+            ("Stated coverage", fmt_pct(target, 0)),
+            ("Coverage on the test patients (95% CI)", fmt_ci(info.get("test_coverage"))),
+            ("Mean set size", fmt_num(info.get("mean_set_size"))),
+            ("Patients with more than one diagnosis in the set",
+             fmt_pct(info.get("share_uncertain_sets"))),
+            ("Patients unlike the development patients", fmt_pct(
+                info.get("share_out_of_distribution"))),
+            ("Patients referred to a clinician", fmt_pct(info.get("share_referred"))),
+        ]),
+        Paragraph(f"Out-of-distribution detector: {info.get('ood_method', DASH)}."),
+    ]
+    return Section("uncertainty", title, blocks)
+
+
+register_sections("diagnose", [performance_section, calibration_section, threshold_section,
+                               uncertainty_section],
                   summary=diagnose_summary)

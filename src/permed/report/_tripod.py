@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
+from permed.report._fairness import fairness_flags
 from permed.report._html import (
     DASH,
     RunFiles,
     Section,
     Table,
     dig,
-    fairness_flags,
     fmt_ci,
     fmt_general,
     fmt_num,

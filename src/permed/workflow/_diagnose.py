@@ -22,7 +22,7 @@ from permed.evaluate import (
     youden_threshold,
 )
 from permed.exceptions import PermedError
-from permed.fairness import audit_classification
+from permed.fairness import audit_classification, mitigation_table, representation
 from permed.models.diagnose import default_models, make_model
 from permed.study import FittedSchema, Study, ValidationReport, as_category
 from permed.uncertainty import (
@@ -103,7 +103,8 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
             y[test_idx], proba, classes, threshold=model.threshold, n_boot=config.n_boot,
             seed=config.seed)
     with timings("fairness"):
-        fairness = _fairness(study, test, y[test_idx], proba, model, config)
+        fairness = _fairness(study, (dev, data.y, calibration["oof"]),
+                             (test, y[test_idx], proba), model, config)
     uncertainty = _uncertainty(model, test, y[test_idx], proba, config)
 
     metrics = {
@@ -182,18 +183,37 @@ def _uncertainty(model: DiagnoseModel, test: pd.DataFrame, y: np.ndarray, proba:
         "share_uncertain_sets": float((members.sum(axis=1) > 1).mean()),
         "share_out_of_distribution": float(np.mean(flags["out_of_distribution"])),
         "share_referred": float(np.mean(flags["refer_to_clinician"])),
-        "ood_method": "isolation forest on the preprocessed features; cutoff = 1% most isolated "
-                      "development patients; plus values outside the training range",
+        "ood_method": "Mahalanobis distance (Ledoit-Wolf covariance) on the preprocessed "
+                      "features, cutoff = the 1% farthest development patients; plus values "
+                      "outside the training range",
     }
 
 
-def _fairness(study: Study, test: pd.DataFrame, y: np.ndarray, proba: np.ndarray,
-              model: DiagnoseModel, config: TrainConfig) -> dict[str, Any]:
+def _fairness(study: Study, development: tuple[pd.DataFrame, np.ndarray, np.ndarray],
+              held_out: tuple[pd.DataFrame, np.ndarray, np.ndarray], model: DiagnoseModel,
+              config: TrainConfig) -> dict[str, Any]:
+    """Test-split audit, development representation, and a before/after mitigation table.
+
+    ``development`` and ``held_out`` are (rows, class indices, calibrated probabilities); the
+    development probabilities are out-of-fold, so the mitigation never sees the test split.
+    """
     if not study.sensitive:
         return {"attributes": {}, "note": "no sensitive attribute declared (--sensitive COL)"}
-    return audit_classification(
+    (dev, y_dev, p_dev), (test, y, proba) = development, held_out
+    audit = audit_classification(
         y, proba, model.labels(proba), test[study.sensitive].reset_index(drop=True),
         model.classes, n_boot=min(config.n_boot, 200), seed=config.seed)
+    positive = len(model.classes) - 1
+    audit["representation"] = representation(
+        dev[study.sensitive], y_dev == positive,
+        outcome=f"{study.target} = {model.classes[positive]}")
+    if len(model.classes) == 2:
+        audit["mitigation"] = {
+            column: mitigation_table((y_dev, p_dev[:, 1], dev[column]),
+                                     (y, proba[:, 1], test[column]), model.threshold, column,
+                                     seed=config.seed)
+            for column in study.sensitive}
+    return audit
 
 
 def _predictions(frame: pd.DataFrame, test_idx: np.ndarray, study: Study, classes: list[str],

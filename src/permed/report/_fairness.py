@@ -1,0 +1,183 @@
+"""The report's fairness section: per-group figures, disparities, flags, who is represented in
+the development data, and the before/after table of a post-processing mitigation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from permed.report._html import (
+    DASH,
+    Block,
+    Note,
+    Paragraph,
+    RunFiles,
+    Section,
+    Table,
+    _is_number,
+    dig,
+    fmt_ci,
+    fmt_num,
+    fmt_pct,
+    metric_digits,
+    metric_label,
+    ordered_metrics,
+    plural,
+)
+
+__all__ = ["fairness_flags", "fairness_section", "fairness_sentence"]
+
+
+_DISPARITY_INFO = {
+    "equalized_odds_difference": ("Equalized odds difference", "Largest gap between groups in "
+                                  "sensitivity or false-positive rate."),
+    "demographic_parity_difference": ("Demographic parity difference", "Largest gap between "
+                                      "groups in the share of patients flagged."),
+    "auroc_gap": ("AUROC gap", "Largest gap between groups in AUROC."),
+    "calibration_gap": ("Calibration gap", "Largest gap between groups in calibration error."),
+}
+_GROUP_SKIP = {"n", "prevalence", "too_small"}
+
+
+def _group_table(name: str, groups: Mapping[str, Any], min_size: object) -> Table:
+    metrics = ordered_metrics(k for g in groups.values() for k in (g or {}) if k not in _GROUP_SKIP)
+    rows, muted = [], set()
+    for i, (level, group) in enumerate(groups.items()):
+        group = group or {}
+        remark = f"too small (< {fmt_num(min_size)}): unreliable" if group.get("too_small") else ""
+        if remark:
+            muted.add(i)
+        rows.append([str(level), fmt_num(group.get("n")), fmt_pct(group.get("prevalence"))]
+                    + [fmt_ci(group.get(m), metric_digits(m)) for m in metrics] + [remark])
+    header = ["Group", "Patients", "Prevalence"] + [metric_label(m) for m in metrics] + ["Note"]
+    return Table(header=header, rows=rows, caption=f"By {name}: figures per group (95% CI)",
+                 muted=frozenset(muted))
+
+
+def _disparity_table(name: str, disparities: Mapping[str, Any], max_gap: object) -> Table:
+    rows = []
+    for key, entry in disparities.items():
+        label, meaning = _DISPARITY_INFO.get(key, (key.replace("_", " ").capitalize(), ""))
+        value = dig(entry, "value") if isinstance(entry, Mapping) else entry
+        over = _is_number(value) and _is_number(max_gap) and abs(value) > max_gap
+        rows.append([label, fmt_ci(entry), f"\u26a0 above {fmt_num(max_gap)}" if over else "",
+                     meaning])
+    return Table(header=["Disparity", "Value (95% CI)", "Flag", "What it means"], rows=rows,
+                 caption=f"By {name}: gaps between groups (0 = no gap)")
+
+
+def _audit_blocks(name: str, audit: Mapping[str, Any], fairness: Mapping[str, Any]) -> list[Block]:
+    blocks: list[Block] = []
+    groups = audit.get("groups")
+    if isinstance(groups, Mapping) and groups:
+        blocks.append(_group_table(name, groups, fairness.get("min_group_size")))
+    disparities = audit.get("disparities")
+    if isinstance(disparities, Mapping) and disparities:
+        blocks.append(_disparity_table(name, disparities, fairness.get("max_gap")))
+    return blocks
+
+
+def _all_flags(fairness: Mapping[str, Any]) -> list[str]:
+    flags = []
+    for part in ("attributes", "intersections"):
+        for name, audit in (fairness.get(part) or {}).items():
+            # the audit's flags usually name their column already; prefix only when not
+            flags += [str(flag) if str(name) in str(flag) else f"{name}: {flag}"
+                      for flag in dig(audit, "flags", default=[])]
+    return flags
+
+
+def fairness_flags(run: RunFiles) -> list[str]:
+    """Every fairness flag of the run, prefixed with its attribute."""
+    fairness = run.metrics.get("fairness")
+    return _all_flags(fairness) if isinstance(fairness, Mapping) else []
+
+
+def fairness_sentence(run: RunFiles) -> str:
+    """One sentence for the summary: flags raised, none raised, or no audit."""
+    attributes = dig(run.metrics, "fairness", "attributes") or {}
+    if not attributes:
+        return ("No sensitive attribute was declared, so fairness between patient groups was "
+                "not audited.")
+    flags = fairness_flags(run)
+    names = ", ".join(str(a) for a in attributes)
+    if flags:
+        return (f"The fairness audit by {names} raised {plural(len(flags), 'flag')}: see "
+                "'Fairness across patient groups'.")
+    return f"The fairness audit by {names} raised no flag."
+
+
+def fairness_section(run: RunFiles) -> Section:
+    """Per-group figures, disparities and flags for each sensitive attribute."""
+    title = "Fairness across patient groups"
+    fairness = run.metrics.get("fairness")
+    fairness = fairness if isinstance(fairness, Mapping) else {}
+    attributes = fairness.get("attributes") or {}
+    if not attributes:
+        return Section("fairness", title, [Note(
+            "No sensitive attribute was declared for this run, so performance was not compared "
+            "between patient groups. Re-run with `--sensitive COL` (for example `--sensitive "
+            "sex`), or give a column the role `sensitive` in the study file, to add this audit.",
+            tone="warning")])
+    flags = _all_flags(fairness)
+    blocks: list[Block] = [Paragraph(
+        f"Performance is compared between the groups of each sensitive attribute. Groups with "
+        f"fewer than {fmt_num(fairness.get('min_group_size'))} patients are marked too small; "
+        f"a gap larger than {fmt_num(fairness.get('max_gap'))} between groups raises a flag.")]
+    if flags:
+        blocks.append(Note(f"{plural(len(flags), 'fairness flag')} raised:", tone="warning",
+                           title="Fairness flags", items=flags))
+    else:
+        blocks.append(Note("No fairness flag was raised.", tone="ok"))
+    for name, audit in attributes.items():
+        blocks += _audit_blocks(str(name), audit or {}, fairness)
+    for name, audit in (fairness.get("intersections") or {}).items():
+        blocks += _audit_blocks(f"{name} (intersection)", audit or {}, fairness)
+    for name, table in (fairness.get("representation") or {}).items():
+        blocks += _representation_blocks(str(name), table or {})
+    for name, table in (fairness.get("mitigation") or {}).items():
+        blocks += _mitigation_blocks(str(name), table or {})
+    if fairness.get("note"):
+        blocks.append(Paragraph(str(fairness["note"])))
+    return Section("fairness", title, blocks)
+
+
+def _representation_blocks(name: str, table: Mapping[str, Any]) -> list[Block]:
+    groups = table.get("groups") or {}
+    rows = [[str(level), fmt_num(g.get("n")), fmt_pct(g.get("share")),
+             fmt_pct(g.get("outcome_rate"))] for level, g in groups.items()]
+    outcome = table.get("outcome", "outcome")
+    blocks: list[Block] = [Table(
+        header=["Group", "Development patients", "Share", f"Rate of {outcome}"], rows=rows,
+        caption=f"Representation by {name} in the development data")]
+    if table.get("warnings"):
+        blocks.append(Note("Groups too small to validate the model on:", tone="warning",
+                           items=[str(w) for w in table["warnings"]]))
+    return blocks
+
+
+def _mitigation_blocks(name: str, table: Mapping[str, Any]) -> list[Block]:
+    before, after = table.get("before") or {}, table.get("after") or {}
+    rows = [["all patients", *_rates_cells(before.get("overall")),
+             *_rates_cells(after.get("overall"))]]
+    for level, group in (before.get("groups") or {}).items():
+        rows.append([str(level), *_rates_cells(group),
+                     *_rates_cells(dig(after, "groups", level))])
+    rows.append(["equalized odds difference",
+                 fmt_num(before.get("equalized_odds_difference")), "", "",
+                 fmt_num(after.get("equalized_odds_difference")), "", ""])
+    header = ["Patients", "Sensitivity before", "Specificity before", "Flagged before",
+              "Sensitivity after", "Specificity after", "Flagged after"]
+    return [Paragraph(f"Mitigation by {name}: {table.get('method', DASH)}."),
+            Table(header=header, rows=rows,
+                  caption=f"Mitigation by {name}: one threshold (before) vs group thresholds "
+                          "(after), test patients"),
+            Note(str(table.get("note", "")), tone="info")]
+
+
+def _rates_cells(rates: object) -> list[str]:
+    rates = rates if isinstance(rates, Mapping) else {}
+    return [fmt_pct(rates.get("sensitivity")), fmt_pct(rates.get("specificity")),
+            fmt_pct(rates.get("selection_rate"))]
+
+
