@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,7 +15,7 @@ from permed.workflow import TrainConfig, train_run
 __all__ = ["demo"]
 
 # (task, dataset, extra training settings): the demo's steps, in order.
-_STEPS: list[tuple[str, str, dict]] = [("diagnose", "breast_cancer", {})]
+_STEPS: list[tuple[str, str, dict[str, Any]]] = [("diagnose", "breast_cancer", {})]
 
 
 def demo(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import typer
 
 from permed.cli._console import err, out
@@ -35,7 +36,7 @@ def init(
     err.print("check the roles (target, id, sensitive) before training", highlight=False)
 
 
-def guess_study(frame) -> Study:
+def guess_study(frame: pd.DataFrame) -> Study:
     """A study whose column kinds are guessed; the last column is taken as the target."""
     columns = {name: ColumnSpec(kind=infer_kind(frame[name])) for name in frame.columns}
     ids = [c for c in frame.columns

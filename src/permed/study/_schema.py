@@ -115,11 +115,11 @@ class FittedSchema:
 
     def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The feature columns, typed as at fit time (numeric floats, categorical text)."""
-        out = {}
+        out: dict[str, pd.Series] = {}
         for feature in self.features:
             series = frame[feature.name]
             if feature.kind == "numeric":
-                out[feature.name] = to_numeric(series).to_numpy()
+                out[feature.name] = to_numeric(series)
             else:
                 out[feature.name] = as_category(series)
         return pd.DataFrame(out, index=frame.index)
