@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from permed.engine import Engine, Progress, as_items
+from permed.engine import Engine, EngineTaskError, Progress, as_items
 from permed.evaluate import cv_summary, point_metrics
 from permed.models.diagnose import DIAGNOSE_MODELS, make_model
 from permed.preprocess import make_preprocessor
@@ -68,6 +68,11 @@ def _fit_fold(task: tuple[FoldData, str, dict[str, Any], int]) -> tuple[int, np.
     return k, pipeline.predict_proba(data.features.iloc[val]), time.perf_counter() - started
 
 
+def _describe(task: tuple[FoldData, str, dict[str, Any], int]) -> str:
+    _, name, params, k = task
+    return f"model={name} fold={k + 1} params={params}"
+
+
 def _collect(data: FoldData, name: str, params: dict[str, Any],
              results: list[tuple[int, np.ndarray, float]]) -> CVResult:
     n_classes = len(data.schema.classes)
@@ -89,7 +94,8 @@ def cross_validate(data: FoldData, names: list[str], engine: Engine, progress: P
     params = params or {}
     tasks = [(data, name, params.get(name, {}), k)
              for name, k in as_items(names, range(len(data.folds)))]
-    outputs = engine.map(_fit_fold, tasks, label="cross-validation", progress=progress)
+    outputs = engine.map(_fit_fold, tasks, label="cross-validation", progress=progress,
+                         describe=_describe)
     by_model: dict[str, list] = {name: [] for name in names}
     for (_, name, _, _), output in zip(tasks, outputs, strict=True):
         by_model[name].append(output)
@@ -114,13 +120,15 @@ def tune(data: FoldData, names: list[str], budget: float, engine: Engine,
             def objective(trial, name=name, space=space) -> float:
                 params = space(trial)
                 tasks = [(data, name, params, k) for k in range(len(data.folds))]
-                outputs = engine.map(_fit_fold, tasks, label=f"trial {trial.number} {name}")
+                outputs = engine.map(_fit_fold, tasks, label=f"trial {trial.number} {name}",
+                                     describe=_describe)
                 return float(np.nanmean(
                     [m["auroc"] for m in _collect(data, name, params, outputs).fold_metrics]))
 
             study = optuna.create_study(
                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=data.seed))
-            study.optimize(objective, timeout=share, n_trials=None, catch=(ValueError,))
+            study.optimize(objective, timeout=share, n_trials=None,
+                           catch=(ValueError, EngineTaskError))
             completed = [t for t in study.trials if t.state.name == "COMPLETE"]
             best[name] = (study.best_params if completed else {}, len(completed))
             advance()

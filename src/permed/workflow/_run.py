@@ -15,6 +15,7 @@ from permed.bundle import BUNDLE_DIR, atomic_directory, save_bundle
 from permed.engine import Progress, SilentProgress, get_engine
 from permed.exceptions import StudyError
 from permed.ingest import TableInfo, read_table
+from permed.privacy import AuditLog, require_key, write_bytes
 from permed.study import Study, validate
 from permed.utils.jsonio import write_json
 from permed.workflow._config import TrainConfig
@@ -64,6 +65,8 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
         For any problem with the data, study or options (the message says the fix).
     """
     progress = progress or SilentProgress()
+    if config.encrypt:  # fail before training, not after
+        require_key("permed train --encrypt")
     timings = Timings()
     with timings("read"):
         frame, info = read_table(data)
@@ -74,7 +77,10 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
         progress.note(f"warning: {finding.message}")
     validation.raise_errors()
     engine = get_engine(config.cluster)
-    result = trainer(frame, study, validation, config, engine, progress)
+    try:
+        result = trainer(frame, study, validation, config, engine, progress)
+    finally:
+        engine.close()
     result.warnings = [f.message for f in validation.warnings]
     result.metrics["timings"] = {**timings, **result.metrics["timings"]}
     return write_run(result, info, study, config, out, command)
@@ -87,12 +93,20 @@ def write_run(result: RunResult, info: TableInfo, study: Study, config: TrainCon
 
     metrics = _with_data(result.metrics, info)
     manifest = _manifest(info, study, config, metrics["timings"], result.warnings, command)
+    key = require_key("permed train --encrypt") if config.encrypt else None
     with atomic_directory(out) as staging:
-        result.predictions.to_csv(staging / "predictions.csv", index=False)
-        save_bundle(result.model, result.schema, staging / BUNDLE_DIR)
+        write_bytes(staging / "predictions.csv", result.predictions.to_csv(index=False).encode(),
+                    key)
+        save_bundle(result.model, result.schema, staging / BUNDLE_DIR, key=key)
         write_json(staging / "metrics.json", metrics)
         write_json(staging / "manifest.json", manifest)
+        for name, content in result.files.items():
+            write_json(staging / name, content)
         write_report(staging)
+        audit = AuditLog.continued(Path(out) / "audit.log", staging / "audit.log")
+        audit.append("read", data=info.fingerprint, rows=info.rows, columns=info.columns)
+        audit.append("train", task=metrics["task"], model=metrics.get("selected_model"),
+                     encrypted=key is not None)
     return Path(out)
 
 
