@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 
 from permed.cli._console import out, table
-from permed.ingest import export_dataset, get_dataset, list_datasets
+from permed.exceptions import PermedError
+from permed.ingest import export_dataset, get_dataset, list_datasets, synthetic_cohort
+from permed.workflow import write_table
 
 __all__ = ["app"]
 
@@ -47,3 +49,23 @@ def export(
     Example: permed datasets export breast_cancer bc.csv
     """
     out.print(str(export_dataset(name, file)), highlight=False)
+
+
+@app.command("synth")
+def synth(
+    rows: int = typer.Option(..., help="Number of patients, e.g. --rows 1000000."),
+    out_file: Path = typer.Option(..., "--out", help="Output .csv or .parquet."),
+    seed: int = typer.Option(0, help="Random seed."),
+    truth: bool = typer.Option(False, help="Add the true probabilities, risk scores and "
+                               "treatment effects (never use them as features)."),
+) -> None:
+    """Write a synthetic cohort with known diagnosis, survival and treatment-effect mechanisms.
+
+    Example: permed datasets synth --rows 100000 --out synth.parquet
+    """
+    if rows < 1:
+        raise PermedError(f"--rows must be at least 1, got {rows}")
+    if out_file.suffix.lower() not in (".csv", ".parquet"):
+        raise PermedError(f"--out '{out_file}' must end in .csv or .parquet")
+    write_table(synthetic_cohort(rows, seed=seed, truth=truth), out_file)
+    out.print(str(out_file), highlight=False)

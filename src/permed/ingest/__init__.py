@@ -1,5 +1,6 @@
 """Readers that bring patient data into permed, and the bundled datasets."""
 
+from permed.ingest._synth import synthetic_cohort
 from permed.ingest._tables import MISSING_MARKERS, TableInfo, fingerprint, read_table
 from permed.ingest.datasets import (
     Dataset,
@@ -19,4 +20,5 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "read_table",
+    "synthetic_cohort",
 ]
