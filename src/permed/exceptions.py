@@ -12,9 +12,11 @@ from sklearn.exceptions import NotFittedError
 __all__ = [
     "BundleError",
     "DataError",
+    "IntegrityError",
     "NotFittedError",
     "PermedError",
     "SchemaMismatchError",
+    "SecurityError",
     "StudyError",
 ]
 
@@ -41,3 +43,11 @@ class SchemaMismatchError(DataError):
 
 class BundleError(PermedError):
     """A run directory or model bundle is missing, incomplete or has been changed."""
+
+
+class SecurityError(PermedError):
+    """A key is missing, unreadable or too widely readable; a protected file cannot be used."""
+
+
+class IntegrityError(SecurityError):
+    """Encrypted or signed content does not verify: wrong key, or changed since it was written."""

@@ -1,0 +1,77 @@
+"""ONNX export of diagnose pipelines: scored within 1e-5 of the native model, or not used."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from permed.bundle._onnx import ONNX_FILE, TOLERANCE, compare, export_onnx, load_onnx
+from permed.explain import background_sample
+from permed.study import FittedSchema, Study
+from permed.uncertainty import ProbabilityCalibrator
+from permed.workflow._cv import build_pipeline
+from permed.workflow._fitted import DiagnoseModel
+
+# small forests: the conversion, not the model, is under test
+PARAMS = {"logistic": {}, "lightgbm": {"n_estimators": 40}, "random_forest": {"n_estimators": 30}}
+KINDS = {"age": "numeric", "chol": "numeric", "sex": "categorical", "smoker": "categorical"}
+
+
+def _model(name: str, clip: bool) -> DiagnoseModel:
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({"age": rng.normal(60, 10, n).round(), "chol": rng.normal(220, 40, n),
+                          "sex": rng.choice(["F", "M"], n),
+                          "smoker": rng.choice(["never", "former", "current"], n)})
+    frame.loc[::7, "chol"] = np.nan  # a missing-value indicator column
+    frame.loc[::11, "smoker"] = None  # a missing category
+    y = (rng.random(n) < 1 / (1 + np.exp(-0.08 * (frame["age"] - 60)))).astype(int)
+    schema = FittedSchema.from_frame(frame, KINDS, Study(task="diagnose"), ["0", "1"])
+    pipeline = build_pipeline(name, schema, 0, "cpu", clip, PARAMS[name]).fit(schema.coerce(frame), y)
+    calibrator = ProbabilityCalibrator("none").fit(pipeline.predict_proba(schema.coerce(frame)), y)
+    model = DiagnoseModel(name, schema, pipeline, calibrator, 0.5)
+    model.background = background_sample(schema.coerce(frame), 100, 0)
+    return model
+
+
+@pytest.mark.parametrize("name", ["logistic", "lightgbm", "random_forest"])
+@pytest.mark.parametrize("clip", [False, True])
+def test_exported_pipeline_scores_like_the_native_one(name, clip, tmp_path):
+    model = _model(name, clip)
+    assert export_onnx(model, tmp_path) == tmp_path / ONNX_FILE
+    from permed.bundle._onnx import _open
+
+    onnx_model = _open((tmp_path / ONNX_FILE).read_bytes(), model)
+    assert compare(onnx_model, model) < TOLERANCE
+
+
+def test_a_model_without_a_converter_is_not_exported(tmp_path):
+    from permed.models.diagnose._scorecard import ScorecardClassifier
+
+    model = _model("logistic", False)
+    model.pipeline.steps[-1] = ("model", ScorecardClassifier())
+    assert export_onnx(model, tmp_path) is None
+    assert not (tmp_path / ONNX_FILE).exists()
+
+
+def test_a_run_without_onnx_scores_natively(tmp_path):
+    from permed.bundle import save_bundle
+
+    model = _model("logistic", False)
+    save_bundle(model, model.schema, tmp_path / "model")
+    assert load_onnx(tmp_path, model) == (
+        None, "no model.onnx in the bundle (this model family does not export)")
+
+
+def test_an_onnx_file_that_disagrees_is_not_used(tmp_path):
+    from permed.bundle import save_bundle
+
+    model = _model("logistic", False)
+    other = _model("random_forest", False)
+    export_onnx(other, tmp_path / "model")  # a signed, valid graph of another model
+    save_bundle(model, model.schema, tmp_path / "model")
+    onnx_model, note = load_onnx(tmp_path, model)
+    assert onnx_model is None
+    assert note.startswith("model.onnx differs from the native model by ")
+    assert note.endswith(f"(> {TOLERANCE:g}) on the check rows: scoring natively")
