@@ -1,0 +1,178 @@
+"""Score a table larger than memory comfort: stream partitions, write Parquet incrementally.
+
+The input is read ``batch_size`` rows at a time (Parquet through ``pyarrow``'s
+``iter_batches``, CSV/TSV through pandas' chunked reader with the project's missing-value
+markers), each partition is scored with the run's ``predict_frame`` and appended to a Parquet
+file. The output is written to a hidden temporary file next to ``out`` and renamed only once
+every partition is written, so an interrupted run leaves no file that looks complete.
+
+With an engine (``--cluster``/``PERMED_DASK_SCHEDULER``), partitions are scored in waves of
+``wave`` partitions through ``engine.map``; the model travels with each task, so workers need
+no access to the run directory. Output order is input order either way.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from permed.bundle import load_bundle
+from permed.engine import Engine
+from permed.exceptions import DataError
+from permed.ingest._tables import MISSING_MARKERS, SUPPORTED_SUFFIXES
+
+__all__ = ["DEFAULT_BATCH_SIZE", "STREAM_MIN_BYTES", "predict_batched", "predict_streamed",
+           "should_stream"]
+
+DEFAULT_BATCH_SIZE = 100_000
+# predict streams without --batch-size when the input file is at least this large
+STREAM_MIN_BYTES = 256 * 2**20
+
+
+def should_stream(data: str | Path, out: str | Path | None, batch_size: int | None,
+                  explain: bool = False) -> bool:
+    """Whether ``permed predict`` streams: Parquet output, no ``--explain``, and either
+    ``--batch-size`` given or an input of at least ``STREAM_MIN_BYTES``."""
+    if out is None or Path(out).suffix.lower() != ".parquet" or explain:
+        return False
+    path = Path(data)
+    return batch_size is not None or (path.is_file() and path.stat().st_size >= STREAM_MIN_BYTES)
+
+
+def predict_batched(
+    run_dir: str | Path, data: str | Path, out: str | Path, batch_size: int = DEFAULT_BATCH_SIZE,
+    engine: Engine | None = None, wave: int = 4,
+) -> int:
+    """Score ``data`` partition by partition with a trained run and write Parquet to ``out``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run directory written by ``permed train``.
+    data : str or Path
+        A ``.parquet``, ``.csv`` or ``.tsv`` file.
+    out : str or Path
+        The ``.parquet`` file to write (replaced atomically at the end).
+    batch_size : int, default=100000
+        Rows per partition.
+    engine : Engine, optional
+        Where partitions are scored; in this process when None.
+    wave : int, default=4
+        Partitions in flight at once with an engine (bounds the memory of the client).
+
+    Returns
+    -------
+    int
+        Rows scored.
+
+    Raises
+    ------
+    DataError
+        ``out`` is not a ``.parquet`` file, ``batch_size`` is not positive, or the input
+        cannot be read.
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".parquet":
+        raise DataError(f"batch scoring writes Parquet, got --out '{out}': use a .parquet name")
+    if batch_size < 1:
+        raise DataError(f"--batch-size must be a positive number of rows, got {batch_size}")
+    model, _ = load_bundle(run_dir)
+    return _write(_scored(model, _partitions(Path(data), batch_size), engine, wave), out)
+
+
+def predict_streamed(run_dir: str | Path, data: str | Path, out: str | Path,
+                     batch_size: int | None = None, cluster: str | None = None) -> int:
+    """:func:`predict_batched` on the engine of ``cluster``/``PERMED_DASK_SCHEDULER`` (if
+    any); returns the rows scored."""
+    from permed.engine import get_engine
+
+    address = cluster or os.environ.get("PERMED_DASK_SCHEDULER")
+    engine = get_engine(address) if address else None
+    try:
+        return predict_batched(run_dir, data, out, batch_size or DEFAULT_BATCH_SIZE, engine)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def _partitions(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
+    from permed.privacy import table_source
+
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix not in SUPPORTED_SUFFIXES:
+        raise DataError(f"cannot read '{path}': expected an existing file ending in "
+                        f"{', '.join(SUPPORTED_SUFFIXES)}")
+    source = table_source(path)  # an encrypted extract is decrypted in memory with the data key
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_size):
+            yield _clean(batch.to_pandas())
+        return
+    reader = pd.read_csv(source, sep="\t" if suffix == ".tsv" else ",", chunksize=batch_size,
+                         na_values=MISSING_MARKERS, keep_default_na=False,
+                         skipinitialspace=True)
+    with reader:
+        for chunk in reader:
+            yield _clean(chunk)
+
+
+def _clean(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def score_partition(item: tuple[Any, pd.DataFrame]) -> pd.DataFrame:
+    """``model.predict_frame`` of one partition (the task that ``engine.map`` runs)."""
+    model, frame = item
+    return model.predict_frame(frame)
+
+
+def _scored(model: Any, parts: Iterator[pd.DataFrame], engine: Engine | None,
+            wave: int) -> Iterator[pd.DataFrame]:
+    if engine is None:
+        for frame in parts:
+            yield model.predict_frame(frame)
+        return
+    pending: list[tuple[Any, pd.DataFrame]] = []
+    for frame in parts:
+        pending.append((model, frame))
+        if len(pending) == wave:
+            yield from engine.map(score_partition, pending, label="scoring partitions")
+            pending = []
+    if pending:
+        yield from engine.map(score_partition, pending, label="scoring partitions")
+
+
+def _write(frames: Iterator[pd.DataFrame], out: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    os.close(fd)
+    rows = 0
+    writer = None
+    try:
+        for frame in frames:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            rows += len(frame)
+        if writer is None:
+            raise DataError("the input table has no rows: nothing to score")
+        writer.close()
+        writer = None
+        os.replace(tmp, out)
+    finally:
+        if writer is not None:
+            writer.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return rows
