@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-
-def shared_data(relative: str) -> Path:
-    """A file under ../shared/data, or skip the test saying why."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"{path} not present (the shared data folder sits beside the clone in CI)")
-    return path
+@pytest.fixture(autouse=True, scope="session")
+def _permed_home(tmp_path_factory: pytest.TempPathFactory):
+    """The session's integrity key and audit logs live in a temporary PERMED_HOME."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PERMED_HOME", str(tmp_path_factory.mktemp("permed-home")))
+        for name in ("PERMED_KEY", "PERMED_INTEGRITY_KEY", "PERMED_USER"):
+            patch.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture
@@ -39,3 +39,38 @@ def small_cohort() -> pd.DataFrame:
     disease = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     return pd.DataFrame({"patient_id": [f"P{i:04d}" for i in range(n)], "age": age,
                          "chol": chol, "sex": sex, "smoker": smoker, "disease": disease})
+
+
+@pytest.fixture(scope="session")
+def trust_run(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """A diagnose run with actionable features, a sensitive attribute and the scorecard.
+
+    400 synthetic patients: age, chol (monotone "decrease"), sbp, smoker (actionable: chol,
+    sbp, smoker), sex (sensitive); logistic regression and the points scorecard compared.
+    Returns the run directory and the feature table (without the target).
+    """
+    from permed.study import ColumnSpec, Study
+    from permed.workflow import TrainConfig, train_run
+
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pd.DataFrame({
+        "age": rng.normal(60, 10, n).round(),
+        "chol": rng.normal(230, 45, n).round(),
+        "sbp": rng.normal(135, 18, n).round(),
+        "smoker": rng.choice(["never", "former", "current"], n),
+        "sex": rng.choice(["F", "M"], n),
+    })
+    logit = (0.07 * (frame["age"] - 60) + 0.03 * (frame["chol"] - 230)
+             + 0.03 * (frame["sbp"] - 135) + 1.0 * (frame["smoker"] == "current"))
+    frame["disease"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    tmp = tmp_path_factory.mktemp("trust")
+    frame.to_csv(tmp / "cohort.csv", index=False)
+    study = Study(task="diagnose", target="disease", sensitive=["sex"],
+                  actionable=["chol", "sbp", "smoker"],
+                  columns={"chol": ColumnSpec(monotone="decrease"),
+                           "sbp": ColumnSpec(valid_range=(60, 250))})
+    run = train_run(tmp / "cohort.csv", study,
+                    TrainConfig(models=["logistic", "scorecard"], cv=3, n_boot=100),
+                    tmp / "run")
+    return run, frame.drop(columns="disease")

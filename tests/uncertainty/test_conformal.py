@@ -10,7 +10,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_te
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from conftest import shared_data
+from permed.testing import shared_data
 from permed.uncertainty import ConformalSets, OutOfDistribution
 
 SEEDS = range(8)
