@@ -30,7 +30,8 @@ def bc_run(tmp_path_factory):
 def test_run_directory_holds_the_contract_files(bc_run):
     _, run, _ = bc_run
     assert sorted(p.name for p in run.iterdir()) == [
-        "manifest.json", "metrics.json", "model", "predictions.csv", "report.html"]
+        "audit.log", "audit.log.head", "explanations.json", "manifest.json", "metrics.json",
+        "model", "predictions.csv", "report.html"]
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]
 
 

@@ -8,9 +8,10 @@ import click
 import typer
 
 from permed import __version__
-from permed.cli import datasets, demo, study, train, use
+from permed.cli import bench, datasets, demo, privacy, serve, study, train, use
 from permed.cli._console import err
 from permed.exceptions import PermedError
+from permed.privacy import set_user
 
 __all__ = ["app", "main"]
 
@@ -30,10 +31,20 @@ app.command("train")(train.train)
 app.command("predict")(use.predict)
 app.command("evaluate")(use.evaluate)
 app.command("report")(use.report)
+app.command("deidentify")(privacy.deidentify)
+app.add_typer(privacy.keys_app, name="keys")
+app.add_typer(privacy.audit_app, name="audit")
+app.command("serve")(serve.serve)
+app.add_typer(serve.users_app, name="users")
+app.add_typer(bench.app, name="bench")
 
 
 @app.callback(invoke_without_command=True)
-def _root(version: bool = typer.Option(False, "--version", help="Print the version.")) -> None:
+def _root(version: bool = typer.Option(False, "--version", help="Print the version."),
+          user: str | None = typer.Option(
+              None, "--user", help="Who is acting, for the audit trail (default: PERMED_USER "
+              "or the OS user).")) -> None:
+    set_user(user)
     if version:
         typer.echo(f"permed {__version__}")
         raise typer.Exit()

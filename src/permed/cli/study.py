@@ -10,6 +10,7 @@ import typer
 from permed.cli._console import err, out
 from permed.exceptions import PermedError
 from permed.ingest import read_table
+from permed.privacy import audited, home_log
 from permed.study import ColumnSpec, Study, infer_kind, validate
 
 __all__ = ["init", "validate_command"]
@@ -28,7 +29,8 @@ def init(
         raise PermedError(f"'{study_file}' exists: pass --force to overwrite it")
     study = Study()
     if data is not None:
-        frame, _ = read_table(data)
+        with audited(home_log(), "init", data=data):
+            frame, _ = read_table(data)
         study = guess_study(frame)
     study_file.parent.mkdir(parents=True, exist_ok=True)
     study_file.write_text(study.to_toml())
@@ -57,7 +59,8 @@ def validate_command(
 
     Example: permed validate heart.csv --study heart.toml
     """
-    frame, info = read_table(data)
+    with audited(home_log(), "validate", data=data):
+        frame, info = read_table(data)
     report = validate(frame, Study.from_toml(study_file), min_class_size=cv)
     out.print(f"{info.path}: {info.rows} rows x {info.columns} columns ({info.fingerprint[:19]})",
               highlight=False)

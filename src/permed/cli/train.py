@@ -8,7 +8,9 @@ import typer
 
 from permed.cli._console import RichProgress, err, metric_cell, out, table
 from permed.cli._options import split_list
+from permed.cli.privacy import key_file_option, keyed
 from permed.exceptions import PermedError, StudyError
+from permed.privacy import audited, home_log
 from permed.study import Study
 from permed.utils.jsonio import read_json
 from permed.workflow import TrainConfig, train_run
@@ -75,6 +77,9 @@ def train(
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory to write "
                                         "(default: runs/<data name>)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+    encrypt: bool = typer.Option(False, help="Encrypt predictions.csv and the model bundle at "
+                                 "rest (AES-256-GCM) with the data key."),
+    key_file: Path | None = key_file_option("--encrypt and encrypted input"),
 ) -> None:
     """Train and validate a model; write a run directory with metrics and a report.
 
@@ -96,9 +101,10 @@ def train(
         budget=budget, calibration=calibration, target_sensitivity=target_sensitivity,
         positive_class=positive_class, n_boot=bootstrap, clip=clip, device=device,
         cluster=cluster, horizons=_floats(horizons, "--horizons"), event_value=event_value,
-        higher_is_better=higher_is_better, randomized=randomized, trim=trim)
+        higher_is_better=higher_is_better, randomized=randomized, trim=trim, encrypt=encrypt)
     out_dir = out_dir or Path("runs") / data.stem
-    run_dir = train_run(data, study, config, out_dir, RichProgress(quiet))
+    with keyed(key_file), audited(home_log(), "train", data=data, failures_only=True):
+        run_dir = train_run(data, study, config, out_dir, RichProgress(quiet))
     if not quiet:
         summarize_run(run_dir)
     else:

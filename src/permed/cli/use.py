@@ -7,8 +7,12 @@ from pathlib import Path
 import typer
 
 from permed.cli._console import RichProgress, err, out
+from permed.cli.privacy import key_file_option, keyed
 from permed.cli.train import summarize_run
+from permed.exceptions import PermedError
+from permed.privacy import audited, run_log
 from permed.workflow import evaluate_run, predict_run, write_table
+from permed.workflow._batch import predict_streamed, should_stream
 
 __all__ = ["evaluate", "predict", "report"]
 
@@ -20,17 +24,39 @@ def predict(
         None, "--out", help="Where to write predictions (.csv or .parquet); default: standard "
         "output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on standard error."),
+    key_file: Path | None = key_file_option("an encrypted run or input"),
+    explain: bool = typer.Option(
+        False, "--explain", help="Add each patient's top 3 factors (SHAP) in words: columns "
+        "explanation, top_factor_1..3 and explained_output."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Stream the input this many rows at a time and write "
+        "--out (.parquet) incrementally; automatic for inputs of 256 MiB or more."),
+    cluster: str | None = typer.Option(
+        None, "--cluster", help="Score partitions on a Dask scheduler (tcp://HOST:8786); "
+        "default: PERMED_DASK_SCHEDULER, else in this process."),
 ) -> None:
     """Score new patients: one output row per input row.
 
     Writes the probability of each class (prob_<class>), the label at the run's decision
     threshold, and out_of_range when a value lies outside what the model saw in training.
+    With --explain, also the factors that moved each patient's prediction most.
 
-    Example: permed predict runs/heart new_patients.csv --out preds.csv
+    Example: permed predict runs/heart new_patients.csv --out preds.csv --explain
     """
-    with RichProgress(quiet or out_file is None).step("scoring"):
-        predictions = predict_run(run_dir, data)
-    write_table(predictions, out_file)
+    if should_stream(data, out_file, batch_size, explain):  # large inputs: permed.workflow._batch
+        with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
+            rows = predict_streamed(run_dir, data, out_file, batch_size, cluster)
+            audit.add(rows=rows, output="file")
+            audit.output = out_file
+        if not quiet:
+            out.print(str(out_file), highlight=False)
+        return
+    with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
+        with RichProgress(quiet or out_file is None).step("scoring"):
+            predictions = predict_run(run_dir, data, explain=explain)
+        write_table(predictions, out_file)
+        audit.add(rows=len(predictions), output="file" if out_file else "stdout")
+        audit.output = out_file
     flagged = int(predictions["out_of_range"].sum()) if "out_of_range" in predictions else 0
     if out_file is not None and not quiet:
         err.print(f"{len(predictions)} patients scored; {flagged} with values outside the "
@@ -45,13 +71,16 @@ def evaluate(
     bootstrap: int = typer.Option(1000, help="Bootstrap replicates for the 95% CIs."),
     seed: int = typer.Option(42, help="Bootstrap seed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+    key_file: Path | None = key_file_option("an encrypted run or cohort"),
 ) -> None:
     """External validation: score another cohort once and report the figures with CIs.
 
     Example: permed evaluate runs/heart other_hospital.csv --out runs/heart-external
     """
-    with RichProgress(quiet).step("external validation"):
-        written = evaluate_run(run_dir, data, out_dir, n_boot=bootstrap, seed=seed)
+    with keyed(key_file), audited(run_log(run_dir), "evaluate", data=data) as audit:
+        with RichProgress(quiet).step("external validation"):
+            written = evaluate_run(run_dir, data, out_dir, n_boot=bootstrap, seed=seed)
+        audit.output = written / "predictions.csv"
     if quiet:
         out.print(str(written / "report.html"), highlight=False)
     else:
@@ -60,11 +89,20 @@ def evaluate(
 
 def report(
     run_dir: Path = typer.Argument(..., help="A run directory written by permed train."),
+    key_file: Path | None = key_file_option("an encrypted run"),
+    report_format: str = typer.Option(
+        "html", "--format", help="html: report.html; md: report.md, the model card and "
+        "TRIPOD+AI items as Markdown for review boards."),
 ) -> None:
-    """Write the run's report.html again from its files and print where it is.
+    """Write the run's report (report.html, or report.md) again from its files; print where.
 
-    Example: permed report runs/heart
+    Example: permed report runs/heart --format md
     """
-    from permed.report import write_report
+    from permed.report import write_markdown, write_report
 
-    out.print(str(write_report(run_dir)), highlight=False)
+    writers = {"html": write_report, "md": write_markdown}
+    if report_format not in writers:
+        raise PermedError(f"--format must be html or md, got '{report_format}'")
+    with keyed(key_file), audited(run_log(run_dir), "report") as audit:
+        audit.output = writers[report_format](run_dir)
+    out.print(str(audit.output), highlight=False)

@@ -79,11 +79,14 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, TableInfo]:
 
 
 def _parse(path: Path, suffix: str) -> pd.DataFrame:
+    from permed.privacy import table_source
+
+    source = table_source(path)  # an encrypted extract is decrypted in memory with the data key
     try:
         if suffix == ".parquet":
-            return pd.read_parquet(path)
+            return pd.read_parquet(source)
         return pd.read_csv(
-            path,
+            source,
             sep="\t" if suffix == ".tsv" else ",",
             na_values=MISSING_MARKERS,
             keep_default_na=False,

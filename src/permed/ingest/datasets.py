@@ -108,8 +108,11 @@ _REGISTRY: dict[str, Dataset] = {
             "AIDS Clinical Trials Group 320: 1,151 patients randomized to two regimens",
             "scikit-survival sksurv.datasets.load_aids (Hosmer, Lemeshow & May 2008)",
             lambda: _survival("load_aids", "censor", "time", endpoint="aids"),
+            # treat outcome: censor = 1 when an AIDS-defining event or death was observed
+            # during the trial's follow-up (at most 364 days, ended for both arms at once when
+            # the trial stopped early), so lower is better; time is follow-up, never a feature
             {"task": "treat", "time": "time", "event": "censor", "treatment": "tx",
-             "drop": ["txgrp"], "sensitive": ["sex", "raceth"]},
+             "outcome": "censor", "drop": ["txgrp"], "sensitive": ["sex", "raceth"]},
         ),
         Dataset(
             "flchain",

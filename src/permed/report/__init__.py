@@ -5,7 +5,11 @@
 PosixPath('runs/heart/report.html')
 """
 
-from permed.report import _diagnose  # noqa: F401  (registers the diagnose sections)
+# registering the diagnose sections; _explain adds its own after those of _diagnose
+from permed.report import _diagnose, _explain, _risk, _treat  # noqa: F401
+from permed.report._card import required_sections
 from permed.report._html import render_report, write_report
+from permed.report._markdown import render_markdown, write_markdown
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["render_markdown", "render_report", "required_sections", "write_markdown",
+           "write_report"]

@@ -29,6 +29,7 @@ from markupsafe import Markup
 
 import permed
 from permed.exceptions import BundleError
+from permed.privacy import read_bytes, table_source
 
 DASH = "\u2014"
 _TEMPLATES = Path(__file__).with_name("templates")
@@ -403,8 +404,8 @@ def _read_optional_json(path: Path, name: str, problems: list[str]) -> dict[str,
     if not path.is_file():
         problems.append(f"{name} is missing: the parts of the report that use it are incomplete.")
         return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+    try:  # an encrypted run's file is decrypted; a missing or wrong key is an error, not a gap
+        value = json.loads(read_bytes(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         problems.append(f"{name} cannot be read ({exc}): the parts of the report that use it "
                         "are incomplete.")
@@ -416,9 +417,10 @@ def _read_predictions(path: Path, problems: list[str]) -> pd.DataFrame | None:
     if not path.is_file():
         problems.append("predictions.csv is missing: the plots are left out.")
         return None
+    source = table_source(path)  # decrypted in memory when the run is encrypted
     try:
-        frame = pd.read_csv(path, dtype={"y_true": str, "predicted": str}, keep_default_na=False,
-                            na_values=[""])
+        frame = pd.read_csv(source, dtype={"y_true": str, "predicted": str},
+                            keep_default_na=False, na_values=[""])
     except (OSError, ValueError) as exc:  # pandas parser errors are ValueErrors
         problems.append(f"predictions.csv cannot be read ({exc}): the plots are left out.")
         return None
@@ -685,10 +687,11 @@ def _header(run: RunFiles) -> dict[str, Any]:
 def build_sections(run: RunFiles) -> list[Section]:
     """The sections of the report, in reading order, for the task of ``run``."""
     # imported here: _tripod builds on the helpers of this module
+    from permed.report._card import model_card_section
     from permed.report._fairness import fairness_section
     from permed.report._tripod import tripod_section
 
-    builders: list[SectionBuilder] = [data_section, model_comparison_section,
+    builders: list[SectionBuilder] = [model_card_section, data_section, model_comparison_section,
                                       *task_sections(run.task), fairness_section, tripod_section,
                                       reproduce_section]
     return [section for build in builders if (section := build(run)) is not None]

@@ -20,6 +20,12 @@ def to_numeric(series: pd.Series) -> pd.Series:
     """Values as floats; anything that does not parse becomes NaN."""
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float)
+    if not pd.api.types.is_numeric_dtype(series):
+        # A top-coded value ("90+": de-identification groups ages over 89) reads as its bound.
+        text = series.astype("string")
+        top = text.str.fullmatch(r"\s*\d+(?:\.\d+)?\+\s*", na=False).astype(bool)
+        if top.any():
+            series = series.where(~top, text.str.strip().str.rstrip("+"))
     return pd.to_numeric(series, errors="coerce").astype(float)
 
 

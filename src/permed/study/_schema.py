@@ -29,6 +29,8 @@ class FeatureSpec:
     missing_share: float = 0.0
     unit: str | None = None
     valid_range: tuple[float, float] | None = None
+    # where a FHIR Bundle holds this feature (the study's [fhir] entry), for permed serve
+    fhir: str | dict[str, Any] | None = None
 
 
 @dataclass
@@ -66,7 +68,8 @@ class FittedSchema:
             spec = study.columns.get(name)
             feature = FeatureSpec(
                 name, kind, missing_share=round(float(series.isna().mean()), 4),
-                unit=spec.unit if spec else None, valid_range=spec.valid_range if spec else None)
+                unit=spec.unit if spec else None, valid_range=spec.valid_range if spec else None,
+                fhir=study.fhir.get(name))
             if kind == "numeric":
                 values = to_numeric(series)
                 feature.min, feature.max = float(values.min()), float(values.max())

@@ -6,11 +6,10 @@ Everything downstream reads roles from it; nothing guesses a column by position.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from permed.exceptions import StudyError
 
@@ -18,7 +17,8 @@ __all__ = ["TASKS", "ColumnSpec", "Study"]
 
 TASKS = ("diagnose", "risk", "treat")
 KINDS = ("numeric", "categorical")
-_LIST_ROLES = ("sensitive", "identifiers", "actionable", "drop")
+MONOTONE = ("increase", "decrease")
+_LIST_ROLES = ("sensitive", "identifiers", "actionable", "drop", "quasi_identifiers")
 _SCALAR_ROLES = ("id", "target", "time", "event", "treatment", "outcome", "propensity",
                  "true_effect")
 
@@ -30,11 +30,19 @@ class ColumnSpec:
     kind: str | None = None
     unit: str | None = None
     valid_range: tuple[float, float] | None = None
+    # the only direction a counterfactual may move this (actionable) column
+    monotone: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind is not None and self.kind not in KINDS:
             raise StudyError(
                 f"column kind '{self.kind}' is not known; expected one of {', '.join(KINDS)}"
+            )
+        if self.monotone is not None and self.monotone not in MONOTONE:
+            raise StudyError(
+                f"monotone = '{self.monotone}' is not known; expected one of "
+                f"{', '.join(MONOTONE)} (the only direction a counterfactual may change the "
+                "column)"
             )
         if self.valid_range is not None:
             low, high = (float(v) for v in self.valid_range)
@@ -73,9 +81,23 @@ class Study:
     drop : list of str
         Columns left out of the analysis.
     columns : dict of str to ColumnSpec
-        Per-column kind, unit and valid range.
+        Per-column kind, unit, valid range and, for actionable columns, the monotone direction
+        (``"increase"`` or ``"decrease"``) a counterfactual may move them in.
     use_sensitive : bool
         Use the sensitive columns as features too.
+    quasi_identifiers : list of str
+        Columns that could re-identify a patient in combination (age, sex, ZIP...): the
+        re-identification risk of ``permed deidentify`` is measured over them.
+    deidentify : dict of str to str
+        ``[deidentify]``: the de-identification action of each column (``drop``,
+        ``pseudonymize``, ``shift_date``, ``year``, ``birth_year``, ``age``, ``zip3``,
+        ``scrub``, ``keep``); see :mod:`permed.privacy`.
+    fhir : dict of str to str or dict
+        ``[fhir]``: where ``permed serve`` reads each feature in a FHIR R4 Bundle: a path
+        (``"Patient.birthDate"`` gives the age in years, ``"Patient.gender"`` the gender,
+        optionally recoded with ``{path = "Patient.gender", map = {male = "M"}}``) or an
+        Observation (``{loinc = "2093-3", unit = "mg/dL"}``: its latest value, converted to
+        the unit). See docs/serve.md.
     """
 
     task: str | None = None
@@ -93,6 +115,9 @@ class Study:
     drop: list[str] = field(default_factory=list)
     columns: dict[str, ColumnSpec] = field(default_factory=dict)
     use_sensitive: bool = False
+    quasi_identifiers: list[str] = field(default_factory=list)
+    deidentify: dict[str, str] = field(default_factory=dict)
+    fhir: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -151,11 +176,11 @@ class Study:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "study") -> Study:
         """Build a study from the parsed TOML structure."""
-        unknown = set(raw) - {"study", "roles", "columns"}
+        unknown = set(raw) - {"study", "roles", "columns", "deidentify", "fhir"}
         if unknown:
             raise StudyError(
                 f"{source}: unknown section(s) {sorted(unknown)}; expected [study], [roles], "
-                "[columns.NAME]"
+                "[columns.NAME], [deidentify], [fhir]"
             )
         roles = dict(raw.get("roles", {}))
         allowed = set(_SCALAR_ROLES) | set(_LIST_ROLES) | {"use_sensitive"}
@@ -167,14 +192,17 @@ class Study:
                 roles[role] = [roles[role]]
         columns = {}
         for name, spec in raw.get("columns", {}).items():
-            extra = sorted(set(spec) - {"kind", "unit", "valid_range"})
+            extra = sorted(set(spec) - {"kind", "unit", "valid_range", "monotone"})
             if extra:
                 raise StudyError(
                     f"{source}: [columns.{name}] has unknown key(s) {extra}; expected kind, "
-                    "unit, valid_range"
+                    "unit, valid_range, monotone"
                 )
             columns[name] = ColumnSpec(**spec)
-        return cls(task=raw.get("study", {}).get("task"), columns=columns, **roles)
+        deidentify = {str(k): str(v) for k, v in raw.get("deidentify", {}).items()}
+        fhir = {str(k): _fhir_source(k, v, source) for k, v in raw.get("fhir", {}).items()}
+        return cls(task=raw.get("study", {}).get("task"), columns=columns,
+                   deidentify=deidentify, fhir=fhir, **roles)
 
     def to_dict(self) -> dict[str, Any]:
         """The study as plain data (for manifests)."""
@@ -196,10 +224,43 @@ class Study:
             for key, value in asdict(spec).items():
                 if value is not None:
                     lines.append(f"{key} = {_toml(value)}")
+        if self.deidentify:
+            lines += ["", "[deidentify]"]
+            lines += [f"{_toml_key(k)} = {_toml(v)}" for k, v in self.deidentify.items()]
+        if self.fhir:
+            lines += ["", "[fhir]"]
+            lines += [f"{_toml_key(k)} = {_toml(v)}" for k, v in self.fhir.items()]
         return "\n".join(lines) + "\n"
 
 
+FHIR_PATHS = ("Patient.birthDate", "Patient.gender")
+
+
+def _fhir_source(name: str, value: Any, source: str) -> str | dict[str, Any]:
+    """Check one ``[fhir]`` entry: a Patient path, or an Observation's LOINC code and unit."""
+    where = f"{source}: [fhir] {name}"
+    entry = {"path": value} if isinstance(value, str) else value
+    if not isinstance(entry, dict) or ("path" in entry) == ("loinc" in entry):
+        raise StudyError(f"{where} must be a path such as \"Patient.birthDate\" or "
+                         "{loinc = \"2093-3\", unit = \"mg/dL\"}")
+    allowed = {"path", "map"} if "path" in entry else {"loinc", "unit", "map"}
+    extra = sorted(set(entry) - allowed)
+    if extra:
+        raise StudyError(f"{where} has unknown key(s) {extra}; expected {sorted(allowed)}")
+    if "path" in entry and entry["path"] not in FHIR_PATHS:
+        raise StudyError(f"{where}: path '{entry['path']}' is not supported; expected "
+                         f"{', '.join(FHIR_PATHS)}, or an Observation: {{loinc = ..., unit = ...}}")
+    if "loinc" in entry and not isinstance(entry.get("unit"), str):
+        raise StudyError(f"{where} needs the UCUM unit the model expects, e.g. "
+                         f"{{loinc = \"{entry['loinc']}\", unit = \"mg/dL\"}}")
+    if not isinstance(entry.get("map", {}), dict):
+        raise StudyError(f"{where}: map must be a table such as {{male = \"M\", female = \"F\"}}")
+    return value if isinstance(value, str) else dict(entry)
+
+
 def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

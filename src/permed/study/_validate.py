@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 from permed.exceptions import DataError
 from permed.study._columns import as_category, infer_kind, non_numeric_values, rows_text, to_numeric
 from permed.study._study import Study
+from permed.study._validate_risk import check_risk
+from permed.study._validate_treat import check_treat
 
 __all__ = ["Finding", "ValidationReport", "check_columns_exist", "validate"]
 
@@ -85,7 +87,8 @@ def _check_roles(frame: pd.DataFrame, study: Study, report: ValidationReport) ->
     columns = list(frame.columns)
     for role, names in study.role_columns().items():
         for name in names:
-            if name not in frame.columns:
+            # an identifier column that is absent was removed by de-identification: good
+            if name not in frame.columns and role != "identifiers":
                 flag = "--" + role if role not in ("columns",) else "the study's [columns]"
                 report.error(
                     f"{role} column '{name}' (from {flag}) is not in the data: "
@@ -117,6 +120,10 @@ def validate(frame: pd.DataFrame, study: Study, min_class_size: int = 2) -> Vali
         return report
     if study.task == "diagnose":
         _check_target(frame, study, report, min_class_size)
+    if study.task == "treat":
+        check_treat(frame, study, report)
+    if study.task == "risk":
+        check_risk(frame, study, report)
     _check_ids(frame, study, report)
     for column in study.feature_columns(list(frame.columns)):
         kind = _check_feature(frame, column, study, report)
@@ -202,9 +209,12 @@ def _check_feature(
                      column)
         return None
     if series.dropna().nunique() == 1:
-        report.error(f"column '{column}' is constant (every value is "
-                     f"'{series.dropna().iloc[0]}'): it carries no information; drop it with "
-                     f"--drop '{column}'", column)
+        constant = (f"column '{column}' is constant (every value is "
+                    f"'{series.dropna().iloc[0]}'): it carries no information; ")
+        if study.task == "treat":  # trial extracts hold eligibility criteria (ACTG 175 zprior)
+            report.warn(constant + "it is left out", column)
+        else:
+            report.error(constant + f"drop it with --drop '{column}'", column)
         return None
     spec = study.columns.get(column)
     kind = infer_kind(series, spec.kind if spec else None)

@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from permed.bundle import atomic_directory, load_bundle
+from permed.bundle import atomic_directory, bundle_is_encrypted, load_bundle
 from permed.evaluate import classification_report
 from permed.exceptions import BundleError, DataError
 from permed.fairness import audit_classification
 from permed.ingest import read_table
+from permed.privacy import active_key, write_bytes
 from permed.study import Study, as_category
 from permed.utils.jsonio import read_json, write_json
 from permed.workflow._fitted import DiagnoseModel, probability_columns
@@ -44,11 +45,20 @@ def write_table(frame: pd.DataFrame, out: str | Path | None) -> None:
             os.unlink(tmp)
 
 
-def predict_run(run_dir: str | Path, data: str | Path) -> pd.DataFrame:
-    """Score every row of a new table with a trained run; one output row per input row."""
-    model, _ = load_bundle(run_dir)
+def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False) -> pd.DataFrame:
+    """Score every row of a new table with a trained run; one output row per input row.
+
+    With ``explain``, the columns of ``model.explain_frame`` (each patient's top factors in
+    words) are added.
+    """
+    model, schema = load_bundle(run_dir)
     frame, _ = read_table(data)
-    return model.predict_frame(frame)
+    predictions = model.predict_frame(frame)
+    if not explain:
+        return predictions
+    if not hasattr(model, "explain_frame"):
+        raise BundleError(f"--explain is not available for {schema.task} runs yet; leave it out")
+    return pd.concat([predictions, model.explain_frame(frame).reset_index(drop=True)], axis=1)
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
@@ -58,6 +68,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
 
     run_dir = Path(run_dir)
     model, schema = load_bundle(run_dir)
+    if schema.task == "risk":  # time-to-event figures: permed.workflow._risk
+        from permed.workflow._risk import evaluate_risk_run
+
+        return evaluate_risk_run(run_dir, model, data, out, n_boot=n_boot, seed=seed)
     if not isinstance(model, DiagnoseModel):
         raise BundleError(f"permed evaluate supports diagnose runs; '{run_dir}' is a "
                           f"{schema.task} run")
@@ -97,7 +111,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     predictions["predicted"] = np.asarray(schema.classes, dtype=object)[model.labels(proba)]
     with atomic_directory(out) as staging:
         write_json(staging / "metrics.json", metrics)
-        predictions.to_csv(staging / "predictions.csv", index=False)
+        # an encrypted run's external predictions are encrypted with the same data key
+        write_bytes(staging / "predictions.csv", predictions.to_csv(index=False).encode(),
+                    active_key() if bundle_is_encrypted(run_dir) else None)
         write_json(staging / "manifest.json", {
             "command": " ".join(["permed", *sys.argv[1:]]), "seed": seed,
             "data": {"path": info.path, "fingerprint": info.fingerprint},

@@ -51,6 +51,8 @@ class TrainConfig:
         Treat: assignment was randomized (propensities are the arm shares).
     trim : float
         Treat: drop patients whose propensity for any arm is below this (0 = keep all).
+    encrypt : bool
+        Encrypt predictions.csv and the model bundle at rest with the data key (AES-256-GCM).
     """
 
     models: list[str] = field(default_factory=list)
@@ -72,6 +74,7 @@ class TrainConfig:
     higher_is_better: bool = True
     randomized: bool = False
     trim: float = 0.0
+    encrypt: bool = False
 
     def __post_init__(self) -> None:
         if self.target_sensitivity is not None:

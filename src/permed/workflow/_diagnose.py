@@ -34,6 +34,7 @@ from permed.uncertainty import (
 from permed.uncertainty._calibration import _multiclass_brier
 from permed.workflow._config import TrainConfig
 from permed.workflow._cv import CVResult, FoldData, build_pipeline, cross_validate, tune
+from permed.workflow._explain import ExplainInputs, explain_step
 from permed.workflow._fitted import DiagnoseModel, probability_columns
 from permed.workflow._result import RunResult, Timings
 
@@ -106,6 +107,10 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
         fairness = _fairness(study, (dev, data.y, calibration["oof"]),
                              (test, y[test_idx], proba), model, config)
     uncertainty = _uncertainty(model, test, y[test_idx], proba, config)
+    with timings("explain"):  # SHAP values, scorecard points: workflow/_explain.py
+        explained, files = explain_step(ExplainInputs(
+            model, data, schema.coerce(test), frame.index[test_idx].to_numpy(), study, results,
+            config.seed))
 
     metrics = {
         "task": "diagnose",
@@ -136,8 +141,11 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
     }
     if "per_class" in evaluation:
         metrics["per_class"] = evaluation["per_class"]
+    metrics.update(explained)
+    if hasattr(pipeline[-1], "privacy_"):  # differentially private training: epsilon spent
+        metrics["privacy"] = pipeline[-1].privacy_
     predictions = _predictions(frame, test_idx, study, classes, y[test_idx], proba, model)
-    return RunResult("diagnose", metrics, predictions, model, schema)
+    return RunResult("diagnose", metrics, predictions, model, schema, files=files)
 
 
 def _calibration_figures(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,9 @@ from sklearn.pipeline import Pipeline
 
 from permed.study import FittedSchema
 from permed.uncertainty import ConformalSets, OutOfDistribution, ProbabilityCalibrator
+
+if TYPE_CHECKING:
+    from permed.explain import CounterfactualSearch, Explanation
 
 __all__ = ["DiagnoseModel", "probability_columns"]
 
@@ -30,6 +34,10 @@ class DiagnoseModel:
     threshold: float | None
     conformal: ConformalSets | None = None
     ood: OutOfDistribution | None = None
+    # SHAP background (development rows resampled column by column: no real record) and the
+    # study's actionable features with their monotone direction; set by the explanation step
+    background: pd.DataFrame | None = None
+    actionable: dict[str, str | None] | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -104,3 +112,25 @@ class DiagnoseModel:
             reasons.append("; ".join(why))
         return {"prediction_set": sets, "out_of_distribution": unusual,
                 "refer_to_clinician": [bool(r) for r in reasons], "refer_reason": reasons}
+
+    def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:
+        """SHAP values per original feature; see :func:`permed.explain.explain_model`."""
+        from permed.explain import explain_model
+
+        return explain_model(self, frame, **options)
+
+    def explain_frame(self, frame: pd.DataFrame, top: int = 3, **options: Any) -> pd.DataFrame:
+        """``explanation``, ``top_factor_1..top`` and ``explained_output`` for each row.
+
+        See :func:`permed.explain.explain_model_frame`.
+        """
+        from permed.explain import explain_model_frame
+
+        return explain_model_frame(self, frame, top, **options)
+
+    def counterfactual(self, patient: pd.DataFrame, **options: Any) -> CounterfactualSearch:
+        """Smallest actionable changes across the threshold; see
+        :func:`permed.explain.counterfactual`."""
+        from permed.explain import counterfactual
+
+        return counterfactual(self, patient, **options)

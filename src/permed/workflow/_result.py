@@ -25,6 +25,8 @@ class RunResult:
     model: Any
     schema: FittedSchema
     warnings: list[str] = field(default_factory=list)
+    # further JSON files of the run directory, by name (e.g. explanations.json)
+    files: dict[str, Any] = field(default_factory=dict)
 
 
 class Timings(dict):

@@ -12,6 +12,7 @@ from typing import Any
 
 from permed import __version__
 from permed.bundle import BUNDLE_DIR, atomic_directory, save_bundle
+from permed.bundle._onnx import export_onnx
 from permed.engine import Progress, SilentProgress, get_engine
 from permed.exceptions import StudyError
 from permed.ingest import TableInfo, read_table
@@ -97,6 +98,7 @@ def write_run(result: RunResult, info: TableInfo, study: Study, config: TrainCon
     with atomic_directory(out) as staging:
         write_bytes(staging / "predictions.csv", result.predictions.to_csv(index=False).encode(),
                     key)
+        export_onnx(result.model, staging / BUNDLE_DIR, key=key)  # signed with the bundle
         save_bundle(result.model, result.schema, staging / BUNDLE_DIR, key=key)
         write_json(staging / "metrics.json", metrics)
         write_json(staging / "manifest.json", manifest)

@@ -8,7 +8,8 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("permed's deep models need torch: pip install 'permed[deep]'") from error
 
+from permed.models.deep._deepsurv import DeepSurv
 from permed.models.deep._device import resolve_device
 from permed.models.deep._mlp import MLPClassifier
 
-__all__ = ["MLPClassifier", "resolve_device"]
+__all__ = ["DeepSurv", "MLPClassifier", "resolve_device"]

@@ -7,5 +7,7 @@ from permed.models.diagnose._registry import (
     default_models,
     make_model,
 )
+from permed.models.diagnose._scorecard import ScorecardClassifier
 
-__all__ = ["DIAGNOSE_MODELS", "ModelFamily", "available_models", "default_models", "make_model"]
+__all__ = ["DIAGNOSE_MODELS", "ModelFamily", "ScorecardClassifier", "available_models",
+           "default_models", "make_model"]

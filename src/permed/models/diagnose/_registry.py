@@ -25,7 +25,8 @@ class ModelFamily:
     description: str
     build: Callable[[int, str], BaseEstimator]
     space: Callable[[Any], dict[str, Any]]
-    needs: str | None = None  # an optional extra
+    needs: str | None = None  # an optional dependency
+    extra: str = "deep"  # the permed extra that installs it
 
     @property
     def available(self) -> bool:
@@ -49,6 +50,18 @@ def _lightgbm(seed: int, device: str) -> BaseEstimator:
 def _random_forest(seed: int, device: str) -> BaseEstimator:
     return RandomForestClassifier(n_estimators=300, min_samples_leaf=2, random_state=seed,
                                   n_jobs=1)
+
+
+def _scorecard(seed: int, device: str) -> BaseEstimator:
+    from permed.models.diagnose._scorecard import ScorecardClassifier
+
+    return ScorecardClassifier()
+
+
+def _dp_mlp(seed: int, device: str) -> BaseEstimator:
+    from permed.privacy._dp import DPMLPClassifier  # trains on the CPU
+
+    return DPMLPClassifier(random_state=seed)
 
 
 def _mlp(seed: int, device: str) -> BaseEstimator:
@@ -89,6 +102,22 @@ DIAGNOSE_MODELS: dict[str, ModelFamily] = {
                 "weight_decay": t.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
             },
             needs="torch"),
+        ModelFamily(
+            "scorecard", "points scorecard: integer points per feature band (binary only)",
+            _scorecard,
+            lambda t: {
+                "n_bands": t.suggest_int("n_bands", 2, 6),
+                "max_points": t.suggest_int("max_points", 5, 20),
+                "max_features": t.suggest_int("max_features", 3, 15),
+                "C": t.suggest_float("C", 1e-2, 1e2, log=True),
+            }),
+        ModelFamily(
+            "dp_mlp", "multilayer perceptron 32-16 trained with DP-SGD (Opacus; epsilon in "
+            "metrics.json)",
+            _dp_mlp,
+            # no search space: every tuning trial would spend privacy that is not counted
+            lambda t: {},
+            needs="opacus", extra="dp"),
     )
 }
 
@@ -98,9 +127,14 @@ def available_models() -> list[str]:
     return [name for name, family in DIAGNOSE_MODELS.items() if family.available]
 
 
+# Glass-box models compared only when asked for (--models ...,scorecard): the scorecard is
+# binary-only, and the default list must work for every target.
+_OPT_IN = ("scorecard", "dp_mlp")
+
+
 def default_models() -> list[str]:
     """The models compared when ``--models`` is not given."""
-    return available_models()
+    return [name for name in available_models() if name not in _OPT_IN]
 
 
 def make_model(name: str, seed: int, device: str = "auto",
@@ -114,6 +148,6 @@ def make_model(name: str, seed: int, device: str = "auto",
     if not family.available:
         raise PermedError(
             f"--models: '{name}' needs the optional dependency '{family.needs}': "
-            "pip install 'permed[deep]'")
+            f"pip install 'permed[{family.extra}]'")
     estimator = family.build(seed, device)
     return estimator.set_params(**(params or {}))

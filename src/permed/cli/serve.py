@@ -1,0 +1,140 @@
+"""permed serve / permed users: run the prediction service and manage who may use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from permed.cli._console import err, out
+from permed.exceptions import PermedError
+
+if TYPE_CHECKING:
+    from permed.serve import Settings
+
+__all__ = ["serve", "users_app"]
+
+users_app = typer.Typer(help="Users of permed serve and their API keys.", no_args_is_help=True)
+
+_DATA_DIR_HELP = ("Folder of the service's SQLite database (default: $PERMED_HOME/serve); "
+                  "ignored when PERMED_DATABASE_URL is set.")
+
+
+def _settings(data_dir: Path | None, **options: Any) -> Settings:
+    from permed.serve import Settings
+
+    settings = Settings(**options)
+    if data_dir is not None:
+        settings.data_dir = data_dir
+    return settings
+
+
+def serve(
+    runs: list[str] = typer.Argument(..., help="Run directories written by permed train "
+                                     "(NAME=RUN_DIR to choose the model's name)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="TLS certificate (PEM)."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="TLS private key (PEM)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    rate_limit: int = typer.Option(600, "--rate-limit",
+                                   help="Requests per minute per API key (0: unlimited)."),
+    max_batch: int = typer.Option(100, "--max-batch", help="Most patients per request."),
+    no_onnx: bool = typer.Option(False, "--no-onnx", help="Score natively even where a "
+                                 "verified model.onnx exists."),
+) -> None:
+    """Serve trained runs: REST API, FHIR, CDS Hooks and a clinician web page.
+
+    Every run's bundle is verified before it is loaded. Open http://HOST:PORT/ and sign in
+    with an API key from `permed users add`.
+
+    Example: permed serve runs/heart runs/gbsg --port 8000
+    """
+    import uvicorn
+
+    from permed.serve import create_app, parse_runs
+
+    if (tls_cert is None) != (tls_key is None):
+        raise PermedError("--tls-cert and --tls-key go together: give both, or neither")
+    settings = _settings(data_dir, runs=parse_runs(list(runs)), rate_limit=rate_limit,
+                         max_batch=max_batch, onnx=not no_onnx, tls=tls_cert is not None)
+    app = create_app(settings)  # loads and verifies every run before listening
+    scheme = "https" if tls_cert else "http"
+    err.print(f"serving {', '.join(app.state.models)} on {scheme}://{host}:{port}/ "
+              f"(database: {settings.url.split('://')[0]})", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning",
+                ssl_certfile=str(tls_cert) if tls_cert else None,
+                ssl_keyfile=str(tls_key) if tls_key else None)
+
+
+@users_app.command("add")
+def add_user(
+    name: str = typer.Argument(..., help="User name."),
+    role: str = typer.Option(..., "--role", help="clinician, scientist or admin."),
+    expires_days: int | None = typer.Option(None, "--expires-days",
+                                            help="The key expires after this many days."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+) -> None:
+    """Add a user and print their API key, once: only its argon2 hash is stored.
+
+    Example: permed users add alice --role clinician
+    """
+    from permed.serve import Storage
+
+    storage = Storage(_settings(data_dir).url)
+    try:
+        key = storage.add_user(name, role, expires_days)
+    finally:
+        storage.dispose()
+    err.print(f"user '{name}' ({role}) added; their API key (shown once, keep it secret):",
+              highlight=False)
+    out.print(key, highlight=False, soft_wrap=True)
+
+
+@users_app.command("key")
+def new_key(
+    name: str = typer.Argument(..., help="User name."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+) -> None:
+    """Print another API key for an existing user (shown once)."""
+    from permed.serve import Storage
+
+    storage = Storage(_settings(data_dir).url)
+    try:
+        out.print(storage.new_key(name), highlight=False, soft_wrap=True)
+    finally:
+        storage.dispose()
+
+
+@users_app.command("list")
+def list_users(
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+) -> None:
+    """List users, their roles and how many active keys they hold."""
+    from permed.serve import Storage
+
+    storage = Storage(_settings(data_dir).url)
+    try:
+        for user in storage.users():
+            state = "active" if user["active"] else "revoked"
+            out.print(f"{user['name']}\t{user['role']}\t{state}\t{user['keys']} key(s)",
+                      highlight=False)
+    finally:
+        storage.dispose()
+
+
+@users_app.command("revoke")
+def revoke_user(
+    name: str = typer.Argument(..., help="User name."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+) -> None:
+    """Deactivate a user and revoke all their keys."""
+    from permed.serve import Storage
+
+    storage = Storage(_settings(data_dir).url)
+    try:
+        count = storage.revoke(name)
+    finally:
+        storage.dispose()
+    err.print(f"user '{name}' deactivated; {count} key(s) revoked", highlight=False)

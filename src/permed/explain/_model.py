@@ -1,0 +1,185 @@
+"""Explanations of a trained diagnose model, and the summary a run directory keeps of them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from permed.exceptions import BundleError
+from permed.explain._shap import DEFAULT_PERMUTATIONS, Explanation, explain_pipeline
+from permed.explain._text import _output_index, explanation_frame, patient_factors, patient_text
+
+__all__ = ["EXPLAINERS", "explain_model", "explain_model_frame", "explanation_summary",
+           "outcome_label"]
+
+EXPLAINERS = {
+    "tree": "SHAP TreeExplainer (exact TreeSHAP)",
+    "linear": "SHAP LinearExplainer (exact for a linear model, independent features)",
+    "permutation": "permutation SHAP (model-agnostic; SHAP's PermutationExplainer estimator, "
+                   "vectorized over patients; exactly additive)",
+}
+_DIGITS = 6
+
+
+def _units(model: Any) -> dict[str, str | None]:
+    return {f.name: f.unit for f in model.schema.features}
+
+
+def outcome_label(target: str | None, label: str) -> str:
+    """How a class reads in a sentence: ``malignant``, but ``disease = 1`` for a code."""
+    try:
+        float(label)
+    except ValueError:
+        return label if label.lower() not in ("true", "false", "yes", "no") or not target \
+            else f"{target} = {label}"
+    return f"{target} = {label}" if target else label
+
+
+def _description(model: Any, scale: str) -> str:
+    target, classes = model.schema.target or "the outcome", model.classes
+    what = "probability (percentage points)" if scale == "probability" else scale
+    if len(classes) == 2:
+        return f"the model's {what} of {target} = {classes[1]}, before calibration"
+    return f"the model's {what} of each class of {target}, before calibration"
+
+
+def explain_model(model: Any, frame: pd.DataFrame, *, scale: str = "probability",
+                  method: str = "auto", permutations: int = DEFAULT_PERMUTATIONS,
+                  seed: int = 0) -> Explanation:
+    """SHAP values of a trained diagnose model for some patients, per original feature.
+
+    Parameters
+    ----------
+    model : DiagnoseModel
+        A trained model (``permed.bundle.load_bundle``) with its explanation background.
+    frame : DataFrame
+        Patients with the columns the model was trained on (others are ignored).
+    scale : {"probability", "log-odds"}, default "probability"
+        The output explained: the model's probability of the positive class (of each class
+        with more than two) before calibration, or its log-odds. Calibration is a monotone
+        map fitted afterwards, so a factor that raises one raises the other.
+    method : {"auto", "tree", "linear", "permutation"}, default "auto"
+        See :func:`permed.explain.explain_pipeline`.
+    permutations : int, default 3
+        Permutations per patient for the model-agnostic explainer.
+    seed : int, default 0
+
+    Returns
+    -------
+    Explanation
+
+    Raises
+    ------
+    SchemaMismatchError
+        When columns the model needs are missing.
+    BundleError
+        When the model was saved without an explanation background.
+    """
+    background = getattr(model, "background", None)
+    if background is None:
+        raise BundleError("this model carries no explanation background (it was trained by a "
+                          "permed without explanations): train it again to explain it")
+    model.schema.check(frame)
+    classes = model.classes
+    indices = [1] if len(classes) == 2 else list(range(len(classes)))
+    return explain_pipeline(
+        model.pipeline, model.schema.coerce(frame), background, scale=scale, classes=indices,
+        outputs=[outcome_label(model.schema.target, str(classes[k])) for k in indices],
+        description=_description(model, scale),
+        method=method, permutations=permutations, seed=seed)
+
+
+def explain_model_frame(model: Any, frame: pd.DataFrame, top: int = 3,
+                        **options: Any) -> pd.DataFrame:
+    """Explanation columns for a prediction table, one row per row of ``frame``.
+
+    ``options`` go to :func:`explain_model`; see :func:`permed.explain.explanation_frame` for
+    the columns.
+    """
+    explanation = explain_model(model, frame, **options)
+    return explanation_frame(explanation, top, _units(model))
+
+
+def _json_value(value: object) -> object:
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return None
+    if isinstance(value, np.integer | np.floating):
+        return value.item()
+    return value if isinstance(value, int | float | str | bool) else str(value)
+
+
+def _color(column: pd.Series) -> list[float | None]:
+    """Feature values as ranks in [0, 1] for the beeswarm colours (None: missing or text)."""
+    if not pd.api.types.is_numeric_dtype(column):
+        return [None] * len(column)
+    ranks = column.rank(pct=True, method="average")
+    return [None if np.isnan(r) else round(float(r), 3) for r in ranks]
+
+
+def explanation_summary(explanation: Explanation, rows: Sequence[int], *,
+                        units: Mapping[str, str | None] | None = None, top: int = 3,
+                        background_rows: int | None = None,
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What a run keeps of an explanation: global importance, and per-patient values.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        Of a sample of test patients.
+    rows : sequence of int
+        The ``row`` of each explained patient in ``predictions.csv``.
+    units : mapping, optional
+        Feature units for the sentences.
+    top : int, default 3
+        Factors told per patient.
+    background_rows : int, optional
+        Background patients used (recorded).
+
+    Returns
+    -------
+    (dict, dict)
+        The ``explanations`` entry of metrics.json (method, scale, global importance) and
+        the content of explanations.json (per-patient contributions, sentences and the
+        feature-value ranks the beeswarm is coloured by); see docs/run-directory.md.
+    """
+    importance = explanation.importance()
+    order = [explanation.features.index(f) for f in importance.index]
+    entry = {
+        "method": explanation.method,
+        "explainer": EXPLAINERS.get(explanation.method, explanation.method),
+        "scale": explanation.scale,
+        "output": explanation.description,
+        "patients": len(rows),
+        "background_rows": background_rows,
+        "importance": {f: round(float(v), _DIGITS) for f, v in importance.items()},
+        "file": "explanations.json",
+    }
+    told = [_output_index(explanation, i) for i in range(len(rows))]
+    predicted = explanation.predicted()
+    patients = []
+    for i, row in enumerate(rows):
+        k = told[i]
+        patients.append({
+            "row": int(row), "output": explanation.outputs[k],
+            "base_value": round(float(explanation.base_values[i, k]), _DIGITS),
+            "prediction": round(float(predicted[i, k]), _DIGITS),
+            "text": patient_text(explanation, i, top, units),
+            "factors": [{"feature": f.feature, "value": _json_value(f.value),
+                         "contribution": round(f.contribution, _DIGITS)}
+                        for f in patient_factors(explanation, i, max(top, 5))],
+        })
+    values = np.stack([explanation.values[i, order, told[i]] for i in range(len(rows))]) \
+        if len(rows) else np.zeros((0, len(order)))
+    colors = [_color(explanation.data.iloc[:, j]) for j in order]
+    content = {
+        "scale": explanation.scale, "output": explanation.description,
+        "method": explanation.method, "outputs": explanation.outputs,
+        "features": list(importance.index),
+        "patients": patients,
+        "values": np.round(values, _DIGITS).tolist(),
+        "color": [list(c) for c in zip(*colors, strict=True)] if colors else [],
+    }
+    return entry, content

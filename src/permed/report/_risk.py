@@ -1,0 +1,379 @@
+"""Report sections of the risk task: discrimination, risk groups, calibration, PH check.
+
+Importing this module registers the sections for ``metrics["task"] == "risk"``. Everything is
+read from ``metrics.json`` and ``predictions.csv`` (``time``, ``event``, ``risk_group``,
+``risk_at_<h>``); nothing is refitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sksurv.nonparametric import kaplan_meier_estimator
+
+from permed.report._fairness import fairness_sentence
+from permed.report._html import (
+    DASH,
+    Block,
+    Figure,
+    Figures,
+    Note,
+    Paragraph,
+    RunFiles,
+    Section,
+    Table,
+    dig,
+    fmt_ci,
+    fmt_general,
+    fmt_num,
+    fmt_pct,
+    metric_digits,
+    metric_label,
+    metric_meaning,
+    register_sections,
+)
+from permed.report._plots import _GREY, _new_figure, _to_data_uri
+
+_GROUP_COLOURS = {"low": "#2ca02c", "intermediate": "#ff7f0e", "high": "#d62728"}
+_RISK_METRICS = ("c_index", "uno_c", "ibs", "td_auc")
+
+
+def _unit(run: RunFiles) -> str:
+    unit = dig(run.metrics, "outcome", "time_unit")
+    return f" {unit}" if unit else ""
+
+
+def _time_label(run: RunFiles) -> str:
+    column = dig(run.metrics, "outcome", "time") or "time"
+    unit = dig(run.metrics, "outcome", "time_unit")
+    return f"{column} ({unit})" if unit else str(column)
+
+
+def _horizons(run: RunFiles) -> list[str]:
+    values = dig(run.metrics, "horizons", "values") or []
+    return [f"{float(h):g}" for h in values]
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def km_by_group_plot(time: np.ndarray, event: np.ndarray, groups: np.ndarray,
+                     predicted: Mapping[str, Mapping[str, float]], xlabel: str) -> str:
+    """Kaplan-Meier curves per risk group, with the mean predicted survival at each horizon.
+
+    Parameters
+    ----------
+    time, event, groups : ndarray of shape (n,)
+    predicted : mapping
+        ``{group: {horizon: mean predicted risk}}`` (drawn as open markers, 1 - risk).
+    xlabel : str
+
+    Returns
+    -------
+    str
+        A ``data:image/png;base64,...`` URI.
+    """
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    for label, colour in _GROUP_COLOURS.items():
+        mine = groups == label
+        if not mine.any():
+            continue
+        steps, surv = kaplan_meier_estimator(event[mine], time[mine])
+        ax.step(np.r_[0.0, steps], np.r_[1.0, surv], where="post", color=colour, lw=1.8,
+                label=f"{label} risk (n={int(mine.sum())})")
+        for horizon, risk in (predicted.get(label) or {}).items():
+            if risk is not None:
+                ax.plot(float(horizon), 1.0 - risk, marker="o", mfc="none", color=colour, ms=6)
+    ax.set(ylim=(-0.01, 1.01), xlabel=xlabel, ylabel="Event-free (Kaplan-Meier)")
+    ax.set_title("Observed survival by predicted risk group", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    return _to_data_uri(fig)
+
+
+def survival_calibration_plot(deciles: Sequence[Mapping[str, Any]], horizon: str) -> str:
+    """Predicted against Kaplan-Meier observed risk at one horizon, per decile (with 95% CI).
+
+    Parameters
+    ----------
+    deciles : sequence of mapping
+        Rows of ``metrics["calibration"]["horizons"][h]["deciles"]``.
+    horizon : str
+
+    Returns
+    -------
+    str
+        A ``data:image/png;base64,...`` URI.
+    """
+    predicted = np.array([float(d["predicted"]) for d in deciles])
+    observed = np.array([float(d["observed"]) for d in deciles])
+    low = np.array([_finite(d.get("observed_low"), o) for d, o in zip(deciles, observed,
+                                                                        strict=True)])
+    high = np.array([_finite(d.get("observed_high"), o) for d, o in zip(deciles, observed,
+                                                                          strict=True)])
+    top = max(1e-3, float(np.nanmax(np.r_[predicted, high])) * 1.05)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    ax.plot([0, top], [0, top], ls="--", color=_GREY, lw=1, label="perfect calibration")
+    ax.errorbar(predicted, observed, yerr=[np.clip(observed - low, 0, None),
+                                           np.clip(high - observed, 0, None)],
+                marker="o", ms=4, lw=1.2, capsize=2, label="decile of predicted risk")
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"Predicted risk by {horizon}",
+           ylabel=f"Observed risk by {horizon} (Kaplan-Meier)")
+    ax.set_title(f"Calibration at {horizon}", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return _to_data_uri(fig)
+
+
+def _finite(value: object, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and np.isfinite(value) else default
+
+
+def td_auc_plot(by_horizon: Mapping[str, Mapping[str, Any]], xlabel: str) -> str:
+    """Time-dependent AUC at each horizon with its 95% CI.
+
+    Returns
+    -------
+    str
+        A ``data:image/png;base64,...`` URI.
+    """
+    horizons = [float(h) for h in by_horizon]
+    values = [_finite(e.get("value"), np.nan) for e in by_horizon.values()]
+    low = [_finite(e.get("ci_low"), v) for e, v in zip(by_horizon.values(), values, strict=True)]
+    high = [_finite(e.get("ci_high"), v) for e, v in zip(by_horizon.values(), values,
+                                                          strict=True)]
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    ax.errorbar(horizons, values, yerr=[np.subtract(values, low), np.subtract(high, values)],
+                marker="o", lw=1.5, capsize=3, label="model")
+    ax.axhline(0.5, ls="--", color=_GREY, lw=1, label="chance")
+    ax.set(ylim=(0.3, 1.0), xlabel=xlabel, ylabel="AUC for events by this time")
+    ax.set_title("Time-dependent AUC (cumulative/dynamic)", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _to_data_uri(fig)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _meaning(run: RunFiles, metric: str) -> str:
+    evaluation = run.metrics.get("evaluation") or {}
+    if metric == "uno_c":
+        return (f"C-index weighted for censoring, for events up to tau = "
+                f"{fmt_general(evaluation.get('uno_c_tau'))}{_unit(run)} (the last horizon).")
+    if metric == "ibs":
+        times = evaluation.get("ibs_times") or {}
+        return (f"Error of the predicted survival curves, averaged from "
+                f"{fmt_general(times.get('from'))} to {fmt_general(times.get('to'))}{_unit(run)} "
+                "(lower is better; 0.25 is a constant 50% guess).")
+    if metric == "td_auc":
+        return (f"AUROC for events by each horizon ({', '.join(_horizons(run))}{_unit(run)}), "
+                "averaged.")
+    return metric_meaning(metric)
+
+
+def _metric_rows(run: RunFiles) -> list[list[str]]:
+    test = run.metrics.get("test") or {}
+    return [[metric_label(m), fmt_ci(test[m], metric_digits(m)), _meaning(run, m)]
+            for m in _RISK_METRICS if m in test]
+
+
+def _estimator_table(run: RunFiles) -> Table | None:
+    estimators = run.metrics.get("metric_estimators")
+    if not isinstance(estimators, Mapping) or not estimators:
+        return None
+    rows = [[metric_label(k) if k in _RISK_METRICS else k.replace("_", " ").capitalize(),
+             str(v)] for k, v in estimators.items()]
+    return Table(header=["Figure", "How it is computed"], rows=rows,
+                 caption="Estimators behind each figure")
+
+
+def performance_section(run: RunFiles) -> Section:
+    """Discrimination and accuracy on the test patients, per horizon too."""
+    external = run.external is not None
+    boot = run.metrics.get("bootstrap") or {}
+    who = (f"the {fmt_num(run.test_rows)} patients of the external cohort" if external else
+           f"the {fmt_num(run.test_rows)} held-out patients, who were used neither to train nor "
+           "to choose the model; they were evaluated once")
+    blocks: list[Block] = [Paragraph(
+        f"Figures on {who}. 95% confidence intervals from {fmt_num(boot.get('replicates'))} "
+        f"bootstrap replicates ({boot.get('method') or 'percentile'}).")]
+    rows = _metric_rows(run)
+    if not rows:
+        return Section("performance", "Performance", [Note("metrics.json has no test figures.",
+                                                           tone="warning")])
+    blocks.append(Table(header=["Measure", "Value (95% CI)", "What it means"], rows=rows))
+    by_horizon = run.metrics.get("td_auc_by_horizon")
+    if isinstance(by_horizon, Mapping) and by_horizon:
+        blocks.append(Table(
+            header=["Horizon", "Time-dependent AUC (95% CI)"],
+            rows=[[f"{h}{_unit(run)}", fmt_ci(e)] for h, e in by_horizon.items()],
+            caption="Discrimination of events by each horizon"))
+        blocks.append(Figures([Figure(td_auc_plot(by_horizon, _time_label(run)),
+                                      "Time-dependent AUC",
+                                      "Each point: how well the predicted risk by that time "
+                                      "separates patients with an event by then from those "
+                                      "still event-free.")]))
+    table = _estimator_table(run)
+    if table is not None:
+        blocks.append(table)
+    where = "the external cohort" if external else "held-out patients"
+    return Section("performance", f"Performance on {where}", blocks)
+
+
+def _group_rows(run: RunFiles) -> list[list[str]]:
+    groups = dig(run.metrics, "risk_groups", "groups") or {}
+    horizons = _horizons(run)
+    rows = []
+    for label, figures in groups.items():
+        cells = [str(label), fmt_num(figures.get("n")), fmt_num(figures.get("events"))]
+        for h in horizons:
+            cells.append(f"{fmt_pct(dig(figures, 'predicted', h))} / "
+                         f"{fmt_pct(dig(figures, 'observed', h))}")
+        rows.append(cells)
+    return rows
+
+
+def _km_figure(run: RunFiles) -> Block:
+    frame = run.predictions
+    needed = {"time", "event", "risk_group"}
+    if frame is None or not needed <= set(frame.columns):
+        return Note(f"The Kaplan-Meier curves are left out: predictions.csv lacks the columns "
+                    f"{sorted(needed)}.", tone="warning")
+    groups = dig(run.metrics, "risk_groups", "groups") or {}
+    predicted = {label: dig(g, "predicted") or {} for label, g in groups.items()}
+    uri = km_by_group_plot(frame["time"].to_numpy(float), frame["event"].to_numpy(bool),
+                           frame["risk_group"].astype(str).to_numpy(), predicted,
+                           _time_label(run))
+    return Figures([Figure(uri, "Kaplan-Meier curves by risk group",
+                           "Lines: observed event-free share in each predicted risk group. "
+                           "Circles: mean predicted event-free probability at each horizon.")])
+
+
+def risk_groups_section(run: RunFiles) -> Section | None:
+    """Kaplan-Meier curves by risk group, their figures and the log-rank test."""
+    risk_groups = run.metrics.get("risk_groups")
+    if not isinstance(risk_groups, Mapping):
+        return None
+    logrank = risk_groups.get("logrank") or {}
+    p = logrank.get("p_value")
+    verdict = ("the groups' survival differs (p < 0.05)" if isinstance(p, float) and p < 0.05
+               else "no difference between the groups was shown")
+    header = ["Risk group", "Patients", "Events"] + [
+        f"Risk by {h}{_unit(run)}: predicted / observed" for h in _horizons(run)]
+    return Section("risk-groups", "Risk groups: who has the event sooner?", [
+        Paragraph(f"Patients are placed in three groups by their predicted risk score "
+                  f"({risk_groups.get('method') or DASH}). Log-rank test between the groups: "
+                  f"chi-squared {fmt_num(logrank.get('statistic'))} on "
+                  f"{fmt_num(logrank.get('df'))} degrees of freedom, {_p_text(p, 'p')}: "
+                  f"{verdict}."),
+        Table(header=header, rows=_group_rows(run),
+              caption="Observed risk is 1 minus the Kaplan-Meier estimate in the group"),
+        _km_figure(run),
+    ])
+
+
+def _p_text(p: object, name: str = "") -> str:
+    """``0.112``, ``< 0.001``; with a name, ``p = 0.112`` or ``p < 0.001``."""
+    if not isinstance(p, int | float) or not np.isfinite(p):
+        return f"{name} = {DASH}" if name else DASH
+    text = "< 0.001" if p < 0.001 else f"{p:.3f}"
+    if not name:
+        return text
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
+
+
+def calibration_section(run: RunFiles) -> Section:
+    """Predicted against observed risk at each horizon: slope, O/E ratio and plots."""
+    title = "Calibration: do predicted risks match what happened?"
+    horizons = dig(run.metrics, "calibration", "horizons")
+    intro = Paragraph(
+        "At each horizon, patients are split into ten groups by predicted risk; a calibrated "
+        "model's mean predicted risk matches the share who had the event by then (estimated by "
+        "Kaplan-Meier, which accounts for censoring). The calibration slope is 1 when the "
+        "spread of the predictions is right (below 1: too extreme); the observed/expected ratio "
+        "is 1 when the overall level is right.")
+    if not isinstance(horizons, Mapping) or not horizons:
+        return Section("calibration", title, [intro, Note(
+            "metrics.json records no calibration figures.", tone="warning")])
+    rows, figures = [], []
+    for h, figures_at in horizons.items():
+        rows.append([f"{h}{_unit(run)}", fmt_pct(figures_at.get("predicted")),
+                     fmt_pct(figures_at.get("observed")), fmt_ci(figures_at.get("slope")),
+                     fmt_ci(figures_at.get("observed_expected"))])
+        deciles = figures_at.get("deciles") or []
+        if deciles:
+            figures.append(Figure(survival_calibration_plot(deciles, f"{h}{_unit(run)}"),
+                                  f"Calibration at {h}",
+                                  "Error bars: 95% CI of the Kaplan-Meier risk in the group."))
+    blocks: list[Block] = [intro, Table(
+        header=["Horizon", "Mean predicted risk", "Observed risk (Kaplan-Meier)",
+                "Calibration slope (95% CI)", "Observed / expected (95% CI)"], rows=rows)]
+    if figures:
+        blocks.append(Figures(figures))
+    return Section("calibration", title, blocks)
+
+
+def ph_section(run: RunFiles) -> Section | None:
+    """The proportional-hazards check of the Cox model, with a warning when violated."""
+    ph = run.metrics.get("proportional_hazards")
+    if not isinstance(ph, Mapping):
+        return None
+    title = "Proportional hazards (Cox model)"
+    if "global" not in ph:
+        return Section("proportional-hazards", title, [Paragraph(str(ph.get("note") or DASH))])
+    blocks: list[Block] = [Paragraph(
+        f"The Cox model assumes each predictor multiplies the hazard by the same factor at all "
+        f"times. Test: {ph.get('method') or DASH}; {fmt_num(ph.get('events'))} events.")]
+    global_p = dig(ph, "global", "p_value")
+    violating = list(ph.get("violating_features") or [])
+    if ph.get("violated"):
+        blocks.append(Note(
+            f"The proportional-hazards assumption is violated ({_p_text(global_p, 'global p')}):"
+            " the Cox model's hazard ratios average effects that change over time, and its "
+            "absolute risks may be off at some horizons. Prefer a model without this assumption "
+            "(random survival forest) or stratify the variables below.", tone="warning",
+            title="Proportional hazards violated", items=violating[:10]))
+    else:
+        blocks.append(Note(f"No violation detected ({_p_text(global_p, 'global p')}).",
+                           tone="ok"))
+    features = ph.get("features") or {}
+    rows = [[str(name), fmt_num(f.get("rho")), fmt_num(f.get("statistic")),
+             _p_text(f.get("p_value"))]
+            for name, f in sorted(features.items(), key=lambda kv: kv[1].get("p_value") or 1)]
+    rows.append(["global", DASH, fmt_num(dig(ph, "global", "statistic")), _p_text(global_p)])
+    blocks.append(Table(header=["Predictor", "Correlation with time", "Chi-squared", "p"],
+                        rows=rows[:25], caption="Scaled Schoenfeld residuals against time"))
+    return Section("proportional-hazards", title, blocks)
+
+
+def risk_summary(run: RunFiles) -> str:
+    """The one-paragraph plain summary of a risk run."""
+    model = run.metrics.get("selected_model") or DASH
+    if run.external is not None:
+        who = (f"On {fmt_num(run.test_rows)} patients of an external cohort the model ({model}, "
+               f"developed in {run.external.get('run') or 'another run'})")
+    else:
+        who = f"On {fmt_num(run.test_rows)} held-out patients the selected model ({model})"
+    text = (f"{who} ranked patients by time to event with a C-index of "
+            f"{fmt_ci(run.test_entry('c_index'))} (Uno's C {fmt_ci(run.test_entry('uno_c'))}); "
+            f"integrated Brier score {fmt_ci(run.test_entry('ibs'), 3)}.")
+    groups = dig(run.metrics, "risk_groups", "groups") or {}
+    horizons = _horizons(run)
+    if horizons and "high" in groups and "low" in groups:
+        h = horizons[-1]
+        text += (f" By {h}{_unit(run)}, {fmt_pct(dig(groups, 'high', 'observed', h), 0)} of the "
+                 f"high-risk third had the event against "
+                 f"{fmt_pct(dig(groups, 'low', 'observed', h), 0)} of the low-risk third.")
+    if dig(run.metrics, "proportional_hazards", "violated"):
+        text += " The Cox model's proportional-hazards assumption is violated (see below)."
+    return f"{text} {fairness_sentence(run)}"
+
+
+register_sections("risk", [performance_section, risk_groups_section, calibration_section,
+                           ph_section], summary=risk_summary)

@@ -1,0 +1,132 @@
+"""The FastAPI application: models loaded once, storage, routers, errors, the web page."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from permed import __version__
+from permed.privacy import integrity_key
+from permed.serve._audit import AuditTrail
+from permed.serve._auth import RateLimiter, TokenIssuer, token_secret
+from permed.serve._fhir import FhirError
+from permed.serve._middleware import ServiceMiddleware
+from permed.serve._registry import load_models
+from permed.serve._service import BatchTooLarge
+from permed.serve._settings import Settings
+from permed.serve._storage import Storage
+from permed.serve._validation import PatientError
+from permed.serve.routers import audit, auth, cds_hooks, explain, fhir, models, predict, users
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("permed.serve")
+
+DESCRIPTION = """Trained permed models behind an authenticated, audited service.
+
+Authenticate with `Authorization: Bearer <API key>` (`permed users add NAME --role ROLE`
+prints one) or a token from `POST /v1/auth/token`. Roles: **clinician** (predict, explain,
+FHIR, CDS Hooks, own prediction log), **scientist** (model cards and metrics), **admin** (users,
+audit). Every request is recorded in a hash-chained audit trail.
+"""
+
+
+def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "errors": errors or []}, status_code=status,
+                        headers=headers)
+
+
+def _handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+                   "expected": e.get("msg", ""), "received": _plain(e.get("input")),
+                   "message": f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"}
+                  for e in exc.errors()]
+        return _error(422, "the request does not match the API: see errors", errors)
+
+    @app.exception_handler(PatientError)
+    async def bad_patient(request: Request, exc: PatientError) -> JSONResponse:
+        return _error(422, f"{len(exc.errors)} field(s) cannot be used: see errors",
+                      [e.to_dict() for e in exc.errors])
+
+    @app.exception_handler(FhirError)
+    async def bad_bundle(request: Request, exc: FhirError) -> JSONResponse:
+        return _error(422, f"the FHIR Bundle cannot be mapped to the model: {exc}",
+                      [e.to_dict() for e in exc.errors])
+
+    @app.exception_handler(BatchTooLarge)
+    async def too_many(request: Request, exc: BatchTooLarge) -> JSONResponse:
+        return _error(413, str(exc))
+
+
+def _plain(value: Any) -> Any:
+    """A received value as JSON (pydantic may hand back arbitrary objects)."""
+    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)[:200]
+
+
+def _page() -> str:
+    return resources.files("permed.serve").joinpath("static/index.html").read_text("utf-8")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service for ``settings.runs``.
+
+    Every run is loaded and verified (signature and digests) before the app is returned, its
+    ONNX model checked against the native one, and the database opened (tables created when
+    missing).
+
+    Parameters
+    ----------
+    settings : Settings
+
+    Returns
+    -------
+    fastapi.FastAPI
+
+    Raises
+    ------
+    BundleError
+        A run is missing, unsigned or was changed since training.
+    """
+    key = integrity_key()
+    app = FastAPI(title="permed", version=__version__, description=DESCRIPTION,
+                  docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
+    app.state.settings = settings
+    app.state.key = key
+    app.state.models = load_models(settings.runs, settings.onnx)
+    app.state.storage = Storage(settings.url, settings.key_cache_seconds)
+    app.state.audit = AuditTrail(app.state.storage, key)
+    app.state.tokens = TokenIssuer(token_secret(settings.jwt_secret, key), settings.jwt_audience,
+                                   settings.token_minutes)
+    app.state.limiter = RateLimiter(settings.rate_limit)
+    _handlers(app)
+    for module in (models, predict, explain, fhir, cds_hooks, users, audit, auth):
+        app.include_router(module.router)
+    page = _page()
+
+    @app.get("/health", tags=["health"], summary="Liveness and the number of models")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "models": len(app.state.models), "version": __version__}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    static = resources.files("permed.serve").joinpath("static")
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.add_middleware(ServiceMiddleware, audit=app.state.audit,
+                       max_body_bytes=settings.max_body_bytes, tls=settings.tls)
+    return app

@@ -1,0 +1,114 @@
+"""The service's audit trail: one hash-chained entry per request, in the database.
+
+Entries are those of :mod:`permed.privacy`'s audit log (``seq``, ``time``, ``user``,
+``action``, ``outcome``, ``details``, ``key_id``, ``prev``, ``mac``) with the same MAC (HMAC-SHA256
+with the integrity key's ``"audit"`` sub-key over the canonical JSON of the entry) and the same
+chaining, so verification is :func:`permed.privacy.verify_log` itself, run on an export of the
+rows: an edited row breaks its MAC, a deleted or reordered one breaks the sequence and the
+chain, and the stored head shows deleted last entries. ``permed audit verify`` checks an
+export (:meth:`AuditTrail.export`) the same way.
+
+``details`` never holds patient data: the endpoint, the model, the HTTP status and a request id.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from permed.exceptions import IntegrityError
+from permed.privacy import AuditReport, Key, verify_log
+from permed.privacy._audit import _PURPOSE, _ZERO, _head_mac, _mac
+from permed.serve._storage import Storage
+
+__all__ = ["AuditTrail"]
+
+_RETRIES = 20
+
+
+class AuditTrail:
+    """Append to and verify the chain of audit entries in a :class:`Storage`.
+
+    Parameters
+    ----------
+    storage : Storage
+    key : Key
+        The integrity key.
+    """
+
+    def __init__(self, storage: Storage, key: Key) -> None:
+        self.storage = storage
+        self.key = _Derived(key)
+        self._lock = threading.Lock()
+        self._tail: tuple[int, str] | None = None
+
+    def append(self, user: str, action: str, outcome: str, **details: Any) -> dict[str, Any]:
+        """Chain one entry to the last one and store it; return it.
+
+        Another process appending the same sequence number loses the insert and retries on the
+        new tail, so the chain never forks.
+        """
+        with self._lock:
+            for _ in range(_RETRIES):
+                seq, prev = self._tail or self.storage.last_audit() or (0, _ZERO)
+                entry: dict[str, Any] = {
+                    "seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "user": user, "action": action, "outcome": outcome,
+                    "details": json.loads(json.dumps(details, default=str)),
+                    "key_id": self.key.key_id, "prev": prev}
+                entry["mac"] = _mac(entry, self.key)
+                head = {"seq": entry["seq"], "mac": entry["mac"], "key_id": self.key.key_id,
+                        "head_mac": _head_mac(entry["seq"], entry["mac"], self.key)}
+                if self.storage.insert_audit(entry, head):
+                    self._tail = (entry["seq"], entry["mac"])
+                    return entry
+                self._tail = None  # another writer went first: read the new tail
+        raise IntegrityError("could not append to the audit trail: it kept changing under this "
+                             "process; check for a runaway writer")
+
+    def export(self, path: str | Path) -> Path:
+        """Write the chain as an audit log file (and its ``.head``) for ``permed audit verify``."""
+        path = Path(path)
+        lines = [json.dumps(entry, separators=(",", ":")) for entry in self.storage.audit_rows()]
+        path.write_text("".join(line + "\n" for line in lines))
+        head = self.storage.audit_head()
+        if head is not None:
+            path.with_name(path.name + ".head").write_text(json.dumps(head))
+        return path
+
+    def verify(self) -> AuditReport:
+        """Check every entry's MAC, the sequence, the chain and the head."""
+        with tempfile.TemporaryDirectory(prefix="permed-audit-") as folder:
+            report = verify_log(self.export(Path(folder) / "audit.log"), self.key)
+        report.path = Path(f"database:{_safe_url(self.storage.url)}")
+        return report
+
+
+class _Derived(Key):
+    """The integrity key with its audit sub-key derived once (HKDF costs more than the MAC)."""
+
+    def __init__(self, key: Key) -> None:
+        super().__init__(key.material, key.source)
+        object.__setattr__(self, "_audit", key.derive(_PURPOSE))
+        object.__setattr__(self, "_key_id", key.key_id)
+
+    @property
+    def key_id(self) -> str:
+        return str(self._key_id)  # type: ignore[attr-defined]
+
+    def derive(self, purpose: str) -> bytes:
+        if purpose == _PURPOSE:
+            return bytes(self._audit)  # type: ignore[attr-defined]
+        return super().derive(purpose)
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without a password."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"

@@ -1,0 +1,155 @@
+"""Who is calling, and may they: API keys, bearer tokens, roles and rate limits.
+
+Every endpoint but health and CDS Hooks discovery depends on :func:`authenticate`. A bearer
+credential is either an API key (``pmd_<id>_<secret>``, checked against its argon2 hash) or a
+JWT signed with HS256: only that algorithm is accepted (``alg: none`` and any other are
+refused), and ``exp``, ``aud`` and ``sub`` are required and checked. Roles come from the user
+database, never from the token, so deactivating a user takes effect at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from fastapi import Depends, HTTPException, Request
+
+from permed.exceptions import SecurityError
+from permed.serve._storage import Principal, Storage
+
+__all__ = ["JWT_ALGORITHMS", "RateLimiter", "TokenIssuer", "authenticate", "require"]
+
+JWT_ALGORITHMS = ["HS256"]
+_BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+class TokenIssuer:
+    """Issues and checks the service's bearer tokens.
+
+    Parameters
+    ----------
+    secret : bytes
+        The HS256 key.
+    audience : str
+    minutes : int
+        Lifetime of an issued token.
+    """
+
+    def __init__(self, secret: bytes, audience: str, minutes: int) -> None:
+        self._secret = secret
+        self.audience = audience
+        self.minutes = minutes
+
+    def issue(self, user: str, audience: str | None = None, minutes: int | None = None) -> str:
+        now = datetime.now(UTC)
+        claims = {"sub": user, "aud": audience or self.audience, "iat": now,
+                  "exp": now + timedelta(minutes=minutes or self.minutes)}
+        return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHMS[0])
+
+    def subject(self, token: str, audience: str | None = None) -> str:
+        """The ``sub`` of a valid token.
+
+        Raises
+        ------
+        SecurityError
+            Expired, wrong audience, bad signature, unexpected algorithm, or not a JWT.
+        """
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=JWT_ALGORITHMS,
+                                audience=audience or self.audience,
+                                options={"require": ["exp", "aud", "sub"]})
+        except jwt.ExpiredSignatureError:
+            raise SecurityError("the bearer token has expired: request a new one") from None
+        except jwt.InvalidAudienceError:
+            raise SecurityError("the bearer token is for another audience") from None
+        except jwt.InvalidAlgorithmError:
+            raise SecurityError(f"the bearer token's algorithm is not accepted (only "
+                                f"{', '.join(JWT_ALGORITHMS)})") from None
+        except jwt.InvalidTokenError:
+            raise SecurityError("the bearer token is not valid") from None
+        return str(claims["sub"])
+
+
+class RateLimiter:
+    """A token bucket per credential: ``per_minute`` requests, refilled continuously."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def wait_time(self, credential: str) -> float:
+        """0 when the request may go ahead (and is counted), else the seconds to wait."""
+        if self.per_minute <= 0:
+            return 0.0
+        rate = self.per_minute / 60.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(credential, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+            if tokens < 1.0:
+                self._buckets[credential] = (tokens, now)
+                return (1.0 - tokens) / rate
+            self._buckets[credential] = (tokens - 1.0, now)
+        return 0.0
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, detail=message, headers=_BEARER)
+
+
+def _principal(request: Request, token: str) -> Principal:
+    state = request.app.state
+    storage: Storage = state.storage
+    if token.startswith("pmd_"):
+        return storage.verify_key(token)
+    if token.count(".") == 2:
+        user = state.tokens.subject(token)
+        role = storage.user_role(user)
+        if role is None:
+            raise SecurityError(f"the bearer token names user '{user}', who is not active")
+        return Principal(user, role, f"jwt:{user}")
+    raise SecurityError("the bearer credential is neither an API key nor a token")
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller, from ``Authorization: Bearer <API key or token>``; 401 otherwise, 429
+    when their rate limit is spent."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("authentication required: send Authorization: Bearer <API key>")
+    try:
+        principal = _principal(request, token.strip())
+    except SecurityError as exc:
+        raise _unauthorized(str(exc)) from None
+    request.state.principal = principal
+    wait = request.app.state.limiter.wait_time(principal.credential)
+    if wait > 0:
+        raise HTTPException(429, detail=f"rate limit of {request.app.state.limiter.per_minute} "
+                            "requests per minute reached for this key: retry later",
+                            headers={"Retry-After": str(max(1, round(wait)))})
+    return principal
+
+
+def require(*roles: str) -> Callable[..., Principal]:
+    """A dependency admitting only callers with one of ``roles`` (403 for the others)."""
+    allowed = ", ".join(roles)
+
+    def check(principal: Principal = Depends(authenticate)) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(403, detail=f"this endpoint is for the {allowed} role; user "
+                                f"'{principal.user}' is a {principal.role}")
+        return principal
+
+    check.__name__ = f"require_{'_'.join(roles)}"
+    return check
+
+
+def token_secret(configured: str | None, integrity: Any) -> bytes:
+    """The HS256 key: the configured secret, else one derived from the integrity key."""
+    return configured.encode() if configured else integrity.derive("serve-jwt")

@@ -1,0 +1,148 @@
+"""Around every request: the body size limit, security headers and the audit event."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+import anyio
+
+from permed.serve._audit import AuditTrail
+
+__all__ = ["SECURITY_HEADERS", "ServiceMiddleware"]
+
+log = logging.getLogger("permed.serve")
+
+SECURITY_HEADERS = {
+    "content-security-policy": ("default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                "script-src 'self'; object-src 'none'; base-uri 'none'; "
+                                "frame-ancestors 'none'; form-action 'self'"),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
+}
+_HSTS = ("strict-transport-security", "max-age=63072000; includeSubDomains")
+# Requests that are not audited: the page's static files, health and the API description.
+_UNAUDITED = ("/static/", "/health", "/openapi.json", "/favicon.ico")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _audited(path: str) -> bool:
+    return path != "/" and not path.startswith(_UNAUDITED)
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "success"
+    if status in (401, 403):
+        return f"denied: {status}"
+    return f"failure: {status}"
+
+
+class ServiceMiddleware:
+    """Pure ASGI middleware (no per-request task switch of Starlette's BaseHTTPMiddleware).
+
+    Parameters
+    ----------
+    app : ASGI app
+    audit : AuditTrail
+    max_body_bytes : int
+        Larger bodies get 413 before the application sees them.
+    tls : bool
+        Add Strict-Transport-Security.
+    """
+
+    def __init__(self, app: Any, audit: AuditTrail, max_body_bytes: int, tls: bool) -> None:
+        self.app = app
+        self.audit = audit
+        self.max_body_bytes = max_body_bytes
+        self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        if tls:
+            self.headers.append((_HSTS[0].encode(), _HSTS[1].encode()))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})
+        request_id = uuid.uuid4().hex[:16]
+        started = False
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = self._headers(message.get("headers", []), request_id)
+                if _audited(scope["path"]):
+                    await self._audit(scope, message["status"], request_id)
+            await send(message)
+
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._too_large(scope, send_wrapper)
+            return
+        try:
+            await self.app(scope, self._limited(receive), send_wrapper)
+        except BodyTooLarge:
+            if not started:
+                await self._too_large(scope, send_wrapper)
+
+    def _limited(self, receive: Any) -> Any:
+        received = 0
+
+        async def wrapper() -> dict[str, Any]:
+            nonlocal received
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge()
+            return message
+        return wrapper
+
+    def _headers(self, headers: list[tuple[bytes, bytes]],
+                 request_id: str) -> list[tuple[bytes, bytes]]:
+        present = {k.lower() for k, _ in headers}
+        extra = [(k, v) for k, v in self.headers if k not in present]
+        return [*headers, *extra, (b"x-request-id", request_id.encode())]
+
+    async def _too_large(self, scope: dict[str, Any], send: Any) -> None:
+        body = json.dumps({"detail": f"request body larger than {self.max_body_bytes} bytes: "
+                           "send fewer patients per request", "errors": []}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _audit(self, scope: dict[str, Any], status: int, request_id: str) -> None:
+        principal = scope["state"].get("principal")
+        route = scope.get("route")
+        params = scope.get("path_params") or {}
+        query = dict(_query(scope))
+        details = {"method": scope["method"],
+                   "endpoint": getattr(route, "path", None) or "unmatched",
+                   "status": status, "request_id": request_id,
+                   "model": (params.get("name") or query.get("model") or "")[:64] or None,
+                   "credential": principal.credential if principal else None}
+        user = principal.user if principal else "anonymous"
+        action = getattr(route, "name", None) or "unmatched"
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: self.audit.append(user, action, _outcome(status), **details))
+        except Exception:  # noqa: BLE001 - the answer still goes out; the failure is logged
+            log.exception("could not write the audit event of request %s", request_id)
+
+
+def _query(scope: dict[str, Any]) -> list[tuple[str, str]]:
+    from urllib.parse import parse_qsl
+
+    return parse_qsl(scope.get("query_string", b"").decode("latin-1"))

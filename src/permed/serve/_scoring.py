@@ -1,0 +1,164 @@
+"""Score validated patients with a loaded model: ONNX Runtime where verified, else native.
+
+The native path is the model's own ``predict_frame`` (any task). The ONNX path is for
+diagnose models with a verified ``model.onnx``: probabilities and preprocessed features come
+from ONNX Runtime, and calibration, the threshold, the conformal set, the out-of-range and
+out-of-distribution flags are applied exactly as ``DiagnoseModel.predict_frame`` does. At load
+both paths score the check rows and the ONNX path is only used when every column agrees
+(probabilities within :data:`permed.bundle._onnx.TOLERANCE`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from permed.bundle._onnx import TOLERANCE, OnnxModel
+from permed.study._schema import MAX_CATEGORIES_KEPT
+
+__all__ = ["Scorer", "json_safe"]
+
+
+def json_safe(value: Any) -> Any:
+    """numpy scalars as Python values, NaN as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    columns = list(frame.columns)
+    return [{c: json_safe(v) for c, v in zip(columns, row, strict=True)}
+            for row in frame.itertuples(index=False, name=None)]
+
+
+def _out_of_range(schema: Any, values: dict[str, Any]) -> str:
+    """As ``FittedSchema.out_of_range`` for one typed patient."""
+    names = []
+    for feature in schema.features:
+        value = values.get(feature.name)
+        if value is None:
+            continue
+        if feature.kind == "numeric":
+            outside = value < feature.min or value > feature.max
+        elif feature.categories is not None and len(feature.categories) < MAX_CATEGORIES_KEPT:
+            outside = value not in feature.categories
+        else:
+            continue
+        if outside:
+            names.append(feature.name)
+    return ";".join(names)
+
+
+class Scorer:
+    """Scores typed patients (see :func:`permed.serve._validation.check_patient`).
+
+    Parameters
+    ----------
+    model : object
+        A loaded permed model (``predict_frame``).
+    onnx : OnnxModel, optional
+        A verified ONNX model of a diagnose pipeline.
+    """
+
+    def __init__(self, model: Any, onnx: OnnxModel | None = None) -> None:
+        self.model = model
+        self.schema = model.schema
+        self.onnx = onnx
+        self._precision: np.ndarray | None = None
+        self.note = ""
+        if onnx is not None:
+            self.note = self._check_fast()
+
+    @property
+    def engine(self) -> str:
+        return "onnx" if self.onnx is not None else "native"
+
+    def frame(self, patients: list[dict[str, Any]]) -> pd.DataFrame:
+        """The patients as a table (the id column first when given)."""
+        names = self.schema.names
+        if self.schema.id and any(self.schema.id in p for p in patients):
+            names = [self.schema.id, *names]
+        return pd.DataFrame({n: [p.get(n) for p in patients] for n in names}, columns=names)
+
+    def score(self, patients: list[dict[str, Any]]
+              ) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+        """Answers (the ``predict_frame`` columns) and, on the ONNX path, the preprocessed
+        features (reused by the explainer)."""
+        if self.onnx is None:
+            return _records(self.model.predict_frame(self.frame(patients))), None
+        return self._fast(patients)
+
+    def _unusual(self, transformed: np.ndarray) -> np.ndarray:
+        """``OutOfDistribution.flag`` without scikit-learn's per-call input checks."""
+        ood = self.model.ood
+        if ood is None:
+            return np.zeros(len(transformed), dtype=bool)
+        if self._precision is None:
+            self._precision = ood.covariance_.get_precision()
+        centred = transformed - ood.covariance_.location_
+        distances = np.einsum("ij,jk,ik->i", centred, self._precision, centred)
+        return np.asarray(distances > ood.cutoff_)
+
+    def _fast(self, patients: list[dict[str, Any]], onnx: OnnxModel | None = None
+              ) -> tuple[list[dict[str, Any]], np.ndarray]:
+        model, schema = self.model, self.schema
+        columns = {f.name: [p.get(f.name) for p in patients] for f in schema.features}
+        raw, transformed = (onnx or self.onnx).run(columns)  # type: ignore[union-attr]
+        proba = model.calibrator.transform(raw)
+        labels = np.asarray(model.classes, dtype=object)[model.labels(proba)]
+        sets = model.prediction_sets(proba)
+        unusual = self._unusual(transformed)
+        answers = []
+        for i, patient in enumerate(patients):
+            answer: dict[str, Any] = {}
+            if schema.id and schema.id in patient:
+                answer[schema.id] = patient[schema.id]
+            answer.update({f"prob_{c}": float(p) for c, p in zip(model.classes, proba[i],
+                                                                  strict=True)})
+            flagged = _out_of_range(schema, patient)
+            answer.update({"predicted": labels[i], "out_of_range": flagged != "",
+                           "out_of_range_features": flagged, "prediction_set": sets[i],
+                           "out_of_distribution": bool(unusual[i])})
+            answer.update(self._refer(patient, sets[i], flagged, bool(unusual[i])))
+            answers.append(answer)
+        return answers, transformed
+
+    def _refer(self, patient: dict[str, Any], members: str, flagged: str,
+               unusual: bool) -> dict[str, Any]:
+        """``refer_to_clinician`` and its reason, worded as ``DiagnoseModel.abstention``."""
+        why = []
+        if members.count("|") >= 1:
+            why.append(f"uncertain between {members.replace('|', ' and ')}")
+        if flagged:
+            why.append(f"outside the training range: {flagged.replace(';', ', ')}")
+        if unusual:
+            numeric = pd.DataFrame([{n: patient.get(n) for n in self.schema.numeric}],
+                                   columns=self.schema.numeric, dtype=float)
+            why.append(f"unusual combination of values ({self.model.ood.reasons(numeric)[0]})")
+        reason = "; ".join(why)
+        return {"refer_to_clinician": bool(reason), "refer_reason": reason}
+
+    def _check_fast(self) -> str:
+        """Use the ONNX path only if it gives ``predict_frame``'s answers on the check rows."""
+        from permed.bundle._onnx import _check_rows
+
+        rows = _check_rows(self.model)
+        typed = self.schema.coerce(rows)
+        patients = [{k: json_safe(v) if v is not None else None for k, v in row.items()}
+                    for row in typed.astype(object).where(typed.notna(), None)
+                    .to_dict("records")]
+        native = self.model.predict_frame(rows)
+        fast = pd.DataFrame(self._fast(patients)[0])[list(native.columns)]
+        for column in native.columns:
+            a, b = native[column].to_numpy(), fast[column].to_numpy()
+            same = (np.allclose(a.astype(float), b.astype(float), atol=TOLERANCE, rtol=0)
+                    if column.startswith("prob_") else bool(np.all(a == b)))
+            if not same:
+                self.onnx = None
+                return f"ONNX answers differ from the native model in '{column}': native"
+        return ""

@@ -1,0 +1,155 @@
+"""What the routers call: validate, score, explain, log, and word the answer.
+
+Routers stay thin: they parse the request, call one function here and return its result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from permed.privacy import Key
+from permed.privacy._signing import canonical_json
+from permed.serve._explain import TOP_FACTORS, explanation_payload
+from permed.serve._registry import ServedModel
+from permed.serve._storage import Principal, Storage
+from permed.serve._validation import PatientError, check_patient
+
+__all__ = ["BatchTooLarge", "predict_patients", "summary_text"]
+
+
+class BatchTooLarge(ValueError):
+    """More patients than the service accepts in one request (413)."""
+
+
+def _digest(values: dict[str, Any], key: Key) -> str:
+    """A keyed digest of a patient's inputs: links repeated requests, reveals nothing."""
+    mac = hmac.new(key.derive("serve-input"), canonical_json(values), hashlib.sha256)
+    return f"hmac-sha256:{mac.hexdigest()}"
+
+
+def _fraction(p: Any) -> str:
+    return f"{100 * float(p):.1f}%"
+
+
+def summary_text(served: ServedModel, answer: dict[str, Any]) -> str:
+    """The answer in one line, for a clinician."""
+    if served.task == "diagnose" and "predicted" in answer:
+        label = answer["predicted"]
+        text = (f"{served.schema.target} = {label} "
+                f"(probability {_fraction(answer.get(f'prob_{label}', 0.0))})")
+    elif served.task == "risk" and "risk_group" in answer:
+        horizons = [c for c in answer if c.startswith("risk_at_")]
+        text = f"{answer['risk_group']} risk"
+        if horizons:
+            text += f"; risk by time {horizons[-1][8:]}: {_fraction(answer[horizons[-1]])}"
+    elif served.task == "treat" and "recommended" in answer:
+        text = f"recommended: {answer['recommended']}"
+        if answer.get("advantage") is not None:
+            text += (f" (advantage {answer['advantage']:.3g}, 95% CI "
+                     f"{answer['advantage_low']:.3g} to {answer['advantage_high']:.3g})")
+    else:
+        text = ", ".join(f"{k} = {v}" for k, v in answer.items())
+    if answer.get("refer_to_clinician"):
+        text += "; refer to clinician"
+    return text
+
+
+def _uncertainty(served: ServedModel, answer: dict[str, Any]) -> dict[str, Any]:
+    if "prediction_set" in answer:
+        coverage = served.metrics.get("uncertainty", {}).get("coverage_target")
+        members = [m for m in str(answer["prediction_set"] or "").split("|") if m]
+        return {"prediction_set": members or None, "coverage": coverage,
+                "note": "conformal prediction set: it holds the true class with the stated "
+                        "coverage"}
+    intervals = {}
+    for column in answer:
+        if f"{column}_low" in answer and f"{column}_high" in answer:
+            intervals[column] = {"value": answer[column], "low": answer[f"{column}_low"],
+                                 "high": answer[f"{column}_high"]}
+    if intervals:
+        return {"intervals": intervals, "note": "95% confidence intervals"}
+    return {"note": f"this {served.task} model gives no per-patient interval"}
+
+
+def _flags(answer: dict[str, Any], missing: list[str]) -> dict[str, Any]:
+    features = str(answer.get("out_of_range_features") or "")
+    return {"out_of_range": bool(answer.get("out_of_range", False)),
+            "out_of_range_features": [f for f in features.split(";") if f],
+            "out_of_distribution": answer.get("out_of_distribution"),
+            "low_overlap": answer.get("low_overlap"),
+            "missing_features": missing,
+            "refer_to_clinician": bool(answer.get("refer_to_clinician", False)),
+            "refer_reason": str(answer.get("refer_reason") or "")}
+
+
+def validate_patients(served: ServedModel, patients: list[dict[str, Any]], batch: bool
+                      ) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """Typed patients and their missing features; every bad field of every patient at once.
+
+    Raises
+    ------
+    PatientError
+    """
+    typed, missing, errors = [], [], []
+    for i, patient in enumerate(patients):
+        where = f"patients[{i}]." if batch else "patient."
+        try:
+            values, absent = check_patient(served.schema, patient, where)
+        except PatientError as exc:
+            errors.extend(exc.errors)
+            continue
+        typed.append(values)
+        missing.append(absent)
+    if errors:
+        raise PatientError(errors)
+    return typed, missing
+
+
+def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, batch: bool,
+                     explain: bool, principal: Principal, storage: Storage, key: Key,
+                     max_batch: int, top: int = TOP_FACTORS,
+                     missing: list[list[str]] | None = None,
+                     scale: str = "probability") -> dict[str, Any]:
+    """Validate, score, explain and log some patients; the body of a predict response.
+
+    Raises
+    ------
+    BatchTooLarge
+        More than ``max_batch`` patients.
+    PatientError
+        A field is unknown or has a bad value.
+    """
+    if len(patients) > max_batch:
+        raise BatchTooLarge(f"{len(patients)} patients in one request; the limit is {max_batch}:"
+                            " split the batch")
+    if missing is None:
+        typed, missing = validate_patients(served, patients, batch)
+    else:
+        typed = patients
+    answers, transformed = served.scorer.score(typed)
+    explanation, note, curves = None, None, None
+    if explain and served.explainer.available:
+        explanation = served.explainer.explain(served.scorer.frame(typed), transformed, scale)
+    elif explain:
+        note = served.explainer.note
+    if served.has_curves:
+        curves = served.curves(served.scorer.frame(typed))
+    ids = storage.log_predictions(principal, served.name, served.version, served.task,
+                                  [(_digest(t, key), a) for t, a in zip(typed, answers,
+                                                                         strict=True)])
+    results = []
+    for i, answer in enumerate(answers):
+        results.append({
+            "prediction_id": ids[i],
+            "summary": summary_text(served, answer),
+            "answer": answer,
+            "uncertainty": _uncertainty(served, answer),
+            "flags": _flags(answer, missing[i]),
+            "explanation": (explanation_payload(explanation, i, served.units, top)
+                            if explanation is not None else None),
+            "explanation_note": note,
+            "survival_curve": curves[i] if curves is not None else None,
+        })
+    return {"model": served.reference(), "results": results}

@@ -1,0 +1,356 @@
+"""The service's database: users, hashed API keys, the audit chain and the prediction log.
+
+SQLite (a file in the data folder) by default; PostgreSQL or any SQLAlchemy database when a URL
+is given. API keys are stored as argon2id hashes only: the key itself is shown once, when it
+is made. A key reads ``pmd_<key id>_<secret>``: the id finds the row without revealing
+anything, the argon2 hash checks the secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError as DatabaseConflict
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from permed.exceptions import PermedError, SecurityError
+from permed.serve._settings import ROLES
+
+__all__ = ["KEY_PREFIX", "Principal", "Storage", "make_engine"]
+
+KEY_PREFIX = "pmd"
+_HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class UserRow(_Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created: Mapped[str] = mapped_column(String(40))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class KeyRow(_Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    hash: Mapped[str] = mapped_column(String(200))
+    created: Mapped[str] = mapped_column(String(40))
+    expires: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditRow(_Base):
+    __tablename__ = "audit_events"
+    # the sequence number is the key: two writers can never both append entry n
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time: Mapped[str] = mapped_column(String(40))
+    user: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(32))
+    prev: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(_Base):
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    mac: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32))
+    head_mac: Mapped[str] = mapped_column(String(64))
+
+
+class PredictionRow(_Base):
+    __tablename__ = "predictions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    time: Mapped[str] = mapped_column(String(40))
+    user: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str] = mapped_column(String(16))
+    input_digest: Mapped[str] = mapped_column(String(80))
+    answer: Mapped[str] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user and their role, and the credential used."""
+
+    user: str
+    role: str
+    credential: str  # an API key id, or "jwt:<subject>"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def make_engine(url: str) -> Engine:
+    """An SQLAlchemy engine; SQLite in WAL mode, PostgreSQL through psycopg 3."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _: Any) -> None:
+            cursor = connection.cursor()
+            # WAL: readers never block the writer; NORMAL: a commit survives a crash of the
+            # process (not necessarily a power cut), at a fraction of FULL's fsync cost
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Storage:
+    """Users, keys, audit entries and predictions in one database.
+
+    Parameters
+    ----------
+    url : str
+        An SQLAlchemy URL; tables are created when missing.
+    key_cache_seconds : int, default 60
+        How long a verified API key is remembered (argon2 costs tens of milliseconds on
+        purpose; a revoked key is forgotten at once by this process).
+    """
+
+    def __init__(self, url: str, key_cache_seconds: int = 60) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        _Base.metadata.create_all(self.engine)
+        self._cache: dict[bytes, tuple[Principal, float]] = {}
+        self._cache_seconds = key_cache_seconds
+        self._lock = threading.Lock()
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ---- users and keys --------------------------------------------------------------------
+    def add_user(self, name: str, role: str, expires_days: int | None = None) -> str:
+        """Create a user and return their first API key (shown once, stored hashed).
+
+        Raises
+        ------
+        PermedError
+            Unknown role, bad name, or the user exists.
+        """
+        if role not in ROLES:
+            raise PermedError(f"--role '{role}' is not known; expected one of {', '.join(ROLES)}")
+        if not name or len(name) > 64 or not all(c.isalnum() or c in "._-@" for c in name):
+            raise PermedError(f"user name '{name}' must be 1-64 letters, digits or . _ - @")
+        with self.session() as session:
+            if session.scalar(select(UserRow).where(UserRow.name == name)) is not None:
+                raise PermedError(f"user '{name}' already exists: issue another key with "
+                                  f"permed users key {name}")
+            user = UserRow(name=name, role=role, created=_now(), active=True)
+            session.add(user)
+            session.flush()
+            key = self._new_key(session, user.id, expires_days)
+            session.commit()
+        return key
+
+    def new_key(self, name: str, expires_days: int | None = None) -> str:
+        """Another API key for an existing user."""
+        with self.session() as session:
+            user = self._user(session, name)
+            key = self._new_key(session, user.id, expires_days)
+            session.commit()
+        return key
+
+    def _new_key(self, session: Session, user_id: int, expires_days: int | None) -> str:
+        key_id = secrets.token_hex(6)
+        key = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+        expires = (None if expires_days is None else
+                   (datetime.now(UTC) + timedelta(days=expires_days)).isoformat())
+        session.add(KeyRow(key_id=key_id, user_id=user_id, hash=_HASHER.hash(key),
+                           created=_now(), expires=expires, revoked=False))
+        return key
+
+    def _user(self, session: Session, name: str) -> UserRow:
+        user = session.scalar(select(UserRow).where(UserRow.name == name))
+        if user is None:
+            raise PermedError(f"user '{name}' does not exist: add them with permed users add "
+                              f"{name} --role clinician")
+        return user
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user with their role, state and number of active keys."""
+        with self.session() as session:
+            rows = session.execute(select(UserRow).order_by(UserRow.name)).scalars().all()
+            keys = session.execute(select(KeyRow)).scalars().all()
+        active: dict[int, int] = {}
+        for key in keys:
+            if not key.revoked:
+                active[key.user_id] = active.get(key.user_id, 0) + 1
+        return [{"name": u.name, "role": u.role, "created": u.created, "active": u.active,
+                 "keys": active.get(u.id, 0)} for u in rows]
+
+    def revoke(self, name: str) -> int:
+        """Revoke every key of a user and deactivate them; return the number of keys."""
+        with self.session() as session:
+            user = self._user(session, name)
+            user.active = False
+            keys = session.execute(select(KeyRow).where(KeyRow.user_id == user.id)).scalars()
+            count = 0
+            for key in keys:
+                count += not key.revoked
+                key.revoked = True
+            session.commit()
+        with self._lock:
+            self._cache = {k: v for k, v in self._cache.items() if v[0].user != name}
+        return count
+
+    def user_role(self, name: str) -> str | None:
+        """The role of an active user (None when unknown or deactivated)."""
+        with self.session() as session:
+            user = session.scalar(select(UserRow).where(UserRow.name == name))
+        return user.role if user is not None and user.active else None
+
+    def verify_key(self, key: str) -> Principal:
+        """The user an API key belongs to.
+
+        Raises
+        ------
+        SecurityError
+            Malformed, unknown, wrong, revoked or expired key (the message says which, without
+            the key).
+        """
+        digest = hashlib.sha256(key.encode()).digest()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        parts = key.split("_", 2)
+        if len(parts) != 3 or parts[0] != KEY_PREFIX:
+            raise SecurityError("the API key is malformed: it should read pmd_<id>_<secret>")
+        with self.session() as session:
+            row = session.scalar(select(KeyRow).where(KeyRow.key_id == parts[1]))
+            user = session.get(UserRow, row.user_id) if row is not None else None
+        if row is None or user is None:
+            raise SecurityError("the API key is not known")
+        try:
+            _HASHER.verify(row.hash, key)
+        except (VerificationError, InvalidHashError):
+            raise SecurityError("the API key is not valid") from None
+        if row.revoked or not user.active:
+            raise SecurityError("the API key was revoked")
+        if row.expires is not None and datetime.fromisoformat(row.expires) < datetime.now(UTC):
+            raise SecurityError("the API key has expired: ask an administrator for a new one")
+        principal = Principal(user.name, user.role, row.key_id)
+        with self._lock:
+            self._cache[digest] = (principal, time.monotonic() + self._cache_seconds)
+        return principal
+
+    # ---- prediction log ----------------------------------------------------------------------
+    def log_predictions(self, principal: Principal, model: str, version: str, task: str,
+                        entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Record predictions (input digest and answer, never the inputs); return their ids."""
+        ids = [uuid.uuid4().hex for _ in entries]
+        now = _now()
+        rows = [{"id": i, "time": now, "user": principal.user, "model": model,
+                 "version": version, "task": task, "input_digest": digest,
+                 "answer": json.dumps(answer, default=str)}
+                for i, (digest, answer) in zip(ids, entries, strict=True)]
+        with self.engine.begin() as connection:  # Core, not the ORM: this is on every request
+            connection.execute(insert(PredictionRow), rows)
+        return ids
+
+    def predictions(self, user: str, limit: int = 50) -> list[dict[str, Any]]:
+        """A user's own predictions, newest first."""
+        with self.session() as session:
+            rows = session.execute(select(PredictionRow).where(PredictionRow.user == user)
+                                   .order_by(PredictionRow.time.desc()).limit(limit)).scalars()
+            return [_prediction(r) for r in rows]
+
+    def prediction(self, user: str, prediction_id: str) -> dict[str, Any] | None:
+        """One of a user's predictions; None when it does not exist *or belongs to another*."""
+        with self.session() as session:
+            row = session.get(PredictionRow, prediction_id)
+        if row is None or not hmac.compare_digest(row.user, user):
+            return None
+        return _prediction(row)
+
+    # ---- audit rows (the chain itself lives in permed.serve._audit) --------------------------
+    def insert_audit(self, entry: dict[str, Any], head: dict[str, Any]) -> bool:
+        """Insert one chained entry and move the head; False if entry ``seq`` already exists."""
+        row = {k: (json.dumps(v) if k == "details" else v) for k, v in entry.items()}
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(AuditRow), row)
+                moved = connection.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1)
+                                           .values(**head)).rowcount
+                if not moved:
+                    connection.execute(insert(AuditHeadRow), {"id": 1, **head})
+        except DatabaseConflict:
+            return False
+        return True
+
+    def last_audit(self) -> tuple[int, str] | None:
+        with self.session() as session:
+            row = session.scalar(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1))
+        return None if row is None else (row.seq, row.mac)
+
+    def audit_rows(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Audit entries in sequence order (the last ``limit`` when given)."""
+        with self.session() as session:
+            query = select(AuditRow).order_by(AuditRow.seq.desc())
+            if limit is not None:
+                query = query.limit(limit)
+            rows = list(session.execute(query).scalars())[::-1]
+        return [{"seq": r.seq, "time": r.time, "user": r.user, "action": r.action,
+                 "outcome": r.outcome, "details": json.loads(r.details), "key_id": r.key_id,
+                 "prev": r.prev, "mac": r.mac} for r in rows]
+
+    def audit_head(self) -> dict[str, Any] | None:
+        with self.session() as session:
+            row = session.get(AuditHeadRow, 1)
+        return None if row is None else {"seq": row.seq, "mac": row.mac, "key_id": row.key_id,
+                                         "head_mac": row.head_mac}
+
+
+def _prediction(row: PredictionRow) -> dict[str, Any]:
+    return {"id": row.id, "time": row.time, "user": row.user, "model": row.model,
+            "version": row.version, "task": row.task, "input_digest": row.input_digest,
+            "answer": json.loads(row.answer)}

@@ -1,0 +1,43 @@
+"""Shared dependencies and error responses of the routers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from permed.serve._registry import ServedModel
+from permed.serve._schemas import ErrorBody
+from permed.serve._storage import Storage
+
+__all__ = ["ERRORS", "served_model", "storage"]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# Documented for every authenticated operation (schemathesis checks responses against them).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("No, malformed, unknown, revoked or expired credential."),
+    403: _error("The caller's role may not use this endpoint."),
+    404: _error("No such model or record."),
+    413: _error("Request body or batch too large."),
+    422: _error("A field is missing, unknown or has a bad value: one entry per field."),
+    429: _error("Rate limit reached: see Retry-After."),
+}
+
+
+def storage(request: Request) -> Storage:
+    """The service's database."""
+    store: Storage = request.app.state.storage
+    return store
+
+
+def served_model(request: Request, name: str) -> ServedModel:
+    """The model served under ``name``, or 404 listing the names."""
+    models: dict[str, ServedModel] = request.app.state.models
+    if name not in models:
+        raise HTTPException(404, detail=f"no model '{name}' is served here; models: "
+                            + ", ".join(sorted(models)))
+    return models[name]

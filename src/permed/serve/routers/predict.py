@@ -1,0 +1,51 @@
+"""Predict: one patient or a batch, any task; and the caller's own prediction log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
+from permed.serve._auth import require
+from permed.serve._schemas import PredictionRecord, PredictRequest, PredictResponse
+from permed.serve._service import predict_patients
+from permed.serve._storage import Principal
+from permed.serve._validation import FieldError, PatientError
+from permed.serve.routers._deps import ERRORS, served_model, storage
+
+router = APIRouter(tags=["predict"], responses=ERRORS)
+clinicians = require("clinician")
+
+
+@router.post("/v1/models/{name}/predict", response_model=PredictResponse,
+             summary="Answer for one patient or a batch, with uncertainty and top factors")
+def predict(request: Request, name: str, body: PredictRequest,
+            principal: Principal = Depends(clinicians)) -> dict[str, Any]:
+    served = served_model(request, name)
+    if (body.patient is None) == (body.patients is None):
+        raise PatientError([FieldError("patient", "either 'patient' (an object) or 'patients' "
+                                       "(a list)", None, "send exactly one of 'patient' or "
+                                       "'patients'")])
+    patients = [body.patient] if body.patient is not None else list(body.patients or [])
+    state = request.app.state
+    explain = state.settings.explain if body.explain is None else body.explain
+    return predict_patients(served, patients, batch=body.patients is not None, explain=explain,
+                            principal=principal, storage=state.storage, key=state.key,
+                            max_batch=state.settings.max_batch, scale=body.explain_scale)
+
+
+@router.get("/v1/predictions", response_model=list[PredictionRecord],
+            summary="Your own recent predictions")
+def my_predictions(request: Request, limit: int = Query(50, ge=1, le=500),
+                   principal: Principal = Depends(clinicians)) -> list[dict[str, Any]]:
+    return storage(request).predictions(principal.user, limit)
+
+
+@router.get("/v1/predictions/{prediction_id}", response_model=PredictionRecord,
+            summary="One of your predictions")
+def my_prediction(request: Request, prediction_id: str,
+                  principal: Principal = Depends(clinicians)) -> dict[str, Any]:
+    record = storage(request).prediction(principal.user, prediction_id)
+    if record is None:  # someone else's is "not found" too: existence is not revealed
+        raise HTTPException(404, detail=f"no prediction '{prediction_id}' of yours")
+    return record

@@ -1,0 +1,51 @@
+"""Users and their API keys (administrators only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from permed.exceptions import PermedError
+from permed.serve._auth import require
+from permed.serve._schemas import ErrorBody, NewUser, UserKey, UserSummary
+from permed.serve._storage import Principal
+from permed.serve.routers._deps import ERRORS, storage
+
+router = APIRouter(prefix="/v1/users", tags=["users"], responses={
+    **ERRORS, 409: {"model": ErrorBody, "description": "The user already exists."}})
+admins = require("admin")
+
+
+@router.get("", response_model=list[UserSummary], summary="Every user")
+def list_users(request: Request, _: Principal = Depends(admins)) -> list[dict[str, Any]]:
+    return storage(request).users()
+
+
+@router.post("", response_model=UserKey, status_code=201,
+             summary="Add a user; their API key is shown once")
+def add_user(request: Request, body: NewUser, _: Principal = Depends(admins)) -> dict[str, Any]:
+    try:
+        key = storage(request).add_user(body.name, body.role, body.expires_days)
+    except PermedError as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    return {"name": body.name, "role": body.role, "api_key": key}
+
+
+@router.post("/{name}/keys", response_model=UserKey, status_code=201,
+             summary="Another API key for a user")
+def new_key(request: Request, name: str, _: Principal = Depends(admins)) -> dict[str, Any]:
+    store = storage(request)
+    role = store.user_role(name)
+    if role is None:
+        raise HTTPException(404, detail=f"no active user '{name}'")
+    return {"name": name, "role": role, "api_key": store.new_key(name)}
+
+
+@router.delete("/{name}", summary="Deactivate a user and revoke their keys")
+def revoke(request: Request, name: str, _: Principal = Depends(admins)) -> dict[str, Any]:
+    try:
+        revoked = storage(request).revoke(name)
+    except PermedError as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+    return {"name": name, "revoked_keys": revoked}

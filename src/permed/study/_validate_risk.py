@@ -1,0 +1,216 @@
+"""Checks of a time-to-event outcome: the time and event columns, and the horizons.
+
+``validate()`` runs :func:`check_risk` without options (``permed validate`` does not know
+``--event-value`` or ``--horizons``); the risk protocol runs it again with them before it
+trains, so every message below reaches the user before any model is fitted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from permed.study._columns import as_category, non_numeric_values, rows_text, to_numeric
+from permed.study._study import Study
+
+if TYPE_CHECKING:
+    from permed.study._validate import ValidationReport
+
+__all__ = ["RiskOptions", "check_risk", "encode_event", "follow_up_times"]
+
+# Labels read as "event" / "censored" without --event-value.
+_EVENT_LABELS = {"1": True, "0": False, "True": True, "False": False, "true": True,
+                 "false": False}
+
+
+@dataclass(frozen=True)
+class RiskOptions:
+    """What ``permed train`` adds to the study for a risk outcome.
+
+    Parameters
+    ----------
+    event_value : str, optional
+        The event column's value meaning "the event happened" (default: 1 or True).
+    horizons : tuple of float
+        Times at which absolute risk is asked for.
+    """
+
+    event_value: str | None = None
+    horizons: tuple[float, ...] = ()
+
+
+def _values_text(counts: pd.Series) -> str:
+    return ", ".join(f"'{label}' ({n})" for label, n in counts.items())
+
+
+def follow_up_times(frame: pd.DataFrame, study: Study) -> pd.Series:
+    """The time column as floats (NaN where missing or not a number)."""
+    return to_numeric(frame[study.time])
+
+
+def encode_event(series: pd.Series, event_value: str | None) -> pd.Series:
+    """Event indicators as booleans (None where missing or unreadable).
+
+    Parameters
+    ----------
+    series : pandas.Series
+        The event column.
+    event_value : str, optional
+        The value meaning "event"; without it, 1/0 and True/False are read.
+
+    Returns
+    -------
+    pandas.Series of object
+        True, False or None per row.
+    """
+    labels = as_category(series)
+    if event_value is not None:
+        return labels.map(lambda v: None if v is None else v == str(event_value))
+    return labels.map(lambda v: _EVENT_LABELS.get(v) if v is not None else None)
+
+
+def check_risk(frame: pd.DataFrame, study: Study, report: ValidationReport,
+               options: RiskOptions | None = None) -> None:
+    """Check the time and event columns (and, with ``options``, the horizons).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    study : Study
+        Its ``time`` and ``event`` roles name the outcome columns.
+    report : ValidationReport
+        Findings are added here.
+    options : RiskOptions, optional
+        ``--event-value`` and ``--horizons``; None when they are not known yet (``permed
+        validate``): an event column of two labels other than 0/1 is then a warning.
+    """
+    if not study.time or not study.event:
+        report.error("the risk task needs a time column and an event column: add --time COL "
+                     "--event COL (or time = \"COL\" and event = \"COL\" under [roles] in the "
+                     "study)")
+        return
+    times_ok = _check_time(frame, study, report)
+    event = _check_event(frame, study, report, options)
+    if event is None or not times_ok:
+        return
+    _check_zero_times(frame, study, report, event)
+    if options is not None and options.horizons:
+        _check_horizons(frame, study, report, options.horizons)
+
+
+def _check_time(frame: pd.DataFrame, study: Study, report: ValidationReport) -> bool:
+    column = study.time
+    series = frame[column]
+    bad = non_numeric_values(series)
+    if len(bad):
+        examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
+        report.error(
+            f"time column '{column}' has {len(bad)} values that are not numbers ({examples}) in "
+            f"rows {rows_text(np.flatnonzero(series.index.isin(bad.index)))}: follow-up times "
+            "must be numbers in one unit (e.g. days); correct them", column)
+        return False
+    times = to_numeric(series)
+    missing = times.isna().to_numpy()
+    if missing.any():
+        report.error(
+            f"time column '{column}' is missing for {int(missing.sum())} patients in rows "
+            f"{rows_text(np.flatnonzero(missing))}: every patient needs a follow-up time; fill "
+            "it in or drop those rows", column)
+    negative = (times < 0).to_numpy()
+    if negative.any():
+        report.error(
+            f"time column '{column}' has {int(negative.sum())} negative times (min "
+            f"{times.min():g}) in rows {rows_text(np.flatnonzero(negative))}: follow-up times "
+            "count from the start of follow-up and must be positive; check how they were "
+            "computed", column)
+    return not (missing.any() or negative.any())
+
+
+def _check_event(frame: pd.DataFrame, study: Study, report: ValidationReport,
+                 options: RiskOptions | None) -> pd.Series | None:
+    column = study.event
+    labels = as_category(frame[column])
+    missing = labels.isna().to_numpy()
+    if missing.any():
+        report.error(
+            f"event column '{column}' is missing for {int(missing.sum())} patients in rows "
+            f"{rows_text(np.flatnonzero(missing))}: every patient needs an event indicator "
+            "(1 = event, 0 = censored)", column)
+        return None
+    counts = labels.value_counts().sort_index()
+    if len(counts) > 2:
+        report.error(
+            f"event column '{column}' has {len(counts)} values ({_values_text(counts.head(5))}): "
+            "expected two, the event and censoring (1/0, True/False, or a value named with "
+            "--event-value and one other); recode the others (competing events are not "
+            "supported)", column)
+        return None
+    event_value = options.event_value if options is not None else None
+    if event_value is not None:
+        return _check_named_event(labels, counts, column, str(event_value), report)
+    if not set(counts.index) <= set(_EVENT_LABELS):
+        message = (f"event column '{column}' has values other than 0/1: "
+                   f"{_values_text(counts)}; expected 1 = event and 0 = censored (or "
+                   "True/False): recode it, or name the value that means the event with "
+                   f"--event-value, e.g. --event-value {counts.index[-1]}")
+        if options is None:
+            report.warn(f"{message} (permed train will need it)", column)
+        else:
+            report.error(message, column)
+        return None
+    event = encode_event(frame[column], None)
+    _check_some_events(event, column, report, "")
+    return event
+
+
+def _check_named_event(labels: pd.Series, counts: pd.Series, column: str, event_value: str,
+                       report: ValidationReport) -> pd.Series | None:
+    if event_value not in counts.index:
+        shown = ", ".join(f"'{v}'" for v in counts.index[:10])
+        report.error(f"--event-value '{event_value}' is not a value of event column '{column}', "
+                     f"whose values are {shown}: use one of them", column)
+        return None
+    event = labels == event_value
+    _check_some_events(event, column, report, f" (with --event-value '{event_value}')")
+    return event
+
+
+def _check_some_events(event: pd.Series, column: str, report: ValidationReport,
+                       how: str) -> None:
+    if not event.astype(bool).any():
+        report.error(
+            f"event column '{column}' records no event{how}: all {len(event)} patients are "
+            "censored; a risk model needs observed events: check the column (1 = event) or "
+            "--event-value", column)
+
+
+def _check_zero_times(frame: pd.DataFrame, study: Study, report: ValidationReport,
+                      event: pd.Series) -> None:
+    column = study.time
+    zero = (to_numeric(frame[column]) == 0).to_numpy()
+    died = event.astype(bool).to_numpy()
+    if (zero & died).any():
+        report.error(
+            f"time column '{column}' is 0 for {int((zero & died).sum())} patients with an event "
+            f"in rows {rows_text(np.flatnonzero(zero & died))}: an event at time 0 happened "
+            "before follow-up started; check the time origin, or drop those rows", column)
+    if (zero & ~died).any():
+        report.warn(
+            f"time column '{column}' is 0 for {int((zero & ~died).sum())} censored patients in "
+            f"rows {rows_text(np.flatnonzero(zero & ~died))}: they were followed for no time, "
+            "contribute nothing to a survival model and are left out", column)
+
+
+def _check_horizons(frame: pd.DataFrame, study: Study, report: ValidationReport,
+                    horizons: tuple[float, ...]) -> None:
+    longest = float(to_numeric(frame[study.time]).max())
+    beyond = [h for h in horizons if h >= longest]
+    if beyond:
+        shown = ", ".join(f"{h:g}" for h in beyond)
+        report.error(
+            f"--horizons {shown} {'is' if len(beyond) == 1 else 'are'} beyond the follow-up in "
+            f"'{study.time}': the longest follow-up is {longest:g}; choose horizons below "
+            f"{longest:g}", study.time)

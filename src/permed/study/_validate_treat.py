@@ -1,0 +1,184 @@
+"""Data checks of the treat task: the treatment arms, the outcome and the columns that leak them.
+
+Every message names the column, what was expected, what was found and the fix; the tests assert
+them word for word.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from permed.study._columns import as_category, non_numeric_values, rows_text, to_numeric
+from permed.study._study import Study
+
+if TYPE_CHECKING:  # _validate imports this module to dispatch the treat checks
+    from permed.study._validate import ValidationReport
+
+__all__ = ["MAX_ARMS", "MAX_OUTCOME_MISSING", "MIN_ARM_SIZE", "check_treat"]
+
+MIN_ARM_SIZE = 20
+MAX_ARMS = 10
+# Above this share of patients without the outcome, dropping them silently could bias every
+# effect (in a trial the outcome is rarely missing at random): the run stops.
+MAX_OUTCOME_MISSING = 0.2
+# A feature with at most this many distinct values whose every value occurs in one arm only
+# is the treatment under another name.
+_MAX_ENCODING_LEVELS = 20
+
+
+def check_treat(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
+    """Check the treatment, outcome, propensity and true-effect columns of a treat study.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    study : Study
+        ``task == "treat"``; every named column exists (checked before).
+    report : ValidationReport
+        Findings are added to it.
+    """
+    if not study.treatment or not study.outcome:
+        flag, what = ("treatment", "a treatment") if not study.treatment else ("outcome",
+                                                                               "an outcome")
+        report.error(f"the treat task needs {what} column: add --{flag} COL (or {flag} = "
+                     "\"COL\" under [roles] in the study)")
+        return
+    if study.treatment == study.outcome:
+        report.error(f"column '{study.treatment}' is both the treatment and the outcome: the "
+                     "outcome must be measured after the treatment; choose another --outcome",
+                     study.treatment)
+        return
+    arms_ok = _check_arms(frame, study, report)
+    _check_outcome(frame, study, report)
+    _check_propensity(frame, study, report)
+    _check_numeric_role(frame, study.true_effect, "true_effect", report)
+    if arms_ok:
+        _check_encodings(frame, study, report)
+
+
+def _check_arms(frame: pd.DataFrame, study: Study, report: ValidationReport) -> bool:
+    column = study.treatment
+    arms = as_category(frame[column])
+    missing = int(arms.isna().sum())
+    if missing == len(arms):
+        report.error(f"treatment column '{column}' is entirely missing: choose another "
+                     "--treatment", column)
+        return False
+    if missing:
+        report.warn(f"treatment column '{column}' is missing for {missing} of {len(arms)} "
+                    f"patients (rows {rows_text(np.flatnonzero(arms.isna()))}): they are left "
+                    "out", column)
+    counts = arms.dropna().value_counts()
+    if len(counts) < 2:
+        report.error(
+            f"treatment column '{column}' has one arm only ('{counts.index[0]}' for all "
+            f"{int(counts.iloc[0])} patients): a treatment effect compares at least two arms; "
+            "check the column or the data extract", column)
+        return False
+    if len(counts) > MAX_ARMS:
+        report.error(
+            f"treatment column '{column}' has {len(counts)} distinct values (at most {MAX_ARMS} "
+            "arms are allowed): it looks like a dose or a measurement, not a choice of "
+            "treatments; group it into arms first", column)
+        return False
+    small = counts[counts < MIN_ARM_SIZE]
+    if len(small):
+        shown = ", ".join(f"'{k}' ({v})" for k, v in sorted(small.items()))
+        report.error(
+            f"treatment column '{column}' has arms with fewer than {MIN_ARM_SIZE} patients: "
+            f"{shown}; each arm needs at least {MIN_ARM_SIZE} to estimate its outcomes: merge "
+            "small arms with similar ones or drop their rows", column)
+        return False
+    return True
+
+
+def _check_outcome(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
+    column = study.outcome
+    values = frame[column]
+    missing = int(values.isna().sum())
+    n = len(values)
+    if missing == n:
+        report.error(f"outcome column '{column}' is entirely missing: choose another --outcome",
+                     column)
+        return
+    if missing > MAX_OUTCOME_MISSING * n:
+        report.error(
+            f"outcome column '{column}' is missing for {missing} of {n} patients "
+            f"({missing / n:.0%}, more than {MAX_OUTCOME_MISSING:.0%}): leaving them out could "
+            "bias every effect, since outcomes are rarely missing at random; choose a more "
+            "complete outcome, or impute or restrict the table beforehand", column)
+        return
+    if missing:
+        report.warn(f"outcome column '{column}' is missing for {missing} of {n} patients "
+                    f"({missing / n:.1%}): they are left out of training and evaluation", column)
+    bad = non_numeric_values(values)
+    levels = values.dropna().astype(str).unique()
+    if len(bad) and len(levels) > 2:
+        examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
+        report.error(
+            f"outcome column '{column}' must be numeric (continuous) or have two values "
+            f"(binary), but has text values ({examples}) in rows "
+            f"{rows_text(np.flatnonzero(values.index.isin(bad.index)))}: correct them or leave "
+            "them empty", column)
+    elif values.dropna().nunique() < 2:
+        report.error(f"outcome column '{column}' is constant ('{values.dropna().iloc[0]}'): "
+                     "there is no effect to estimate; choose another --outcome", column)
+
+
+def _check_propensity(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
+    column = study.propensity
+    if not column or not _check_numeric_role(frame, column, "propensity", report):
+        return
+    values = to_numeric(frame[column])
+    missing = values.isna()
+    if missing.any():
+        report.error(f"propensity column '{column}' is missing for {int(missing.sum())} patients "
+                     f"in rows {rows_text(np.flatnonzero(missing))}: a known propensity is "
+                     "needed for every patient; fill it in or drop --propensity to estimate it",
+                     column)
+    outside = (values <= 0) | (values > 1)
+    if outside.any():
+        report.error(
+            f"propensity column '{column}' has {int(outside.sum())} values outside (0, 1] (e.g. "
+            f"{values[outside].iloc[0]:g}) in rows {rows_text(np.flatnonzero(outside))}: it must "
+            "be each patient's probability of the arm they received", column)
+
+
+def _check_numeric_role(frame: pd.DataFrame, column: str | None, role: str,
+                        report: ValidationReport) -> bool:
+    if not column:
+        return False
+    bad = non_numeric_values(frame[column])
+    if len(bad):
+        examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
+        report.error(f"{role} column '{column}' must be numeric but has text ({examples}) in rows "
+                     f"{rows_text(np.flatnonzero(frame.index.isin(bad.index)))}: correct the "
+                     "values", column)
+        return False
+    return True
+
+
+def _check_encodings(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
+    arms = as_category(frame[study.treatment])
+    known = arms.notna()
+    for column in study.feature_columns(list(frame.columns)):
+        values = as_category(frame.loc[known, column])
+        present = values.notna()
+        if values[present].nunique() < 2:
+            continue
+        pairs = pd.DataFrame({"arm": arms[known][present], "value": values[present]})
+        per_arm = pairs.groupby("arm")["value"].nunique()
+        per_value = pairs.groupby("value")["arm"].nunique()
+        if (per_arm == 1).all():
+            how = f"every arm has a single value of '{column}'"
+        elif len(per_value) <= _MAX_ENCODING_LEVELS and (per_value == 1).all():
+            how = f"each value of '{column}' occurs in one arm only"
+        else:
+            continue
+        report.error(
+            f"column '{column}' encodes the treatment '{study.treatment}' ({how}): a feature "
+            "must not be the treatment itself or be recorded because of it; drop it with "
+            f"--drop '{column}'", column)

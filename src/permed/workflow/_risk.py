@@ -1,0 +1,619 @@
+"""Train, select and evaluate a risk (time-to-event) model on one cohort.
+
+Protocol: a held-out test split, stratified by event, is set aside first and touched once,
+for the selected model only. Model families are compared by k-fold cross-validation on the
+development split (stratified by event), every preprocessing step fitted inside the fold,
+and the one with the highest mean Harrell's C-index is selected and refitted on the whole
+development split. Its test figures (Harrell's C, Uno's C, integrated Brier score,
+time-dependent AUC and calibration at each horizon) come with bootstrap 95% CIs.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time as clock
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline
+
+from permed.engine import Engine, Progress, as_items
+from permed.evaluate import cv_summary
+from permed.evaluate.survival import (
+    IBS_QUANTILES,
+    METRIC_ESTIMATORS,
+    SurvivalGrid,
+    censoring_reference,
+    horizon_key,
+    logrank_test,
+    proportional_hazards_test,
+    survival_metrics,
+    survival_report,
+)
+from permed.exceptions import PermedError
+from permed.models.risk import RISK_MODELS, default_models, make_model, survival_y
+from permed.preprocess import make_preprocessor
+from permed.study import FittedSchema, Study, ValidationReport
+from permed.study._validate_risk import RiskOptions, check_risk, encode_event, follow_up_times
+from permed.workflow._config import TrainConfig
+from permed.workflow._result import RunResult, Timings
+
+__all__ = ["RISK_GROUPS", "RiskModel", "evaluate_cohort", "evaluate_risk_run", "risk_columns",
+           "train_risk"]
+
+RISK_GROUPS = ("low", "intermediate", "high")
+CLIP_QUANTILES = (0.005, 0.995)
+# Default horizons: these quantiles of the development split's event times.
+DEFAULT_HORIZON_QUANTILES = (0.25, 0.5, 0.75)
+# p-value under which the proportional-hazards assumption is reported as violated.
+PH_ALPHA = 0.05
+
+
+def risk_columns(horizons: list[float]) -> list[str]:
+    """Output column names for the absolute risk at each horizon: ``risk_at_<h>``."""
+    return [f"risk_at_{horizon_key(h)}" for h in horizons]
+
+
+def _survival(pipeline: Pipeline, features: pd.DataFrame, times: np.ndarray) -> np.ndarray:
+    return pipeline[-1].predict_survival_function(pipeline[:-1].transform(features), times)
+
+
+@dataclass
+class RiskModel:
+    """A trained risk model, ready to score new patients.
+
+    Attributes
+    ----------
+    name : str
+        The selected model family.
+    schema : FittedSchema
+    pipeline : sklearn.pipeline.Pipeline
+        Preprocessing and the survival estimator.
+    horizons : list of float
+        Times at which absolute risk is reported.
+    group_cuts : list of float
+        Risk scores separating the low, intermediate and high risk groups.
+    time_column, event_column : str
+    max_follow_up : float
+        The longest follow-up in the development split: curves beyond it are extrapolated.
+    event_value : str or None
+        The event column's value meaning "event" (None: 1 or True).
+    """
+
+    name: str
+    schema: FittedSchema
+    pipeline: Pipeline
+    horizons: list[float]
+    group_cuts: list[float]
+    time_column: str
+    event_column: str
+    max_follow_up: float
+    event_value: str | None = None
+
+    @property
+    def event_times(self) -> np.ndarray:
+        """Distinct event times the model learned from (where its curves step)."""
+        return self.pipeline[-1].event_times_
+
+    def risk_score(self, frame: pd.DataFrame) -> np.ndarray:
+        """Risk score per row (higher = earlier event) for a table that passed the schema."""
+        return self.pipeline.predict(self.schema.coerce(frame))
+
+    def survival(self, frame: pd.DataFrame, times: Any) -> np.ndarray:
+        """Survival probability of each row at ``times``: shape (rows, times)."""
+        return _survival(self.pipeline, self.schema.coerce(frame),
+                         np.asarray(times, dtype=np.float64))
+
+    def survival_curves(self, frame: pd.DataFrame, times: Any = None) -> pd.DataFrame:
+        """Each row's survival curve: one column per time (default: the event times).
+
+        Raises
+        ------
+        SchemaMismatchError
+            When columns are missing or numeric columns hold text.
+        """
+        self.schema.check(frame)
+        times = self.event_times if times is None else np.asarray(times, dtype=np.float64)
+        return pd.DataFrame(self.survival(frame, times), columns=times)
+
+    def groups(self, scores: np.ndarray) -> np.ndarray:
+        """Risk group label of each risk score."""
+        return np.asarray(RISK_GROUPS, dtype=object)[np.searchsorted(self.group_cuts, scores,
+                                                                    side="right")]
+
+    def median_survival(self, frame: pd.DataFrame) -> np.ndarray:
+        """Predicted median time to event; NaN when the curve stays above 0.5 (not reached)."""
+        curves = self.survival(frame, self.event_times)
+        below = curves <= 0.5
+        first = np.argmax(below, axis=1)
+        return np.where(below.any(axis=1), self.event_times[first], np.nan)
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Risk score, risk at each horizon, median survival, risk group and range flags.
+
+        ``risk_at_<h>`` is the probability of the event by time ``h``; ``median_survival_time``
+        is empty when the predicted curve does not fall to 0.5 within the follow-up the model
+        learned from.
+
+        Raises
+        ------
+        SchemaMismatchError
+            When columns are missing or numeric columns hold text.
+        """
+        self.schema.check(frame)
+        scores = self.risk_score(frame)
+        out = pd.DataFrame(index=frame.index)
+        if self.schema.id and self.schema.id in frame.columns:
+            out[self.schema.id] = frame[self.schema.id].to_numpy()
+        out["risk_score"] = scores
+        at_horizons = 1.0 - self.survival(frame, self.horizons)
+        for column, values in zip(risk_columns(self.horizons), at_horizons.T, strict=True):
+            out[column] = values
+        out["median_survival_time"] = self.median_survival(frame)
+        out["risk_group"] = self.groups(scores)
+        flagged = self.schema.out_of_range(frame)
+        out["out_of_range"] = flagged != ""
+        out["out_of_range_features"] = flagged
+        return out.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- cross-validation
+
+
+@dataclass
+class _Folds:
+    """Development data and folds shared by every candidate."""
+
+    features: pd.DataFrame
+    time: np.ndarray
+    event: np.ndarray
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    schema: FittedSchema
+    horizons: np.ndarray
+    config: TrainConfig
+
+
+def build_risk_pipeline(name: str, schema: FittedSchema, config: TrainConfig,
+                        params: dict[str, Any] | None = None) -> Pipeline:
+    """Preprocessing + one survival estimator, unfitted."""
+    preprocess = make_preprocessor(schema.numeric, schema.categorical,
+                                   CLIP_QUANTILES if config.clip else None)
+    return Pipeline([("preprocess", preprocess),
+                     ("model", make_model(name, config.seed, config.device, params))])
+
+
+def _fit_fold(task: tuple[_Folds, str, dict[str, Any], int]
+              ) -> tuple[int, np.ndarray, dict[str, float], float]:
+    data, name, params, k = task
+    train, val = data.folds[k]
+    started = clock.perf_counter()
+    pipeline = build_risk_pipeline(name, data.schema, data.config, params)
+    reference = survival_y(data.time[train], data.event[train])
+    pipeline.fit(data.features.iloc[train], reference)
+    seconds = clock.perf_counter() - started
+    risk = pipeline.predict(data.features.iloc[val])
+    grid = SurvivalGrid.for_data(data.time[val], data.horizons)
+    survival = _survival(pipeline, data.features.iloc[val], grid.times)
+    reference, _ = censoring_reference(reference, survival_y(data.time[val], data.event[val]))
+    metrics = survival_metrics(reference, data.time[val], data.event[val], risk, survival, grid,
+                               tau=float(data.horizons.max()))
+    return k, risk, metrics, seconds
+
+
+@dataclass
+class _CVResult:
+    params: dict[str, Any]
+    oof: np.ndarray
+    summary: dict[str, dict[str, float]]
+    seconds: float
+
+
+def _cross_validate(data: _Folds, names: list[str], engine: Engine, progress: Progress,
+                    params: dict[str, dict[str, Any]], label: str = "cross-validation"
+                    ) -> dict[str, _CVResult]:
+    tasks = [(data, name, params.get(name, {}), k)
+             for name, k in as_items(names, range(len(data.folds)))]
+    outputs = engine.map(_fit_fold, tasks, label=label, progress=progress)
+    results = {}
+    for name in names:
+        mine = sorted((o for (_, n, _, _), o in zip(tasks, outputs, strict=True) if n == name),
+                      key=lambda o: o[0])
+        oof = np.zeros(len(data.time))
+        for k, risk, _, _ in mine:
+            oof[data.folds[k][1]] = risk
+        results[name] = _CVResult(params.get(name, {}), oof, cv_summary([m for _, _, m, _ in mine]),
+                                  sum(o[3] for o in mine))
+    return results
+
+
+def _tune(data: _Folds, names: list[str], engine: Engine,
+          progress: Progress) -> dict[str, tuple[dict[str, Any], int]]:
+    """Optuna search per family within --budget seconds in all, scored by mean CV C-index.
+
+    Each family's default settings are scored first on the same folds and kept unless a trial
+    beats them, so tuning never ends worse (by CV) than not tuning.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    share = data.config.budget / max(1, len(names))
+    best: dict[str, tuple[dict[str, Any], int]] = {}
+
+    def score(name: str, params: dict[str, Any], label: str) -> float:
+        found = _cross_validate(data, [name], engine, progress, {name: params}, label=label)
+        mean = found[name].summary["c_index"]["mean"]
+        return float(mean) if np.isfinite(mean) else -1.0
+
+    with progress.step("tuning", total=len(names)) as advance:
+        for name in names:
+            space = RISK_MODELS[name].space
+            started = clock.perf_counter()
+            default = score(name, {}, f"defaults {name}")
+            study = optuna.create_study(direction="maximize",
+                                        sampler=optuna.samplers.TPESampler(seed=data.config.seed))
+            study.optimize(lambda trial, name=name, space=space: score(
+                name, space(trial), f"trial {trial.number} {name}"),
+                timeout=max(1.0, share - (clock.perf_counter() - started)), n_trials=None,
+                catch=(ValueError,))
+            completed = [t for t in study.trials if t.state.name == "COMPLETE"]
+            better = completed and study.best_value > default
+            best[name] = (space(study.best_trial) if better else {}, len(completed))
+            advance()
+    return best
+
+
+# --------------------------------------------------------------------------- the protocol
+
+
+@dataclass
+class _Outcome:
+    time: np.ndarray
+    event: np.ndarray
+    kept: np.ndarray  # rows used (a censored time of 0 carries no follow-up)
+    left_out: int
+
+
+def _outcome(frame: pd.DataFrame, study: Study, options: RiskOptions) -> _Outcome:
+    report = ValidationReport()
+    check_risk(frame, study, report, options)
+    report.raise_errors()
+    time = follow_up_times(frame, study).to_numpy(dtype=np.float64)
+    event = encode_event(frame[study.event], options.event_value).to_numpy(dtype=bool)
+    kept = time > 0
+    return _Outcome(time[kept], event[kept], np.flatnonzero(kept), int((~kept).sum()))
+
+
+def _default_horizons(time: np.ndarray, event: np.ndarray) -> list[float]:
+    found = np.quantile(time[event], DEFAULT_HORIZON_QUANTILES)
+    return sorted({float(f"{h:.3g}") for h in found if 0 < float(f"{h:.3g}") < time.max()})
+
+
+def _select(names: list[str], results: dict[str, _CVResult]) -> str:
+    def key(name: str) -> tuple[float, int]:
+        mean = results[name].summary.get("c_index", {}).get("mean", math.nan)
+        return (-1.0 if not np.isfinite(mean) else mean, -names.index(name))
+
+    return max(names, key=key)
+
+
+def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
+               config: TrainConfig, engine: Engine, progress: Progress) -> RunResult:
+    """Run the whole risk protocol; return metrics, test predictions and the model.
+
+    Raises
+    ------
+    PermedError
+        For a bad outcome (times, event values, horizons) or an unknown model name.
+    """
+    timings = Timings()
+    names = config.models or default_models()
+    for name in names:
+        make_model(name, config.seed, config.device)  # refuses unknown names up front
+    outcome = _outcome(frame, study, RiskOptions(config.event_value, tuple(config.horizons)))
+    frame = frame.iloc[outcome.kept]
+    time, event = outcome.time, outcome.event
+    dev_idx, test_idx = train_test_split(np.arange(len(frame)), test_size=config.test_size,
+                                         stratify=event, random_state=config.seed)
+    dev, test = frame.iloc[dev_idx], frame.iloc[test_idx]
+    schema = FittedSchema.from_frame(dev, validation.kinds, study, [])
+    horizons = sorted(config.horizons) or _default_horizons(time[dev_idx], event[dev_idx])
+    if not horizons:
+        raise PermedError("no horizon could be chosen from the event times: give --horizons")
+    features = schema.coerce(dev)
+    splitter = StratifiedKFold(n_splits=config.cv, shuffle=True, random_state=config.seed)
+    data = _Folds(features, time[dev_idx], event[dev_idx],
+                  list(splitter.split(features, event[dev_idx])), schema,
+                  np.asarray(horizons, dtype=np.float64), config)
+
+    tuned: dict[str, tuple[dict[str, Any], int]] = {}
+    if config.budget > 0:
+        with timings("tuning"):
+            tuned = _tune(data, names, engine, progress)
+    with timings("cv"):
+        results = _cross_validate(data, names, engine, progress,
+                                  {n: p for n, (p, _) in tuned.items()})
+    selected = _select(names, results)
+    with timings("final_fit"):
+        pipeline = build_risk_pipeline(selected, schema, config, results[selected].params).fit(
+            features, survival_y(data.time, data.event))
+    development_scores = pipeline.predict(features)
+    cuts = [float(c) for c in np.quantile(development_scores, [1 / 3, 2 / 3])]
+    model = RiskModel(selected, schema, pipeline, list(horizons), cuts, study.time, study.event,
+                      float(data.time.max()), config.event_value)
+
+    with timings("test"):
+        evaluation, test_frame = _evaluate_test(model, test, time[test_idx], event[test_idx],
+                                                data, config)
+    with timings("proportional_hazards"):
+        ph = _ph_check(pipeline if selected == "coxph" else None, data, config)
+    with timings("fairness"):
+        fairness = _fairness(study, test, test_frame, model, config)
+    metrics = _metrics(study, config, names, selected, results, tuned, evaluation, data, ph,
+                       fairness, (event, outcome.left_out, len(dev), len(test)))
+    metrics["timings"] = dict(timings)
+    predictions = _predictions(frame, test_idx, study, test_frame, model)
+    return RunResult("risk", metrics, predictions, model, schema)
+
+
+def _evaluate_test(model: RiskModel, test: pd.DataFrame, time: np.ndarray, event: np.ndarray,
+                   data: _Folds, config: TrainConfig) -> tuple[dict[str, Any], pd.DataFrame]:
+    reference, censoring = censoring_reference(survival_y(data.time, data.event),
+                                               survival_y(time, event))
+    return evaluate_cohort(model, test, time, event, (reference, censoring), config.n_boot,
+                           config.seed)
+
+
+def evaluate_cohort(model: RiskModel, frame: pd.DataFrame, time: np.ndarray, event: np.ndarray,
+                    censoring: tuple[np.ndarray, str], n_boot: int,
+                    seed: int) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Test figures of a fitted risk model on one cohort, and its per-patient predictions.
+
+    Parameters
+    ----------
+    model : RiskModel
+    frame : pandas.DataFrame
+        The cohort's rows (features), in the order of ``time`` and ``event``.
+    time, event : ndarray
+    censoring : (structured array, str)
+        The outcome the censoring distribution is estimated from, and how it was chosen.
+    n_boot, seed : int
+
+    Returns
+    -------
+    figures : dict
+        :func:`permed.evaluate.survival.survival_report` plus ``risk_groups`` and
+        ``evaluation``.
+    predictions : pandas.DataFrame
+        time, event, risk_score, risk_group, risk_at_<h>, median_survival_time per patient.
+    """
+    horizons = np.asarray(model.horizons, dtype=np.float64)
+    grid = SurvivalGrid.for_data(time, horizons)
+    features = model.schema.coerce(frame)
+    risk = model.pipeline.predict(features)
+    survival = _survival(model.pipeline, features, grid.times)
+    tau = float(horizons.max())
+    report = survival_report(censoring[0], time, event, risk, survival, grid, tau,
+                             n_boot=n_boot, seed=seed)
+    at_horizons = 1.0 - survival[:, grid.columns(grid.horizons)]
+    groups = model.groups(risk)
+    report["risk_groups"] = _group_figures(time, event, groups, at_horizons, horizons)
+    report["evaluation"] = {
+        "uno_c_tau": tau, "censoring_distribution": censoring[1],
+        "ibs_times": {"from": float(grid.ibs[0]), "to": float(grid.ibs[-1]),
+                      "points": len(grid.ibs),
+                      "rule": f"{len(grid.ibs)} evenly spaced times between the "
+                              f"{IBS_QUANTILES[0]:.0%} and {IBS_QUANTILES[1]:.0%} quantiles of "
+                              "the evaluated follow-up times"}}
+    predictions = pd.DataFrame({"time": time, "event": event.astype(int), "risk_score": risk,
+                                "risk_group": groups})
+    for column, values in zip(risk_columns(model.horizons), at_horizons.T, strict=True):
+        predictions[column] = values
+    predictions["median_survival_time"] = model.median_survival(frame)
+    return report, predictions
+
+
+def _group_figures(time: np.ndarray, event: np.ndarray, groups: np.ndarray,
+                   at_horizons: np.ndarray, horizons: np.ndarray) -> dict[str, Any]:
+    from permed.evaluate.survival import kaplan_meier_at
+
+    figures: dict[str, Any] = {}
+    for label in RISK_GROUPS:
+        mine = groups == label
+        figures[label] = {
+            "n": int(mine.sum()), "events": int(event[mine].sum()),
+            "predicted": {horizon_key(h): float(at_horizons[mine, j].mean()) if mine.any()
+                          else None for j, h in enumerate(horizons)},
+            "observed": {horizon_key(h): 1.0 - kaplan_meier_at(time[mine], event[mine], h)
+                         if mine.any() else None for h in horizons}}
+    return {"groups": figures, "logrank": logrank_test(time, event, groups)}
+
+
+def _ph_check(pipeline: Pipeline | None, data: _Folds, config: TrainConfig) -> dict[str, Any]:
+    """Grambsch-Therneau test of the Cox model on the development split."""
+    if pipeline is None:
+        if "coxph" not in (config.models or default_models()):
+            return {"note": "no Cox model among the candidates"}
+        pipeline = build_risk_pipeline("coxph", data.schema, config).fit(
+            data.features, survival_y(data.time, data.event))
+    cox = pipeline[-1]
+    design = cox.scaler_.transform(pipeline[:-1].transform(data.features))
+    names = [str(n).split("__", 1)[-1] for n in pipeline[:-1].get_feature_names_out()]
+    test = proportional_hazards_test(design, data.time, data.event, cox.coef_, names,
+                                     penalty=cox.alpha)
+    violated = sorted((n for n, f in test["features"].items() if f["p_value"] < PH_ALPHA),
+                      key=lambda n: test["features"][n]["p_value"])
+    test.update({
+        "model": "coxph",
+        "method": "Grambsch-Therneau test on scaled Schoenfeld residuals against 1 - KM(t) "
+                  "(R survival::cox.zph, transform 'km'), on the development split",
+        "alpha": PH_ALPHA, "violated": test["global"]["p_value"] < PH_ALPHA,
+        "violating_features": violated})
+    return test
+
+
+def _fairness(study: Study, test: pd.DataFrame, test_frame: pd.DataFrame, model: RiskModel,
+              config: TrainConfig) -> dict[str, Any]:
+    if not study.sensitive:
+        return {"attributes": {}, "note": "no sensitive attribute declared (--sensitive COL)"}
+    from permed.fairness._survival import audit_survival
+
+    horizon = model.horizons[len(model.horizons) // 2]
+    return audit_survival(test_frame["time"].to_numpy(), test_frame["event"].to_numpy(bool),
+                          test_frame["risk_score"].to_numpy(),
+                          test[study.sensitive].reset_index(drop=True),
+                          risk_at_horizon=test_frame[risk_columns([horizon])[0]].to_numpy(),
+                          horizon=horizon, n_boot=min(config.n_boot, 200), seed=config.seed)
+
+
+def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,
+             results: dict[str, _CVResult], tuned: dict[str, tuple[dict[str, Any], int]],
+             evaluation: dict[str, Any], data: _Folds, ph: dict[str, Any],
+             fairness: dict[str, Any], sizes: tuple[np.ndarray, int, int, int]
+             ) -> dict[str, Any]:
+    event, left_out, n_dev, n_test = sizes
+    counts = {"censored": int((~event).sum()), "event": int(event.sum())}
+    return {
+        "task": "risk",
+        "target": {"column": f"{study.event} (time: {study.time})",
+                   "classes": ["censored", "event"], "positive_class": "event",
+                   "counts": counts},
+        "outcome": {"time": study.time, "event": study.event,
+                    "event_value": config.event_value or "1 (or True)",
+                    "time_unit": _time_unit(study), **counts,
+                    "max_follow_up": float(max(data.time.max(), 0.0)),
+                    "left_out_zero_time": left_out},
+        "horizons": {"values": [float(h) for h in data.horizons],
+                     "source": "given with --horizons" if config.horizons else
+                     "quartiles of the event times of the development split"},
+        "selected_model": selected,
+        "selection": {"metric": "c_index", "folds": config.cv,
+                      "rule": "highest mean cross-validated Harrell's C-index"},
+        "test": evaluation["test"],
+        "td_auc_by_horizon": evaluation["td_auc_by_horizon"],
+        "cv": {n: results[n].summary for n in names},
+        "cv_details": {n: {"params": results[n].params, "tuning_trials": tuned.get(n, ({}, 0))[1],
+                           "fit_seconds": round(results[n].seconds, 3)} for n in names},
+        "calibration": {"method": "none",
+                        "chosen_by": "the model's own survival curves, assessed at each horizon",
+                        "horizons": evaluation["calibration"]},
+        "risk_groups": {"labels": list(RISK_GROUPS),
+                        "method": "tertiles of the selected model's risk scores on the "
+                                  "development split",
+                        **evaluation["risk_groups"]},
+        "proportional_hazards": ph,
+        "evaluation": evaluation["evaluation"],
+        "metric_estimators": dict(METRIC_ESTIMATORS),
+        "bootstrap": {"replicates": config.n_boot, "confidence": 0.95,
+                      "method": "percentile, resampled within events and within censored "
+                                "patients", "seed": config.seed},
+        "fairness": fairness,
+        "split": {"development_rows": n_dev, "test_rows": n_test},
+    }
+
+
+def _time_unit(study: Study) -> str | None:
+    spec = study.columns.get(study.time or "")
+    return spec.unit if spec else None
+
+
+def _predictions(frame: pd.DataFrame, test_idx: np.ndarray, study: Study,
+                 test_frame: pd.DataFrame, model: RiskModel) -> pd.DataFrame:
+    out = pd.DataFrame({"row": frame.index[test_idx].to_numpy()})
+    if study.id:
+        out[study.id] = frame[study.id].iloc[test_idx].to_numpy()
+    out["time"] = test_frame["time"].to_numpy()
+    out["event"] = test_frame["event"].to_numpy()
+    out["y_true"] = np.where(out["event"] == 1, "event", "censored")
+    out["risk_score"] = test_frame["risk_score"].to_numpy()
+    for column in risk_columns(model.horizons):
+        out[column] = test_frame[column].to_numpy()
+    out["median_survival_time"] = test_frame["median_survival_time"].to_numpy()
+    out["risk_group"] = test_frame["risk_group"].to_numpy()
+    return out
+
+
+# --------------------------------------------------------------------------- external validation
+
+
+def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: str | Path,
+                      n_boot: int = 1000, seed: int = 42) -> Path:
+    """External validation of a risk run on a cohort with the time and event columns.
+
+    The model is applied unchanged; the cohort's own censoring distribution weights Uno's C,
+    the Brier score and the time-dependent AUC. ``out`` gets metrics.json (``test`` = this
+    cohort), predictions.csv, manifest.json and report.html.
+
+    Raises
+    ------
+    PermedError
+        When the cohort lacks a model column or the outcome columns, or its outcome is invalid.
+    """
+    from permed.bundle import atomic_directory, bundle_is_encrypted
+    from permed.ingest import read_table
+    from permed.privacy import active_key, write_bytes
+    from permed.report import write_report
+    from permed.utils.jsonio import read_json, write_json
+    from permed.workflow._run import package_versions
+
+    development = read_json(Path(run_dir) / "metrics.json")
+    frame, info = read_table(data)
+    model.schema.check(frame, require=[model.time_column, model.event_column])
+    study = Study(task="risk", time=model.time_column, event=model.event_column,
+                  sensitive=list(model.schema.sensitive))
+    outcome = _outcome(frame, study, RiskOptions(model.event_value))
+    frame = frame.iloc[outcome.kept]
+    reference = survival_y(outcome.time, outcome.event)
+    figures, predictions = evaluate_cohort(
+        model, frame, outcome.time, outcome.event,
+        (reference, "Kaplan-Meier estimate of the censoring distribution of the external "
+                    "cohort"), n_boot, seed)
+    sensitive = [c for c in study.sensitive if c in frame.columns]
+    fairness = (_fairness(study.with_overrides(sensitive=sensitive), frame, predictions, model,
+                          TrainConfig(n_boot=max(n_boot, 100), seed=seed))
+                if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
+    metrics: dict[str, Any] = {
+        "task": "risk",
+        "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
+                 "source": Path(info.path).name, "test_rows": len(frame)},
+        "external": {"run": str(run_dir), "development_fingerprint":
+                     development.get("data", {}).get("fingerprint")},
+        **{k: development[k] for k in ("target", "horizons", "selected_model", "selection", "cv")
+           if k in development},
+        "outcome": {**development.get("outcome", {}), "event": int(outcome.event.sum()),
+                    "censored": int((~outcome.event).sum()),
+                    "max_follow_up": float(outcome.time.max()),
+                    "left_out_zero_time": outcome.left_out},
+        "test": figures["test"], "td_auc_by_horizon": figures["td_auc_by_horizon"],
+        "calibration": {"method": "none", "chosen_by": "the model's own survival curves, "
+                        "assessed at each horizon", "horizons": figures["calibration"]},
+        "risk_groups": {"labels": list(RISK_GROUPS), "method": "the development run's risk-score "
+                        "cut points", **figures["risk_groups"]},
+        "evaluation": figures["evaluation"],
+        "metric_estimators": {**METRIC_ESTIMATORS, "censoring_distribution":
+                              figures["evaluation"]["censoring_distribution"]},
+        "bootstrap": {"replicates": n_boot, "confidence": 0.95, "method": "percentile, "
+                      "resampled within events and within censored patients", "seed": seed},
+        "fairness": fairness,
+        "timings": {},
+    }
+    predictions["row"] = frame.index.to_numpy()
+    predictions["y_true"] = np.where(predictions["event"] == 1, "event", "censored")
+    predictions = predictions[["row", "time", "event", "y_true", "risk_score",
+                               *risk_columns(model.horizons), "median_survival_time",
+                               "risk_group"]]
+    with atomic_directory(out) as staging:
+        write_json(staging / "metrics.json", metrics)
+        write_bytes(staging / "predictions.csv", predictions.to_csv(index=False).encode(),
+                    active_key() if bundle_is_encrypted(run_dir) else None)
+        write_json(staging / "manifest.json", {
+            "command": " ".join(["permed", *sys.argv[1:]]), "seed": seed,
+            "data": {"path": info.path, "fingerprint": info.fingerprint},
+            "development_run": str(run_dir), "packages": package_versions(),
+            "study": study.to_dict(), "config": {"n_boot": n_boot, "seed": seed}})
+        write_report(staging)
+    return Path(out)

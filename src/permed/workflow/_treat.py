@@ -1,0 +1,769 @@
+"""Estimate per-patient treatment effects, recommend an arm and value the recommendation.
+
+Protocol (every step fitted on development data only; the test split is touched once):
+
+1. A held-out test split, stratified by arm, is set aside.
+2. Propensity: the probability of each arm given the features. Known arm shares with
+   ``--randomized``, a known column with ``--propensity COL``, else the better of a logistic
+   regression and LightGBM by cross-fitted log-loss. Overlap diagnostics (propensity ranges,
+   histograms, shares below a threshold) and, with ``--trim``, trimming of patients whose
+   propensity for an arm is too small.
+3. Outcome nuisance: per arm, the outcome model family (ridge, splines, LightGBM) with the
+   lowest cross-fitted squared error on the observed outcomes. With the propensities it gives
+   each development patient doubly-robust (AIPW) scores from models not fitted on them.
+4. Candidate estimators (T-, X-, DR-learner, causal forest) are compared on the same folds by
+   the doubly-robust pseudo-outcome loss of their effects: it needs no counterfactual outcome.
+   The lowest mean loss wins and is refitted on the whole development split, with intervals.
+5. On the test split: the doubly-robust value of the recommendation (every patient gets the
+   arm with the best expected outcome) against treating everyone with each arm, the average
+   effects, the Qini area (two arms), and PEHE / ATE error when true effects are known.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from threadpoolctl import threadpool_limits
+
+from permed.engine import Engine, Progress, as_items
+from permed.evaluate import cv_summary
+from permed.evaluate.treatment import (
+    aipw_scores,
+    dr_loss,
+    overlap_summary,
+    policy_value,
+    standardized_mean_differences,
+    treatment_report,
+)
+from permed.exceptions import PermedError
+from permed.explain._effects import effect_drivers, readable_design
+from permed.models.treat import (
+    OUTCOME_MODELS,
+    PROPENSITY_MODELS,
+    TREAT_MODELS,
+    default_models,
+    make_model,
+    make_outcome_model,
+    make_propensity_model,
+)
+from permed.preprocess import make_preprocessor
+from permed.study import FittedSchema, Study, ValidationReport, as_category, to_numeric
+from permed.study._validate_treat import MIN_ARM_SIZE
+from permed.workflow._config import TrainConfig
+from permed.workflow._cv import CLIP_QUANTILES
+from permed.workflow._result import RunResult, Timings
+
+__all__ = ["NO_CLEAR_DIFFERENCE", "TreatModel", "score_arms", "train_treat"]
+
+NO_CLEAR_DIFFERENCE = "no clear difference"
+# Propensities below this, for any arm, are reported (and flagged at prediction time) as poor
+# overlap: the effects of such patients are extrapolated from other patients.
+OVERLAP_THRESHOLD = 0.05
+MIN_GROUP_SIZE = 30
+SELECTION_RULE = ("lowest mean doubly-robust pseudo-outcome loss on held-out folds: the mean "
+                  "squared difference between a model's effects and each patient's AIPW "
+                  "pseudo-effect from cross-fitted outcome and propensity models (needs no "
+                  "counterfactual outcome)")
+
+
+# ---- the fitted model ------------------------------------------------------------------------
+
+
+@dataclass
+class TreatModel:
+    """A trained treat model, ready to recommend an arm for new patients.
+
+    Attributes
+    ----------
+    name : str
+        The selected estimator (``t_learner``, ``x_learner``, ``dr_learner``, ``causal_forest``).
+    schema : FittedSchema
+    preprocess : sklearn ColumnTransformer, fitted
+    estimator : permed treat estimator, fitted on arm codes ``0..K-1``
+    arms : list of str
+        Arm names, the reference arm first.
+    treatment, outcome : str
+        Column names.
+    higher_is_better : bool
+    binary_outcome : bool
+        Expected outcomes are probabilities (clipped to [0, 1]).
+    propensity : fitted classifier or None
+        Estimated propensity model (on preprocessed features), for the ``low_overlap`` flag.
+    overlap_threshold : float
+    """
+
+    name: str
+    schema: FittedSchema
+    preprocess: Any
+    estimator: Any
+    arms: list[str]
+    treatment: str
+    outcome: str
+    higher_is_better: bool
+    binary_outcome: bool
+    propensity: Any = None
+    overlap_threshold: float = OVERLAP_THRESHOLD
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Preprocessed features of a table that passed ``schema.check``."""
+        return self.preprocess.transform(self.schema.coerce(frame))
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Expected outcome under each arm (95% CI), the recommendation and flags, per row.
+
+        Columns: the id (when the schema has one); ``outcome_<arm>``, ``outcome_<arm>_low``,
+        ``outcome_<arm>_high`` for every arm; ``best_arm`` (best point estimate);
+        ``recommended`` (the best arm, or "no clear difference" when another arm's
+        disadvantage has a 95% CI that includes 0); ``candidates`` (the arms not clearly worse
+        than the best, separated by ``;``); ``advantage`` (best arm over the runner-up, in
+        outcome units, positive = better) with ``advantage_low`` / ``advantage_high``;
+        ``low_overlap`` (an arm's estimated propensity is below the threshold: the effects are
+        extrapolated); ``out_of_range`` and ``out_of_range_features``.
+
+        Raises
+        ------
+        SchemaMismatchError
+            When columns are missing or numeric columns hold text.
+        """
+        self.schema.check(frame)
+        out = pd.DataFrame(index=frame.index)
+        if self.schema.id and self.schema.id in frame.columns:
+            out[self.schema.id] = frame[self.schema.id].to_numpy()
+        with threadpool_limits(**_ONE_THREAD):
+            X = self.transform(frame)
+            scored = score_arms(self.estimator, X, self.arms, self.higher_is_better,
+                                self.binary_outcome)
+        for column, values in scored.items():
+            out[column] = values.to_numpy()
+        out["low_overlap"] = self._low_overlap(X)
+        flagged = self.schema.out_of_range(frame)
+        out["out_of_range"] = flagged != ""
+        out["out_of_range_features"] = flagged
+        return out.reset_index(drop=True)
+
+    def _low_overlap(self, X: np.ndarray) -> np.ndarray:
+        if self.propensity is None:
+            return np.zeros(len(X), dtype=bool)
+        return self.propensity.predict_proba(X).min(axis=1) < self.overlap_threshold
+
+
+def score_arms(estimator: Any, X: np.ndarray, arms: list[str], higher_is_better: bool,
+               binary_outcome: bool = False, alpha: float = 0.05) -> pd.DataFrame:
+    """Expected outcome under each arm with its interval, and the recommendation.
+
+    The recommended arm is the one with the best expected outcome. Another arm is a
+    candidate too when the ``1 - alpha`` interval of its disadvantage against that best arm
+    includes 0; with more than one candidate the recommendation is "no clear difference" and
+    ``candidates`` names them (best first).
+
+    Parameters
+    ----------
+    estimator : fitted permed treat estimator (arm codes ``0..K-1``)
+    X : ndarray
+        Preprocessed features.
+    arms : list of str
+        Arm names for codes ``0..K-1``.
+    higher_is_better : bool
+    binary_outcome : bool
+        Clip expected outcomes (probabilities) and their bounds to [0, 1].
+    alpha : float
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``outcome_<arm>`` (+ ``_low``, ``_high``), ``best_arm``, ``recommended``,
+        ``candidates``, ``advantage``, ``advantage_low``, ``advantage_high``.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    n, k = len(X), len(arms)
+    eye = np.eye(k)
+    # every arm, and every arm minus every other, in one call: a causal forest then walks its
+    # trees once (the latency of one patient's recommendation is mostly that walk)
+    pairs = (eye[:, None, :] - eye[None, :, :]).reshape(k * k, k)  # [a * k + b] = a - b
+    weights = np.concatenate([eye, pairs])[:, None, :].repeat(n, axis=1)
+    point, stderr = estimator.contrast_inference(X, weights)
+    order = np.argsort(-sign * point[:k].T, axis=1, kind="stable")
+    best = order[:, 0]
+    rows = np.arange(n)
+    picked = k + best[None, :] * k + np.arange(k)[:, None]  # [j, i]: best arm of i minus arm j
+    z = norm.ppf(1 - alpha / 2)
+    out: dict[str, Any] = {}
+    for j, arm in enumerate(arms):
+        values = [point[j], point[j] - z * stderr[j], point[j] + z * stderr[j]]
+        if binary_outcome:
+            values = [np.clip(v, 0.0, 1.0) for v in values]
+        out.update({f"outcome_{arm}": values[0], f"outcome_{arm}_low": values[1],
+                    f"outcome_{arm}_high": values[2]})
+    gap, gap_se = sign * point[picked, rows], stderr[picked, rows]
+    candidate = (gap - z * gap_se <= 0) | (np.arange(k)[:, None] == best[None, :])
+    names = np.asarray(arms, dtype=object)
+    runner = order[:, 1]
+    clear = candidate.sum(axis=0) == 1
+    out.update({
+        "best_arm": names[best],
+        "recommended": np.where(clear, names[best], NO_CLEAR_DIFFERENCE),
+        "candidates": [";".join(names[order[i]][candidate[order[i], i]]) for i in range(n)],
+        "advantage": gap[runner, rows],
+        "advantage_low": gap[runner, rows] - z * gap_se[runner, rows],
+        "advantage_high": gap[runner, rows] + z * gap_se[runner, rows],
+    })
+    return pd.DataFrame(out)
+
+
+# ---- data preparation ------------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    """The rows a treat run uses, with the outcome, arms and optional truth as arrays."""
+
+    frame: pd.DataFrame
+    y: np.ndarray
+    arm: np.ndarray
+    arms: list[str]
+    binary: bool
+    event: str | None
+    known: np.ndarray | None
+    truth: np.ndarray | None
+    truth_columns: list[str]
+
+
+def _arm_order(labels: list[str]) -> list[str]:
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return sorted(labels)
+
+
+def _outcome_values(series: pd.Series) -> tuple[pd.Series, bool, str | None]:
+    levels = series.dropna().astype(str).unique()
+    if len(levels) == 2:
+        labels = as_category(series)
+        order = _arm_order(sorted(labels.dropna().unique()))
+        return labels.map({order[0]: 0.0, order[1]: 1.0}).astype(float), True, order[1]
+    return to_numeric(series), False, None
+
+
+def _truth(frame: pd.DataFrame, study: Study, arms: list[str]) -> tuple[np.ndarray | None,
+                                                                        list[str]]:
+    if study.true_effect:
+        if len(arms) != 2:
+            raise PermedError(
+                f"--true-effect '{study.true_effect}' gives one effect per patient, which needs "
+                f"two arms; the treatment has {len(arms)}: give the true mean outcome under "
+                f"each arm as columns {', '.join('mu' + a for a in arms)} instead")
+        return to_numeric(frame[study.true_effect]).to_numpy()[:, None], []
+    columns = [f"mu{a}" for a in arms]
+    if all(c in frame.columns for c in columns):
+        mu = np.column_stack([to_numeric(frame[c]).to_numpy() for c in columns])
+        return mu[:, 1:] - mu[:, :1], columns
+    return None, []
+
+
+def _prepare(frame: pd.DataFrame, study: Study, config: TrainConfig) -> _Prepared:
+    if config.randomized and study.propensity:
+        raise PermedError(f"--randomized and --propensity '{study.propensity}' both say how "
+                          "arms were assigned: give one of them")
+    arms_series = as_category(frame[study.treatment])
+    y, binary, event = _outcome_values(frame[study.outcome])
+    keep = arms_series.notna() & y.notna()
+    frame, arms_series, y = frame[keep], arms_series[keep], y[keep]
+    arms = _arm_order(sorted(arms_series.unique()))
+    arm = arms_series.map({a: i for i, a in enumerate(arms)}).to_numpy(dtype=int)
+    known = to_numeric(frame[study.propensity]).to_numpy() if study.propensity else None
+    truth, truth_columns = _truth(frame, study, arms)
+    return _Prepared(frame, y.to_numpy(dtype=float), arm, arms, binary, event, known, truth,
+                     truth_columns)
+
+
+# ---- fold work (module-level functions: they run in worker processes) -------------------------
+
+
+@dataclass
+class _TreatData:
+    """Development data and folds shared by every fold job."""
+
+    features: pd.DataFrame
+    y: np.ndarray
+    arm: np.ndarray
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    schema: FittedSchema
+    clip: bool
+    seed: int
+    n_arms: int
+
+
+def _design(data: _TreatData, train: np.ndarray, other: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    preprocess = make_preprocessor(data.schema.numeric, data.schema.categorical,
+                                   CLIP_QUANTILES if data.clip else None)
+    fitted = preprocess.fit(data.features.iloc[train])
+    return fitted.transform(data.features.iloc[train]), fitted.transform(data.features.iloc[other])
+
+
+def full_proba(model: Any, X: np.ndarray, n_arms: int) -> np.ndarray:
+    """``predict_proba`` with one column per arm code ``0..n_arms-1``."""
+    proba = np.zeros((len(X), n_arms))
+    proba[:, np.asarray(model.classes_, dtype=int)] = model.predict_proba(X)
+    return proba
+
+
+def per_arm_outcomes(family: str, seed: int, X: np.ndarray, y: np.ndarray, arm: np.ndarray,
+                     X_new: np.ndarray, n_arms: int) -> np.ndarray:
+    """Expected outcome under each arm for ``X_new``: one ``family`` model per arm."""
+    out = np.empty((len(X_new), n_arms))
+    for k in range(n_arms):
+        model = make_outcome_model(family, seed).fit(X[arm == k], y[arm == k])
+        out[:, k] = model.predict(X_new)
+    return out
+
+
+# Small linear algebra on one core: with several BLAS threads per job the spline and ridge
+# models ran up to 10 times slower on a 2-core machine (threads contend with the workers).
+_ONE_THREAD = {"limits": 1}
+
+
+def _propensity_job(task: tuple[_TreatData, str, int]) -> np.ndarray:
+    data, kind, k = task
+    train, val = data.folds[k]
+    with threadpool_limits(**_ONE_THREAD):
+        X_train, X_val = _design(data, train, val)
+        model = make_propensity_model(kind, data.seed).fit(X_train, data.arm[train])
+        return full_proba(model, X_val, data.n_arms)
+
+
+def _outcome_job(task: tuple[_TreatData, str, int]) -> np.ndarray:
+    data, family, k = task
+    train, val = data.folds[k]
+    with threadpool_limits(**_ONE_THREAD):
+        X_train, X_val = _design(data, train, val)
+        return per_arm_outcomes(family, data.seed, X_train, data.y[train], data.arm[train],
+                                X_val, data.n_arms)
+
+
+def _learner_job(task: tuple[_TreatData, str, str, str, int]) -> tuple[np.ndarray, float]:
+    data, name, family, propensity, k = task
+    train, val = data.folds[k]
+    started = time.perf_counter()
+    with threadpool_limits(**_ONE_THREAD):
+        X_train, X_val = _design(data, train, val)
+        estimator = make_model(name, data.seed, family, propensity, {"n_bootstrap": 0})
+        estimator.fit(X_train, data.y[train], data.arm[train])
+        return estimator.predict_outcomes(X_val), time.perf_counter() - started
+
+
+def _out_of_fold(data: _TreatData, names: list[str], job: Any, engine: Engine,
+                 progress: Progress, label: str) -> dict[str, np.ndarray]:
+    """Run ``job`` for every (name, fold) and stitch each name's out-of-fold predictions."""
+    tasks = [(data, name, k) for name, k in as_items(names, range(len(data.folds)))]
+    outputs = engine.map(job, tasks, label=label, progress=progress)
+    stitched = {name: np.zeros((len(data.y), data.n_arms)) for name in names}
+    for (_, name, k), output in zip(tasks, outputs, strict=True):
+        stitched[name][data.folds[k][1]] = output
+    return stitched
+
+
+# ---- protocol steps --------------------------------------------------------------------------
+
+
+def _folds(arm: np.ndarray, y: np.ndarray, binary: bool, cv: int,
+           seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    strata = arm * 2 + y.astype(int) if binary else arm
+    counts = np.bincount(strata)
+    if counts[counts > 0].min() < cv:
+        strata = arm
+    splitter = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(arm)), strata))
+
+
+def _log_loss(arm: np.ndarray, proba: np.ndarray) -> float:
+    picked = np.clip(proba[np.arange(len(arm)), arm], 1e-6, 1.0)
+    return float(-np.mean(np.log(picked)))
+
+
+@dataclass
+class _Propensity:
+    """Propensities of development (out-of-fold) and test patients, and how they were got."""
+
+    kind: str            # the learners' propensity model: a key of PROPENSITY_MODELS
+    source: str          # "randomized" | "known" | "estimated"
+    dev: np.ndarray      # (n_dev, K), or (n_dev,) for a known column
+    test: np.ndarray
+    log_loss: dict[str, float]
+
+
+def _propensity(data: _TreatData, prepared: _Prepared, dev_idx: np.ndarray,
+                test_idx: np.ndarray, config: TrainConfig, engine: Engine,
+                progress: Progress) -> _Propensity:
+    if prepared.known is not None:
+        return _Propensity("logistic", "known", prepared.known[dev_idx],
+                           prepared.known[test_idx], {})
+    if config.randomized:
+        shares = np.bincount(data.arm, minlength=data.n_arms) / len(data.arm)
+        return _Propensity("randomized", "randomized", np.tile(shares, (len(dev_idx), 1)),
+                           np.tile(shares, (len(test_idx), 1)), {})
+    kinds = ["logistic", "lightgbm"]
+    oof = _out_of_fold(data, kinds, _propensity_job, engine, progress, "propensity")
+    losses = {kind: _log_loss(data.arm, oof[kind]) for kind in kinds}
+    kind = min(kinds, key=lambda k: losses[k])
+    everyone = np.arange(len(data.y))
+    X_dev, X_test = _design_for(data, everyone, prepared, test_idx)
+    model = make_propensity_model(kind, data.seed).fit(X_dev, data.arm)
+    return _Propensity(kind, "estimated", oof[kind], full_proba(model, X_test, data.n_arms),
+                       losses)
+
+
+def _design_for(data: _TreatData, train: np.ndarray, prepared: _Prepared,
+                test_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    preprocess = make_preprocessor(data.schema.numeric, data.schema.categorical,
+                                   CLIP_QUANTILES if data.clip else None)
+    fitted = preprocess.fit(data.features.iloc[train])
+    test = data.schema.coerce(prepared.frame.iloc[test_idx])
+    return fitted.transform(data.features.iloc[train]), fitted.transform(test)
+
+
+def _pct(share: float) -> str:
+    return f"{share:.0%}" if share >= 0.01 else f"{share:.1%}"
+
+
+def _overlap_warnings(overlap: dict[str, Any], trim: float) -> list[str]:
+    threshold = overlap["threshold"]
+    messages = []
+    for arm, entry in overlap["by_arm"].items():
+        if entry["below"] > 0 and trim < threshold:
+            messages.append(
+                f"{_pct(entry['below'])} of patients have propensity < {threshold:g} for arm "
+                f"'{arm}': their effects are extrapolated; consider --trim {threshold:g}")
+    return messages
+
+
+def _trim_mask(propensity: np.ndarray, trim: float) -> np.ndarray:
+    lowest = propensity if propensity.ndim == 1 else propensity.min(axis=1)
+    return lowest >= trim
+
+
+def _check_trimmed(arm: np.ndarray, arms: list[str], trim: float) -> None:
+    counts = np.bincount(arm, minlength=len(arms))
+    small = [f"'{a}' ({c})" for a, c in zip(arms, counts, strict=True) if c < MIN_ARM_SIZE]
+    if small:
+        raise PermedError(
+            f"--trim {trim:g} leaves arms with fewer than {MIN_ARM_SIZE} development patients: "
+            f"{', '.join(small)}; lower --trim, or merge those arms")
+
+
+@dataclass
+class _Split:
+    """Development and test rows after trimming, with everything computed on them so far."""
+
+    data: _TreatData
+    dev_idx: np.ndarray
+    test_idx: np.ndarray
+    propensity: _Propensity
+    overlap: dict[str, Any]
+    trim: dict[str, Any]
+
+
+def _subset(data: _TreatData, keep: np.ndarray, config: TrainConfig, binary: bool) -> _TreatData:
+    features = data.features[keep]
+    y, arm = data.y[keep], data.arm[keep]
+    return _TreatData(features, y, arm, _folds(arm, y, binary, config.cv, config.seed),
+                      data.schema, data.clip, data.seed, data.n_arms)
+
+
+def _split(prepared: _Prepared, schema: FittedSchema, config: TrainConfig, engine: Engine,
+           progress: Progress) -> _Split:
+    rows = np.arange(len(prepared.y))
+    dev_idx, test_idx = train_test_split(rows, test_size=config.test_size,
+                                         stratify=prepared.arm, random_state=config.seed)
+    dev_idx, test_idx = np.sort(dev_idx), np.sort(test_idx)
+    features = schema.coerce(prepared.frame.iloc[dev_idx])
+    y, arm = prepared.y[dev_idx], prepared.arm[dev_idx]
+    data = _TreatData(features, y, arm, _folds(arm, y, prepared.binary, config.cv, config.seed),
+                      schema, config.clip, config.seed, len(prepared.arms))
+    propensity = _propensity(data, prepared, dev_idx, test_idx, config, engine, progress)
+    threshold = config.trim if config.trim > 0 else OVERLAP_THRESHOLD
+    overlap = overlap_summary(propensity.dev, arm, prepared.arms, threshold)
+    overlap["warnings"] = _overlap_warnings(overlap, config.trim)
+    trim = {"threshold": config.trim, "dropped_development": 0, "dropped_test": 0}
+    if config.trim > 0:
+        keep_dev = _trim_mask(propensity.dev, config.trim)
+        keep_test = _trim_mask(propensity.test, config.trim)
+        trim.update(dropped_development=int((~keep_dev).sum()),
+                    dropped_test=int((~keep_test).sum()))
+        _check_trimmed(arm[keep_dev], prepared.arms, config.trim)
+        data = _subset(data, keep_dev, config, prepared.binary)
+        dev_idx, test_idx = dev_idx[keep_dev], test_idx[keep_test]
+        propensity.dev, propensity.test = propensity.dev[keep_dev], propensity.test[keep_test]
+    return _Split(data, dev_idx, test_idx, propensity, overlap, trim)
+
+
+@dataclass
+class _Nuisance:
+    family: str
+    mse: dict[str, float]
+    scores: np.ndarray   # AIPW scores of the development patients (out-of-fold)
+
+
+def _nuisance(split: _Split, engine: Engine, progress: Progress) -> _Nuisance:
+    data = split.data
+    families = list(OUTCOME_MODELS)
+    oof = _out_of_fold(data, families, _outcome_job, engine, progress, "outcome models")
+    rows = np.arange(len(data.y))
+    mse = {f: float(np.mean((oof[f][rows, data.arm] - data.y) ** 2)) for f in families}
+    family = min(families, key=lambda f: mse[f])
+    scores = aipw_scores(data.y, data.arm, oof[family], split.propensity.dev)
+    return _Nuisance(family, mse, scores)
+
+
+@dataclass
+class _Candidate:
+    name: str
+    summary: dict[str, dict[str, float]]
+    seconds: float
+
+
+def _cross_validate(split: _Split, nuisance: _Nuisance, names: list[str], sign: float,
+                    engine: Engine, progress: Progress) -> dict[str, _Candidate]:
+    data = split.data
+    tasks = [(data, name, nuisance.family, split.propensity.kind, k)
+             for name, k in as_items(names, range(len(data.folds)))]
+    outputs = engine.map(_learner_job, tasks, label="cross-validation", progress=progress)
+    per_model: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    seconds = dict.fromkeys(names, 0.0)
+    for (_, name, _, _, k), (outcomes, spent) in zip(tasks, outputs, strict=True):
+        val = data.folds[k][1]
+        scores = nuisance.scores[val]
+        effects = outcomes[:, 1:] - outcomes[:, :1]
+        policy = np.argmax(sign * outcomes, axis=1)
+        per_model[name].append({"dr_loss": dr_loss(effects, scores),
+                                "policy_value": policy_value(scores, policy)})
+        seconds[name] += spent
+    return {name: _Candidate(name, cv_summary(per_model[name]), seconds[name]) for name in names}
+
+
+def _select(results: dict[str, _Candidate], names: list[str]) -> str:
+    return min(names, key=lambda n: (np.nan_to_num(results[n].summary["dr_loss"]["mean"],
+                                                   nan=np.inf), names.index(n)))
+
+
+# ---- the final model and its evaluation ------------------------------------------------------
+
+
+def _final_model(selected: str, split: _Split, nuisance: _Nuisance, prepared: _Prepared,
+                 study: Study, config: TrainConfig, n_jobs: int
+                 ) -> tuple[TreatModel, np.ndarray, np.ndarray]:
+    """The selected estimator refitted on all development rows, and the test AIPW scores."""
+    data = split.data
+    preprocess = make_preprocessor(data.schema.numeric, data.schema.categorical,
+                                   CLIP_QUANTILES if data.clip else None).fit(data.features)
+    X_dev = preprocess.transform(data.features)
+    estimator = make_model(selected, config.seed, nuisance.family, split.propensity.kind,
+                           {"n_jobs": n_jobs}).fit(X_dev, data.y, data.arm)
+    propensity = None
+    if split.propensity.source == "estimated":
+        propensity = make_propensity_model(split.propensity.kind, config.seed).fit(X_dev,
+                                                                                   data.arm)
+    model = TreatModel(selected, data.schema, preprocess, estimator, prepared.arms,
+                       study.treatment or "", study.outcome or "", config.higher_is_better,
+                       prepared.binary, propensity,
+                       max(config.trim, OVERLAP_THRESHOLD))
+    test = prepared.frame.iloc[split.test_idx]
+    X_test = model.transform(test)
+    outcomes = per_arm_outcomes(nuisance.family, config.seed, X_dev, data.y, data.arm, X_test,
+                                data.n_arms)
+    scores = aipw_scores(prepared.y[split.test_idx], prepared.arm[split.test_idx], outcomes,
+                         split.propensity.test)
+    return model, X_dev, scores
+
+
+def _balance(split: _Split, arms: list[str]) -> dict[str, Any]:
+    data = split.data
+    matrix, names = readable_design(data.features, data.schema.numeric, data.schema.categorical)
+    e = split.propensity.dev
+    received = e if e.ndim == 1 else e[np.arange(len(data.arm)), data.arm]
+    weights = 1.0 / np.clip(received, 0.01, 1.0)
+    before = standardized_mean_differences(matrix, data.arm)
+    after = standardized_mean_differences(matrix, data.arm, weights)
+    rows = [{"feature": n, "before": float(b), "after": float(a)}
+            for n, b, a in zip(names, before, after, strict=True)]
+    rows.sort(key=lambda r: -r["before"])
+    return {"weights": "inverse propensity of the arm received (clipped at 0.01)",
+            "comparison": "largest absolute standardized mean difference between any two arms"
+            if len(arms) > 2 else f"arm '{arms[1]}' vs '{arms[0]}'",
+            "threshold": 0.1, "features": rows,
+            "imbalanced_before": int(sum(r["before"] > 0.1 for r in rows)),
+            "imbalanced_after": int(sum(r["after"] > 0.1 for r in rows))}
+
+
+def _fairness(study: Study, prepared: _Prepared, split: _Split, scores: np.ndarray,
+              outcomes: np.ndarray, config: TrainConfig) -> dict[str, Any]:
+    if not study.sensitive:
+        return {"attributes": {}, "note": "no sensitive attribute declared (--sensitive COL)"}
+    test = prepared.frame.iloc[split.test_idx]
+    arm = prepared.arm[split.test_idx]
+    attributes: dict[str, Any] = {}
+    for column in study.sensitive:
+        labels = as_category(test[column]).fillna("missing").to_numpy()
+        groups, flags = {}, []
+        for level in sorted(set(labels)):
+            rows = labels == level
+            entry: dict[str, Any] = {"n": int(rows.sum()), "too_small": bool(
+                rows.sum() < MIN_GROUP_SIZE)}
+            if rows.sum() >= 2 and len(set(arm[rows])) == len(prepared.arms):
+                figures = treatment_report(arm[rows], scores[rows], outcomes[rows], prepared.arms,
+                                           higher_is_better=config.higher_is_better,
+                                           n_boot=200, seed=config.seed)["test"]
+                entry.update(policy_value=figures["policy_value"],
+                             policy_gain=figures["policy_gain"])
+                high = figures["policy_gain"]["ci_high"]
+                if not entry["too_small"] and high is not None and np.isfinite(high) and high < 0:
+                    flags.append(f"{column}={level}: following the recommendation does worse "
+                                 "than the best single arm (policy gain "
+                                 f"{figures['policy_gain']['value']:.3g}, 95% CI up to {high:.3g})")
+            groups[str(level)] = entry
+        attributes[column] = {"groups": groups, "disparities": {}, "flags": flags}
+    return {"attributes": attributes, "min_group_size": MIN_GROUP_SIZE, "max_gap": None,
+            "note": "Per group: the doubly-robust value of the recommendation and its gain over "
+                    "the best single arm (on the test patients of that group); a group where "
+                    "the recommendation does clearly worse is flagged."}
+
+
+def _predictions(model: TreatModel, prepared: _Prepared, split: _Split,
+                 study: Study) -> pd.DataFrame:
+    test = prepared.frame.iloc[split.test_idx]
+    frame = model.predict_frame(test)
+    frame.insert(0, "row", test.index.to_numpy())
+    position = 2 if study.id and study.id in frame.columns else 1
+    frame.insert(position, "arm_received", np.asarray(prepared.arms, dtype=object)[
+        prepared.arm[split.test_idx]])
+    frame.insert(position + 1, "y_true", prepared.y[split.test_idx])
+    return frame
+
+
+def _truth_figures(model: TreatModel, X_dev: np.ndarray, prepared: _Prepared,
+                   split: _Split) -> dict[str, float]:
+    outcomes = model.estimator.predict_outcomes(X_dev)
+    effects = outcomes[:, 1:] - outcomes[:, :1]
+    truth = prepared.truth[split.dev_idx]
+    return {"pehe": float(np.sqrt(np.mean((effects - truth) ** 2))),
+            "ate_error": float(np.mean(np.abs(effects.mean(axis=0) - truth.mean(axis=0)))),
+            "rows": len(truth)}
+
+
+def _assignment(prepared: _Prepared, split: _Split, study: Study) -> str:
+    source = split.propensity.source
+    if source == "known":
+        return f"known propensity (column '{study.propensity}')"
+    if source == "randomized":
+        return "randomized (--randomized): propensities are the arm shares"
+    return (f"estimated propensity: {PROPENSITY_MODELS[split.propensity.kind][0]} (lowest "
+            "cross-fitted log-loss)")
+
+
+def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
+                config: TrainConfig, engine: Engine, progress: Progress) -> RunResult:
+    """Run the whole treat protocol; return metrics, test predictions and the model."""
+    timings = Timings()
+    names = config.models or default_models()
+    for name in names:
+        make_model(name, config.seed)  # refuses unknown names up front
+    prepared = _prepare(frame, study, config)
+    kinds = {c: k for c, k in validation.kinds.items() if c not in prepared.truth_columns}
+    schema = FittedSchema.from_frame(prepared.frame, kinds, study, [])
+    sign = 1.0 if config.higher_is_better else -1.0
+    with timings("propensity"):
+        split = _split(prepared, schema, config, engine, progress)
+    for message in split.overlap["warnings"]:
+        progress.note(f"warning: {message}")
+        validation.warn(message, study.treatment)
+    with timings("nuisance"):
+        nuisance = _nuisance(split, engine, progress)
+    with timings("cv"):
+        results = _cross_validate(split, nuisance, names, sign, engine, progress)
+    selected = _select(results, names)
+    with timings("final_fit"), threadpool_limits(**_ONE_THREAD):
+        model, X_dev, scores = _final_model(selected, split, nuisance, prepared, study, config,
+                                            getattr(engine, "n_jobs", 1))
+    with timings("test"):
+        outcomes = model.estimator.predict_outcomes(model.transform(
+            prepared.frame.iloc[split.test_idx]))
+        truth = prepared.truth[split.test_idx] if prepared.truth is not None else None
+        evaluation = treatment_report(prepared.arm[split.test_idx], scores, outcomes,
+                                      prepared.arms, higher_is_better=config.higher_is_better,
+                                      true_effects=truth, n_boot=config.n_boot, seed=config.seed)
+        predictions = _predictions(model, prepared, split, study)
+        evaluation["recommendation_share"] = {
+            str(k): float(v) for k, v in predictions["recommended"].value_counts(
+                normalize=True).items()}
+    with timings("explain"):
+        effects = model.estimator.effect(X_dev)
+        labels = [f"{a} vs {prepared.arms[0]}" for a in prepared.arms[1:]]
+        heterogeneity = effect_drivers(split.data.features, schema.numeric, schema.categorical,
+                                       effects, labels, seed=config.seed)
+        balance = _balance(split, prepared.arms)
+    with timings("fairness"):
+        fairness = _fairness(study, prepared, split, scores, outcomes, config)
+    metrics = _metrics(prepared, split, nuisance, results, selected, evaluation, study, config)
+    metrics.update(heterogeneity=heterogeneity, explanations=_card_entry(heterogeneity),
+                   balance=balance, fairness=fairness, timings=dict(timings))
+    if prepared.truth is not None:
+        metrics["development"] = _truth_figures(model, X_dev, prepared, split)
+    return RunResult("treat", metrics, predictions, model, schema)
+
+
+def _card_entry(heterogeneity: dict[str, Any]) -> dict[str, Any]:
+    """The model card's explanation entry: drivers of the most heterogeneous comparison."""
+    comparisons = heterogeneity["comparisons"]
+    label = max(comparisons, key=lambda c: comparisons[c]["sd"])
+    importance = {i["feature"]: i["mean_abs_shap"] for i in comparisons[label]["importance"]}
+    return {"method": f"drivers of the effect {label}: {heterogeneity['method']}",
+            "importance": importance, "output": f"the estimated effect {label}"}
+
+
+def _metrics(prepared: _Prepared, split: _Split, nuisance: _Nuisance,
+             results: dict[str, _Candidate], selected: str, evaluation: dict[str, Any],
+             study: Study, config: TrainConfig) -> dict[str, Any]:
+    counts = np.bincount(prepared.arm, minlength=len(prepared.arms))
+    means = {a: float(prepared.y[prepared.arm == k].mean()) for k, a in enumerate(prepared.arms)}
+    metrics: dict[str, Any] = {
+        "task": "treat",
+        "target": {"column": study.outcome},
+        "treatment": {"column": study.treatment, "arms": prepared.arms,
+                      "reference": prepared.arms[0],
+                      "counts": {a: int(c) for a, c in zip(prepared.arms, counts, strict=True)},
+                      "assignment": _assignment(prepared, split, study)},
+        "outcome": {"column": study.outcome, "kind": "binary" if prepared.binary else
+                    "continuous", "coded_1": prepared.event,
+                    "higher_is_better": config.higher_is_better, "mean_by_arm": means,
+                    "true_effects": study.true_effect or (prepared.truth_columns or None)},
+        "selected_model": selected,
+        "selection": {"metric": "dr_loss", "folds": config.cv, "rule": SELECTION_RULE},
+        "test": evaluation["test"],
+        "policy": {k: evaluation[k] for k in ("value_by_arm", "best_single_arm",
+                                              "best_arm_share", "recommendation_share")},
+        "ate_by_arm": evaluation["ate_by_arm"],
+        "ate_comparison": evaluation["ate_comparison"],
+        "cv": {n: results[n].summary for n in results},
+        "cv_details": {n: {"fit_seconds": round(results[n].seconds, 3),
+                           "description": TREAT_MODELS[n].description} for n in results},
+        "nuisance": {"outcome_model": nuisance.family,
+                     "outcome_description": OUTCOME_MODELS[nuisance.family][0],
+                     "outcome_mse": nuisance.mse,
+                     "propensity_model": split.propensity.kind,
+                     "propensity_source": split.propensity.source,
+                     "propensity_log_loss": split.propensity.log_loss},
+        "overlap": split.overlap,
+        "trim": split.trim,
+        "bootstrap": {"replicates": config.n_boot, "confidence": 0.95,
+                      "method": "percentile, stratified by arm", "seed": config.seed},
+        "split": {"development_rows": len(split.dev_idx), "test_rows": len(split.test_idx)},
+    }
+    if "qini_curve" in evaluation:
+        metrics["qini_curve"] = evaluation["qini_curve"]
+    return metrics

@@ -1,0 +1,84 @@
+"""permed train/predict/evaluate for the risk task, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+FAST = ["--models", "coxph", "--cv", "3", "--bootstrap", "100", "--quiet"]
+
+
+def permed(*args: object) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "permed.cli.main", *map(str, args)],
+                            capture_output=True, text=True, timeout=600)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def gbsg(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("risk-cli")
+    assert permed("datasets", "export", "gbsg2", tmp / "gbsg.csv").returncode == 0
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def trained(gbsg) -> Path:
+    result = permed("train", gbsg / "gbsg.csv", "--task", "risk", "--time", "time", "--event",
+                    "cens", "--horizons", "365,1095,1825", "--out", gbsg / "run", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("report.html")
+    return gbsg / "run"
+
+
+def test_train_writes_the_risk_metrics(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["task"] == "risk"
+    assert set(metrics["test"]) == {"c_index", "uno_c", "ibs", "td_auc"}
+    assert list(metrics["td_auc_by_horizon"]) == ["365", "1095", "1825"]
+    assert (trained / "report.html").is_file()
+
+
+def test_predict_gives_risk_at_each_horizon_and_median_survival(gbsg, trained):
+    new = pd.read_csv(gbsg / "gbsg.csv").drop(columns=["time", "cens"]).head(20)
+    new.to_csv(gbsg / "new.csv", index=False)
+    result = permed("predict", trained, gbsg / "new.csv", "--out", gbsg / "p.csv")
+    assert result.returncode == 0, result.stderr
+    predictions = pd.read_csv(gbsg / "p.csv")
+    assert len(predictions) == 20
+    assert {"risk_score", "risk_at_365", "risk_at_1095", "risk_at_1825", "median_survival_time",
+            "risk_group"} <= set(predictions.columns)
+    assert (predictions["risk_at_1825"] >= predictions["risk_at_365"]).all()
+
+
+def test_evaluate_validates_a_risk_run_on_another_cohort(gbsg, trained):
+    cohort = pd.read_csv(gbsg / "gbsg.csv").sample(300, random_state=1)
+    cohort.to_csv(gbsg / "other.csv", index=False)
+    result = permed("evaluate", trained, gbsg / "other.csv", "--out", gbsg / "external",
+                    "--bootstrap", "100", "--quiet")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((gbsg / "external" / "metrics.json").read_text())
+    assert metrics["external"]["run"] == str(trained)
+    assert metrics["data"]["test_rows"] == 300
+    assert metrics["test"]["c_index"]["ci_low"] <= metrics["test"]["c_index"]["value"]
+    assert "external cohort" in metrics["evaluation"]["censoring_distribution"]
+    assert (gbsg / "external" / "report.html").is_file()
+
+
+def test_bad_times_are_refused_at_the_command_line(gbsg):
+    # (a named --event-value training end to end: tests/workflow/test_risk.py)
+    cohort = pd.read_csv(gbsg / "gbsg.csv")
+    cohort["status"] = np.where(cohort.pop("cens") == 1, "recurrence", "censored")
+    cohort.loc[3, "time"] = -1
+    cohort.to_csv(gbsg / "bad.csv", index=False)
+    result = permed("train", gbsg / "bad.csv", "--task", "risk", "--time", "time", "--event",
+                    "status", "--event-value", "recurrence", "--out", gbsg / "bad", "--quiet")
+    assert result.returncode == 1
+    assert "time column 'time' has 1 negative times (min -1) in rows 4" in result.stderr
+    assert not (gbsg / "bad").exists()

@@ -1,0 +1,185 @@
+"""Survival metrics against scikit-survival's own functions, and the bootstrap shortcuts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sksurv.compare import compare_survival
+from sksurv.datasets import load_whas500
+from sksurv.linear_model import CoxPHSurvivalAnalysis
+from sksurv.metrics import (
+    concordance_index_censored,
+    concordance_index_ipcw,
+    cumulative_dynamic_auc,
+    integrated_brier_score,
+)
+from sksurv.nonparametric import kaplan_meier_estimator
+
+from permed.evaluate.survival import (
+    METRIC_ESTIMATORS,
+    SURVIVAL_METRICS,
+    SurvivalGrid,
+    _Evaluated,
+    _replicates,
+    calibration_slope,
+    calibration_table,
+    censoring_reference,
+    harrell_c,
+    kaplan_meier_at,
+    logrank_test,
+    proportional_hazards_test,
+    replicate_counts,
+    survival_metrics,
+    survival_report,
+)
+from permed.exceptions import PermedError
+from permed.models.risk import PenalizedCox, survival_y
+
+
+def test_harrells_c_matches_scikit_survival_on_a_fixed_example():
+    # 5 patients; comparable pairs (earlier event first): (1,2) (1,3) (1,4) (1,5) (3,4) (3,5)
+    # and (3,4) again is not counted twice; pair (3,4) is discordant, (1,5) a tie in risk.
+    time = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    event = np.array([True, False, True, False, True])
+    risk = np.array([0.9, 0.5, 0.3, 0.4, 0.9])
+    # comparable: patient 1 with 2, 3, 4, 5; patient 3 with 4, 5 -> 6 pairs
+    # concordant: (1,2) (1,3) (1,4) + tie (1,5) = 0.5; (3,4) no; (3,5) no -> 3.5 / 6
+    assert harrell_c(time, event, risk) == pytest.approx(3.5 / 6, abs=1e-12)
+    assert harrell_c(time, event, risk) == concordance_index_censored(event, time, risk)[0]
+
+
+@pytest.fixture(scope="module")
+def whas():
+    """WHAS500 split in two; a ridge Cox model's predictions on the second half."""
+    X, y = load_whas500()
+    X = X.select_dtypes("number").fillna(0).to_numpy(dtype=float)
+    y = survival_y(y["lenfol"], y["fstat"])
+    model = PenalizedCox().fit(X[:300], y[:300])
+    test = y[300:]
+    grid = SurvivalGrid.for_data(test["time"], [365.0, 730.0, 1095.0])
+    reference, _ = censoring_reference(y[:300], test)
+    return {"reference": reference, "time": test["time"], "event": test["event"], "y": test,
+            "risk": model.predict(X[300:]),
+            "survival": model.predict_survival_function(X[300:], grid.times), "grid": grid}
+
+
+def test_point_metrics_are_scikit_survivals(whas):
+    w = whas
+    got = survival_metrics(w["reference"], w["time"], w["event"], w["risk"], w["survival"],
+                           w["grid"], tau=1095.0)
+    assert got["c_index"] == concordance_index_censored(w["event"], w["time"], w["risk"])[0]
+    assert got["uno_c"] == concordance_index_ipcw(w["reference"], w["y"], w["risk"],
+                                                  tau=1095.0)[0]
+    ibs_cols = w["grid"].columns(w["grid"].ibs)
+    assert got["ibs"] == integrated_brier_score(w["reference"], w["y"],
+                                                w["survival"][:, ibs_cols], w["grid"].ibs)
+    h_cols = w["grid"].columns(w["grid"].horizons)
+    aucs = [cumulative_dynamic_auc(w["reference"], w["y"], 1 - w["survival"][:, c], h)[0][0]
+            for c, h in zip(h_cols, w["grid"].horizons, strict=True)]
+    assert got["td_auc"] == pytest.approx(np.mean(aucs), abs=1e-12)
+
+
+@pytest.mark.parametrize("replicate", ["all ones", "a resample"])
+def test_bootstrap_shortcuts_equal_scikit_survival_on_the_resampled_data(whas, replicate):
+    w = whas
+    n = len(w["time"])
+    counts = (np.ones((1, n)) if replicate == "all ones"
+              else replicate_counts(w["event"], 1, seed=3))
+    rows = np.repeat(np.arange(n), counts[0].astype(int))
+    expected = survival_metrics(w["reference"], w["time"][rows], w["event"][rows],
+                                w["risk"][rows], w["survival"][rows], w["grid"], tau=1095.0,
+                                detail=True)
+    data = _Evaluated.build(w["reference"], w["time"], w["event"], w["risk"], w["survival"],
+                            w["grid"], 1095.0)
+    fast = _replicates(data, counts)
+    for name, value in expected.items():
+        assert fast[name][0] == pytest.approx(value, abs=1e-9), name
+
+
+def test_kaplan_meier_at_matches_scikit_survival(whas):
+    steps, surv = kaplan_meier_estimator(whas["event"], whas["time"])
+    for horizon in (100.0, 365.0, 1000.0):
+        expected = surv[np.searchsorted(steps, horizon, side="right") - 1]
+        assert kaplan_meier_at(whas["time"], whas["event"], horizon) == pytest.approx(expected)
+
+
+def test_calibration_slope_is_the_cox_coefficient_of_the_complementary_log_log(whas):
+    horizon = 730.0
+    at_h = whas["survival"][:, whas["grid"].columns(np.array([horizon]))[0]]
+    x = np.log(-np.log(at_h))[:, None]
+    censored_at_h = survival_y(np.minimum(whas["time"], horizon),
+                               whas["event"] & (whas["time"] <= horizon))
+    reference = CoxPHSurvivalAnalysis(ties="breslow").fit(x, censored_at_h).coef_[0]
+    assert calibration_slope(whas["time"], whas["event"], at_h, horizon) == pytest.approx(
+        reference, abs=1e-6)
+
+
+def test_perfectly_calibrated_exponential_model_has_slope_near_one():
+    rng = np.random.default_rng(0)
+    hazard = np.exp(rng.normal(size=4000))
+    time = rng.exponential(1 / hazard)
+    event = np.ones(4000, dtype=bool)
+    slope = calibration_slope(time, event, np.exp(-hazard * 1.0), 1.0)
+    assert slope == pytest.approx(1.0, abs=0.08)
+
+
+def test_survival_report_gives_every_figure_with_an_interval(whas):
+    w = whas
+    report = survival_report(w["reference"], w["time"], w["event"], w["risk"], w["survival"],
+                             w["grid"], tau=1095.0, n_boot=200, seed=0)
+    assert set(report["test"]) == set(SURVIVAL_METRICS)
+    for entry in [*report["test"].values(), *report["td_auc_by_horizon"].values()]:
+        assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+    assert set(report["td_auc_by_horizon"]) == {"365", "730", "1095"}
+    calibration = report["calibration"]["730"]
+    assert calibration["slope"]["ci_low"] < calibration["slope"]["ci_high"]
+    assert sum(row["n"] for row in calibration["deciles"]) == len(w["time"])
+    assert {"c_index", "uno_c", "ibs", "td_auc"} <= set(METRIC_ESTIMATORS)
+    again = survival_report(w["reference"], w["time"], w["event"], w["risk"], w["survival"],
+                            w["grid"], tau=1095.0, n_boot=200, seed=0)
+    assert again["test"] == report["test"]
+
+
+def test_survival_report_refuses_a_survival_matrix_off_the_grid(whas):
+    with pytest.raises(PermedError, match="survival has shape"):
+        survival_report(whas["reference"], whas["time"], whas["event"], whas["risk"],
+                        whas["survival"][:, :3], whas["grid"], tau=1095.0, n_boot=100)
+
+
+def test_calibration_table_groups_by_predicted_risk():
+    rng = np.random.default_rng(1)
+    risk = rng.random(400)
+    time = rng.exponential(1 / (0.2 + risk))
+    rows = calibration_table(time, np.ones(400, dtype=bool), risk, 1.0)
+    assert len(rows) == 10
+    predicted = [r["predicted"] for r in rows]
+    assert predicted == sorted(predicted)
+    assert rows[-1]["observed"] > rows[0]["observed"]
+
+
+def test_logrank_test_is_scikit_survivals():
+    rng = np.random.default_rng(2)
+    groups = rng.choice(["low", "high"], 300)
+    time = rng.exponential(np.where(groups == "high", 1.0, 2.0))
+    event = rng.random(300) < 0.8
+    statistic, p_value = compare_survival(survival_y(time, event), groups)
+    result = logrank_test(time, event, groups)
+    assert result == {"statistic": statistic, "df": 1, "p_value": p_value}
+
+
+@pytest.mark.parametrize(("proportional", "low", "high"), [(True, 0.05, 1.0),
+                                                            (False, 0.0, 1e-4)])
+def test_proportional_hazards_test_flags_a_time_varying_effect(proportional, low, high):
+    rng = np.random.default_rng(3)
+    n = 800
+    X = rng.normal(size=(n, 2))
+    early = rng.exponential(np.exp(-0.7 * X[:, 0] - 0.5 * X[:, 1]))
+    late = rng.exponential(np.exp(-0.7 * X[:, 0] + (0.5 if proportional else -1.5) * X[:, 1]))
+    time = early if proportional else np.where(early < 0.5, early, 0.5 + late)
+    censor = rng.exponential(3, n)
+    event, time = time <= censor, np.minimum(time, censor)
+    model = PenalizedCox(alpha=0.0).fit(X, survival_y(time, event))
+    result = proportional_hazards_test(model.scaler_.transform(X), time, event, model.coef_,
+                                       ["x0", "x1"])
+    assert low <= result["features"]["x1"]["p_value"] <= high
+    assert result["events"] == int(event.sum())

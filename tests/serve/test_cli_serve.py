@@ -1,0 +1,99 @@
+"""`permed users` and `permed serve` as a user runs them: real processes, exit codes, messages,
+and HTTPS with --tls-cert/--tls-key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def permed(*args: object) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "permed.cli.main", *map(str, args)],
+                            capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_users_add_prints_a_one_time_key_and_lists_users(tmp_path):
+    added = permed("users", "add", "alice", "--role", "clinician", "--data-dir", tmp_path)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip().startswith("pmd_")
+    assert "user 'alice' (clinician) added; their API key (shown once" in added.stderr
+    listed = permed("users", "list", "--data-dir", tmp_path)
+    assert listed.stdout.split() == ["alice", "clinician", "active", "1", "key(s)"]
+    assert added.stdout.strip() not in (tmp_path / "permed.db").read_bytes().decode("latin-1")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["users", "add", "bob", "--role", "nurse"],
+     "error: --role 'nurse' is not known; expected one of clinician, scientist, admin"),
+    (["serve", "no-such-run"],
+     "error: 'no-such-run' is not a permed run: no model/bundle.json; train one with permed "
+     "train ... --out RUN_DIR"),
+    (["serve", "x", "--tls-cert", "cert.pem"],
+     "error: --tls-cert and --tls-key go together: give both, or neither"),
+])
+def test_bad_commands_say_what_to_do(tmp_path, args, message, capsys):
+    from permed.cli.main import main
+
+    assert main([*args, "--data-dir", str(tmp_path)]) == 1
+    assert " ".join(capsys.readouterr().err.split()) == message
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_serve_speaks_https_with_hsts_when_given_a_certificate(runs, tmp_path):
+    import socket
+
+    cert, key = _self_signed(tmp_path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "permed.cli.main", "serve", f"vitals={runs['vitals']}", "--port",
+         str(port), "--data-dir", str(tmp_path), "--tls-cert", str(cert), "--tls-key", str(key)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, response = time.monotonic() + 120, None
+        while response is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                response = httpx.get(f"https://127.0.0.1:{port}/health", verify=str(cert))
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)  # no plain HTTP
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert response is not None, stderr
+    assert response.json()["status"] == "ok"
+    assert response.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
+    assert f"serving vitals on https://127.0.0.1:{port}/" in stderr

@@ -1,0 +1,248 @@
+"""Security acceptance: credentials, tokens, roles, record isolation, audit chain, rate limits,
+headers and verified bundles."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from sqlalchemy import text
+
+from permed.exceptions import BundleError
+from permed.serve import Settings, create_app
+
+
+@pytest.mark.parametrize(("headers", "detail"), [
+    ({}, "authentication required: send Authorization: Bearer <API key>"),
+    ({"Authorization": "Basic YWxpY2U6cHc="},
+     "authentication required: send Authorization: Bearer <API key>"),
+    ({"Authorization": "Bearer pmd_000000000000_guess"}, "the API key is not known"),
+    ({"Authorization": "Bearer pmd_nonsense"},
+     "the API key is malformed: it should read pmd_<id>_<secret>"),
+    ({"Authorization": "Bearer hello"},
+     "the bearer credential is neither an API key nor a token"),
+])
+def test_missing_or_unknown_credentials_are_401(live, headers, detail):
+    with live.client(**headers) as client:
+        response = client.get("/v1/models")
+    assert response.status_code == 401
+    assert response.json() == {"detail": detail, "errors": []}
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_wrong_secret_for_a_known_key_id_is_401(live):
+    key_id = live.keys["alice"].split("_")[1]
+    with live.client(Authorization=f"Bearer pmd_{key_id}_not-the-secret") as client:
+        response = client.get("/v1/models")
+    assert response.status_code == 401
+    assert response.json()["detail"] == "the API key is not valid"
+
+
+def _token(live, **claims):
+    secret = live.app.state.tokens._secret
+    now = datetime.now(UTC)
+    body = {"sub": "alice", "aud": "permed", "exp": now + timedelta(minutes=5), **claims}
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm="HS256")
+
+
+def _unsigned(claims):
+    def part(data):
+        import base64
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+@pytest.mark.parametrize(("make", "detail"), [
+    (lambda live: _token(live, exp=datetime.now(UTC) - timedelta(minutes=1)),
+     "the bearer token has expired: request a new one"),
+    (lambda live: _token(live, aud="another-service"),
+     "the bearer token is for another audience"),
+    (lambda live: jwt.encode({"sub": "alice", "aud": "permed",
+                              "exp": datetime.now(UTC) + timedelta(minutes=5)},
+                             "forged-secret-of-32-bytes-or-more!!", algorithm="HS256"),
+     "the bearer token is not valid"),
+    (lambda live: _unsigned({"sub": "alice", "aud": "permed", "exp": 4102444800}),
+     "the bearer token's algorithm is not accepted (only HS256)"),
+    (lambda live: _token(live, exp=None), "the bearer token is not valid"),
+    (lambda live: _token(live, sub="mallory"),
+     "the bearer token names user 'mallory', who is not active"),
+])
+def test_bad_tokens_are_401(live, make, detail):
+    with live.client(Authorization=f"Bearer {make(live)}") as client:
+        response = client.get("/v1/models")
+    assert response.status_code == 401
+    assert response.json()["detail"] == detail
+
+
+def test_issued_token_works_and_carries_no_role(live):
+    with live.client("alice") as client:
+        issued = client.post("/v1/auth/token").json()
+    claims = jwt.decode(issued["access_token"], options={"verify_signature": False})
+    assert set(claims) == {"sub", "aud", "iat", "exp"}
+    with live.client(Authorization=f"Bearer {issued['access_token']}") as client:
+        assert client.get("/v1/models").status_code == 200
+        assert client.get("/v1/users").status_code == 403
+
+
+@pytest.mark.parametrize(("user", "method", "path", "body"), [
+    ("sam", "post", "/v1/models/bc/predict", {"patient": {}}),
+    ("ada", "post", "/v1/models/bc/predict", {"patient": {}}),
+    ("sam", "post", "/v1/models/bc/explain", {"patient": {}}),
+    ("ada", "post", "/fhir/RiskAssessment/$evaluate?model=vitals", {"resourceType": "Bundle"}),
+    ("sam", "post", "/cds-services/permed-vitals", {"hook": "patient-view", "hookInstance": "x"}),
+    ("alice", "get", "/v1/models/bc/card", None),
+    ("alice", "get", "/v1/models/bc/metrics", None),
+    ("ada", "get", "/v1/models", None),
+    ("alice", "get", "/v1/users", None),
+    ("sam", "post", "/v1/users", {"name": "eve", "role": "admin"}),
+    ("alice", "get", "/v1/audit", None),
+    ("sam", "get", "/v1/audit/verify", None),
+    ("sam", "get", "/v1/predictions", None),
+])
+def test_a_role_cannot_call_another_roles_endpoints(live, user, method, path, body):
+    with live.client(user) as client:
+        response = client.request(method.upper(), path, json=body)
+    assert response.status_code == 403
+    assert response.json()["detail"].startswith("this endpoint is for the ")
+
+
+def test_a_clinician_cannot_read_another_clinicians_predictions(live, bc_patients):
+    with live.client("bob") as client:
+        bobs = client.post("/v1/models/bc/predict",
+                           json={"patient": bc_patients[2], "explain": False}).json()
+    bob_id = bobs["results"][0]["prediction_id"]
+    with live.client("alice") as client:
+        mine = client.get("/v1/predictions", params={"limit": 500}).json()
+        theirs = client.get(f"/v1/predictions/{bob_id}")
+    assert bob_id not in {e["id"] for e in mine}
+    assert all(e["user"] == "alice" for e in mine)
+    assert theirs.status_code == 404
+    assert theirs.json()["detail"] == f"no prediction '{bob_id}' of yours"
+    with live.client("bob") as client:
+        assert client.get(f"/v1/predictions/{bob_id}").json()["id"] == bob_id
+
+
+def test_every_request_is_audited_without_patient_data(live, bc_patients):
+    with live.client("alice") as client:
+        client.post("/v1/models/bc/predict", json={"patient": bc_patients[3], "explain": False})
+    with live.client() as client:
+        client.get("/v1/models")
+    with live.client("ada") as client:
+        entries = client.get("/v1/audit", params={"limit": 2}).json()
+        listing = client.get("/v1/audit", params={"limit": 1}).json()[0]  # the call before
+    predict, denied = entries
+    assert predict["user"] == "alice"
+    assert predict["action"] == "predict"
+    assert predict["outcome"] == "success"
+    assert predict["details"]["endpoint"] == "/v1/models/{name}/predict"
+    assert predict["details"]["model"] == "bc"
+    assert predict["details"]["credential"] == live.keys["alice"].split("_")[1]
+    assert denied["user"] == "anonymous"
+    assert denied["outcome"] == "denied: 401"
+    assert listing["action"] == "entries"
+    text_of_log = json.dumps(entries)
+    assert str(bc_patients[3]["mean radius"]) not in text_of_log
+    assert predict["seq"] + 1 == denied["seq"]
+    assert denied["prev"] == predict["mac"]
+
+
+def test_audit_chain_verifies_and_an_edited_row_is_detected(runs, tmp_path, start_service):
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path, database_url=None,
+                             rate_limit=0), {"ada": "admin", "alice": "clinician"})
+    try:
+        with service.client("alice") as client:
+            for _ in range(3):
+                client.get("/v1/models")
+        with service.client("ada") as client:
+            intact = client.get("/v1/audit/verify").json()
+            engine = service.app.state.storage.engine
+            with engine.begin() as connection:
+                connection.execute(text("UPDATE audit_events SET user = 'mallory' WHERE seq = 2"))
+            edited = client.get("/v1/audit/verify").json()
+            with engine.begin() as connection:
+                connection.execute(text("DELETE FROM audit_events WHERE seq = 3"))
+            deleted = client.get("/v1/audit/verify").json()
+    finally:
+        service.stop()
+    assert intact["ok"], intact
+    assert intact["entries"] == 3  # the verify call is recorded after it answers
+    assert not edited["ok"]
+    assert edited["problems"] == ["entry 2 (line 2) was edited: its MAC does not match its "
+                                  "content"]
+    assert "entry 3 was deleted" in deleted["problems"]
+
+
+def test_rate_limit_per_key_is_429_with_retry_after(runs, tmp_path, start_service):
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path, database_url=None,
+                             rate_limit=3), {"alice": "clinician", "bob": "clinician"})
+    try:
+        with service.client("alice") as client:
+            codes = [client.get("/v1/models").status_code for _ in range(4)]
+            limited = client.get("/v1/models")
+        with service.client("bob") as client:
+            other = client.get("/v1/models").status_code
+    finally:
+        service.stop()
+    assert codes == [200, 200, 200, 429]
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.json()["detail"] == ("rate limit of 3 requests per minute reached for this "
+                                        "key: retry later")
+    assert other == 200
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/v1/models", "/cds-services"])
+def test_security_headers_on_every_response(live, path):
+    with live.client("alice") as client:
+        response = client.get(path)
+    assert response.headers["content-security-policy"].startswith("default-src 'self'")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["cache-control"] == "no-store"
+    assert "strict-transport-security" not in response.headers  # plain HTTP here
+
+
+def test_revoked_key_stops_working_at_once(runs, tmp_path, start_service):
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path, database_url=None),
+                    {"carol": "clinician", "ada": "admin"})
+    try:
+        with service.client("carol") as client:
+            assert client.get("/v1/models").status_code == 200
+            with service.client("ada") as admin:
+                assert admin.delete("/v1/users/carol").json() == {"name": "carol",
+                                                                  "revoked_keys": 1}
+            response = client.get("/v1/models")
+    finally:
+        service.stop()
+    assert response.status_code == 401
+    assert response.json()["detail"] == "the API key was revoked"
+
+
+def test_expired_api_key_is_401(runs, tmp_path, start_service):
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path, database_url=None),
+                    {"dan": "clinician"})
+    try:
+        with service.app.state.storage.engine.begin() as connection:
+            connection.execute(text("UPDATE api_keys SET expires = '2000-01-01T00:00:00+00:00'"))
+        with service.client("dan") as client:
+            response = client.get("/v1/models")
+    finally:
+        service.stop()
+    assert response.status_code == 401
+    assert response.json()["detail"] == ("the API key has expired: ask an administrator for a "
+                                         "new one")
+
+
+def test_a_tampered_bundle_is_refused_at_startup(runs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "bc"
+    shutil.copytree(runs["bc"], copy)
+    onnx = copy / "model" / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    with pytest.raises(BundleError, match=r"bundle file 'model.onnx' in '.*' has changed since "
+                       r"it was saved"):
+        create_app(Settings(runs={"bc": copy}, data_dir=tmp_path))

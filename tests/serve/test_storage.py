@@ -1,0 +1,141 @@
+"""The service's storage on a real SQLite file and a real PostgreSQL (started by .ci/run)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from permed.exceptions import PermedError, SecurityError
+from permed.privacy import generate_key
+from permed.serve import AuditTrail, Storage
+from permed.serve._storage import _Base
+
+POSTGRES = "PERMED_TEST_DATABASE_URL"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'permed.db'}"
+    else:
+        url = os.environ.get(POSTGRES)
+        if not url:
+            pytest.skip(f"{POSTGRES} is not set: .ci/run starts a PostgreSQL and sets it")
+    store = Storage(url)
+    yield store
+    _Base.metadata.drop_all(store.engine)
+    store.dispose()
+
+
+def test_sqlite_is_a_file_in_the_data_dir(tmp_path):
+    from permed.serve import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=None)
+    Storage(settings.url).dispose()
+    assert (tmp_path / "data" / "permed.db").is_file()
+
+
+def test_keys_are_stored_as_argon2_hashes_only(storage):
+    key = storage.add_user("alice", "clinician")
+    with storage.engine.connect() as connection:
+        stored = connection.execute(text("SELECT hash FROM api_keys")).scalar_one()
+    assert key.startswith("pmd_")
+    assert stored.startswith("$argon2id$")
+    assert key not in stored
+    principal = storage.verify_key(key)
+    assert (principal.user, principal.role) == ("alice", "clinician")
+
+
+@pytest.mark.parametrize(("name", "role", "message"), [
+    ("alice", "nurse", "--role 'nurse' is not known; expected one of clinician, scientist, "
+     "admin"),
+    ("a b", "admin", "user name 'a b' must be 1-64 letters, digits or . _ - @"),
+])
+def test_bad_users_are_refused(storage, name, role, message):
+    with pytest.raises(PermedError, match=f"^{message}$"):
+        storage.add_user(name, role)
+
+
+def test_a_user_is_added_once(storage):
+    storage.add_user("alice", "clinician")
+    with pytest.raises(PermedError, match="^user 'alice' already exists: issue another key "
+                       "with permed users key alice$"):
+        storage.add_user("alice", "admin")
+
+
+def test_revoked_keys_fail(storage):
+    key = storage.add_user("bob", "scientist")
+    storage.verify_key(key)
+    assert storage.revoke("bob") == 1
+    with pytest.raises(SecurityError, match="^the API key was revoked$"):
+        storage.verify_key(key)
+
+
+def test_prediction_log_is_per_user(storage):
+    from permed.serve import Principal
+
+    alice, bob = Principal("alice", "clinician", "a"), Principal("bob", "clinician", "b")
+    (mine,) = storage.log_predictions(alice, "m", "v1", "diagnose", [("hmac:1", {"p": 0.5})])
+    (theirs,) = storage.log_predictions(bob, "m", "v1", "diagnose", [("hmac:2", {"p": 0.7})])
+    assert [p["id"] for p in storage.predictions("alice")] == [mine]
+    assert storage.prediction("alice", theirs) is None
+    assert storage.prediction("bob", theirs)["answer"] == {"p": 0.7}
+
+
+def test_audit_chain_verifies_and_detects_an_edited_row(storage):
+    trail = AuditTrail(storage, generate_key())
+    for i in range(5):
+        trail.append("alice", "predict", "success", model="m", status=200, request=i)
+    intact = trail.verify()
+    assert intact.ok, intact.problems
+    assert intact.entries == 5
+    with storage.engine.begin() as connection:
+        connection.execute(text("UPDATE audit_events SET outcome = 'denied: 403' WHERE seq = 4"))
+    edited = trail.verify()
+    assert edited.problems == ["entry 4 (line 4) was edited: its MAC does not match its content"]
+
+
+def test_audit_chain_detects_deleted_last_entries(storage):
+    trail = AuditTrail(storage, generate_key())
+    for _ in range(3):
+        trail.append("alice", "predict", "success")
+    with storage.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_events WHERE seq = 3"))
+    assert trail.verify().problems == [
+        "entry 3 was deleted (the last entries: 'audit.log.head' records entry 3)"]
+
+
+def test_two_writers_never_fork_the_chain(storage):
+    """Two trails (as two processes would have) appending at once: one chain, no gaps."""
+    key = generate_key()
+    other = Storage(storage.url)
+    trails = [AuditTrail(storage, key), AuditTrail(other, key)]
+
+    def write(trail):
+        for _ in range(15):
+            trail.append("svc", "predict", "success", request=uuid.uuid4().hex)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in trails]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    other.dispose()
+    report = trails[0].verify()
+    assert report.ok, report.problems
+    assert report.entries == 30
+
+
+def test_exported_trail_verifies_with_permed_audit_verify_logic(storage, tmp_path):
+    from permed.privacy import verify_log
+
+    key = generate_key()
+    trail = AuditTrail(storage, key)
+    trail.append("ada", "list_users", "success")
+    exported = trail.export(tmp_path / "audit.log")
+    assert verify_log(exported, key).ok
+    assert (tmp_path / "audit.log.head").is_file()

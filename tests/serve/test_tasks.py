@@ -1,0 +1,49 @@
+"""The service is generic over the task: a risk run (GBSG2, Cox model) served like a diagnose one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from permed.study import Study
+from permed.workflow import TrainConfig, train_run
+
+
+@pytest.fixture(scope="module")
+def risk_service(tmp_path_factory, start_service):
+    from permed.ingest import export_dataset
+    from permed.serve import Settings
+
+    tmp = tmp_path_factory.mktemp("risk")
+    data = export_dataset("gbsg2", tmp / "gbsg2.csv")
+    run = train_run(data, Study(task="risk", time="time", event="cens"),
+                    TrainConfig(models=["coxph"], cv=3, n_boot=100), tmp / "gbsg")
+    service = start_service(Settings(runs={"gbsg": run}, data_dir=tmp, database_url=None,
+                                     rate_limit=0), {"alice": "clinician"})
+    yield service, pd.read_csv(data).drop(columns=["time", "cens"])
+    service.stop()
+
+
+def test_a_risk_model_answers_with_its_curve(risk_service):
+    service, patients = risk_service
+    with service.client("alice") as client:
+        body = client.post("/v1/models/gbsg/predict",
+                           json={"patient": patients.iloc[0].to_dict()}).json()
+    assert body["model"]["task"] == "risk"
+    assert body["model"]["engine"] == "native"
+    (result,) = body["results"]
+    horizons = [k for k in result["answer"] if k.startswith("risk_at_")]
+    assert len(horizons) == 3
+    assert result["answer"]["risk_group"] in ("low", "intermediate", "high")
+    assert result["summary"].startswith(f"{result['answer']['risk_group']} risk; risk by time ")
+    survival = np.asarray(result["survival_curve"]["survival"])
+    assert np.all((survival >= 0) & (survival <= 1))
+    assert np.all(np.diff(survival) <= 1e-12)
+    assert result["uncertainty"]["note"] == "this risk model gives no per-patient interval"
+
+
+def test_a_run_without_fhir_mapping_is_not_offered_to_cds_hooks(risk_service):
+    service, _ = risk_service
+    with service.client() as client:
+        assert client.get("/cds-services").json() == {"services": []}

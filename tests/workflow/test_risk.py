@@ -1,0 +1,252 @@
+"""The risk protocol end to end through the library, and every refused outcome."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from permed.bundle import load_bundle
+from permed.exceptions import DataError, PermedError
+from permed.study import Study, validate
+from permed.testing import assert_valid_absolute_risk, assert_valid_survival
+from permed.workflow import TrainConfig, predict_run, train_run
+
+FAST = {"models": ["coxph", "gradient_boosting"], "n_boot": 100, "cv": 3}
+STUDY = Study(task="risk", time="time", event="cens")
+
+
+@pytest.fixture(scope="module")
+def gbsg(tmp_path_factory):
+    from permed.ingest import export_dataset
+
+    tmp = tmp_path_factory.mktemp("gbsg")
+    data = export_dataset("gbsg2", tmp / "gbsg2.csv")
+    run = train_run(data, STUDY.with_overrides(sensitive=["menostat"]),
+                    TrainConfig(horizons=[365, 1095, 1825], **FAST), tmp / "run")
+    return data, run, json.loads((run / "metrics.json").read_text())
+
+
+def test_metrics_carry_the_risk_figures_with_intervals(gbsg):
+    _, _, metrics = gbsg
+    assert metrics["task"] == "risk"
+    assert metrics["selected_model"] in metrics["cv"]
+    assert metrics["selection"]["rule"] == "highest mean cross-validated Harrell's C-index"
+    assert set(metrics["test"]) == {"c_index", "uno_c", "ibs", "td_auc"}
+    for entry in [*metrics["test"].values(), *metrics["td_auc_by_horizon"].values()]:
+        assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+    for model in metrics["cv"].values():
+        assert set(model) == {"c_index", "uno_c", "ibs", "td_auc"}
+    assert metrics["evaluation"]["uno_c_tau"] == 1825
+    assert "concordance_index_censored" in metrics["metric_estimators"]["c_index"]
+    assert metrics["horizons"]["values"] == [365, 1095, 1825]
+    # GBSG2: C-index about 0.68 for Cox models in the literature
+    assert metrics["test"]["c_index"]["value"] > 0.62
+
+
+def test_calibration_risk_groups_and_ph_check_are_recorded(gbsg):
+    _, _, metrics = gbsg
+    calibration = metrics["calibration"]["horizons"]["1095"]
+    assert set(calibration) >= {"slope", "observed_expected", "predicted", "observed", "deciles"}
+    groups = metrics["risk_groups"]["groups"]
+    assert list(groups) == ["low", "intermediate", "high"]
+    assert groups["high"]["observed"]["1825"] > groups["low"]["observed"]["1825"]
+    assert metrics["risk_groups"]["logrank"]["p_value"] < 0.05
+    ph = metrics["proportional_hazards"]
+    assert ph["model"] == "coxph"
+    assert set(ph["global"]) == {"statistic", "df", "p_value"}
+    fairness = metrics["fairness"]["attributes"]["menostat"]
+    assert set(fairness["groups"]) == {"Post", "Pre"}
+    assert "c_index" in fairness["groups"]["Pre"]
+
+
+def test_predictions_hold_risk_at_each_horizon(gbsg):
+    _, run, metrics = gbsg
+    predictions = pd.read_csv(run / "predictions.csv")
+    assert len(predictions) == metrics["data"]["test_rows"]
+    columns = ["risk_at_365", "risk_at_1095", "risk_at_1825"]
+    assert {"row", "time", "event", "risk_score", "median_survival_time", "risk_group",
+            *columns} <= set(predictions.columns)
+    assert_valid_absolute_risk(predictions[columns].to_numpy())
+    assert set(predictions["risk_group"]) <= {"low", "intermediate", "high"}
+
+
+def test_predict_scores_new_patients(gbsg):
+    data, run, _ = gbsg
+    new = pd.read_csv(data).drop(columns=["time", "cens"]).head(25)
+    scored = predict_run(run, data)
+    assert len(scored) == 686
+    model, _ = load_bundle(run)
+    frame = model.predict_frame(new)
+    assert list(frame.columns) == ["risk_score", "risk_at_365", "risk_at_1095", "risk_at_1825",
+                                   "median_survival_time", "risk_group", "out_of_range",
+                                   "out_of_range_features"]
+    assert_valid_absolute_risk(frame[["risk_at_365", "risk_at_1095", "risk_at_1825"]].to_numpy())
+    curves = model.survival_curves(new, times=[100, 500, 1000, 2000])
+    assert_valid_survival(curves.to_numpy(), 25, 4)
+    high = frame["risk_score"] >= frame["risk_score"].median()
+    assert frame.loc[high, "risk_at_1825"].mean() > frame.loc[~high, "risk_at_1825"].mean()
+
+
+def test_report_has_the_risk_sections(gbsg):
+    _, run, _ = gbsg
+    html = (run / "report.html").read_text()
+    for title in ("Risk groups: who has the event sooner?", "Calibration at 1095",
+                  "Time-dependent AUC", "Proportional hazards (Cox model)",
+                  "Kaplan-Meier curves by risk group"):
+        assert title in html
+
+
+def test_same_seed_gives_the_same_results(gbsg, tmp_path):
+    data, _, metrics = gbsg
+    again = train_run(data, STUDY.with_overrides(sensitive=["menostat"]),
+                      TrainConfig(horizons=[365, 1095, 1825], **FAST), tmp_path / "again")
+    assert json.loads((again / "metrics.json").read_text())["test"] == metrics["test"]
+
+
+# --------------------------------------------------------------------------- bad outcomes
+
+
+@pytest.fixture
+def cohort() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 120
+    age = rng.normal(60, 10, n).round()
+    time = np.round(rng.exponential(500 * np.exp(-(age - 60) / 20)), 0) + 1
+    return pd.DataFrame({"age": age, "sex": rng.choice(["F", "M"], n), "days": time,
+                         "status": (rng.random(n) < 0.6).astype(int)})
+
+
+def _train(frame: pd.DataFrame, tmp_path, study: Study | None = None, **config):
+    path = tmp_path / "cohort.csv"
+    frame.to_csv(path, index=False)
+    return train_run(path, study or Study(task="risk", time="days", event="status"),
+                     TrainConfig(**{**FAST, **config}), tmp_path / "run")
+
+
+def _set(frame: pd.DataFrame, column: str, rows: list[int], value) -> pd.DataFrame:
+    frame = frame.copy()
+    if isinstance(value, str):
+        frame[column] = frame[column].astype(object)
+    frame.loc[rows, column] = value
+    return frame
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda f: _set(f, "days", [3, 7], -5),
+     r"^time column 'days' has 2 negative times \(min -5\) in rows 4, 8: follow-up times count "
+     r"from the start of follow-up and must be positive; check how they were computed$"),
+    (lambda f: _set(_set(f, "days", [2], 0), "status", [2], 1),
+     r"^time column 'days' is 0 for 1 patients with an event in rows 3: an event at time 0 "
+     r"happened before follow-up started; check the time origin, or drop those rows$"),
+    (lambda f: _set(f, "days", [0, 5], np.nan),
+     r"^time column 'days' is missing for 2 patients in rows 1, 6: every patient needs a "
+     r"follow-up time; fill it in or drop those rows$"),
+    (lambda f: _set(f, "days", [4], "ten"),
+     r"^time column 'days' has 1 values that are not numbers \('ten'\) in rows 5: follow-up "
+     r"times must be numbers in one unit \(e.g. days\); correct them$"),
+    (lambda f: _set(f, "status", [1, 2], 2),
+     r"^event column 'status' has 3 values \('0' \(\d+\), '1' \(\d+\), '2' \(2\)\): expected "
+     r"two, the event and censoring \(1/0, True/False, or a value named with --event-value "
+     r"and one other\); recode the others \(competing events are not supported\)$"),
+    (lambda f: _set(f, "status", [9], np.nan),
+     r"^event column 'status' is missing for 1 patients in rows 10: every patient needs an "
+     r"event indicator \(1 = event, 0 = censored\)$"),
+    (lambda f: f.assign(status=0),
+     r"^event column 'status' records no event: all 120 patients are censored; a risk model "
+     r"needs observed events: check the column \(1 = event\) or --event-value$"),
+])
+def test_bad_outcomes_are_refused_with_the_fix(cohort, tmp_path, change, message):
+    with pytest.raises(DataError, match=message):
+        _train(change(cohort), tmp_path)
+    assert not (tmp_path / "run").exists()
+
+
+def test_horizons_beyond_follow_up_name_the_longest_follow_up(cohort, tmp_path):
+    with pytest.raises(DataError, match=r"^--horizons 5000 is beyond the follow-up in 'days': "
+                                        r"the longest follow-up is 3000; choose horizons "
+                                        r"below 3000$"):
+        _train(cohort.assign(days=cohort["days"].clip(upper=3000)), tmp_path,
+               horizons=[100, 5000])
+
+
+def test_a_named_event_value_is_read_as_the_event(cohort, tmp_path):
+    named = cohort.assign(status=np.where(cohort["status"] == 1, "dead", "alive"))
+    with pytest.raises(DataError, match=r"event column 'status' has values other than 0/1: "
+                                        r"'alive' \(\d+\), 'dead' \(\d+\).*--event-value dead$"):
+        _train(named, tmp_path)
+    with pytest.raises(DataError, match=r"^--event-value 'died' is not a value of event "
+                                        r"column 'status', whose values are 'alive', 'dead': "
+                                        r"use one of them$"):
+        _train(named, tmp_path, event_value="died")
+    run = _train(named, tmp_path, event_value="dead", models=["coxph"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["outcome"]["event"] == int(cohort["status"].sum())
+
+
+def test_event_value_with_more_than_two_values_is_refused(cohort, tmp_path):
+    labels = np.array(["alive", "dead", "lost"], dtype=object)[cohort.index % 3]
+    with pytest.raises(DataError, match=r"^event column 'status' has 3 values \('alive' \(40\), "
+                                        r"'dead' \(40\), 'lost' \(40\)\): expected two"):
+        _train(cohort.assign(status=labels), tmp_path, event_value="dead")
+
+
+def test_boolean_event_columns_are_read(cohort, tmp_path):
+    run = _train(cohort.assign(status=cohort["status"] == 1), tmp_path, models=["coxph"])
+    assert json.loads((run / "metrics.json").read_text())["outcome"]["event"] == int(
+        cohort["status"].sum())
+
+
+def test_censored_patients_at_time_zero_are_left_out_with_a_warning(cohort, tmp_path):
+    frame = _set(_set(cohort, "days", [0, 1], 0), "status", [0, 1], 0)
+    report = validate(frame, Study(task="risk", time="days", event="status"))
+    assert [w.message for w in report.warnings] == [
+        "time column 'days' is 0 for 2 censored patients in rows 1, 2: they were followed for "
+        "no time, contribute nothing to a survival model and are left out"]
+    run = _train(frame, tmp_path, models=["coxph"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["outcome"]["left_out_zero_time"] == 2
+    assert metrics["data"]["development_rows"] + metrics["data"]["test_rows"] == 118
+
+
+def test_the_risk_task_needs_both_outcome_columns(cohort, tmp_path):
+    with pytest.raises(DataError, match=r"^the risk task needs a time column and an event "
+                                        r"column: add --time COL --event COL"):
+        _train(cohort, tmp_path, study=Study(task="risk", time="days"))
+
+
+def test_validate_warns_when_the_event_labels_need_an_event_value(cohort):
+    named = cohort.assign(status=np.where(cohort["status"] == 1, "dead", "alive"))
+    report = validate(named, Study(task="risk", time="days", event="status"))
+    assert not report.errors
+    assert report.warnings[0].message.endswith("(permed train will need it)")
+
+
+def test_unknown_risk_model_is_refused(cohort, tmp_path):
+    with pytest.raises(PermedError, match="--models: unknown risk model 'logistic'"):
+        _train(cohort, tmp_path, models=["logistic"])
+
+
+def test_budget_tunes_by_cross_validated_c_index(cohort, tmp_path):
+    run = _train(cohort, tmp_path, models=["coxph"], budget=3)
+    details = json.loads((run / "metrics.json").read_text())["cv_details"]["coxph"]
+    assert details["tuning_trials"] >= 1
+    assert set(details["params"]) <= {"alpha"}
+
+
+def test_report_warns_when_proportional_hazards_are_violated(gbsg, tmp_path):
+    import shutil
+
+    from permed.report import render_report
+
+    _, run, metrics = gbsg
+    copy = shutil.copytree(run, tmp_path / "copy")
+    ph = metrics["proportional_hazards"]
+    ph.update({"violated": True, "violating_features": ["age"],
+               "global": {**ph["global"], "p_value": 0.0001}})
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    html = render_report(copy)
+    assert "Proportional hazards violated" in html
+    assert "The proportional-hazards assumption is violated (global p &lt; 0.001)" in html

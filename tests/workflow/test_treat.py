@@ -1,0 +1,302 @@
+"""The treat protocol end to end through the library, and its refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from permed.bundle import load_bundle
+from permed.exceptions import DataError, PermedError
+from permed.study import Study, validate
+from permed.testing import shared_data
+from permed.workflow import TrainConfig, predict_run, train_run
+
+FAST = {"models": ["t_learner", "causal_forest"], "cv": 3, "n_boot": 200}
+
+
+def synthetic_trial(n: int = 900, seed: int = 0, arms: tuple[str, ...] = ("control", "drug"),
+                    confounded: float = 0.8) -> pd.DataFrame:
+    """Patients with a known heterogeneous effect: drug helps more when the biomarker is high."""
+    rng = np.random.default_rng(seed)
+    age = rng.normal(60, 10, n).round()
+    biomarker = rng.normal(0, 1, n)
+    sex = rng.choice(["F", "M"], n)
+    logits = np.column_stack([np.zeros(n)] + [confounded * (age - 60) / 10] * (len(arms) - 1))
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    arm = np.array([rng.choice(len(arms), p=p) for p in proba])
+    effect = 1.0 + biomarker  # of every non-reference arm against the reference
+    y = 0.05 * (age - 60) + 0.5 * (sex == "F") + (arm > 0) * effect + rng.normal(0, 1, n)
+    frame = pd.DataFrame({"pid": [f"P{i:04d}" for i in range(n)], "age": age,
+                          "biomarker": biomarker.round(3), "sex": sex,
+                          "treatment": np.asarray(arms)[arm], "y": y.round(3)})
+    if len(arms) == 2:
+        frame["true_effect"] = effect
+    return frame
+
+
+@pytest.fixture(scope="module")
+def treat_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("treat")
+    data = tmp / "trial.csv"
+    synthetic_trial().to_csv(data, index=False)
+    study = Study(task="treat", treatment="treatment", outcome="y", id="pid",
+                  true_effect="true_effect", sensitive=["sex"])
+    run = train_run(data, study, TrainConfig(**FAST), tmp / "run")
+    return data, run, json.loads((run / "metrics.json").read_text())
+
+
+def test_metrics_follow_the_design_schema(treat_run):
+    _, run, metrics = treat_run
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith("audit")) == [
+        "manifest.json", "metrics.json", "model", "predictions.csv", "report.html"]
+    assert metrics["task"] == "treat"
+    assert set(metrics["cv"]) == {"t_learner", "causal_forest"}
+    assert metrics["selected_model"] in metrics["cv"]
+    assert set(metrics["test"]) == {"policy_value", "policy_gain", "ate", "qini", "pehe",
+                                    "ate_error"}
+    for entry in metrics["test"].values():
+        assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+    for model in metrics["cv"].values():
+        assert set(model) == {"dr_loss", "policy_value"}
+    assert metrics["selection"]["metric"] == "dr_loss"
+    assert "needs no counterfactual" in metrics["selection"]["rule"]
+    assert metrics["treatment"]["arms"] == ["control", "drug"]
+    assert set(metrics["policy"]["value_by_arm"]) == {"control", "drug"}
+
+
+def test_effects_are_close_to_the_truth(treat_run):
+    # The true effect 1 + biomarker has sd 1 and mean 1: root PEHE well below 1 means the
+    # effects are found, not just their average.
+    _, _, metrics = treat_run
+    assert metrics["test"]["pehe"]["value"] < 0.6
+    assert metrics["test"]["ate_error"]["value"] < 0.3
+    assert metrics["development"]["pehe"] < 0.6
+    assert metrics["test"]["ate"]["ci_low"] < 1.0 < metrics["test"]["ate"]["ci_high"]
+    assert metrics["test"]["qini"]["value"] > 0
+
+
+def test_confounding_is_diagnosed_and_weighted_away(treat_run):
+    _, _, metrics = treat_run
+    assert metrics["nuisance"]["propensity_source"] == "estimated"
+    age = next(f for f in metrics["balance"]["features"] if f["feature"] == "age")
+    assert age["before"] > 0.3
+    assert age["after"] < 0.1
+    assert metrics["overlap"]["by_arm"]["drug"]["histogram"]["received"]
+
+
+def test_heterogeneity_is_explained_by_the_biomarker(treat_run):
+    _, _, metrics = treat_run
+    drivers = metrics["heterogeneity"]["comparisons"]["drug vs control"]
+    assert drivers["importance"][0]["feature"] == "biomarker"
+    assert drivers["subgroups"]
+
+
+def test_predictions_and_new_patients(treat_run):
+    data, run, metrics = treat_run
+    predictions = pd.read_csv(run / "predictions.csv")
+    assert len(predictions) == metrics["data"]["test_rows"]
+    assert list(predictions.columns[:4]) == ["row", "pid", "arm_received", "y_true"]
+    new = pd.read_csv(data).drop(columns=["treatment", "y", "true_effect"]).head(25)
+    new.loc[0, "age"] = 140
+    new.to_csv(run.parent / "new.csv", index=False)
+    scored = predict_run(run, run.parent / "new.csv")
+    assert len(scored) == 25
+    for arm in ("control", "drug"):
+        assert (scored[f"outcome_{arm}_low"] <= scored[f"outcome_{arm}"]).all()
+        assert (scored[f"outcome_{arm}"] <= scored[f"outcome_{arm}_high"]).all()
+    assert set(scored["recommended"]) <= {"control", "drug", "no clear difference"}
+    unclear = scored["recommended"] == "no clear difference"
+    assert (scored.loc[unclear, "candidates"].str.split(";").str.len() == 2).all()
+    assert (scored.loc[~unclear, "advantage_low"] > 0).all()
+    assert scored.loc[0, "out_of_range_features"] == "age"
+
+
+def test_bundle_holds_the_treat_model(treat_run):
+    _, run, _ = treat_run
+    model, schema = load_bundle(run)
+    assert schema.task == "treat"
+    assert model.arms == ["control", "drug"]
+    assert "true_effect" not in schema.names
+
+
+def test_report_has_the_treat_sections(treat_run):
+    _, run, _ = treat_run
+    html = (run / "report.html").read_text()
+    for title in ("Value of the recommendation on held-out patients",
+                  "Expected outcome under each arm, per patient",
+                  "Overlap and balance", "How the effect model was chosen",
+                  "What drives the differences in effect between patients",
+                  "DR pseudo-outcome loss", "Root PEHE"):
+        assert title in html
+
+
+def test_randomized_multi_arm_binary_outcome(tmp_path):
+    frame = synthetic_trial(600, seed=1, arms=("a", "b", "c"), confounded=0.0)
+    frame["y"] = (frame["y"] > frame["y"].median()).astype(int)
+    frame.to_csv(tmp_path / "three.csv", index=False)
+    study = Study(task="treat", treatment="treatment", outcome="y", id="pid")
+    config = TrainConfig(models=["t_learner"], cv=3, n_boot=100, randomized=True)
+    run = train_run(tmp_path / "three.csv", study, config, tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["outcome"]["kind"] == "binary"
+    assert metrics["nuisance"]["propensity_source"] == "randomized"
+    assert set(metrics["test"]) == {"policy_value", "policy_gain", "ate"}
+    assert metrics["ate_comparison"] in ("b vs a", "c vs a")
+    shares = metrics["overlap"]["by_arm"]
+    assert all(abs(s["min"] - s["share"]) < 1e-9 for s in shares.values())
+    predictions = pd.read_csv(run / "predictions.csv")
+    outcome_columns = [f"outcome_{a}{s}" for a in "abc" for s in ("", "_low", "_high")]
+    assert predictions[outcome_columns].min().min() >= 0.0
+    assert predictions[outcome_columns].max().max() <= 1.0
+
+
+def test_poor_overlap_warns_with_numbers_and_trim_drops_patients(tmp_path):
+    frame = synthetic_trial(600, seed=2, confounded=4.0)
+    frame.to_csv(tmp_path / "confounded.csv", index=False)
+    study = Study(task="treat", treatment="treatment", outcome="y", id="pid")
+    config = TrainConfig(models=["t_learner"], cv=2, n_boot=100)
+    run = train_run(tmp_path / "confounded.csv", study, config, tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    warnings = metrics["overlap"]["warnings"]
+    assert warnings
+    assert warnings[0].endswith(": their effects are extrapolated; consider --trim 0.05")
+    assert warnings[0] in json.loads((run / "manifest.json").read_text())["warnings"]
+    config.trim = 0.05
+    trimmed = train_run(tmp_path / "confounded.csv", study, config, tmp_path / "trimmed")
+    metrics = json.loads((trimmed / "metrics.json").read_text())
+    assert metrics["trim"]["dropped_development"] > 0
+    assert metrics["overlap"]["warnings"] == []
+
+
+def _messages(frame: pd.DataFrame, **roles: object) -> list[str]:
+    roles = {"task": "treat", "treatment": "treatment", "outcome": "y", "id": "pid", **roles}
+    frame = frame.drop(columns="true_effect", errors="ignore")
+    return [f.message for f in validate(frame, Study(**roles)).findings]
+
+
+def test_one_arm_only_is_refused():
+    frame = synthetic_trial(100)
+    frame["treatment"] = "drug"
+    assert ("treatment column 'treatment' has one arm only ('drug' for all 100 patients): a "
+            "treatment effect compares at least two arms; check the column or the data extract"
+            in _messages(frame))
+
+
+def test_small_arm_is_refused():
+    frame = synthetic_trial(300, arms=("a", "b", "c"), confounded=0.0)
+    frame.loc[frame["treatment"] == "c", "treatment"] = ["c"] * 12 + ["b"] * (
+        (frame["treatment"] == "c").sum() - 12)
+    assert ("treatment column 'treatment' has arms with fewer than 20 patients: 'c' (12); each "
+            "arm needs at least 20 to estimate its outcomes: merge small arms with similar ones "
+            "or drop their rows" in _messages(frame))
+
+
+def test_outcome_missing_for_many_rows_is_refused_with_the_count():
+    frame = synthetic_trial(200)
+    frame.loc[:59, "y"] = np.nan
+    assert ("outcome column 'y' is missing for 60 of 200 patients (30%, more than 20%): leaving "
+            "them out could bias every effect, since outcomes are rarely missing at random; "
+            "choose a more complete outcome, or impute or restrict the table beforehand"
+            in _messages(frame))
+
+
+def test_outcome_missing_for_few_rows_is_a_warning():
+    frame = synthetic_trial(200)
+    frame.loc[:3, "y"] = np.nan
+    assert _messages(frame) == [
+        "outcome column 'y' is missing for 4 of 200 patients (2.0%): they are left out of "
+        "training and evaluation"]
+
+
+@pytest.mark.parametrize(("column", "values", "how"), [
+    ("treated", lambda f: (f["treatment"] == "drug").astype(int),
+     "every arm has a single value of 'treated'"),
+    ("arm_code", lambda f: f["treatment"].map({"control": 1, "drug": 2}),
+     "every arm has a single value of 'arm_code'"),
+])
+def test_treatment_used_as_a_feature_is_refused(column, values, how):
+    frame = synthetic_trial(200)
+    frame[column] = values(frame)
+    assert (f"column '{column}' encodes the treatment 'treatment' ({how}): a feature must not "
+            f"be the treatment itself or be recorded because of it; drop it with --drop "
+            f"'{column}'" in _messages(frame))
+
+
+def test_a_finer_grouping_of_the_treatment_is_refused():
+    frame = synthetic_trial(200)
+    frame["regimen"] = np.where(frame["treatment"] == "drug", "d", "c") + frame["sex"]
+    assert ("column 'regimen' encodes the treatment 'treatment' (each value of 'regimen' occurs "
+            "in one arm only): a feature must not be the treatment itself or be recorded "
+            "because of it; drop it with --drop 'regimen'" in _messages(frame))
+
+
+def test_missing_roles_and_bad_propensity_are_refused():
+    frame = synthetic_trial(100)
+    assert _messages(frame, outcome=None)[0] == (
+        "the treat task needs an outcome column: add --outcome COL (or outcome = \"COL\" "
+        "under [roles] in the study)")
+    assert _messages(frame, outcome="treatment")[0] == (
+        "column 'treatment' is both the treatment and the outcome: the outcome must be "
+        "measured after the treatment; choose another --outcome")
+    frame["p"] = 1.5
+    assert ("propensity column 'p' has 100 values outside (0, 1] (e.g. 1.5) in rows 1, 2, 3, "
+            "4, 5 and 95 more: it must be each patient's probability of the arm they received"
+            in _messages(frame, propensity="p"))
+
+
+def test_conflicting_assignment_options_are_refused(tmp_path):
+    frame = synthetic_trial(200)
+    frame["p"] = 0.5
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    study = Study(task="treat", treatment="treatment", outcome="y", propensity="p", id="pid",
+                  true_effect="true_effect")
+    with pytest.raises(PermedError, match=r"--randomized and --propensity 'p' both say how "
+                                          r"arms were assigned: give one of them"):
+        train_run(tmp_path / "t.csv", study, TrainConfig(randomized=True, **FAST),
+                  tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_actg175_leaky_columns_are_refused():
+    frame = pd.read_csv(shared_data("actg175/ACTG175.csv"), na_values=["NA"])
+    study = Study(task="treat", treatment="arms", outcome="cd420",
+                  drop=["pidnum", "cd496", "r", "cd820", "cens", "days", "offtrt"])
+    with pytest.raises(DataError, match=r"column 'treat' encodes the treatment 'arms' \(every "
+                                        r"arm has a single value of 'treat'\)"):
+        validate(frame, study).raise_errors()
+
+
+def test_true_effect_needs_two_arms(tmp_path):
+    frame = synthetic_trial(300, arms=("a", "b", "c"), confounded=0.0)
+    frame["tau"] = 1.0
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    study = Study(task="treat", treatment="treatment", outcome="y", true_effect="tau", id="pid")
+    with pytest.raises(PermedError, match=r"--true-effect 'tau' gives one effect per patient, "
+                                          r"which needs two arms; the treatment has 3: give the "
+                                          r"true mean outcome under each arm as columns mua, "
+                                          r"mub, muc instead"):
+        train_run(tmp_path / "t.csv", study, TrainConfig(**FAST), tmp_path / "run")
+
+
+def test_mu_columns_are_the_truth_and_a_known_propensity_is_used(tmp_path):
+    frame = synthetic_trial(400, seed=3).drop(columns="true_effect")
+    frame["treatment"] = frame["treatment"].map({"control": 0, "drug": 1})
+    frame["mu0"] = 0.05 * (frame["age"] - 60) + 0.5 * (frame["sex"] == "F")
+    frame["mu1"] = frame["mu0"] + 1 + frame["biomarker"]
+    drug = 1 / (1 + np.exp(-0.8 * (frame["age"] - 60) / 10))  # the generator's propensity
+    frame["p"] = np.where(frame["treatment"] == 1, drug, 1 - drug)
+    frame.to_csv(tmp_path / "mu.csv", index=False)
+    study = Study(task="treat", treatment="treatment", outcome="y", id="pid", propensity="p")
+    run = train_run(tmp_path / "mu.csv", study, TrainConfig(models=["t_learner"], cv=3,
+                                                           n_boot=100), tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["outcome"]["true_effects"] == ["mu0", "mu1"]
+    assert metrics["nuisance"]["propensity_source"] == "known"
+    assert metrics["overlap"]["scope"] == "the arm received (known propensity)"
+    assert {"pehe", "ate_error"} <= set(metrics["test"])
+    features = json.loads((Path(run) / "model" / "schema.json").read_text())["features"]
+    assert {"mu0", "mu1", "p"}.isdisjoint(f["name"] for f in features)
