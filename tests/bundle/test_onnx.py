@@ -28,7 +28,8 @@ def _model(name: str, clip: bool) -> DiagnoseModel:
     frame.loc[::11, "smoker"] = None  # a missing category
     y = (rng.random(n) < 1 / (1 + np.exp(-0.08 * (frame["age"] - 60)))).astype(int)
     schema = FittedSchema.from_frame(frame, KINDS, Study(task="diagnose"), ["0", "1"])
-    pipeline = build_pipeline(name, schema, 0, "cpu", clip, PARAMS[name]).fit(schema.coerce(frame), y)
+    pipeline = build_pipeline(name, schema, 0, "cpu", clip, PARAMS[name])
+    pipeline.fit(schema.coerce(frame), y)
     calibrator = ProbabilityCalibrator("none").fit(pipeline.predict_proba(schema.coerce(frame)), y)
     model = DiagnoseModel(name, schema, pipeline, calibrator, 0.5)
     model.background = background_sample(schema.coerce(frame), 100, 0)

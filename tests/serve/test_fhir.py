@@ -59,9 +59,9 @@ def test_unit_conversion(value, unit, target, expected):
      "('mg/dL')"),
 ])
 def test_unconvertible_units_are_named(unit, target, message):
-    from permed.serve._fhir import UnitError
-
     import re
+
+    from permed.serve._fhir import UnitError
 
     with pytest.raises(UnitError, match=f"^{re.escape(message)}$"):
         convert(1.0, unit, target)

@@ -1,4 +1,4 @@
-"""The service is generic over the task: a risk run (GBSG2, Cox model) served like a diagnose one."""
+"""The service is generic over the task: a risk run (GBSG2, Cox) served like a diagnose one."""
 
 from __future__ import annotations
 
