@@ -47,6 +47,7 @@ def test_clinician_signs_in_fills_a_patient_and_reads_the_answer(page, live):
     page.fill("#api-key", live.keys["alice"])
     page.click("#sign-in")
     page.wait_for_selector("#workspace", state="visible")
+    page.wait_for_selector("#f-mean_radius")  # the first model's form
     page.select_option("#model", "vitals")
     page.wait_for_selector("#f-temperature")
     assert "[degF]" in page.text_content("[data-field='temperature'] label")

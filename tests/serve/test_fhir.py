@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
 from permed.serve._fhir import FhirError, convert, features_from_bundle
+from permed.testing import shared_data
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SYNTHEA = "synthea_fhir_covid_juvenile"
 FEATURES = ["age", "sex", "heart_rate", "resp_rate", "temperature", "spo2", "weight"]
 
 
 def synthea(name: str = "Bibi254") -> dict:
-    folder = SHARED_DATA / SYNTHEA
-    if not folder.is_dir():
-        pytest.skip(f"{folder} not present (the shared data folder sits beside the clone in CI)")
+    folder = shared_data(SYNTHEA)
     (path,) = folder.glob(f"{name}_*.json")
     return json.loads(path.read_text())
 

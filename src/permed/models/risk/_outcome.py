@@ -68,6 +68,9 @@ def _from_plain(y: Any) -> tuple[np.ndarray, np.ndarray]:
         raise PermedError(
             f"y has shape {values.shape}: pass a structured survival outcome "
             "(sksurv.util.Surv.from_arrays(event, time)) or a 1-D array of event times")
+    if values.dtype.kind == "c":
+        raise PermedError("Complex data not supported: y holds complex numbers; follow-up "
+                          "times are real numbers")
     try:
         time = values.astype(np.float64)
     except (TypeError, ValueError):

@@ -70,7 +70,10 @@ function signOut() {
 
 // ---- the patient form, from the model's schema -----------------------------------------------
 async function loadModel(name) {
-  state.schema = await api(`/v1/models/${encodeURIComponent(name)}/schema`);
+  const ticket = (state.loading = (state.loading || 0) + 1);
+  const schema = await api(`/v1/models/${encodeURIComponent(name)}/schema`);
+  if (ticket !== state.loading) return;  // another model was chosen meanwhile
+  state.schema = schema;
   const m = state.schema.model;
   $("model-info").textContent = `${m.task} model · ${m.selected_model || ""} · version ${m.version}`
     + ` · scored with ${m.engine === "onnx" ? "ONNX Runtime" : "the native model"}`;
