@@ -35,8 +35,9 @@ from permed.workflow import TrainConfig, train_run  # noqa: E402
 
 CONCURRENCY = (1, 8, 32)
 # The explanation's output: the probability (interventional TreeSHAP on 100 background rows, as
-# permed predict --explain), the log-odds (path-dependent TreeSHAP), or none.
-EXPLAIN = ("probability", "log-odds", "none")
+# permed predict --explain), the log-odds (path-dependent TreeSHAP), or none; "health" is GET
+# /health on the same server, the floor set by the HTTP stack and the client on this machine.
+EXPLAIN = ("probability", "log-odds", "none", "health")
 TARGET_P99_MS, TARGET_RPS = 25.0, 400.0
 TIME_CAP_S = 20.0
 PERMED = [sys.executable, "-m", "permed.cli.main"]
@@ -85,8 +86,13 @@ async def _load(url: str, key: str, patients: list[dict], concurrency: int, tota
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
                                  timeout=60) as client:
+        async def call(patient: dict) -> httpx.Response:
+            if explain == "health":  # the HTTP stack alone: no auth, model or audit
+                return await client.get("/health")
+            return await client.post("/v1/models/bc/predict", json=_body(patient, explain))
+
         for patient in patients[:10]:  # warm-up: connections, caches
-            await client.post("/v1/models/bc/predict", json=_body(patient, explain))
+            await call(patient)
         started = time.perf_counter()
 
         async def worker() -> None:
@@ -95,8 +101,7 @@ async def _load(url: str, key: str, patients: list[dict], concurrency: int, tota
                 patient = patients[issued % len(patients)]
                 issued += 1
                 t0 = time.perf_counter()
-                response = await client.post("/v1/models/bc/predict",
-                                             json=_body(patient, explain))
+                response = await call(patient)
                 latencies.append(1000 * (time.perf_counter() - t0))
                 errors += response.status_code != 200
 

@@ -25,6 +25,7 @@ def page(live):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.set_default_timeout(90_000)  # a loaded CI machine
         # console errors such as a Content-Security-Policy violation (refused requests, like the
         # wrong key's 401, are logged too and are expected)
         page.problems = []

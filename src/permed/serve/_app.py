@@ -118,11 +118,11 @@ def create_app(settings: Settings) -> FastAPI:
     page = _page()
 
     @app.get("/health", tags=["health"], summary="Liveness and the number of models")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         return {"status": "ok", "models": len(app.state.models), "version": __version__}
 
     @app.get("/", include_in_schema=False)
-    def index() -> HTMLResponse:
+    async def index() -> HTMLResponse:
         return HTMLResponse(page)
 
     static = resources.files("permed.serve").joinpath("static")

@@ -81,6 +81,10 @@ class Explainer:
                                       feature_perturbation="interventional")
         return shap.TreeExplainer(estimator, feature_perturbation="tree_path_dependent")
 
+    def cached(self, scale: str) -> bool:
+        """Whether ``scale`` is explained by the explainer built at load (fast)."""
+        return scale in self._shap
+
     def explain(self, frame: pd.DataFrame, transformed: np.ndarray | None = None,
                 scale: str = "probability") -> Explanation:
         """The explanation of some patients.
@@ -96,8 +100,8 @@ class Explainer:
         if transformed is None:
             features = model.schema.coerce(frame)
             transformed = model.pipeline[:-1].transform(features)
-        else:
-            features = frame[names]
+        else:  # the scorer's table: the features last, under an object index (fast to read)
+            features = frame.iloc[:, frame.shape[1] - len(names):]
         classes = model.classes
         indices = [1] if len(classes) == 2 else list(range(len(classes)))
         result = self._shap[scale](transformed, check_additivity=False)

@@ -91,6 +91,12 @@ class ServedModel:
         return {"model": self.reference(), "task": self.task, "target": self.schema.target,
                 "classes": self.schema.classes, "id": self.schema.id, "features": features}
 
+    def quick(self, explain: bool, scale: str = "probability") -> bool:
+        """Whether answering takes a few milliseconds (ONNX, no or cached-tree explanation):
+        such requests run on the event loop, others in a worker thread."""
+        return (self.scorer.engine == "onnx" and not self.has_curves
+                and (not explain or self.explainer.cached(scale)))
+
     @property
     def has_curves(self) -> bool:
         return hasattr(self.model, "survival_curves")

@@ -83,7 +83,13 @@ class Scorer:
         names = self.schema.names
         if self.schema.id and any(self.schema.id in p for p in patients):
             names = [self.schema.id, *names]
-        return pd.DataFrame({n: [p.get(n) for p in patients] for n in names}, columns=names)
+        # built from object arrays: pandas' inference of an Arrow-backed text index from a
+        # list of names costs milliseconds, longer than scoring
+        columns = pd.Index(np.array(names, dtype=object), dtype=object)
+        values = np.empty((len(patients), len(names)), dtype=object)
+        for i, patient in enumerate(patients):
+            values[i] = [patient.get(n) for n in names]
+        return pd.DataFrame(values, columns=columns)
 
     def score(self, patients: list[dict[str, Any]]
               ) -> tuple[list[dict[str, Any]], np.ndarray | None]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 from typing import Any
 
 from permed.privacy import Key
@@ -23,9 +24,14 @@ class BatchTooLarge(ValueError):
     """More patients than the service accepts in one request (413)."""
 
 
+@lru_cache(maxsize=4)
+def _input_key(key: Key) -> bytes:
+    return key.derive("serve-input")
+
+
 def _digest(values: dict[str, Any], key: Key) -> str:
     """A keyed digest of a patient's inputs: links repeated requests, reveals nothing."""
-    mac = hmac.new(key.derive("serve-input"), canonical_json(values), hashlib.sha256)
+    mac = hmac.new(_input_key(key), canonical_json(values), hashlib.sha256)
     return f"hmac-sha256:{mac.hexdigest()}"
 
 

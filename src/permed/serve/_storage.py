@@ -248,6 +248,13 @@ class Storage:
             user = session.scalar(select(UserRow).where(UserRow.name == name))
         return user.role if user is not None and user.active else None
 
+    def cached(self, key: str) -> Principal | None:
+        """The principal of a key verified in the last ``key_cache_seconds``, else None."""
+        digest = hashlib.sha256(key.encode()).digest()
+        with self._lock:
+            cached = self._cache.get(digest)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
     def verify_key(self, key: str) -> Principal:
         """The user an API key belongs to.
 

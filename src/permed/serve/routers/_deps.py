@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from permed.serve._registry import ServedModel
 from permed.serve._schemas import ErrorBody
 from permed.serve._storage import Storage
 
-__all__ = ["ERRORS", "served_model", "storage"]
+__all__ = ["ERRORS", "answer", "served_model", "storage"]
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -26,6 +28,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: _error("A field is missing, unknown or has a bad value: one entry per field."),
     429: _error("Rate limit reached: see Retry-After."),
 }
+
+
+async def answer(served: ServedModel, explain: bool, scale: str,
+                 call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``call`` on the event loop when it takes a few milliseconds, else in a worker thread
+    (a permutation explanation or a survival curve must not hold up other requests)."""
+    if served.quick(explain, scale):
+        return call()
+    result: dict[str, Any] = await run_in_threadpool(call)
+    return result
 
 
 def storage(request: Request) -> Storage:

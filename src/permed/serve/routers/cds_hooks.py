@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -12,7 +13,7 @@ from permed.serve._cds import PREFIX, card, discovery, prefetch_bundle
 from permed.serve._fhir import features_from_bundle
 from permed.serve._service import predict_patients, validate_patients
 from permed.serve._storage import Principal
-from permed.serve.routers._deps import ERRORS
+from permed.serve.routers._deps import ERRORS, answer
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
 
@@ -29,13 +30,13 @@ class HookRequest(BaseModel):
 
 
 @router.get("", summary="CDS Hooks discovery")
-def services(request: Request) -> dict[str, Any]:
+async def services(request: Request) -> dict[str, Any]:
     return discovery(request.app.state.models)
 
 
 @router.post("/{service_id}", responses=ERRORS, summary="Cards for the patient in view")
-def call(request: Request, service_id: str, body: HookRequest,
-         principal: Principal = Depends(require("clinician"))) -> dict[str, Any]:
+async def call(request: Request, service_id: str, body: HookRequest,
+               principal: Principal = Depends(require("clinician"))) -> dict[str, Any]:
     models = request.app.state.models
     name = service_id.removeprefix(PREFIX)
     if not service_id.startswith(PREFIX) or name not in models or not models[name].fhir:
@@ -52,7 +53,9 @@ def call(request: Request, service_id: str, body: HookRequest,
         return {"cards": []}  # none of the model's inputs is in the record
     typed, missing = validate_patients(served, [found.values], batch=False)
     state = request.app.state
-    result = predict_patients(served, typed, batch=False, explain=state.settings.explain,
-                              principal=principal, storage=state.storage, key=state.key,
-                              max_batch=1, missing=missing)["results"][0]
+    explain = state.settings.explain
+    answered = await answer(served, explain, "probability", partial(
+        predict_patients, served, typed, batch=False, explain=explain, principal=principal,
+        storage=state.storage, key=state.key, max_batch=1, missing=missing))
+    result = answered["results"][0]
     return {"cards": [card(served, result, found.missing)]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -10,17 +11,18 @@ from permed.serve._auth import require
 from permed.serve._schemas import ExplainRequest, PredictResponse
 from permed.serve._service import predict_patients
 from permed.serve._storage import Principal
-from permed.serve.routers._deps import ERRORS, served_model
+from permed.serve.routers._deps import ERRORS, answer, served_model
 
 router = APIRouter(tags=["explain"], responses=ERRORS)
 
 
 @router.post("/v1/models/{name}/explain", response_model=PredictResponse,
              summary="One patient's answer with its top factors (SHAP)")
-def explain(request: Request, name: str, body: ExplainRequest,
-            principal: Principal = Depends(require("clinician"))) -> dict[str, Any]:
+async def explain(request: Request, name: str, body: ExplainRequest,
+                  principal: Principal = Depends(require("clinician"))) -> dict[str, Any]:
     state = request.app.state
-    return predict_patients(served_model(request, name), [body.patient], batch=False,
-                            explain=True, principal=principal, storage=state.storage,
-                            key=state.key, max_batch=1, top=body.top,
-                            scale=body.explain_scale)
+    served = served_model(request, name)
+    return await answer(served, True, body.explain_scale, partial(
+        predict_patients, served, [body.patient], batch=False, explain=True,
+        principal=principal, storage=state.storage, key=state.key, max_batch=1, top=body.top,
+        scale=body.explain_scale))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -12,7 +13,7 @@ from permed.serve._fhir import features_from_bundle, risk_assessment
 from permed.serve._service import predict_patients, validate_patients
 from permed.serve._storage import Principal
 from permed.serve._validation import FieldError, PatientError
-from permed.serve.routers._deps import ERRORS, served_model
+from permed.serve.routers._deps import ERRORS, answer, served_model
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], responses=ERRORS)
 
@@ -27,11 +28,12 @@ class FhirJSONResponse(JSONResponse):
                               "a percentage (0-100), R4's convention",
                               "content": {"application/fhir+json": {
                                   "schema": {"type": "object"}}}}})
-def evaluate(request: Request,
-             model: str = Query(..., description="The model's name (GET /v1/models)."),
-             bundle: dict[str, Any] = Body(..., description="A FHIR R4 Bundle with one Patient "
-                                           "and their Observations (LOINC codes, UCUM units)."),
-             principal: Principal = Depends(require("clinician"))) -> FhirJSONResponse:
+async def evaluate(request: Request,
+                   model: str = Query(..., description="The model's name (GET /v1/models)."),
+                   bundle: dict[str, Any] = Body(
+                       ..., description="A FHIR R4 Bundle with one Patient and their "
+                       "Observations (LOINC codes, UCUM units)."),
+                   principal: Principal = Depends(require("clinician"))) -> FhirJSONResponse:
     served = served_model(request, model)
     if not served.fhir:
         raise PatientError([FieldError(
@@ -41,9 +43,10 @@ def evaluate(request: Request,
     found = features_from_bundle(bundle, served.fhir, served.schema.names)
     typed, missing = validate_patients(served, [found.values], batch=False)
     state = request.app.state
-    body = predict_patients(served, typed, batch=False, explain=state.settings.explain,
-                            principal=principal, storage=state.storage, key=state.key,
-                            max_batch=1, missing=missing)
+    explain = state.settings.explain
+    body = await answer(served, explain, "probability", partial(
+        predict_patients, served, typed, batch=False, explain=explain, principal=principal,
+        storage=state.storage, key=state.key, max_batch=1, missing=missing))
     result = body["results"][0]
     return FhirJSONResponse(risk_assessment(served, result["answer"], found, result["summary"],
                                             result["explanation"], result["prediction_id"]))

@@ -24,29 +24,31 @@ _REPORT_POLICY = ("default-src 'none'; img-src data:; style-src 'unsafe-inline';
 
 
 @router.get("", summary="The models served here")
-def list_models(request: Request, _: Principal = Depends(readers)) -> list[dict[str, Any]]:
+async def list_models(request: Request, _: Principal = Depends(readers)) -> list[dict[str, Any]]:
     return [m.reference() for m in request.app.state.models.values()]
 
 
 @router.get("/{name}/schema", summary="The fields a patient needs: type, unit, range")
-def model_schema(request: Request, name: str, _: Principal = Depends(readers)) -> dict[str, Any]:
+async def model_schema(request: Request, name: str,
+                       _: Principal = Depends(readers)) -> dict[str, Any]:
     return served_model(request, name).schema_payload()
 
 
 @router.get("/{name}/card", summary="The model card: performance, calibration, uncertainty")
-def model_card(request: Request, name: str, _: Principal = Depends(scientists)) -> dict[str, Any]:
+async def model_card(request: Request, name: str,
+                     _: Principal = Depends(scientists)) -> dict[str, Any]:
     return served_model(request, name).card()
 
 
 @router.get("/{name}/metrics", summary="The run's metrics.json")
-def model_metrics(request: Request, name: str,
-                  _: Principal = Depends(scientists)) -> dict[str, Any]:
+async def model_metrics(request: Request, name: str,
+                        _: Principal = Depends(scientists)) -> dict[str, Any]:
     return served_model(request, name).metrics
 
 
 @router.post("/{name}/report-ticket", summary="A one-minute link to the model report")
-def report_ticket(request: Request, name: str,
-                  principal: Principal = Depends(readers)) -> dict[str, str]:
+async def report_ticket(request: Request, name: str,
+                        principal: Principal = Depends(readers)) -> dict[str, str]:
     served_model(request, name)
     ticket = request.app.state.tokens.issue(principal.user, _REPORT_AUDIENCE, minutes=1)
     return {"url": f"/v1/models/{name}/report?ticket={ticket}"}
@@ -54,10 +56,10 @@ def report_ticket(request: Request, name: str,
 
 @router.get("/{name}/report", summary="The model report (HTML)",
             responses={200: {"content": {"text/html": {}}}})
-def model_report(request: Request, name: str,
-                 ticket: str = Query(..., max_length=2000,
-                                     description="From POST /v1/models/{name}/report-ticket.")
-                 ) -> Response:
+async def model_report(request: Request, name: str,
+                       ticket: str = Query(..., max_length=2000,
+                                           description="From POST /v1/models/{name}/report-ticket.")
+                       ) -> Response:
     tokens, storage = request.app.state.tokens, request.app.state.storage
     try:
         user = tokens.subject(ticket, _REPORT_AUDIENCE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -11,7 +12,7 @@ from permed.serve._schemas import PredictionRecord, PredictRequest, PredictRespo
 from permed.serve._service import predict_patients
 from permed.serve._storage import Principal
 from permed.serve._validation import FieldError, PatientError
-from permed.serve.routers._deps import ERRORS, served_model, storage
+from permed.serve.routers._deps import ERRORS, answer, served_model, storage
 
 router = APIRouter(tags=["predict"], responses=ERRORS)
 clinicians = require("clinician")
@@ -19,8 +20,8 @@ clinicians = require("clinician")
 
 @router.post("/v1/models/{name}/predict", response_model=PredictResponse,
              summary="Answer for one patient or a batch, with uncertainty and top factors")
-def predict(request: Request, name: str, body: PredictRequest,
-            principal: Principal = Depends(clinicians)) -> dict[str, Any]:
+async def predict(request: Request, name: str, body: PredictRequest,
+                        principal: Principal = Depends(clinicians)) -> dict[str, Any]:
     served = served_model(request, name)
     if (body.patient is None) == (body.patients is None):
         raise PatientError([FieldError("patient", "either 'patient' (an object) or 'patients' "
@@ -29,22 +30,23 @@ def predict(request: Request, name: str, body: PredictRequest,
     patients = [body.patient] if body.patient is not None else list(body.patients or [])
     state = request.app.state
     explain = state.settings.explain if body.explain is None else body.explain
-    return predict_patients(served, patients, batch=body.patients is not None, explain=explain,
-                            principal=principal, storage=state.storage, key=state.key,
-                            max_batch=state.settings.max_batch, scale=body.explain_scale)
+    return await answer(served, explain, body.explain_scale, partial(
+        predict_patients, served, patients, batch=body.patients is not None, explain=explain,
+        principal=principal, storage=state.storage, key=state.key,
+        max_batch=state.settings.max_batch, scale=body.explain_scale))
 
 
 @router.get("/v1/predictions", response_model=list[PredictionRecord],
             summary="Your own recent predictions")
-def my_predictions(request: Request, limit: int = Query(50, ge=1, le=500),
-                   principal: Principal = Depends(clinicians)) -> list[dict[str, Any]]:
+async def my_predictions(request: Request, limit: int = Query(50, ge=1, le=500),
+                         principal: Principal = Depends(clinicians)) -> list[dict[str, Any]]:
     return storage(request).predictions(principal.user, limit)
 
 
 @router.get("/v1/predictions/{prediction_id}", response_model=PredictionRecord,
             summary="One of your predictions")
-def my_prediction(request: Request, prediction_id: str,
-                  principal: Principal = Depends(clinicians)) -> dict[str, Any]:
+async def my_prediction(request: Request, prediction_id: str,
+                        principal: Principal = Depends(clinicians)) -> dict[str, Any]:
     record = storage(request).prediction(principal.user, prediction_id)
     if record is None:  # someone else's is "not found" too: existence is not revealed
         raise HTTPException(404, detail=f"no prediction '{prediction_id}' of yours")
