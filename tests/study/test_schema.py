@@ -64,3 +64,15 @@ def test_coded_categories_match_across_float_and_int_files(small_cohort):
     new = small_cohort.head(4).assign(pain=[1, 2, 3, 4])  # integers, as another file reads
     assert schema.coerce(new)["pain"].tolist() == ["1", "2", "3", "4"]
     assert schema.out_of_range(new).tolist() == ["", "", "", ""]
+
+
+def test_a_missing_category_is_imputed_not_encoded_as_its_own_level(schema, small_cohort):
+    from permed.preprocess import make_preprocessor
+
+    typed = schema.coerce(small_cohort)
+    preprocessor = make_preprocessor(schema.numeric, schema.categorical).fit(typed)
+    mode = typed["smoker"].mode()[0]
+    missing = typed.head(1).assign(smoker=np.nan)
+    assert typed.head(1).assign(smoker=None).pipe(schema.coerce)["smoker"].isna().all()
+    np.testing.assert_array_equal(preprocessor.transform(missing),
+                                  preprocessor.transform(missing.assign(smoker=mode)))

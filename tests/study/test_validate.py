@@ -71,6 +71,21 @@ def test_constant_column_is_refused(small_cohort):
         "drop it with --drop 'smoker'"]
 
 
+def test_saved_row_index_is_left_out_with_a_warning(small_cohort):
+    small_cohort.insert(0, "Unnamed: 0", np.arange(len(small_cohort)))
+    report = validate(small_cohort, _study())
+    last = len(small_cohort) - 1
+    assert [f.message for f in report.warnings] == [
+        f"column 'Unnamed: 0' holds the row numbers 0..{last} in order (a saved table index): "
+        "it is left out; declare it with --id 'Unnamed: 0' if it is the patient id"]
+    assert "Unnamed: 0" not in report.kinds
+
+
+def test_shuffled_integers_are_not_read_as_a_row_index(small_cohort):
+    small_cohort["visit"] = np.random.default_rng(0).permutation(len(small_cohort))
+    assert validate(small_cohort, _study()).kinds["visit"] == "numeric"
+
+
 def test_text_in_numeric_column_shows_examples_and_rows(small_cohort):
     small_cohort["age"] = small_cohort["age"].astype(object)
     small_cohort.loc[[4, 5, 6], "age"] = "twelve"

@@ -59,6 +59,10 @@ def _register_converters() -> None:
     _REGISTERED.append(True)
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
 def _imputer_shape(operator: Any) -> None:
     from skl2onnx.shape_calculators.imputer import calculate_sklearn_imputer_output_shapes
 
@@ -225,9 +229,8 @@ class OnnxModel:
                 out[input_name] = np.array([np.nan if v is None else v for v in values],
                                            dtype=self.number).reshape(-1, 1)
             else:
-                # scikit-learn's imputer leaves None in a text column (it imputes NaN), so
-                # the one-hot encoder learned a missing value as the category "None"
-                out[input_name] = np.array([str(v) for v in values],
+                # a missing category is fed as "", which the graph's imputer fills
+                out[input_name] = np.array(["" if _missing(v) else str(v) for v in values],
                                            dtype=object).reshape(-1, 1)
         return out
 

@@ -53,10 +53,11 @@ def infer_kind(series: pd.Series, declared: str | None = None) -> str:
 
 
 def as_category(series: pd.Series) -> pd.Series:
-    """Values as category labels (object dtype, None when missing); 3.0 and 3 both read '3'."""
-    def label(value: object) -> str | None:
+    """Values as category labels (object dtype, NaN when missing, which scikit-learn's imputer
+    fills; it would keep None as a category of its own); 3.0 and 3 both read '3'."""
+    def label(value: object) -> str | float:
         if value is None or (isinstance(value, float) and np.isnan(value)):
-            return None
+            return np.nan
         if isinstance(value, (int, float, np.integer, np.floating)) and float(value).is_integer():
             return str(int(value))
         return str(value)
