@@ -112,7 +112,7 @@ def test_one_hot_and_missing_indicator_columns_are_summed_into_their_feature(mix
     schema, features, y = mixed
     pipeline = build_pipeline("logistic", schema, 0, "cpu", False).fit(features, y)
     owners = source_features(pipeline[0])
-    assert owners.count("smoker") == 4  # 3 levels + missing (None is a category here)
+    assert owners.count("smoker") == 3  # 3 levels; a missing value is imputed, not a level
     assert owners.count("chol") == 2  # value + missing indicator
     background = background_sample(features, 60, 0)
     explanation = explain_pipeline(pipeline, features.iloc[:5], background, scale="log-odds")

@@ -250,3 +250,37 @@ def test_report_warns_when_proportional_hazards_are_violated(gbsg, tmp_path):
     html = render_report(copy)
     assert "Proportional hazards violated" in html
     assert "The proportional-hazards assumption is violated (global p &lt; 0.001)" in html
+
+
+def test_absolute_risk_is_explained_additively_in_words(gbsg):
+    from permed.explain._outcomes import explain_risk
+
+    data, run, metrics = gbsg
+    entry = metrics["explanations"]
+    assert entry["scale"] == "risk"
+    assert entry["method"] == "permutation"
+    assert entry["output"] == "the model's absolute risk of cens by 1095"
+    details = json.loads((run / "explanations.json").read_text())
+    assert len(details["patients"]) == entry["patients"] == 40
+    model, _ = load_bundle(run)
+    new = pd.read_csv(data).head(5)
+    explanation = explain_risk(model, new, seed=1)
+    risk = model.predict_frame(new)["risk_at_1095"].to_numpy()
+    np.testing.assert_allclose(explanation.predicted()[:, 0], risk, atol=1e-6)
+    np.testing.assert_allclose(explanation.values.sum(axis=1)[:, 0]
+                               + explanation.base_values[:, 0], risk, atol=1e-6)
+    scored = predict_run(run, data, explain=True).head(5)
+    assert scored["explanation"].str.contains(r"(raises|lowers) the risk of cens by 1095 by "
+                                              r"[0-9.]+ points").all()
+    assert "Explanations: what drives the predictions" in (run / "report.html").read_text()
+
+
+@pytest.mark.parametrize(("tuned", "default", "kept"), [
+    ([0.70, 0.71, 0.69, 0.72, 0.70], [0.65, 0.66, 0.64, 0.66, 0.65], True),  # clear gain
+    ([0.66, 0.64, 0.67, 0.63, 0.66], [0.65, 0.65, 0.65, 0.65, 0.65], False),  # within the noise
+    ([0.64, 0.64, 0.64, 0.64, 0.64], [0.65, 0.65, 0.65, 0.65, 0.65], False),  # worse
+])
+def test_tuned_settings_replace_the_defaults_only_when_clearly_better(tuned, default, kept):
+    from permed.workflow._risk import clearly_better
+
+    assert clearly_better(tuned, default) is kept

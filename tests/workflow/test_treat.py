@@ -52,7 +52,8 @@ def treat_run(tmp_path_factory):
 def test_metrics_follow_the_design_schema(treat_run):
     _, run, metrics = treat_run
     assert sorted(p.name for p in run.iterdir() if not p.name.startswith("audit")) == [
-        "manifest.json", "metrics.json", "model", "predictions.csv", "report.html"]
+        "explanations.json", "manifest.json", "metrics.json", "model", "predictions.csv",
+        "report.html"]
     assert metrics["task"] == "treat"
     assert set(metrics["cv"]) == {"t_learner", "causal_forest"}
     assert metrics["selected_model"] in metrics["cv"]
@@ -300,3 +301,22 @@ def test_mu_columns_are_the_truth_and_a_known_propensity_is_used(tmp_path):
     assert {"pehe", "ate_error"} <= set(metrics["test"])
     features = json.loads((Path(run) / "model" / "schema.json").read_text())["features"]
     assert {"mu0", "mu1", "p"}.isdisjoint(f["name"] for f in features)
+
+
+def test_benefit_is_explained_per_patient_by_the_biomarker(treat_run):
+    from permed.explain._outcomes import explain_effect
+
+    data, run, metrics = treat_run
+    entry = metrics["explanations"]
+    assert entry["method"] == "permutation"
+    assert next(iter(entry["importance"])) == "biomarker"
+    model, _ = load_bundle(run)
+    new = pd.read_csv(data).head(6)
+    explanation = explain_effect(model, new)
+    effect = model.estimator.effect(model.transform(new)).reshape(-1)
+    np.testing.assert_allclose(explanation.values.sum(axis=1)[:, 0]
+                               + explanation.base_values[:, 0], effect, atol=1e-6)
+    scored = predict_run(run, data, explain=True).head(6)
+    assert scored["explanation"].str.contains(
+        "the expected gain in y with drug instead of control by").all()
+    assert scored["top_factor_1"].eq("biomarker").sum() >= 4

@@ -155,9 +155,9 @@ class _Codec:
             if column in self.levels:
                 codes = matrix[:, j]
                 labels = self.levels[column][np.nan_to_num(codes).astype(int)]
-                # object dtype with None, as FittedSchema.coerce gives: pandas would otherwise
-                # infer a string dtype whose NaN the pipeline's imputer treats differently
-                data[column] = pd.Series(np.where(np.isnan(codes), None, labels), dtype=object)
+                # object dtype with NaN for missing, as FittedSchema.coerce gives (pandas
+                # would otherwise infer a string dtype)
+                data[column] = pd.Series(np.where(np.isnan(codes), np.nan, labels), dtype=object)
             else:
                 data[column] = pd.Series(matrix[:, j])
         return pd.DataFrame(data, columns=self.columns)

@@ -34,6 +34,8 @@ __all__ = ["REQUIRED_SECTIONS", "model_card_section", "required_sections"]
 REQUIRED_SECTIONS: dict[str, list[str]] = {
     "common": ["model-card", "data", "models", "fairness", "tripod", "reproduce"],
     "diagnose": ["performance", "calibration", "threshold", "explanations"],
+    "risk": ["performance", "risk-groups", "calibration", "explanations"],
+    "treat": ["performance", "heterogeneity", "explanations"],
 }
 
 

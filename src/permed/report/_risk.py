@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from sksurv.nonparametric import kaplan_meier_estimator
 
+from permed.report._explain import explanation_section
 from permed.report._fairness import fairness_sentence
 from permed.report._html import (
     DASH,
@@ -376,4 +377,4 @@ def risk_summary(run: RunFiles) -> str:
 
 
 register_sections("risk", [performance_section, risk_groups_section, calibration_section,
-                           ph_section], summary=risk_summary)
+                           ph_section, explanation_section], summary=risk_summary)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from permed.report._explain import explanation_section
 from permed.report._fairness import fairness_sentence
 from permed.report._html import (
     DASH,
@@ -417,7 +418,7 @@ def heterogeneity_section(run: RunFiles) -> Section:
     entry = run.metrics.get("heterogeneity") or {}
     comparisons = entry.get("comparisons") or {}
     if not comparisons:
-        return Section("explanations", title, [Note(
+        return Section("heterogeneity", title, [Note(
             "metrics.json records no analysis of the effects.", tone="warning")])
     blocks: list[Block] = [Paragraph(
         f"Method: {entry.get('method') or DASH}. These describe what the effect model does: "
@@ -425,7 +426,7 @@ def heterogeneity_section(run: RunFiles) -> Section:
         "confirmed, not a proven one.")]
     for label, comparison in comparisons.items():
         blocks += _comparison_blocks(str(label), comparison or {}, _digits(run))
-    return Section("explanations", title, blocks)
+    return Section("heterogeneity", title, blocks)
 
 
 def treat_summary(run: RunFiles) -> str:
@@ -450,4 +451,5 @@ def treat_summary(run: RunFiles) -> str:
 
 
 register_sections("treat", [value_section, outcomes_section, overlap_section,
-                            selection_section, heterogeneity_section], summary=treat_summary)
+                            selection_section, heterogeneity_section, explanation_section],
+                  summary=treat_summary)

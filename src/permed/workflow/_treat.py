@@ -43,6 +43,7 @@ from permed.evaluate.treatment import (
 )
 from permed.exceptions import PermedError
 from permed.explain._effects import effect_drivers, readable_design
+from permed.explain._outcomes import explain_effect, explain_outcome_frame
 from permed.models.treat import (
     OUTCOME_MODELS,
     PROPENSITY_MODELS,
@@ -57,6 +58,7 @@ from permed.study import FittedSchema, Study, ValidationReport, as_category, to_
 from permed.study._validate_treat import MIN_ARM_SIZE
 from permed.workflow._config import TrainConfig
 from permed.workflow._cv import CLIP_QUANTILES
+from permed.workflow._explain_outcomes import explain_treat_step
 from permed.workflow._result import RunResult, Timings
 
 __all__ = ["NO_CLEAR_DIFFERENCE", "TreatModel", "score_arms", "train_treat"]
@@ -109,6 +111,14 @@ class TreatModel:
     binary_outcome: bool
     propensity: Any = None
     overlap_threshold: float = OVERLAP_THRESHOLD
+    background: pd.DataFrame | None = None  # development patients SHAP contributions start from
+
+    def explain_frame(self, frame: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+        """Each row's top factors of its best arm's expected benefit over the reference arm,
+        in words (``permed predict --explain``); see :func:`permed.explain.explain_effect`."""
+        with threadpool_limits(**_ONE_THREAD):
+            explanation = explain_effect(self, frame)
+        return explain_outcome_frame(explanation, self, top)
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Preprocessed features of a table that passed ``schema.check``."""
@@ -706,24 +716,18 @@ def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
         labels = [f"{a} vs {prepared.arms[0]}" for a in prepared.arms[1:]]
         heterogeneity = effect_drivers(split.data.features, schema.numeric, schema.categorical,
                                        effects, labels, seed=config.seed)
+        test_rows = prepared.frame.iloc[split.test_idx]
+        explained, files = explain_treat_step(model, split.data.features, test_rows,
+                                              test_rows.index.to_numpy(), config.seed)
         balance = _balance(split, prepared.arms)
     with timings("fairness"):
         fairness = _fairness(study, prepared, split, scores, outcomes, config)
     metrics = _metrics(prepared, split, nuisance, results, selected, evaluation, study, config)
-    metrics.update(heterogeneity=heterogeneity, explanations=_card_entry(heterogeneity),
+    metrics.update(heterogeneity=heterogeneity, explanations=explained,
                    balance=balance, fairness=fairness, timings=dict(timings))
     if prepared.truth is not None:
         metrics["development"] = _truth_figures(model, X_dev, prepared, split)
-    return RunResult("treat", metrics, predictions, model, schema)
-
-
-def _card_entry(heterogeneity: dict[str, Any]) -> dict[str, Any]:
-    """The model card's explanation entry: drivers of the most heterogeneous comparison."""
-    comparisons = heterogeneity["comparisons"]
-    label = max(comparisons, key=lambda c: comparisons[c]["sd"])
-    importance = {i["feature"]: i["mean_abs_shap"] for i in comparisons[label]["importance"]}
-    return {"method": f"drivers of the effect {label}: {heterogeneity['method']}",
-            "importance": importance, "output": f"the estimated effect {label}"}
+    return RunResult("treat", metrics, predictions, model, schema, files=files)
 
 
 def _metrics(prepared: _Prepared, split: _Split, nuisance: _Nuisance,
