@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -97,6 +98,12 @@ def test_report_has_the_risk_sections(gbsg):
                   "Time-dependent AUC", "Proportional hazards (Cox model)",
                   "Kaplan-Meier curves by risk group"):
         assert title in html
+    from permed.report import render_markdown
+
+    checklist = render_markdown(run)
+    assert "events (patients with the event) in the development set" in checklist
+    assert re.search(r"On the held-out test split \(\d+ patients\): C-index 0\.\d+", checklist)
+    assert "slope at 1095" in checklist
 
 
 def test_same_seed_gives_the_same_results(gbsg, tmp_path):

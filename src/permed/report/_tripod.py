@@ -124,6 +124,13 @@ def development_events(run: RunFiles) -> int | None:
         Class counts of all rows minus those of the test split (from the confusion matrix);
         None when either is unknown.
     """
+    if run.task == "risk":  # all events minus those of the test split's risk groups
+        events = dig(run.metrics, "outcome", "event")
+        groups = dig(run.metrics, "risk_groups", "groups")
+        if not isinstance(events, int) or not isinstance(groups, Mapping):
+            return None
+        return events - sum(int(g.get("events") or 0) for g in groups.values()
+                            if isinstance(g, Mapping))
     counts = dig(run.metrics, "target", "counts")
     labels = dig(run.metrics, "confusion_matrix", "labels")
     matrix = dig(run.metrics, "confusion_matrix", "matrix")
@@ -143,7 +150,8 @@ def _sample_size(run: RunFiles) -> TripodItem:
                           f"External cohort of {fmt_num(run.test_rows)} patients; class counts "
                           f"{_class_counts(run)}.", todo_text)
     events = development_events(run)
-    what = (f"patients with {run.target} = {run.positive_class}" if len(run.classes) == 2
+    what = ("patients with the event" if run.task == "risk" else
+            f"patients with {run.target} = {run.positive_class}" if len(run.classes) == 2
             else "patients in the smallest class")
     if events is None or not n_predictors:
         return TripodItem("Sample size and events per variable",
@@ -208,10 +216,21 @@ def _imbalance(run: RunFiles) -> TripodItem:
                       "calibration are reported alongside AUROC.")
 
 
+# The figures the checklist's performance item quotes, for every task.
+_HEADLINE = ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "accuracy",
+             "c_index", "uno_c", "ibs", "td_auc", "policy_value", "policy_gain", "ate", "qini")
+
+
+def _risk_calibration(run: RunFiles) -> str:
+    horizons = dig(run.metrics, "calibration", "horizons") or {}
+    slopes = [f"slope at {h} {fmt_ci(entry.get('slope'), 2)}" for h, entry in horizons.items()
+              if isinstance(entry, Mapping) and isinstance(entry.get("slope"), Mapping)]
+    return "; ".join(slopes)
+
+
 def _performance(run: RunFiles) -> TripodItem:
     test = run.metrics.get("test") or {}
-    shown = [m for m in ordered_metrics(test) if m in
-             ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "accuracy")]
+    shown = [m for m in ordered_metrics(test) if m in _HEADLINE]
     figures = "; ".join(f"{metric_label(m)} {fmt_ci(test[m], metric_digits(m))}" for m in shown)
     where = "external cohort" if run.external is not None else "held-out test split"
     return TripodItem("Model performance with confidence intervals",
@@ -221,8 +240,11 @@ def _performance(run: RunFiles) -> TripodItem:
 
 def _calibration(run: RunFiles) -> TripodItem:
     figures = "; ".join(f"{metric_label(m)} {fmt_ci(run.test_entry(m), metric_digits(m))}"
-                        for m in ("brier", "ece", "calibration_slope", "calibration_intercept")
+                        for m in ("brier", "ece", "ibs", "calibration_slope",
+                                  "calibration_intercept")
                         if run.test_entry(m) is not None)
+    if run.task == "risk":
+        figures = "; ".join(f for f in (figures, _risk_calibration(run)) if f)
     method = dig(run.metrics, "calibration", "method") or DASH
     return TripodItem("Calibration", f"Method: {method}. On the test patients: "
                       f"{figures or DASH}. Calibration plot in 'Performance'.")
