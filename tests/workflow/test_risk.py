@@ -291,3 +291,29 @@ def test_tuned_settings_replace_the_defaults_only_when_clearly_better(tuned, def
     from permed.workflow._risk import clearly_better
 
     assert clearly_better(tuned, default) is kept
+
+
+def test_a_risk_counterfactual_lowers_the_risk_by_changing_only_actionable_features(gbsg):
+    from permed.explain import risk_counterfactual
+
+    data, run, _ = gbsg
+    model, _ = load_bundle(run)
+    patients = pd.read_csv(data).drop(columns=["time", "cens"])
+    risk = model.predict_frame(patients)["risk_at_1095"]
+    high = int((risk - risk.quantile(0.75)).abs().idxmin())  # a high but not extreme risk
+    patient = patients.iloc[[high]]
+    search = risk_counterfactual(model, patient, 0.03, ["horTh", "tsize"])
+    assert search.found, search.note
+    assert search.score == pytest.approx(risk[high])
+    spec = {f.name: f for f in model.schema.features}["tsize"]
+    for found in search.found:
+        changed = {c.feature for c in found.changes}
+        assert changed <= {"horTh", "tsize"}
+        after = found.patient
+        assert spec.min <= after["tsize"].iloc[0] <= spec.max
+        assert model.predict_frame(after)["risk_at_1095"].iloc[0] <= search.score - 0.03 + 1e-9
+        untouched = [c for c in model.schema.names if c not in changed]
+        assert after[untouched].astype(str).equals(
+            model.schema.coerce(patient)[untouched].reset_index(drop=True).astype(str))
+    with pytest.raises(PermedError, match="between 0 and 1"):
+        risk_counterfactual(model, patient, 5, ["tsize"])

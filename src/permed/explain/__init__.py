@@ -19,6 +19,7 @@ from permed.explain._counterfactual import (
     CounterfactualSearch,
     FeatureMoves,
     counterfactual,
+    risk_counterfactual,
     search_counterfactuals,
 )
 from permed.explain._groups import group_columns, source_features
@@ -69,6 +70,7 @@ __all__ = [
     "outcome_label",
     "patient_factors",
     "patient_text",
+    "risk_counterfactual",
     "search_counterfactuals",
     "source_features",
     "value_text",

@@ -375,18 +375,7 @@ def counterfactual(model: Any, patient: pd.DataFrame, actionable: Sequence[str] 
     if len(model.classes) != 2 or model.threshold is None:
         raise PermedError("counterfactuals need a binary diagnose model with a decision "
                           f"threshold; this model has classes {model.classes}")
-    if isinstance(patient, pd.Series):
-        patient = patient.to_frame().T
-    if len(patient) != 1:
-        raise PermedError(f"a counterfactual is for one patient: got {len(patient)} rows")
-    saved = getattr(model, "actionable", None) or {}
-    actionable = list(actionable if actionable is not None else saved)
-    if not actionable:
-        raise PermedError("no actionable feature: declare them in the study ([roles] actionable "
-                          "= [\"chol\", ...]) or pass actionable=[...]")
-    monotone = dict(monotone if monotone is not None else saved)
-    model.schema.check(patient)
-    features = model.schema.coerce(patient).reset_index(drop=True)
+    features, actionable, monotone = _prepare(model, patient, actionable, monotone)
     threshold = float(model.threshold)
     positive = outcome_label(model.schema.target, str(model.classes[1]))
 
@@ -401,6 +390,35 @@ def counterfactual(model: Any, patient: pd.DataFrame, actionable: Sequence[str] 
     def reached(scores: np.ndarray) -> np.ndarray:
         return scores < threshold if above else scores >= threshold
 
+    return _search(model, features, (actionable, monotone, ranges), (score, reached, now, goal),
+                   max_changes, n_best, grid)
+
+
+def _prepare(model: Any, patient: pd.DataFrame | pd.Series, actionable: Sequence[str] | None,
+             monotone: Mapping[str, str | None] | None
+             ) -> tuple[pd.DataFrame, list[str], dict[str, str | None]]:
+    """One patient's typed features, and the actionable features with their constraints."""
+    if isinstance(patient, pd.Series):
+        patient = patient.to_frame().T
+    if len(patient) != 1:
+        raise PermedError(f"a counterfactual is for one patient: got {len(patient)} rows")
+    saved = getattr(model, "actionable", None) or {}
+    actionable = list(actionable if actionable is not None else saved)
+    if not actionable:
+        raise PermedError("no actionable feature: declare them in the study ([roles] actionable "
+                          "= [\"chol\", ...]) or pass actionable=[...]")
+    model.schema.check(patient)
+    return (model.schema.coerce(patient).reset_index(drop=True), actionable,
+            dict(monotone if monotone is not None else saved))
+
+
+def _search(model: Any, features: pd.DataFrame,
+            allowed: tuple[list[str], dict[str, str | None], Mapping[str, Any] | None],
+            target: tuple[Callable[[pd.DataFrame], np.ndarray],
+                          Callable[[np.ndarray], np.ndarray], float, str],
+            max_changes: int, n_best: int, grid: int) -> CounterfactualSearch:
+    actionable, monotone, ranges = allowed
+    score, reached, now, goal = target
     moves = _moves(model, features, actionable, monotone, dict(ranges or {}), grid)
     found = search_counterfactuals(score, features, moves, reached, max_changes=max_changes,
                                    n_best=n_best)
@@ -408,3 +426,57 @@ def counterfactual(model: Any, patient: pd.DataFrame, actionable: Sequence[str] 
         f"no change of at most {max_changes} of {', '.join(actionable)} within the allowed "
         f"ranges reaches a {goal}")
     return CounterfactualSearch(now, goal, found, actionable, note)
+
+
+def risk_counterfactual(model: Any, patient: pd.DataFrame | pd.Series, reduction: float = 0.05,
+                        actionable: Sequence[str] | None = None, *, horizon: float | None = None,
+                        monotone: Mapping[str, str | None] | None = None,
+                        ranges: Mapping[str, tuple[float, float]] | None = None,
+                        max_changes: int = 2, n_best: int = 3, grid: int = 41,
+                        ) -> CounterfactualSearch:
+    """The smallest changes to actionable features that lower a patient's absolute risk by
+    ``reduction`` (e.g. 0.05: five percentage points) by ``horizon``.
+
+    Parameters
+    ----------
+    model : RiskModel
+        A trained risk model (``permed.bundle.load_bundle``).
+    patient : DataFrame or Series
+        One patient with the model's columns.
+    reduction : float, default 0.05
+        How much lower the risk must be, as a probability.
+    horizon : float, optional
+        Default: the model's middle horizon (as its explanations).
+
+    Other parameters are those of :func:`counterfactual`.
+
+    Returns
+    -------
+    CounterfactualSearch
+        ``score`` is the absolute risk by the horizon now.
+
+    Raises
+    ------
+    PermedError
+        For a reduction outside (0, 1), no actionable feature, or an actionable feature or
+        monotone constraint the model cannot use.
+    """
+    if not 0 < reduction < 1:
+        raise PermedError(f"the risk reduction must lie between 0 and 1 (a probability, e.g. "
+                          f"0.05 for five points); got {reduction}")
+    features, actionable, monotone = _prepare(model, patient, actionable, monotone)
+    if horizon is None:
+        horizon = sorted(model.horizons)[len(model.horizons) // 2]
+    times = np.asarray([horizon], dtype=np.float64)
+
+    def score(frame: pd.DataFrame) -> np.ndarray:
+        return 1.0 - model.survival(frame, times)[:, 0]
+
+    now = float(score(features)[0])
+    goal = f"risk by {horizon:g} below {now - reduction:.3f} (now {now:.3f})"
+
+    def reached(scores: np.ndarray) -> np.ndarray:
+        return scores <= now - reduction
+
+    return _search(model, features, (actionable, monotone, ranges), (score, reached, now, goal),
+                   max_changes, n_best, grid)

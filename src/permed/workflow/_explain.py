@@ -20,6 +20,7 @@ from permed.explain import background_sample, choose_method, explain_model, expl
 from permed.explain._groups import source_features
 from permed.study import Study
 from permed.workflow._cv import CVResult, FoldData, build_pipeline
+from permed.workflow._explain_outcomes import actionable_features
 from permed.workflow._fitted import DiagnoseModel
 
 __all__ = ["ExplainInputs", "explain_step", "scorecard_summary"]
@@ -29,6 +30,8 @@ BACKGROUND_ROWS = 100
 # The permutation explainer costs ~15-150 ms a patient on two cores (benchmarks/explain.py),
 # TreeSHAP a few ms: 60 patients keep the step within a few seconds of `permed demo`.
 MAX_PATIENTS = {"tree": 200, "linear": 200, "permutation": 60}
+# Its cost grows with the features: thousands of genes would take hours (and memory).
+MAX_PERMUTATION_FEATURES = 500
 # The scorecard's risk table: the smallest total reaching each of these probabilities.
 _RISK_LEVELS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 
@@ -57,9 +60,13 @@ def explain_step(inputs: ExplainInputs) -> tuple[dict[str, Any], dict[str, Any]]
     """
     model = inputs.model
     model.background = background_sample(inputs.data.features, BACKGROUND_ROWS, inputs.seed)
-    model.actionable = {c: (inputs.study.columns[c].monotone if c in inputs.study.columns
-                            else None) for c in inputs.study.actionable}
+    model.actionable = actionable_features(inputs.study)
     method = choose_method(model.pipeline)
+    if method == "permutation" and len(model.schema.features) > MAX_PERMUTATION_FEATURES:
+        return {"explanations": {"skipped": (
+            f"{len(model.schema.features)} features (genes) are too many for the "
+            f"model-agnostic explainer (at most {MAX_PERMUTATION_FEATURES}); "
+            "choose a linear or tree model (--models elasticnet,lightgbm) to explain it")}}, {}
     n = min(len(inputs.test), MAX_PATIENTS[method])
     picked = np.sort(np.random.default_rng(inputs.seed).choice(len(inputs.test), n,
                                                                replace=False))

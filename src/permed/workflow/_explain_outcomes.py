@@ -16,14 +16,22 @@ import pandas as pd
 
 from permed.explain import background_sample, explanation_summary
 from permed.explain._outcomes import explain_effect, explain_risk
+from permed.study import Study
 
-__all__ = ["explain_risk_step", "explain_treat_step"]
+__all__ = ["actionable_features", "explain_risk_step", "explain_treat_step"]
 
 BACKGROUND_ROWS = 100
 # Test patients explained for the report. The permutation explainer scores about
 # 300 x (features + 1) rows a patient: 40 patients keep the step within seconds for the
 # forest and boosting families on a few thousand patients.
 MAX_PATIENTS = 40
+
+
+def actionable_features(study: Study) -> dict[str, str | None]:
+    """The study's actionable features with their monotone constraint (None: either way),
+    kept in the model for counterfactuals."""
+    return {c: (study.columns[c].monotone if c in study.columns else None)
+            for c in study.actionable}
 
 
 def _sample(test: pd.DataFrame, seed: int) -> tuple[np.ndarray, str]:
@@ -44,7 +52,8 @@ def _summarize(model: Any, explanation: Any, rows: np.ndarray, sample: str
 
 
 def explain_risk_step(model: Any, development: pd.DataFrame, test: pd.DataFrame,
-                      rows: np.ndarray, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+                      rows: np.ndarray, study: Study,
+                      seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """Explain a risk model's absolute risk by its middle horizon on test patients.
 
     Parameters
@@ -57,6 +66,8 @@ def explain_risk_step(model: Any, development: pd.DataFrame, test: pd.DataFrame,
         The test rows as read.
     rows : ndarray
         The ``row`` of each test patient in ``predictions.csv``.
+    study : Study
+        Its actionable features are kept in the model for counterfactuals.
     seed : int
 
     Returns
@@ -65,6 +76,7 @@ def explain_risk_step(model: Any, development: pd.DataFrame, test: pd.DataFrame,
         The ``explanations`` entry of metrics.json and ``{"explanations.json": ...}``.
     """
     model.background = background_sample(development, BACKGROUND_ROWS, seed)
+    model.actionable = actionable_features(study)
     picked, sample = _sample(test, seed)
     explanation = explain_risk(model, test.iloc[picked], time_unit=model.time_unit, seed=seed)
     return _summarize(model, explanation, rows[picked], sample)

@@ -98,6 +98,7 @@ class RiskModel:
     event_value: str | None = None
     time_unit: str | None = None
     background: pd.DataFrame | None = None  # development patients SHAP contributions start from
+    actionable: dict[str, str | None] | None = None  # for counterfactuals: feature -> monotone
 
     @property
     def event_times(self) -> np.ndarray:
@@ -392,7 +393,8 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
         fairness = _fairness(study, test, test_frame, model, config)
     with timings("explain"):  # SHAP of the absolute risk: workflow/_explain_outcomes.py
         explained, files = explain_risk_step(model, features, test,
-                                             frame.index[test_idx].to_numpy(), config.seed)
+                                             frame.index[test_idx].to_numpy(), study,
+                                             config.seed)
     metrics = _metrics(study, config, names, selected, results, tuned, evaluation, data, ph,
                        fairness, (event, outcome.left_out, len(dev), len(test)))
     metrics["explanations"] = explained
