@@ -167,14 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="print the table of benchmarks/results/risk.json again; fit nothing")
     args = parser.parse_args(argv)
-    name = args.name or ("risk" if args.budget > 0 else "risk_defaults")
+    out_name = args.name or ("risk" if args.budget > 0 else "risk_defaults")
     if args.report_only:
-        saved = json.loads((RESULTS / f"{name}.json").read_text())
+        saved = json.loads((RESULTS / f"{out_name}.json").read_text())
         results = saved["results"]
         for name, result in results.items():
             result["target"] = _target(name, result["permed_test_c_index"])
         _print(results)
-        write_results(name, saved)
+        write_results(out_name, saved)
         return 0
     try:
         import h5py  # noqa: F401
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name]["total_seconds"] = round(time.perf_counter() - started, 1)
         print(f"{name}: done in {results[name]['total_seconds']} s", file=sys.stderr)
     _print(results)
-    path = write_results(name, {"protocol": __doc__, "seed": SEED, "folds": FOLDS,
+    path = write_results(out_name, {"protocol": __doc__, "seed": SEED, "folds": FOLDS,
                                   "budget_seconds": args.budget, "results": results})
     print(f"\nwrote {path}")
     return 0
