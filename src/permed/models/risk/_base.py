@@ -45,6 +45,10 @@ def step_values(grid: np.ndarray, values: np.ndarray, times: np.ndarray) -> np.n
     return out
 
 
+# Most survival-curve values held at once by predict_survival_function (32 MB of float64).
+_CURVE_CELLS = 4_000_000
+
+
 class _SurvivalEstimator(BaseEstimator):
     """Base of permed's survival estimators (see the module docstring).
 
@@ -130,8 +134,14 @@ class _SurvivalEstimator(BaseEstimator):
         times = self.event_times_ if times is None else np.asarray(times, dtype=np.float64)
         if times.ndim != 1 or not np.all(np.isfinite(times)) or np.any(times < 0):
             raise PermedError("times must be a 1-D array of non-negative finite times")
-        grid, values = self._survival(X)
-        return np.clip(step_values(grid, values, times), 0.0, 1.0)
+        # the full curves are (rows x event times): scored in chunks of rows, so that an
+        # explanation scoring 250,000 perturbed rows stays at tens of MB, not gigabytes
+        step = max(1, _CURVE_CELLS // max(1, len(self.event_times_)))
+        out = np.empty((X.shape[0], len(times)))
+        for start in range(0, X.shape[0], step):
+            grid, values = self._survival(X[start:start + step])
+            out[start:start + step] = step_values(grid, values, times)
+        return np.clip(out, 0.0, 1.0)
 
     def score(self, X: Any, y: Any) -> float:
         """Harrell's concordance index of ``predict(X)`` (scikit-survival's implementation).
