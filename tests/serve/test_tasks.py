@@ -47,3 +47,20 @@ def test_a_run_without_fhir_mapping_is_not_offered_to_cds_hooks(risk_service):
     service, _ = risk_service
     with service.client() as client:
         assert client.get("/cds-services").json() == {"services": []}
+
+
+def test_a_risk_answer_names_the_factors_of_its_absolute_risk(risk_service):
+    service, patients = risk_service
+    with service.client("alice") as client:
+        body = client.post("/v1/models/gbsg/predict",
+                           json={"patient": patients.iloc[3].to_dict(), "explain": True}).json()
+    (result,) = body["results"]
+    explanation = result["explanation"]
+    assert explanation is not None, result.get("explanation_note")
+    risks = [v for k, v in result["answer"].items() if k.startswith("risk_at_")]
+    assert explanation["scale"] == "risk"
+    assert explanation["value"] == pytest.approx(sorted(risks)[len(risks) // 2], abs=1e-6)
+    assert explanation["text"].startswith(explanation["factors"][0]["text"])
+    factors = explanation["factors"]
+    assert factors
+    assert {f["feature"] for f in factors} <= set(patients.columns)

@@ -56,6 +56,8 @@ class Explainer:
 
     def _cache(self) -> str:
         pipeline = getattr(self.model, "pipeline", None)
+        if self.model.schema.task != "diagnose":  # risk, effect: permutation SHAP per request
+            return "permutation"
         if pipeline is None or getattr(self.model, "background", None) is None:
             return "library"
         self._owners = source_features(pipeline.steps[0][1])

@@ -36,6 +36,7 @@ from permed.evaluate.survival import (
     survival_report,
 )
 from permed.exceptions import PermedError
+from permed.explain import Explanation
 from permed.explain._outcomes import explain_outcome_frame, explain_risk
 from permed.models.risk import RISK_MODELS, default_models, make_model, survival_y
 from permed.preprocess import make_preprocessor
@@ -138,11 +139,17 @@ class RiskModel:
         first = np.argmax(below, axis=1)
         return np.where(below.any(axis=1), self.event_times[first], np.nan)
 
+    def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:
+        """SHAP values of the absolute risk by the middle horizon, per original feature (the
+        service calls this; ``options`` beyond :func:`permed.explain.explain_risk`'s, such as
+        the service's ``scale``, are ignored: the scale is the risk)."""
+        keep = {k: v for k, v in options.items() if k in ("horizon", "permutations", "seed")}
+        return explain_risk(self, frame, time_unit=self.time_unit, **keep)
+
     def explain_frame(self, frame: pd.DataFrame, top: int = 3) -> pd.DataFrame:
         """Each row's top factors of the absolute risk by the middle horizon, in words
         (``permed predict --explain``); see :func:`permed.explain.explain_risk`."""
-        explanation = explain_risk(self, frame, time_unit=self.time_unit)
-        return explain_outcome_frame(explanation, self, top)
+        return explain_outcome_frame(self.explain(frame), self, top)
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Risk score, risk at each horizon, median survival, risk group and range flags.

@@ -42,6 +42,7 @@ from permed.evaluate.treatment import (
     treatment_report,
 )
 from permed.exceptions import PermedError
+from permed.explain import Explanation
 from permed.explain._effects import effect_drivers, readable_design
 from permed.explain._outcomes import explain_effect, explain_outcome_frame
 from permed.models.treat import (
@@ -113,12 +114,17 @@ class TreatModel:
     overlap_threshold: float = OVERLAP_THRESHOLD
     background: pd.DataFrame | None = None  # development patients SHAP contributions start from
 
+    def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:
+        """SHAP values of each arm's expected benefit over the reference arm (the service
+        calls this; options other than ``permutations`` and ``seed`` are ignored)."""
+        keep = {k: v for k, v in options.items() if k in ("permutations", "seed")}
+        with threadpool_limits(**_ONE_THREAD):
+            return explain_effect(self, frame, **keep)
+
     def explain_frame(self, frame: pd.DataFrame, top: int = 3) -> pd.DataFrame:
         """Each row's top factors of its best arm's expected benefit over the reference arm,
         in words (``permed predict --explain``); see :func:`permed.explain.explain_effect`."""
-        with threadpool_limits(**_ONE_THREAD):
-            explanation = explain_effect(self, frame)
-        return explain_outcome_frame(explanation, self, top)
+        return explain_outcome_frame(self.explain(frame), self, top)
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Preprocessed features of a table that passed ``schema.check``."""
