@@ -20,9 +20,12 @@ def main() -> None:
     parser.add_argument("--risk", action="store_true")
     parser.add_argument("--dask", action="store_true")
     parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--extra-max-rows", type=int, default=None,
+                        help="largest size at which risk and Dask are trained")
     args = parser.parse_args()
     sizes = [int(float(r)) for r in args.rows.split(",")]
-    payload = scale_benchmark(sizes, risk=args.risk, dask=args.dask, n_boot=args.bootstrap)
+    payload = scale_benchmark(sizes, risk=args.risk, dask=args.dask, n_boot=args.bootstrap,
+                              extra_max_rows=args.extra_max_rows)
     table = summary_rows(payload)
     print_table(table, list(table[0]))
     print(f"growth per 10x rows: {payload['growth_per_10x']}")

@@ -22,7 +22,9 @@ def test_bench_scale_tiny(tmp_path):
     assert size["diagnose_train"]["ok"], size["diagnose_train"]
     assert size["diagnose_train"]["peak_mb"] > 0
     assert set(size["scoring_rows_per_s"]) == {"permed_predict_stream", "permed_predict_proba",
-                                               "onnxruntime", "lightgbm_direct"}
+                                               "permed_predict_frame", "onnxruntime",
+                                               "lightgbm_direct"}
+    assert size["diagnose_train"]["peak_tree_mb"] >= size["diagnose_train"]["peak_mb"] * 0.5
     assert size["bootstrap_s"]["test_rows"] == 160
     assert "rows  diag_s  diag_MB" in result.output
 

@@ -219,6 +219,47 @@ class OnnxModel:
     kinds: list[tuple[str, str, str]]
     number: Any = np.float32
     max_difference: float = 0.0
+    # the serialized graph and the session's threads: a pickled OnnxModel (a Dask scoring
+    # task) carries them and reopens its session on arrival
+    content: bytes | None = None
+    threads: int = 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.content is None:
+            raise TypeError("this OnnxModel has no serialized graph to travel with")
+        state = dict(self.__dict__)
+        state["session"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.session = _session(state["content"], state["threads"])
+
+    def feed_frame(self, typed: pd.DataFrame) -> dict[str, np.ndarray]:
+        """ONNX inputs from a typed feature table (``schema.coerce``), column by column.
+
+        The vectorized counterpart of :meth:`feed` for batch scoring: numeric columns become
+        float arrays with NaN for missing, categorical ones text with "" for missing.
+        """
+        out = {}
+        for input_name, feature, kind in self.kinds:
+            column = typed[feature]
+            if kind == "numeric":
+                values = column.to_numpy(dtype=self.number, na_value=np.nan)
+            else:
+                values = column.astype(object).where(column.notna(), "").to_numpy(dtype=object)
+            out[input_name] = values.reshape(-1, 1)
+        return out
+
+    def run_frame(self, typed: pd.DataFrame, features: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`run` on a typed feature table; the preprocessed matrix only if asked."""
+        if not features:
+            (proba,) = self.session.run([PROBABILITIES_OUTPUT], self.feed_frame(typed))
+            return np.asarray(proba, dtype=np.float64), None
+        proba, matrix = self.session.run([PROBABILITIES_OUTPUT, FEATURES_OUTPUT],
+                                         self.feed_frame(typed))
+        return np.asarray(proba, dtype=np.float64), np.asarray(matrix, dtype=np.float64)
 
     def feed(self, columns: dict[str, list[Any]]) -> dict[str, np.ndarray]:
         """ONNX inputs from feature values by name (None for missing)."""
@@ -241,13 +282,13 @@ class OnnxModel:
         return np.asarray(proba, dtype=np.float64), np.asarray(features, dtype=np.float64)
 
 
-def _session(content: bytes) -> Any:
+def _session(content: bytes, threads: int = 1) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     # one request is one small matrix: threads cost more than they save, and the service
-    # runs requests side by side
-    options.intra_op_num_threads = 1
+    # runs requests side by side (batch scoring asks for more)
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
 
@@ -281,13 +322,14 @@ def compare(onnx_model: OnnxModel, model: Any) -> float:
     return float(np.max(np.abs(proba - native)))
 
 
-def _open(content: bytes, model: Any) -> OnnxModel:
-    session = _session(content)
+def _open(content: bytes, model: Any, threads: int = 1) -> OnnxModel:
+    session = _session(content, threads)
     names = [i.name for i in session.get_inputs()]
     kinds = [(name, f.name, f.kind) for name, f in zip(names, model.schema.features,
                                                         strict=True)]
     double = any(i.type == "tensor(double)" for i in session.get_inputs())
-    return OnnxModel(session, kinds, np.float64 if double else np.float32)
+    return OnnxModel(session, kinds, np.float64 if double else np.float32, content=content,
+                     threads=threads)
 
 
 def export_onnx(model: Any, directory: str | Path, key: Key | None = None) -> Path | None:
@@ -321,11 +363,13 @@ def export_onnx(model: Any, directory: str | Path, key: Key | None = None) -> Pa
     return path
 
 
-def load_onnx(run_dir: str | Path, model: Any) -> tuple[OnnxModel | None, str]:
+def load_onnx(run_dir: str | Path, model: Any, threads: int = 1
+              ) -> tuple[OnnxModel | None, str]:
     """The run's ONNX model if it exists, verifies and matches the native model.
 
     The file's SHA-256 is checked against the bundle's signed index before ONNX Runtime reads
     it; its probabilities are then compared with the native model's on the check rows.
+    ``threads`` is the session's intra-op threads (1 for the service, more for batch scoring).
 
     Returns
     -------
@@ -344,7 +388,7 @@ def load_onnx(run_dir: str | Path, model: Any) -> tuple[OnnxModel | None, str]:
         return None, "model.onnx changed after the bundle was verified: scoring natively"
     content = read_bytes(path, f"model/{ONNX_FILE}")
     try:
-        onnx_model = _open(content, model)
+        onnx_model = _open(content, model, threads)
         difference = compare(onnx_model, model)
     except Exception as exc:  # noqa: BLE001 - a runtime that cannot run it: native scoring
         return None, f"ONNX Runtime could not run model.onnx ({type(exc).__name__}): native"

@@ -26,6 +26,9 @@ def scale(
                                   "least 100)."),
     out_file: Path = typer.Option(Path("benchmarks/results/scale.json"), "--out",
                                   help="Where to write the JSON results."),
+    extra_max_rows: int | None = typer.Option(
+        None, help="Largest size at which --risk and --dask train (e.g. 100000: the 1M size "
+        "then measures diagnose, scoring and the bootstrap only)."),
 ) -> None:
     """Train, score and bootstrap synthetic cohorts of each size; print how cost grows.
 
@@ -43,7 +46,8 @@ def scale(
     if not sizes or min(sizes) < 500:
         raise PermedError(f"--rows needs sizes of at least 500 patients, got '{rows}'")
     payload = scale_benchmark(sizes, risk=risk, dask=dask, n_boot=bootstrap,
-                              log=lambda line: err.print(line, highlight=False))
+                              log=lambda line: err.print(line, highlight=False),
+                              extra_max_rows=extra_max_rows)
     table = summary_rows(payload)
     columns = list(table[0])
     widths = {c: max(len(c), *(len(str(row[c])) for row in table)) for c in columns}

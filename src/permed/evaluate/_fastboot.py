@@ -1,16 +1,25 @@
-"""Bootstrap of the binary test metrics by multinomial weights on scores sorted once.
+"""Bootstrap of the binary test metrics by multinomial counts over the distinct scores.
 
 The exact bootstrap (:func:`permed.evaluate.bootstrap_dict`) indexes the data once per
 replicate and re-ranks the scores for the AUROC and the precision-recall curve, an
 ``O(n log n)`` cost per replicate. A stratified resample is the same thing as a vector of
-counts drawn from a multinomial within each class, so here every replicate is a row of
-weights: the scores are sorted and their ties grouped once, and each replicate's AUROC,
-average precision, confusion counts, Brier score and ECE are weighted sums (matrix products
-over a chunk of replicates). The recalibration slope and intercept are weighted
-Newton-Raphson fits, vectorised over the replicates of a chunk.
+counts, so here every replicate is a row of counts over the ``G`` distinct (class, score)
+pairs (``G <= n``; a few hundred after isotonic calibration), sorted once by class and score:
+
+- AUROC and average precision are rank-based, for all replicates of a block at once: cumulative
+  sums of the negatives' and positives' counts give, for each positive score, the negatives
+  below it, tied with it and the positives above it. Counts are whole numbers, so the AUROC is
+  exactly the reference loop's.
+- Confusion counts (sensitivity, specificity, PPV, NPV, F1, accuracy), Brier score and ECE are
+  one matrix product of the counts with per-pair columns.
+- The recalibration slope and intercept are weighted Newton-Raphson fits from the reference
+  loop's starting values, vectorised over the replicates of a block.
 
 The replicates are the very resamples of the exact path with the same seed (as counts), so the
-intervals agree up to rounding; the point values are those of the exact path.
+values agree with the reference loop replicate by replicate (within 1e-12; the Newton fits
+within their tolerance) and the point values are those of the exact path.
+tests/evaluate/test_fastboot_vectorized.py checks both; benchmarks/results/scale.json times
+them.
 """
 
 from __future__ import annotations
@@ -19,7 +28,6 @@ from collections.abc import Iterator
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import expit
 
 from permed.evaluate._bootstrap import _percentile_ci, _resample_indices
 
@@ -36,20 +44,34 @@ Floats = NDArray[np.float64]
 
 
 class _Sorted:
-    """Scores sorted ascending once, tie groups and the per-row quantities of every metric."""
+    """The distinct (class, score) pairs, sorted once, and the per-pair quantities of every metric.
+
+    Every binary metric is a function of the weighted multiset of (class, score) pairs, so a
+    replicate is a vector of counts over the ``G`` distinct pairs (``G <= n``; a few hundred
+    after isotonic calibration). Pairs are ordered by class, then ascending score: the first
+    ``n_neg`` columns are the negatives, the rest the positives, so each class is a slice.
+    """
 
     def __init__(self, y: NDArray[np.int64], p1: Floats, threshold: float, n_bins: int) -> None:
-        order = np.argsort(p1, kind="mergesort")
-        self.order = order
-        self.score = p1[order]
-        pos = (y[order] == 1).astype(np.float64)
-        self.pos = pos
-        self.starts = np.r_[0, np.flatnonzero(np.diff(self.score)) + 1]
+        positive = (y == 1).astype(np.int64)
+        order = np.lexsort((p1, positive))
+        key_score, key_pos = p1[order], positive[order]
+        first = np.r_[True, (np.diff(key_score) != 0) | (np.diff(key_pos) != 0)]
+        self.group = np.empty(len(y), dtype=np.int64)
+        self.group[order] = np.cumsum(first) - 1  # row -> its (class, score) pair
+        self.score = key_score[first]
+        self.pos = key_pos[first].astype(np.float64)
+        self.n_neg = int(np.sum(self.pos == 0))
+        neg_scores, pos_scores = self.score[:self.n_neg], self.score[self.n_neg:]
+        # negatives strictly below / at most each positive score (the AUROC's ranks)
+        self.below = np.searchsorted(neg_scores, pos_scores, side="left")
+        self.upto = np.searchsorted(neg_scores, pos_scores, side="right")
         pred = (self.score >= threshold).astype(np.float64)
         # columns: tp, fp, fn, tn, squared error, and one ECE gap column per bin
         bins = np.minimum((self.score * n_bins).astype(np.int64), n_bins - 1)
-        gap = np.zeros((len(pos), n_bins))
-        gap[np.arange(len(pos)), bins] = pos - self.score
+        gap = np.zeros((len(self.score), n_bins))
+        gap[np.arange(len(self.score)), bins] = self.pos - self.score
+        pos = self.pos
         self.linear = np.column_stack([pos * pred, (1 - pos) * pred, pos * (1 - pred),
                                        (1 - pos) * (1 - pred), (self.score - pos) ** 2, gap])
         q = np.clip(self.score, _EPS, 1.0 - _EPS)
@@ -102,20 +124,20 @@ def fast_binary_report(
 def _weights(
     data: _Sorted, y: NDArray[np.int64], n_boot: int, seed: int
 ) -> Iterator[Floats]:
-    """Yield (replicates, n) count matrices, columns in sorted-score order.
+    """Yield (replicates, G) count matrices over the distinct (class, score) pairs.
 
     The counts are those of the row indices that :func:`permed.evaluate.bootstrap_dict` draws
     with the same seed (same generator, same chunks, same strata), so both paths see the same
-    resamples; the metrics are evaluated on at most ``_MAX_CHUNK`` weights at a time.
+    resamples; the metrics are evaluated on at most ``_MAX_CHUNK`` counts at a time.
     """
-    n = len(y)
-    per_metric = max(1, _MAX_CHUNK // n)
-    for chunk in _resample_indices(n, y, n_boot, seed):
+    width = len(data.score)
+    per_metric = max(1, _MAX_CHUNK // width)
+    for chunk in _resample_indices(len(y), y, n_boot, seed):
         for first in range(0, len(chunk), per_metric):
             rows = chunk[first:first + per_metric]
-            flat = (np.arange(len(rows))[:, None] * n + rows).ravel()
-            counts = np.bincount(flat, minlength=len(rows) * n).reshape(len(rows), n)
-            yield counts[:, data.order].astype(np.float64)
+            flat = (np.arange(len(rows))[:, None] * width + data.group[rows]).ravel()
+            counts = np.bincount(flat, minlength=len(rows) * width)
+            yield counts.reshape(len(rows), width).astype(np.float64)
 
 
 def _chunk_metrics(data: _Sorted, w: Floats) -> dict[str, Floats]:
@@ -123,8 +145,8 @@ def _chunk_metrics(data: _Sorted, w: Floats) -> dict[str, Floats]:
     sums = w @ data.linear
     tp, fp, fn, tn = sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3]
     with np.errstate(all="ignore"):
-        out = {"auroc": _auroc(data, w), "auprc": _average_precision(data, w),
-               "accuracy": (tp + tn) / n}
+        auroc, auprc = _ranked(data, w)
+        out = {"auroc": auroc, "auprc": auprc, "accuracy": (tp + tn) / n}
         out.update({"sensitivity": _div(tp, tp + fn), "specificity": _div(tn, tn + fp),
                     "ppv": _div(tp, tp + fp), "npv": _div(tn, tn + fn),
                     "f1": _div(2 * tp, 2 * tp + fp + fn)})
@@ -140,35 +162,34 @@ def _div(num: Floats, den: Floats) -> Floats:
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _grouped(data: _Sorted, w: Floats) -> tuple[Floats, Floats]:
-    """Weighted positive and negative counts of each tie group (ascending score)."""
-    return (np.add.reduceat(w * data.pos, data.starts, axis=1),
-            np.add.reduceat(w * (1.0 - data.pos), data.starts, axis=1))
+def _ranked(data: _Sorted, w: Floats) -> tuple[Floats, Floats]:
+    """AUROC and average precision of every replicate from cumulative class counts.
 
-
-def _auroc(data: _Sorted, w: Floats) -> Floats:
-    pos, neg = _grouped(data, w)
-    below = np.cumsum(neg, axis=1) - neg
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-    return _div((pos * (below + 0.5 * neg)).sum(axis=1), n_pos * n_neg)
-
-
-def _average_precision(data: _Sorted, w: Floats) -> Floats:
-    pos, neg = _grouped(data, w)
-    pos, neg = pos[:, ::-1], neg[:, ::-1]  # highest score first
-    tps = np.cumsum(pos, axis=1)
-    seen = tps + np.cumsum(neg, axis=1)
-    precision = np.where(seen > 0, tps / np.where(seen > 0, seen, 1.0), 0.0)
-    return _div((pos * precision).sum(axis=1), pos.sum(axis=1))
+    Rank-based: with ``C`` the cumulative weight of negatives in ascending score, a positive
+    at score ``s`` outranks ``C(< s)`` negatives and ties with ``C(<= s) - C(< s)`` (each tie
+    counts one half); its precision is ``P(>= s) / (P(>= s) + N(>= s))``. Counts are whole
+    numbers, so the AUROC's sums are exact.
+    """
+    neg, pos = w[:, :data.n_neg], w[:, data.n_neg:]
+    cum_neg = np.concatenate([np.zeros((len(w), 1)), np.cumsum(neg, axis=1)], axis=1)
+    cum_pos = np.concatenate([np.zeros((len(w), 1)), np.cumsum(pos, axis=1)], axis=1)
+    n_neg, n_pos = cum_neg[:, -1], cum_pos[:, -1]
+    below, upto = cum_neg[:, data.below], cum_neg[:, data.upto]
+    auroc = _div((pos * (below + upto)).sum(axis=1) * 0.5, n_pos * n_neg)
+    pos_above = n_pos[:, None] - cum_pos[:, :-1]  # positives at or above each positive score
+    seen = pos_above + (n_neg[:, None] - below)
+    precision = np.where(pos > 0, pos_above / np.where(seen > 0, seen, 1.0), 0.0)
+    return auroc, _div((pos * precision).sum(axis=1), n_pos)
 
 
 def _recalibration(data: _Sorted, w: Floats) -> tuple[Floats, Floats]:
     """Weighted recalibration slope and intercept-with-offset of every replicate."""
     defined = _overlapping(data, w)
     # the exact path's starting values (a=0, b=1), so that both paths agree also where the
-    # fit diverges
-    slope = _newton_slope(data, w)
-    intercept = _newton_offset(data, w)
+    # fit diverges (a warm start converges on replicates where the exact path does not)
+    zeros = np.zeros(len(w))
+    _, slope = _newton_slope(data, w, zeros, np.ones(len(w)))
+    intercept = _newton_offset(data, w, zeros)
     return np.where(defined, slope, np.nan), np.where(defined, intercept, np.nan)
 
 
@@ -181,15 +202,32 @@ def _overlapping(data: _Sorted, w: Floats) -> NDArray[np.bool_]:
 
 
 def _moments(data: _Sorted, w: Floats, eta: Floats) -> tuple[Floats, Floats]:
-    mu = expit(eta)
-    rest = expit(-eta)  # 1 - mu without the cancellation
-    return w * mu * rest, w * np.where(data.pos > 0.5, rest, -mu)
+    """Weighted Hessian terms ``w mu (1 - mu)`` and residuals ``w (y - mu)``.
+
+    One exponential per entry: with ``e = exp(-|eta|)``, ``mu`` and ``1 - mu`` are
+    ``1 / (1 + e)`` and ``e / (1 + e)`` (which is which depends on the sign of ``eta``), the
+    formulas ``scipy.special.expit`` uses, so there is no cancellation in ``1 - mu``.
+    """
+    near = np.abs(eta)
+    np.negative(near, out=near)
+    far = np.exp(near, out=near)  # e; ``near`` is reused below
+    near = 1.0 / (1.0 + far)  # the larger of mu and 1 - mu
+    far *= near  # the smaller
+    upper = eta >= 0
+    h = near * far
+    h *= w
+    split = data.n_neg  # negatives' residual is -mu, positives' is 1 - mu
+    resid = np.empty_like(h)
+    np.negative(np.where(upper[:, :split], near[:, :split], far[:, :split]),
+                out=resid[:, :split])
+    resid[:, split:] = np.where(upper[:, split:], far[:, split:], near[:, split:])
+    resid *= w
+    return h, resid
 
 
-def _newton_slope(data: _Sorted, w: Floats, max_iter: int = 100, tol: float = 1e-9) -> Floats:
+def _newton_slope(data: _Sorted, w: Floats, a: Floats, b: Floats, max_iter: int = 100,
+                  tol: float = 1e-9) -> tuple[Floats, Floats]:
     x = data.logit
-    a = np.zeros(len(w))
-    b = np.ones(len(w))
     done = np.zeros(len(w), dtype=bool)
     with np.errstate(all="ignore"):
         for _ in range(max_iter):
@@ -203,11 +241,12 @@ def _newton_slope(data: _Sorted, w: Floats, max_iter: int = 100, tol: float = 1e
             done |= np.maximum(np.abs(step_a), np.abs(step_b)) < tol
             if done.all():
                 break
-    return np.where(done & np.isfinite(b), b, np.nan)
+    ok = done & np.isfinite(a) & np.isfinite(b)
+    return np.where(ok, a, np.nan), np.where(ok, b, np.nan)
 
 
-def _newton_offset(data: _Sorted, w: Floats, max_iter: int = 100, tol: float = 1e-9) -> Floats:
-    a = np.zeros(len(w))
+def _newton_offset(data: _Sorted, w: Floats, a: Floats, max_iter: int = 100,
+                   tol: float = 1e-9) -> Floats:
     done = np.zeros(len(w), dtype=bool)
     with np.errstate(all="ignore"):
         for _ in range(max_iter):

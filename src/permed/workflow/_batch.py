@@ -6,9 +6,16 @@ markers), each partition is scored with the run's ``predict_frame`` and appended
 file. The output is written to a hidden temporary file next to ``out`` and renamed only once
 every partition is written, so an interrupted run leaves no file that looks complete.
 
+Scoring runs on ONNX Runtime when the bundle has a verified ``model.onnx`` (its probabilities
+agree with the native pipeline's within ``permed.bundle._onnx.TOLERANCE`` on the check rows;
+calibration, threshold, conformal sets and flags are then applied exactly as natively), else on
+the native pipeline. The table's typing, out-of-range flags and referral reasons are vectorized
+(``DiagnoseModel.frame_output``), so the per-row Python work is limited to referred patients.
+
 With an engine (``--cluster``/``PERMED_DASK_SCHEDULER``), partitions are scored in waves of
-``wave`` partitions through ``engine.map``; the model travels with each task, so workers need
-no access to the run directory. Output order is input order either way.
+``wave`` partitions through ``engine.map``; the model travels with each task (an ONNX model as
+its serialized graph), so workers need no access to the run directory. Output order is input
+order either way.
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ from permed.engine import Engine
 from permed.exceptions import DataError
 from permed.ingest._tables import MISSING_MARKERS, SUPPORTED_SUFFIXES
 
-__all__ = ["DEFAULT_BATCH_SIZE", "STREAM_MIN_BYTES", "predict_batched", "predict_streamed",
-           "should_stream"]
+__all__ = ["DEFAULT_BATCH_SIZE", "STREAM_MIN_BYTES", "OnnxScorer", "batch_scorer",
+           "predict_batched", "predict_streamed", "should_stream"]
 
 DEFAULT_BATCH_SIZE = 100_000
 # predict streams without --batch-size when the input file is at least this large
@@ -44,9 +51,50 @@ def should_stream(data: str | Path, out: str | Path | None, batch_size: int | No
     return batch_size is not None or (path.is_file() and path.stat().st_size >= STREAM_MIN_BYTES)
 
 
+class OnnxScorer:
+    """``predict_frame`` of a diagnose model with the pipeline run by ONNX Runtime.
+
+    Parameters
+    ----------
+    model : DiagnoseModel
+        The bundle's model (schema, calibrator, threshold, conformal sets, OOD detector).
+    onnx : OnnxModel
+        Its verified ONNX graph (``permed.bundle._onnx.load_onnx``).
+    """
+
+    def __init__(self, model: Any, onnx: Any) -> None:
+        self.model, self.onnx = model, onnx
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The native ``predict_frame`` table, from ONNX Runtime's probabilities."""
+        schema = self.model.schema
+        schema.check(frame)
+        features = schema.coerce(frame)
+        raw, transformed = self.onnx.run_frame(features, features=self.model.ood is not None)
+        return self.model.frame_output(frame, features, raw, transformed)
+
+
+def batch_scorer(run_dir: str | Path, model: Any, onnx: bool = True,
+                 threads: int | None = None) -> tuple[Any, str]:
+    """What scores the partitions: an :class:`OnnxScorer` when the bundle has a verified
+    ``model.onnx`` (and ``onnx``), else the model itself; and why, in words."""
+    if not onnx:
+        return model, "native (ONNX disabled)"
+    if not hasattr(model, "frame_output"):
+        return model, "native (this task has no ONNX export)"
+    try:
+        from permed.bundle._onnx import load_onnx
+    except ImportError:  # pragma: no cover - onnxruntime is a core dependency
+        return model, "native (onnxruntime is not installed)"
+    onnx_model, note = load_onnx(run_dir, model, threads or max(1, os.cpu_count() or 1))
+    if onnx_model is None:
+        return model, f"native: {note}"
+    return OnnxScorer(model, onnx_model), note
+
+
 def predict_batched(
     run_dir: str | Path, data: str | Path, out: str | Path, batch_size: int = DEFAULT_BATCH_SIZE,
-    engine: Engine | None = None, wave: int = 4,
+    engine: Engine | None = None, wave: int = 4, onnx: bool = True,
 ) -> int:
     """Score ``data`` partition by partition with a trained run and write Parquet to ``out``.
 
@@ -64,6 +112,9 @@ def predict_batched(
         Where partitions are scored; in this process when None.
     wave : int, default=4
         Partitions in flight at once with an engine (bounds the memory of the client).
+    onnx : bool, default=True
+        Score with ONNX Runtime when the bundle has a verified ``model.onnx`` (native
+        otherwise).
 
     Returns
     -------
@@ -82,7 +133,8 @@ def predict_batched(
     if batch_size < 1:
         raise DataError(f"--batch-size must be a positive number of rows, got {batch_size}")
     model, _ = load_bundle(run_dir)
-    return _write(_scored(model, _partitions(Path(data), batch_size), engine, wave), out)
+    scorer, _ = batch_scorer(run_dir, model, onnx)
+    return _write(_scored(scorer, _partitions(Path(data), batch_size), engine, wave), out)
 
 
 def predict_streamed(run_dir: str | Path, data: str | Path, out: str | Path,

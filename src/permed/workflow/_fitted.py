@@ -63,55 +63,85 @@ class DiagnoseModel:
             When columns are missing or numeric columns hold text.
         """
         self.schema.check(frame)
-        proba = self.predict_proba(frame)
+        features = self.schema.coerce(frame)
+        transformed = self.pipeline[:-1].transform(features)
+        return self.frame_output(frame, features, self.pipeline[-1].predict_proba(transformed),
+                                 transformed)
+
+    def frame_output(self, frame: pd.DataFrame, features: pd.DataFrame, raw: np.ndarray,
+                     transformed: np.ndarray | None) -> pd.DataFrame:
+        """``predict_frame``'s table from uncalibrated probabilities already computed.
+
+        ``features`` is ``schema.coerce(frame)``; ``raw`` the pipeline's probabilities (native
+        or ONNX Runtime); ``transformed`` the preprocessed matrix (for the out-of-distribution
+        check; computed here when None).
+        """
+        proba = self.calibrator.transform(raw)
         out = pd.DataFrame(index=frame.index)
         if self.schema.id and self.schema.id in frame.columns:
             out[self.schema.id] = frame[self.schema.id].to_numpy()
         for column, values in zip(probability_columns(self.classes), proba.T, strict=True):
             out[column] = values
         out["predicted"] = np.asarray(self.classes, dtype=object)[self.labels(proba)]
-        flagged = self.schema.out_of_range(frame)
+        flagged = self.schema.out_of_range(features)
         out["out_of_range"] = flagged != ""
         out["out_of_range_features"] = flagged
-        for column, values in self.abstention(frame, proba, flagged).items():
+        flags = self.abstention(frame, proba, flagged, features=features, transformed=transformed)
+        for column, values in flags.items():
             out[column] = values
         return out.reset_index(drop=True)
 
     def prediction_sets(self, proba: np.ndarray) -> list[str]:
         """The conformal set of each patient as ``"a|b"`` ('' without a conformal step)."""
-        if self.conformal is None:
-            return [""] * len(proba)
-        members = self.conformal.predict_set(proba)
-        return ["|".join(c for c, m in zip(self.classes, row, strict=True) if m)
-                for row in members]
+        return self._sets(proba)[0].tolist()
 
-    def abstention(self, frame: pd.DataFrame, proba: np.ndarray,
-                   out_of_range: pd.Series) -> dict[str, object]:
+    def _sets(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each patient's set text and whether it holds more than one class (vectorized:
+        each distinct membership pattern is written once)."""
+        if self.conformal is None:
+            return np.full(len(proba), "", dtype=object), np.zeros(len(proba), dtype=bool)
+        members = self.conformal.predict_set(proba)
+        patterns, codes = np.unique(members, axis=0, return_inverse=True)
+        texts = np.array(["|".join(c for c, m in zip(self.classes, row, strict=True) if m)
+                          for row in patterns] + [""], dtype=object)
+        codes = np.asarray(codes).reshape(-1)
+        return texts[codes], (members.sum(axis=1) > 1)
+
+    def abstention(self, frame: pd.DataFrame, proba: np.ndarray, out_of_range: pd.Series, *,
+                   features: pd.DataFrame | None = None,
+                   transformed: np.ndarray | None = None) -> dict[str, object]:
         """Prediction set, out-of-distribution flag and "refer to clinician" with its reason.
 
         A patient is referred when the conformal set holds more than one class (the model
         cannot single out a diagnosis at the stated coverage), or when they are unlike the
         development patients (a value outside the training range, or an unusual combination).
+        ``features`` (``schema.coerce(frame)``) and ``transformed`` (its preprocessed matrix)
+        are computed when not given. Vectorized: reasons are written only for referred rows.
         """
-        sets = self.prediction_sets(proba)
+        sets, uncertain = self._sets(proba)
         unusual = np.zeros(len(frame), dtype=bool)
-        reasons_ood = [""] * len(frame)
+        ood_text = np.full(len(frame), "", dtype=object)
         if self.ood is not None:
-            features = self.schema.coerce(frame)
-            unusual = self.ood.flag(self.pipeline[:-1].transform(features))
-            reasons_ood = self.ood.reasons(features[self.schema.numeric])
-        reasons = []
-        for i, members in enumerate(sets):
-            why = []
-            if members.count("|") >= 1:
-                why.append(f"uncertain between {members.replace('|', ' and ')}")
-            if out_of_range.iloc[i]:
-                why.append(f"outside the training range: {out_of_range.iloc[i].replace(';', ', ')}")
-            if unusual[i]:
-                why.append(f"unusual combination of values ({reasons_ood[i]})")
-            reasons.append("; ".join(why))
+            features = self.schema.coerce(frame) if features is None else features
+            if transformed is None:
+                transformed = self.pipeline[:-1].transform(features)
+            unusual = np.asarray(self.ood.flag(transformed), dtype=bool)
+            if unusual.any():
+                reasons = self.ood.reasons(features[self.schema.numeric][unusual])
+                ood_text[unusual] = [f"unusual combination of values ({r})" for r in reasons]
+        set_text = np.full(len(frame), "", dtype=object)
+        if uncertain.any():
+            set_text[uncertain] = [f"uncertain between {m.replace('|', ' and ')}"
+                                   for m in sets[uncertain]]
+        flagged = np.asarray(out_of_range, dtype=object)
+        range_text = np.full(len(frame), "", dtype=object)
+        outside = flagged != ""
+        if outside.any():
+            range_text[outside] = [f"outside the training range: {f.replace(';', ', ')}"
+                                   for f in flagged[outside]]
+        reasons_all = _joined([set_text, range_text, ood_text])
         return {"prediction_set": sets, "out_of_distribution": unusual,
-                "refer_to_clinician": [bool(r) for r in reasons], "refer_reason": reasons}
+                "refer_to_clinician": reasons_all != "", "refer_reason": reasons_all}
 
     def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:
         """SHAP values per original feature; see :func:`permed.explain.explain_model`."""
@@ -134,3 +164,15 @@ class DiagnoseModel:
         from permed.explain import counterfactual
 
         return counterfactual(self, patient, **options)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """Row-wise ``"; ".join`` of the non-empty texts of several object arrays."""
+    out = parts[0].copy()
+    for part in parts[1:]:
+        has = part != ""
+        both = has & (out != "")
+        out[both] = out[both] + "; " + part[both]
+        only = has & ~both
+        out[only] = part[only]
+    return out

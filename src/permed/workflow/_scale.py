@@ -11,6 +11,7 @@ one); and, when asked, the same training on a Dask ``LocalCluster`` of 2 worker 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -35,7 +36,8 @@ _RISK = ["--task", "risk", "--time", "time", "--event", "event", "--id", "patien
 
 def scale_benchmark(rows: Sequence[int], *, risk: bool = False, dask: bool = False,
                     n_boot: int = 200, exact_max_rows: int = 50_000,
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
+                    log: Callable[[str], None] = print,
+                    extra_max_rows: int | None = None) -> dict[str, Any]:
     """Measure every size in ``rows``; returns the JSON payload of ``benchmarks/results``.
 
     Parameters
@@ -53,21 +55,27 @@ def scale_benchmark(rows: Sequence[int], *, risk: bool = False, dask: bool = Fal
         replicate).
     log : callable
         Receives one line per finished measurement.
+    extra_max_rows : int, optional
+        Largest size at which the risk and Dask trainings run (above it only diagnose,
+        scoring and the bootstrap are measured); every size when None.
     """
     cluster = _start_cluster() if dask else None
     results = []
     try:
         with tempfile.TemporaryDirectory(prefix="permed-scale-") as tmp:
             for n in rows:
-                results.append(_one_size(int(n), Path(tmp), risk, cluster, n_boot,
-                                         exact_max_rows, log))
+                extra = extra_max_rows is None or n <= extra_max_rows
+                results.append(_one_size(int(n), Path(tmp), risk and extra,
+                                         cluster if extra else None, n_boot, exact_max_rows,
+                                         log))
     finally:
         if cluster is not None:
             cluster.close()
     return {"rows": [int(n) for n in rows], "cpu_count": os.cpu_count(), "n_boot": n_boot,
             "results": results, "growth_per_10x": growth(results),
-            "note": "wall times on a shared machine are noisy; peak memory is the largest "
-                    "process's resident set (ru_maxrss), workers not summed"}
+            "note": "wall times on a shared machine are noisy; peak_mb is the largest "
+                    "process's resident set (ru_maxrss), peak_tree_mb the summed resident set "
+                    "of the training process and its worker processes (sampled every 0.5 s)"}
 
 
 def _one_size(n: int, tmp: Path, risk: bool, cluster: Any, n_boot: int, exact_max_rows: int,
@@ -76,7 +84,7 @@ def _one_size(n: int, tmp: Path, risk: bool, cluster: Any, n_boot: int, exact_ma
 
     data = tmp / f"cohort_{n}.parquet"
     synthetic_cohort(n, seed=0).to_parquet(data, index=False)
-    out: dict[str, Any] = {"rows": n}
+    out: dict[str, Any] = {"rows": n, "machine": machine_load()}
     run = tmp / f"diagnose_{n}"
     out["diagnose_train"] = _train(data, run, _DIAGNOSE, n_boot)
     log(f"{n} rows: diagnose train {out['diagnose_train']}")
@@ -101,19 +109,65 @@ def _train(data: Path, run: Path, options: list[str], n_boot: int,
                "--bootstrap", str(n_boot), "--out", str(run), "--quiet", *extra]
     start = time.perf_counter()
     with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as child:
+        sampler = _TreeMemory(child.pid)
+        sampler.start()
         _, status, usage = os.wait4(child.pid, 0)
+        sampler.stop()
         child.returncode = os.waitstatus_to_exitcode(status)
         error = child.stderr.read().decode(errors="replace") if child.stderr else ""
     result = {"ok": child.returncode == 0, "wall_s": round(time.perf_counter() - start, 2),
-              "peak_mb": round(usage.ru_maxrss / 1024, 1)}
+              "peak_mb": round(usage.ru_maxrss / 1024, 1),
+              "peak_tree_mb": sampler.peak_mb}
     if child.returncode != 0:
         result["error"] = error.strip().splitlines()[-1] if error.strip() else "failed"
     return result
 
 
+class _TreeMemory:
+    """Samples the summed resident memory of a process and its children (joblib workers)
+    every half second, in a thread; ``peak_mb`` is None where ``psutil`` is missing."""
+
+    def __init__(self, pid: int, every: float = 0.5) -> None:
+        import threading
+
+        self.pid, self.every, self.peak = pid, every, 0
+        self.peak_mb: float | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak_mb = round(self.peak / 2**20, 1) if self.peak else None
+
+    def _run(self) -> None:
+        try:
+            import psutil
+        except ImportError:
+            return
+        while not self._done.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                tree = [root, *root.children(recursive=True)]
+                total = 0
+                for process in tree:
+                    with contextlib.suppress(psutil.Error):
+                        total += process.memory_info().rss
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                return
+            self._done.wait(self.every)
+
+
 def _scoring(run: Path, data: Path, tmp: Path) -> dict[str, float | None]:
+    """Rows per second: the streamed ``permed predict`` (Parquet in and out), permed's
+    ``predict_frame`` in memory (ONNX Runtime when the run has a verified graph), the native
+    pipeline's ``predict_proba``, ONNX Runtime's session alone, LightGBM called directly."""
     from permed.bundle import load_bundle
-    from permed.workflow._batch import predict_batched
+    from permed.workflow._batch import batch_scorer, predict_batched
 
     frame = pd.read_parquet(data)
     n = len(frame)
@@ -124,28 +178,23 @@ def _scoring(run: Path, data: Path, tmp: Path) -> dict[str, float | None]:
     start = time.perf_counter()
     model.predict_proba(frame)
     native = n / (time.perf_counter() - start)
+    scorer, _ = batch_scorer(run, model)
+    start = time.perf_counter()
+    scorer.predict_frame(frame)
+    table = n / (time.perf_counter() - start)
     return {"permed_predict_stream": round(streamed), "permed_predict_proba": round(native),
-            "onnxruntime": _onnx_rate(run, model, frame), "lightgbm_direct": _direct_rate(frame)}
+            "permed_predict_frame": round(table), "onnxruntime": _onnx_rate(scorer, frame),
+            "lightgbm_direct": _direct_rate(frame)}
 
 
-def _onnx_rate(run: Path, model: Any, frame: pd.DataFrame) -> float | None:
-    try:
-        from permed.bundle._onnx import load_onnx
-    except ImportError:
-        return None
-    onnx_model, _ = load_onnx(run, model)
+def _onnx_rate(scorer: Any, frame: pd.DataFrame) -> float | None:
+    """ONNX Runtime's session on the prepared inputs: scoring alone, no typing, no I/O."""
+    onnx_model = getattr(scorer, "onnx", None)
     if onnx_model is None:
         return None
-    feed = {}
-    for name, feature, kind in onnx_model.kinds:
-        column = frame[feature]
-        if kind == "numeric":
-            feed[name] = column.to_numpy(dtype=onnx_model.number, na_value=np.nan).reshape(-1, 1)
-        else:  # missing categories are fed as "None", as OnnxModel.feed does
-            text = column.astype(object).where(column.notna(), "None").astype(str)
-            feed[name] = text.to_numpy(dtype=object).reshape(-1, 1)
+    feed = onnx_model.feed_frame(scorer.model.schema.coerce(frame))
     start = time.perf_counter()
-    onnx_model.session.run(None, feed)
+    onnx_model.session.run(["probabilities"], feed)
     return round(len(frame) / (time.perf_counter() - start))
 
 
@@ -188,6 +237,17 @@ def _start_cluster() -> Any:
                         dashboard_address=":0")
 
 
+def machine_load() -> dict[str, float]:
+    """How busy the machine is: the 1-minute load average and the seconds a plain Python loop
+    of a million additions takes (a few hundredths on an idle core), to read timings by."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(1_000_000):
+        total += i
+    return {"load_average_1m": round(os.getloadavg()[0], 2),
+            "python_loop_1M_s": round(time.perf_counter() - start, 3)}
+
+
 def growth(results: list[dict[str, Any]]) -> dict[str, float | None]:
     """Cost ratio per 10x rows between the smallest and largest size (log-log slope)."""
     if len(results) < 2:
@@ -197,6 +257,8 @@ def growth(results: list[dict[str, Any]]) -> dict[str, float | None]:
     pairs = {
         "diagnose_train_wall": lambda r: r.get("diagnose_train", {}).get("wall_s"),
         "diagnose_train_peak_mb": lambda r: r.get("diagnose_train", {}).get("peak_mb"),
+        "diagnose_train_peak_tree_mb": lambda r: r.get("diagnose_train", {}).get("peak_tree_mb"),
+        "scoring_onnxruntime": lambda r: r.get("scoring_rows_per_s", {}).get("onnxruntime"),
         "risk_train_wall": lambda r: r.get("risk_train", {}).get("wall_s"),
         "bootstrap_fast": lambda r: r.get("bootstrap_s", {}).get("fast"),
     }
@@ -215,11 +277,14 @@ def summary_rows(payload: dict[str, Any]) -> list[dict[str, Any]]:
         dask, scoring = r.get("diagnose_train_dask", {}), r.get("scoring_rows_per_s", {})
         boot = r.get("bootstrap_s", {})
         rows.append({
-            "rows": r["rows"], "diag_s": train.get("wall_s"), "diag_MB": train.get("peak_mb"),
-            "risk_s": risk.get("wall_s", "-"), "risk_MB": risk.get("peak_mb", "-"),
+            "rows": r["rows"], "diag_s": train.get("wall_s"),
+            "diag_MB": train.get("peak_tree_mb") or train.get("peak_mb"),
+            "risk_s": risk.get("wall_s", "-"),
+            "risk_MB": risk.get("peak_tree_mb") or risk.get("peak_mb", "-"),
             "dask_s": dask.get("wall_s", "-"),
             "stream_r/s": scoring.get("permed_predict_stream", "-"),
             "proba_r/s": scoring.get("permed_predict_proba", "-"),
+            "frame_r/s": scoring.get("permed_predict_frame", "-"),
             "onnx_r/s": scoring.get("onnxruntime") or "-",
             "lgbm_r/s": scoring.get("lightgbm_direct", "-"),
             "boot_fast_s": boot.get("fast"), "boot_exact_s": boot.get("exact") or "-"})
