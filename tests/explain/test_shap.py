@@ -104,8 +104,8 @@ def test_every_model_family_is_explained_additively_per_original_feature(mixed, 
     assert explanation.features == ["age", "chol", "smoker", "diabetic"]
     assert explanation.values.shape == (8, 4, 1)
     assert_additive_explanation(explanation, pipeline.predict_proba(patients)[:, 1])
-    assert explanation.method == {"lightgbm": "tree", "random_forest": "tree"}.get(
-        name, "permutation")
+    assert explanation.method == {"lightgbm": "tree", "lightgbm_pn": "tree",
+                                  "random_forest": "tree"}.get(name, "permutation")
 
 
 def test_one_hot_and_missing_indicator_columns_are_summed_into_their_feature(mixed):

@@ -8,7 +8,7 @@ import click
 import typer
 
 from permed import __version__
-from permed.cli import bench, datasets, demo, privacy, serve, study, train, use
+from permed.cli import bench, datasets, demo, ingest, privacy, serve, study, train, use
 from permed.cli._console import err
 from permed.exceptions import PermedError
 from permed.privacy import set_user
@@ -37,6 +37,7 @@ app.add_typer(privacy.audit_app, name="audit")
 app.command("serve")(serve.serve)
 app.add_typer(serve.users_app, name="users")
 app.add_typer(bench.app, name="bench")
+app.add_typer(ingest.app, name="ingest")
 
 
 @app.callback(invoke_without_command=True)

@@ -22,7 +22,8 @@ _EXAMPLE = ("permed train heart.csv --task diagnose --target disease --sensitive
 
 
 def train(
-    data: Path = typer.Argument(..., help="Patient table: .csv, .tsv or .parquet."),
+    data: Path = typer.Argument(..., help="Patient table: .csv, .tsv or .parquet (or, for "
+                                "--images, a folder holding one table or class subfolders)."),
     study_file: Path | None = typer.Option(
         None, "--study", help="Study TOML with column roles (permed init writes one)."),
     task: str | None = typer.Option(
@@ -55,6 +56,18 @@ def train(
     use_sensitive: bool = typer.Option(False, help="Also use the sensitive columns as features."),
     drop: list[str] | None = typer.Option(
         None, help="Columns to leave out, repeated or comma-separated: --drop a,b."),
+    genes: list[str] | None = typer.Option(
+        None, help="Gene-expression columns, glob patterns allowed: --genes 'gene_*'."),
+    note: list[str] | None = typer.Option(
+        None, help="Free-text note column(s), e.g. --note text (scrubbed, then encoded)."),
+    text_encoder: str | None = typer.Option(
+        None, help="Notes: tfidf (default) | minilm | auto | a sentence-transformers model "
+        "folder."),
+    images: str | None = typer.Option(
+        None, help="Image-path column (DICOM, NIfTI, PNG/JPEG, .npz; relative to the table): "
+        "train an image model, e.g. --images image_path --models cnn."),
+    on_bad_file: str | None = typer.Option(
+        None, help="Images: fail | skip: stop at an unreadable image (default) or leave it out."),
     models: str | None = typer.Option(
         None, help="Comma-separated models to compare, e.g. --models logistic,lightgbm "
         "(default: logistic, lightgbm, random_forest, mlp)."),
@@ -91,7 +104,9 @@ def train(
         task=task or base.task or _infer_task(target, time, treatment), target=target,
         time=time, event=event, treatment=treatment, outcome=outcome, propensity=propensity,
         true_effect=true_effect, id=id_column, sensitive=split_list(sensitive),
-        drop=split_list(drop), use_sensitive=use_sensitive or None)
+        drop=split_list(drop), use_sensitive=use_sensitive or None, genes=split_list(genes),
+        notes=split_list(note), text_encoder=text_encoder, images=images,
+        on_bad_file=on_bad_file)
     if study.task is None:
         raise StudyError(
             "say what to learn: --task diagnose --target COL, --task risk --time COL --event "
@@ -134,7 +149,8 @@ def summarize_run(run_dir: Path) -> None:
     for model, figures in cv.items():
         mark = " *" if model == metrics.get("selected_model") else ""
         comparison.add_row(model + mark, *(metric_cell(figures.get(n)) for n in names))
-    err.print(comparison)
+    if cv:  # an image model trains once: no cross-validation table
+        err.print(comparison)
     held_out = table(f"Held-out test, {metrics['selected_model']} (95% CI)", ["metric", "value"])
     for name, entry in metrics.get("test", {}).items():
         held_out.add_row(name, metric_cell(entry))

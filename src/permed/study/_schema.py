@@ -44,6 +44,8 @@ class FittedSchema:
     id: str | None = None
     sensitive: list[str] = field(default_factory=list)
     outcome_columns: list[str] = field(default_factory=list)
+    # how note columns are encoded (Study.text_encoder); None for bundles from before notes
+    text_encoder: str | None = None
 
     @property
     def names(self) -> list[str]:
@@ -57,28 +59,44 @@ class FittedSchema:
     def categorical(self) -> list[str]:
         return [f.name for f in self.features if f.kind == "categorical"]
 
+    @property
+    def genes(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "gene"]
+
+    @property
+    def notes(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "text"]
+
     @classmethod
     def from_frame(
         cls, frame: pd.DataFrame, kinds: dict[str, str], study: Study, classes: list[str]
     ) -> FittedSchema:
         """Describe the development data's features (ranges, categories, missingness)."""
         features = []
+        genes = _numeric_block(frame, [n for n, k in kinds.items() if k == "gene"])
+        low, high = genes.min().to_dict(), genes.max().to_dict()
+        missing = genes.isna().mean().to_dict()
         for name, kind in kinds.items():
+            if kind == "gene":  # thousands of columns: described as one block
+                features.append(FeatureSpec(name, kind, float(low[name]), float(high[name]),
+                                            missing_share=round(float(missing[name]), 4)))
+                continue
             series = frame[name]
             spec = study.columns.get(name)
             feature = FeatureSpec(
                 name, kind, missing_share=round(float(series.isna().mean()), 4),
                 unit=spec.unit if spec else None, valid_range=spec.valid_range if spec else None,
                 fhir=study.fhir.get(name))
-            if kind == "numeric":
+            if kind in ("numeric", "gene"):
                 values = to_numeric(series)
                 feature.min, feature.max = float(values.min()), float(values.max())
-            else:
+            elif kind == "categorical":
                 levels = sorted(as_category(series).dropna().unique())
                 feature.categories = levels[:MAX_CATEGORIES_KEPT]
             features.append(feature)
         return cls(study.task or "diagnose", features, study.target, list(classes), study.id,
-                   list(study.sensitive), study.outcome_columns())
+                   list(study.sensitive), study.outcome_columns(),
+                   study.text_encoder if any(f.kind == "text" for f in features) else None)
 
     # ---- checking new data --------------------------------------------------------------
     def check(self, frame: pd.DataFrame, require: list[str] | None = None) -> list[str]:
@@ -97,7 +115,7 @@ class FittedSchema:
                 f"{len(missing)} column(s) the model was trained on are missing: "
                 + ", ".join(f"'{c}'" for c in missing)
                 + ": add them (empty values are allowed and are imputed)")
-        for name in self.numeric:
+        for name in [*self.numeric, *self.genes]:
             if name not in frame.columns:
                 continue
             bad = non_numeric_values(frame[name])
@@ -119,13 +137,21 @@ class FittedSchema:
     def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The feature columns, typed as at fit time (numeric floats, categorical text)."""
         out: dict[str, pd.Series] = {}
+        genes = _numeric_block(frame, self.genes)
         for feature in self.features:
+            if feature.kind == "gene":
+                continue
             series = frame[feature.name]
             if feature.kind == "numeric":
                 out[feature.name] = to_numeric(series)
+            elif feature.kind == "text":
+                out[feature.name] = series.astype(object).where(series.notna(), "").astype(str)
             else:
                 out[feature.name] = as_category(series)
-        return pd.DataFrame(out, index=frame.index)
+        table = pd.DataFrame(out, index=frame.index)
+        if genes.shape[1] == 0:
+            return table
+        return pd.concat([table, genes], axis=1)[self.names]
 
     def out_of_range(self, frame: pd.DataFrame) -> pd.Series:
         """Per row, the features whose values lie outside the training range ('' when none)."""
@@ -155,3 +181,13 @@ class FittedSchema:
         features = [FeatureSpec(**f) for f in data["features"]]
         rest = {k: v for k, v in data.items() if k != "features"}
         return cls(features=features, **rest)
+
+
+def _numeric_block(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """Many numeric columns as floats at once (per-column parsing only where text hides)."""
+    block = frame[names]
+    if all(pd.api.types.is_numeric_dtype(t) for t in block.dtypes):
+        # one float block: per-column frames make every reduction thousands of calls
+        return pd.DataFrame(block.to_numpy(dtype=float, na_value=np.nan), index=frame.index,
+                            columns=block.columns)
+    return block.apply(to_numeric)

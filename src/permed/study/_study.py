@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ __all__ = ["TASKS", "ColumnSpec", "Study"]
 TASKS = ("diagnose", "risk", "treat")
 KINDS = ("numeric", "categorical")
 MONOTONE = ("increase", "decrease")
-_LIST_ROLES = ("sensitive", "identifiers", "actionable", "drop", "quasi_identifiers")
+_LIST_ROLES = ("sensitive", "identifiers", "actionable", "drop", "quasi_identifiers", "genes",
+               "notes")
 _SCALAR_ROLES = ("id", "target", "time", "event", "treatment", "outcome", "propensity",
-                 "true_effect")
+                 "true_effect", "images")
+ON_BAD_FILE = ("fail", "skip")
 
 
 @dataclass
@@ -92,6 +95,22 @@ class Study:
         ``[deidentify]``: the de-identification action of each column (``drop``,
         ``pseudonymize``, ``shift_date``, ``year``, ``birth_year``, ``age``, ``zip3``,
         ``scrub``, ``keep``); see :mod:`permed.privacy`.
+    genes : list of str
+        Gene-expression columns, as names or glob patterns (``"gene_*"``) matched against the
+        table's columns: log-transformed and variance-filtered inside each fold.
+    notes : list of str
+        Free-text clinical note columns, encoded by ``text_encoder`` after PHI scrubbing.
+    text_encoder : str
+        ``"tfidf"`` (default: as accurate as MiniLM on Symptom2Disease and ~15x faster on a
+        CPU, see benchmarks/multimodal.py), ``"minilm"`` (the packaged all-MiniLM-L6-v2
+        sentence encoder), ``"auto"`` (MiniLM when installed) or a local sentence-transformers
+        model folder.
+    images : str, optional
+        Column of image file paths (DICOM, NIfTI, PNG/JPEG, .npy/.npz; relative to the table's
+        folder): the input of the image model (``--models cnn``), never a tabular feature.
+    on_bad_file : {"fail", "skip"}
+        What an unreadable image does: stop training with an error naming the file, or leave
+        the patient out (a warning lists the files).
     fhir : dict of str to str or dict
         ``[fhir]``: where ``permed serve`` reads each feature in a FHIR R4 Bundle: a path
         (``"Patient.birthDate"`` gives the age in years, ``"Patient.gender"`` the gender,
@@ -118,10 +137,18 @@ class Study:
     quasi_identifiers: list[str] = field(default_factory=list)
     deidentify: dict[str, str] = field(default_factory=dict)
     fhir: dict[str, Any] = field(default_factory=dict)
+    genes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    text_encoder: str = "tfidf"
+    images: str | None = None
+    on_bad_file: str = "fail"
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
             raise StudyError(f"task '{self.task}' is not known; expected one of {', '.join(TASKS)}")
+        if self.on_bad_file not in ON_BAD_FILE:
+            raise StudyError(f"on_bad_file '{self.on_bad_file}' is not known; expected fail (stop "
+                             "at an unreadable image) or skip (leave it out)")
 
     # ---- roles -----------------------------------------------------------------------------
     def outcome_columns(self) -> list[str]:
@@ -134,7 +161,8 @@ class Study:
         """Every column the study names, by role (for checking that they exist)."""
         named: dict[str, list[str]] = {r: [getattr(self, r)] for r in _SCALAR_ROLES
                                        if getattr(self, r)}
-        named.update({r: list(getattr(self, r)) for r in _LIST_ROLES if getattr(self, r)})
+        named.update({r: list(getattr(self, r)) for r in _LIST_ROLES
+                      if getattr(self, r) and r != "genes"})  # genes are patterns: see below
         if self.columns:
             named["columns"] = list(self.columns)
         return named
@@ -144,9 +172,15 @@ class Study:
         excluded = set(self.outcome_columns()) | set(self.identifiers) | set(self.drop)
         if self.id:
             excluded.add(self.id)
+        if self.images:  # image paths: read by the image model, never a tabular feature
+            excluded.add(self.images)
         if not self.use_sensitive:
             excluded |= set(self.sensitive)
         return [c for c in available if c not in excluded]
+
+    def gene_columns(self, available: list[str]) -> list[str]:
+        """The columns the ``genes`` patterns match, in table order."""
+        return [c for c in available if any(fnmatchcase(str(c), p) for p in self.genes)]
 
     def with_overrides(self, **overrides: Any) -> Study:
         """A copy where every non-empty override replaces (scalars) or extends (lists) a role."""
@@ -183,7 +217,7 @@ class Study:
                 "[columns.NAME], [deidentify], [fhir]"
             )
         roles = dict(raw.get("roles", {}))
-        allowed = set(_SCALAR_ROLES) | set(_LIST_ROLES) | {"use_sensitive"}
+        allowed = set(_SCALAR_ROLES) | set(_LIST_ROLES) | {"use_sensitive", "on_bad_file"}
         bad = sorted(set(roles) - allowed)
         if bad:
             raise StudyError(f"{source}: unknown role(s) {bad}; expected {sorted(allowed)}")
@@ -201,6 +235,8 @@ class Study:
             columns[name] = ColumnSpec(**spec)
         deidentify = {str(k): str(v) for k, v in raw.get("deidentify", {}).items()}
         fhir = {str(k): _fhir_source(k, v, source) for k, v in raw.get("fhir", {}).items()}
+        if "text_encoder" in raw.get("study", {}):
+            roles["text_encoder"] = str(raw["study"]["text_encoder"])
         return cls(task=raw.get("study", {}).get("task"), columns=columns,
                    deidentify=deidentify, fhir=fhir, **roles)
 
@@ -215,6 +251,8 @@ class Study:
         """The study as TOML text."""
         lines = ["# permed study: what each column is. See docs/study.md.", "[study]"]
         lines.append(f"task = {_toml(self.task)}" if self.task else '# task = "diagnose"')
+        if self.text_encoder != "tfidf":
+            lines.append(f"text_encoder = {_toml(self.text_encoder)}")
         lines += ["", "[roles]"]
         for role in (*_SCALAR_ROLES, *_LIST_ROLES):
             value = getattr(self, role)

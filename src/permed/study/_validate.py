@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 from permed.exceptions import DataError
 from permed.study._columns import as_category, infer_kind, non_numeric_values, rows_text, to_numeric
 from permed.study._study import Study
+from permed.study._validate_images import check_images
+from permed.study._validate_modalities import check_modalities
 from permed.study._validate_risk import check_risk
 from permed.study._validate_treat import check_treat
 
@@ -125,7 +127,13 @@ def validate(frame: pd.DataFrame, study: Study, min_class_size: int = 2) -> Vali
     if study.task == "risk":
         check_risk(frame, study, report)
     _check_ids(frame, study, report)
+    if study.images:  # an image study: the network reads the images, not the other columns
+        check_images(frame, study, report)
+        return report
+    check_modalities(frame, study, report)  # genes and notes: kinds "gene" and "text"
     for column in study.feature_columns(list(frame.columns)):
+        if column in report.kinds:
+            continue
         kind = _check_feature(frame, column, study, report)
         if kind:
             report.kinds[column] = kind
@@ -273,6 +281,8 @@ def _check_leakage(frame: pd.DataFrame, study: Study, report: ValidationReport) 
     labels = as_category(target[known])
     binary = labels.nunique() == 2
     for column, kind in report.kinds.items():
+        if kind in ("gene", "text"):  # one gene separating two classes is biology, not leakage
+            continue
         values = frame.loc[known, column]
         present = values.notna()
         if present.sum() < 10 or labels[present].nunique() < 2:

@@ -53,6 +53,9 @@ class TrainConfig:
         Treat: drop patients whose propensity for any arm is below this (0 = keep all).
     encrypt : bool
         Encrypt predictions.csv and the model bundle at rest with the data key (AES-256-GCM).
+    image_settings : dict
+        Images: parameters of :class:`permed.models.deep.CNNClassifier` (``max_epochs``,
+        ``width``, ``max_seconds``...) overriding its defaults.
     """
 
     models: list[str] = field(default_factory=list)
@@ -75,6 +78,7 @@ class TrainConfig:
     randomized: bool = False
     trim: float = 0.0
     encrypt: bool = False
+    image_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.target_sensitivity is not None:

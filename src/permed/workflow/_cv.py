@@ -54,7 +54,8 @@ def build_pipeline(name: str, schema: FittedSchema, seed: int, device: str, clip
                    params: dict[str, Any] | None = None) -> Pipeline:
     """Preprocessing + one estimator, unfitted."""
     preprocess = make_preprocessor(schema.numeric, schema.categorical,
-                                   CLIP_QUANTILES if clip else None)
+                                   CLIP_QUANTILES if clip else None, schema.genes, schema.notes,
+                                   schema.text_encoder or "tfidf")
     return Pipeline([("preprocess", preprocess),
                      ("model", make_model(name, seed, device, params))])
 

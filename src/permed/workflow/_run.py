@@ -31,6 +31,7 @@ _TRAINERS = {
     "diagnose": "permed.workflow._diagnose:train_diagnose",
     "risk": "permed.workflow._risk:train_risk",
     "treat": "permed.workflow._treat:train_treat",
+    "image": "permed.workflow._image:train_image",  # any study with --images
 }
 
 
@@ -71,7 +72,7 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
     timings = Timings()
     with timings("read"):
         frame, info = read_table(data)
-    trainer = _trainer(study.task)
+    trainer = _trainer("image" if study.images else study.task)
     with timings("validate"):
         validation = validate(frame, study, min_class_size=config.cv)
     for finding in validation.warnings:
@@ -99,11 +100,16 @@ def write_run(result: RunResult, info: TableInfo, study: Study, config: TrainCon
         write_bytes(staging / "predictions.csv", result.predictions.to_csv(index=False).encode(),
                     key)
         export_onnx(result.model, staging / BUNDLE_DIR, key=key)  # signed with the bundle
+        for name, content in result.files.items():  # binary files (images: PNG, ONNX)
+            if isinstance(content, bytes):  # written before the bundle index signs model/
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                write_bytes(staging / name, content, key, name)
         save_bundle(result.model, result.schema, staging / BUNDLE_DIR, key=key)
         write_json(staging / "metrics.json", metrics)
         write_json(staging / "manifest.json", manifest)
         for name, content in result.files.items():
-            write_json(staging / name, content)
+            if not isinstance(content, bytes):
+                write_json(staging / name, content)
         write_report(staging)
         audit = AuditLog.continued(Path(out) / "audit.log", staging / "audit.log")
         audit.append("read", data=info.fingerprint, rows=info.rows, columns=info.columns)

@@ -8,8 +8,9 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError("permed's deep models need torch: pip install 'permed[deep]'") from error
 
+from permed.models.deep._cnn import CNNClassifier
 from permed.models.deep._deepsurv import DeepSurv
 from permed.models.deep._device import resolve_device
 from permed.models.deep._mlp import MLPClassifier
 
-__all__ = ["DeepSurv", "MLPClassifier", "resolve_device"]
+__all__ = ["CNNClassifier", "DeepSurv", "MLPClassifier", "resolve_device"]

@@ -47,6 +47,22 @@ def _lightgbm(seed: int, device: str) -> BaseEstimator:
         random_state=seed, n_jobs=1, verbose=-1)
 
 
+def _elasticnet(seed: int, device: str) -> BaseEstimator:
+    # For p >> n (genes, TF-IDF terms): the L1 part selects a few features, the L2 part keeps
+    # correlated ones (co-expressed genes) together instead of picking one at random.
+    return LogisticRegression(l1_ratio=0.5, C=0.5, solver="saga", max_iter=5000,
+                              random_state=seed)
+
+
+def _lightgbm_pn(seed: int, device: str) -> BaseEstimator:
+    # For p >> n: stumps on a few samples per leaf, 10% of the features per tree and strong
+    # L1/L2, so no tree memorizes a handful of patients through one of thousands of genes.
+    return LGBMClassifier(
+        n_estimators=200, learning_rate=0.05, num_leaves=2, max_depth=1, min_child_samples=3,
+        min_data_in_bin=1, subsample=0.8, subsample_freq=1, colsample_bytree=0.1,
+        reg_alpha=1.0, reg_lambda=10.0, random_state=seed, n_jobs=1, verbose=-1)
+
+
 def _random_forest(seed: int, device: str) -> BaseEstimator:
     return RandomForestClassifier(n_estimators=300, min_samples_leaf=2, random_state=seed,
                                   n_jobs=1)
@@ -86,6 +102,17 @@ DIAGNOSE_MODELS: dict[str, ModelFamily] = {
                 "min_child_samples": t.suggest_int("min_child_samples", 5, 50),
                 "reg_lambda": t.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
             }),
+        ModelFamily(
+            "elasticnet", "elastic-net logistic regression (p >> n: genes, note terms)",
+            _elasticnet,
+            lambda t: {"C": t.suggest_float("C", 1e-2, 1e1, log=True),
+                       "l1_ratio": t.suggest_float("l1_ratio", 0.05, 0.95)}),
+        ModelFamily(
+            "lightgbm_pn", "LightGBM stumps, strongly regularized for p >> n",
+            _lightgbm_pn,
+            lambda t: {"n_estimators": t.suggest_int("n_estimators", 50, 400, log=True),
+                       "colsample_bytree": t.suggest_float("colsample_bytree", 0.02, 0.3),
+                       "reg_lambda": t.suggest_float("reg_lambda", 1.0, 50.0, log=True)}),
         ModelFamily(
             "random_forest", "random forest",
             _random_forest,
@@ -128,8 +155,9 @@ def available_models() -> list[str]:
 
 
 # Glass-box models compared only when asked for (--models ...,scorecard): the scorecard is
-# binary-only, and the default list must work for every target.
-_OPT_IN = ("scorecard", "dp_mlp")
+# binary-only, and the default list must work for every target; elasticnet and lightgbm_pn are
+# the p >> n settings for genes and note terms (--models elasticnet,lightgbm_pn).
+_OPT_IN = ("scorecard", "dp_mlp", "elasticnet", "lightgbm_pn")
 
 
 def default_models() -> list[str]:

@@ -1,0 +1,121 @@
+"""permed ingest: FHIR bundles, MIMIC-style EHR tables and expression matrices as tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from permed.cli._console import err, out
+from permed.exceptions import PermedError
+from permed.study import ColumnSpec, Study
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Turn FHIR bundles, MIMIC-III tables or expression matrices into one row "
+                  "per patient.", no_args_is_help=True)
+
+_SUFFIXES = (".csv", ".tsv", ".parquet")
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    if path.suffix not in _SUFFIXES:
+        raise PermedError(f"--out '{path}' must end in {', '.join(_SUFFIXES)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False, sep="\t" if path.suffix == ".tsv" else ",")
+
+
+def _write_study(study: Study, table: Path) -> Path:
+    path = table.with_suffix(".study.toml")
+    path.write_text(study.to_toml(), encoding="utf-8")
+    return path
+
+
+@app.command("fhir")
+def fhir(
+    source: Path = typer.Argument(..., help="A FHIR R4 Bundle (.json/.ndjson) or a folder."),
+    out_file: Path = typer.Option(..., "--out", help="Table to write: .parquet, .csv or .tsv."),
+    as_of: str | None = typer.Option(
+        None, help="ISO date for ages (default: each patient's latest dated resource)."),
+) -> None:
+    """FHIR bundles -> one row per patient; a study with units and [fhir] sources beside it.
+
+    Example: permed ingest fhir bundles/ --out patients.parquet
+    """
+    from permed.ingest.fhir import read_fhir
+
+    table = read_fhir(source, as_of=as_of)
+    _write(table.frame, out_file)
+    study = Study(id="patient_id",
+                  columns={c: ColumnSpec(unit=u) for c, u in table.units.items() if u},
+                  fhir={c: {"loinc": code, "unit": table.units[c]}
+                        for c, code in table.loinc.items() if table.units.get(c)})
+    written = _write_study(study, out_file)
+    out.print(f"{len(table.frame)} patients x {table.frame.shape[1] - 1} features from "
+              f"{table.files} file(s): {out_file}; column roles and units: {written}",
+              highlight=False)
+    for code, count in table.dropped_units.items():
+        err.print(f"warning: LOINC {code}: {count} value(s) in a unit other than the code's "
+                  "main unit were left out", highlight=False)
+
+
+@app.command("mimic")
+def mimic(
+    folder: Path = typer.Argument(..., help="Folder of MIMIC-III CSV tables."),
+    task: str = typer.Option("mortality", help="mortality: in-hospital death, at admission."),
+    level: str = typer.Option("patient", help="patient (first admission) | admission."),
+    out_file: Path = typer.Option(..., "--out", help="Table to write: .parquet, .csv or .tsv."),
+) -> None:
+    """MIMIC-III tables -> features known at admission + died_in_hospital.
+
+    Example: permed ingest mimic mimic3_demo/ --task mortality --out icu.parquet
+    """
+    from permed.ingest.mimic import read_mimic
+
+    frame = read_mimic(folder, task=task, level=level)
+    _write(frame, out_file)
+    drop = ["subject_id"] if "subject_id" in frame.columns else []
+    written = _write_study(Study(task="diagnose", id="hadm_id", target="died_in_hospital",
+                                 drop=drop, notes=["admit_diagnosis"]), out_file)
+    share = frame["died_in_hospital"].mean()
+    out.print(f"{len(frame)} {level}s ({share:.0%} died in hospital): {out_file}; train with "
+              f"permed train {out_file} --study {written}", highlight=False)
+
+
+@app.command("genes")
+def genes(
+    source: Path = typer.Argument(..., help="Expression matrix: .csv, .tsv or .parquet."),
+    out_file: Path = typer.Option(..., "--out", help="Table to write: .parquet, .csv or .tsv."),
+    labels: Path | None = typer.Option(None, help="Table of (sample id, label) to join."),
+    label_name: str | None = typer.Option(
+        None, help="Name of the label column (default: the labels file's header)."),
+    orientation: str = typer.Option(
+        "auto", help="auto | genes-by-samples | samples-by-genes."),
+    prefix: str = typer.Option("gene_", help="Put before each gene name."),
+    keep_ids: str | None = typer.Option(
+        None, help="Keep sample ids in this column (then train with --id NAME)."),
+    vcf: bool = typer.Option(False, help="SOURCE is a VCF: per-gene counts of variant "
+                             "alleles."),
+) -> None:
+    """Expression matrix (either orientation) or VCF -> samples x genes.
+
+    Example: permed ingest genes data_set_ALL_AML_train.csv --labels actual.csv
+    --label-name ALL_AML --out golub.csv
+    """
+    from permed.ingest.genes import read_expression, read_vcf_gene_counts
+
+    if vcf:
+        frame = read_vcf_gene_counts(source, prefix=prefix)
+        if not keep_ids:
+            frame = frame.drop(columns="sample")
+    else:
+        frame = read_expression(source, orientation=orientation, labels=labels,
+                                label_name=label_name, prefix=prefix, keep_ids=keep_ids)
+    _write(frame, out_file)
+    n_genes = sum(str(c).startswith(prefix) for c in frame.columns)
+    out.print(f"{len(frame)} samples x {n_genes} genes: {out_file}; train with "
+              f"--genes '{prefix}*'", highlight=False)

@@ -1,0 +1,226 @@
+"""MIMIC-III-style EHR tables to one row per admission for in-hospital mortality.
+
+The table answers "will this patient die in this hospital stay?" **at the time of admission**.
+Every feature is known when the patient is admitted; nothing recorded later reaches it.
+
+Leakage rules (what is used, and what is left out and why)
+----------------------------------------------------------
+Used, from the admission and the patient's past:
+
+- ``age_years`` at admission from ``PATIENTS.DOB`` and ``ADMISSIONS.ADMITTIME``. MIMIC shifts
+  the birth dates of patients older than 89 by 300 years; such ages (and, in exports whose
+  dates lost their century, ages below one year outside a ``NEWBORN`` admission) read 90.
+- ``gender``; ``admission_type``, ``admission_location``, ``insurance``, ``language``,
+  ``religion``, ``marital_status``, ``ethnicity`` (recorded at registration).
+- ``admit_diagnosis``: the free-text working diagnosis written at admission (a note column:
+  ``--note admit_diagnosis``).
+- ``ed_hours``: time in the emergency department before admission (``EDOUTTIME - EDREGTIME``),
+  and ``via_ed``.
+- History: ``prior_admissions`` and ``days_since_last_discharge`` count only admissions that
+  were discharged before this one began; ``prior_dx_<chapter>`` count the ICD-9 codes of those
+  earlier admissions by chapter (codes are assigned at discharge, so an earlier admission's
+  codes are known now; this admission's are not).
+
+Left out, because they are recorded during or after the stay:
+
+- ``DISCHTIME``, ``DEATHTIME``, ``DISCHARGE_LOCATION`` (``DEAD/EXPIRED`` is the answer),
+  length of stay, ``PATIENTS.DOD*`` and ``EXPIRE_FLAG`` (death at any time, even years later),
+  ``HAS_CHARTEVENTS_DATA``.
+- This admission's ``DIAGNOSES_ICD``, ``PROCEDURES_ICD`` and ``DRGCODES`` (billing codes
+  assigned at discharge: "cardiac arrest" as a feature predicts death perfectly).
+- ICU stays, transfers, call-outs, prescriptions, input/output and chart events, notes: all
+  happen after admission. A model for a later prediction time (24 h after admission) needs
+  its own cut-off and is not what this table is.
+
+The outcome column is ``died_in_hospital`` (``ADMISSIONS.HOSPITAL_EXPIRE_FLAG``).
+
+With ``level="patient"`` the table keeps each patient's first admission only: its selection uses
+nothing from the future (choosing the *last* admission would: a patient who died in hospital
+has no later one), and no patient appears in both the training and the test split.
+``level="admission"`` keeps every admission with ``subject_id``; one patient's admissions can
+then fall on both sides of a random split. Columns with a single value at the chosen level (the
+history of first admissions is empty by construction) are left out.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from permed.exceptions import DataError
+
+__all__ = ["LEVELS", "TASKS", "read_mimic"]
+
+TASKS = ("mortality",)
+LEVELS = ("patient", "admission")
+_NEEDED = {"ADMISSIONS": ("SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME",
+                          "HOSPITAL_EXPIRE_FLAG"),
+           "PATIENTS": ("SUBJECT_ID", "GENDER", "DOB")}
+_CATEGORIES = ("ADMISSION_TYPE", "ADMISSION_LOCATION", "INSURANCE", "LANGUAGE", "RELIGION",
+               "MARITAL_STATUS", "ETHNICITY")
+_TWO_DIGIT = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+# ICD-9-CM chapters by the first three digits (V and E codes on their own).
+_CHAPTERS = ((1, 139, "infectious"), (140, 239, "neoplasms"), (240, 279, "endocrine"),
+             (280, 289, "blood"), (290, 319, "mental"), (320, 389, "nervous"),
+             (390, 459, "circulatory"), (460, 519, "respiratory"), (520, 579, "digestive"),
+             (580, 629, "genitourinary"), (630, 679, "pregnancy"), (680, 709, "skin"),
+             (710, 739, "musculoskeletal"), (740, 759, "congenital"), (760, 779, "perinatal"),
+             (780, 799, "symptoms"), (800, 999, "injury"))
+
+
+def _read(folder: Path, name: str) -> pd.DataFrame:
+    for candidate in (f"{name}.csv", f"{name}.csv.gz", f"{name.lower()}.csv",
+                      f"{name.lower()}.csv.gz"):
+        path = folder / candidate
+        if path.is_file():
+            frame = pd.read_csv(path, low_memory=False)
+            frame.columns = [str(c).upper() for c in frame.columns]
+            missing = [c for c in _NEEDED.get(name, ()) if c not in frame.columns]
+            if missing:
+                raise DataError(f"'{path}' lacks column(s) {missing}: a MIMIC-III {name} table "
+                                f"has {list(_NEEDED[name])}")
+            return frame
+    raise DataError(f"'{folder}' has no {name}.csv: point permed ingest mimic at the folder "
+                    "holding the MIMIC-III tables (ADMISSIONS.csv, PATIENTS.csv, ...)")
+
+
+def parse_times(values: pd.Series) -> pd.Series:
+    """MIMIC timestamps: ISO (``2164-10-23 21:10:15``) or spreadsheet-mangled ``10/23/64 21:09``.
+
+    Two-digit years are read as 21yy (MIMIC-III shifts admissions into 2100-2210); ages are
+    then taken modulo 100 years (see ``_age``).
+    """
+    text = values.astype("string").str.strip()
+    short = text.str.extract(_TWO_DIGIT)
+    rebuilt = ("21" + short[2] + "-" + short[0].str.zfill(2) + "-" + short[1].str.zfill(2)
+               + " " + short[3].fillna("0").str.zfill(2) + ":" + short[4].fillna("00"))
+    text = text.where(short[2].isna(), rebuilt)
+    return pd.to_datetime(text, errors="coerce", format="mixed")
+
+
+def _age(admit: pd.Series, born: pd.Series, newborn: pd.Series) -> pd.Series:
+    years = (admit - born).dt.days / 365.25
+    # A two-digit year puts a date in the wrong century: the age is right modulo 100.
+    # MIMIC's 300-year shift of the over-89s then shows as an age below one year.
+    shifted = years >= 150
+    years = years.where(shifted, years % 100)
+    old = shifted | ((years < 1) & ~newborn)
+    return years.where(~old, 90.0).round(1)
+
+
+def _chapter(code: object) -> str | None:
+    text = str(code).strip().upper()
+    if not text or text == "NAN":
+        return None
+    if text[0] in "VE":
+        return "supplementary" if text[0] == "V" else "external"
+    digits = text[:3]
+    if not digits.isdigit():
+        return None
+    number = int(digits)
+    return next((name for low, high, name in _CHAPTERS if low <= number <= high), None)
+
+
+def _history(admissions: pd.DataFrame, diagnoses: pd.DataFrame | None) -> pd.DataFrame:
+    """Per admission: earlier admissions (discharged before it began) and their ICD chapters."""
+    pairs = admissions[["SUBJECT_ID", "HADM_ID", "ADMITTIME"]].merge(
+        admissions[["SUBJECT_ID", "HADM_ID", "DISCHTIME"]], on="SUBJECT_ID",
+        suffixes=("", "_PRIOR"))
+    pairs = pairs[pairs["DISCHTIME"] <= pairs["ADMITTIME"]]
+    out = pd.DataFrame(index=admissions["HADM_ID"])
+    out["prior_admissions"] = pairs.groupby("HADM_ID").size().reindex(out.index).fillna(0)
+    last = pairs.groupby("HADM_ID").agg(admit=("ADMITTIME", "first"), last=("DISCHTIME", "max"))
+    out["days_since_last_discharge"] = ((last["admit"] - last["last"]).dt.total_seconds()
+                                        / 86400).round(1).reindex(out.index)
+    if diagnoses is not None and len(pairs):
+        coded = diagnoses.assign(chapter=diagnoses["ICD9_CODE"].map(_chapter)).dropna(
+            subset=["chapter"])
+        prior = pairs[["HADM_ID", "HADM_ID_PRIOR"]].merge(
+            coded[["HADM_ID", "chapter"]].rename(columns={"HADM_ID": "HADM_ID_PRIOR"}),
+            on="HADM_ID_PRIOR")
+        counts = pd.crosstab(prior["HADM_ID"], prior["chapter"]).add_prefix("prior_dx_")
+        out = out.join(counts).fillna(dict.fromkeys(counts.columns, 0))
+    return out.reset_index()
+
+
+def _check_arguments(folder: Path, task: str, level: str) -> Path:
+    if task not in TASKS:
+        raise DataError(f"--task '{task}' is not known for MIMIC; expected one of "
+                        f"{', '.join(TASKS)}")
+    if level not in LEVELS:
+        raise DataError(f"--level '{level}' is not known; expected one of {', '.join(LEVELS)}")
+    if not folder.is_dir():
+        raise DataError(f"'{folder}' is not a folder: give the folder of MIMIC-III CSV tables")
+    return folder
+
+
+def _admission_notes_and_ed(table: pd.DataFrame, out: pd.DataFrame) -> None:
+    """The working diagnosis written at admission, and the time spent in the ED before it."""
+    if "DIAGNOSIS" in table.columns:
+        out["admit_diagnosis"] = table["DIAGNOSIS"].fillna("")
+    if {"EDREGTIME", "EDOUTTIME"} <= set(table.columns):
+        hours = (table["EDOUTTIME"] - table["EDREGTIME"]).dt.total_seconds() / 3600
+        out["via_ed"] = table["EDREGTIME"].notna().astype(int)
+        out["ed_hours"] = hours.where(hours >= 0).round(2)
+
+
+def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patient"
+               ) -> pd.DataFrame:
+    """Build the in-hospital mortality table from MIMIC-III-style CSV tables.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Holds ``ADMISSIONS.csv`` and ``PATIENTS.csv`` (``DIAGNOSES_ICD.csv`` adds the history
+        of coded diagnoses); upper- or lower-case headers, ``.csv`` or ``.csv.gz``.
+    task : {"mortality"}
+        In-hospital mortality, predicted at admission.
+    level : {"patient", "admission"}
+        One row per patient (the first admission) or per admission (see the module notes).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``hadm_id`` (and ``subject_id`` at admission level), the features known at admission,
+        and ``died_in_hospital`` (0/1).
+
+    Raises
+    ------
+    DataError
+        When a table or a needed column is missing, or the task or level is unknown.
+    """
+    folder = _check_arguments(Path(folder), task, level)
+    admissions = _read(folder, "ADMISSIONS")
+    patients = _read(folder, "PATIENTS")
+    try:
+        diagnoses = _read(folder, "DIAGNOSES_ICD")
+    except DataError:
+        diagnoses = None
+    for column in ("ADMITTIME", "DISCHTIME", "EDREGTIME", "EDOUTTIME"):
+        if column in admissions.columns:
+            admissions[column] = parse_times(admissions[column])
+    patients["DOB"] = parse_times(patients["DOB"])
+    table = admissions.merge(patients[["SUBJECT_ID", "GENDER", "DOB"]], on="SUBJECT_ID",
+                             how="left")
+    newborn = table.get("ADMISSION_TYPE", pd.Series("", index=table.index)).eq("NEWBORN")
+    out = pd.DataFrame({"hadm_id": table["HADM_ID"], "subject_id": table["SUBJECT_ID"],
+                        "age_years": _age(table["ADMITTIME"], table["DOB"], newborn),
+                        "gender": table["GENDER"]})
+    for column in _CATEGORIES:
+        if column in table.columns:
+            out[column.lower()] = table[column]
+    _admission_notes_and_ed(table, out)
+    out = out.merge(_history(admissions, diagnoses).rename(columns={"HADM_ID": "hadm_id"}),
+                    on="hadm_id", how="left")
+    out["died_in_hospital"] = pd.to_numeric(table["HOSPITAL_EXPIRE_FLAG"]).astype(int).to_numpy()
+    out["_admit"] = table["ADMITTIME"].to_numpy()
+    out = out.sort_values(["subject_id", "_admit", "hadm_id"], kind="stable")
+    if level == "patient":
+        out = out.groupby("subject_id", sort=False).head(1).drop(columns="subject_id")
+    out = out.drop(columns="_admit").reset_index(drop=True)
+    # e.g. the history of first admissions: empty by construction, no information
+    empty = [c for c in out.columns if c not in ("hadm_id", "subject_id", "died_in_hospital")
+             and out[c].nunique(dropna=True) <= 1]
+    return out.drop(columns=empty)

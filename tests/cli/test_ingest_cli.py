@@ -1,0 +1,140 @@
+"""permed ingest fhir|mimic|genes, and training on genes, notes and EHR tables end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+
+from permed.cli.main import main
+from permed.study import Study
+from permed.testing import shared_data
+
+FAST = ["--cv", "3", "--bootstrap", "100", "--quiet"]
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def permed(capsys):
+    """Run the command line in this process (one import of the libraries for every call)."""
+    def run(*args: object) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def test_ingest_fhir_writes_table_and_study(permed, tmp_path):
+    folder = tmp_path / "bundles"
+    folder.mkdir()
+    for name in ("Bibi254_Schowalter414_475d72ca-91c7-7211-97e3-f000af33fc04.json",
+                 "Cris921_Rath779_d4519c92-d241-b2b2-7360-291d60be699e.json"):
+        shutil.copy(shared_data(f"synthea_fhir_covid_juvenile/{name}"), folder / name)
+    result = permed("ingest", "fhir", folder, "--out", tmp_path / "patients.parquet")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2 patients x ")
+    frame = pd.read_parquet(tmp_path / "patients.parquet")
+    assert frame["patient_id"].is_unique
+    assert len(frame) == 2
+    study = Study.from_toml(tmp_path / "patients.study.toml")
+    assert study.id == "patient_id"
+    assert study.columns["body_temperature_8310_5_latest"].unit == "Cel"
+    assert study.fhir["body_temperature_8310_5_latest"] == {"loinc": "8310-5", "unit": "Cel"}
+
+
+def test_ingest_refuses_an_unknown_output_suffix(permed, tmp_path):
+    result = permed("ingest", "mimic", shared_data("mimic3_demo"), "--out", tmp_path / "x.xlsx")
+    assert result.returncode == 1
+    assert "--out '" in result.stderr
+    assert "must end in .csv, .tsv, .parquet" in result.stderr
+
+
+@pytest.mark.slow
+def test_mimic_mortality_end_to_end(permed, tmp_path):
+    table = tmp_path / "icu.parquet"
+    result = permed("ingest", "mimic", shared_data("mimic3_demo"), "--task", "mortality",
+                    "--out", table)
+    assert result.returncode == 0, result.stderr
+    assert "100 patients (33% died in hospital)" in result.stdout
+    run = tmp_path / "run"
+    result = permed("train", table, "--study", tmp_path / "icu.study.toml", "--models",
+                    "logistic", "--out", run, *FAST)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["target"]["column"] == "died_in_hospital"
+    assert (run / "report.html").is_file()
+    new = pd.read_parquet(table).drop(columns="died_in_hospital").head(5)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    result = permed("predict", run, tmp_path / "new.csv", "--out", tmp_path / "p.csv")
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 5
+
+
+@pytest.fixture
+def golub300(permed, tmp_path):
+    tmp = tmp_path
+    source = shared_data("golub_leukemia/data_set_ALL_AML_train.csv")
+    pd.read_csv(source, nrows=300).to_csv(tmp / "genes.csv", index=False)
+    result = permed("ingest", "genes", tmp / "genes.csv", "--labels",
+                    shared_data("golub_leukemia/actual.csv"), "--label-name", "ALL_AML",
+                    "--out", tmp / "golub.csv")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("38 samples x 300 genes")
+    return tmp
+
+
+@pytest.mark.slow
+def test_genes_train_report_and_predict(permed, golub300):
+    run = golub300 / "run"
+    result = permed("train", golub300 / "golub.csv", "--task", "diagnose", "--genes",
+                    "gene_*", "--target", "ALL_AML", "--models", "elasticnet", "--out", run,
+                    *FAST)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    genes = metrics["genes"]
+    assert genes["columns"] == 300
+    assert genes["log_transform"] is True
+    assert all(g["gene"].startswith("gene_") for g in genes["top"])
+    assert "Genes: preprocessing and stable selection" in (run / "report.html").read_text()
+    new = pd.read_csv(golub300 / "golub.csv").drop(columns="ALL_AML").head(4)
+    new.to_csv(golub300 / "new.csv", index=False)
+    result = permed("predict", run, golub300 / "new.csv", "--out", golub300 / "p.csv")
+    assert result.returncode == 0, result.stderr
+    assert set(pd.read_csv(golub300 / "p.csv")["predicted"]) <= {"ALL", "AML"}
+
+
+def test_genes_pattern_matching_nothing_is_an_error(permed, golub300):
+    result = permed("train", golub300 / "golub.csv", "--genes", "probe_*", "--target",
+                    "ALL_AML", "--out", golub300 / "bad", "--quiet")
+    assert result.returncode == 1
+    assert "genes pattern 'probe_*' (from --genes) matches no column of the data" in result.stderr
+
+
+@pytest.mark.slow
+def test_notes_train_report_and_predict(permed, tmp_path):
+    frame = pd.read_csv(shared_data("clinical_text/Symptom2Disease.csv"))
+    chosen = sorted(frame["label"].unique())[:4]
+    notes = (frame[frame["label"].isin(chosen)].groupby("label").head(25)
+             .rename(columns={"label": "disease"})[["disease", "text"]])
+    notes.to_csv(tmp_path / "notes.csv", index=False)
+    run = tmp_path / "run"
+    result = permed("train", tmp_path / "notes.csv", "--task", "diagnose", "--note", "text",
+                    "--target", "disease", "--models", "logistic", "--out", run, *FAST)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"]["value"] > 0.7  # 4 diseases: chance is 0.25
+    notes.drop(columns="disease").head(3).to_csv(tmp_path / "new.csv", index=False)
+    result = permed("predict", run, tmp_path / "new.csv", "--out", tmp_path / "p.csv")
+    assert result.returncode == 0, result.stderr
+    assert set(pd.read_csv(tmp_path / "p.csv")["predicted"]) <= set(chosen)

@@ -1,0 +1,105 @@
+"""FHIR R4 bundles to one row per patient (Synthea COVID-19 juvenile bundles)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from permed.exceptions import DataError
+from permed.ingest.fhir import read_fhir
+from permed.testing import shared_data
+
+BIBI = "Bibi254_Schowalter414_475d72ca-91c7-7211-97e3-f000af33fc04.json"
+CRIS = "Cris921_Rath779_d4519c92-d241-b2b2-7360-291d60be699e.json"
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fhir")
+    for name in (BIBI, CRIS):
+        shutil.copy(shared_data(f"synthea_fhir_covid_juvenile/{name}"), folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def table(bundles):
+    return read_fhir(bundles)
+
+
+def test_one_row_per_patient_with_demographics(table):
+    frame = table.frame.set_index("patient_id")
+    assert len(frame) == 2
+    assert table.files == 2
+    bibi = frame.loc["475d72ca-91c7-7211-97e3-f000af33fc04"]
+    assert bibi["gender"] == "female"
+    # born 2009-04-29; her latest resource is from May 2020
+    assert bibi["age_years"] == pytest.approx(11.0, abs=0.1)
+    assert bibi["deceased"] == 0
+
+
+def test_no_identifier_is_read(table):
+    text = " ".join(map(str, table.frame.columns)) + table.frame.to_csv()
+    for secret in ("Bibi254", "Schowalter414", "Marvin Divide", "01581", "Westborough"):
+        assert secret not in text
+
+
+def test_latest_and_aggregated_loinc_observations_with_units(table):
+    frame = table.frame.set_index("patient_id")
+    column = "body_temperature_8310_5_latest"
+    assert frame.loc["475d72ca-91c7-7211-97e3-f000af33fc04", column] == pytest.approx(40.894)
+    assert table.units[column] == "Cel"
+    assert table.loinc[column] == "8310-5"
+    # blood pressure panels give their systolic and diastolic components
+    assert table.units["systolic_blood_pressure_8480_6_mean"] == "mm[Hg]"
+    for stat in ("latest", "mean", "min", "max", "count"):
+        assert f"heart_rate_8867_4_{stat}" in frame.columns
+    assert (frame["heart_rate_8867_4_min"] <= frame["heart_rate_8867_4_max"]).all()
+
+
+def test_active_conditions_are_indicators(tmp_path):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p1", "gender": "male",
+                      "birthDate": "1950-01-01"}},
+        {"resource": {"resourceType": "Patient", "id": "p2", "gender": "female",
+                      "birthDate": "1960-01-01"}},
+        *[{"resource": {"resourceType": "Condition", "subject": {"reference": f"Patient/{p}"},
+                        "clinicalStatus": {"coding": [{"code": status}]},
+                        "code": {"coding": [{"system": "http://snomed.info/sct",
+                                             "code": "44054006", "display": "Diabetes"}]}}}
+          for p, status in (("p1", "active"), ("p2", "resolved"))],
+        {"resource": {"resourceType": "Observation", "subject": {"reference": "Patient/p1"},
+                      "effectiveDateTime": "2020-01-01",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4",
+                                           "display": "Hemoglobin A1c"}]},
+                      "valueQuantity": {"value": 7.1, "code": "%"}}},
+        {"resource": {"resourceType": "Observation", "subject": {"reference": "Patient/p1"},
+                      "effectiveDateTime": "2019-01-01",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4",
+                                           "display": "Hemoglobin A1c"}]},
+                      "valueQuantity": {"value": 53, "code": "mmol/mol"}}},
+    ]}
+    (tmp_path / "b.json").write_text(json.dumps(bundle))
+    table = read_fhir(tmp_path / "b.json", as_of="2020-01-01")
+    frame = table.frame.set_index("patient_id")
+    assert frame["condition_44054006_diabetes"].to_dict() == {"p1": 1, "p2": 0}
+    assert frame.loc["p1", "age_years"] == pytest.approx(70.0, abs=0.01)
+    # the value in another unit is left out, and counted
+    assert frame.loc["p1", "hemoglobin_a1c_4548_4_count"] == 1
+    assert table.dropped_units == {"4548-4": 1}
+    assert pd.isna(frame.loc["p2", "hemoglobin_a1c_4548_4_latest"])
+
+
+def test_bad_files_are_named(tmp_path):
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"'.*broken.json' is not valid JSON"):
+        read_fhir(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="holds no .json or .ndjson FHIR files"):
+        read_fhir(empty)
+    (tmp_path / "other.json").write_text(json.dumps({"resourceType": "Organization"}))
+    with pytest.raises(DataError, match="no Patient resource in the 1 file"):
+        read_fhir(tmp_path / "other.json")
