@@ -6,6 +6,8 @@ Each ``assert_*`` function raises ``AssertionError`` with the reason when an out
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ __all__ = [
     "assert_valid_absolute_risk",
     "assert_valid_proba",
     "assert_valid_survival",
+    "run_permed",
     "shared_data",
 ]
 
@@ -129,3 +132,16 @@ def shared_data(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (the shared data folder sits beside the clone in CI)")
     return path
+
+
+def run_permed(*args: object, cwd: Path | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the ``permed`` command line as a user does, in a fresh interpreter.
+
+    Fails the calling test when the command printed a traceback: a user error must get a
+    message, never a stack trace. The exit status and output are the caller's to check.
+    """
+    result = subprocess.run([sys.executable, "-m", "permed.cli.main", *map(str, args)],
+                            capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from permed.testing import run_permed as permed
+
 FAST = ["--models", "logistic", "--cv", "3", "--bootstrap", "200", "--quiet"]
-
-
-def permed(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "permed.cli.main", *map(str, args)],
-                            capture_output=True, text=True, cwd=cwd, timeout=600)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")

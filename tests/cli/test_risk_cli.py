@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from permed.testing import run_permed as permed
+
 FAST = ["--models", "coxph", "--cv", "3", "--bootstrap", "100", "--quiet"]
-
-
-def permed(*args: object) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "permed.cli.main", *map(str, args)],
-                            capture_output=True, text=True, timeout=600)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")

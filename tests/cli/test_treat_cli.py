@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from permed.testing import run_permed as permed
+
 TREAT = ["--task", "treat", "--treatment", "tx", "--outcome", "censor", "--lower-is-better",
          "--randomized"]
 FAST = ["--models", "t_learner", "--cv", "3", "--bootstrap", "100", "--quiet"]
-
-
-def permed(*args: object) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "permed.cli.main", *map(str, args)],
-                            capture_output=True, text=True, timeout=600)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def permed(*args: object) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "permed.cli.main", *map(str, args)],
-                            capture_output=True, text=True, timeout=300)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
+from permed.testing import run_permed as permed
 
 
 def test_users_add_prints_a_one_time_key_and_lists_users(tmp_path):
