@@ -26,6 +26,7 @@ import pandas as pd
 
 from permed.exceptions import PermedError
 from permed.explain._model import outcome_label
+from permed.explain._outcomes import middle_horizon
 
 __all__ = ["Change", "Counterfactual", "CounterfactualSearch", "FeatureMoves", "counterfactual",
            "search_counterfactuals"]
@@ -466,7 +467,7 @@ def risk_counterfactual(model: Any, patient: pd.DataFrame | pd.Series, reduction
                           f"0.05 for five points); got {reduction}")
     features, actionable, monotone = _prepare(model, patient, actionable, monotone)
     if horizon is None:
-        horizon = sorted(model.horizons)[len(model.horizons) // 2]
+        horizon = middle_horizon(model)
     times = np.asarray([horizon], dtype=np.float64)
 
     def score(frame: pd.DataFrame) -> np.ndarray:

@@ -24,8 +24,17 @@ EXPLAINERS = {
 _DIGITS = 6
 
 
-def _units(model: Any) -> dict[str, str | None]:
+def feature_units(model: Any) -> dict[str, str | None]:
     return {f.name: f.unit for f in model.schema.features}
+
+
+def model_background(model: Any) -> pd.DataFrame:
+    """The explanation background a trained model carries (BundleError when it has none)."""
+    background = getattr(model, "background", None)
+    if background is None:
+        raise BundleError("this model carries no explanation background (it was trained by a "
+                          "permed without explanations): train it again to explain it")
+    return background
 
 
 def outcome_label(target: str | None, label: str) -> str:
@@ -78,10 +87,7 @@ def explain_model(model: Any, frame: pd.DataFrame, *, scale: str = "probability"
     BundleError
         When the model was saved without an explanation background.
     """
-    background = getattr(model, "background", None)
-    if background is None:
-        raise BundleError("this model carries no explanation background (it was trained by a "
-                          "permed without explanations): train it again to explain it")
+    background = model_background(model)
     model.schema.check(frame)
     classes = model.classes
     indices = [1] if len(classes) == 2 else list(range(len(classes)))
@@ -100,7 +106,7 @@ def explain_model_frame(model: Any, frame: pd.DataFrame, top: int = 3,
     the columns.
     """
     explanation = explain_model(model, frame, **options)
-    return explanation_frame(explanation, top, _units(model))
+    return explanation_frame(explanation, top, feature_units(model))
 
 
 def _json_value(value: object) -> object:

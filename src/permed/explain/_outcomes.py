@@ -16,19 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from permed.exceptions import BundleError
+from permed.explain._model import feature_units, model_background
 from permed.explain._shap import DEFAULT_PERMUTATIONS, Explanation, explain_function
 from permed.explain._text import explanation_frame
 
-__all__ = ["explain_effect", "explain_outcome_frame", "explain_risk", "risk_output"]
+__all__ = ["explain_effect", "explain_outcome_frame", "explain_risk", "middle_horizon",
+           "risk_output"]
 
 
-def _background(model: Any) -> pd.DataFrame:
-    background = getattr(model, "background", None)
-    if background is None:
-        raise BundleError("this model carries no explanation background (it was trained by a "
-                          "permed without explanations): train it again to explain it")
-    return background
+def middle_horizon(model: Any) -> float:
+    """The horizon a risk model is explained at by default: the middle one of its horizons."""
+    return float(sorted(model.horizons)[len(model.horizons) // 2])
 
 
 def _horizon_text(horizon: float) -> str:
@@ -72,10 +70,10 @@ def explain_risk(model: Any, frame: pd.DataFrame, *, horizon: float | None = Non
     BundleError
         When the model was saved without an explanation background.
     """
-    background = _background(model)
+    background = model_background(model)
     model.schema.check(frame)
     if horizon is None:
-        horizon = sorted(model.horizons)[len(model.horizons) // 2]
+        horizon = middle_horizon(model)
     times = np.asarray([horizon], dtype=np.float64)
 
     def absolute_risk(features: pd.DataFrame) -> np.ndarray:
@@ -117,7 +115,7 @@ def explain_effect(model: Any, frame: pd.DataFrame, *,
     BundleError
         When the model was saved without an explanation background.
     """
-    background = _background(model)
+    background = model_background(model)
     model.schema.check(frame)
     benefit, labels = _benefit(model)
     return explain_function(benefit, model.schema.coerce(frame), background, outputs=labels,
@@ -129,5 +127,4 @@ def explain_effect(model: Any, frame: pd.DataFrame, *,
 
 def explain_outcome_frame(explanation: Explanation, model: Any, top: int = 3) -> pd.DataFrame:
     """Explanation columns for a prediction table (see :func:`permed.explain.explanation_frame`)."""
-    units = {f.name: f.unit for f in model.schema.features}
-    return explanation_frame(explanation, top, units)
+    return explanation_frame(explanation, top, feature_units(model))

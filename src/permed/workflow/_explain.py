@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from permed.explain import background_sample, choose_method, explain_model, explanation_summary
+from permed.explain import background_sample, choose_method, explain_model
 from permed.explain._groups import source_features
 from permed.study import Study
 from permed.workflow._cv import CVResult, FoldData, build_pipeline
-from permed.workflow._explain_outcomes import actionable_features
+from permed.workflow._explain_outcomes import actionable_features, summarize, test_sample
 from permed.workflow._fitted import DiagnoseModel
 
 __all__ = ["ExplainInputs", "explain_step", "scorecard_summary"]
@@ -67,19 +67,13 @@ def explain_step(inputs: ExplainInputs) -> tuple[dict[str, Any], dict[str, Any]]
             f"{len(model.schema.features)} features (genes) are too many for the "
             f"model-agnostic explainer (at most {MAX_PERMUTATION_FEATURES}); "
             "choose a linear or tree model (--models elasticnet,lightgbm) to explain it")}}, {}
-    n = min(len(inputs.test), MAX_PATIENTS[method])
-    picked = np.sort(np.random.default_rng(inputs.seed).choice(len(inputs.test), n,
-                                                               replace=False))
+    picked, sample = test_sample(inputs.test, MAX_PATIENTS[method], inputs.seed)
     explanation = explain_model(model, inputs.test.iloc[picked], seed=inputs.seed)
-    units = {f.name: f.unit for f in model.schema.features}
-    entry, content = explanation_summary(explanation, inputs.rows[picked], units=units,
-                                         background_rows=len(model.background))
-    entry["sample"] = ("every test patient" if n == len(inputs.test)
-                       else f"{n} of {len(inputs.test)} test patients, drawn at random")
+    entry, files = summarize(model, explanation, inputs.rows[picked], sample)
     metrics: dict[str, Any] = {"explanations": entry}
     if "scorecard" in inputs.results and len(model.classes) == 2:
         metrics["scorecard"] = scorecard_summary(inputs)
-    return metrics, {"explanations.json": content}
+    return metrics, files
 
 
 # ---- the scorecard's points table -------------------------------------------------------------

@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from permed.explain import background_sample, explanation_summary
+from permed.explain._model import feature_units
 from permed.explain._outcomes import explain_effect, explain_risk
 from permed.study import Study
 
-__all__ = ["actionable_features", "explain_risk_step", "explain_treat_step"]
+__all__ = ["actionable_features", "explain_risk_step", "explain_treat_step", "summarize",
+           "test_sample"]
 
 BACKGROUND_ROWS = 100
 # Test patients explained for the report. The permutation explainer scores about
@@ -34,18 +36,20 @@ def actionable_features(study: Study) -> dict[str, str | None]:
             for c in study.actionable}
 
 
-def _sample(test: pd.DataFrame, seed: int) -> tuple[np.ndarray, str]:
-    n = min(len(test), MAX_PATIENTS)
+def test_sample(test: pd.DataFrame, limit: int, seed: int) -> tuple[np.ndarray, str]:
+    """Positions of at most ``limit`` test patients drawn at random (sorted), and the words
+    for metrics.json's ``sample``."""
+    n = min(len(test), limit)
     picked = np.sort(np.random.default_rng(seed).choice(len(test), n, replace=False))
     sample = ("every test patient" if n == len(test)
               else f"{n} of {len(test)} test patients, drawn at random")
     return picked, sample
 
 
-def _summarize(model: Any, explanation: Any, rows: np.ndarray, sample: str
-               ) -> tuple[dict[str, Any], dict[str, Any]]:
-    units = {f.name: f.unit for f in model.schema.features}
-    entry, content = explanation_summary(explanation, rows, units=units,
+def summarize(model: Any, explanation: Any, rows: np.ndarray, sample: str
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``explanations`` entry of metrics.json and ``{"explanations.json": ...}``."""
+    entry, content = explanation_summary(explanation, rows, units=feature_units(model),
                                          background_rows=len(model.background))
     entry["sample"] = sample
     return entry, {"explanations.json": content}
@@ -77,9 +81,9 @@ def explain_risk_step(model: Any, development: pd.DataFrame, test: pd.DataFrame,
     """
     model.background = background_sample(development, BACKGROUND_ROWS, seed)
     model.actionable = actionable_features(study)
-    picked, sample = _sample(test, seed)
+    picked, sample = test_sample(test, MAX_PATIENTS, seed)
     explanation = explain_risk(model, test.iloc[picked], time_unit=model.time_unit, seed=seed)
-    return _summarize(model, explanation, rows[picked], sample)
+    return summarize(model, explanation, rows[picked], sample)
 
 
 def explain_treat_step(model: Any, development: pd.DataFrame, test: pd.DataFrame,
@@ -89,6 +93,6 @@ def explain_treat_step(model: Any, development: pd.DataFrame, test: pd.DataFrame
     As :func:`explain_risk_step`, for a TreatModel.
     """
     model.background = background_sample(development, BACKGROUND_ROWS, seed)
-    picked, sample = _sample(test, seed)
+    picked, sample = test_sample(test, MAX_PATIENTS, seed)
     explanation = explain_effect(model, test.iloc[picked], seed=seed)
-    return _summarize(model, explanation, rows[picked], sample)
+    return summarize(model, explanation, rows[picked], sample)
