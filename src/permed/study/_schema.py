@@ -11,6 +11,7 @@ import pandas as pd
 from permed.exceptions import SchemaMismatchError
 from permed.study._columns import as_category, non_numeric_values, rows_text, to_numeric
 from permed.study._study import Study
+from permed.utils.patterns import pattern_texts
 
 __all__ = ["FeatureSpec", "FittedSchema"]
 
@@ -154,20 +155,22 @@ class FittedSchema:
         return pd.concat([table, genes], axis=1)[self.names]
 
     def out_of_range(self, frame: pd.DataFrame) -> pd.Series:
-        """Per row, the features whose values lie outside the training range ('' when none)."""
-        flags = pd.Series([""] * len(frame), index=frame.index, dtype=object)
+        """Per row, the features whose values lie outside the training range, joined by ';'
+        ('' when none)."""
+        checked, outside = [], []
         for feature in self.features:
             if feature.kind == "numeric":
-                values = to_numeric(frame[feature.name])
-                outside = (values < feature.min) | (values > feature.max)
+                values = to_numeric(frame[feature.name]).to_numpy(dtype=float, na_value=np.nan)
+                outside.append((values < feature.min) | (values > feature.max))
             elif feature.categories is not None and len(feature.categories) < MAX_CATEGORIES_KEPT:
-                text = as_category(frame[feature.name]).dropna()
-                outside = pd.Series(False, index=frame.index)
-                outside[text.index] = ~text.isin(feature.categories)
+                text = as_category(frame[feature.name])
+                outside.append((text.notna() & ~text.isin(feature.categories)).to_numpy())
             else:
                 continue
-            flags[outside] = flags[outside] + ";" + feature.name
-        return flags.str.lstrip(";")
+            checked.append(feature.name)
+        matrix = (np.column_stack(outside) if outside
+                  else np.zeros((len(frame), 0), dtype=bool))
+        return pd.Series(pattern_texts(matrix, checked, ";"), index=frame.index, dtype=object)
 
     # ---- persistence --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from sklearn.pipeline import Pipeline
 
 from permed.study import FittedSchema
 from permed.uncertainty import ConformalSets, OutOfDistribution, ProbabilityCalibrator
+from permed.utils.patterns import pattern_texts
 
 if TYPE_CHECKING:
     from permed.explain import CounterfactualSearch, Explanation
@@ -93,19 +94,13 @@ class DiagnoseModel:
 
     def prediction_sets(self, proba: np.ndarray) -> list[str]:
         """The conformal set of each patient as ``"a|b"`` ('' without a conformal step)."""
-        return self._sets(proba)[0].tolist()
+        return pattern_texts(self._members(proba), self.classes, "|").tolist()
 
-    def _sets(self, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each patient's set text and whether it holds more than one class (vectorized:
-        each distinct membership pattern is written once)."""
+    def _members(self, proba: np.ndarray) -> np.ndarray:
+        """Which classes each patient's conformal set holds (none without a conformal step)."""
         if self.conformal is None:
-            return np.full(len(proba), "", dtype=object), np.zeros(len(proba), dtype=bool)
-        members = self.conformal.predict_set(proba)
-        patterns, codes = np.unique(members, axis=0, return_inverse=True)
-        texts = np.array(["|".join(c for c, m in zip(self.classes, row, strict=True) if m)
-                          for row in patterns] + [""], dtype=object)
-        codes = np.asarray(codes).reshape(-1)
-        return texts[codes], (members.sum(axis=1) > 1)
+            return np.zeros(proba.shape, dtype=bool)
+        return np.asarray(self.conformal.predict_set(proba), dtype=bool)
 
     def abstention(self, frame: pd.DataFrame, proba: np.ndarray, out_of_range: pd.Series, *,
                    features: pd.DataFrame | None = None,
@@ -118,7 +113,8 @@ class DiagnoseModel:
         ``features`` (``schema.coerce(frame)``) and ``transformed`` (its preprocessed matrix)
         are computed when not given. Vectorized: reasons are written only for referred rows.
         """
-        sets, uncertain = self._sets(proba)
+        members = self._members(proba)
+        uncertain = members.sum(axis=1) > 1
         unusual = np.zeros(len(frame), dtype=bool)
         ood_text = np.full(len(frame), "", dtype=object)
         if self.ood is not None:
@@ -129,10 +125,8 @@ class DiagnoseModel:
             if unusual.any():
                 reasons = self.ood.reasons(features[self.schema.numeric][unusual])
                 ood_text[unusual] = [f"unusual combination of values ({r})" for r in reasons]
-        set_text = np.full(len(frame), "", dtype=object)
-        if uncertain.any():
-            set_text[uncertain] = [f"uncertain between {m.replace('|', ' and ')}"
-                                   for m in sets[uncertain]]
+        set_text = pattern_texts(members & uncertain[:, None], self.classes, " and ",
+                                 "uncertain between {}")
         flagged = np.asarray(out_of_range, dtype=object)
         range_text = np.full(len(frame), "", dtype=object)
         outside = flagged != ""
@@ -140,7 +134,8 @@ class DiagnoseModel:
             range_text[outside] = [f"outside the training range: {f.replace(';', ', ')}"
                                    for f in flagged[outside]]
         reasons_all = _joined([set_text, range_text, ood_text])
-        return {"prediction_set": sets, "out_of_distribution": unusual,
+        return {"prediction_set": pattern_texts(members, self.classes, "|"),
+                "out_of_distribution": unusual,
                 "refer_to_clinician": reasons_all != "", "refer_reason": reasons_all}
 
     def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:
