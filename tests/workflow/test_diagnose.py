@@ -146,3 +146,20 @@ def test_unknown_model_is_refused(tmp_path, small_cohort):
     with pytest.raises(PermedError, match="--models: unknown diagnose model 'xgboost'"):
         train_run(tmp_path / "c.csv", Study(task="diagnose", target="disease", id="patient_id"),
                   TrainConfig(models=["xgboost"]), tmp_path / "run")
+
+
+def test_a_large_cohort_gets_fewer_folds_and_the_large_cohort_lightgbm(tmp_path, monkeypatch):
+    from permed.ingest import export_dataset
+    from permed.models.diagnose import DIAGNOSE_MODELS
+
+    monkeypatch.setattr("permed.workflow._diagnose.LARGE_COHORT_ROWS", 300)
+    data = export_dataset("breast_cancer", tmp_path / "bc.csv")
+    run = train_run(data, Study(task="diagnose", target="diagnosis"),
+                    TrainConfig(models=["lightgbm"], n_boot=100, cv=5), tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    large = DIAGNOSE_MODELS["lightgbm"].large_cohort
+    assert metrics["selection"]["folds"] == 3
+    assert metrics["cv_details"]["lightgbm"]["params"] == large
+    assert "large_cohort_settings" in metrics["selection"]
+    model, _ = load_bundle(run)
+    assert model.pipeline[-1].get_params()["n_estimators"] == large["n_estimators"]

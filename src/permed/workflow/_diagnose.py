@@ -23,7 +23,7 @@ from permed.evaluate import (
 )
 from permed.exceptions import PermedError
 from permed.fairness import audit_classification, mitigation_table, representation
-from permed.models.diagnose import default_models, make_model
+from permed.models.diagnose import DIAGNOSE_MODELS, default_models, make_model
 from permed.study import FittedSchema, Study, ValidationReport, as_category
 from permed.uncertainty import (
     ConformalSets,
@@ -89,7 +89,7 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
             tuned = tune(data, names, config.budget, engine, progress)
     with timings("cv"):
         results = cross_validate(data, names, engine, progress,
-                                 {n: p for n, (p, _) in tuned.items()})
+                                 _settings(names, len(dev), tuned))
     selected = max(names, key=lambda n: (np.nan_to_num(results[n].summary["auroc"]["mean"],
                                                        nan=-1), -names.index(n)))
     best = results[selected]
@@ -170,6 +170,15 @@ def _folds(development_rows: int, requested: int) -> int:
     return requested
 
 
+def _settings(names: list[str], development_rows: int,
+              tuned: dict[str, tuple[dict[str, Any], int]]) -> dict[str, dict[str, Any]]:
+    """Each model's settings over its defaults: its large-cohort ones from
+    ``LARGE_COHORT_ROWS`` development rows, then any tuned ones on top."""
+    large = development_rows >= LARGE_COHORT_ROWS
+    return {name: {**(DIAGNOSE_MODELS[name].large_cohort if large else {}),
+                   **tuned.get(name, ({}, 0))[0]} for name in names}
+
+
 def _selection(folds: int, requested: int, development_rows: int) -> dict[str, Any]:
     selection: dict[str, Any] = {
         "metric": "auroc", "folds": folds,
@@ -179,6 +188,10 @@ def _selection(folds: int, requested: int, development_rows: int) -> dict[str, A
             f"{folds} folds instead of --cv {requested}: {development_rows} development rows "
             f"(at least {LARGE_COHORT_ROWS}), so each fold trains on "
             f"{development_rows - development_rows // folds} patients")
+    if development_rows >= LARGE_COHORT_ROWS:
+        selection["large_cohort_settings"] = (
+            "models with large-cohort settings (LightGBM: fewer, larger trees) use them; "
+            "see cv_details.<model>.params")
     return selection
 
 

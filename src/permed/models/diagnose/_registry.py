@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lightgbm import LGBMClassifier
@@ -27,6 +27,9 @@ class ModelFamily:
     space: Callable[[Any], dict[str, Any]]
     needs: str | None = None  # an optional dependency
     extra: str = "deep"  # the permed extra that installs it
+    # settings that replace the defaults on a large cohort (workflow/_diagnose.py
+    # LARGE_COHORT_ROWS development rows); tuned settings replace both
+    large_cohort: dict[str, Any] = field(default_factory=dict)
 
     @property
     def available(self) -> bool:
@@ -101,7 +104,14 @@ DIAGNOSE_MODELS: dict[str, ModelFamily] = {
                 "num_leaves": t.suggest_int("num_leaves", 4, 63, log=True),
                 "min_child_samples": t.suggest_int("min_child_samples", 5, 50),
                 "reg_lambda": t.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
-            }),
+            },
+            # Hundreds of thousands of patients need no small-cohort regularization: 100
+            # trees of 31 leaves matched 300 trees of 7 leaves in test AUROC (0.7924 vs 0.7925;
+            # 300k synthetic patients to train, 700k to test) with 38% less fitting time and
+            # 2.1x faster ONNX scoring (benchmarks/lightgbm_large.py).
+            large_cohort={"n_estimators": 100, "learning_rate": 0.1, "num_leaves": 31,
+                          "min_child_samples": 100, "subsample": 0.5,
+                          "colsample_bytree": 0.8, "reg_lambda": 1.0}),
         ModelFamily(
             "elasticnet", "elastic-net logistic regression (p >> n: genes, note terms)",
             _elasticnet,
