@@ -65,6 +65,15 @@ def test_train_report_and_predict_from_a_folder(xrays, tmp_path):
     assert (scored["image_error"] == "").all()
     assert ((scored["prob_0"] + scored["prob_1"]) - 1).abs().max() < 1e-6
 
+    # streamed in partitions, from another folder: the table's relative paths still resolve
+    streamed = tmp_path / "streamed.parquet"
+    result = CliRunner().invoke(app, ["predict", str(run), str(xrays / "labels.csv"), "--out",
+                                      str(streamed), "--batch-size", "16", "--quiet"])
+    assert result.exit_code == 0, result.output
+    streamed = pd.read_parquet(streamed)
+    assert (streamed["image_error"].fillna("") == "").all()
+    assert (streamed["prob_1"] - scored["prob_1"]).abs().max() < 1e-6
+
 
 def _with_a_corrupt_image(xrays, tmp_path):
     frame = pd.read_csv(xrays / "labels.csv")

@@ -164,18 +164,21 @@ def _partitions(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
         import pyarrow.parquet as pq
 
         for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_size):
-            yield _clean(batch.to_pandas())
+            yield _clean(batch.to_pandas(), path)
         return
     reader = pd.read_csv(source, sep="\t" if suffix == ".tsv" else ",", chunksize=batch_size,
                          na_values=MISSING_MARKERS, keep_default_na=False,
                          skipinitialspace=True)
     with reader:
         for chunk in reader:
-            yield _clean(chunk)
+            yield _clean(chunk, path)
 
 
-def _clean(frame: pd.DataFrame) -> pd.DataFrame:
+def _clean(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Column names stripped, and the table's folder recorded as ``read_table`` does (image
+    paths in the table are relative to it)."""
     frame.columns = [str(c).strip() for c in frame.columns]
+    frame.attrs["source_dir"] = str(path.resolve().parent)
     return frame
 
 
