@@ -74,6 +74,16 @@ def test_train_report_and_predict_from_a_folder(xrays, tmp_path):
     assert (streamed["image_error"].fillna("") == "").all()
     assert (streamed["prob_1"] - scored["prob_1"]).abs().max() < 1e-6
 
+    # external validation of the image model on a labelled table
+    result = CliRunner().invoke(app, ["evaluate", str(run), str(xrays / "labels.csv"), "--out",
+                                      str(tmp_path / "external"), "--bootstrap", "100",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    external = json.loads((tmp_path / "external" / "metrics.json").read_text())
+    assert external["data"]["test_rows"] == 40
+    assert external["data"]["unscored_rows"] == 0
+    assert 0.0 <= external["test"]["auroc"]["value"] <= 1.0
+
 
 def _with_a_corrupt_image(xrays, tmp_path):
     frame = pd.read_csv(xrays / "labels.csv")

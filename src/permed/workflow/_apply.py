@@ -72,14 +72,15 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
         from permed.workflow._risk import evaluate_risk_run
 
         return evaluate_risk_run(run_dir, model, data, out, n_boot=n_boot, seed=seed)
-    if not isinstance(model, DiagnoseModel):
-        raise BundleError(f"permed evaluate supports diagnose runs; '{run_dir}' is a "
-                          f"{schema.task} run")
+    if schema.task != "diagnose":
+        raise BundleError(f"permed evaluate validates diagnose and risk runs; '{run_dir}' is "
+                          f"a {schema.task} run: score it with permed predict")
     development = read_json(run_dir / "metrics.json")
     frame, info = read_table(data)
     schema.check(frame, require=[schema.target])
     y, frame = _encode_target(frame, schema.target, schema.classes)
-    proba = model.predict_proba(frame)
+    proba, scored = _probabilities(model, frame, schema.classes)
+    y, frame, proba = y[scored], frame[scored], proba[scored]
     evaluation = classification_report(y, proba, schema.classes, threshold=model.threshold,
                                        n_boot=n_boot, seed=seed)
     sensitive = [c for c in schema.sensitive if c in frame.columns]
@@ -90,7 +91,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     metrics: dict[str, Any] = {
         "task": "diagnose",
         "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
-                 "source": Path(info.path).name, "test_rows": len(y)},
+                 "source": Path(info.path).name, "test_rows": len(y),
+                 "unscored_rows": int((~scored).sum())},
         "external": {"run": str(run_dir), "development_fingerprint":
                      development.get("data", {}).get("fingerprint")},
         **{k: development[k] for k in ("target", "selected_model", "selection", "cv",
@@ -122,6 +124,17 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
             "config": {"n_boot": n_boot, "seed": seed}})
         write_report(staging)
     return Path(out)
+
+
+def _probabilities(model: Any, frame: pd.DataFrame,
+                   classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated class probabilities of every row, and which rows got them: a tabular model
+    scores every row; an image or fusion model's ``predict_frame`` leaves a row unscored when
+    its image could not be read (the model was trained with ``--on-bad-file skip``)."""
+    if isinstance(model, DiagnoseModel):
+        return model.predict_proba(frame), np.ones(len(frame), dtype=bool)
+    proba = model.predict_frame(frame)[probability_columns(classes)].to_numpy(dtype=float)
+    return proba, ~np.isnan(proba).any(axis=1)
 
 
 def _encode_target(frame: pd.DataFrame, target: str,
