@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from permed.bundle._onnx import TOLERANCE, OnnxModel
+from permed.serve._images import describe, image_columns, inline_images
 from permed.study._schema import MAX_CATEGORIES_KEPT
 
 __all__ = ["Scorer", "json_safe"]
@@ -96,8 +97,21 @@ class Scorer:
         """Answers (the ``predict_frame`` columns) and, on the ONNX path, the preprocessed
         features (reused by the explainer)."""
         if self.onnx is None:
-            return _records(self.model.predict_frame(self.frame(patients))), None
+            return self._native(patients), None
         return self._fast(patients)
+
+    def _native(self, patients: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The model's own ``predict_frame``; images sent inline are read from temporary
+        files, and each answer names them by media type and size instead of echoing them."""
+        frame = self.frame(patients)
+        columns = image_columns(self.schema)
+        with inline_images(frame, columns) as readable:
+            answers = _records(self.model.predict_frame(readable))
+        for patient, answer in zip(patients, answers, strict=True):
+            for column in columns:
+                if column in answer:
+                    answer[column] = describe(patient.get(column))
+        return answers
 
     def _unusual(self, transformed: np.ndarray) -> np.ndarray:
         """``OutOfDistribution.flag`` without scikit-learn's per-call input checks."""

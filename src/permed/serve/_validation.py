@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from permed.serve._images import EXPECTED as IMAGE_EXPECTED
+from permed.serve._images import check_image
 from permed.study import FittedSchema
 from permed.study._schema import MAX_CATEGORIES_KEPT
 
@@ -51,6 +53,8 @@ def expected_text(feature: Any) -> str:
         if feature.min is not None and feature.max is not None:
             text += f" (training range {_number(feature.min)} to {_number(feature.max)}{unit})"
         return text
+    if feature.kind == "image":
+        return IMAGE_EXPECTED
     categories = feature.categories or []
     if categories and len(categories) < MAX_CATEGORIES_KEPT:
         return "one of " + ", ".join(f"'{c}'" for c in categories) + " or null"
@@ -92,6 +96,9 @@ def _check_categorical(feature: Any, value: Any) -> tuple[Any, str | None]:
     return label, None
 
 
+_CHECKS = {"numeric": _check_numeric, "image": check_image}
+
+
 def check_patient(schema: FittedSchema, patient: dict[str, Any],
                   where: str = "") -> tuple[dict[str, Any], list[str]]:
     """Typed feature values of one patient, and the features left missing.
@@ -115,7 +122,7 @@ def check_patient(schema: FittedSchema, patient: dict[str, Any],
                 + ", ".join(features) + ")"))
     values: dict[str, Any] = {}
     for name, feature in features.items():
-        check = _check_numeric if feature.kind == "numeric" else _check_categorical
+        check = _CHECKS.get(feature.kind, _check_categorical)
         value, problem = check(feature, patient.get(name))
         if problem is not None:
             errors.append(FieldError(where + name, expected_text(feature), patient.get(name),
