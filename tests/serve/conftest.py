@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,36 @@ def live(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Ite
 def bc_patients(runs: dict[str, Path]) -> list[dict[str, Any]]:
     frame = pd.read_csv(runs["bc"].parent / "bc.csv").drop(columns=["diagnosis"])
     return frame.iloc[:5].to_dict("records")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@contextmanager
+def _chromium_page(url: str) -> Iterator[Any]:
+    """A headless Chromium page (Debian's package, driven by Playwright) opened at ``url``;
+    ``page.problems`` collects console errors and page errors."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium: `make test` installs Debian's chromium package")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.set_default_timeout(90_000)  # a loaded CI machine
+        # console errors such as a Content-Security-Policy violation (refused requests, like the
+        # wrong key's 401, are logged too and are expected)
+        page.problems = []
+        page.on("console", lambda m: m.type == "error" and not m.text.startswith(
+            "Failed to load resource") and page.problems.append(m.text))
+        page.on("pageerror", lambda e: page.problems.append(str(e)))
+        page.goto(url)
+        yield page
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def chromium_page():
+    """Open a headless Chromium page at a URL: ``with chromium_page(url) as page: ...``."""
+    return _chromium_page

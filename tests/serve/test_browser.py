@@ -9,32 +9,15 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PATIENT = {"age": "9", "heart_rate": "128", "resp_rate": "34", "temperature": "103.1",
            "spo2": "90", "weight": "61"}
 
 
 @pytest.fixture(scope="module")
-def page(live):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip("no /usr/bin/chromium: `make test` installs Debian's chromium package")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.set_default_timeout(90_000)  # a loaded CI machine
-        # console errors such as a Content-Security-Policy violation (refused requests, like the
-        # wrong key's 401, are logged too and are expected)
-        page.problems = []
-        page.on("console", lambda m: m.type == "error" and not m.text.startswith(
-            "Failed to load resource") and page.problems.append(m.text))
-        page.on("pageerror", lambda e: page.problems.append(str(e)))
-        page.goto(live.url + "/")
+def page(live, chromium_page):
+    with chromium_page(live.url + "/") as page:
         yield page
-        browser.close()
 
 
 def test_a_wrong_key_is_refused(page):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pandas as pd
 import pytest
@@ -88,3 +89,28 @@ def test_an_image_field_that_is_not_an_inline_image_is_refused(modality_service,
     (error,) = response.json()["errors"]
     assert error["field"] == "patient.image_path"
     assert why in error["message"]
+
+
+def test_the_web_page_sends_a_note_and_an_uploaded_image(modality_service, chromium_page):
+    service, notes, xrays = modality_service
+    expect = pytest.importorskip("playwright.sync_api").expect
+    image = xrays / pd.read_csv(xrays / "labels.csv")["image_path"][0]
+    with chromium_page(service.url + "/") as page:
+        page.fill("#api-key", service.keys["alice"])
+        page.click("#sign-in")
+        page.wait_for_selector("#workspace", state="visible")
+        page.select_option("#model", "notes")
+        page.wait_for_selector("textarea#f-text")
+        page.fill("#f-text", notes["text"].iloc[0])
+        page.click("#predict")
+        page.wait_for_selector("#result", state="visible")
+        assert page.text_content("#result-summary").startswith("disease = ")
+
+        page.select_option("#model", "cxr")
+        page.wait_for_selector("input#f-image_path[type=file]")
+        page.set_input_files("#f-image_path", str(image))
+        page.wait_for_selector("#f-image_path[data-url^='data:image/png;base64,']",
+                               state="attached")
+        page.click("#predict")
+        expect(page.locator("#result-summary")).to_have_text(re.compile("^label = "))
+        assert page.problems == []

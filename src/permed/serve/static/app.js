@@ -87,6 +87,11 @@ async function loadModel(name) {
     if (f.kind === "numeric") {
       input = el("input", { id, name: f.name, type: "number", step: "any", inputmode: "decimal" });
       if (f.valid_range) { input.min = f.valid_range[0]; input.max = f.valid_range[1]; }
+    } else if (f.kind === "image") {
+      input = el("input", { id, name: f.name, type: "file", accept: IMAGE_ACCEPT });
+      input.addEventListener("change", () => readImage(input));
+    } else if (!(f.categories || []).length) {  // a note, or any free text
+      input = el("textarea", { id, name: f.name, rows: "4" });
     } else {
       input = el("select", { id, name: f.name });
       input.appendChild(el("option", { value: "" }, "unknown"));
@@ -99,7 +104,28 @@ async function loadModel(name) {
   $("tab-fhir").disabled = !state.schema.features.some((f) => f.fhir);
 }
 
+// Images travel inside the request as data URLs (the service never opens a path).
+const IMAGE_ACCEPT = "image/png,image/jpeg,image/tiff,image/bmp,.dcm,.dicom,.npy";
+const MEDIA_BY_SUFFIX = { dcm: "application/dicom", dicom: "application/dicom",
+  npy: "application/x-npy" };
+
+function readImage(input) {
+  delete input.dataset.url;
+  const file = input.files[0];
+  if (!file) return;
+  const reader = new FileReader();
+  reader.onload = () => {
+    const suffix = file.name.split(".").pop().toLowerCase();
+    const media = MEDIA_BY_SUFFIX[suffix];
+    const url = String(reader.result);
+    input.dataset.url = media ? `data:${media};base64,${url.split(",")[1]}` : url;
+  };
+  reader.readAsDataURL(file);
+}
+
 function hint(f) {
+  if (f.kind === "image") return "PNG, JPEG, TIFF, DICOM or .npy; sent inside the request";
+  if (f.kind !== "numeric" && !(f.categories || []).length) return "free text; empty if none";
   if (f.kind !== "numeric") return "leave 'unknown' if not measured";
   const unit = f.unit ? ` ${f.unit}` : "";
   const parts = [];
@@ -113,9 +139,9 @@ function fmt(x) { return Number.isInteger(x) ? String(x) : Number(x).toPrecision
 function patientFromForm() {
   const patient = {};
   for (const f of state.schema.features) {
-    const input = document.querySelector(`[data-field="${CSS.escape(f.name)}"] input, `
-      + `[data-field="${CSS.escape(f.name)}"] select`);
-    const raw = input.value.trim();
+    const box = `[data-field="${CSS.escape(f.name)}"]`;
+    const input = document.querySelector(`${box} input, ${box} select, ${box} textarea`);
+    const raw = f.kind === "image" ? input.dataset.url || "" : input.value.trim();
     patient[f.name] = raw === "" ? null : f.kind === "numeric" ? Number(raw) : raw;
   }
   return patient;
