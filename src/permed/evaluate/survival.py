@@ -38,6 +38,7 @@ from sksurv.metrics import (
 from sksurv.nonparametric import kaplan_meier_estimator
 
 from permed.evaluate._bootstrap import _check_options, _percentile_ci, _resample_indices
+from permed.evaluate._concordance import concordance_sums, two_sample_sums
 from permed.exceptions import PermedError
 from permed.models.risk import survival_y
 
@@ -433,14 +434,13 @@ def proportional_hazards_test(X: ArrayLike, time: ArrayLike, event: ArrayLike, c
 # of terms that do not change between replicates (the censoring weights come from the fixed
 # reference outcome), so a replicate's value is a linear or bilinear form in c: Harrell's C is
 # (c*w)'Ac / (c*w)'Bc, with A[i, j] the concordance and B[i, j] the comparability of the pair
-# (i, j). All replicates then take a few matrix products, where calling scikit-survival's
-# functions on each replicate costs 0.3 s per replicate on 1,775 SUPPORT patients (5 minutes
-# for 1,000 replicates). With every count equal to 1 the forms give scikit-survival's own
-# values (checked to 1e-9 in tests/evaluate/test_survival.py). The calibration slope and
-# Kaplan-Meier risk are refitted on each replicate with the counts as case weights.
-
-_PAIR_BLOCK = 1024  # rows of a pair matrix built at once: bounds memory on large cohorts
-_TIED_TOL = 1e-8  # scikit-survival's tolerance for tied risk scores
+# (i, j). The pair sums are built without pair matrices, by a tree over risk ranks visited
+# latest follow-up first (permed.evaluate._concordance): O(n log n) per replicate, where
+# calling scikit-survival's functions on each replicate costs 0.3 s per replicate on 1,775
+# SUPPORT patients (5 minutes for 1,000 replicates) and pair matrices grow with n squared. With
+# every count equal to 1 the forms give scikit-survival's own values (checked to 1e-9 in
+# tests/evaluate/test_survival.py). The calibration slope and Kaplan-Meier risk are refitted on
+# each replicate with the counts as case weights.
 
 
 @dataclass(frozen=True)
@@ -473,22 +473,6 @@ class _Evaluated:
         return cls(time, event, risk, survival, grid, tau, at_time, at_ibs)
 
 
-def _pair_scores(left: Floats, right: Floats) -> Floats:
-    diff = left[:, None] - right[None, :]
-    return np.where(diff > _TIED_TOL, 1.0, np.where(np.abs(diff) <= _TIED_TOL, 0.5, 0.0))
-
-
-def _bilinear(counts: Floats, rows: NDArray[np.intp], row_weights: Floats,
-              columns: NDArray[np.intp], matrix_of: Any) -> Floats:
-    """sum over i in rows, j in columns of c_i w_i M[i, j] c_j, for every replicate."""
-    total = np.zeros(counts.shape[0])
-    for start in range(0, len(rows), _PAIR_BLOCK):
-        block = rows[start:start + _PAIR_BLOCK]
-        left = counts[:, block] * row_weights[block]
-        total += np.einsum("bj,bj->b", left @ matrix_of(block), counts[:, columns])
-    return total
-
-
 def concordance_replicates(time: Floats, event: NDArray[np.bool_], risk: Floats,
                            counts: Floats, weights: Floats | None = None) -> Floats:
     """Harrell's C (``weights`` None) or a weighted C of each bootstrap replicate.
@@ -509,21 +493,11 @@ def concordance_replicates(time: Floats, event: NDArray[np.bool_], risk: Floats,
         ``concordance_index_ipcw``) value.
     """
     weights = np.ones(len(time)) if weights is None else weights
-    rows = np.flatnonzero(event & (weights > 0))
-    if not len(rows):
+    if not np.any(event & (weights > 0)):
         return np.full(counts.shape[0], np.nan)
-    columns = np.arange(len(time))
-
-    def comparable(block: NDArray[np.intp]) -> Floats:
-        ti = time[block][:, None]
-        return ((time[None, :] > ti) | ((time[None, :] == ti) & ~event[None, :])).astype(float)
-
-    def concordant(block: NDArray[np.intp]) -> Floats:
-        return comparable(block) * _pair_scores(risk[block], risk)
-
+    concordant, comparable = concordance_sums(time, event, risk, counts, weights)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (_bilinear(counts, rows, weights, columns, concordant)
-                / _bilinear(counts, rows, weights, columns, comparable))
+        return concordant / comparable
 
 
 def _td_auc_forms(data: _Evaluated, counts: Floats, j: int) -> Floats:
@@ -536,10 +510,7 @@ def _td_auc_forms(data: _Evaluated, counts: Floats, j: int) -> Floats:
     if not len(cases) or not len(controls) or not np.all(np.isfinite(weights)):
         return np.full(counts.shape[0], np.nan)
 
-    def scores(block: NDArray[np.intp]) -> Floats:
-        return _pair_scores(estimate[block], estimate[controls])
-
-    numerator = _bilinear(counts, cases, weights, controls, scores)
+    numerator = two_sample_sums(estimate, cases, controls, counts, weights)
     with np.errstate(invalid="ignore", divide="ignore"):
         return numerator / ((counts[:, cases] @ weights[cases]) * counts[:, controls].sum(axis=1))
 
