@@ -183,3 +183,15 @@ def test_proportional_hazards_test_flags_a_time_varying_effect(proportional, low
                                        ["x0", "x1"])
     assert low <= result["features"]["x1"]["p_value"] <= high
     assert result["events"] == int(event.sum())
+
+
+def test_large_cohorts_get_the_same_point_figures_from_the_pair_sums(whas, monkeypatch):
+    w = whas
+    expected = survival_metrics(w["reference"], w["time"], w["event"], w["risk"], w["survival"],
+                                w["grid"], tau=1095.0, detail=True)
+    monkeypatch.setattr("permed.evaluate.survival.POINT_SUMS_FROM_ROWS", 10)
+    large = survival_metrics(w["reference"], w["time"], w["event"], w["risk"], w["survival"],
+                             w["grid"], tau=1095.0, detail=True)
+    assert large.keys() == expected.keys()
+    for name, value in expected.items():
+        assert large[name] == pytest.approx(value, abs=1e-9, nan_ok=True), name

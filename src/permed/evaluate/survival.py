@@ -61,15 +61,22 @@ __all__ = [
 ]
 
 SURVIVAL_METRICS = ("c_index", "uno_c", "ibs", "td_auc")
+# From this many patients the point figures come from the bootstrap's sums with every count 1
+# (scikit-survival's values within 1e-9: tests/evaluate/test_survival.py). Their cost grows as
+# n log n; scikit-survival's concordance functions grow as n squared (2.7 s for both Cs on
+# 16 000 patients, minutes on a 1M cohort's CV folds).
+POINT_SUMS_FROM_ROWS = 20_000
 METRIC_ESTIMATORS = {
-    "c_index": "Harrell's C (sksurv.metrics.concordance_index_censored)",
+    "c_index": "Harrell's C (sksurv.metrics.concordance_index_censored; from 20 000 patients "
+               "the same value from permed's O(n log n) pair sums)",
     "uno_c": "Uno's C with inverse probability of censoring weights, truncated at tau "
-             "(sksurv.metrics.concordance_index_ipcw)",
+             "(sksurv.metrics.concordance_index_ipcw; from 20 000 patients the same value from "
+             "permed's O(n log n) pair sums)",
     "ibs": "integrated Brier score with inverse probability of censoring weights "
            "(sksurv.metrics.integrated_brier_score)",
     "td_auc": "cumulative/dynamic AUC of the predicted risk 1 - S(h) at each horizon h "
-              "(sksurv.metrics.cumulative_dynamic_auc); td_auc is the plain mean over the "
-              "horizons",
+              "(sksurv.metrics.cumulative_dynamic_auc; from 20 000 patients the same value "
+              "from permed's pair sums); td_auc is the plain mean over the horizons",
     "calibration_slope": "coefficient of log(-log S(h)) in a Cox model (Breslow ties) refitted "
                          "on the evaluated patients, follow-up censored at h",
     "observed_expected": "Kaplan-Meier risk at h over the mean predicted risk at h",
@@ -272,6 +279,10 @@ def survival_metrics(reference: NDArray[Any], time: Floats, event: NDArray[np.bo
     dict
         A metric that cannot be computed on these patients is nan.
     """
+    if len(time) >= POINT_SUMS_FROM_ROWS:
+        data = _Evaluated.build(reference, time, event, risk, survival, grid, tau)
+        point = {k: float(v[0]) for k, v in _replicates(data, np.ones((1, len(time)))).items()}
+        return point if detail else {k: point[k] for k in SURVIVAL_METRICS}
     y = survival_y(time, event)
     out = {"c_index": _safe(lambda: harrell_c(time, event, risk)),
            "uno_c": _safe(lambda: concordance_index_ipcw(reference, y, risk, tau=tau)[0]),
