@@ -112,8 +112,8 @@ def patient_factors(explanation: Explanation, row: int, top: int = 3) -> list[Fa
     k = _output_index(explanation, row)
     contributions = explanation.values[row, :, k]
     order = np.argsort(-np.abs(contributions), kind="stable")[:top]
-    values = explanation.data.iloc[row]
-    return [Factor(explanation.features[j], values.iloc[j], float(contributions[j]),
+    values = explanation.data.iloc[row].tolist()  # one row to Python once, not per factor
+    return [Factor(explanation.features[j], values[j], float(contributions[j]),
                    explanation.outputs[k], explanation.scale) for j in order]
 
 
