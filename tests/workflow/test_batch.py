@@ -52,11 +52,11 @@ def test_interrupted_run_leaves_no_file(trust_run, cohort_parquet, tmp_path, mon
     calls = []
     real = batch._clean
 
-    def failing(frame):
+    def failing(frame, path):
         calls.append(len(frame))
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(frame)
+        return real(frame, path)
 
     monkeypatch.setattr(batch, "_clean", failing)
     with pytest.raises(KeyboardInterrupt):
