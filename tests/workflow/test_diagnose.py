@@ -152,7 +152,7 @@ def test_a_large_cohort_gets_fewer_folds_and_the_large_cohort_lightgbm(tmp_path,
     from permed.ingest import export_dataset
     from permed.models.diagnose import DIAGNOSE_MODELS
 
-    monkeypatch.setattr("permed.workflow._diagnose.LARGE_COHORT_ROWS", 300)
+    monkeypatch.setattr("permed.workflow._large.LARGE_COHORT_ROWS", 300)
     data = export_dataset("breast_cancer", tmp_path / "bc.csv")
     run = train_run(data, Study(task="diagnose", target="diagnosis"),
                     TrainConfig(models=["lightgbm"], n_boot=100, cv=5), tmp_path / "run")

@@ -317,3 +317,15 @@ def test_a_risk_counterfactual_lowers_the_risk_by_changing_only_actionable_featu
             model.schema.coerce(patient)[untouched].reset_index(drop=True).astype(str))
     with pytest.raises(PermedError, match="between 0 and 1"):
         risk_counterfactual(model, patient, 5, ["tsize"])
+
+
+def test_a_large_cohort_is_compared_on_fewer_folds(tmp_path, monkeypatch):
+    from permed.ingest import export_dataset
+
+    monkeypatch.setattr("permed.workflow._large.LARGE_COHORT_ROWS", 300)
+    data = export_dataset("gbsg2", tmp_path / "gbsg2.csv")
+    run = train_run(data, STUDY, TrainConfig(models=["coxph"], n_boot=100, cv=5),
+                    tmp_path / "run")
+    selection = json.loads((run / "metrics.json").read_text())["selection"]
+    assert selection["folds"] == 3
+    assert selection["note"].startswith("3 folds instead of --cv 5: ")

@@ -37,16 +37,11 @@ from permed.workflow._cv import CVResult, FoldData, build_pipeline, cross_valida
 from permed.workflow._explain import ExplainInputs, explain_step
 from permed.workflow._fitted import DiagnoseModel, probability_columns
 from permed.workflow._genes import gene_stability
+from permed.workflow._large import cohort_folds, folds_note, is_large
 from permed.workflow._result import RunResult, Timings
 
-__all__ = ["LARGE_COHORT_ROWS", "LARGE_COHORT_FOLDS", "train_diagnose"]
+__all__ = ["train_diagnose"]
 
-# From this many development rows, model comparison, calibration and the conformal/threshold
-# out-of-fold predictions use at most LARGE_COHORT_FOLDS folds: each fold still trains on
-# hundreds of thousands of patients, so the CV estimates barely move while the cost drops by
-# 40% (3 fits instead of 5). metrics.json says so under "selection".
-LARGE_COHORT_ROWS = 200_000
-LARGE_COHORT_FOLDS = 3
 
 
 def _classes(labels: pd.Series, positive: str | None) -> list[str]:
@@ -77,7 +72,7 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
         random_state=config.seed)
     dev, test = frame.iloc[dev_idx], frame.iloc[test_idx]
     schema = FittedSchema.from_frame(dev, validation.kinds, study, classes)
-    folds = _folds(len(dev), config.cv)
+    folds = cohort_folds(len(dev), config.cv)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
     features = schema.coerce(dev)
     data = FoldData(features, y[dev_idx], list(splitter.split(features, y[dev_idx])), schema,
@@ -163,18 +158,11 @@ def _calibration_figures(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
             "ece": round(float(expected_calibration_error(y, proba)), 6)}
 
 
-def _folds(development_rows: int, requested: int) -> int:
-    """CV folds: as requested, at most ``LARGE_COHORT_FOLDS`` on a large cohort."""
-    if development_rows >= LARGE_COHORT_ROWS:
-        return min(requested, LARGE_COHORT_FOLDS)
-    return requested
-
-
 def _settings(names: list[str], development_rows: int,
               tuned: dict[str, tuple[dict[str, Any], int]]) -> dict[str, dict[str, Any]]:
-    """Each model's settings over its defaults: its large-cohort ones from
-    ``LARGE_COHORT_ROWS`` development rows, then any tuned ones on top."""
-    large = development_rows >= LARGE_COHORT_ROWS
+    """Each model's settings over its defaults: its large-cohort ones on a large cohort
+    (workflow/_large.py), then any tuned ones on top."""
+    large = is_large(development_rows)
     return {name: {**(DIAGNOSE_MODELS[name].large_cohort if large else {}),
                    **tuned.get(name, ({}, 0))[0]} for name in names}
 
@@ -183,12 +171,10 @@ def _selection(folds: int, requested: int, development_rows: int) -> dict[str, A
     selection: dict[str, Any] = {
         "metric": "auroc", "folds": folds,
         "rule": "highest mean CV AUROC (macro one-vs-rest for >2 classes)"}
-    if folds != requested:
-        selection["note"] = (
-            f"{folds} folds instead of --cv {requested}: {development_rows} development rows "
-            f"(at least {LARGE_COHORT_ROWS}), so each fold trains on "
-            f"{development_rows - development_rows // folds} patients")
-    if development_rows >= LARGE_COHORT_ROWS:
+    note = folds_note(folds, requested, development_rows)
+    if note:
+        selection["note"] = note
+    if is_large(development_rows):
         selection["large_cohort_settings"] = (
             "models with large-cohort settings (LightGBM: fewer, larger trees) use them; "
             "see cv_details.<model>.params")

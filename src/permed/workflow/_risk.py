@@ -44,6 +44,7 @@ from permed.study import FittedSchema, Study, ValidationReport
 from permed.study._validate_risk import RiskOptions, check_risk, encode_event, follow_up_times
 from permed.workflow._config import TrainConfig
 from permed.workflow._explain_outcomes import explain_risk_step
+from permed.workflow._large import cohort_folds, folds_note
 from permed.workflow._result import RunResult, Timings
 
 __all__ = ["RISK_GROUPS", "RiskModel", "evaluate_cohort", "evaluate_risk_run", "risk_columns",
@@ -370,7 +371,8 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     if not horizons:
         raise PermedError("no horizon could be chosen from the event times: give --horizons")
     features = schema.coerce(dev)
-    splitter = StratifiedKFold(n_splits=config.cv, shuffle=True, random_state=config.seed)
+    folds = cohort_folds(len(dev_idx), config.cv)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
     data = _Folds(features, time[dev_idx], event[dev_idx],
                   list(splitter.split(features, event[dev_idx])), schema,
                   np.asarray(horizons, dtype=np.float64), config)
@@ -527,6 +529,7 @@ def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,
              ) -> dict[str, Any]:
     event, left_out, n_dev, n_test = sizes
     counts = {"censored": int((~event).sum()), "event": int(event.sum())}
+    note = folds_note(len(data.folds), config.cv, n_dev)
     return {
         "task": "risk",
         "target": {"column": f"{study.event} (time: {study.time})",
@@ -541,9 +544,10 @@ def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,
                      "source": "given with --horizons" if config.horizons else
                      "quartiles of the event times of the development split"},
         "selected_model": selected,
-        "selection": {"metric": "c_index", "folds": config.cv,
+        "selection": {"metric": "c_index", "folds": len(data.folds),
                       "rule": "highest mean cross-validated Harrell's C-index",
-                      **({"tuning": TUNING_RULE} if config.budget > 0 else {})},
+                      **({"tuning": TUNING_RULE} if config.budget > 0 else {}),
+                      **({"note": note} if note else {})},
         "test": evaluation["test"],
         "td_auc_by_horizon": evaluation["td_auc_by_horizon"],
         "cv": {n: results[n].summary for n in names},
