@@ -35,7 +35,7 @@ from permed.evaluate.survival import (  # noqa: E402
     censoring_reference,
     survival_report,
 )
-from permed.models.risk import available_models, survival_y  # noqa: E402
+from permed.models.risk import default_models, survival_y  # noqa: E402
 from permed.study import FittedSchema, Study, validate  # noqa: E402
 from permed.workflow import TrainConfig  # noqa: E402
 from permed.workflow._risk import (  # noqa: E402
@@ -106,7 +106,7 @@ def run_dataset(name: str, budget: float, engine) -> dict:
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(features, event))
     horizons = np.asarray(_default_horizons(time_, event))
     data = _Folds(features, time_, event, folds, schema, horizons, config)
-    names = available_models()
+    names = default_models()  # opt-in families (ft_transformer) only when asked for
     started = time.perf_counter()
     tuned = _tune(data, names, engine, SilentProgress()) if budget > 0 else {}
     cv = _cross_validate(data, names, engine, SilentProgress(),
