@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from permed.bundle import load_bundle
+from permed.ingest.multimodal import multimodal_cohort
 from permed.study import Study
 from permed.testing import shared_data
 from permed.workflow import TrainConfig, train_run
@@ -34,11 +35,23 @@ def modality_service(tmp_path_factory, start_service):
     export_npz_images(shared_data("medmnist/pneumoniamnist.npz"), xrays, limit=40)
     image_run = train_run(xrays, Study(task="diagnose", target="label", images="image_path"),
                           TrainConfig(models=["cnn"], n_boot=100), tmp / "cxr")
-    service = start_service(Settings(runs={"notes": notes_run, "cxr": image_run}, data_dir=tmp,
+    cohort = multimodal_cohort(120, tmp / "mm", seed=0,
+                               npz=shared_data("medmnist/pneumoniamnist.npz"))
+    fusion_run = train_run(cohort, Study.from_toml(cohort.parent / "multimodal.toml"),
+                           TrainConfig(models=["fusion"], n_boot=100), tmp / "fusion")
+    runs = {"notes": notes_run, "cxr": image_run, "fusion": fusion_run}
+    service = start_service(Settings(runs=runs, data_dir=tmp,
                                       database_url=None, rate_limit=0, max_batch=5,
                                       max_body_bytes=200_000), {"alice": "clinician"})
     yield service, notes, xrays
     service.stop()
+
+
+@pytest.fixture(scope="module")
+def fusion_patients(modality_service):
+    service, _, xrays = modality_service
+    cohort = xrays.parent / "mm" / "cohort.parquet"
+    return pd.read_parquet(cohort), cohort.parent
 
 
 def _data_url(path, media_type: str = "image/png") -> str:
@@ -114,3 +127,21 @@ def test_the_web_page_sends_a_note_and_an_uploaded_image(modality_service, chrom
         page.click("#predict")
         expect(page.locator("#result-summary")).to_have_text(re.compile("^label = "))
         assert page.problems == []
+
+
+def test_a_fusion_model_answers_with_or_without_an_image(modality_service, fusion_patients):
+    service, _, _ = modality_service
+    cohort, folder = fusion_patients
+    row = cohort[(cohort["image_path"] != "") & (cohort["note"] != "")].iloc[0]
+    patient = row.drop(["patient_id", "pneumonia"]).to_dict()
+    patient["image_path"] = _data_url(folder / row["image_path"])
+    without_image = {**patient, "image_path": None}
+    with service.client("alice") as client:
+        answers = [client.post("/v1/models/fusion/predict", json={"patient": p})
+                   for p in (patient, without_image)]
+    assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    (full,), (partial,) = (a.json()["results"] for a in answers)
+    assert full["answer"]["modalities"] == "table+note+image"
+    assert partial["answer"]["modalities"] == "table+note"
+    for result in (full, partial):
+        assert abs(result["answer"]["prob_yes"] + result["answer"]["prob_no"] - 1) < 1e-6

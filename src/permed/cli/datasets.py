@@ -69,3 +69,25 @@ def synth(
         raise PermedError(f"--out '{out_file}' must end in .csv or .parquet")
     write_table(synthetic_cohort(rows, seed=seed, truth=truth), out_file)
     out.print(str(out_file), highlight=False)
+
+
+@app.command("multimodal")
+def multimodal(
+    rows: int = typer.Option(2000, help="Number of patients, at most the images in the .npz "
+                             "(3,166 in the shared one)."),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder: cohort.parquet, images/, "
+                                 "multimodal.toml."),
+    seed: int = typer.Option(0, help="Random seed."),
+    npz: Path | None = typer.Option(None, help="PneumoniaMNIST .npz (default: "
+                                    "../shared/data/medmnist/pneumoniamnist.npz)."),
+) -> None:
+    """Write a SEMI-SYNTHETIC table + note + image cohort for --models fusion: real chest X-rays
+    and labels (PneumoniaMNIST), synthetic table features and notes, some notes and images
+    missing.
+
+    Example: permed datasets multimodal --rows 2000 --out mm && permed train mm/cohort.parquet
+    --study mm/multimodal.toml --models fusion --out runs/mm
+    """
+    from permed.ingest.multimodal import multimodal_cohort
+
+    out.print(str(multimodal_cohort(rows, out_dir, seed=seed, npz=npz)), highlight=False)

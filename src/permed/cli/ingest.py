@@ -69,6 +69,13 @@ def mimic(
     task: str = typer.Option("mortality", help="mortality: in-hospital death, at admission."),
     level: str = typer.Option("patient", help="patient (first admission) | admission."),
     out_file: Path = typer.Option(..., "--out", help="Table to write: .parquet, .csv or .tsv."),
+    events: bool = typer.Option(
+        False, "--events", help="Add an 'events' column: the time-ordered event tokens "
+        "(admissions, earlier diagnoses and procedures, services, care units, prescriptions) "
+        "known by the prediction time; train with --events events --models gru."),
+    events_hours: float = typer.Option(
+        24.0, help="With --events: the prediction time in hours after admission (0 = at "
+        "admission); stays that ended before it are left out."),
 ) -> None:
     """MIMIC-III tables -> features known at admission + died_in_hospital.
 
@@ -76,14 +83,18 @@ def mimic(
     """
     from permed.ingest.mimic import read_mimic
 
-    frame = read_mimic(folder, task=task, level=level)
+    frame = read_mimic(folder, task=task, level=level, events=events,
+                       events_hours=events_hours)
     _write(frame, out_file)
     drop = ["subject_id"] if "subject_id" in frame.columns else []
+    notes = ["admit_diagnosis"] if "admit_diagnosis" in frame.columns else []
     written = _write_study(Study(task="diagnose", id="hadm_id", target="died_in_hospital",
-                                 drop=drop, notes=["admit_diagnosis"]), out_file)
+                                 drop=drop, notes=notes,
+                                 events="events" if events else None), out_file)
     share = frame["died_in_hospital"].mean()
-    out.print(f"{len(frame)} {level}s ({share:.0%} died in hospital): {out_file}; train with "
-              f"permed train {out_file} --study {written}", highlight=False)
+    when = f", predicted {events_hours:g} h after admission" if events and events_hours else ""
+    out.print(f"{len(frame)} {level}s ({share:.0%} died in hospital{when}): {out_file}; train "
+              f"with permed train {out_file} --study {written}", highlight=False)
 
 
 @app.command("genes")

@@ -66,6 +66,9 @@ def train(
     images: str | None = typer.Option(
         None, help="Image-path column (DICOM, NIfTI, PNG/JPEG, .npz; relative to the table): "
         "train an image model, e.g. --images image_path --models cnn."),
+    events: str | None = typer.Option(
+        None, "--events", help="Column of time-ordered EHR event tokens (permed ingest mimic "
+        "--events): read by --models gru, never a tabular feature."),
     on_bad_file: str | None = typer.Option(
         None, help="Images: fail | skip: stop at an unreadable image (default) or leave it out."),
     models: str | None = typer.Option(
@@ -106,7 +109,7 @@ def train(
         true_effect=true_effect, id=id_column, sensitive=split_list(sensitive),
         drop=split_list(drop), use_sensitive=use_sensitive or None, genes=split_list(genes),
         notes=split_list(note), text_encoder=text_encoder, images=images,
-        on_bad_file=on_bad_file)
+        on_bad_file=on_bad_file, events=events)
     if study.task is None:
         raise StudyError(
             "say what to learn: --task diagnose --target COL, --task risk --time COL --event "

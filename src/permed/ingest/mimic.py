@@ -34,6 +34,27 @@ Left out, because they are recorded during or after the stay:
 
 The outcome column is ``died_in_hospital`` (``ADMISSIONS.HOSPITAL_EXPIRE_FLAG``).
 
+Event sequences (``events=True``, ``permed ingest mimic --events``)
+-------------------------------------------------------------------
+An ``events`` column holds the patient's time-ordered event tokens, separated by spaces, known
+by the **prediction time**: ``events_hours`` after the index admission began (24 by default;
+0 keeps the prediction at admission). Every event carries the time at which it is known, and
+only events known at or before the prediction time enter:
+
+- ``ADM:<type>`` at each admission's ``ADMITTIME`` (earlier admissions and this one);
+- ``DX:<ICD-9>`` and ``PX:<ICD-9>`` of earlier admissions, at their ``DISCHTIME`` (codes are
+  assigned at discharge: this admission's codes are never known in time);
+- ``SVC:<service>`` at ``SERVICES.TRANSFERTIME`` and ``CU:<care unit>`` at
+  ``TRANSFERS.INTIME`` (admit and transfer rows; the discharge row is left out);
+- ``RX:<drug>`` from ``PRESCRIPTIONS``: ``STARTDATE`` is a date without a time, so a
+  prescription counts as known only at the **end** of its start day (a drug started at
+  23:00 is not known at 09:00 that day).
+
+With ``events_hours > 0`` the prediction time lies after admission, so admissions that ended
+(discharge or death) before it are left out: there is nothing left to predict for them, and
+keeping their shorter sequences would let the model read the early death in the sequence
+length. The other columns keep their admission-time rule (they are known by then too).
+
 With ``level="patient"`` the table keeps each patient's first admission only: its selection uses
 nothing from the future (choosing the *last* admission would: a patient who died in hospital
 has no later one), and no patient appears in both the training and the test split.
@@ -166,8 +187,8 @@ def _admission_notes_and_ed(table: pd.DataFrame, out: pd.DataFrame) -> None:
         out["ed_hours"] = hours.where(hours >= 0).round(2)
 
 
-def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patient"
-               ) -> pd.DataFrame:
+def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patient",
+               events: bool = False, events_hours: float = 24.0) -> pd.DataFrame:
     """Build the in-hospital mortality table from MIMIC-III-style CSV tables.
 
     Parameters
@@ -179,6 +200,11 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
         In-hospital mortality, predicted at admission.
     level : {"patient", "admission"}
         One row per patient (the first admission) or per admission (see the module notes).
+    events : bool
+        Add the ``events`` column of time-ordered event tokens (see the module notes).
+    events_hours : float
+        With ``events``: the prediction time, in hours after admission; admissions that ended
+        before it are left out.
 
     Returns
     -------
@@ -192,6 +218,9 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
         When a table or a needed column is missing, or the task or level is unknown.
     """
     folder = _check_arguments(Path(folder), task, level)
+    if events and not events_hours >= 0:
+        raise DataError(f"--events-hours {events_hours} must be 0 (at admission) or more, "
+                        "e.g. 24")
     admissions = _read(folder, "ADMISSIONS")
     patients = _read(folder, "PATIENTS")
     try:
@@ -220,7 +249,12 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
     if level == "patient":
         out = out.groupby("subject_id", sort=False).head(1).drop(columns="subject_id")
     out = out.drop(columns="_admit").reset_index(drop=True)
+    if events:
+        from permed.ingest._mimic_events import add_events
+
+        out = add_events(out, folder, admissions, pd.Timedelta(hours=events_hours))
     # e.g. the history of first admissions: empty by construction, no information
-    empty = [c for c in out.columns if c not in ("hadm_id", "subject_id", "died_in_hospital")
+    empty = [c for c in out.columns
+             if c not in ("hadm_id", "subject_id", "died_in_hospital", "events")
              and out[c].nunique(dropna=True) <= 1]
     return out.drop(columns=empty)

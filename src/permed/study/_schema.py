@@ -68,6 +68,10 @@ class FittedSchema:
     def notes(self) -> list[str]:
         return [f.name for f in self.features if f.kind == "text"]
 
+    @property
+    def events(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "events"]
+
     @classmethod
     def from_frame(
         cls, frame: pd.DataFrame, kinds: dict[str, str], study: Study, classes: list[str]
@@ -145,7 +149,7 @@ class FittedSchema:
             series = frame[feature.name]
             if feature.kind == "numeric":
                 out[feature.name] = to_numeric(series)
-            elif feature.kind == "text":
+            elif feature.kind in ("text", "events"):
                 out[feature.name] = series.astype(object).where(series.notna(), "").astype(str)
             else:
                 out[feature.name] = as_category(series)

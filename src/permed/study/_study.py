@@ -22,7 +22,7 @@ MONOTONE = ("increase", "decrease")
 _LIST_ROLES = ("sensitive", "identifiers", "actionable", "drop", "quasi_identifiers", "genes",
                "notes")
 _SCALAR_ROLES = ("id", "target", "time", "event", "treatment", "outcome", "propensity",
-                 "true_effect", "images")
+                 "true_effect", "images", "events")
 ON_BAD_FILE = ("fail", "skip")
 
 
@@ -108,6 +108,10 @@ class Study:
     images : str, optional
         Column of image file paths (DICOM, NIfTI, PNG/JPEG, .npy/.npz; relative to the table's
         folder): the input of the image model (``--models cnn``), never a tabular feature.
+    events : str, optional
+        Column of time-ordered EHR event tokens separated by spaces (``ADM:EMERGENCY
+        DX:4019 RX:Heparin``, as ``permed ingest mimic --events`` writes): read by the sequence
+        model (``--models gru``), never a tabular feature.
     on_bad_file : {"fail", "skip"}
         What an unreadable image does: stop training with an error naming the file, or leave
         the patient out (a warning lists the files).
@@ -141,6 +145,7 @@ class Study:
     notes: list[str] = field(default_factory=list)
     text_encoder: str = "tfidf"
     images: str | None = None
+    events: str | None = None
     on_bad_file: str = "fail"
 
     def __post_init__(self) -> None:
@@ -174,6 +179,8 @@ class Study:
             excluded.add(self.id)
         if self.images:  # image paths: read by the image model, never a tabular feature
             excluded.add(self.images)
+        if self.events:  # event tokens: read by the sequence model, never a tabular feature
+            excluded.add(self.events)
         if not self.use_sensitive:
             excluded |= set(self.sensitive)
         return [c for c in available if c not in excluded]

@@ -16,6 +16,7 @@ from sklearn.metrics import roc_auc_score
 from permed.exceptions import DataError
 from permed.study._columns import as_category, infer_kind, non_numeric_values, rows_text, to_numeric
 from permed.study._study import Study
+from permed.study._validate_events import check_events
 from permed.study._validate_images import check_images
 from permed.study._validate_modalities import check_modalities
 from permed.study._validate_risk import check_risk
@@ -131,6 +132,7 @@ def validate(frame: pd.DataFrame, study: Study, min_class_size: int = 2) -> Vali
         check_images(frame, study, report)
         return report
     check_modalities(frame, study, report)  # genes and notes: kinds "gene" and "text"
+    check_events(frame, study, report)  # EHR event sequences: kind "events"
     for column in study.feature_columns(list(frame.columns)):
         if column in report.kinds:
             continue
@@ -281,7 +283,8 @@ def _check_leakage(frame: pd.DataFrame, study: Study, report: ValidationReport) 
     labels = as_category(target[known])
     binary = labels.nunique() == 2
     for column, kind in report.kinds.items():
-        if kind in ("gene", "text"):  # one gene separating two classes is biology, not leakage
+        # one gene separating two classes is biology, not leakage (notes, events: likewise)
+        if kind in ("gene", "text", "events"):
             continue
         values = frame.loc[known, column]
         present = values.notna()

@@ -56,8 +56,12 @@ def build_pipeline(name: str, schema: FittedSchema, seed: int, device: str, clip
     preprocess = make_preprocessor(schema.numeric, schema.categorical,
                                    CLIP_QUANTILES if clip else None, schema.genes, schema.notes,
                                    schema.text_encoder or "tfidf")
-    return Pipeline([("preprocess", preprocess),
-                     ("model", make_model(name, seed, device, params))])
+    model = make_model(name, seed, device, params)
+    if getattr(model, "reads_events", False):  # the GRU over --events: models/deep/_sequence.py
+        from permed.models.deep._sequence import with_events
+
+        preprocess, model = with_events(preprocess, model, schema.events)
+    return Pipeline([("preprocess", preprocess), ("model", model)])
 
 
 def _fit_fold(task: tuple[FoldData, str, dict[str, Any], int]) -> tuple[int, np.ndarray, float]:

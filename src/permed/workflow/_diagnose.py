@@ -24,6 +24,7 @@ from permed.evaluate import (
 from permed.exceptions import PermedError
 from permed.fairness import audit_classification, mitigation_table, representation
 from permed.models.diagnose import DIAGNOSE_MODELS, default_models, make_model
+from permed.models.diagnose._registry import require_events
 from permed.study import FittedSchema, Study, ValidationReport, as_category
 from permed.uncertainty import (
     ConformalSets,
@@ -61,6 +62,7 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
     names = config.models or default_models()
     for name in names:
         make_model(name, config.seed, config.device)  # refuses unknown names up front
+    require_events(names, study.events)  # --models gru reads --events (models/deep/_sequence.py)
     labels = as_category(frame[study.target])
     frame = frame[labels.notna()]
     labels = labels[labels.notna()]

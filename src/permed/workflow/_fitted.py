@@ -16,7 +16,7 @@ from permed.utils.patterns import pattern_texts
 if TYPE_CHECKING:
     from permed.explain import CounterfactualSearch, Explanation
 
-__all__ = ["DiagnoseModel", "probability_columns"]
+__all__ = ["ClassLabels", "DiagnoseModel", "probability_columns"]
 
 
 def probability_columns(classes: list[str]) -> list[str]:
@@ -24,8 +24,27 @@ def probability_columns(classes: list[str]) -> list[str]:
     return [f"prob_{c}" for c in classes]
 
 
+class ClassLabels:
+    """The classes of a diagnose model (its schema's) and the label of each row of
+    probabilities: the decision threshold on the positive class (binary) or the most probable
+    class. Shared by the tabular, image and fusion models (``schema``, ``threshold``)."""
+
+    schema: FittedSchema
+    threshold: float | None
+
+    @property
+    def classes(self) -> list[str]:
+        return self.schema.classes
+
+    def labels(self, proba: np.ndarray) -> np.ndarray:
+        """Class indices: the threshold on the positive class (binary) or the most probable."""
+        if len(self.classes) == 2 and self.threshold is not None:
+            return (proba[:, 1] >= self.threshold).astype(int)
+        return np.argmax(proba, axis=1)
+
+
 @dataclass
-class DiagnoseModel:
+class DiagnoseModel(ClassLabels):
     """A trained diagnose model, ready to score new patients."""
 
     name: str
@@ -40,20 +59,10 @@ class DiagnoseModel:
     background: pd.DataFrame | None = None
     actionable: dict[str, str | None] | None = None
 
-    @property
-    def classes(self) -> list[str]:
-        return self.schema.classes
-
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities (n, K) for a table that passed ``schema.check``."""
         features = self.schema.coerce(frame)
         return self.calibrator.transform(self.pipeline.predict_proba(features))
-
-    def labels(self, proba: np.ndarray) -> np.ndarray:
-        """Class indices: the threshold on the positive class (binary) or the most probable."""
-        if len(self.classes) == 2 and self.threshold is not None:
-            return (proba[:, 1] >= self.threshold).astype(int)
-        return np.argmax(proba, axis=1)
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Probabilities, label and out-of-range flags for each row of a new table.

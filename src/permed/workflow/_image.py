@@ -31,7 +31,7 @@ from permed.study import FeatureSpec, FittedSchema, Study, ValidationReport, as_
 from permed.uncertainty import ProbabilityCalibrator, choose_calibration
 from permed.uncertainty._calibration import _multiclass_brier
 from permed.workflow._config import TrainConfig
-from permed.workflow._fitted import probability_columns
+from permed.workflow._fitted import ClassLabels, probability_columns
 from permed.workflow._result import RunResult, Timings
 
 __all__ = ["IMAGE_MODELS", "ImageModel", "train_image"]
@@ -47,7 +47,7 @@ _MIN_CALIBRATION_ROWS = 40
 
 
 @dataclass
-class ImageModel:
+class ImageModel(ClassLabels):
     """A trained image model in a bundle: reads the image paths of a table and scores them."""
 
     name: str
@@ -58,16 +58,6 @@ class ImageModel:
     image_column: str
     image_size: tuple[int, ...]
     on_bad_file: str = "fail"
-
-    @property
-    def classes(self) -> list[str]:
-        return self.schema.classes
-
-    def labels(self, proba: np.ndarray) -> np.ndarray:
-        """Class indices: the threshold on the positive class (binary) or the most probable."""
-        if len(self.classes) == 2 and self.threshold is not None:
-            return (proba[:, 1] >= self.threshold).astype(int)
-        return np.argmax(proba, axis=1)
 
     def predict_images(self, images: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(n, K)`` of images shaped ``(n, 1, *image_size)``."""

@@ -32,6 +32,7 @@ _TRAINERS = {
     "risk": "permed.workflow._risk:train_risk",
     "treat": "permed.workflow._treat:train_treat",
     "image": "permed.workflow._image:train_image",  # any study with --images
+    "fusion": "permed.workflow._fusion:train_fusion",  # --models fusion: table + note + image
 }
 
 
@@ -42,6 +43,12 @@ def _trainer(task: str | None):
     except (ImportError, ValueError, AttributeError):
         raise StudyError(f"--task '{task}' is not available in this version of permed; "
                          "use --task diagnose") from None
+
+
+def _fusion_study(study: Study) -> Study:
+    from permed.workflow._fusion import fusion_study
+
+    return fusion_study(study)
 
 
 def package_versions() -> dict[str, str]:
@@ -72,9 +79,11 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
     timings = Timings()
     with timings("read"):
         frame, info = read_table(data)
-    trainer = _trainer("image" if study.images else study.task)
+    fusion = "fusion" in config.models  # late fusion of modalities: workflow/_fusion.py
+    trainer = _trainer("fusion" if fusion else "image" if study.images else study.task)
     with timings("validate"):
-        validation = validate(frame, study, min_class_size=config.cv)
+        validation = validate(frame, _fusion_study(study) if fusion else study,
+                              min_class_size=config.cv)
     for finding in validation.warnings:
         progress.note(f"warning: {finding.message}")
     validation.raise_errors()

@@ -11,6 +11,14 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from permed.models.deep._cnn import CNNClassifier
 from permed.models.deep._deepsurv import DeepSurv
 from permed.models.deep._device import resolve_device
+from permed.models.deep._ft_transformer import FTTransformerClassifier, FTTransformerSurvival
 from permed.models.deep._mlp import MLPClassifier
 
-__all__ = ["CNNClassifier", "DeepSurv", "MLPClassifier", "resolve_device"]
+__all__ = [
+    "CNNClassifier",
+    "DeepSurv",
+    "FTTransformerClassifier",
+    "FTTransformerSurvival",
+    "MLPClassifier",
+    "resolve_device",
+]

@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from numbers import Integral
-from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sksurv.linear_model.coxph import BreslowEstimator
 
 from permed.exceptions import PermedError
 from permed.models.deep._device import resolve_device
-from permed.models.deep._mlp import (
-    _build_network,
-    _check_number,
-    _check_positive_int,
-    _cpu_thread_limit,
+from permed.models.deep._mlp import _build_network
+from permed.models.deep._training import (
+    check_training_params,
+    cpu_thread_limit,
+    predict_in_chunks,
+    survival_split,
+    train_network,
 )
 from permed.models.risk._base import _SurvivalEstimator, breslow_survival
 
-__all__ = ["DeepSurv", "cox_partial_likelihood_loss"]
-
-_MIN_VALIDATION_EVENTS = 5
-_PREDICT_CHUNK_ROWS = 8192
+__all__ = ["DeepSurv", "cox_partial_likelihood_loss", "cox_loss_of_outputs", "fit_breslow"]
 
 
 def cox_partial_likelihood_loss(log_hazard: torch.Tensor, time: torch.Tensor,
@@ -56,7 +52,36 @@ def cox_partial_likelihood_loss(log_hazard: torch.Tensor, time: torch.Tensor,
     return -((eta - log_risk_set) * died).sum() / events
 
 
-class DeepSurv(_SurvivalEstimator):
+def cox_loss_of_outputs(outputs: torch.Tensor, time: torch.Tensor,
+                        event: torch.Tensor) -> torch.Tensor:
+    """:func:`cox_partial_likelihood_loss` of a network's ``(n, 1)`` outputs."""
+    return cox_partial_likelihood_loss(outputs[:, 0], time, event)
+
+
+def fit_breslow(log_hazard: np.ndarray, time: np.ndarray,
+                event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Breslow's baseline cumulative hazard: (times, cumulative hazard at each), float64."""
+    baseline = BreslowEstimator().fit(log_hazard, event, time)
+    return (np.asarray(baseline.cum_baseline_hazard_.x, dtype=np.float64),
+            np.asarray(baseline.cum_baseline_hazard_.y, dtype=np.float64))
+
+
+class _CoxOutputs:
+    """Risk score and Breslow survival of a network whose single output is the log hazard
+    of standardized features (``network_``, ``scaler_``, ``baseline_*_``)."""
+
+    def _log_hazard(self, Xs: np.ndarray) -> np.ndarray:
+        return predict_in_chunks(self.network_, Xs)[:, 0].numpy() if len(Xs) else np.zeros(0)
+
+    def _risk(self, X: np.ndarray) -> np.ndarray:
+        return self._log_hazard(self.scaler_.transform(X))
+
+    def _survival(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return breslow_survival(self.baseline_times_, self.baseline_cumulative_hazard_,
+                                self._risk(X))
+
+
+class DeepSurv(_CoxOutputs, _SurvivalEstimator):
     """DeepSurv (Katzman et al. 2018): Cox regression with a neural-network log hazard.
 
     Inputs are standardized and pass through fully connected ReLU layers to one output, the
@@ -131,15 +156,7 @@ class DeepSurv(_SurvivalEstimator):
         self.random_state = random_state
 
     def _check_params(self) -> None:
-        _check_positive_int("batch_size", self.batch_size)
-        _check_positive_int("max_epochs", self.max_epochs)
-        _check_positive_int("patience", self.patience)
-        _check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
-        _check_number("weight_decay", self.weight_decay, low=0.0, low_open=False)
-        _check_number("validation_fraction", self.validation_fraction, low=0.0, low_open=True)
-        if self.validation_fraction >= 1:
-            raise PermedError(f"validation_fraction={self.validation_fraction!r} must be below "
-                              "1: it is the share of training rows held out, e.g. 0.15")
+        check_training_params(self, "0.15")
         self._hidden()
 
     def _hidden(self) -> tuple[int, ...]:
@@ -162,95 +179,25 @@ class DeepSurv(_SurvivalEstimator):
         rng = check_random_state(self.random_state)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
         network = _build_network(Xs.shape[1], hidden, 1, generator)
-        train_rows, validation_rows = self._split_rows(event, rng)
+        train_rows, validation_rows = survival_split(event, self.validation_fraction,
+                                                     self.early_stopping, rng)
         data = (Xs, time, event.astype(np.float64))
-        with _cpu_thread_limit(device, self.batch_size * max((Xs.shape[1], *hidden))):
-            history = _train(network.to(device), _tensors(data, train_rows, device),
-                             _tensors(data, validation_rows, device), self, rng)
+        with cpu_thread_limit(device, self.batch_size * max((Xs.shape[1], *hidden))):
+            # min_improvement: a partial likelihood that creeps down by rounding is no progress
+            history = train_network(
+                network.to(device), cox_loss_of_outputs, _tensors(data, train_rows, device),
+                _tensors(data, validation_rows, device), learning_rate=self.learning_rate,
+                weight_decay=self.weight_decay, batch_size=self.batch_size,
+                max_epochs=self.max_epochs, patience=self.patience, rng=rng,
+                min_improvement=1e-6)
         self.network_ = network.to(device="cpu", dtype=torch.float64).eval()
-        self.n_epochs_ = len(history["train"])
-        self.loss_curve_ = history["train"]
-        self.validation_loss_curve_ = history["validation"] or None
-        baseline = BreslowEstimator().fit(self._log_hazard(Xs), event, time)
-        self.baseline_times_ = np.asarray(baseline.cum_baseline_hazard_.x, dtype=np.float64)
-        self.baseline_cumulative_hazard_ = np.asarray(baseline.cum_baseline_hazard_.y,
-                                                      dtype=np.float64)
-
-    def _split_rows(self, event: np.ndarray,
-                    rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
-        rows = np.arange(len(event))
-        n_validation = math.ceil(self.validation_fraction * len(rows))
-        expected_events = event.mean() * n_validation
-        if (not self.early_stopping or expected_events < _MIN_VALIDATION_EVENTS
-                or len(rows) - n_validation < 2):
-            return rows, rows[:0]
-        stratify = event if min(event.sum(), (~event).sum()) >= 2 else None
-        train, validation = train_test_split(rows, test_size=n_validation, stratify=stratify,
-                                             random_state=rng)
-        return np.sort(train), np.sort(validation)
-
-    def _log_hazard(self, Xs: np.ndarray) -> np.ndarray:
-        out = []
-        with torch.inference_mode():
-            for start in range(0, Xs.shape[0], _PREDICT_CHUNK_ROWS):
-                chunk = torch.tensor(Xs[start:start + _PREDICT_CHUNK_ROWS], dtype=torch.float64)
-                out.append(self.network_(chunk)[:, 0].numpy())
-        return np.concatenate(out) if out else np.zeros(0)
-
-    def _risk(self, X: np.ndarray) -> np.ndarray:
-        return self._log_hazard(self.scaler_.transform(X))
-
-    def _survival(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return breslow_survival(self.baseline_times_, self.baseline_cumulative_hazard_,
-                                self._risk(X))
+        self.n_epochs_ = len(history.train_losses)
+        self.loss_curve_ = history.train_losses
+        self.validation_loss_curve_ = history.validation_losses or None
+        self.baseline_times_, self.baseline_cumulative_hazard_ = fit_breslow(
+            self._log_hazard(Xs), time, event)
 
 
 def _tensors(data: tuple[np.ndarray, np.ndarray, np.ndarray], rows: np.ndarray,
              device: torch.device) -> tuple[torch.Tensor, ...]:
     return tuple(torch.as_tensor(a[rows], dtype=torch.float32, device=device) for a in data)
-
-
-def _train(network: torch.nn.Sequential, train: tuple[torch.Tensor, ...],
-           validation: tuple[torch.Tensor, ...], params: DeepSurv,
-           rng: np.random.RandomState) -> dict[str, Any]:
-    """Adam on shuffled mini-batches, early stopping on the validation partial likelihood."""
-    optimizer = torch.optim.Adam(network.parameters(), lr=params.learning_rate,
-                                 weight_decay=params.weight_decay)
-    history: dict[str, Any] = {"train": [], "validation": []}
-    best, best_state, waited = math.inf, None, 0
-    for _ in range(params.max_epochs):
-        history["train"].append(_epoch(network, train, optimizer, params.batch_size, rng))
-        if len(validation[0]) == 0:
-            continue
-        network.eval()
-        with torch.no_grad():
-            loss = cox_partial_likelihood_loss(network(validation[0])[:, 0], *validation[1:])
-        history["validation"].append(loss.item())
-        if loss.item() < best - 1e-6:
-            best, waited = loss.item(), 0
-            best_state = {k: v.clone() for k, v in network.state_dict().items()}
-            continue
-        waited += 1
-        if waited >= params.patience:
-            break
-    if best_state is not None:
-        network.load_state_dict(best_state)
-    return history
-
-
-def _epoch(network: torch.nn.Sequential, train: tuple[torch.Tensor, ...],
-           optimizer: torch.optim.Optimizer, batch_size: int, rng: np.random.RandomState) -> float:
-    features, time, event = train
-    network.train()
-    order = torch.from_numpy(rng.permutation(len(time))).to(features.device)
-    total, batches = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        optimizer.zero_grad()
-        loss = cox_partial_likelihood_loss(network(features[batch])[:, 0], time[batch],
-                                           event[batch])
-        loss.backward()
-        optimizer.step()
-        total += loss.item()
-        batches += 1
-    return total / max(batches, 1)

@@ -4,37 +4,86 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from permed.exceptions import PermedError
 from permed.models.deep._device import resolve_device
+from permed.models.deep._training import (
+    check_number,
+    check_training_params,
+    classification_split,
+    cpu_thread_limit,
+    predict_in_chunks,
+    train_network,
+)
 
 __all__ = ["MLPClassifier"]
 
-# Below this many validation rows the validation loss is too noisy to stop on.
-_MIN_VALIDATION_ROWS = 10
-# Rows per forward pass at prediction time: bounds memory on large tables.
-_PREDICT_CHUNK_ROWS = 8192
-# Below this many values in a batch's widest activation, a CPU training step is dominated by
-# per-operation overhead, and extra OpenMP threads only add synchronisation (several times
-# slower on a busy machine); such networks train on one thread.
-_SINGLE_THREAD_MAX_BATCH_VALUES = 2**16
+# permed.privacy._dp builds its network and checks its parameters with these.
+_check_number = check_number
 
 
-class MLPClassifier(ClassifierMixin, BaseEstimator):
+class _SoftmaxOutputs:
+    """``predict_proba`` and ``predict`` of a torch classifier whose network maps standardized
+    features to class logits (``network_``, ``scaler_``, ``classes_``)."""
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probability of each class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features with the columns seen in ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Float64 probabilities in the order of ``classes_``; each row sums to 1.
+
+        Raises
+        ------
+        NotFittedError
+            If the model has not been fitted.
+        """
+        check_is_fitted(self, "network_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        if self.scaler_ is not None:
+            X = self.scaler_.transform(X)
+        return torch.softmax(predict_in_chunks(self.network_, X), dim=1).numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features with the columns seen in ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels taken from ``classes_``.
+
+        Raises
+        ------
+        NotFittedError
+            If the model has not been fitted.
+        """
+        probabilities = self.predict_proba(X)  # checks fitted before classes_ is read
+        return self.classes_[np.argmax(probabilities, axis=1)]
+
+
+class MLPClassifier(_SoftmaxOutputs, ClassifierMixin, BaseEstimator):
     """Multilayer perceptron classifier trained with torch.
 
     Inputs are standardized, pass through fully connected ReLU layers and a linear head whose
@@ -172,14 +221,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
         network = _build_network(X.shape[1], hidden, len(self.classes_), generator)
-        train_rows, validation_rows = self._split_rows(y_encoded, rng)
-        with _cpu_thread_limit(device, self.batch_size * max((X.shape[1], *hidden))):
-            history = _train(
+        train_rows, validation_rows = classification_split(
+            y_encoded, self.validation_fraction, self.early_stopping, rng
+        )
+        with cpu_thread_limit(device, self.batch_size * max((X.shape[1], *hidden))):
+            history = train_network(
                 network.to(device),
+                nn.CrossEntropyLoss(),
                 _to_tensors(X, y_encoded, train_rows, device),
                 _to_tensors(X, y_encoded, validation_rows, device),
-                self,
-                rng,
+                learning_rate=self.learning_rate,
+                weight_decay=self.weight_decay,
+                batch_size=self.batch_size,
+                max_epochs=self.max_epochs,
+                patience=self.patience,
+                rng=rng,
             )
         self.network_ = network.to(device="cpu", dtype=torch.float64).eval()
         self.n_epochs_ = len(history.train_losses)
@@ -188,70 +244,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.best_validation_loss_ = history.best_validation_loss
         return self
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Probability of each class.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Features with the columns seen in ``fit``.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes)
-            Float64 probabilities in the order of ``classes_``; each row sums to 1.
-
-        Raises
-        ------
-        NotFittedError
-            If the model has not been fitted.
-        """
-        check_is_fitted(self, "network_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        if self.scaler_ is not None:
-            X = self.scaler_.transform(X)
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, X.shape[0], _PREDICT_CHUNK_ROWS):
-                # a copy: X may be a read-only memmap, which torch will not wrap
-                chunk = torch.tensor(X[start : start + _PREDICT_CHUNK_ROWS], dtype=torch.float64)
-                chunks.append(torch.softmax(self.network_(chunk), dim=1).numpy())
-        return np.concatenate(chunks, axis=0)
-
-    def predict(self, X: Any) -> np.ndarray:
-        """Most probable class.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Features with the columns seen in ``fit``.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-            Labels taken from ``classes_``.
-
-        Raises
-        ------
-        NotFittedError
-            If the model has not been fitted.
-        """
-        probabilities = self.predict_proba(X)  # checks fitted before classes_ is read
-        return self.classes_[np.argmax(probabilities, axis=1)]
-
     def _check_params(self) -> tuple[int, ...]:
         """Refuse out-of-range parameters; return the hidden layer widths as a tuple."""
-        _check_positive_int("batch_size", self.batch_size)
-        _check_positive_int("max_epochs", self.max_epochs)
-        _check_positive_int("patience", self.patience)
-        _check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
-        _check_number("weight_decay", self.weight_decay, low=0.0, low_open=False)
-        _check_number("validation_fraction", self.validation_fraction, low=0.0, low_open=True)
-        if self.validation_fraction >= 1:
-            raise PermedError(
-                f"validation_fraction={self.validation_fraction!r} must be below 1: it is the "
-                "share of training rows held out for early stopping, e.g. 0.1"
-            )
+        check_training_params(self, "0.1")
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, Integral):
             sizes = (sizes,)
@@ -266,44 +261,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     "positive integers, e.g. (64, 32, 16)"
                 )
         return tuple(int(width) for width in hidden)
-
-    def _split_rows(
-        self, y_encoded: np.ndarray, rng: np.random.RandomState
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Row indices for training and for early stopping (empty when it is not used)."""
-        rows = np.arange(len(y_encoded))
-        n_validation = math.ceil(self.validation_fraction * len(rows))
-        n_classes = int(y_encoded.max()) + 1
-        if (
-            not self.early_stopping
-            or n_validation < max(n_classes, _MIN_VALIDATION_ROWS)
-            or len(rows) - n_validation < n_classes
-        ):
-            return rows, rows[:0]
-        stratify = y_encoded if np.bincount(y_encoded).min() >= 2 else None
-        train_rows, validation_rows = train_test_split(
-            rows, test_size=n_validation, stratify=stratify, random_state=rng
-        )
-        return np.sort(train_rows), np.sort(validation_rows)
-
-
-@dataclass
-class _History:
-    train_losses: list[float] = field(default_factory=list)
-    validation_losses: list[float] = field(default_factory=list)
-    best_validation_loss: float | None = None
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-        raise PermedError(f"{name}={value!r} must be a positive integer")
-
-
-def _check_number(name: str, value: Any, *, low: float, low_open: bool) -> None:
-    is_number = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not is_number or value < low or (low_open and value == low):
-        bound = f"above {low}" if low_open else f"at least {low}"
-        raise PermedError(f"{name}={value!r} must be a finite number {bound}")
 
 
 def _build_network(
@@ -325,96 +282,9 @@ def _build_network(
     return nn.Sequential(*layers[:-1])
 
 
-def _cpu_thread_limit(device: torch.device, batch_values: int) -> threadpool_limits:
-    """One OpenMP thread for small networks on the CPU, no limit otherwise.
-
-    ``threadpool_limits`` restores the previous limit on exit, and OpenMP applies it to the
-    calling thread only, so callers and other threads keep their own torch thread count
-    (``torch.set_num_threads`` would change it for the whole process).
-    """
-    small = device.type == "cpu" and batch_values <= _SINGLE_THREAD_MAX_BATCH_VALUES
-    return threadpool_limits(limits=1 if small else None, user_api="openmp")
-
-
 def _to_tensors(
     X: np.ndarray, y: np.ndarray, rows: np.ndarray, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     features = torch.as_tensor(X[rows], dtype=torch.float32, device=device)
     targets = torch.as_tensor(y[rows], dtype=torch.int64, device=device)
     return features, targets
-
-
-def _train(
-    network: nn.Sequential,
-    train: tuple[torch.Tensor, torch.Tensor],
-    validation: tuple[torch.Tensor, torch.Tensor],
-    params: MLPClassifier,
-    rng: np.random.RandomState,
-) -> _History:
-    """Adam on shuffled mini-batches; with a validation set, early stopping on its loss.
-
-    On return ``network`` holds the weights of the best validation epoch, or of the last
-    epoch when there is no validation set.
-    """
-    # The fused kernel does the whole update in one call: several times fewer operations per
-    # step, which is most of a small network's training time.
-    optimizer = torch.optim.Adam(
-        network.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay, fused=True
-    )
-    loss_function = nn.CrossEntropyLoss()
-    history = _History()
-    best_state: dict[str, torch.Tensor] | None = None
-    epochs_since_best = 0
-    for _ in range(params.max_epochs):
-        history.train_losses.append(
-            _run_epoch(network, train, optimizer, loss_function, params.batch_size, rng)
-        )
-        if len(validation[1]) == 0:
-            continue
-        validation_loss = _evaluate(network, validation, loss_function)
-        history.validation_losses.append(validation_loss)
-        if history.best_validation_loss is None or validation_loss < history.best_validation_loss:
-            history.best_validation_loss = validation_loss
-            best_state = {name: value.clone() for name, value in network.state_dict().items()}
-            epochs_since_best = 0
-            continue
-        epochs_since_best += 1
-        if epochs_since_best >= params.patience:
-            break
-    if best_state is not None:
-        network.load_state_dict(best_state)
-    return history
-
-
-def _run_epoch(
-    network: nn.Sequential,
-    train: tuple[torch.Tensor, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    loss_function: nn.Module,
-    batch_size: int,
-    rng: np.random.RandomState,
-) -> float:
-    """One pass over the training rows in random order; the mean training loss."""
-    features, targets = train
-    network.train()
-    order = torch.from_numpy(rng.permutation(len(targets))).to(features.device)
-    total = torch.zeros((), device=features.device)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        optimizer.zero_grad()
-        loss = loss_function(network(features[batch]), targets[batch])
-        loss.backward()
-        optimizer.step()
-        # Summed on the device: one synchronisation per epoch rather than one per batch.
-        total += loss.detach() * len(batch)
-    return total.item() / len(order)
-
-
-def _evaluate(
-    network: nn.Sequential,
-    validation: tuple[torch.Tensor, torch.Tensor],
-    loss_function: nn.Module,
-) -> float:
-    network.eval()
-    with torch.no_grad():
-        return loss_function(network(validation[0]), validation[1]).item()

@@ -14,7 +14,8 @@ from sklearn.linear_model import LogisticRegression
 
 from permed.exceptions import PermedError
 
-__all__ = ["DIAGNOSE_MODELS", "ModelFamily", "available_models", "default_models", "make_model"]
+__all__ = ["DIAGNOSE_MODELS", "READS_EVENTS", "ModelFamily", "available_models", "default_models",
+           "make_model", "require_events"]
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,23 @@ def _dp_mlp(seed: int, device: str) -> BaseEstimator:
     return DPMLPClassifier(random_state=seed)
 
 
+def _gru(seed: int, device: str) -> BaseEstimator:
+    from permed.models.deep._sequence import EventGRUClassifier
+
+    return EventGRUClassifier(random_state=seed, device=device)
+
+
 def _mlp(seed: int, device: str) -> BaseEstimator:
     from permed.models.deep import MLPClassifier
 
     return MLPClassifier(random_state=seed, device=device)
+
+
+def _ft_transformer(seed: int, device: str) -> BaseEstimator:
+    from permed.models.deep import FTTransformerClassifier
+
+    # the class's 10 epochs are a quick fit; a model family trains until early stopping
+    return FTTransformerClassifier(max_epochs=100, patience=10, random_state=seed, device=device)
 
 
 DIAGNOSE_MODELS: dict[str, ModelFamily] = {
@@ -140,6 +154,27 @@ DIAGNOSE_MODELS: dict[str, ModelFamily] = {
             },
             needs="torch"),
         ModelFamily(
+            "gru", "GRU over each patient's time-ordered EHR events (--events) joined with the "
+            "tabular features (torch)",
+            _gru,
+            lambda t: {
+                "learning_rate": t.suggest_float("learning_rate", 1e-3, 1e-2, log=True),
+                "hidden_size": t.suggest_int("hidden_size", 16, 64, log=True),
+                "dropout": t.suggest_float("dropout", 0.0, 0.5),
+                "weight_decay": t.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+            },
+            needs="torch"),
+        ModelFamily(
+            "ft_transformer", "FT-Transformer: feature tokens + 2 transformer blocks (torch)",
+            _ft_transformer,
+            lambda t: {
+                "learning_rate": t.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+                "d_token": t.suggest_categorical("d_token", [16, 32, 64]),
+                "n_layers": t.suggest_int("n_layers", 1, 3),
+                "ffn_dropout": t.suggest_float("ffn_dropout", 0.0, 0.3),
+            },
+            needs="torch"),
+        ModelFamily(
             "scorecard", "points scorecard: integer points per feature band (binary only)",
             _scorecard,
             lambda t: {
@@ -166,13 +201,28 @@ def available_models() -> list[str]:
 
 # Glass-box models compared only when asked for (--models ...,scorecard): the scorecard is
 # binary-only, and the default list must work for every target; elasticnet and lightgbm_pn are
-# the p >> n settings for genes and note terms (--models elasticnet,lightgbm_pn).
-_OPT_IN = ("scorecard", "dp_mlp", "elasticnet", "lightgbm_pn")
+# the p >> n settings for genes and note terms (--models elasticnet,lightgbm_pn); gru needs
+# an events column (--events COL --models lightgbm,gru); ft_transformer costs minutes of CPU
+# per cross-validation (--models ft_transformer).
+_OPT_IN = ("scorecard", "dp_mlp", "elasticnet", "lightgbm_pn", "gru", "ft_transformer")
 
 
 def default_models() -> list[str]:
     """The models compared when ``--models`` is not given."""
     return [name for name in available_models() if name not in _OPT_IN]
+
+
+# Models that read the study's events column (--events) rather than only the table.
+READS_EVENTS = ("gru",)
+NO_EVENTS = ("--models gru reads each patient's event sequence, but the study names no events "
+             "column: add --events COL (space-separated event tokens in time order, e.g. the "
+             "'events' column of permed ingest mimic --events), or leave gru out of --models")
+
+
+def require_events(names: list[str], events: str | None) -> None:
+    """Refuse a sequence model (``gru``) in ``names`` when the study has no events column."""
+    if not events and any(name in READS_EVENTS for name in names):
+        raise PermedError(NO_EVENTS)
 
 
 def make_model(name: str, seed: int, device: str = "auto",

@@ -33,6 +33,13 @@ def _deepsurv(seed: int, device: str) -> BaseEstimator:
     return DeepSurv(random_state=seed, device=device)
 
 
+def _ft_transformer(seed: int, device: str) -> BaseEstimator:
+    from permed.models.deep import FTTransformerSurvival
+
+    # the class's 10 epochs are a quick fit; a model family trains until early stopping
+    return FTTransformerSurvival(max_epochs=100, patience=15, random_state=seed, device=device)
+
+
 RISK_MODELS: dict[str, ModelFamily] = {
     f.name: f
     for f in (
@@ -61,6 +68,16 @@ RISK_MODELS: dict[str, ModelFamily] = {
                 "hidden_layer_sizes": (t.suggest_int("width", 8, 64, log=True),) * 2,
             },
             needs="torch"),
+        ModelFamily(
+            "ft_transformer", "FT-Transformer Cox model: feature tokens + 2 transformer blocks "
+            "(torch)", _ft_transformer,
+            lambda t: {
+                "learning_rate": t.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+                "d_token": t.suggest_categorical("d_token", [16, 32, 64]),
+                "n_layers": t.suggest_int("n_layers", 1, 3),
+                "ffn_dropout": t.suggest_float("ffn_dropout", 0.0, 0.3),
+            },
+            needs="torch"),
     )
 }
 
@@ -70,9 +87,14 @@ def available_models() -> list[str]:
     return [name for name, family in RISK_MODELS.items() if family.available]
 
 
+# Compared only when asked for: ft_transformer costs minutes of CPU per cross-validation
+# (--models ft_transformer).
+_OPT_IN = ("ft_transformer",)
+
+
 def default_models() -> list[str]:
     """The risk models compared when ``--models`` is not given."""
-    return available_models()
+    return [name for name in available_models() if name not in _OPT_IN]
 
 
 def make_model(name: str, seed: int, device: str = "auto",
