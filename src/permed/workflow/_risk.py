@@ -39,6 +39,7 @@ from permed.exceptions import PermedError
 from permed.explain import Explanation
 from permed.explain._outcomes import explain_outcome_frame, explain_risk
 from permed.models.risk import RISK_MODELS, default_models, make_model, survival_y
+from permed.models.risk._base import CURVE_CELLS
 from permed.preprocess import make_preprocessor
 from permed.study import FittedSchema, Study, ValidationReport
 from permed.study._validate_risk import RiskOptions, check_risk, encode_event, follow_up_times
@@ -135,10 +136,15 @@ class RiskModel:
 
     def median_survival(self, frame: pd.DataFrame) -> np.ndarray:
         """Predicted median time to event; NaN when the curve stays above 0.5 (not reached)."""
-        curves = self.survival(frame, self.event_times)
-        below = curves <= 0.5
-        first = np.argmax(below, axis=1)
-        return np.where(below.any(axis=1), self.event_times[first], np.nan)
+        features, times = self.schema.coerce(frame), self.event_times
+        out = np.full(len(features), np.nan)
+        # curves at every event time: rows x event times, so a chunk of rows at a time
+        step = max(1, CURVE_CELLS // max(1, len(times)))
+        for start in range(0, len(features), step):
+            below = _survival(self.pipeline, features.iloc[start:start + step], times) <= 0.5
+            out[start:start + step] = np.where(below.any(axis=1),
+                                               times[np.argmax(below, axis=1)], np.nan)
+        return out
 
     def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:
         """SHAP values of the absolute risk by the middle horizon, per original feature (the

@@ -46,7 +46,7 @@ def step_values(grid: np.ndarray, values: np.ndarray, times: np.ndarray) -> np.n
 
 
 # Most survival-curve values held at once by predict_survival_function (32 MB of float64).
-_CURVE_CELLS = 4_000_000
+CURVE_CELLS = 4_000_000
 
 
 class _SurvivalEstimator(BaseEstimator):
@@ -136,12 +136,12 @@ class _SurvivalEstimator(BaseEstimator):
             raise PermedError("times must be a 1-D array of non-negative finite times")
         # the full curves are (rows x event times): scored in chunks of rows, so that an
         # explanation scoring 250,000 perturbed rows stays at tens of MB, not gigabytes
-        step = max(1, _CURVE_CELLS // max(1, len(self.event_times_)))
+        step = max(1, CURVE_CELLS // max(1, len(self.event_times_)))
         out = np.empty((X.shape[0], len(times)))
         for start in range(0, X.shape[0], step):
             grid, values = self._survival(X[start:start + step])
             out[start:start + step] = step_values(grid, values, times)
-        return np.clip(out, 0.0, 1.0)
+        return np.clip(out, 0.0, 1.0, out=out)
 
     def score(self, X: Any, y: Any) -> float:
         """Harrell's concordance index of ``predict(X)`` (scikit-survival's implementation).
