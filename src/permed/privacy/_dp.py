@@ -20,14 +20,13 @@ import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from permed.exceptions import PermedError
 from permed.models.deep import MLPClassifier
 from permed.models.deep._mlp import _build_network, _check_number
+from permed.models.deep._training import encode_classes
 
 __all__ = ["DPMLPClassifier"]
 
@@ -132,11 +131,7 @@ class DPMLPClassifier(MLPClassifier):
         _check_number("max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
         _check_number("noise_multiplier", self.noise_multiplier, low=0.0, low_open=True)
         X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
-        self.classes_, encoded = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise PermedError(f"y has 1 class ({self.classes_.tolist()[0]!r}): DPMLPClassifier "
-                              "needs at least 2 classes to learn from; check the outcome column")
+        encoded = encode_classes(self, y)
         self.scaler_ = StandardScaler().fit(X) if self.standardize else None
         if self.scaler_ is not None:
             X = self.scaler_.transform(X)

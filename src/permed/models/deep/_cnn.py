@@ -17,13 +17,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 from torch import nn
 
 from permed.exceptions import PermedError
 from permed.models.deep._device import resolve_device
+from permed.models.deep._training import encode_classes
 
 __all__ = ["ARCHITECTURES", "CNNClassifier"]
 
@@ -161,11 +161,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         if len(y) != len(X):
             raise PermedError(f"X has {len(X)} images but y has {len(y)} labels: give one label "
                               "per image")
-        check_classification_targets(y)
-        self.classes_, encoded = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise PermedError(f"y has 1 class ({self.classes_.tolist()[0]!r}): CNNClassifier "
-                              "needs at least 2 classes to learn from; check the target column")
+        encoded = encode_classes(self, y)
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))

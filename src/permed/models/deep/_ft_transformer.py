@@ -22,7 +22,6 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 from torch import nn
 from torch.nn import functional
@@ -36,6 +35,7 @@ from permed.models.deep._training import (
     check_training_params,
     classification_split,
     cpu_thread_limit,
+    encode_classes,
     seeded_torch,
     survival_split,
     train_network,
@@ -284,13 +284,7 @@ class FTTransformerClassifier(_FTTransformerMixin, _SoftmaxOutputs, ClassifierMi
         self._check_architecture("0.1")
         resolve_device(self.device)
         X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
-        self.classes_, y_encoded = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            only = self.classes_.tolist()[0]
-            raise PermedError(
-                f"y has 1 class ({only!r}): FTTransformerClassifier needs at least 2 classes "
-                "to learn from; check the outcome column")
+        y_encoded = encode_classes(self, y)
         self.scaler_ = StandardScaler().fit(X) if self.standardize else None
         if self.scaler_ is not None:
             X = self.scaler_.transform(X)

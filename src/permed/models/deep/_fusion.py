@@ -24,13 +24,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 from torch import nn
 
 from permed.exceptions import PermedError
 from permed.models.deep._device import resolve_device
+from permed.models.deep._training import encode_classes
 
 __all__ = ["MODALITIES", "FusionClassifier", "FusionInputs"]
 
@@ -210,11 +210,7 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         if len(y) != len(inputs):
             raise PermedError(f"X has {len(inputs)} patients but y has {len(y)} labels: give "
                               "one label per patient")
-        check_classification_targets(y)
-        self.classes_, encoded = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise PermedError(f"y has 1 class ({self.classes_.tolist()[0]!r}): "
-                              "FusionClassifier needs at least 2 classes; check the target")
+        encoded = encode_classes(self, y)
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))

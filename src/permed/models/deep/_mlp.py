@@ -12,7 +12,6 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
@@ -23,6 +22,7 @@ from permed.models.deep._training import (
     check_training_params,
     classification_split,
     cpu_thread_limit,
+    encode_classes,
     predict_in_chunks,
     train_network,
 )
@@ -206,14 +206,7 @@ class MLPClassifier(_SoftmaxOutputs, ClassifierMixin, BaseEstimator):
         hidden = self._check_params()
         device = resolve_device(self.device)
         X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
-        self.classes_, y_encoded = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            only = self.classes_.tolist()[0]  # a Python value: repr without numpy's wrapper
-            raise PermedError(
-                f"y has 1 class ({only!r}): MLPClassifier needs at least 2 classes to learn "
-                "from; check the outcome column"
-            )
+        y_encoded = encode_classes(self, y)
         self.scaler_ = StandardScaler().fit(X) if self.standardize else None
         if self.scaler_ is not None:
             X = self.scaler_.transform(X)

@@ -19,7 +19,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 from torch import nn
@@ -27,6 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from permed.exceptions import PermedError
 from permed.models.deep._device import resolve_device
+from permed.models.deep._training import encode_classes
 from permed.preprocess import _events  # the module only: no transformer class in models/
 from permed.preprocess._events import OOV_ID, PAD_ID
 
@@ -205,12 +205,7 @@ class EventGRUClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         device = resolve_device(self.device)
         X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
-        self.classes_, y_encoded = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise PermedError(
-                f"y has 1 class ({self.classes_.tolist()[0]!r}): EventGRUClassifier needs at "
-                "least 2 classes to learn from; check the outcome column")
+        y_encoded = encode_classes(self, y)
         table, ids = self._split(X, fitting=True)
         self.mean_ = table.mean(axis=0)
         scale = table.std(axis=0)

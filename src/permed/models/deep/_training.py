@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
+from sklearn.utils.multiclass import check_classification_targets
 from threadpoolctl import threadpool_limits
 from torch import nn
 
@@ -26,6 +27,7 @@ from permed.exceptions import PermedError
 
 __all__ = [
     "TrainingHistory",
+    "encode_classes",
     "check_positive_int",
     "check_number",
     "check_training_params",
@@ -49,6 +51,23 @@ PREDICT_CHUNK_ROWS = 8192
 _SINGLE_THREAD_MAX_BATCH_VALUES = 2**16
 
 Loss = Callable[..., torch.Tensor]
+
+
+def encode_classes(model: Any, y: Any) -> np.ndarray:
+    """Set ``model.classes_`` from the labels ``y``; return each label's index in it.
+
+    Raises
+    ------
+    PermedError
+        When ``y`` holds a single class (named, with the model's class name).
+    """
+    check_classification_targets(y)
+    model.classes_, encoded = np.unique(y, return_inverse=True)
+    if len(model.classes_) < 2:
+        only = model.classes_.tolist()[0]  # a Python value: repr without numpy's wrapper
+        raise PermedError(f"y has 1 class ({only!r}): {type(model).__name__} needs at least 2 "
+                          "classes to learn from; check the target column")
+    return encoded
 
 
 @dataclass
