@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["MEDIA_TYPES", "check_image", "describe", "image_columns", "inline_images"]
+__all__ = ["MEDIA_TYPES", "check_image", "image_columns", "inline_images"]
 
 MEDIA_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "image/tiff": ".tif",
                "image/bmp": ".bmp", "application/dicom": ".dcm", "application/x-npy": ".npy"}
@@ -65,31 +65,28 @@ def check_image(feature: Any, value: Any) -> tuple[Any, str | None]:
 
 
 @contextmanager
-def inline_images(frame: pd.DataFrame, columns: list[str]) -> Iterator[pd.DataFrame]:
+def inline_images(frame: pd.DataFrame, columns: list[str]
+                  ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """``frame`` with each data URL of ``columns`` replaced by the path of a temporary file
-    holding the image (removed on exit)."""
+    holding the image (removed on exit); and, for the answers, the same cells as a short
+    stand-in: the media type and size (None where no image was sent)."""
     if not columns:
-        yield frame
+        yield frame, frame[[]]
         return
     with tempfile.TemporaryDirectory(prefix="permed-images-") as folder:
-        readable = frame.copy()
+        readable, shown = frame.copy(), pd.DataFrame(index=frame.index)
         for column in columns:
-            paths = []
+            paths, texts = [], []
             for row, value in enumerate(frame[column]):
                 if not isinstance(value, str):
                     paths.append(None)
+                    texts.append(None)
                     continue
                 media_type, content = _parts(value)
                 path = Path(folder) / f"{column}-{row}{MEDIA_TYPES[media_type]}"
                 path.write_bytes(content)
                 paths.append(str(path))
+                texts.append(f"inline {media_type}, {len(content)} bytes")
             readable[column] = pd.Series(paths, index=frame.index, dtype=object)
-        yield readable
-
-
-def describe(value: Any) -> str | None:
-    """A short stand-in for an image in an answer: its media type and size."""
-    if not isinstance(value, str):
-        return None
-    media_type, content = _parts(value)
-    return f"inline {media_type}, {len(content)} bytes"
+            shown[column] = pd.Series(texts, index=frame.index, dtype=object)
+        yield readable, shown

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from permed.bundle._onnx import TOLERANCE, OnnxModel
-from permed.serve._images import describe, image_columns, inline_images
+from permed.serve._images import image_columns, inline_images
 from permed.study._schema import MAX_CATEGORIES_KEPT
 
 __all__ = ["Scorer", "json_safe"]
@@ -105,12 +105,10 @@ class Scorer:
         files, and each answer names them by media type and size instead of echoing them."""
         frame = self.frame(patients)
         columns = image_columns(self.schema)
-        with inline_images(frame, columns) as readable:
+        with inline_images(frame, columns) as (readable, shown):
             answers = _records(self.model.predict_frame(readable))
-        for patient, answer in zip(patients, answers, strict=True):
-            for column in columns:
-                if column in answer:
-                    answer[column] = describe(patient.get(column))
+        for answer, images in zip(answers, shown.to_dict("records"), strict=True):
+            answer.update({c: text for c, text in images.items() if c in answer})
         return answers
 
     def _unusual(self, transformed: np.ndarray) -> np.ndarray:
