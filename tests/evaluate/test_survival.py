@@ -195,3 +195,6 @@ def test_large_cohorts_get_the_same_point_figures_from_the_pair_sums(whas, monke
     assert large.keys() == expected.keys()
     for name, value in expected.items():
         assert large[name] == pytest.approx(value, abs=1e-9, nan_ok=True), name
+    headline = survival_metrics(w["reference"], w["time"], w["event"], w["risk"], w["survival"],
+                                w["grid"], tau=1095.0)
+    assert headline == {name: large[name] for name in SURVIVAL_METRICS}

@@ -281,8 +281,8 @@ def survival_metrics(reference: NDArray[Any], time: Floats, event: NDArray[np.bo
     """
     if len(time) >= POINT_SUMS_FROM_ROWS:
         data = _Evaluated.build(reference, time, event, risk, survival, grid, tau)
-        point = {k: float(v[0]) for k, v in _replicates(data, np.ones((1, len(time)))).items()}
-        return point if detail else {k: point[k] for k in SURVIVAL_METRICS}
+        ones = np.ones((1, len(time)))
+        return {k: float(v[0]) for k, v in _replicates(data, ones, detail).items()}
     y = survival_y(time, event)
     out = {"c_index": _safe(lambda: harrell_c(time, event, risk)),
            "uno_c": _safe(lambda: concordance_index_ipcw(reference, y, risk, tau=tau)[0]),
@@ -584,8 +584,8 @@ def replicate_counts(strata: ArrayLike, n_boot: int, seed: int) -> Floats:
     return np.vstack(blocks).astype(np.float64)
 
 
-def _replicates(data: _Evaluated, counts: Floats) -> dict[str, Floats]:
-    """Every figure of ``survival_metrics(..., detail=True)`` for each replicate."""
+def _replicates(data: _Evaluated, counts: Floats, detail: bool = True) -> dict[str, Floats]:
+    """Every figure of ``survival_metrics(..., detail=detail)`` for each replicate."""
     uno_weights = np.zeros(len(data.time))
     before = data.event & (data.time < data.tau)
     uno_weights[before] = 1.0 / data.censoring_at_time[before] ** 2
@@ -598,6 +598,14 @@ def _replicates(data: _Evaluated, counts: Floats) -> dict[str, Floats]:
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all horizons undefined: nan
         out["td_auc"] = np.nanmean(aucs, axis=1)
+    if detail:
+        out.update(_horizon_replicates(data, counts, aucs))
+    return out
+
+
+def _horizon_replicates(data: _Evaluated, counts: Floats, aucs: Floats) -> dict[str, Floats]:
+    """td-AUC, observed/expected risk and calibration slope at each horizon, per replicate."""
+    out = {}
     at_horizons = data.survival[:, data.grid.columns(data.grid.horizons)]
     for j, h in enumerate(data.grid.horizons):
         key = horizon_key(h)
