@@ -39,7 +39,7 @@ from permed.exceptions import PermedError
 from permed.explain import Explanation
 from permed.explain._outcomes import explain_outcome_frame, explain_risk
 from permed.models.risk import RISK_MODELS, default_models, make_model, survival_y
-from permed.models.risk._base import CURVE_CELLS
+from permed.models.risk._base import curve_chunks
 from permed.preprocess import make_preprocessor
 from permed.study import FittedSchema, Study, ValidationReport
 from permed.study._validate_risk import RiskOptions, check_risk, encode_event, follow_up_times
@@ -139,11 +139,9 @@ class RiskModel:
         features, times = self.schema.coerce(frame), self.event_times
         out = np.full(len(features), np.nan)
         # curves at every event time: rows x event times, so a chunk of rows at a time
-        step = max(1, CURVE_CELLS // max(1, len(times)))
-        for start in range(0, len(features), step):
-            below = _survival(self.pipeline, features.iloc[start:start + step], times) <= 0.5
-            out[start:start + step] = np.where(below.any(axis=1),
-                                               times[np.argmax(below, axis=1)], np.nan)
+        for rows in curve_chunks(len(features), len(times)):
+            below = _survival(self.pipeline, features.iloc[rows], times) <= 0.5
+            out[rows] = np.where(below.any(axis=1), times[np.argmax(below, axis=1)], np.nan)
         return out
 
     def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:

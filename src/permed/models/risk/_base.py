@@ -49,6 +49,12 @@ def step_values(grid: np.ndarray, values: np.ndarray, times: np.ndarray) -> np.n
 CURVE_CELLS = 4_000_000
 
 
+def curve_chunks(n_rows: int, n_times: int) -> list[slice]:
+    """Row slices whose survival curves at ``n_times`` times fit in ``CURVE_CELLS`` values."""
+    step = max(1, CURVE_CELLS // max(1, n_times))
+    return [slice(start, start + step) for start in range(0, n_rows, step)]
+
+
 class _SurvivalEstimator(BaseEstimator):
     """Base of permed's survival estimators (see the module docstring).
 
@@ -136,11 +142,10 @@ class _SurvivalEstimator(BaseEstimator):
             raise PermedError("times must be a 1-D array of non-negative finite times")
         # the full curves are (rows x event times): scored in chunks of rows, so that an
         # explanation scoring 250,000 perturbed rows stays at tens of MB, not gigabytes
-        step = max(1, CURVE_CELLS // max(1, len(self.event_times_)))
         out = np.empty((X.shape[0], len(times)))
-        for start in range(0, X.shape[0], step):
-            grid, values = self._survival(X[start:start + step])
-            out[start:start + step] = step_values(grid, values, times)
+        for rows in curve_chunks(X.shape[0], len(self.event_times_)):
+            grid, values = self._survival(X[rows])
+            out[rows] = step_values(grid, values, times)
         return np.clip(out, 0.0, 1.0, out=out)
 
     def score(self, X: Any, y: Any) -> float:
