@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
@@ -17,6 +19,7 @@ from permed.privacy import integrity_key
 from permed.serve._audit import AuditTrail
 from permed.serve._auth import RateLimiter, TokenIssuer, token_secret
 from permed.serve._fhir import FhirError
+from permed.serve._journal import Journal
 from permed.serve._middleware import ServiceMiddleware
 from permed.serve._registry import load_models
 from permed.serve._service import BatchTooLarge
@@ -81,6 +84,12 @@ def _page() -> str:
     return resources.files("permed.serve").joinpath("static/index.html").read_text("utf-8")
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    app.state.journal.close()  # commit what the last requests queued
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The service for ``settings.runs``.
 
@@ -103,17 +112,20 @@ def create_app(settings: Settings) -> FastAPI:
     """
     key = integrity_key()
     app = FastAPI(title="permed", version=__version__, description=DESCRIPTION,
-                  docs_url=None, redoc_url=None)  # their pages load scripts from a CDN
+                  docs_url=None, redoc_url=None,  # their pages load scripts from a CDN
+                  lifespan=_lifespan)
     app.state.settings = settings
     app.state.key = key
     app.state.models = load_models(settings.runs, settings.onnx)
     app.state.storage = Storage(settings.url, settings.key_cache_seconds)
     app.state.audit = AuditTrail(app.state.storage, key)
+    app.state.journal = Journal(app.state.audit)
     app.state.tokens = TokenIssuer(token_secret(settings.jwt_secret, key), settings.jwt_audience,
                                    settings.token_minutes)
     app.state.limiter = RateLimiter(settings.rate_limit)
     _handlers(app)
-    for module in (models, predict, explain, fhir, cds_hooks, users, audit, auth):
+    # predict first: routes are matched in order, and predict is by far the most called
+    for module in (predict, explain, models, fhir, cds_hooks, users, audit, auth):
         app.include_router(module.router)
     page = _page()
 
@@ -127,6 +139,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     static = resources.files("permed.serve").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
-    app.add_middleware(ServiceMiddleware, audit=app.state.audit,
+    app.add_middleware(ServiceMiddleware, journal=app.state.journal,
                        max_body_bytes=settings.max_body_bytes, tls=settings.tls)
     return app

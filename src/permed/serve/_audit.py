@@ -47,25 +47,40 @@ class AuditTrail:
         self._tail: tuple[int, str] | None = None
 
     def append(self, user: str, action: str, outcome: str, **details: Any) -> dict[str, Any]:
-        """Chain one entry to the last one and store it; return it.
+        """Chain one entry to the last one and store it; return it."""
+        return self.write([self.event(user, action, outcome, **details)])[0]
 
-        Another process appending the same sequence number loses the insert and retries on the
-        new tail, so the chain never forks.
+    @staticmethod
+    def event(user: str, action: str, outcome: str, **details: Any) -> dict[str, Any]:
+        """An entry before it is chained, stamped with the time now."""
+        return {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "user": user,
+                "action": action, "outcome": outcome,
+                "details": json.loads(json.dumps(details, default=str))}
+
+    def write(self, events: list[dict[str, Any]],
+              predictions: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Chain ``events`` (from :meth:`event`) after the last entry and store them, with
+        ``predictions`` rows, in one transaction; return the stored entries.
+
+        Another process appending the same sequence number makes the transaction fail; it is
+        retried on the new tail, so the chain never forks.
         """
         with self._lock:
             for _ in range(_RETRIES):
                 seq, prev = self._tail or self.storage.last_audit() or (0, _ZERO)
-                entry: dict[str, Any] = {
-                    "seq": seq + 1, "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    "user": user, "action": action, "outcome": outcome,
-                    "details": json.loads(json.dumps(details, default=str)),
-                    "key_id": self.key.key_id, "prev": prev}
-                entry["mac"] = _mac(entry, self.key)
-                head = {"seq": entry["seq"], "mac": entry["mac"], "key_id": self.key.key_id,
-                        "head_mac": _head_mac(entry["seq"], entry["mac"], self.key)}
-                if self.storage.insert_audit(entry, head):
-                    self._tail = (entry["seq"], entry["mac"])
-                    return entry
+                entries = []
+                for event in events:
+                    seq += 1
+                    entry = {"seq": seq, **event, "key_id": self.key.key_id, "prev": prev}
+                    entry["mac"] = prev = _mac(entry, self.key)
+                    entries.append(entry)
+                head = None if not entries else {
+                    "seq": seq, "mac": prev, "key_id": self.key.key_id,
+                    "head_mac": _head_mac(seq, prev, self.key)}
+                if self.storage.write(entries, head, predictions or []):
+                    if entries:
+                        self._tail = (seq, prev)
+                    return entries
                 self._tail = None  # another writer went first: read the new tail
         raise IntegrityError("could not append to the audit trail: it kept changing under this "
                              "process; check for a runaway writer")

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from permed.serve._audit import AuditTrail
+from permed.serve._journal import Journal
 
 __all__ = ["SECURITY_HEADERS", "ServiceMiddleware"]
 
@@ -52,16 +53,17 @@ class ServiceMiddleware:
     Parameters
     ----------
     app : ASGI app
-    audit : AuditTrail
+    journal : Journal
+        Stores the audit event (the answer waits for its commit).
     max_body_bytes : int
         Larger bodies get 413 before the application sees them.
     tls : bool
         Add Strict-Transport-Security.
     """
 
-    def __init__(self, app: Any, audit: AuditTrail, max_body_bytes: int, tls: bool) -> None:
+    def __init__(self, app: Any, journal: Journal, max_body_bytes: int, tls: bool) -> None:
         self.app = app
-        self.audit = audit
+        self.journal = journal
         self.max_body_bytes = max_body_bytes
         self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
         if tls:
@@ -73,15 +75,20 @@ class ServiceMiddleware:
             return
         scope.setdefault("state", {})
         request_id = uuid.uuid4().hex[:16]
-        started = False
+        started = withheld = False
 
         async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal started
+            nonlocal started, withheld
             if message["type"] == "http.response.start":
                 started = True
+                if _audited(scope["path"]) and not await self._record(scope, message["status"],
+                                                                       request_id):
+                    withheld = True
+                    await self._unrecorded(send, request_id)
+                    return
                 message["headers"] = self._headers(message.get("headers", []), request_id)
-                if _audited(scope["path"]):
-                    await self._audit(scope, message["status"], request_id)
+            elif withheld:
+                return
             await send(message)
 
         declared = dict(scope.get("headers", [])).get(b"content-length")
@@ -121,8 +128,11 @@ class ServiceMiddleware:
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _audit(self, scope: dict[str, Any], status: int, request_id: str) -> None:
-        principal = scope["state"].get("principal")
+    async def _record(self, scope: dict[str, Any], status: int, request_id: str) -> bool:
+        """Store the request's audit event, with the prediction rows its handler left; False
+        when predictions could not be stored (their answer must not go out)."""
+        state = scope["state"]
+        principal = state.get("principal")
         route = scope.get("route")
         params = scope.get("path_params") or {}
         query = dict(_query(scope))
@@ -133,11 +143,24 @@ class ServiceMiddleware:
                    "credential": principal.credential if principal else None}
         user = principal.user if principal else "anonymous"
         action = getattr(route, "name", None) or "unmatched"
+        predictions = state.get("predictions") or []
         try:
-            # on the event loop: one short insert costs less than a hop to a worker thread
-            self.audit.append(user, action, _outcome(status), **details)
-        except Exception:  # noqa: BLE001 - the answer still goes out; the failure is logged
+            await self.journal.record([AuditTrail.event(user, action, _outcome(status),
+                                                        **details)], predictions)
+        except Exception:  # noqa: BLE001 - logged; an answer without predictions still goes out
             log.exception("could not write the audit event of request %s", request_id)
+            return not predictions
+        return True
+
+    async def _unrecorded(self, send: Any, request_id: str) -> None:
+        body = json.dumps({"detail": "the prediction could not be recorded in the prediction log"
+                           " and audit trail, so it is withheld: retry, and tell the service's "
+                           "administrator if it persists", "errors": []}).encode()
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": self._headers([(b"content-type", b"application/json"),
+                                              (b"content-length", str(len(body)).encode())],
+                                             request_id)})
+        await send({"type": "http.response.body", "body": body})
 
 
 def _query(scope: dict[str, Any]) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -17,7 +18,16 @@ from permed.serve._registry import ServedModel
 from permed.serve._storage import Principal, Storage
 from permed.serve._validation import PatientError, check_patient
 
-__all__ = ["BatchTooLarge", "predict_patients", "summary_text"]
+__all__ = ["Answered", "BatchTooLarge", "predict_patients", "summary_text"]
+
+
+@dataclass
+class Answered:
+    """A predict response's body, and its prediction log rows (stored with the request's
+    audit event, before the answer goes out: see :mod:`permed.serve._journal`)."""
+
+    body: dict[str, Any]
+    predictions: list[dict[str, Any]]
 
 
 class BatchTooLarge(ValueError):
@@ -114,11 +124,12 @@ def validate_patients(served: ServedModel, patients: list[dict[str, Any]], batch
 
 
 def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, batch: bool,
-                     explain: bool, principal: Principal, storage: Storage, key: Key,
+                     explain: bool, principal: Principal, key: Key,
                      max_batch: int, top: int = TOP_FACTORS,
                      missing: list[list[str]] | None = None,
-                     scale: str = "probability") -> dict[str, Any]:
-    """Validate, score, explain and log some patients; the body of a predict response.
+                     scale: str = "probability") -> Answered:
+    """Validate, score and explain some patients: the body of a predict response and its
+    prediction log rows.
 
     Raises
     ------
@@ -142,13 +153,13 @@ def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, bat
         note = served.explainer.note
     if served.has_curves:
         curves = served.curves(served.scorer.frame(typed))
-    ids = storage.log_predictions(principal, served.name, served.version, served.task,
-                                  [(_digest(t, key), a) for t, a in zip(typed, answers,
-                                                                         strict=True)])
+    rows = Storage.prediction_rows(principal, served.name, served.version, served.task,
+                                   [(_digest(t, key), a) for t, a in zip(typed, answers,
+                                                                          strict=True)])
     results = []
     for i, answer in enumerate(answers):
         results.append({
-            "prediction_id": ids[i],
+            "prediction_id": rows[i]["id"],
             "summary": summary_text(served, answer),
             "answer": answer,
             "uncertainty": _uncertainty(served, answer),
@@ -158,4 +169,4 @@ def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, bat
             "explanation_note": note,
             "survival_curve": curves[i] if curves is not None else None,
         })
-    return {"model": served.reference(), "results": results}
+    return Answered({"model": served.reference(), "results": results}, rows)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    bindparam,
     create_engine,
     event,
     insert,
@@ -35,7 +36,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError as DatabaseConflict
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from permed.exceptions import PermedError, SecurityError
@@ -160,6 +160,7 @@ class Storage:
         self._cache: dict[bytes, tuple[Principal, float]] = {}
         self._cache_seconds = key_cache_seconds
         self._lock = threading.Lock()
+        self._statements = _Statements(self.engine)
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -291,18 +292,22 @@ class Storage:
         return principal
 
     # ---- prediction log ----------------------------------------------------------------------
+    @staticmethod
+    def prediction_rows(principal: Principal, model: str, version: str, task: str,
+                        entries: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Rows of the prediction log (input digest and answer, never the inputs), each with a
+        new ``id``."""
+        now = _now()
+        return [{"id": uuid.uuid4().hex, "time": now, "user": principal.user, "model": model,
+                 "version": version, "task": task, "input_digest": digest,
+                 "answer": json.dumps(answer, default=str)} for digest, answer in entries]
+
     def log_predictions(self, principal: Principal, model: str, version: str, task: str,
                         entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
-        """Record predictions (input digest and answer, never the inputs); return their ids."""
-        ids = [uuid.uuid4().hex for _ in entries]
-        now = _now()
-        rows = [{"id": i, "time": now, "user": principal.user, "model": model,
-                 "version": version, "task": task, "input_digest": digest,
-                 "answer": json.dumps(answer, default=str)}
-                for i, (digest, answer) in zip(ids, entries, strict=True)]
-        with self.engine.begin() as connection:  # Core, not the ORM: this is on every request
-            connection.execute(insert(PredictionRow), rows)
-        return ids
+        """Record predictions now, in their own transaction; return their ids."""
+        rows = self.prediction_rows(principal, model, version, task, entries)
+        self.write([], None, rows)
+        return [row["id"] for row in rows]
 
     def predictions(self, user: str, limit: int = 50) -> list[dict[str, Any]]:
         """A user's own predictions, newest first."""
@@ -320,18 +325,36 @@ class Storage:
         return _prediction(row)
 
     # ---- audit rows (the chain itself lives in permed.serve._audit) --------------------------
-    def insert_audit(self, entry: dict[str, Any], head: dict[str, Any]) -> bool:
-        """Insert one chained entry and move the head; False if entry ``seq`` already exists."""
-        row = {k: (json.dumps(v) if k == "details" else v) for k, v in entry.items()}
+    def write(self, entries: list[dict[str, Any]], head: dict[str, Any] | None,
+              predictions: list[dict[str, Any]]) -> bool:
+        """Store chained audit entries, move the head and add prediction rows, in one
+        transaction; False, and nothing stored, if an entry's ``seq`` already exists (another
+        process appended first).
+
+        This runs for every request, so it skips SQLAlchemy's per-statement work: the
+        statements are compiled once for the database's dialect and run on the driver's
+        connection (``executemany``).
+        """
+        audit = [{k: (json.dumps(v) if k == "details" else v) for k, v in entry.items()}
+                 for entry in entries]
+        connection = self.engine.raw_connection()
         try:
-            with self.engine.begin() as connection:
-                connection.execute(insert(AuditRow), row)
-                moved = connection.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1)
-                                           .values(**head)).rowcount
-                if not moved:
-                    connection.execute(insert(AuditHeadRow), {"id": 1, **head})
-        except DatabaseConflict:
+            cursor = connection.cursor()
+            self._statements.run(cursor, "prediction", predictions)
+            self._statements.run(cursor, "audit", audit)
+            if head is not None:
+                self._statements.run(cursor, "move_head", [head])
+                if cursor.rowcount == 0:
+                    self._statements.run(cursor, "first_head", [{"id": 1, **head}])
+            connection.commit()
+        except self._statements.conflict:
+            connection.rollback()
             return False
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()  # back to the pool
         return True
 
     def last_audit(self) -> tuple[int, str] | None:
@@ -355,6 +378,38 @@ class Storage:
             row = session.get(AuditHeadRow, 1)
         return None if row is None else {"seq": row.seq, "mac": row.mac, "key_id": row.key_id,
                                          "head_mac": row.head_mac}
+
+
+class _Statements:
+    """The writes of every request, compiled once for the engine's dialect and driver."""
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        self.conflict = dialect.loaded_dbapi.IntegrityError  # a duplicate audit seq
+        statements = {
+            "prediction": insert(PredictionRow),
+            "audit": insert(AuditRow),
+            "move_head": update(AuditHeadRow).where(AuditHeadRow.id == bindparam("head_id"))
+            .values({c: bindparam(c) for c in ("seq", "mac", "key_id", "head_mac")}),
+            "first_head": insert(AuditHeadRow),
+        }
+        self._compiled = {}
+        for name, statement in statements.items():
+            compiled = statement.compile(dialect=dialect)
+            self._compiled[name] = (str(compiled), compiled.positiontup)
+
+    def run(self, cursor: Any, name: str, rows: list[dict[str, Any]]) -> None:
+        """Run statement ``name`` once per row (``executemany``); nothing for no rows."""
+        if not rows:
+            return
+        sql, order = self._compiled[name]
+        if name == "move_head":
+            rows = [{"head_id": 1, **row} for row in rows]
+        params = rows if order is None else [tuple(row[c] for c in order) for row in rows]
+        if len(params) == 1:  # rowcount is that of this row (the head's update reads it)
+            cursor.execute(sql, params[0])
+        else:
+            cursor.executemany(sql, params)
 
 
 def _prediction(row: PredictionRow) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from permed.serve._registry import ServedModel
 from permed.serve._schemas import ErrorBody
+from permed.serve._service import Answered
 from permed.serve._storage import Storage
 
 __all__ = ["ERRORS", "answer", "served_model", "storage"]
@@ -30,14 +31,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def answer(served: ServedModel, explain: bool, scale: str,
-                 call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+async def answer(request: Request, served: ServedModel, explain: bool, scale: str,
+                 call: Callable[[], Answered]) -> dict[str, Any]:
     """Run ``call`` on the event loop when it takes a few milliseconds, else in a worker thread
-    (a permutation explanation or a survival curve must not hold up other requests)."""
-    if served.quick(explain, scale):
-        return call()
-    result: dict[str, Any] = await run_in_threadpool(call)
-    return result
+    (a permutation explanation or a survival curve must not hold up other requests); return
+    its body, and leave its prediction log rows for the middleware to store with the audit
+    event."""
+    answered = call() if served.quick(explain, scale) else await run_in_threadpool(call)
+    request.state.predictions = answered.predictions
+    return answered.body
 
 
 def storage(request: Request) -> Storage:

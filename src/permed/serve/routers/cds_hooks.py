@@ -54,8 +54,8 @@ async def call(request: Request, service_id: str, body: HookRequest,
     typed, missing = validate_patients(served, [found.values], batch=False)
     state = request.app.state
     explain = state.settings.explain
-    answered = await answer(served, explain, "probability", partial(
+    answered = await answer(request, served, explain, "probability", partial(
         predict_patients, served, typed, batch=False, explain=explain, principal=principal,
-        storage=state.storage, key=state.key, max_batch=1, missing=missing))
+        key=state.key, max_batch=1, missing=missing))
     result = answered["results"][0]
     return {"cards": [card(served, result, found.missing)]}

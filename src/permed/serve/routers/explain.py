@@ -22,7 +22,7 @@ async def explain(request: Request, name: str, body: ExplainRequest,
                   principal: Principal = Depends(require("clinician"))) -> dict[str, Any]:
     state = request.app.state
     served = served_model(request, name)
-    return await answer(served, True, body.explain_scale, partial(
+    return await answer(request, served, True, body.explain_scale, partial(
         predict_patients, served, [body.patient], batch=False, explain=True,
-        principal=principal, storage=state.storage, key=state.key, max_batch=1, top=body.top,
+        principal=principal, key=state.key, max_batch=1, top=body.top,
         scale=body.explain_scale))

@@ -44,9 +44,9 @@ async def evaluate(request: Request,
     typed, missing = validate_patients(served, [found.values], batch=False)
     state = request.app.state
     explain = state.settings.explain
-    body = await answer(served, explain, "probability", partial(
+    body = await answer(request, served, explain, "probability", partial(
         predict_patients, served, typed, batch=False, explain=explain, principal=principal,
-        storage=state.storage, key=state.key, max_batch=1, missing=missing))
+        key=state.key, max_batch=1, missing=missing))
     result = body["results"][0]
     return FhirJSONResponse(risk_assessment(served, result["answer"], found, result["summary"],
                                             result["explanation"], result["prediction_id"]))

@@ -30,9 +30,9 @@ async def predict(request: Request, name: str, body: PredictRequest,
     patients = [body.patient] if body.patient is not None else list(body.patients or [])
     state = request.app.state
     explain = state.settings.explain if body.explain is None else body.explain
-    return await answer(served, explain, body.explain_scale, partial(
+    return await answer(request, served, explain, body.explain_scale, partial(
         predict_patients, served, patients, batch=body.patients is not None, explain=explain,
-        principal=principal, storage=state.storage, key=state.key,
+        principal=principal, key=state.key,
         max_batch=state.settings.max_batch, scale=body.explain_scale))
 
 
