@@ -89,7 +89,17 @@ def group_columns(values: np.ndarray, owners: Sequence[str],
     -------
     ndarray of shape (n, len(features), ...)
     """
+    return sum_columns(values, column_owners(owners, features))
+
+
+def column_owners(owners: Sequence[str], features: Sequence[str]) -> np.ndarray:
+    """The 0/1 matrix (n_columns, n_features) of which feature owns each column."""
     index = {f: i for i, f in enumerate(features)}
     onehot = np.zeros((len(owners), len(features)))
     onehot[np.arange(len(owners)), [index[o] for o in owners]] = 1.0
+    return onehot
+
+
+def sum_columns(values: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+    """:func:`group_columns` with the ownership matrix of :func:`column_owners` given."""
     return np.einsum("nt...,tm->nm...", values, onehot)

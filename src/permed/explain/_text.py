@@ -113,8 +113,9 @@ def patient_factors(explanation: Explanation, row: int, top: int = 3) -> list[Fa
     contributions = explanation.values[row, :, k]
     order = np.argsort(-np.abs(contributions), kind="stable")[:top]
     values = explanation.data.iloc[row].tolist()  # one row to Python once, not per factor
-    return [Factor(explanation.features[j], values[j], float(contributions[j]),
-                   explanation.outputs[k], explanation.scale) for j in order]
+    features = explanation.features
+    return [Factor(features[j], values[j], float(contributions[j]), explanation.outputs[k],
+                   explanation.scale) for j in order]
 
 
 def patient_text(explanation: Explanation, row: int, top: int = 3,

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from permed.explain import Explanation, choose_method, patient_factors, patient_text
-from permed.explain._groups import group_columns, source_features
+from permed.explain import Explanation, choose_method, factor_text, patient_factors
+from permed.explain._groups import column_owners, source_features, sum_columns
 from permed.explain._model import _description
 
 __all__ = ["SCALES", "Explainer", "explanation_payload"]
@@ -60,28 +60,34 @@ class Explainer:
             return "permutation"
         if pipeline is None or getattr(self.model, "background", None) is None:
             return "library"
-        self._owners = source_features(pipeline.steps[0][1])
+        self._owners = column_owners(source_features(pipeline.steps[0][1]),
+                                     self.model.schema.names)
         for scale in SCALES:
             if choose_method(pipeline, scale) == "tree":
                 self._shap[scale] = self._tree_explainer(scale)
                 rows = self.model.background.iloc[:_CHECK_ROWS]
                 cached = self.explain(rows, scale=scale)
                 exact = self.model.explain(rows, scale=scale)
-                if not np.allclose(cached.values, exact.values, atol=_TOLERANCE, rtol=0):
+                if not (np.allclose(cached.values, exact.values, atol=_TOLERANCE, rtol=0)
+                        and np.allclose(cached.base_values, exact.base_values,
+                                        atol=_TOLERANCE, rtol=0)):
                     del self._shap[scale]  # never serve numbers the library would not give
         return "tree" if "probability" in self._shap else choose_method(pipeline)
 
     def _tree_explainer(self, scale: str) -> Any:
-        """The SHAP explainer ``permed.explain`` builds for this model and scale."""
+        """What ``permed.explain`` computes for this model and scale, built once."""
         import shap
 
         pipeline = self.model.pipeline
         estimator = pipeline[-1]
-        if type(estimator).__name__ == "LGBMClassifier" and scale == "probability":
+        if type(estimator).__name__ == "LGBMClassifier":
+            if scale == "log-odds":
+                return _LightGBMContributions(estimator.booster_)
             reference = pipeline[:-1].transform(self.model.background)
-            return shap.TreeExplainer(estimator, data=reference, model_output="probability",
-                                      feature_perturbation="interventional")
-        return shap.TreeExplainer(estimator, feature_perturbation="tree_path_dependent")
+            return _Shap(shap.TreeExplainer(estimator, data=reference,
+                                            model_output="probability",
+                                            feature_perturbation="interventional"))
+        return _Shap(shap.TreeExplainer(estimator, feature_perturbation="tree_path_dependent"))
 
     def cached(self, scale: str) -> bool:
         """Whether ``scale`` is explained by the explainer built at load (fast)."""
@@ -102,22 +108,50 @@ class Explainer:
         if transformed is None:
             features = model.schema.coerce(frame)
             transformed = model.pipeline[:-1].transform(features)
-        else:  # the scorer's table: the features last, under an object index (fast to read)
-            features = frame.iloc[:, frame.shape[1] - len(names):]
+            features = features.reset_index(drop=True)
+        elif frame.shape[1] == len(names):  # the scorer's table, features only
+            features = frame
+        else:  # the scorer's table: the id first, then the features
+            features = frame.iloc[:, 1:].reset_index(drop=True)
         classes = model.classes
         indices = [1] if len(classes) == 2 else list(range(len(classes)))
-        result = self._shap[scale](transformed, check_additivity=False)
-        values = np.asarray(result.values)
-        base = np.asarray(result.base_values)
-        if values.ndim == 2:
-            values, base = values[:, :, None], base.reshape(len(transformed), 1)
-        else:
-            values = values[:, :, indices]
-            base = base.reshape(len(transformed), -1)[:, indices]
-        grouped = group_columns(values, self._owners, names)
-        return Explanation(grouped, base, features.reset_index(drop=True),
+        values, base = self._shap[scale](transformed)
+        if values.shape[2] > 1:
+            values, base = values[:, :, indices], base[:, indices]
+        grouped = sum_columns(values, self._owners)
+        return Explanation(grouped, base, features,
                            [str(classes[k]) for k in indices], scale, "tree",
                            _description(model, scale))
+
+
+class _Shap:
+    """A SHAP tree explainer's values, shape (n, features, outputs), and base values, shape
+    (n, outputs) (``shap_values``, not ``__call__``: the same numbers without building a
+    ``shap.Explanation``)."""
+
+    def __init__(self, explainer: Any) -> None:
+        self.explainer = explainer
+
+    def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+        values = np.asarray(self.explainer.shap_values(X, check_additivity=False))
+        if values.ndim == 2:
+            values = values[:, :, None]
+        expected = np.asarray(self.explainer.expected_value, dtype=float).reshape(-1)
+        return values, np.tile(expected[-values.shape[2]:], (len(X), 1))
+
+
+class _LightGBMContributions:
+    """LightGBM's own path-dependent TreeSHAP (``pred_contrib``, what shap calls for these
+    models) on one thread: OpenMP threads cost more than one patient's trees, and keep a core
+    spinning after each request."""
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+
+    def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+        contributions = self.booster.predict(X, pred_contrib=True, num_threads=1)
+        per_output = contributions.reshape(len(X), -1, X.shape[1] + 1).transpose(0, 2, 1)
+        return per_output[:, :-1, :], per_output[:, -1, :]
 
 
 def _json_value(value: Any) -> Any:
@@ -134,11 +168,12 @@ def explanation_payload(explanation: Explanation, row: int, units: dict[str, str
 
     ``base_value + sum(contributions) + other`` equals ``value``, the output explained.
     """
-    n_features = explanation.values.shape[1]
-    factors = patient_factors(explanation, row, n_features)
-    shown, rest = factors[:top], factors[top:]
+    factors = patient_factors(explanation, row, max(top, 3))
+    shown = factors[:top]
     predicted = explanation.predicted()
     k = explanation.outputs.index(factors[0].output) if factors else 0
+    texts = [factor_text(f, units.get(f.feature)) for f in factors]
+    other = explanation.values[row, :, k].sum() - sum(f.contribution for f in shown)
     return {
         "method": explanation.method,
         "scale": explanation.scale,
@@ -148,13 +183,7 @@ def explanation_payload(explanation: Explanation, row: int, units: dict[str, str
         "value": float(predicted[row, k]),
         "factors": [{"feature": f.feature, "value": _json_value(f.value),
                      "contribution": f.contribution, "direction": f.direction,
-                     "text": patient_text_one(f, units)} for f in shown],
-        "other": float(sum(f.contribution for f in rest)),
-        "text": patient_text(explanation, row, 3, units),
+                     "text": text} for f, text in zip(shown, texts, strict=False)],
+        "other": float(other),
+        "text": "; ".join(texts[:3]),  # as permed.explain.patient_text
     }
-
-
-def patient_text_one(factor: Any, units: dict[str, str | None]) -> str:
-    from permed.explain import factor_text
-
-    return factor_text(factor, units.get(factor.feature))

@@ -10,6 +10,7 @@ both paths score the check rows and the ONNX path is only used when every column
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -84,13 +85,16 @@ class Scorer:
         names = self.schema.names
         if self.schema.id and any(self.schema.id in p for p in patients):
             names = [self.schema.id, *names]
-        # built from object arrays: pandas' inference of an Arrow-backed text index from a
-        # list of names costs milliseconds, longer than scoring
-        columns = pd.Index(np.array(names, dtype=object), dtype=object)
         values = np.empty((len(patients), len(names)), dtype=object)
         for i, patient in enumerate(patients):
             values[i] = [patient.get(n) for n in names]
-        return pd.DataFrame(values, columns=columns)
+        # object columns, typed later by the model's schema: pandas' inference per column (and
+        # of an Arrow-backed text index from a list of names) costs more than scoring
+        return pd.DataFrame(values, columns=self._columns(tuple(names)), dtype=object)
+
+    @functools.cache  # noqa: B019 - one Scorer per served model, alive as long as the service
+    def _columns(self, names: tuple[str, ...]) -> pd.Index:
+        return pd.Index(np.array(names, dtype=object), dtype=object)
 
     def score(self, patients: list[dict[str, Any]]
               ) -> tuple[list[dict[str, Any]], np.ndarray | None]:
@@ -104,6 +108,8 @@ class Scorer:
         """The model's own ``predict_frame``; images sent inline are read from temporary
         files, and each answer names them by media type and size instead of echoing them."""
         frame = self.frame(patients)
+        # validated numbers as float columns: the model's schema then has no text to parse
+        frame = frame.astype(dict.fromkeys(self.schema.numeric, float))
         columns = image_columns(self.schema)
         with inline_images(frame, columns) as (readable, shown):
             answers = _records(self.model.predict_frame(readable))

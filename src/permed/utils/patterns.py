@@ -10,6 +10,8 @@ __all__ = ["pattern_texts"]
 
 # Row patterns over at most this many columns are keyed by one integer (a bit per column).
 _MAX_BIT_COLUMNS = 62
+# Up to this many flagged rows (one patient sent to the service) are joined one by one.
+_JOIN_EACH = 8
 
 
 def pattern_texts(matrix: np.ndarray, names: Sequence[str], separator: str,
@@ -38,6 +40,11 @@ def pattern_texts(matrix: np.ndarray, names: Sequence[str], separator: str,
     out = np.full(len(matrix), "", dtype=object)
     rows = np.flatnonzero(matrix.any(axis=1))
     if rows.size == 0:
+        return out
+    if rows.size <= _JOIN_EACH:
+        for i in rows:
+            out[i] = template.format(separator.join(n for n, m in zip(names, matrix[i],
+                                                                      strict=True) if m))
         return out
     flagged = matrix[rows]
     if flagged.shape[1] <= _MAX_BIT_COLUMNS:
