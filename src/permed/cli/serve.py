@@ -17,6 +17,9 @@ __all__ = ["serve", "users_app"]
 
 users_app = typer.Typer(help="Users of permed serve and their API keys.", no_args_is_help=True)
 
+_WORKERS_HELP = ("Server processes sharing the port; each loads every model (memory x N) and "
+                 "allows ceil(--rate-limit / N) requests per minute per key, so the service "
+                 "allows about --rate-limit.")
 _DATA_DIR_HELP = ("Folder of the service's SQLite database (default: $PERMED_HOME/serve); "
                   "ignored when PERMED_DATABASE_URL is set.")
 
@@ -43,13 +46,18 @@ def serve(
     max_batch: int = typer.Option(100, "--max-batch", help="Most patients per request."),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="Score natively even where a "
                                  "verified model.onnx exists."),
+    workers: int = typer.Option(1, "--workers", help=_WORKERS_HELP),
 ) -> None:
     """Serve trained runs: REST API, FHIR, CDS Hooks and a clinician web page.
 
     Every run's bundle is verified before it is loaded. Open http://HOST:PORT/ and sign in
     with an API key from `permed users add`.
 
-    Example: permed serve runs/heart runs/gbsg --port 8000
+    With --workers N, N processes share the port: each loads every model (memory x N), each
+    limits a key to ceil(--rate-limit / N) per minute, and a key revoked through another process
+    is trusted by a worker for up to a minute (the key cache), as with `permed users revoke`.
+
+    Example: permed serve runs/heart runs/gbsg --port 8000 --workers 2
     """
     import uvicorn
 
@@ -57,15 +65,25 @@ def serve(
 
     if (tls_cert is None) != (tls_key is None):
         raise PermedError("--tls-cert and --tls-key go together: give both, or neither")
+    if workers < 1:
+        raise PermedError(f"--workers must be at least 1; got {workers}")
     settings = _settings(data_dir, runs=parse_runs(list(runs)), rate_limit=rate_limit,
                          max_batch=max_batch, onnx=not no_onnx, tls=tls_cert is not None)
     app = create_app(settings)  # loads and verifies every run before listening
     scheme = "https" if tls_cert else "http"
+    processes = f"; {workers} workers" if workers > 1 else ""
     err.print(f"serving {', '.join(app.state.models)} on {scheme}://{host}:{port}/ "
-              f"(database: {settings.url.split('://')[0]})", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="warning",
-                ssl_certfile=str(tls_cert) if tls_cert else None,
-                ssl_keyfile=str(tls_key) if tls_key else None)
+              f"(database: {settings.url.split('://')[0]}{processes})", highlight=False)
+    cert, key = (str(tls_cert), str(tls_key)) if tls_cert and tls_key else (None, None)
+    if workers > 1:  # the workers load the runs again; this process only supervises them
+        from permed.serve._workers import serve_workers
+
+        app.state.storage.dispose()
+        del app
+        serve_workers(settings, workers, host, port, ssl_certfile=cert, ssl_keyfile=key)
+        return
+    uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=cert,
+                ssl_keyfile=key)
 
 
 @users_app.command("add")
