@@ -18,9 +18,9 @@ class CountingStorage(Storage):
 
     writes = 0
 
-    def write(self, entries, head, predictions):
+    def write(self, chain, predictions):
         self.writes += 1
-        return super().write(entries, head, predictions)
+        return super().write(chain, predictions)
 
 
 def test_concurrent_requests_share_commits_and_keep_one_chain(tmp_path):

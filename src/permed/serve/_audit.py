@@ -44,7 +44,6 @@ class AuditTrail:
         self.storage = storage
         self.key = _Derived(key)
         self._lock = threading.Lock()
-        self._tail: tuple[int, str] | None = None
 
     def append(self, user: str, action: str, outcome: str, **details: Any) -> dict[str, Any]:
         """Chain one entry to the last one and store it; return it."""
@@ -62,28 +61,32 @@ class AuditTrail:
         """Chain ``events`` (from :meth:`event`) after the last entry and store them, with
         ``predictions`` rows, in one transaction; return the stored entries.
 
-        Another process appending the same sequence number makes the transaction fail; it is
-        retried on the new tail, so the chain never forks.
+        The tail is read inside the transaction, under the database's writer lock where it has
+        one (SQLite, PostgreSQL); elsewhere another process appending the same sequence number
+        makes the transaction fail and it is retried on the new tail. The chain never forks.
         """
         with self._lock:
             for _ in range(_RETRIES):
-                seq, prev = self._tail or self.storage.last_audit() or (0, _ZERO)
-                entries = []
-                for event in events:
-                    seq += 1
-                    entry = {"seq": seq, **event, "key_id": self.key.key_id, "prev": prev}
-                    entry["mac"] = prev = _mac(entry, self.key)
-                    entries.append(entry)
-                head = None if not entries else {
-                    "seq": seq, "mac": prev, "key_id": self.key.key_id,
-                    "head_mac": _head_mac(seq, prev, self.key)}
-                if self.storage.write(entries, head, predictions or []):
-                    if entries:
-                        self._tail = (seq, prev)
-                    return entries
-                self._tail = None  # another writer went first: read the new tail
+                stored = self.storage.write(lambda tail: self._chain(events, tail),
+                                            predictions or [])
+                if stored is not None:
+                    return stored
         raise IntegrityError("could not append to the audit trail: it kept changing under this "
                              "process; check for a runaway writer")
+
+    def _chain(self, events: list[dict[str, Any]], tail: tuple[int, str] | None
+               ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The entries of ``events`` after ``tail`` (seq, mac), and the head they leave."""
+        seq, prev = tail or (0, _ZERO)
+        entries = []
+        for event in events:
+            seq += 1
+            entry = {"seq": seq, **event, "key_id": self.key.key_id, "prev": prev}
+            entry["mac"] = prev = _mac(entry, self.key)
+            entries.append(entry)
+        head = None if not entries else {"seq": seq, "mac": prev, "key_id": self.key.key_id,
+                                         "head_mac": _head_mac(seq, prev, self.key)}
+        return entries, head
 
     def export(self, path: str | Path) -> Path:
         """Write the chain as an audit log file (and its ``.head``) for ``permed audit verify``."""

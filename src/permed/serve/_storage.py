@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -306,7 +307,7 @@ class Storage:
                         entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
         """Record predictions now, in their own transaction; return their ids."""
         rows = self.prediction_rows(principal, model, version, task, entries)
-        self.write([], None, rows)
+        self.write(lambda tail: ([], None), rows)
         return [row["id"] for row in rows]
 
     def predictions(self, user: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -325,21 +326,29 @@ class Storage:
         return _prediction(row)
 
     # ---- audit rows (the chain itself lives in permed.serve._audit) --------------------------
-    def write(self, entries: list[dict[str, Any]], head: dict[str, Any] | None,
-              predictions: list[dict[str, Any]]) -> bool:
-        """Store chained audit entries, move the head and add prediction rows, in one
-        transaction; False, and nothing stored, if an entry's ``seq`` already exists (another
-        process appended first).
+    def write(self, chain: Callable[[tuple[int, str] | None], tuple[list[dict[str, Any]],
+                                                                   dict[str, Any] | None]],
+              predictions: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """Chain audit entries after the stored tail, store them, move the head and add
+        prediction rows, in one transaction; return the entries.
+
+        ``chain(tail)`` gives the entries and head from the last entry's (seq, mac), read inside
+        the transaction after taking the database's writer lock (SQLite's ``BEGIN IMMEDIATE``,
+        a PostgreSQL transaction-level advisory lock), so concurrent processes append in turn.
+        Returns None, and stores nothing, if an entry's ``seq`` already exists (a database
+        without such a lock, where another process appended first).
 
         This runs for every request, so it skips SQLAlchemy's per-statement work: the
         statements are compiled once for the database's dialect and run on the driver's
         connection (``executemany``).
         """
-        audit = [{k: (json.dumps(v) if k == "details" else v) for k, v in entry.items()}
-                 for entry in entries]
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
+            self._statements.lock(cursor)
+            entries, head = chain(self._statements.tail(cursor))
+            audit = [{k: (json.dumps(v) if k == "details" else v) for k, v in entry.items()}
+                     for entry in entries]
             self._statements.run(cursor, "prediction", predictions)
             self._statements.run(cursor, "audit", audit)
             if head is not None:
@@ -349,18 +358,13 @@ class Storage:
             connection.commit()
         except self._statements.conflict:
             connection.rollback()
-            return False
+            return None
         except BaseException:
             connection.rollback()
             raise
         finally:
             connection.close()  # back to the pool
-        return True
-
-    def last_audit(self) -> tuple[int, str] | None:
-        with self.session() as session:
-            row = session.scalar(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1))
-        return None if row is None else (row.seq, row.mac)
+        return entries
 
     def audit_rows(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Audit entries in sequence order (the last ``limit`` when given)."""
@@ -380,11 +384,16 @@ class Storage:
                                          "head_mac": row.head_mac}
 
 
+# Any constant naming the audit chain's writer lock among PostgreSQL's advisory locks.
+_AUDIT_LOCK = 7_270_001
+
+
 class _Statements:
     """The writes of every request, compiled once for the engine's dialect and driver."""
 
     def __init__(self, engine: Engine) -> None:
         dialect = engine.dialect
+        self.dialect = dialect.name
         self.conflict = dialect.loaded_dbapi.IntegrityError  # a duplicate audit seq
         statements = {
             "prediction": insert(PredictionRow),
@@ -397,6 +406,22 @@ class _Statements:
         for name, statement in statements.items():
             compiled = statement.compile(dialect=dialect)
             self._compiled[name] = (str(compiled), compiled.positiontup)
+        self._tail = str(select(AuditRow.seq, AuditRow.mac).order_by(AuditRow.seq.desc())
+                         .limit(1).compile(dialect=dialect,
+                                           compile_kwargs={"literal_binds": True}))
+
+    def lock(self, cursor: Any) -> None:
+        """Begin the transaction holding the audit chain's writer lock (where there is one)."""
+        if self.dialect == "sqlite":
+            cursor.execute("BEGIN IMMEDIATE")
+        elif self.dialect == "postgresql":
+            cursor.execute(f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK})")
+
+    def tail(self, cursor: Any) -> tuple[int, str] | None:
+        """The last audit entry's (seq, mac), None for an empty chain."""
+        cursor.execute(self._tail)
+        row = cursor.fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     def run(self, cursor: Any, name: str, rows: list[dict[str, Any]]) -> None:
         """Run statement ``name`` once per row (``executemany``); nothing for no rows."""
