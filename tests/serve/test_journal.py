@@ -94,3 +94,29 @@ def test_a_prediction_that_cannot_be_recorded_is_withheld(runs, start_service, b
             assert client.get("/v1/models").status_code == 200  # no prediction: answered
     finally:
         service.stop()
+
+
+def test_a_sqlite_writer_waits_for_another_processs_lock(tmp_path):
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "permed.db"
+    storage = Storage(f"sqlite:///{path}")
+    trail = AuditTrail(storage, generate_key())
+    other = sqlite3.connect(path, check_same_thread=False)  # as another worker process would
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.05, other.commit)
+    release.start()
+    started = time.monotonic()
+    entries = trail.write([AuditTrail.event("alice", "predict", "success")])
+    assert time.monotonic() - started >= 0.04  # it waited for the lock instead of failing
+    assert [e["seq"] for e in entries] == [1]
+    raw = storage.engine.raw_connection()
+    try:  # the pooled connection keeps SQLite's usual patience for other statements
+        assert raw.cursor().execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+    finally:
+        raw.close()
+    release.join()
+    other.close()
+    storage.dispose()

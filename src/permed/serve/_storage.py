@@ -46,6 +46,7 @@ __all__ = ["KEY_PREFIX", "Principal", "Storage", "make_engine"]
 
 KEY_PREFIX = "pmd"
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
+BUSY_SECONDS = 30  # how long SQLite waits for another writer
 
 
 class _Base(DeclarativeBase):
@@ -128,7 +129,8 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "timeout": BUSY_SECONDS})
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _: Any) -> None:
@@ -395,6 +397,7 @@ class _Statements:
         dialect = engine.dialect
         self.dialect = dialect.name
         self.conflict = dialect.loaded_dbapi.IntegrityError  # a duplicate audit seq
+        self.locked = dialect.loaded_dbapi.OperationalError  # SQLite: "database is locked"
         statements = {
             "prediction": insert(PredictionRow),
             "audit": insert(AuditRow),
@@ -413,9 +416,28 @@ class _Statements:
     def lock(self, cursor: Any) -> None:
         """Begin the transaction holding the audit chain's writer lock (where there is one)."""
         if self.dialect == "sqlite":
-            cursor.execute("BEGIN IMMEDIATE")
+            self._begin_immediate(cursor)
         elif self.dialect == "postgresql":
             cursor.execute(f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK})")
+
+    def _begin_immediate(self, cursor: Any) -> None:
+        """SQLite's writer lock, polled every fraction of a millisecond: its own busy handler
+        sleeps 1, 2, 5, 10... ms between tries, and two processes committing in turn can keep
+        one of them asleep for a second."""
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline, pause = time.monotonic() + BUSY_SECONDS, 0.0002
+            while True:
+                try:
+                    cursor.execute("BEGIN IMMEDIATE")
+                    return
+                except self.locked as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(pause)
+                    pause = min(2 * pause, 0.002)
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
 
     def tail(self, cursor: Any) -> tuple[int, str] | None:
         """The last audit entry's (seq, mac), None for an empty chain."""
