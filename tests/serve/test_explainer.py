@@ -1,0 +1,50 @@
+"""The service's explainers, built once per model, give permed.explain's numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_iris
+
+from permed.explain._shap import background_sample
+from permed.serve._explain import Explainer
+from permed.study import FittedSchema, Study
+from permed.uncertainty import ProbabilityCalibrator
+from permed.workflow._cv import build_pipeline
+from permed.workflow._fitted import DiagnoseModel
+
+
+def _lightgbm(loader, target: str) -> tuple[DiagnoseModel, object]:
+    data = loader(as_frame=True)
+    frame = data.data
+    schema = FittedSchema.from_frame(frame, dict.fromkeys(frame.columns, "numeric"),
+                                     Study(task="diagnose", target=target),
+                                     [str(c) for c in data.target_names])
+    features = schema.coerce(frame)
+    y = data.target.to_numpy()
+    pipeline = build_pipeline("lightgbm", schema, 0, "cpu", False).fit(features, y)
+    calibrator = ProbabilityCalibrator("none").fit(pipeline.predict_proba(features), y)
+    model = DiagnoseModel("lightgbm", schema, pipeline, calibrator, 0.5,
+                          background=background_sample(features, 100, 0))
+    return model, features
+
+
+@pytest.mark.parametrize("scale", ["probability", "log-odds"])
+def test_cached_explainers_are_used_and_give_the_library_numbers(scale):
+    model, features = _lightgbm(load_breast_cancer, "diagnosis")
+    explainer = Explainer(model)
+    assert explainer.cached(scale)  # the check at load kept the fast explainer
+    patients = features.iloc[[0, 7, len(features) - 1]].reset_index(drop=True)
+    served = explainer.explain(patients, scale=scale)
+    library = model.explain(patients, scale=scale)
+    assert served.outputs == library.outputs
+    np.testing.assert_allclose(served.values, library.values, atol=1e-6)
+    np.testing.assert_allclose(served.base_values, library.base_values, atol=1e-6)
+
+
+def test_multiclass_models_are_explained_as_the_library_chooses():
+    model, _ = _lightgbm(load_iris, "species")
+    explainer = Explainer(model)  # permed.explain uses permutation SHAP for these
+    assert explainer.method == "permutation"
+    assert not explainer.cached("probability")
+    assert not explainer.cached("log-odds")
