@@ -80,17 +80,23 @@ class Scorer:
     def engine(self) -> str:
         return "onnx" if self.onnx is not None else "native"
 
-    def frame(self, patients: list[dict[str, Any]]) -> pd.DataFrame:
-        """The patients as a table (the id column first when given)."""
+    def frame(self, patients: list[dict[str, Any]], numbers: bool = False) -> pd.DataFrame:
+        """The patients as a table (the id column first when given).
+
+        Columns hold objects, except with ``numbers``: numeric features as floats, so that the
+        model's schema has no text to parse when it types the table itself (native scoring,
+        explanations and survival curves computed from the table).
+        """
         names = self.schema.names
         if self.schema.id and any(self.schema.id in p for p in patients):
             names = [self.schema.id, *names]
         values = np.empty((len(patients), len(names)), dtype=object)
         for i, patient in enumerate(patients):
             values[i] = [patient.get(n) for n in names]
-        # object columns, typed later by the model's schema: pandas' inference per column (and
-        # of an Arrow-backed text index from a list of names) costs more than scoring
-        return pd.DataFrame(values, columns=self._columns(tuple(names)), dtype=object)
+        # no pandas inference per column (nor of an Arrow-backed text index from a list of
+        # names): it costs more than scoring
+        table = pd.DataFrame(values, columns=self._columns(tuple(names)), dtype=object)
+        return table.astype(dict.fromkeys(self.schema.numeric, float)) if numbers else table
 
     @functools.cache  # noqa: B019 - one Scorer per served model, alive as long as the service
     def _columns(self, names: tuple[str, ...]) -> pd.Index:
@@ -107,9 +113,7 @@ class Scorer:
     def _native(self, patients: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The model's own ``predict_frame``; images sent inline are read from temporary
         files, and each answer names them by media type and size instead of echoing them."""
-        frame = self.frame(patients)
-        # validated numbers as float columns: the model's schema then has no text to parse
-        frame = frame.astype(dict.fromkeys(self.schema.numeric, float))
+        frame = self.frame(patients, numbers=True)
         columns = image_columns(self.schema)
         with inline_images(frame, columns) as (readable, shown):
             answers = _records(self.model.predict_frame(readable))

@@ -147,12 +147,15 @@ def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, bat
         typed = patients
     answers, transformed = served.scorer.score(typed)
     explanation, note, curves = None, None, None
-    if explain and served.explainer.available:
-        explanation = served.explainer.explain(served.scorer.frame(typed), transformed, scale)
+    explained = explain and served.explainer.available
+    if explained or served.has_curves:  # typed by the model unless ONNX already transformed it
+        table = served.scorer.frame(typed, numbers=transformed is None)
+    if explained:
+        explanation = served.explainer.explain(table, transformed, scale)
     elif explain:
         note = served.explainer.note
     if served.has_curves:
-        curves = served.curves(served.scorer.frame(typed))
+        curves = served.curves(table)
     rows = Storage.prediction_rows(principal, served.name, served.version, served.task,
                                    [(_digest(t, key), a) for t, a in zip(typed, answers,
                                                                           strict=True)])
