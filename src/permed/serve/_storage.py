@@ -354,7 +354,7 @@ class Storage:
             self._statements.run(cursor, "prediction", predictions)
             self._statements.run(cursor, "audit", audit)
             if head is not None:
-                self._statements.run(cursor, "move_head", [head])
+                self._statements.run(cursor, "move_head", [{"head_id": 1, **head}])
                 if cursor.rowcount == 0:
                     self._statements.run(cursor, "first_head", [{"id": 1, **head}])
             connection.commit()
@@ -450,8 +450,6 @@ class _Statements:
         if not rows:
             return
         sql, order = self._compiled[name]
-        if name == "move_head":
-            rows = [{"head_id": 1, **row} for row in rows]
         params = rows if order is None else [tuple(row[c] for c in order) for row in rows]
         if len(params) == 1:  # rowcount is that of this row (the head's update reads it)
             cursor.execute(sql, params[0])

@@ -9,8 +9,8 @@ parent did, so no secret is copied into another variable.
 Each worker holds its own copy of every model (memory x N), its own per-key rate limiter (the
 parent gives each ``ceil(rate_limit / N)``) and its own API-key cache: a key revoked through
 another process is trusted by a worker for up to ``key_cache_seconds``. The audit chain is shared
-through the database; :class:`~permed.serve.AuditTrail` retries on a new tail when another
-process appended first, so the chain never forks.
+through the database: each process appends under the database's writer lock
+(:meth:`~permed.serve.Storage.write`), so the chain never forks.
 """
 
 from __future__ import annotations
