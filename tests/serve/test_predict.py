@@ -120,6 +120,38 @@ def test_request_shape_errors(live, body, status, detail):
     assert response.json()["detail"] == detail
 
 
+def test_a_body_that_is_not_json_or_not_the_api_names_the_problem(live):
+    with live.client("alice") as client:
+        broken = client.post("/v1/models/bc/predict", content=b'{"patient": ',
+                             headers={"content-type": "application/json"})
+        unknown = client.post("/v1/models/bc/predict", json={"patient": {}, "dose": 3})
+    assert broken.status_code == 422
+    assert broken.json()["errors"][0]["field"] == "body"
+    assert broken.json()["errors"][0]["expected"].startswith("Invalid JSON")
+    assert unknown.json()["errors"] == [{
+        "field": "dose", "expected": "Extra inputs are not permitted", "received": 3,
+        "message": "body.dose: Extra inputs are not permitted"}]
+
+
+@pytest.mark.parametrize("body", [
+    {"patient": 0},
+    {"patients": 2, "explain": False},
+    {"patient": 1, "explain_scale": "log-odds"},
+])
+def test_answers_hold_to_the_documented_schema(live, bc_patients, body):
+    # the predict route writes its answer without FastAPI's response-model pass: every field of
+    # PredictResponse, and nothing else, must be there
+    from permed.serve._schemas import PredictResponse
+
+    if "patient" in body:
+        body = {**body, "patient": bc_patients[body["patient"]]}
+    else:
+        body = {**body, "patients": bc_patients[:body["patients"]]}
+    with live.client("alice") as client:
+        answer = client.post("/v1/models/bc/predict", json=body).json()
+    assert PredictResponse.model_validate(answer).model_dump(mode="json") == answer
+
+
 def test_body_over_the_limit_is_413(live):
     with live.client("alice") as client:
         response = client.post("/v1/models/bc/predict", content=b"{" + b" " * 300_000 + b"}",

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from permed.serve._schemas import PredictResponse
 from permed.study import Study
 from permed.workflow import TrainConfig, train_run
 
@@ -54,6 +55,7 @@ def test_a_risk_answer_names_the_factors_of_its_absolute_risk(risk_service):
     with service.client("alice") as client:
         body = client.post("/v1/models/gbsg/predict",
                            json={"patient": patients.iloc[3].to_dict(), "explain": True}).json()
+    assert PredictResponse.model_validate(body).model_dump(mode="json") == body
     (result,) = body["results"]
     explanation = result["explanation"]
     assert explanation is not None, result.get("explanation_note")

@@ -266,9 +266,8 @@ class OnnxModel:
         out = {}
         for input_name, feature, kind in self.kinds:
             values = columns[feature]
-            if kind == "numeric":
-                out[input_name] = np.array([np.nan if v is None else v for v in values],
-                                           dtype=self.number).reshape(-1, 1)
+            if kind == "numeric":  # numpy reads None as NaN for a float dtype
+                out[input_name] = np.array(values, dtype=self.number).reshape(-1, 1)
             else:
                 # a missing category is fed as "", which the graph's imputer fills
                 out[input_name] = np.array(["" if _missing(v) else str(v) for v in values],

@@ -27,6 +27,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -87,12 +88,22 @@ class Explanation:
     method: str
     description: str = ""
 
-    @property
+    @cached_property
     def features(self) -> list[str]:
         return [str(c) for c in self.data.columns]
 
-    def predicted(self) -> np.ndarray:
-        """The explained outputs, ``base_values + values.sum(axis=1)``, shape (n, n_outputs)."""
+    @cached_property
+    def rows(self) -> list[list[Any]]:
+        """Each patient's feature values as Python objects (read once for the words of all
+        their factors, not one pandas row at a time)."""
+        values: list[list[Any]] = self.data.to_numpy(dtype=object).tolist()
+        return values
+
+    def predicted(self, row: int | None = None) -> np.ndarray:
+        """The explained outputs, ``base_values + values.sum(axis=1)``: shape (n, n_outputs),
+        or (n_outputs,) for one ``row``."""
+        if row is not None:
+            return self.base_values[row] + self.values[row].sum(axis=0)
         return self.base_values + self.values.sum(axis=1)
 
     def importance(self) -> pd.Series:

@@ -91,7 +91,7 @@ def _output_index(explanation: Explanation, row: int) -> int:
     """The output told for a patient: the only one, or the most probable class."""
     if explanation.values.shape[2] == 1:
         return 0
-    return int(np.argmax(explanation.predicted()[row]))
+    return int(np.argmax(explanation.predicted(row)))
 
 
 def patient_factors(explanation: Explanation, row: int, top: int = 3) -> list[Factor]:
@@ -112,7 +112,7 @@ def patient_factors(explanation: Explanation, row: int, top: int = 3) -> list[Fa
     k = _output_index(explanation, row)
     contributions = explanation.values[row, :, k]
     order = np.argsort(-np.abs(contributions), kind="stable")[:top]
-    values = explanation.data.iloc[row].tolist()  # one row to Python once, not per factor
+    values = explanation.rows[row]
     features = explanation.features
     return [Factor(features[j], values[j], float(contributions[j]), explanation.outputs[k],
                    explanation.scale) for j in order]

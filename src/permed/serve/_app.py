@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from permed import __version__
@@ -22,6 +23,7 @@ from permed.serve._fhir import FhirError
 from permed.serve._journal import Journal
 from permed.serve._middleware import ServiceMiddleware
 from permed.serve._registry import load_models
+from permed.serve._schemas import PredictRequest
 from permed.serve._service import BatchTooLarge
 from permed.serve._settings import Settings
 from permed.serve._storage import Storage
@@ -80,6 +82,24 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else str(value)[:200]
 
 
+def _document(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Add ``models`` to the OpenAPI schemas: request bodies that routes read themselves
+    (:func:`permed.serve.routers._deps.json_body`) are not seen by FastAPI."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+        return app.openapi_schema or document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _page() -> str:
     return resources.files("permed.serve").joinpath("static/index.html").read_text("utf-8")
 
@@ -127,6 +147,7 @@ def create_app(settings: Settings) -> FastAPI:
     # predict first: routes are matched in order, and predict is by far the most called
     for module in (predict, explain, models, fhir, cds_hooks, users, audit, auth):
         app.include_router(module.router)
+    _document(app, (PredictRequest,))
     page = _page()
 
     @app.get("/health", tags=["health"], summary="Liveness and the number of models")

@@ -22,7 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from permed.exceptions import SecurityError
 from permed.serve._storage import Principal, Storage
 
-__all__ = ["JWT_ALGORITHMS", "RateLimiter", "TokenIssuer", "authenticate", "require"]
+__all__ = ["JWT_ALGORITHMS", "RateLimiter", "TokenIssuer", "admit", "authenticate", "authorize",
+           "require"]
 
 JWT_ALGORITHMS = ["HS256"]
 _BEARER = {"WWW-Authenticate": "Bearer"}
@@ -143,15 +144,25 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
+def admit(principal: Principal, roles: tuple[str, ...]) -> Principal:
+    """``principal`` when their role is one of ``roles``; 403 otherwise."""
+    if principal.role not in roles:
+        raise HTTPException(403, detail=f"this endpoint is for the {', '.join(roles)} role; "
+                            f"user '{principal.user}' is a {principal.role}")
+    return principal
+
+
+async def authorize(request: Request, *roles: str) -> Principal:
+    """:func:`authenticate` and :func:`admit` called directly, for the predict route (which
+    skips FastAPI's dependency resolution: see :mod:`permed.serve.routers.predict`)."""
+    return admit(await authenticate(request), roles)
+
+
 def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting only callers with one of ``roles`` (403 for the others)."""
-    allowed = ", ".join(roles)
 
     async def check(principal: Principal = Depends(authenticate)) -> Principal:
-        if principal.role not in roles:
-            raise HTTPException(403, detail=f"this endpoint is for the {allowed} role; user "
-                                f"'{principal.user}' is a {principal.role}")
-        return principal
+        return admit(principal, roles)
 
     check.__name__ = f"require_{'_'.join(roles)}"
     return check

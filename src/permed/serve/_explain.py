@@ -170,7 +170,7 @@ def explanation_payload(explanation: Explanation, row: int, units: dict[str, str
     """
     factors = patient_factors(explanation, row, max(top, 3))
     shown = factors[:top]
-    predicted = explanation.predicted()
+    predicted = explanation.predicted(row)
     k = explanation.outputs.index(factors[0].output) if factors else 0
     texts = [factor_text(f, units.get(f.feature)) for f in factors]
     other = explanation.values[row, :, k].sum() - sum(f.contribution for f in shown)
@@ -180,7 +180,7 @@ def explanation_payload(explanation: Explanation, row: int, units: dict[str, str
         "output": explanation.outputs[k],
         "description": explanation.description,
         "base_value": float(explanation.base_values[row, k]),
-        "value": float(predicted[row, k]),
+        "value": float(predicted[k]),
         "factors": [{"feature": f.feature, "value": _json_value(f.value),
                      "contribution": f.contribution, "direction": f.direction,
                      "text": text} for f, text in zip(shown, texts, strict=False)],

@@ -35,13 +35,15 @@ class BatchTooLarge(ValueError):
 
 
 @lru_cache(maxsize=4)
-def _input_key(key: Key) -> bytes:
-    return key.derive("serve-input")
+def _keyed(key: Key) -> hmac.HMAC:
+    """HMAC-SHA256 with the input key, ready to copy (keying costs more than a patient)."""
+    return hmac.new(key.derive("serve-input"), digestmod=hashlib.sha256)
 
 
 def _digest(values: dict[str, Any], key: Key) -> str:
     """A keyed digest of a patient's inputs: links repeated requests, reveals nothing."""
-    mac = hmac.new(_input_key(key), canonical_json(values), hashlib.sha256)
+    mac = _keyed(key).copy()
+    mac.update(canonical_json(values))
     return f"hmac-sha256:{mac.hexdigest()}"
 
 
@@ -73,10 +75,12 @@ def summary_text(served: ServedModel, answer: dict[str, Any]) -> str:
 
 
 def _uncertainty(served: ServedModel, answer: dict[str, Any]) -> dict[str, Any]:
+    """Every field of the ``Uncertainty`` schema (the predict route writes its answer itself)."""
+    none = {"prediction_set": None, "coverage": None, "intervals": None}
     if "prediction_set" in answer:
         coverage = served.metrics.get("uncertainty", {}).get("coverage_target")
         members = [m for m in str(answer["prediction_set"] or "").split("|") if m]
-        return {"prediction_set": members or None, "coverage": coverage,
+        return {**none, "prediction_set": members or None, "coverage": coverage,
                 "note": "conformal prediction set: it holds the true class with the stated "
                         "coverage"}
     intervals = {}
@@ -85,8 +89,8 @@ def _uncertainty(served: ServedModel, answer: dict[str, Any]) -> dict[str, Any]:
             intervals[column] = {"value": answer[column], "low": answer[f"{column}_low"],
                                  "high": answer[f"{column}_high"]}
     if intervals:
-        return {"intervals": intervals, "note": "95% confidence intervals"}
-    return {"note": f"this {served.task} model gives no per-patient interval"}
+        return {**none, "intervals": intervals, "note": "95% confidence intervals"}
+    return {**none, "note": f"this {served.task} model gives no per-patient interval"}
 
 
 def _flags(answer: dict[str, Any], missing: list[str]) -> dict[str, Any]:

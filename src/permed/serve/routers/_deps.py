@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import HTTPException, Request
+import pydantic_core
+from fastapi import HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from permed.serve._registry import ServedModel
@@ -13,7 +16,9 @@ from permed.serve._schemas import ErrorBody
 from permed.serve._service import Answered
 from permed.serve._storage import Storage
 
-__all__ = ["ERRORS", "answer", "served_model", "storage"]
+__all__ = ["ERRORS", "answer", "json_body", "json_response", "read_body", "served_model", "storage"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -29,6 +34,30 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: _error("A field is missing, unknown or has a bad value: one entry per field."),
     429: _error("Rate limit reached: see Retry-After."),
 }
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` of a route that reads its JSON body itself (:func:`read_body`): the
+    body documented as ``model`` (the app adds the model to the schemas:
+    :func:`permed.serve._app.create_app`)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+async def read_body(request: Request, model: type[ModelT]) -> ModelT:
+    """The request's JSON body as ``model``; a 422 with one entry per problem, as FastAPI
+    gives for a body parameter."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
+                                      for e in exc.errors(include_url=False)]) from None
+
+
+def json_response(body: Any) -> Response:
+    """``body`` as JSON (NaN and infinities as null, as pydantic writes them)."""
+    return Response(pydantic_core.to_json(body, inf_nan_mode="null"),
+                    media_type="application/json")
 
 
 async def answer(request: Request, served: ServedModel, explain: bool, scale: str,
