@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pydantic_core
 from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -16,7 +17,8 @@ from permed.serve._schemas import ErrorBody
 from permed.serve._service import Answered
 from permed.serve._storage import Storage
 
-__all__ = ["ERRORS", "answer", "json_body", "json_response", "read_body", "served_model", "storage"]
+__all__ = ["ERRORS", "DirectRoute", "answer", "json_body", "json_response", "read_body",
+           "served_model", "storage"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -34,6 +36,21 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: _error("A field is missing, unknown or has a bad value: one entry per field."),
     429: _error("Rate limit reached: see Retry-After."),
 }
+
+
+class DirectRoute(APIRoute):
+    """A route documented like any other (from its endpoint's signature, ``response_model`` and
+    ``openapi_extra``) but called directly, ``endpoint(request, **path_params)``: no dependency
+    resolution and no response-model pass. Its endpoint authorizes the caller, reads its body
+    (:func:`read_body`) and returns a :class:`Response` (:func:`json_response`) itself."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            response: Response = await endpoint(request, **request.path_params)
+            return response
+        return handler
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
