@@ -1,15 +1,21 @@
 """`permed serve --workers N`: the settings the workers receive, and a real two-process server
-that shares one port, one database and one audit chain."""
+that shares one port, one database and one audit chain; the parent hands connections to the
+workers in turn, over HTTPS too, and replaces a worker that dies."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from http.client import HTTPConnection, HTTPSConnection
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +210,198 @@ def test_workers_that_cannot_start_stop_the_server_with_their_message(tmp_path):
            "with permed train ... --out RUN_DIR" in lines
     assert lines[-1] == ("error: a worker process could not start (its message is above), so "
                          "the server stopped: fix that and run permed serve again")
+
+
+# connections handed out in turn: which worker process holds which client connection
+
+def _worker_pids(pid: int) -> list[int]:
+    """The worker processes of the server ``pid``: its children that multiprocessing spawned
+    (not its resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def _owners(port: int, client: socket.socket, pids: list[int]) -> list[int]:
+    """The processes among ``pids`` that hold the server side of ``client``'s connection: the
+    entry of /proc/net/tcp whose local port is the server's and whose remote port is the
+    client's gives the socket's inode, which a process lists as ``socket:[inode]`` in its fds."""
+    local = client.getsockname()[1]
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if (int(fields[1].rsplit(":", 1)[1], 16) == port
+                    and int(fields[2].rsplit(":", 1)[1], 16) == local):
+                inodes.add(f"socket:[{fields[9]}]")
+    owners = []
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) in inodes:
+                    owners.append(pid)
+            except OSError:  # closed in the meantime
+                continue
+    return owners
+
+
+def _kept_alive(port: int, context: ssl.SSLContext | None = None) -> HTTPConnection:
+    """A client connection that asked for /health once (200) and stays open."""
+    if context is None:
+        connection = HTTPConnection("127.0.0.1", port, timeout=30)
+    else:
+        connection = HTTPSConnection("127.0.0.1", port, timeout=30, context=context)
+    connection.request("GET", "/health")
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200
+    return connection
+
+
+def _start(runs: dict[str, Path], tmp_path: Path, *options: str) -> tuple[subprocess.Popen[str],
+                                                                          int]:
+    port = _free_port()
+    env = {name: value for name, value in os.environ.items() if name != "PERMED_DATABASE_URL"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "permed.cli.main", "serve", f"vitals={runs['vitals']}", "--port",
+         str(port), "--data-dir", str(tmp_path), "--workers", "2", *options],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return server, port
+
+
+def _wait_for(condition: Callable[[], Any], seconds: float = 60) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    return None
+
+
+def test_the_parent_hands_https_connections_to_the_workers_in_turn(runs, tmp_path):
+    from test_cli_serve import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(cafile=str(cert))
+    server, port = _start(runs, tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
+    connections: list[HTTPConnection] = []
+    try:
+        # the parent accepts the first connection once both workers have started
+        health = _wait_for(lambda: _health_over_tls(port, context))
+        workers = _worker_pids(server.pid)
+        connections = [_kept_alive(port, context) for _ in range(4)]
+        owners = [_owners(port, connection.sock, workers) for connection in connections]
+    finally:
+        for connection in connections:
+            connection.close()
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+    assert health is not None, stderr
+    assert len(workers) == 2, stderr
+    assert all(len(owner) == 1 for owner in owners), owners  # each held by one worker
+    first, second = owners[0][0], owners[1][0]
+    assert first != second
+    assert [owner[0] for owner in owners] == [first, second, first, second]  # 2 each, in turn
+    assert server.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def _health_over_tls(port: int, context: ssl.SSLContext) -> bool:
+    try:
+        _kept_alive(port, context).close()
+    except OSError:
+        return False
+    return True
+
+
+def _served_by(port: int, pids: list[int]) -> list[int]:
+    """Which of ``pids`` serves a new connection; [] if the connection failed (one handed to a
+    worker in the instant it dies is lost with it)."""
+    try:
+        with closing(_kept_alive(port)) as connection:
+            return _owners(port, connection.sock, pids)
+    except OSError:
+        return []
+
+
+def test_a_killed_worker_is_replaced_and_the_others_keep_serving(runs, tmp_path):
+    server, port = _start(runs, tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        health = _wait_for_health(base, server)
+        workers = _worker_pids(server.pid)
+        held = [_kept_alive(port), _kept_alive(port)]  # one in each worker
+        victim, survivor = (_owners(port, connection.sock, workers)[0] for connection in held)
+        os.kill(victim, signal.SIGKILL)
+        held[0].sock.settimeout(10)
+        try:  # the connection the victim held is closed, not left hanging
+            closed = held[0].sock.recv(1) == b""
+        except ConnectionResetError:
+            closed = True
+        # the survivor's connection still works (within uvicorn's 5 s keep-alive)
+        held[1].request("GET", "/health")
+        survivor_answers = held[1].getresponse().status
+        replaced = _wait_for(lambda: [pid for pid in _worker_pids(server.pid)
+                                      if pid not in workers])
+        # new connections go to the survivor until the replacement has started, then in turn
+        served_by = [_served_by(port, [survivor, *replaced]) for _ in range(2)]
+        replacement_serves = _wait_for(lambda: _served_by(port, replaced))
+        now = _worker_pids(server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+    assert health is not None, stderr
+    assert victim != survivor
+    assert closed
+    assert replaced is not None, stderr
+    assert len(replaced) == 1, stderr
+    assert sorted(now) == sorted([survivor, *replaced])
+    assert all(len(owner) == 1 for owner in served_by), served_by  # served, by one worker
+    assert replacement_serves == replaced, stderr
+    assert survivor_answers == 200
+    assert (f"worker process [{victim}] died (exit code -9); its connections were closed; "
+            "starting another") in stderr
+    assert server.returncode == 0, stderr
+    assert "Traceback" not in stderr
+
+
+async def _hello(scope: dict[str, Any], receive: Callable[..., Any],
+                 send: Callable[..., Any]) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"5")]})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def test_a_worker_serves_the_connections_it_is_handed_and_stops_at_end_of_file():
+    from uvicorn import Config
+
+    from permed.serve._dispatch import ChannelServer
+
+    parent_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    server = ChannelServer(Config(_hello, lifespan="off", log_level="warning"), worker_end)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    parent_end.settimeout(10)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=10)
+        accepted, _ = listener.accept()
+    with client:
+        ready = parent_end.recv(1)
+        socket.send_fds(parent_end, [b"c"], [accepted.fileno()])
+        accepted.close()  # as the parent does: the worker holds its own copy
+        client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        response = b""
+        while not response.endswith(b"hello"):
+            chunk = client.recv(4096)
+            if not chunk:
+                break
+            response += chunk
+        parent_end.close()  # end of file: the parent is gone
+        thread.join(10)
+        after = client.recv(4096)  # the kept-alive connection is closed on shutdown
+    assert ready == b"r"
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert not thread.is_alive()
+    assert after == b""

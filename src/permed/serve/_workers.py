@@ -1,10 +1,26 @@
 """Several server processes on one port: ``permed serve --workers N``.
 
-The parent loads and verifies every run once (so a bad bundle is one clear message), then hands
-uvicorn the import string of :func:`worker_app`; each worker process rebuilds the service from
-the settings the parent left in :data:`ENV_SETTINGS`. The settings travel as JSON without
-``jwt_secret``: a worker reads ``PERMED_JWT_SECRET`` from the environment it inherits, as the
-parent did, so no secret is copied into another variable.
+The parent loads and verifies every run once (so a bad bundle is one clear message), then starts
+the workers with the import string of :func:`worker_app`; each worker process rebuilds the
+service from the settings the parent left in :data:`ENV_SETTINGS`. The settings travel as JSON
+without ``jwt_secret``: a worker reads ``PERMED_JWT_SECRET`` from the environment it inherits, as
+the parent did, so no secret is copied into another variable.
+
+Connections are handed out in turn, as Node's ``cluster`` module does on Linux: the parent alone
+accepts, and passes connection i to worker i mod N (:class:`~permed.serve._dispatch.Dispatcher`).
+When the workers shared the listening socket and the kernel chose who accepted, one worker often
+took 6 or 7 of 8 kept-alive client connections (uvloop accepts in a loop while the other sleeps):
+one core saturated, the other idle, and the same benchmark gave anything from 210 to 410
+predictions/s. ``SO_REUSEPORT`` does not help: a hash of 8 connections into 2 buckets is 4/4
+only 27% of the time. The parent waits until every worker has started before it accepts the
+first connection, so the first ones are spread evenly too.
+
+A worker that dies takes its connections with it (they are closed; clients reconnect, and
+``httpx`` or a browser does so on its own): the parent starts another, and hands it connections
+once its application has started; until then the other workers take them all. A worker that
+cannot start at all (uvicorn's ``STARTUP_FAILURE`` status) stops the service, since its
+replacement would fail the same way. SIGINT or SIGTERM to the parent stop every worker
+gracefully (requests under way finish) and the parent exits 0.
 
 Each worker holds its own copy of every model (memory x N), its own per-key rate limiter (the
 parent gives each ``ceil(rate_limit / N)``) and its own API-key cache: a key revoked through
@@ -136,10 +152,12 @@ def _service() -> FastAPI:
 
 def serve_workers(settings: Settings, workers: int, host: str, port: int,
                   ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
-    """Run ``workers`` uvicorn worker processes that share one listening socket.
+    """Run ``workers`` uvicorn worker processes behind one listening socket.
 
-    The runs must already have been verified (``create_app`` in this process) so that the
-    tables exist and a bad bundle is reported once, before any worker starts.
+    This process binds the socket, accepts every connection and hands it to the workers in turn
+    (see the module's description). The runs must already have been verified (``create_app``
+    in this process) so that the tables exist and a bad bundle is reported once, before any
+    worker starts.
 
     Parameters
     ----------
@@ -150,28 +168,27 @@ def serve_workers(settings: Settings, workers: int, host: str, port: int,
     host, port
         Where to listen.
     ssl_certfile, ssl_keyfile : str, optional
-        The TLS certificate and private key (PEM) for HTTPS; None for plain HTTP.
+        The TLS certificate and private key (PEM) for HTTPS; None for plain HTTP. Each worker
+        does the TLS handshake of the connections it is handed.
 
     Raises
     ------
     PermedError
-        A worker could not start (uvicorn then stops the others).
+        A worker could not start (the others are then stopped).
     """
     from uvicorn import Config
-    from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
+
+    from permed.serve._dispatch import Dispatcher
 
     os.environ[ENV_SETTINGS] = settings_to_json(per_worker(settings, workers))
     config = Config(WORKER_APP, factory=True, workers=workers, host=host, port=port,
                     log_level="warning", ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
-    # what uvicorn.run(WORKER_APP, workers=N) does, keeping the supervisor to read its
-    # workers' exit status: uvicorn.run returns quietly when a worker could not start
     sock = config.bind_socket()
-    supervisor = Multiprocess(config, sockets=[sock])
+    dispatcher = Dispatcher(config, sock, workers)
     try:
-        supervisor.run()
+        dispatcher.run()
     finally:
         sock.close()
-    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+    if dispatcher.startup_failed:
         raise PermedError("a worker process could not start (its message is above), so the "
                           "server stopped: fix that and run permed serve again")
