@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 from permed.serve._audit import AuditTrail
 from permed.serve._journal import Journal
@@ -164,6 +165,5 @@ class ServiceMiddleware:
 
 
 def _query(scope: dict[str, Any]) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
-    return parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+    query = scope.get("query_string", b"")
+    return parse_qsl(query.decode("latin-1")) if query else []
