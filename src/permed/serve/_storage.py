@@ -8,6 +8,7 @@ anything, the argon2 hash checks the secret.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -164,12 +165,40 @@ class Storage:
         self._cache_seconds = key_cache_seconds
         self._lock = threading.Lock()
         self._statements = _Statements(self.engine)
+        self._writers = threading.local()  # each writing thread's own connection
+        self._kept: list[Any] = []
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
     def dispose(self) -> None:
+        with self._lock:
+            kept, self._kept = self._kept, []
+        for connection in kept:
+            with contextlib.suppress(Exception):  # already broken: nothing to give back
+                connection.close()
         self.engine.dispose()
+
+    def _writer(self) -> Any:
+        """This thread's connection for :meth:`write`, kept out of the pool: a checkout, a
+        reset and a busy-timeout switch per request cost more than the writes themselves."""
+        connection = getattr(self._writers, "connection", None)
+        if connection is None:
+            connection = self.engine.raw_connection()
+            self._statements.prepare(connection)
+            self._writers.connection = connection
+            with self._lock:
+                self._kept.append(connection)
+        return connection
+
+    def _drop_writer(self, connection: Any) -> None:
+        """Forget a writer connection that failed (the next write opens another)."""
+        self._writers.connection = None
+        with self._lock:
+            if connection in self._kept:
+                self._kept.remove(connection)
+        with contextlib.suppress(Exception):
+            connection.invalidate()
 
     # ---- users and keys --------------------------------------------------------------------
     def add_user(self, name: str, role: str, expires_days: int | None = None) -> str:
@@ -344,7 +373,7 @@ class Storage:
         statements are compiled once for the database's dialect and run on the driver's
         connection (``executemany``).
         """
-        connection = self.engine.raw_connection()
+        connection = self._writer()
         try:
             cursor = connection.cursor()
             self._statements.lock(cursor)
@@ -362,10 +391,11 @@ class Storage:
             connection.rollback()
             return None
         except BaseException:
-            connection.rollback()
+            try:
+                connection.rollback()
+            except Exception:  # noqa: BLE001 - the connection is gone: open another next time
+                self._drop_writer(connection)
             raise
-        finally:
-            connection.close()  # back to the pool
         return entries
 
     def audit_rows(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -420,24 +450,25 @@ class _Statements:
         elif self.dialect == "postgresql":
             cursor.execute(f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK})")
 
+    def prepare(self, connection: Any) -> None:
+        """Set up a writer connection: SQLite's busy handler off (:meth:`lock` polls)."""
+        if self.dialect == "sqlite":
+            connection.cursor().execute("PRAGMA busy_timeout = 0")
+
     def _begin_immediate(self, cursor: Any) -> None:
         """SQLite's writer lock, polled every fraction of a millisecond: its own busy handler
         sleeps 1, 2, 5, 10... ms between tries, and two processes committing in turn can keep
         one of them asleep for a second."""
-        cursor.execute("PRAGMA busy_timeout = 0")
-        try:
-            deadline, pause = time.monotonic() + BUSY_SECONDS, 0.0002
-            while True:
-                try:
-                    cursor.execute("BEGIN IMMEDIATE")
-                    return
-                except self.locked as exc:
-                    if "locked" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(pause)
-                    pause = min(2 * pause, 0.002)
-        finally:
-            cursor.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
+        deadline, pause = time.monotonic() + BUSY_SECONDS, 0.0002
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                return
+            except self.locked as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(2 * pause, 0.002)
 
     def tail(self, cursor: Any) -> tuple[int, str] | None:
         """The last audit entry's (seq, mac), None for an empty chain."""
