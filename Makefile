@@ -36,7 +36,7 @@ browser:
 	  apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: the browser test will skip"
 
 test: lint security browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,37 @@ def _permed_home(tmp_path_factory: pytest.TempPathFactory):
         for name in ("PERMED_KEY", "PERMED_INTEGRITY_KEY", "PERMED_USER"):
             patch.delenv(name, raising=False)
         yield
+
+
+POSTGRES = "PERMED_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database URL for this test process (from ``PERMED_TEST_DATABASE_URL``).
+
+    Under pytest-xdist each worker gets a database of its own (``permed_test_gw0``...), created
+    empty and dropped at the end, so two workers never share the service's tables.
+    """
+    url = os.environ.get(POSTGRES)
+    if not url:
+        pytest.skip(f"{POSTGRES} is not set: .ci/run starts a PostgreSQL and sets it")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        yield url
+        return
+    from psycopg import connect, sql
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    own = base.set(database=f"{base.database}_{worker}")
+    name = sql.Identifier(own.database)
+    with connect(url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    yield own.render_as_string(hide_password=False)
+    with connect(url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
 
 
 @pytest.fixture

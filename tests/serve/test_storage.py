@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 
@@ -14,17 +13,13 @@ from permed.privacy import generate_key
 from permed.serve import AuditTrail, Storage
 from permed.serve._storage import _Base
 
-POSTGRES = "PERMED_TEST_DATABASE_URL"
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def storage(request, tmp_path):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'permed.db'}"
-    else:
-        url = os.environ.get(POSTGRES)
-        if not url:
-            pytest.skip(f"{POSTGRES} is not set: .ci/run starts a PostgreSQL and sets it")
+    else:  # tests/conftest.py: one database per pytest-xdist worker
+        url = request.getfixturevalue("postgres_url")
     store = Storage(url)
     yield store
     _Base.metadata.drop_all(store.engine)
