@@ -89,13 +89,13 @@ def _document(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            document = generate()
+            document = generate()  # FastAPI's, which keeps it in app.openapi_schema
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             for model in models:
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
-        return app.openapi_schema or document
+        return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
 
