@@ -246,3 +246,46 @@ def test_a_tampered_bundle_is_refused_at_startup(runs, tmp_path):
     with pytest.raises(BundleError, match=r"bundle file 'model.onnx' in '.*' has changed since "
                        r"it was saved"):
         create_app(Settings(runs={"bc": copy}, data_dir=tmp_path))
+
+
+def test_a_key_is_checked_once_for_the_requests_that_carry_it_meanwhile(runs, tmp_path,
+                                                                         start_service):
+    # argon2 costs ~0.2 s of CPU: when a key's cache entry expires under load, every request in
+    # flight with it must not run its own check (key_cache_seconds=0: each request misses)
+    import threading
+
+    import httpx
+
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0, key_cache_seconds=0),
+                            {"alice": "clinician"})
+    storage = service.app.state.storage
+    checks = []
+    verify = storage.verify_key
+
+    def counted(key):
+        checks.append(key)
+        return verify(key)
+
+    storage.verify_key = counted
+    start = threading.Barrier(8)
+    statuses = []
+
+    def call(key):
+        with httpx.Client(base_url=service.url, timeout=60,
+                          headers={"Authorization": f"Bearer {key}"}) as client:
+            start.wait()
+            statuses.append(client.get("/v1/models").status_code)
+
+    wrong = service.keys["alice"][:-4] + "xxxx"
+    try:
+        threads = [threading.Thread(target=call, args=(key,))
+                   for key in [service.keys["alice"]] * 4 + [wrong] * 4]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        service.stop()
+    assert sorted(statuses) == [200] * 4 + [401] * 4
+    assert len(checks) <= 4  # one check per key (a straggler may start a second)

@@ -9,6 +9,8 @@ database, never from the token, so deactivating a user takes effect at once.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -22,8 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from permed.exceptions import SecurityError
 from permed.serve._storage import Principal, Storage
 
-__all__ = ["JWT_ALGORITHMS", "RateLimiter", "TokenIssuer", "admit", "authenticate", "authorize",
-           "require"]
+__all__ = ["JWT_ALGORITHMS", "RateLimiter", "TokenIssuer", "Verifications", "admit",
+           "authenticate", "authorize", "require"]
 
 JWT_ALGORITHMS = ["HS256"]
 _BEARER = {"WWW-Authenticate": "Bearer"}
@@ -118,12 +120,36 @@ def _principal(request: Request, token: str) -> Principal:
     raise SecurityError("the bearer credential is neither an API key nor a token")
 
 
+class Verifications:
+    """One check of a credential at a time: requests that carry it meanwhile wait for its verdict.
+
+    A key's argon2 check costs about 0.2 s of CPU on purpose. When its cache entry expired
+    under load, every request in flight with that key ran one: 32 connections held a two-worker
+    service still for 4.6 s (benchmarks/serve.py).
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[bytes, asyncio.Future[Principal]] = {}
+
+    async def principal(self, request: Request, token: str) -> Principal:
+        """The caller of ``token``, checked in a worker thread (at most once at a time)."""
+        digest = hashlib.sha256(token.encode()).digest()  # no secret kept as a key
+        running = self._running.get(digest)
+        if running is None or running.get_loop() is not asyncio.get_running_loop():
+            running = asyncio.ensure_future(run_in_threadpool(_principal, request, token))
+            self._running[digest] = running
+            running.add_done_callback(lambda _: self._running.pop(digest, None))
+        # a caller that goes away does not cancel the check the others wait for
+        return await asyncio.shield(running)
+
+
 async def authenticate(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer <API key or token>``; 401 otherwise, 429
     when their rate limit is spent.
 
     A key verified in the last minute is recognised on the event loop; otherwise the argon2
-    check and the database run in a worker thread.
+    check and the database run in a worker thread, once for all the requests that carry the
+    key meanwhile (:class:`Verifications`).
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -132,7 +158,7 @@ async def authenticate(request: Request) -> Principal:
     token = token.strip()
     try:
         principal: Principal = request.app.state.storage.cached(token) or \
-            await run_in_threadpool(_principal, request, token)
+            await request.app.state.verifications.principal(request, token)
     except SecurityError as exc:
         raise _unauthorized(str(exc)) from None
     request.state.principal = principal
