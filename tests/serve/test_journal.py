@@ -120,3 +120,23 @@ def test_a_sqlite_writer_waits_for_another_processs_lock(tmp_path):
     release.join()
     other.close()
     storage.dispose()
+
+
+def test_the_service_keeps_what_it_loaded_out_of_the_cyclic_collector(runs, tmp_path,
+                                                                     start_service):
+    import gc
+
+    from permed.serve._registry import ServedModel
+
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None), {"alice": "clinician"})
+    try:
+        frozen = gc.get_freeze_count()
+        served = service.app.state.models["bc"]
+        # the loaded model is in the permanent generation: no longer tracked by a collection
+        assert isinstance(served, ServedModel)
+        assert frozen > 10_000
+        assert not any(o is served for o in gc.get_objects())
+    finally:
+        service.stop()
+    assert gc.get_freeze_count() == 0  # an embedding process gets its collector back

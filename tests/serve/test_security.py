@@ -263,9 +263,9 @@ def test_a_key_is_checked_once_for_the_requests_that_carry_it_meanwhile(runs, tm
     checks = []
     verify = storage.verify_key
 
-    def counted(key):
+    def counted(key, recheck=False):
         checks.append(key)
-        return verify(key)
+        return verify(key, recheck)
 
     storage.verify_key = counted
     start = threading.Barrier(8)
@@ -289,3 +289,36 @@ def test_a_key_is_checked_once_for_the_requests_that_carry_it_meanwhile(runs, tm
         service.stop()
     assert sorted(statuses) == [200] * 4 + [401] * 4
     assert len(checks) <= 4  # one check per key (a straggler may start a second)
+
+
+def test_a_key_is_rechecked_before_its_entry_expires(runs, tmp_path, start_service):
+    # a request in the last quarter of the key's cache entry is answered from the entry and
+    # starts a background check, which renews the entry: no request waits for argon2
+    import time
+
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0, key_cache_seconds=2),
+                            {"alice": "clinician"})
+    storage = service.app.state.storage
+    key = service.keys["alice"]
+    checks = []
+    verify = storage.verify_key
+
+    def counted(key, recheck=False):
+        checks.append(recheck)
+        return verify(key, recheck)
+
+    storage.verify_key = counted
+    try:
+        with service.client("alice") as client:
+            assert client.get("/v1/models").status_code == 200  # checked: a fresh entry
+            time.sleep(1.6)
+            assert storage.cached(key)[1]  # due
+            assert client.get("/v1/models").status_code == 200  # from the entry; recheck starts
+            deadline = time.monotonic() + 10
+            while storage.cached(key) is None or storage.cached(key)[1]:
+                assert time.monotonic() < deadline, "the background recheck did not renew it"
+                time.sleep(0.05)
+    finally:
+        service.stop()
+    assert checks == [False, True]

@@ -70,6 +70,28 @@ def test_revoked_keys_fail(storage):
         storage.verify_key(key)
 
 
+def test_a_key_entry_falls_due_and_a_failed_recheck_drops_it(storage):
+    import time
+
+    key = storage.add_user("carol", "clinician")
+    cache = Storage(storage.url, key_cache_seconds=1)  # another process's view of the same users
+    try:
+        assert cache.cached(key) is None
+        principal = cache.verify_key(key)
+        assert cache.cached(key) == (principal, False)
+        time.sleep(0.8)  # the last quarter of its second
+        assert cache.cached(key) == (principal, True)
+        assert cache.verify_key(key, recheck=True) == principal  # renewed
+        assert cache.cached(key) == (principal, False)
+        storage.revoke("carol")  # elsewhere: this cache still trusts the key
+        assert cache.cached(key) == (principal, False)
+        with pytest.raises(SecurityError, match="^the API key was revoked$"):
+            cache.verify_key(key, recheck=True)
+        assert cache.cached(key) is None
+    finally:
+        cache.dispose()
+
+
 def test_prediction_log_is_per_user(storage):
     from permed.serve import Principal
 

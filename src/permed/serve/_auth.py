@@ -106,11 +106,11 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(401, detail=message, headers=_BEARER)
 
 
-def _principal(request: Request, token: str) -> Principal:
+def _principal(request: Request, token: str, recheck: bool = False) -> Principal:
     state = request.app.state
     storage: Storage = state.storage
     if token.startswith("pmd_"):
-        return storage.verify_key(token)
+        return storage.verify_key(token, recheck)
     if token.count(".") == 2:
         user = state.tokens.subject(token)
         role = storage.user_role(user)
@@ -125,7 +125,11 @@ class Verifications:
 
     A key's argon2 check costs about 0.2 s of CPU on purpose. When its cache entry expired
     under load, every request in flight with that key ran one: 32 connections held a two-worker
-    service still for 4.6 s (benchmarks/serve.py).
+    service still for 4.6 s (benchmarks/serve.py). With one check, they all still waited for it
+    (p99 0.4 s); so a key whose entry is due (:meth:`Storage.cached`) is rechecked in the
+    background while the entry is still live, and no request waits. The entry is trusted no
+    longer than before: a recheck that fails drops it, and one still running when the entry
+    expires is waited for.
     """
 
     def __init__(self) -> None:
@@ -133,32 +137,52 @@ class Verifications:
 
     async def principal(self, request: Request, token: str) -> Principal:
         """The caller of ``token``, checked in a worker thread (at most once at a time)."""
+        # a caller that goes away does not cancel the check the others wait for
+        return await asyncio.shield(self._check(request, token, recheck=False))
+
+    def refresh(self, request: Request, token: str) -> None:
+        """Recheck ``token`` in the background, unless a check of it is under way."""
+        self._check(request, token, recheck=True).add_done_callback(_heard)
+
+    def _check(self, request: Request, token: str, recheck: bool) -> asyncio.Future[Principal]:
         digest = hashlib.sha256(token.encode()).digest()  # no secret kept as a key
         running = self._running.get(digest)
         if running is None or running.get_loop() is not asyncio.get_running_loop():
-            running = asyncio.ensure_future(run_in_threadpool(_principal, request, token))
+            running = asyncio.ensure_future(run_in_threadpool(_principal, request, token, recheck))
             self._running[digest] = running
             running.add_done_callback(lambda _: self._running.pop(digest, None))
-        # a caller that goes away does not cancel the check the others wait for
-        return await asyncio.shield(running)
+        return running
+
+
+def _heard(check: asyncio.Future[Principal]) -> None:
+    """Retrieve a background recheck's error: the key's requests hear of it themselves."""
+    if not check.cancelled():
+        check.exception()
 
 
 async def authenticate(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer <API key or token>``; 401 otherwise, 429
     when their rate limit is spent.
 
-    A key verified in the last minute is recognised on the event loop; otherwise the argon2
-    check and the database run in a worker thread, once for all the requests that carry the
-    key meanwhile (:class:`Verifications`).
+    A key verified in the last minute is recognised on the event loop (and rechecked in the
+    background before its entry expires); otherwise the argon2 check and the database run in a
+    worker thread, once for all the requests that carry the key meanwhile
+    (:class:`Verifications`).
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("authentication required: send Authorization: Bearer <API key>")
     token = token.strip()
+    state = request.app.state
     try:
-        principal: Principal = request.app.state.storage.cached(token) or \
-            await request.app.state.verifications.principal(request, token)
+        cached = state.storage.cached(token)
+        if cached is None:
+            principal: Principal = await state.verifications.principal(request, token)
+        else:
+            principal, due = cached
+            if due:
+                state.verifications.refresh(request, token)
     except SecurityError as exc:
         raise _unauthorized(str(exc)) from None
     request.state.principal = principal

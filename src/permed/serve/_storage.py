@@ -153,8 +153,10 @@ class Storage:
     url : str
         An SQLAlchemy URL; tables are created when missing.
     key_cache_seconds : int, default 60
-        How long a verified API key is remembered (argon2 costs tens of milliseconds on
-        purpose; a revoked key is forgotten at once by this process).
+        How long a verified API key is remembered (argon2 costs about 0.2 s of CPU on purpose;
+        a key revoked through this process is forgotten at once). In the last quarter of that
+        time :meth:`cached` says the entry is due, and the service rechecks the key in the
+        background (:class:`permed.serve._auth.Verifications`).
     """
 
     def __init__(self, url: str, key_cache_seconds: int = 60) -> None:
@@ -281,15 +283,26 @@ class Storage:
             user = session.scalar(select(UserRow).where(UserRow.name == name))
         return user.role if user is not None and user.active else None
 
-    def cached(self, key: str) -> Principal | None:
-        """The principal of a key verified in the last ``key_cache_seconds``, else None."""
+    def cached(self, key: str) -> tuple[Principal, bool] | None:
+        """The principal of a key verified in the last ``key_cache_seconds``, and whether its
+        entry is due for a recheck (in its last quarter); None when there is no live entry."""
         digest = hashlib.sha256(key.encode()).digest()
         with self._lock:
             cached = self._cache.get(digest)
-        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+        if cached is None:
+            return None
+        left = cached[1] - time.monotonic()
+        return (cached[0], left < self._cache_seconds / 4) if left > 0 else None
 
-    def verify_key(self, key: str) -> Principal:
+    def verify_key(self, key: str, recheck: bool = False) -> Principal:
         """The user an API key belongs to.
+
+        Parameters
+        ----------
+        key : str
+        recheck : bool, default False
+            Check the key even when its cache entry is live (the entry is renewed when the key
+            passes, and dropped when it fails).
 
         Raises
         ------
@@ -300,8 +313,20 @@ class Storage:
         digest = hashlib.sha256(key.encode()).digest()
         with self._lock:
             cached = self._cache.get(digest)
-        if cached is not None and cached[1] > time.monotonic():
+        if not recheck and cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        try:
+            principal = self._check_key(key)
+        except SecurityError:
+            with self._lock:
+                self._cache.pop(digest, None)
+            raise
+        with self._lock:
+            self._cache[digest] = (principal, time.monotonic() + self._cache_seconds)
+        return principal
+
+    def _check_key(self, key: str) -> Principal:
+        """The argon2 check of an API key against its stored hash, and its validity."""
         parts = key.split("_", 2)
         if len(parts) != 3 or parts[0] != KEY_PREFIX:
             raise SecurityError("the API key is malformed: it should read pmd_<id>_<secret>")
@@ -318,10 +343,7 @@ class Storage:
             raise SecurityError("the API key was revoked")
         if row.expires is not None and datetime.fromisoformat(row.expires) < datetime.now(UTC):
             raise SecurityError("the API key has expired: ask an administrator for a new one")
-        principal = Principal(user.name, user.role, row.key_id)
-        with self._lock:
-            self._cache[digest] = (principal, time.monotonic() + self._cache_seconds)
-        return principal
+        return Principal(user.name, user.role, row.key_id)
 
     # ---- prediction log ----------------------------------------------------------------------
     @staticmethod
