@@ -43,10 +43,11 @@ CONCURRENCY = (1, 8, 32)
 EXPLAIN = ("probability", "log-odds", "none", "health")
 TARGET_P99_MS, TARGET_RPS = 25.0, 400.0
 TIME_CAP_S = 20.0
-# (column, ONNX Runtime, worker processes): with 8 kept-alive connections the kernel decides
-# which worker gets each, so two workers are not always busy together
-SERVERS = (("ONNX, 1 worker", True, 1), ("ONNX, 2 workers", True, 2),
-           ("native, 1 worker", False, 1))
+# (column, permed serve options): the parent hands connections to the workers in turn, and by
+# default pins worker i to CPU i; the --no-pin column lets the scheduler move them
+SERVERS = (("ONNX, 1 worker", ["--workers", "1"]), ("ONNX, 2 workers", ["--workers", "2"]),
+           ("ONNX, 2 workers, --no-pin", ["--workers", "2", "--no-pin"]),
+           ("native, 1 worker", ["--workers", "1", "--no-onnx"]))
 PERMED = [sys.executable, "-m", "permed.cli.main"]
 
 
@@ -56,12 +57,11 @@ def _port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(run: Path, data_dir: Path, onnx: bool, workers: int,
+def _start(run: Path, data_dir: Path, options: list[str],
            env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     port = _port()
     command = [*PERMED, "serve", f"bc={run}", "--port", str(port), "--data-dir", str(data_dir),
-               "--rate-limit", "0", "--max-batch", "1", "--workers", str(workers)]
-    command += [] if onnx else ["--no-onnx"]
+               "--rate-limit", "0", "--max-batch", "1", *options]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -208,8 +208,9 @@ def main() -> None:
         records = patients.to_dict("records")
         key = Storage(f"sqlite:///{folder / 'data' / 'permed.db'}").add_user("bench", "clinician")
         raw = []
-        for name, onnx, workers in SERVERS:
-            server, url = _start(run, folder / "data", onnx, workers, env)
+        for name, options in SERVERS:
+            workers = int(options[options.index("--workers") + 1])
+            server, url = _start(run, folder / "data", options, env)
             try:
                 engine = httpx.get(url + "/v1/models", headers={
                     "Authorization": f"Bearer {key}"}).json()[0]["engine"]
@@ -227,7 +228,7 @@ def main() -> None:
     print(f"permed serve, breast cancer LightGBM (300 trees), single-patient POST "
           f"/v1/models/bc/predict on 127.0.0.1, {os.cpu_count()} cores shared with the load "
           "generator; p50/p95/p99 ms and requests/s")
-    print_table(_rows(raw), ["explanation", "conc"] + [name for name, _, _ in SERVERS])
+    print_table(_rows(raw), ["explanation", "conc"] + [name for name, _ in SERVERS])
     verdicts = [_verdict(raw, explain) for explain in ("probability", "log-odds")]
     for verdict in verdicts:
         print(verdict)

@@ -149,12 +149,13 @@ def test_two_workers_share_the_port_the_database_and_the_audit_chain(runs, tmp_p
     env = {name: value for name, value in os.environ.items() if name != "PERMED_DATABASE_URL"}
     server = subprocess.Popen(
         [sys.executable, "-m", "permed.cli.main", "serve", f"vitals={runs['vitals']}", "--port",
-         str(port), "--data-dir", str(tmp_path), "--workers", "2"],
+         str(port), "--data-dir", str(tmp_path), "--workers", "2", "--no-pin"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         health = _wait_for_health(base, server)
         workers = _workers_of(server.pid)
+        placed = [os.sched_getaffinity(pid) for pid in workers]
         shares = [patients[i::CONNECTIONS] for i in range(CONNECTIONS)]
         with ThreadPoolExecutor(CONNECTIONS) as pool:
             codes = [code for share in pool.map(lambda s: _predict(base, key, s), shares)
@@ -166,6 +167,7 @@ def test_two_workers_share_the_port_the_database_and_the_audit_chain(runs, tmp_p
     assert health.json()["status"] == "ok"
     assert len(workers) == 2, stderr
     assert codes == [200] * REQUESTS, stderr
+    assert placed == [os.sched_getaffinity(0)] * 2  # --no-pin: the scheduler places them
     assert server.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert f"serving vitals on {base}/ (database: sqlite; 2 workers)" in stderr
@@ -290,6 +292,7 @@ def test_the_parent_hands_https_connections_to_the_workers_in_turn(runs, tmp_pat
         # the parent accepts the first connection once both workers have started
         health = _wait_for(lambda: _health_over_tls(port, context))
         workers = _worker_pids(server.pid)
+        placed = [os.sched_getaffinity(pid) for pid in workers]
         connections = [_kept_alive(port, context) for _ in range(4)]
         owners = [_owners(port, connection.sock, workers) for connection in connections]
     finally:
@@ -303,9 +306,19 @@ def test_the_parent_hands_https_connections_to_the_workers_in_turn(runs, tmp_pat
     first, second = owners[0][0], owners[1][0]
     assert first != second
     assert [owner[0] for owner in owners] == [first, second, first, second]  # 2 each, in turn
+    assert sorted(placed) == _pinned(2)
     assert server.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def _pinned(workers: int) -> list[set[int]]:
+    """Where ``workers`` workers run by default: each on a CPU of its own when there are
+    enough, else wherever this process may."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if workers > len(cpus):
+        return [set(cpus)] * workers
+    return [{cpu} for cpu in cpus[:workers]]
 
 
 def _health_over_tls(port: int, context: ssl.SSLContext) -> bool:
@@ -334,6 +347,7 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(runs, tmp_path)
         workers = _worker_pids(server.pid)
         held = [_kept_alive(port), _kept_alive(port)]  # one in each worker
         victim, survivor = (_owners(port, connection.sock, workers)[0] for connection in held)
+        victim_cpus = os.sched_getaffinity(victim)
         os.kill(victim, signal.SIGKILL)
         held[0].sock.settimeout(10)
         try:  # the connection the victim held is closed, not left hanging
@@ -349,6 +363,7 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(runs, tmp_path)
         served_by = [_served_by(port, [survivor, *replaced]) for _ in range(2)]
         replacement_serves = _wait_for(lambda: _served_by(port, replaced))
         now = _worker_pids(server.pid)
+        replacement_cpus = os.sched_getaffinity(replaced[0]) if replaced else None
     finally:
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=30)
@@ -360,6 +375,7 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(runs, tmp_path)
     assert sorted(now) == sorted([survivor, *replaced])
     assert all(len(owner) == 1 for owner in served_by), served_by  # served, by one worker
     assert replacement_serves == replaced, stderr
+    assert replacement_cpus == victim_cpus  # the replacement takes the victim's CPU
     assert survivor_answers == 200
     assert (f"worker process [{victim}] died (exit code -9); its connections were closed; "
             "starting another") in stderr

@@ -47,6 +47,9 @@ def serve(
     no_onnx: bool = typer.Option(False, "--no-onnx", help="Score natively even where a "
                                  "verified model.onnx exists."),
     workers: int = typer.Option(1, "--workers", help=_WORKERS_HELP),
+    no_pin: bool = typer.Option(False, "--no-pin", help="Let the operating system move the "
+                                "workers between CPUs (by default, with no more workers than "
+                                "CPUs, worker i runs on CPU i alone)."),
 ) -> None:
     """Serve trained runs: REST API, FHIR, CDS Hooks and a clinician web page.
 
@@ -56,6 +59,8 @@ def serve(
     With --workers N, N processes share the port: each loads every model (memory x N), each
     limits a key to ceil(--rate-limit / N) per minute, and a key revoked through another process
     is trusted by a worker for up to a minute (the key cache), as with `permed users revoke`.
+    With no more workers than CPUs, worker i runs on CPU i alone (--no-pin to let the operating
+    system place them).
 
     Example: permed serve runs/heart runs/gbsg --port 8000 --workers 2
     """
@@ -80,7 +85,8 @@ def serve(
 
         app.state.storage.dispose()
         del app
-        serve_workers(settings, workers, host, port, ssl_certfile=cert, ssl_keyfile=key)
+        serve_workers(settings, workers, host, port, ssl_certfile=cert, ssl_keyfile=key,
+                      pin=not no_pin)
         return
     uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=cert,
                 ssl_keyfile=key)

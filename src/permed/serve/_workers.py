@@ -151,7 +151,8 @@ def _service() -> FastAPI:
 
 
 def serve_workers(settings: Settings, workers: int, host: str, port: int,
-                  ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
+                  ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
+                  pin: bool = True) -> None:
     """Run ``workers`` uvicorn worker processes behind one listening socket.
 
     This process binds the socket, accepts every connection and hands it to the workers in turn
@@ -170,6 +171,9 @@ def serve_workers(settings: Settings, workers: int, host: str, port: int,
     ssl_certfile, ssl_keyfile : str, optional
         The TLS certificate and private key (PEM) for HTTPS; None for plain HTTP. Each worker
         does the TLS handshake of the connections it is handed.
+    pin : bool, default True
+        Run each worker on a CPU of its own when there are enough
+        (:class:`~permed.serve._dispatch.Dispatcher`).
 
     Raises
     ------
@@ -184,7 +188,7 @@ def serve_workers(settings: Settings, workers: int, host: str, port: int,
     config = Config(WORKER_APP, factory=True, workers=workers, host=host, port=port,
                     log_level="warning", ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     sock = config.bind_socket()
-    dispatcher = Dispatcher(config, sock, workers)
+    dispatcher = Dispatcher(config, sock, workers, pin)
     try:
         dispatcher.run()
     finally:
