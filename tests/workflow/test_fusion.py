@@ -131,6 +131,21 @@ def test_the_cohort_generator_refuses_too_many_rows(tmp_path):
         multimodal_cohort(100_000, tmp_path, npz=npz)
 
 
+def test_validate_checks_the_cohort_as_fusion_training_will(cohort):
+    # patients without an image are an error for an image model, masked for late fusion
+    study = str(cohort.parent / "multimodal.toml")
+    plain = CliRunner().invoke(app, ["validate", str(cohort), "--study", study])
+    fusion = CliRunner().invoke(app, ["validate", str(cohort), "--study", study, "--models",
+                                      "fusion"])
+    assert plain.exit_code == 1
+    assert re.search(r"error: image column 'image_path' has no path in \d+ rows .*a late-fusion "
+                     r"model \(--models fusion\) keeps them, their image masked",
+                     " ".join(plain.output.split()))
+    assert fusion.exit_code == 0, fusion.output
+    assert "0 error(s)" in fusion.output
+    assert "note=text" in fusion.output
+
+
 def test_datasets_multimodal_writes_the_cohort_and_its_study(tmp_path):
     npz = shared_data("medmnist/pneumoniamnist.npz")
     result = CliRunner().invoke(app, ["datasets", "multimodal", "--rows", "12", "--out",

@@ -8,6 +8,7 @@ import pandas as pd
 import typer
 
 from permed.cli._console import err, out
+from permed.cli._options import split_list
 from permed.exceptions import PermedError
 from permed.ingest import read_table
 from permed.privacy import audited, home_log
@@ -54,14 +55,20 @@ def validate_command(
     data: Path = typer.Argument(..., help="Patient table: .csv, .tsv or .parquet."),
     study_file: Path = typer.Option(..., "--study", help="Study TOML (permed init writes one)."),
     cv: int = typer.Option(5, help="Folds the training will use (smallest class size)."),
+    models: str | None = typer.Option(
+        None, help="The models the training will use, as for permed train: with --models "
+        "fusion, patients without an image are allowed (their image is masked)."),
 ) -> None:
     """Data-quality report of a table against a study; exit status 1 when there are errors.
 
     Example: permed validate heart.csv --study heart.toml
     """
+    from permed.workflow import validated_study
+
     with audited(home_log(), "validate", data=data):
         frame, info = read_table(data)
-    report = validate(frame, Study.from_toml(study_file), min_class_size=cv)
+    study = validated_study(Study.from_toml(study_file), split_list([models] if models else None))
+    report = validate(frame, study, min_class_size=cv)
     out.print(f"{info.path}: {info.rows} rows x {info.columns} columns ({info.fingerprint[:19]})",
               highlight=False)
     for finding in report.findings:

@@ -55,8 +55,10 @@ def check_images(frame: pd.DataFrame, study: Study, report: ValidationReport) ->
                      "per patient (relative to the table's folder)", column)
         return
     if len(empty):
+        fusion = ("; a late-fusion model (--models fusion) keeps them, their image masked"
+                  if study.notes else "")
         flag(f"image column '{column}' has no path in {len(empty)} rows ({rows_text(empty)}): "
-             f"{consequence}", column)
+             f"{consequence}{fusion}", column)
     problems = _problem_files(paths)
     if problems:
         shown = "; ".join(f"row {r}: '{p}' {why}" for r, p, why in problems[:_SHOWN])

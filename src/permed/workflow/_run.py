@@ -45,7 +45,11 @@ def _trainer(task: str | None):
                          "use --task diagnose") from None
 
 
-def _fusion_study(study: Study) -> Study:
+def validated_study(study: Study, models: list[str]) -> Study:
+    """The study a table is validated with before training ``models``: for late fusion, one
+    whose image column is no feature and may be empty (a patient without an image is masked)."""
+    if "fusion" not in models:
+        return study
     from permed.workflow._fusion import fusion_study
 
     return fusion_study(study)
@@ -82,7 +86,7 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
     fusion = "fusion" in config.models  # late fusion of modalities: workflow/_fusion.py
     trainer = _trainer("fusion" if fusion else "image" if study.images else study.task)
     with timings("validate"):
-        validation = validate(frame, _fusion_study(study) if fusion else study,
+        validation = validate(frame, validated_study(study, config.models),
                               min_class_size=config.cv)
     for finding in validation.warnings:
         progress.note(f"warning: {finding.message}")
