@@ -156,3 +156,17 @@ def test_help_gives_an_example(command):
     result = permed(command, "--help")
     assert result.returncode == 0
     assert "Example" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["train", "data.csv", "--bogus"], "Error: No such option: --bogus"),
+    (["validate"], "Error: Missing argument 'data'."),
+    (["ingest", "mimic", "folder", "-q"], "Error: No such option: -q"),
+    (["users", "add"], "Error: Missing argument"),
+])
+def test_usage_errors_print_usage_and_the_error_without_a_traceback(args, error):
+    result = permed(*args)
+    assert result.returncode == 2
+    assert error in result.stderr
+    assert "Usage: permed " in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from permed import __version__
@@ -55,16 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one clear message and exit 1, never a traceback."""
     try:
         # Without standalone mode click returns typer.Exit's code instead of exiting.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="permed", standalone_mode=False)
     except PermedError as exc:
         err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
         return 1
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # a usage error: unknown option, missing argument
+        show = getattr(exc, "show", None)  # click's usage line and the hint to --help
+        if show is not None:
+            show()
+        else:
+            err.print(f"error: {exc.format_message()}", highlight=False, soft_wrap=True)
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted: nothing was written", highlight=False)
         return 130
     return code if isinstance(code, int) else 0
