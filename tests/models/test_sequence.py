@@ -49,6 +49,22 @@ def test_tokenizer_keeps_the_most_recent_events_and_pads():
     assert list(tokens.get_feature_names_out()) == ["events_0", "events_1", "events_2"]
 
 
+def test_repeated_sequences_are_tokenized_and_encoded_as_each_row_alone():
+    # explanations repeat a few sequences thousands of times: each distinct one is done once
+    from permed.models.deep._sequence import _distinct_rows
+
+    tokenizer = EventTokenizer(max_length=4, min_count=1).fit(
+        pd.DataFrame({"events": ["A B C", "B D"]}))
+    texts = ["A B C", None, "B D", "A B C", "E", "B D", "A B C D E"]
+    together = tokenizer.transform(pd.DataFrame({"events": texts}))
+    alone = np.vstack([tokenizer.transform(pd.DataFrame({"events": [t]})) for t in texts])
+    assert np.array_equal(together, alone)
+    ids = together.astype(np.int64)
+    distinct, inverse = _distinct_rows(ids)
+    assert len(distinct) == 5
+    assert np.array_equal(distinct[inverse], ids)
+
+
 def test_vocabulary_comes_from_the_training_rows_only():
     frame = _cohort(60, seed=0)
     train, test = frame.iloc[:40].copy(), frame.iloc[40:].copy()

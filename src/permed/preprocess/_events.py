@@ -18,16 +18,20 @@ PAD_ID = 0  # after the last event of a shorter sequence
 OOV_ID = 1  # a token outside the vocabulary: rare in training, or never seen
 
 
-def _sequences(X: Any) -> list[list[str]]:  # noqa: N803 (scikit-learn's names)
-    """One list of tokens per row, from a single column of space-separated tokens."""
+def _texts(X: Any) -> pd.Series:  # noqa: N803 (scikit-learn's names)
+    """The single column of space-separated tokens, as text ('' where missing)."""
     if isinstance(X, pd.DataFrame):
         values = X.iloc[:, 0]
     elif isinstance(X, pd.Series):
         values = X
     else:
         values = pd.Series(np.asarray(X, dtype=object).reshape(len(X), -1)[:, 0])
-    text = values.astype(object).where(values.notna(), "").astype(str)
-    return [row.split() for row in text]
+    return values.astype(object).where(values.notna(), "").astype(str)
+
+
+def _sequences(X: Any) -> list[list[str]]:  # noqa: N803
+    """One list of tokens per row."""
+    return [row.split() for row in _texts(X)]
 
 
 class EventTokenizer(TransformerMixin, BaseEstimator):
@@ -88,12 +92,13 @@ class EventTokenizer(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:  # noqa: N803
         """Ids of the most recent ``max_length`` events per row, padded with 0 (as floats)."""
         check_is_fitted(self, "vocabulary_")
-        rows = _sequences(X)
-        ids = np.full((len(rows), self.max_length), PAD_ID, dtype=float)
-        for i, row in enumerate(rows):
-            recent = row[-self.max_length:]
+        # each distinct sequence once: an explanation repeats a few thousands of times
+        codes, distinct = pd.factorize(_texts(X), sort=False)
+        ids = np.full((len(distinct), self.max_length), PAD_ID, dtype=float)
+        for i, text in enumerate(distinct):
+            recent = text.split()[-self.max_length:]
             ids[i, :len(recent)] = [self.vocabulary_.get(t, OOV_ID) for t in recent]
-        return ids
+        return ids[codes]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """``<events column>_<position>``, oldest kept event first."""

@@ -241,7 +241,7 @@ class EventGRUClassifier(ClassifierMixin, BaseEstimator):
         ids = np.where(ids < self.vocabulary_size_, ids, OOV_ID)
         # Each distinct sequence runs through the GRU once: explaining a patient repeats the
         # same few sequences thousands of times (permutation SHAP).
-        unique, inverse = (np.unique(ids, axis=0, return_inverse=True) if ids.shape[1]
+        unique, inverse = (_distinct_rows(ids) if ids.shape[1]
                            else (ids[:1], np.zeros(len(ids), dtype=int)))
         table_t, unique_t = self._tensors((table - self.mean_) / self.scale_, unique,
                                           torch.device("cpu"))
@@ -343,3 +343,13 @@ def _train(network: _Network, tensors: tuple[torch.Tensor, torch.Tensor], target
     if best_state is not None:
         network.load_state_dict(best_state)
     return epochs
+
+
+def _distinct_rows(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of an integer matrix (in no particular order) and each row's index
+    among them. Each row is compared as one block of bytes: ``np.unique(axis=0)`` compares
+    column by column, and took half of ``permed predict --explain`` on a GRU run."""
+    rows = np.ascontiguousarray(ids)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return rows[first], inverse.reshape(-1)
