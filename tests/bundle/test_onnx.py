@@ -14,7 +14,8 @@ from permed.workflow._cv import build_pipeline
 from permed.workflow._fitted import DiagnoseModel
 
 # small forests: the conversion, not the model, is under test
-PARAMS = {"logistic": {}, "lightgbm": {"n_estimators": 40}, "random_forest": {"n_estimators": 30}}
+PARAMS = {"logistic": {}, "lightgbm": {"n_estimators": 40}, "random_forest": {"n_estimators": 30},
+          "mlp": {"max_epochs": 5}}
 KINDS = {"age": "numeric", "chol": "numeric", "sex": "categorical", "smoker": "categorical"}
 
 
@@ -36,15 +37,30 @@ def _model(name: str, clip: bool) -> DiagnoseModel:
     return model
 
 
-@pytest.mark.parametrize("name", ["logistic", "lightgbm", "random_forest"])
+@pytest.mark.parametrize("name", ["logistic", "lightgbm", "random_forest", "mlp"])
 @pytest.mark.parametrize("clip", [False, True])
 def test_exported_pipeline_scores_like_the_native_one(name, clip, tmp_path):
+    if name == "mlp":
+        pytest.importorskip("torch")  # the deep extra
     model = _model(name, clip)
     assert export_onnx(model, tmp_path) == tmp_path / ONNX_FILE
     from permed.bundle._onnx import _open
 
     onnx_model = _open((tmp_path / ONNX_FILE).read_bytes(), model)
     assert compare(onnx_model, model) < TOLERANCE
+
+
+def test_the_service_scores_a_torch_mlp_with_onnx_runtime(tmp_path):
+    pytest.importorskip("torch")
+    from permed.bundle._onnx import _open
+    from permed.serve._scoring import Scorer
+
+    model = _model("mlp", False)
+    export_onnx(model, tmp_path)
+    onnx_model = _open((tmp_path / ONNX_FILE).read_bytes(), model)
+    scorer = Scorer(model, onnx_model)  # checks its answers against predict_frame's
+    assert (scorer.engine, scorer.note) == ("onnx", "")
+    assert "content" not in repr(onnx_model)  # the serialized graph stays out of logs
 
 
 def test_a_model_without_a_converter_is_not_exported(tmp_path):

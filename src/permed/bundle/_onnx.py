@@ -2,11 +2,11 @@
 
 ``permed train`` writes ``model/model.onnx`` (signed with the rest of the bundle) when the
 selected pipeline converts: the preprocessing ``ColumnTransformer`` (clipping, imputation with
-missing-value indicators, scaling, one-hot encoding) and a logistic regression, a random forest
-or a LightGBM model. The graph takes one input per feature (float for numeric, text for
-categorical, both shaped ``(n, 1)``) and has two outputs: the class probabilities *before*
-calibration, and the preprocessed feature matrix (for the out-of-distribution check and tree
-SHAP).
+missing-value indicators, scaling, one-hot encoding) and a logistic regression, a random forest,
+a LightGBM model or permed's torch MLP (torch's TorchScript exporter, in float64). The graph
+takes one input per feature (float for numeric, text for categorical, both shaped ``(n, 1)``)
+and has two outputs: the class probabilities *before* calibration, and the preprocessed feature
+matrix (for the out-of-distribution check and tree SHAP).
 
 An export is only used if it scores like the native model: :func:`load_onnx` runs both on the
 model's SHAP background rows (plus one row with every value missing) and refuses the export when
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +135,48 @@ def _clip_converter(scope: Any, operator: Any, container: Any) -> None:
     result.add_to(scope, container)
 
 
+def _torch_mlp(estimator: Any) -> bool:
+    """permed's torch MLP (``permed.models.deep``), not scikit-learn's of the same name."""
+    kind = type(estimator)
+    return kind.__name__ == "MLPClassifier" and kind.__module__.startswith("permed.")
+
+
 def _convertible(model: Any) -> bool:
     pipeline = getattr(model, "pipeline", None)
     schema = getattr(model, "schema", None)
     return (pipeline is not None and schema is not None and len(pipeline) == 2
-            and type(pipeline[-1]).__name__ in _SUPPORTED)
+            and (type(pipeline[-1]).__name__ in _SUPPORTED or _torch_mlp(pipeline[-1])))
+
+
+def _mlp_graph(estimator: Any, width: int) -> Any:
+    """The torch MLP's probabilities as an ONNX graph reading float64 ``x``: its scaler, its
+    network and the softmax, as ``predict_proba`` computes them (in float64)."""
+    import io
+    import warnings
+
+    import onnx
+    import torch
+
+    scaler = estimator.scaler_
+    mean = torch.as_tensor(scaler.mean_ if scaler is not None else np.zeros(width))
+    scale = torch.as_tensor(scaler.scale_ if scaler is not None else np.ones(width))
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = estimator.network_
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.network((x - mean) / scale), dim=1)
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter: no onnxscript to install
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(Probabilities().eval(), (torch.zeros(1, width, dtype=torch.float64),),
+                          buffer, input_names=["x"], output_names=[PROBABILITIES_OUTPUT],
+                          dynamic_axes={"x": {0: "n"}, PROBABILITIES_OUTPUT: {0: "n"}},
+                          opset_version=17, dynamo=False)
+    return onnx.load_from_string(buffer.getvalue())
 
 
 def to_onnx(model: Any) -> Any:
@@ -148,7 +185,7 @@ def to_onnx(model: Any) -> Any:
     Raises
     ------
     ValueError
-        The pipeline has no converter (e.g. a torch MLP or the scorecard).
+        The pipeline has no converter (e.g. the FT-Transformer or the scorecard).
     """
     import onnx
     from onnx import compose, helper
@@ -156,7 +193,8 @@ def to_onnx(model: Any) -> Any:
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
     if not _convertible(model):
-        raise ValueError("only logistic, random forest and LightGBM pipelines export to ONNX")
+        raise ValueError("only logistic, random forest, LightGBM and torch MLP pipelines export "
+                         "to ONNX")
     _register_converters()
     schema = model.schema
     preprocess, estimator = model.pipeline[0], model.pipeline[-1]
@@ -167,19 +205,23 @@ def to_onnx(model: Any) -> Any:
                else StringTensorType([None, 1])) for f in schema.features]
     first = convert_sklearn(preprocess, initial_types=inputs, target_opset=opsets)
     width = len(preprocess.get_feature_names_out())
-    second = convert_sklearn(estimator, initial_types=[("x", FloatTensorType([None, width]))],
-                             options={id(estimator): {"zipmap": False}}, target_opset=opsets)
+    if _torch_mlp(estimator):  # the network computes in float64
+        second, precision = _mlp_graph(estimator, width), onnx.TensorProto.DOUBLE
+    else:
+        second = convert_sklearn(estimator, initial_types=[("x", FloatTensorType([None, width]))],
+                                 options={id(estimator): {"zipmap": False}}, target_opset=opsets)
+        precision = onnx.TensorProto.FLOAT
     second = compose.add_prefix(second, "est_")
     matrix = first.graph.output[0].name
     first.graph.node.extend([
-        helper.make_node("Cast", [matrix], ["x32"], to=onnx.TensorProto.FLOAT),
+        helper.make_node("Cast", [matrix], ["x_estimator"], to=precision),
         helper.make_node("Identity", [matrix], [FEATURES_OUTPUT])])
     del first.graph.output[:]
     first.graph.output.extend([
-        helper.make_tensor_value_info("x32", onnx.TensorProto.FLOAT, [None, width]),
+        helper.make_tensor_value_info("x_estimator", precision, [None, width]),
         helper.make_tensor_value_info(FEATURES_OUTPUT, onnx.TensorProto.DOUBLE, [None, width])])
     _same_opsets(first, second)
-    merged = compose.merge_models(first, second, io_map=[("x32", "est_x")],
+    merged = compose.merge_models(first, second, io_map=[("x_estimator", "est_x")],
                                   outputs=[FEATURES_OUTPUT, "est_" + PROBABILITIES_OUTPUT])
     merged.graph.output[1].name = PROBABILITIES_OUTPUT
     merged.graph.node.append(helper.make_node(
@@ -221,7 +263,7 @@ class OnnxModel:
     max_difference: float = 0.0
     # the serialized graph and the session's threads: a pickled OnnxModel (a Dask scoring
     # task) carries them and reopens its session on arrival
-    content: bytes | None = None
+    content: bytes | None = field(default=None, repr=False)
     threads: int = 1
 
     def __getstate__(self) -> dict[str, Any]:
