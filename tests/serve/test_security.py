@@ -294,6 +294,8 @@ def test_a_key_is_checked_once_for_the_requests_that_carry_it_meanwhile(runs, tm
 def test_a_key_is_rechecked_before_its_entry_expires(runs, tmp_path, start_service):
     # a request in the last quarter of the key's cache entry is answered from the entry and
     # starts a background check, which renews the entry: no request waits for argon2
+    import os
+    import threading
     import time
 
     service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
@@ -305,7 +307,8 @@ def test_a_key_is_rechecked_before_its_entry_expires(runs, tmp_path, start_servi
     verify = storage.verify_key
 
     def counted(key, recheck=False):
-        checks.append(recheck)
+        thread = threading.current_thread().name.split("_")[0]
+        checks.append((recheck, thread, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
         return verify(key, recheck)
 
     storage.verify_key = counted
@@ -321,4 +324,7 @@ def test_a_key_is_rechecked_before_its_entry_expires(runs, tmp_path, start_servi
                 time.sleep(0.05)
     finally:
         service.stop()
-    assert checks == [False, True]
+    # the background recheck runs at the lowest priority, not to slow the requests down
+    assert [(recheck, thread) for recheck, thread, _ in checks] == [
+        (False, "AnyIO worker thread"), (True, "permed-recheck")]
+    assert checks[1][2] == 19

@@ -114,6 +114,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     yield
     app.state.journal.close()  # commit what the last requests queued
+    app.state.verifications.close()
     gc.unfreeze()
 
 
