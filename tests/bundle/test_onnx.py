@@ -15,7 +15,8 @@ from permed.workflow._fitted import DiagnoseModel
 
 # small forests: the conversion, not the model, is under test
 PARAMS = {"logistic": {}, "lightgbm": {"n_estimators": 40}, "random_forest": {"n_estimators": 30},
-          "mlp": {"max_epochs": 5}}
+          "mlp": {"max_epochs": 5}, "ft_transformer": {"max_epochs": 2}}
+TORCH = ("mlp", "ft_transformer")
 KINDS = {"age": "numeric", "chol": "numeric", "sex": "categorical", "smoker": "categorical"}
 
 
@@ -37,10 +38,10 @@ def _model(name: str, clip: bool) -> DiagnoseModel:
     return model
 
 
-@pytest.mark.parametrize("name", ["logistic", "lightgbm", "random_forest", "mlp"])
+@pytest.mark.parametrize("name", ["logistic", "lightgbm", "random_forest", *TORCH])
 @pytest.mark.parametrize("clip", [False, True])
 def test_exported_pipeline_scores_like_the_native_one(name, clip, tmp_path):
-    if name == "mlp":
+    if name in TORCH:
         pytest.importorskip("torch")  # the deep extra
     model = _model(name, clip)
     assert export_onnx(model, tmp_path) == tmp_path / ONNX_FILE
@@ -48,6 +49,12 @@ def test_exported_pipeline_scores_like_the_native_one(name, clip, tmp_path):
 
     onnx_model = _open((tmp_path / ONNX_FILE).read_bytes(), model)
     assert compare(onnx_model, model) < TOLERANCE
+    # one patient at a time, as the service scores (a torch graph is traced, not converted)
+    rows = model.background.iloc[:3]
+    native = model.pipeline.predict_proba(rows)
+    alone = np.vstack([onnx_model.run_frame(rows.iloc[[i]], features=False)[0]
+                       for i in range(len(rows))])
+    np.testing.assert_allclose(alone, native, atol=TOLERANCE, rtol=0)
 
 
 def test_the_service_scores_a_torch_mlp_with_onnx_runtime(tmp_path):

@@ -3,7 +3,7 @@
 ``permed train`` writes ``model/model.onnx`` (signed with the rest of the bundle) when the
 selected pipeline converts: the preprocessing ``ColumnTransformer`` (clipping, imputation with
 missing-value indicators, scaling, one-hot encoding) and a logistic regression, a random forest,
-a LightGBM model or permed's torch MLP (torch's TorchScript exporter, in float64). The graph
+a LightGBM model, or permed's torch MLP or FT-Transformer (torch's exporter, in float64). The graph
 takes one input per feature (float for numeric, text for categorical, both shaped ``(n, 1)``)
 and has two outputs: the class probabilities *before* calibration, and the preprocessed feature
 matrix (for the out-of-distribution check and tree SHAP).
@@ -34,6 +34,7 @@ TOLERANCE = 1e-5
 FEATURES_OUTPUT = "permed_features"
 PROBABILITIES_OUTPUT = "probabilities"
 _SUPPORTED = ("LogisticRegression", "RandomForestClassifier", "LGBMClassifier")
+_TORCH = ("MLPClassifier", "FTTransformerClassifier")  # exported by torch itself
 _REGISTERED: list[bool] = []
 
 
@@ -135,22 +136,23 @@ def _clip_converter(scope: Any, operator: Any, container: Any) -> None:
     result.add_to(scope, container)
 
 
-def _torch_mlp(estimator: Any) -> bool:
-    """permed's torch MLP (``permed.models.deep``), not scikit-learn's of the same name."""
+def _torch_classifier(estimator: Any) -> bool:
+    """permed's torch MLP or FT-Transformer (``permed.models.deep``), not scikit-learn's MLP."""
     kind = type(estimator)
-    return kind.__name__ == "MLPClassifier" and kind.__module__.startswith("permed.")
+    return kind.__name__ in _TORCH and kind.__module__.startswith("permed.")
 
 
 def _convertible(model: Any) -> bool:
     pipeline = getattr(model, "pipeline", None)
     schema = getattr(model, "schema", None)
     return (pipeline is not None and schema is not None and len(pipeline) == 2
-            and (type(pipeline[-1]).__name__ in _SUPPORTED or _torch_mlp(pipeline[-1])))
+            and (type(pipeline[-1]).__name__ in _SUPPORTED or _torch_classifier(pipeline[-1])))
 
 
-def _mlp_graph(estimator: Any, width: int) -> Any:
-    """The torch MLP's probabilities as an ONNX graph reading float64 ``x``: its scaler, its
-    network and the softmax, as ``predict_proba`` computes them (in float64)."""
+def _torch_graph(estimator: Any, width: int) -> Any:
+    """A torch classifier's probabilities as an ONNX graph reading float64 ``x``: its scaler,
+    its network and the softmax, as ``predict_proba`` computes them (in float64). The graph is
+    traced on one row; the check rows (many at once) and the service (one) both run it."""
     import io
     import warnings
 
@@ -172,6 +174,7 @@ def _mlp_graph(estimator: Any, width: int) -> Any:
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter: no onnxscript to install
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shapes: checked after
         torch.onnx.export(Probabilities().eval(), (torch.zeros(1, width, dtype=torch.float64),),
                           buffer, input_names=["x"], output_names=[PROBABILITIES_OUTPUT],
                           dynamic_axes={"x": {0: "n"}, PROBABILITIES_OUTPUT: {0: "n"}},
@@ -185,7 +188,7 @@ def to_onnx(model: Any) -> Any:
     Raises
     ------
     ValueError
-        The pipeline has no converter (e.g. the FT-Transformer or the scorecard).
+        The pipeline has no converter (e.g. the scorecard).
     """
     import onnx
     from onnx import compose, helper
@@ -193,8 +196,8 @@ def to_onnx(model: Any) -> Any:
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
     if not _convertible(model):
-        raise ValueError("only logistic, random forest, LightGBM and torch MLP pipelines export "
-                         "to ONNX")
+        raise ValueError("only logistic, random forest, LightGBM, MLP and FT-Transformer "
+                         "pipelines export to ONNX")
     _register_converters()
     schema = model.schema
     preprocess, estimator = model.pipeline[0], model.pipeline[-1]
@@ -205,8 +208,8 @@ def to_onnx(model: Any) -> Any:
                else StringTensorType([None, 1])) for f in schema.features]
     first = convert_sklearn(preprocess, initial_types=inputs, target_opset=opsets)
     width = len(preprocess.get_feature_names_out())
-    if _torch_mlp(estimator):  # the network computes in float64
-        second, precision = _mlp_graph(estimator, width), onnx.TensorProto.DOUBLE
+    if _torch_classifier(estimator):  # the network computes in float64
+        second, precision = _torch_graph(estimator, width), onnx.TensorProto.DOUBLE
     else:
         second = convert_sklearn(estimator, initial_types=[("x", FloatTensorType([None, width]))],
                                  options={id(estimator): {"zipmap": False}}, target_opset=opsets)

@@ -60,7 +60,7 @@ class _FeatureTokenizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = x.unsqueeze(-1) * self.weight + self.bias
-        return torch.cat([tokens, self.cls.expand(len(x), 1, -1)], dim=1)
+        return torch.cat([tokens, self.cls.expand(x.shape[0], 1, -1)], dim=1)
 
 
 class _Block(nn.Module):
