@@ -15,8 +15,9 @@ from permed.workflow._fitted import DiagnoseModel
 
 # small forests: the conversion, not the model, is under test
 PARAMS = {"logistic": {}, "lightgbm": {"n_estimators": 40}, "random_forest": {"n_estimators": 30},
-          "mlp": {"max_epochs": 5}, "ft_transformer": {"max_epochs": 2}}
-TORCH = ("mlp", "ft_transformer")
+          "mlp": {"max_epochs": 5}, "ft_transformer": {"max_epochs": 2},
+          "dp_mlp": {"max_epochs": 2}}
+TORCH = ("mlp", "ft_transformer", "dp_mlp")
 KINDS = {"age": "numeric", "chol": "numeric", "sex": "categorical", "smoker": "categorical"}
 
 
@@ -42,7 +43,7 @@ def _model(name: str, clip: bool) -> DiagnoseModel:
 @pytest.mark.parametrize("clip", [False, True])
 def test_exported_pipeline_scores_like_the_native_one(name, clip, tmp_path):
     if name in TORCH:
-        pytest.importorskip("torch")  # the deep extra
+        pytest.importorskip("opacus" if name == "dp_mlp" else "torch")  # the dp, deep extras
     model = _model(name, clip)
     assert export_onnx(model, tmp_path) == tmp_path / ONNX_FILE
     from permed.bundle._onnx import _open

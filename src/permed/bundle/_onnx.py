@@ -137,9 +137,9 @@ def _clip_converter(scope: Any, operator: Any, container: Any) -> None:
 
 
 def _torch_classifier(estimator: Any) -> bool:
-    """permed's torch MLP or FT-Transformer (``permed.models.deep``), not scikit-learn's MLP."""
-    kind = type(estimator)
-    return kind.__name__ in _TORCH and kind.__module__.startswith("permed.")
+    """permed's torch MLP (the DP-MLP too) or FT-Transformer, not scikit-learn's MLP."""
+    return any(kind.__name__ in _TORCH and kind.__module__.startswith("permed.")
+               for kind in type(estimator).__mro__)
 
 
 def _convertible(model: Any) -> bool:
