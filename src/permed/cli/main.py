@@ -51,7 +51,8 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one clear message and exit 1, never a traceback."""
+    """Entry point: user errors print one clear message and exit 1 (a usage error: the usage
+    line too, and 2), never a traceback."""
     try:
         # Without standalone mode click returns typer.Exit's code instead of exiting.
         code = app(args=argv, prog_name="permed", standalone_mode=False)

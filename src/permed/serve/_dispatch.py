@@ -207,9 +207,10 @@ class Dispatcher:
     pin : bool, default True
         With no more workers than CPUs this process may use, run worker i on the i-th of them
         alone (its replacement too). On the benchmark's two cores, two pinned workers spent
-        about 15% less CPU per request than two the scheduler moved between cores (their
-        caches stay warm) and answered 10-20% more requests per second. With more workers than
-        CPUs, or ``pin=False``, the scheduler places them.
+        about 10% less CPU per request than two the scheduler moved between cores (their
+        caches stay warm), and had the lower p99 in each of 7 alternating pairs of runs
+        (docs/serve.md). With more workers than CPUs, or ``pin=False``, the scheduler places
+        them.
 
     Attributes
     ----------
