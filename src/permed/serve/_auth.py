@@ -127,7 +127,7 @@ def _principal(request: Request, token: str, recheck: bool = False) -> Principal
 class Verifications:
     """One check of a credential at a time: requests that carry it meanwhile wait for its verdict.
 
-    A key's argon2 check costs about 0.2 s of CPU on purpose. When its cache entry expired
+    A key's argon2 check costs 0.3-0.4 s of CPU on purpose. When its cache entry expired
     under load, every request in flight with that key ran one: 32 connections held a two-worker
     service still for 4.6 s (benchmarks/serve.py). With one check, they all still waited for it
     (p99 0.4 s); so a key whose entry is due (:meth:`Storage.cached`) is rechecked in the
@@ -149,7 +149,7 @@ class Verifications:
         """Recheck ``token`` in the background, unless a check of it is under way.
 
         The recheck runs on a thread of the lowest scheduling priority (Linux): argon2's four
-        lanes would otherwise take most of a CPU from the requests for 0.2 s (a worker of
+        lanes would otherwise take a pinned worker's CPU from its requests for 0.4 s (a worker of
         ``permed serve --workers`` has one CPU). The key's entry has a quarter of its time left
         for it to finish."""
         if self._background is None:

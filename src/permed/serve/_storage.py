@@ -153,7 +153,7 @@ class Storage:
     url : str
         An SQLAlchemy URL; tables are created when missing.
     key_cache_seconds : int, default 60
-        How long a verified API key is remembered (argon2 costs about 0.2 s of CPU on purpose;
+        How long a verified API key is remembered (argon2 costs 0.3-0.4 s of CPU on purpose;
         a key revoked through this process is forgotten at once). In the last quarter of that
         time :meth:`cached` says the entry is due, and the service rechecks the key in the
         background (:class:`permed.serve._auth.Verifications`).
