@@ -57,7 +57,8 @@ def validate_command(
     cv: int = typer.Option(5, help="Folds the training will use (smallest class size)."),
     models: str | None = typer.Option(
         None, help="The models the training will use, as for permed train: with --models "
-        "fusion, patients without an image are allowed (their image is masked)."),
+        "fusion, patients without an image are allowed (their image is masked). Only fusion "
+        "changes the checks; permed train checks the names."),
 ) -> None:
     """Data-quality report of a table against a study; exit status 1 when there are errors.
 
