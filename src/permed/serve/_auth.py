@@ -155,7 +155,7 @@ class Verifications:
         if self._background is None:
             self._background = ThreadPoolExecutor(1, thread_name_prefix="permed-recheck",
                                                   initializer=_lowest_priority)
-        self._check(request, token, recheck=True).add_done_callback(_heard)
+        self._check(request, token, recheck=True)
 
     def close(self) -> None:
         """Stop the background thread (after the recheck under way, if any)."""
@@ -167,9 +167,10 @@ class Verifications:
         running = self._running.get(digest)
         loop = asyncio.get_running_loop()
         if running is None or running.get_loop() is not loop:
-            if recheck:
+            if recheck:  # nobody awaits it: its error is retrieved here
                 running = loop.run_in_executor(self._background, _principal, request, token,
                                                True)
+                running.add_done_callback(_heard)
             else:
                 running = asyncio.ensure_future(run_in_threadpool(_principal, request, token))
             self._running[digest] = running
