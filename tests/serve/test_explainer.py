@@ -7,7 +7,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer, load_iris
 
 from permed.explain._shap import background_sample
-from permed.serve._explain import Explainer
+from permed.serve._explain import Explainer, _LightGBMContributions
 from permed.study import FittedSchema, Study
 from permed.uncertainty import ProbabilityCalibrator
 from permed.workflow._cv import build_pipeline
@@ -48,3 +48,22 @@ def test_multiclass_models_are_explained_as_the_library_chooses():
     assert explainer.method == "permutation"
     assert not explainer.cached("probability")
     assert not explainer.cached("log-odds")
+
+
+@pytest.mark.parametrize(("loader", "target"), [(load_breast_cancer, "diagnosis"),
+                                               (load_iris, "species")])
+def test_one_patient_goes_through_lightgbms_single_row_api_with_the_same_numbers(loader, target):
+    model, features = _lightgbm(loader, target)
+    booster = model.pipeline[-1].booster_
+    contributions = _LightGBMContributions(booster)
+    assert contributions._single is not None  # this LightGBM offers the single-row setup
+    transformed = np.asarray(model.pipeline[:-1].transform(features), dtype=float)
+    for i in (0, 1, len(transformed) // 2, len(transformed) - 1):
+        values, base = contributions(transformed[i:i + 1])
+        expected = booster.predict(transformed[i:i + 1], pred_contrib=True)
+        expected = expected.reshape(1, -1, transformed.shape[1] + 1).transpose(0, 2, 1)
+        np.testing.assert_array_equal(values, expected[:, :-1, :])
+        np.testing.assert_array_equal(base, expected[:, -1, :])
+    several, _ = contributions(transformed[:4])  # more patients: LightGBM's predict
+    assert several.shape == (4, transformed.shape[1], values.shape[2])
+    np.testing.assert_array_equal(several[0], contributions(transformed[:1])[0][0])

@@ -9,6 +9,9 @@ models call ``model.explain`` per request.
 
 from __future__ import annotations
 
+import ctypes
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -143,15 +146,75 @@ class _Shap:
 class _LightGBMContributions:
     """LightGBM's own path-dependent TreeSHAP (``pred_contrib``, what shap calls for these
     models) on one thread: OpenMP threads cost more than one patient's trees, and keep a core
-    spinning after each request."""
+    spinning after each request.
+
+    One patient at a time goes through LightGBM's single-row C API
+    (``LGBM_BoosterPredictForMatSingleRowFast``), set up once here: ``Booster.predict`` sets up
+    a predictor on every call, which for one patient costs about as much as its trees
+    (0.55 against 0.33 ms per patient, measured with the caches cold as between requests).
+    The same numbers either way; the Explainer checks them against ``model.explain`` at load.
+    """
 
     def __init__(self, booster: Any) -> None:
         self.booster = booster
+        self._single = _SingleRow.contributions(booster)
 
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
-        contributions = self.booster.predict(X, pred_contrib=True, num_threads=1)
+        if len(X) == 1 and self._single is not None:
+            contributions = self._single(X)
+        else:
+            contributions = self.booster.predict(X, pred_contrib=True, num_threads=1)
         per_output = contributions.reshape(len(X), -1, X.shape[1] + 1).transpose(0, 2, 1)
         return per_output[:, :-1, :], per_output[:, -1, :]
+
+
+class _SingleRow:
+    """A LightGBM ``FastConfig``: one-row predictions with the setup done once.
+
+    The handle holds the buffers of one prediction at a time, so calls are serialized, and it
+    is freed with this object (the booster is kept alive as long).
+    """
+
+    _CONTRIB = 3  # C_API_PREDICT_CONTRIB
+    _FLOAT64 = 1  # C_API_DTYPE_FLOAT64
+
+    def __init__(self, booster: Any, library: Any, handle: ctypes.c_void_p, width: int) -> None:
+        self.booster = booster
+        self.width = width
+        self._library = library
+        self._handle = handle
+        self._length = ctypes.c_int64()
+        self._lock = threading.Lock()
+        weakref.finalize(self, library.LGBM_FastConfigFree, handle)
+
+    @classmethod
+    def contributions(cls, booster: Any) -> _SingleRow | None:
+        """Set up ``pred_contrib`` for one row; None where this LightGBM does not offer it."""
+        try:
+            from lightgbm.basic import _LIB, _c_str
+
+            handle = ctypes.c_void_p()
+            features = booster.num_feature()
+            failed = _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle, ctypes.c_int(cls._CONTRIB), ctypes.c_int(0), ctypes.c_int(-1),
+                ctypes.c_int(cls._FLOAT64), ctypes.c_int32(features), _c_str("num_threads=1"),
+                ctypes.byref(handle))
+        except (ImportError, AttributeError, OSError):
+            return None
+        if failed:
+            return None
+        return cls(booster, _LIB, handle, booster.num_model_per_iteration() * (features + 1))
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        row = np.ascontiguousarray(X[0], dtype=np.float64)
+        out = np.empty(self.width)
+        with self._lock:
+            failed = self._library.LGBM_BoosterPredictForMatSingleRowFast(
+                self._handle, row.ctypes.data_as(ctypes.c_void_p), ctypes.byref(self._length),
+                out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
+        if failed or self._length.value != self.width:
+            return np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
+        return out[None, :]
 
 
 def _json_value(value: Any) -> Any:
