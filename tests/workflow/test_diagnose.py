@@ -143,7 +143,8 @@ def test_a_failed_run_leaves_no_directory(tmp_path, small_cohort):
 
 def test_unknown_model_is_refused(tmp_path, small_cohort):
     small_cohort.to_csv(tmp_path / "c.csv", index=False)
-    with pytest.raises(PermedError, match="--models: unknown diagnose model 'xgboost'"):
+    with pytest.raises(PermedError, match="--models: unknown diagnose model 'xgboost'; "
+                       "available: logistic, .*; and fusion .*with --images, cnn or cnn_densenet"):
         train_run(tmp_path / "c.csv", Study(task="diagnose", target="disease", id="patient_id"),
                   TrainConfig(models=["xgboost"]), tmp_path / "run")
 

@@ -231,7 +231,8 @@ def make_model(name: str, seed: int, device: str = "auto",
     if name not in DIAGNOSE_MODELS:
         raise PermedError(
             f"--models: unknown diagnose model '{name}'; available: "
-            f"{', '.join(DIAGNOSE_MODELS)}")
+            f"{', '.join(DIAGNOSE_MODELS)}; and fusion (two or more of the table, --note and "
+            "--images); with --images, cnn or cnn_densenet")
     family = DIAGNOSE_MODELS[name]
     if not family.available:
         raise PermedError(
