@@ -160,7 +160,7 @@ class _LightGBMContributions:
         self._single = _SingleRow.contributions(booster)
 
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
-        if len(X) == 1 and self._single is not None:
+        if len(X) == 1 and self._single is not None and X.shape[1] == self._single.features:
             contributions = self._single(X)
         else:
             contributions = self.booster.predict(X, pred_contrib=True, num_threads=1)
@@ -178,9 +178,11 @@ class _SingleRow:
     _CONTRIB = 3  # C_API_PREDICT_CONTRIB
     _FLOAT64 = 1  # C_API_DTYPE_FLOAT64
 
-    def __init__(self, booster: Any, library: Any, handle: ctypes.c_void_p, width: int) -> None:
+    def __init__(self, booster: Any, library: Any, handle: ctypes.c_void_p, features: int,
+                 width: int) -> None:
         self.booster = booster
-        self.width = width
+        self.features = features  # the row's length: the C API reads exactly this many values
+        self.width = width  # and writes this many
         self._library = library
         self._handle = handle
         self._length = ctypes.c_int64()
@@ -195,7 +197,11 @@ class _SingleRow:
 
             handle = ctypes.c_void_p()
             features = booster.num_feature()
-            failed = _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+            width = ctypes.c_int64()
+            failed = _LIB.LGBM_BoosterCalcNumPredict(
+                booster._handle, ctypes.c_int(1), ctypes.c_int(cls._CONTRIB), ctypes.c_int(0),
+                ctypes.c_int(-1), ctypes.byref(width))
+            failed = failed or _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
                 booster._handle, ctypes.c_int(cls._CONTRIB), ctypes.c_int(0), ctypes.c_int(-1),
                 ctypes.c_int(cls._FLOAT64), ctypes.c_int32(features), _c_str("num_threads=1"),
                 ctypes.byref(handle))
@@ -203,7 +209,7 @@ class _SingleRow:
             return None
         if failed:
             return None
-        return cls(booster, _LIB, handle, booster.num_model_per_iteration() * (features + 1))
+        return cls(booster, _LIB, handle, features, width.value)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
         row = np.ascontiguousarray(X[0], dtype=np.float64)
