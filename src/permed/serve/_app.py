@@ -20,6 +20,7 @@ from permed import __version__
 from permed.privacy import integrity_key
 from permed.serve._audit import AuditTrail
 from permed.serve._auth import RateLimiter, TokenIssuer, Verifications, token_secret
+from permed.serve._checkpoint import Checkpoints
 from permed.serve._fhir import FhirError
 from permed.serve._journal import Journal
 from permed.serve._middleware import ServiceMiddleware
@@ -112,8 +113,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # under load (benchmarks/serve.py, concurrency 8)
     gc.collect()
     gc.freeze()
+    app.state.checkpoints.start()
     yield
     app.state.journal.close()  # commit what the last requests queued
+    app.state.checkpoints.close()
     app.state.verifications.close()
     gc.unfreeze()
 
@@ -148,6 +151,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.storage = Storage(settings.url, settings.key_cache_seconds)
     app.state.audit = AuditTrail(app.state.storage, key)
     app.state.journal = Journal(app.state.audit)
+    app.state.checkpoints = Checkpoints(app.state.storage)
     app.state.tokens = TokenIssuer(token_secret(settings.jwt_secret, key), settings.jwt_audience,
                                    settings.token_minutes)
     app.state.limiter = RateLimiter(settings.rate_limit)

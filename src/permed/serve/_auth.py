@@ -10,10 +10,7 @@ database, never from the token, so deactivating a user takes effect at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import os
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +23,7 @@ from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from permed.exceptions import SecurityError
+from permed.serve._priority import lower_priority
 from permed.serve._storage import Principal, Storage
 
 __all__ = ["JWT_ALGORITHMS", "RateLimiter", "TokenIssuer", "Verifications", "admit",
@@ -154,7 +152,7 @@ class Verifications:
         for it to finish."""
         if self._background is None:
             self._background = ThreadPoolExecutor(1, thread_name_prefix="permed-recheck",
-                                                  initializer=_lowest_priority)
+                                                  initializer=lower_priority, initargs=(19,))
         self._check(request, token, recheck=True)
 
     def close(self) -> None:
@@ -176,13 +174,6 @@ class Verifications:
             self._running[digest] = running
             running.add_done_callback(lambda _: self._running.pop(digest, None))
         return running
-
-
-def _lowest_priority() -> None:
-    """Give the calling thread (and the threads it starts) nice 19, on Linux."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _heard(check: asyncio.Future[Principal]) -> None:
