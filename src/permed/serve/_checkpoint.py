@@ -4,7 +4,7 @@ In WAL mode every commit appends to the write-ahead log, and the connection whos
 takes the log past 1,000 pages copies it back into the database file and syncs both (SQLite's
 automatic checkpoint). In the service that is the journal's commit of some request, and the
 copy and the fsync held up every request waiting for that commit: about 1% of commits held
-the writer for more than 5 ms (benchmarks/serve.py, two workers, concurrency 8).
+the writer for more than 5 ms (two workers, concurrency 8, benchmarks/serve.py's load).
 :class:`Checkpoints` runs SQLite's ``PASSIVE`` checkpoint on a thread and connection of its
 own every :data:`CHECKPOINT_SECONDS`, at nice :data:`CHECKPOINT_NICE`, so the log seldom
 reaches the automatic threshold, which stays as the fallback. A passive checkpoint waits for

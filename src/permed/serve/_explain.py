@@ -185,7 +185,6 @@ class _SingleRow:
         self.width = width  # and writes this many
         self._library = library
         self._handle = handle
-        self._length = ctypes.c_int64()
         self._lock = threading.Lock()
         weakref.finalize(self, library.LGBM_FastConfigFree, handle)
 
@@ -214,11 +213,12 @@ class _SingleRow:
     def __call__(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
         row = np.ascontiguousarray(X[0], dtype=np.float64)
         out = np.empty(self.width)
+        length = ctypes.c_int64()
         with self._lock:
             failed = self._library.LGBM_BoosterPredictForMatSingleRowFast(
-                self._handle, row.ctypes.data_as(ctypes.c_void_p), ctypes.byref(self._length),
+                self._handle, row.ctypes.data_as(ctypes.c_void_p), ctypes.byref(length),
                 out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
-        if failed or self._length.value != self.width:
+        if failed or length.value != self.width:
             return np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
         return out[None, :]
 
