@@ -76,3 +76,23 @@ def test_a_missing_category_is_imputed_not_encoded_as_its_own_level(schema, smal
     assert typed.head(1).assign(smoker=None).pipe(schema.coerce)["smoker"].isna().all()
     np.testing.assert_array_equal(preprocessor.transform(missing),
                                   preprocessor.transform(missing.assign(smoker=mode)))
+
+
+def test_coerce_types_each_column_as_it_would_alone(schema, small_cohort):
+    from permed.study._columns import as_category, to_numeric
+
+    new = small_cohort.head(4).copy()
+    new["chol"] = new["chol"].astype(object)
+    new.loc[0, "chol"] = "90+"  # top-coded text reads as its bound
+    new.loc[1, "chol"] = None
+    new["age"] = new["age"].astype("Int64")  # nullable integers, one missing
+    new.loc[2, "age"] = None
+    typed = schema.coerce(new)
+    assert list(typed.columns) == schema.names
+    for feature in schema.features:
+        expected = (to_numeric(new[feature.name]) if feature.kind == "numeric"
+                    else as_category(new[feature.name]))
+        np.testing.assert_array_equal(typed[feature.name].to_numpy(), expected.to_numpy())
+    assert typed.loc[0, "chol"] == 90.0
+    assert np.isnan(typed.loc[1, "chol"])
+    assert np.isnan(typed.loc[2, "age"])

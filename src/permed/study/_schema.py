@@ -141,31 +141,37 @@ class FittedSchema:
 
     def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The feature columns, typed as at fit time (numeric floats, categorical text)."""
-        out: dict[str, pd.Series] = {}
-        genes = _numeric_block(frame, self.genes)
+        others: dict[str, pd.Series] = {}
         for feature in self.features:
-            if feature.kind == "gene":
+            if feature.kind in ("numeric", "gene"):
                 continue
             series = frame[feature.name]
-            if feature.kind == "numeric":
-                out[feature.name] = to_numeric(series)
-            elif feature.kind in ("text", "events"):
-                out[feature.name] = series.astype(object).where(series.notna(), "").astype(str)
+            if feature.kind in ("text", "events"):
+                others[feature.name] = series.astype(object).where(series.notna(), "").astype(str)
             else:
-                out[feature.name] = as_category(series)
-        table = pd.DataFrame(out, index=frame.index)
-        if genes.shape[1] == 0:
-            return table
-        return pd.concat([table, genes], axis=1)[self.names]
+                others[feature.name] = as_category(series)
+        # numbers (measurements and genes) in one float block each: per-column conversion costs
+        # more than the model for one patient
+        parts = [_numeric_block(frame, self.numeric), _numeric_block(frame, self.genes)]
+        if others:
+            parts.append(pd.DataFrame(others, index=frame.index))
+        parts = [part for part in parts if part.shape[1]]
+        table = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
+        return table if list(table.columns) == self.names else table[self.names]
 
     def out_of_range(self, frame: pd.DataFrame) -> pd.Series:
         """Per row, the features whose values lie outside the training range, joined by ';'
         ('' when none)."""
+        numeric = [f for f in self.features if f.kind == "numeric"]
+        values = _numeric_block(frame, [f.name for f in numeric]).to_numpy(dtype=float)
+        below = values < np.array([f.min for f in numeric], dtype=float)
+        above = values > np.array([f.max for f in numeric], dtype=float)
+        column = {f.name: i for i, f in enumerate(numeric)}
         checked, outside = [], []
         for feature in self.features:
             if feature.kind == "numeric":
-                values = to_numeric(frame[feature.name]).to_numpy(dtype=float, na_value=np.nan)
-                outside.append((values < feature.min) | (values > feature.max))
+                i = column[feature.name]
+                outside.append(below[:, i] | above[:, i])
             elif feature.categories is not None and len(feature.categories) < MAX_CATEGORIES_KEPT:
                 text = as_category(frame[feature.name])
                 outside.append((text.notna() & ~text.isin(feature.categories)).to_numpy())
@@ -193,8 +199,15 @@ class FittedSchema:
 def _numeric_block(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """Many numeric columns as floats at once (per-column parsing only where text hides)."""
     block = frame[names]
-    if all(pd.api.types.is_numeric_dtype(t) for t in block.dtypes):
-        # one float block: per-column frames make every reduction thousands of calls
-        return pd.DataFrame(block.to_numpy(dtype=float, na_value=np.nan), index=frame.index,
-                            columns=block.columns)
-    return block.apply(to_numeric)
+    numbers = [n for n, t in zip(names, block.dtypes, strict=True)
+               if pd.api.types.is_numeric_dtype(t)]
+    # one float block (column-major, as pandas keeps it: each column contiguous): per-column
+    # frames make every reduction thousands of calls
+    values = np.asfortranarray(block[numbers].to_numpy(dtype=float, na_value=np.nan))
+    out = pd.DataFrame(values, index=frame.index, columns=pd.Index(numbers, dtype=object))
+    if len(numbers) == len(names):
+        return out
+    for name in names:
+        if name not in out.columns:
+            out[name] = to_numeric(block[name])
+    return out[names]
