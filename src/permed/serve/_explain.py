@@ -160,9 +160,10 @@ class _LightGBMContributions:
         self._single = _SingleRow.contributions(booster)
 
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+        contributions = None
         if len(X) == 1 and self._single is not None and X.shape[1] == self._single.features:
-            contributions = self._single(X)
-        else:
+            contributions = self._single(X[0])
+        if contributions is None:
             contributions = self.booster.predict(X, pred_contrib=True, num_threads=1)
         per_output = contributions.reshape(len(X), -1, X.shape[1] + 1).transpose(0, 2, 1)
         return per_output[:, :-1, :], per_output[:, -1, :]
@@ -210,17 +211,16 @@ class _SingleRow:
             return None
         return cls(booster, _LIB, handle, features, width.value)
 
-    def __call__(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
-        row = np.ascontiguousarray(X[0], dtype=np.float64)
+    def __call__(self, row: np.ndarray) -> np.ndarray | None:
+        """The row's output, shape (1, width); None if LightGBM reports a failure."""
+        row = np.ascontiguousarray(row, dtype=np.float64)
         out = np.empty(self.width)
         length = ctypes.c_int64()
         with self._lock:
             failed = self._library.LGBM_BoosterPredictForMatSingleRowFast(
                 self._handle, row.ctypes.data_as(ctypes.c_void_p), ctypes.byref(length),
                 out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
-        if failed or length.value != self.width:
-            return np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1))
-        return out[None, :]
+        return None if failed or length.value != self.width else out[None, :]
 
 
 def _json_value(value: Any) -> Any:

@@ -155,7 +155,7 @@ class FittedSchema:
         parts = [_numeric_block(frame, self.numeric), _numeric_block(frame, self.genes)]
         if others:
             parts.append(pd.DataFrame(others, index=frame.index))
-        parts = [part for part in parts if part.shape[1]]
+        parts = [part for part in parts if part.shape[1]] or [pd.DataFrame(index=frame.index)]
         table = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1)
         return table if list(table.columns) == self.names else table[self.names]
 
@@ -198,16 +198,15 @@ class FittedSchema:
 
 def _numeric_block(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """Many numeric columns as floats at once (per-column parsing only where text hides)."""
-    block = frame[names]
-    numbers = [n for n, t in zip(names, block.dtypes, strict=True)
-               if pd.api.types.is_numeric_dtype(t)]
+    kinds = dict(zip(frame.columns, frame.dtypes, strict=True))
+    numbers = [n for n in names if pd.api.types.is_numeric_dtype(kinds[n])]
     # one float block (column-major, as pandas keeps it: each column contiguous): per-column
     # frames make every reduction thousands of calls
-    values = np.asfortranarray(block[numbers].to_numpy(dtype=float, na_value=np.nan))
+    values = np.asfortranarray(frame[numbers].to_numpy(dtype=float, na_value=np.nan))
     out = pd.DataFrame(values, index=frame.index, columns=pd.Index(numbers, dtype=object))
     if len(numbers) == len(names):
         return out
     for name in names:
         if name not in out.columns:
-            out[name] = to_numeric(block[name])
+            out[name] = to_numeric(frame[name])
     return out[names]
