@@ -4,13 +4,19 @@ prediction could not be recorded is withheld."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
+import time
 
+import pytest
 from sqlalchemy import text
 
 from permed.privacy import generate_key
 from permed.serve import AuditTrail, Settings, Storage
-from permed.serve._journal import Journal
+from permed.serve._journal import Journal, LoopJournal, journal_for
 from permed.serve._storage import _Base
+
+JOURNALS = [Journal, LoopJournal]
 
 
 class CountingStorage(Storage):
@@ -18,15 +24,33 @@ class CountingStorage(Storage):
 
     writes = 0
 
-    def write(self, chain, predictions):
+    def write(self, chain, predictions, wait=True):
         self.writes += 1
-        return super().write(chain, predictions)
+        return super().write(chain, predictions, wait)
 
 
-def test_concurrent_requests_share_commits_and_keep_one_chain(tmp_path):
+def _row(i: int) -> dict:
+    return {"id": f"p{i}", "time": "t", "user": "alice", "model": "m", "version": "v",
+            "task": "diagnose", "input_digest": f"d{i}", "answer": "{}"}
+
+
+def test_sqlite_commits_on_the_event_loop(tmp_path):
+    storage = Storage(f"sqlite:///{tmp_path / 'permed.db'}")
+    assert isinstance(journal_for(AuditTrail(storage, generate_key())), LoopJournal)
+    storage.dispose()
+
+
+def test_postgresql_commits_on_a_thread(postgres_url):
+    storage = Storage(postgres_url)
+    assert isinstance(journal_for(AuditTrail(storage, generate_key())), Journal)
+    storage.dispose()
+
+
+@pytest.mark.parametrize("kind", JOURNALS)
+def test_concurrent_requests_share_commits_and_keep_one_chain(tmp_path, kind):
     storage = CountingStorage(f"sqlite:///{tmp_path / 'permed.db'}")
     trail = AuditTrail(storage, generate_key())
-    journal = Journal(trail)
+    journal = kind(trail)
 
     async def request(i: int) -> None:
         rows = [{"id": f"p{i}", "time": "t", "user": "alice", "model": "m", "version": "v",
@@ -48,9 +72,10 @@ def test_concurrent_requests_share_commits_and_keep_one_chain(tmp_path):
     storage.dispose()
 
 
-def test_a_failed_commit_reaches_every_waiting_request(tmp_path):
+@pytest.mark.parametrize("kind", JOURNALS)
+def test_a_failed_commit_reaches_every_waiting_request(tmp_path, kind):
     storage = Storage(f"sqlite:///{tmp_path / 'permed.db'}")
-    journal = Journal(AuditTrail(storage, generate_key()))
+    journal = kind(AuditTrail(storage, generate_key()))
     with storage.engine.begin() as connection:
         connection.execute(text("DROP TABLE predictions"))
 
@@ -140,3 +165,88 @@ def test_the_service_keeps_what_it_loaded_out_of_the_cyclic_collector(runs, tmp_
     finally:
         service.stop()
     assert gc.get_freeze_count() == 0  # an embedding process gets its collector back
+
+
+def test_the_event_loop_serves_others_while_another_process_holds_the_writer_lock(tmp_path):
+    path = tmp_path / "permed.db"
+    storage = CountingStorage(f"sqlite:///{path}")
+    trail = AuditTrail(storage, generate_key())
+    journal = LoopJournal(trail)
+    other = sqlite3.connect(path, check_same_thread=False)  # as another worker process would
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.1, other.commit)
+    ticks = []
+
+    async def ticker() -> None:
+        while len(ticks) < 1000:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.005)
+
+    async def scenario() -> float:
+        clock = asyncio.create_task(ticker())
+        release.start()
+        started = time.monotonic()
+        first = asyncio.create_task(journal.record([AuditTrail.event("alice", "predict",
+                                                                     "success", request=0)],
+                                                   [_row(0)]))
+        await asyncio.sleep(0.03)  # the first is waiting for the lock: the second joins it
+        await journal.record([AuditTrail.event("alice", "predict", "success", request=1)],
+                             [_row(1)])
+        await first
+        waited = time.monotonic() - started
+        clock.cancel()
+        return waited
+
+    waited = asyncio.run(scenario())
+    release.join()
+    other.close()
+    assert waited >= 0.09  # stored only once the other connection let go
+    assert len([t for t in ticks if t - ticks[0] < 0.09]) >= 10  # the loop kept running
+    assert [e["details"]["request"] for e in storage.audit_rows()] == [0, 1]
+    assert trail.verify().ok
+    with storage.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM predictions")).scalar_one() == 2
+    storage.dispose()
+
+
+def test_a_writer_lock_held_too_long_fails_the_waiting_requests(tmp_path, monkeypatch):
+    import permed.serve._journal as journal_module
+
+    monkeypatch.setattr(journal_module, "BUSY_SECONDS", 0.05)
+    path = tmp_path / "permed.db"
+    storage = Storage(f"sqlite:///{path}")
+    journal = LoopJournal(AuditTrail(storage, generate_key()))
+    other = sqlite3.connect(path)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def request() -> str:
+        try:
+            await journal.record([AuditTrail.event("alice", "predict", "success")], [_row(0)])
+        except TimeoutError as exc:
+            return str(exc)
+        return "stored"
+
+    outcome = asyncio.run(request())
+    other.commit()
+    other.close()
+    assert outcome == "SQLite's writer lock was held by another connection for 0.05 s"
+    assert storage.audit_rows() == []
+    storage.dispose()
+
+
+def test_closing_the_loop_journal_commits_what_is_queued(tmp_path):
+    storage = Storage(f"sqlite:///{tmp_path / 'permed.db'}")
+    journal = LoopJournal(AuditTrail(storage, generate_key()))
+
+    async def scenario() -> list[dict]:
+        waiting = asyncio.create_task(
+            journal.record([AuditTrail.event("alice", "predict", "success")], [_row(0)]))
+        await asyncio.sleep(0)  # the request is queued; its commit has not run yet
+        assert storage.audit_rows() == []
+        journal.close()
+        stored = storage.audit_rows()
+        await waiting  # released by the close
+        return stored
+
+    assert [e["seq"] for e in asyncio.run(scenario())] == [1]
+    storage.dispose()

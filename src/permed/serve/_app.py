@@ -22,7 +22,7 @@ from permed.serve._audit import AuditTrail
 from permed.serve._auth import RateLimiter, TokenIssuer, Verifications, token_secret
 from permed.serve._checkpoint import Checkpoints
 from permed.serve._fhir import FhirError
-from permed.serve._journal import Journal
+from permed.serve._journal import journal_for
 from permed.serve._middleware import ServiceMiddleware
 from permed.serve._registry import load_models
 from permed.serve._schemas import PredictRequest
@@ -150,7 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.models = load_models(settings.runs, settings.onnx)
     app.state.storage = Storage(settings.url, settings.key_cache_seconds)
     app.state.audit = AuditTrail(app.state.storage, key)
-    app.state.journal = Journal(app.state.audit)
+    app.state.journal = journal_for(app.state.audit)
     app.state.checkpoints = Checkpoints(app.state.storage)
     app.state.tokens = TokenIssuer(token_secret(settings.jwt_secret, key), settings.jwt_audience,
                                    settings.token_minutes)

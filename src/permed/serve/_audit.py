@@ -23,7 +23,7 @@ from typing import Any
 from permed.exceptions import IntegrityError
 from permed.privacy import AuditReport, Key, verify_log
 from permed.privacy._audit import _PURPOSE, _ZERO, _head_mac, _mac
-from permed.serve._storage import Storage
+from permed.serve._storage import Storage, WriterBusy
 
 __all__ = ["AuditTrail"]
 
@@ -57,20 +57,31 @@ class AuditTrail:
                 "details": json.loads(json.dumps(details, default=str))}
 
     def write(self, events: list[dict[str, Any]],
-              predictions: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+              predictions: list[dict[str, Any]] | None = None,
+              wait: bool = True) -> list[dict[str, Any]]:
         """Chain ``events`` (from :meth:`event`) after the last entry and store them, with
         ``predictions`` rows, in one transaction; return the stored entries.
 
         The tail is read inside the transaction, under the database's writer lock where it has
         one (SQLite, PostgreSQL); elsewhere another process appending the same sequence number
         makes the transaction fail and it is retried on the new tail. The chain never forks.
+
+        Raises
+        ------
+        WriterBusy
+            With ``wait=False``, when another thread of this process is writing or another
+            connection holds SQLite's writer lock: nothing was stored.
         """
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            raise WriterBusy()
+        try:
             for _ in range(_RETRIES):
                 stored = self.storage.write(lambda tail: self._chain(events, tail),
-                                            predictions or [])
+                                            predictions or [], wait)
                 if stored is not None:
                     return stored
+        finally:
+            self._lock.release()
         raise IntegrityError("could not append to the audit trail: it kept changing under this "
                              "process; check for a runaway writer")
 

@@ -2,13 +2,23 @@
 
 Every request's audit entry, and every prediction it logs, must be stored before its answer
 goes out. Stored one transaction per request, the chain's read-modify-write and the commit
-cost more than scoring a patient. A :class:`Journal` hands them to one writer thread instead:
-the thread takes everything queued while it was writing, chains the entries in arrival order
-and stores them and the prediction rows in one transaction (:meth:`AuditTrail.write`), then
-releases every request of the batch. A request still waits for its own commit, so nothing is
-answered that is not recorded; under load the requests share commits. The middleware
-submits a request's audit event together with the prediction rows its handler left in
-``scope["state"]["predictions"]``, so a request waits for one commit.
+cost more than scoring a patient. A journal stores everything queued while it was writing in
+one transaction (:meth:`AuditTrail.write`), chained in arrival order, then releases every
+request of the batch. A request still waits for its own commit, so nothing is answered that is
+not recorded; under load the requests share commits. The middleware submits a request's audit
+event together with the prediction rows its handler left in ``scope["state"]["predictions"]``,
+so a request waits for one commit. :func:`journal_for` picks one of two journals:
+
+- :class:`LoopJournal` (SQLite) commits on the event loop itself, once per pass of the loop. A
+  SQLite commit in write-ahead-log mode with ``synchronous=NORMAL`` writes to the operating
+  system's cache and syncs nothing (the checkpoint thread does that: :mod:`._checkpoint`), so it
+  is a fraction of a millisecond of CPU. A thread doing it instead had to win Python's GIL from
+  the busy event loop several times per commit (the sqlite3 module releases it around every
+  statement), up to the 5 ms switch interval each time: that wait was the tail of the latency
+  under load. When another process holds the writer lock, the loop does not wait: it serves
+  other requests and tries again a fraction of a millisecond later.
+- :class:`Journal` (PostgreSQL, or any other server) commits on a writer thread: a commit there
+  is a network round trip, which must not hold up the event loop.
 """
 
 from __future__ import annotations
@@ -17,14 +27,27 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from permed.serve._audit import AuditTrail
+from permed.serve._storage import BUSY_SECONDS, WriterBusy
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "LoopJournal", "journal_for"]
 
 _MOST_PER_COMMIT = 512
+# LoopJournal: first pause when another process holds SQLite's writer lock (doubled each try)
+_FIRST_PAUSE = 0.0002
+_LONGEST_PAUSE = 0.002
+
+
+def journal_for(trail: AuditTrail) -> Journal | LoopJournal:
+    """The journal for the trail's database: on the event loop for SQLite, a thread otherwise.
+    """
+    if trail.storage.engine.dialect.name == "sqlite":
+        return LoopJournal(trail)
+    return Journal(trail)
 
 
 @dataclass
@@ -36,7 +59,7 @@ class _Item:
 
 
 class Journal:
-    """The service's writer of audit entries and prediction rows.
+    """The service's writer of audit entries and prediction rows, on a thread of its own.
 
     Parameters
     ----------
@@ -99,8 +122,7 @@ class Journal:
             return
         error: Exception | None = None
         try:
-            self.trail.write([e for item in batch for e in item.events],
-                             [p for item in batch for p in item.predictions])
+            _write(self.trail, batch, wait=True)
         except Exception as exc:  # noqa: BLE001 - every waiting request hears of it
             error = exc
         loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
@@ -109,6 +131,89 @@ class Journal:
         for loop, futures in loops.items():  # one wake-up per event loop, not per request
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
                 loop.call_soon_threadsafe(_settle, futures, error)
+
+
+class LoopJournal:
+    """The service's writer of audit entries and prediction rows, on each event loop that
+    records: everything a pass of the loop recorded is committed in one transaction at the
+    start of the next pass.
+
+    Parameters
+    ----------
+    trail : AuditTrail
+        Chains the entries and stores them with the prediction rows (SQLite).
+    """
+
+    def __init__(self, trail: AuditTrail) -> None:
+        self.trail = trail
+        # per event loop (an application may be driven from several): its queued requests
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+
+    async def record(self, events: list[dict[str, Any]],
+                     predictions: list[dict[str, Any]] | None = None) -> None:
+        """Store audit events (:meth:`AuditTrail.event`) and prediction rows; return once they
+        are committed.
+
+        Raises
+        ------
+        Exception
+            The database's error, when the commit failed.
+        """
+        loop = asyncio.get_running_loop()
+        item = _Item(events, predictions or [], loop, loop.create_future())
+        pending = self._pending.get(loop)
+        if pending is None:  # no commit scheduled on this loop
+            self._pending[loop] = [item]
+            loop.call_soon(self._flush, loop, None, _FIRST_PAUSE)
+        else:
+            pending.append(item)
+        await item.done
+
+    def close(self) -> None:
+        """Commit what is queued (waiting for the writer lock as long as it takes)."""
+        for loop in list(self._pending):
+            batch = self._pending.pop(loop, [])
+            error: Exception | None = None
+            try:
+                _write(self.trail, batch, wait=True)
+            except Exception as exc:  # noqa: BLE001 - every waiting request hears of it
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                _settle([item.done for item in batch], error)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop, deadline: float | None,
+               pause: float) -> None:
+        pending = self._pending.get(loop)
+        if not pending:
+            self._pending.pop(loop, None)
+            return
+        batch = pending[:_MOST_PER_COMMIT]
+        error: Exception | None = None
+        try:
+            _write(self.trail, batch, wait=False)
+        except WriterBusy:
+            if deadline is None:
+                deadline = time.monotonic() + BUSY_SECONDS
+            if time.monotonic() < deadline:  # try again; requests arriving meanwhile join in
+                loop.call_later(pause, self._flush, loop, deadline,
+                                min(2 * pause, _LONGEST_PAUSE))
+                return
+            error = TimeoutError(f"SQLite's writer lock was held by another connection for "
+                                 f"{BUSY_SECONDS} s")
+        except Exception as exc:  # noqa: BLE001 - every waiting request hears of it
+            error = exc
+        del pending[:len(batch)]
+        if pending:  # more than one commit's worth arrived
+            loop.call_soon(self._flush, loop, None, _FIRST_PAUSE)
+        else:
+            del self._pending[loop]
+        _settle([item.done for item in batch], error)
+
+
+def _write(trail: AuditTrail, batch: list[_Item], wait: bool) -> None:
+    """Store a batch's events and prediction rows in one transaction."""
+    trail.write([e for item in batch for e in item.events],
+                [p for item in batch for p in item.predictions], wait)
 
 
 def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from permed.serve._audit import AuditTrail
-from permed.serve._journal import Journal
+from permed.serve._journal import Journal, LoopJournal
 
 __all__ = ["SECURITY_HEADERS", "ServiceMiddleware"]
 
@@ -54,7 +54,7 @@ class ServiceMiddleware:
     Parameters
     ----------
     app : ASGI app
-    journal : Journal
+    journal : Journal or LoopJournal
         Stores the audit event (the answer waits for its commit).
     max_body_bytes : int
         Larger bodies get 413 before the application sees them.
@@ -62,7 +62,8 @@ class ServiceMiddleware:
         Add Strict-Transport-Security.
     """
 
-    def __init__(self, app: Any, journal: Journal, max_body_bytes: int, tls: bool) -> None:
+    def __init__(self, app: Any, journal: Journal | LoopJournal, max_body_bytes: int,
+                 tls: bool) -> None:
         self.app = app
         self.journal = journal
         self.max_body_bytes = max_body_bytes

@@ -43,11 +43,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from permed.exceptions import PermedError, SecurityError
 from permed.serve._settings import ROLES
 
-__all__ = ["KEY_PREFIX", "Principal", "Storage", "make_engine"]
+__all__ = ["BUSY_SECONDS", "KEY_PREFIX", "Principal", "Storage", "WriterBusy", "make_engine"]
 
 KEY_PREFIX = "pmd"
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
 BUSY_SECONDS = 30  # how long SQLite waits for another writer
+
+
+class WriterBusy(Exception):
+    """Another connection holds SQLite's writer lock (from ``Storage.write(wait=False)``)."""
 
 
 class _Base(DeclarativeBase):
@@ -381,7 +385,8 @@ class Storage:
     # ---- audit rows (the chain itself lives in permed.serve._audit) --------------------------
     def write(self, chain: Callable[[tuple[int, str] | None], tuple[list[dict[str, Any]],
                                                                    dict[str, Any] | None]],
-              predictions: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+              predictions: list[dict[str, Any]], wait: bool = True
+              ) -> list[dict[str, Any]] | None:
         """Chain audit entries after the stored tail, store them, move the head and add
         prediction rows, in one transaction; return the entries.
 
@@ -389,7 +394,9 @@ class Storage:
         the transaction after taking the database's writer lock (SQLite's ``BEGIN IMMEDIATE``,
         a PostgreSQL transaction-level advisory lock), so concurrent processes append in turn.
         Returns None, and stores nothing, if an entry's ``seq`` already exists (a database
-        without such a lock, where another process appended first).
+        without such a lock, where another process appended first). With ``wait=False`` a
+        SQLite writer lock held by another connection raises :class:`WriterBusy` at once, and
+        nothing is stored (for a caller that must not block: it tries again later).
 
         This runs for every request, so it skips SQLAlchemy's per-statement work: the
         statements are compiled once for the database's dialect and run on the driver's
@@ -398,7 +405,7 @@ class Storage:
         connection = self._writer()
         try:
             cursor = connection.cursor()
-            self._statements.lock(cursor)
+            self._statements.lock(cursor, wait)
             entries, head = chain(self._statements.tail(cursor))
             audit = [{k: (json.dumps(v) if k == "details" else v) for k, v in entry.items()}
                      for entry in entries]
@@ -412,6 +419,8 @@ class Storage:
         except self._statements.conflict:
             connection.rollback()
             return None
+        except WriterBusy:  # no transaction was begun
+            raise
         except BaseException:
             try:
                 connection.rollback()
@@ -465,10 +474,11 @@ class _Statements:
                          .limit(1).compile(dialect=dialect,
                                            compile_kwargs={"literal_binds": True}))
 
-    def lock(self, cursor: Any) -> None:
-        """Begin the transaction holding the audit chain's writer lock (where there is one)."""
+    def lock(self, cursor: Any, wait: bool = True) -> None:
+        """Begin the transaction holding the audit chain's writer lock (where there is one);
+        on SQLite with ``wait=False``, :class:`WriterBusy` when another connection holds it."""
         if self.dialect == "sqlite":
-            self._begin_immediate(cursor)
+            self._begin_immediate(cursor, wait)
         elif self.dialect == "postgresql":
             cursor.execute(f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK})")
 
@@ -477,7 +487,7 @@ class _Statements:
         if self.dialect == "sqlite":
             connection.cursor().execute("PRAGMA busy_timeout = 0")
 
-    def _begin_immediate(self, cursor: Any) -> None:
+    def _begin_immediate(self, cursor: Any, wait: bool) -> None:
         """SQLite's writer lock, polled every fraction of a millisecond: its own busy handler
         sleeps 1, 2, 5, 10... ms between tries, and two processes committing in turn can keep
         one of them asleep for a second."""
@@ -487,7 +497,11 @@ class _Statements:
                 cursor.execute("BEGIN IMMEDIATE")
                 return
             except self.locked as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
+                if "locked" not in str(exc):
+                    raise
+                if not wait:
+                    raise WriterBusy() from None
+                if time.monotonic() > deadline:
                     raise
                 time.sleep(pause)
                 pause = min(2 * pause, 0.002)
