@@ -14,7 +14,7 @@ from sqlalchemy import text
 from permed.privacy import generate_key
 from permed.serve import AuditTrail, Settings, Storage
 from permed.serve._journal import Journal, LoopJournal, journal_for
-from permed.serve._storage import _Base
+from permed.serve._storage import WriterBusy, _Base
 
 JOURNALS = [Journal, LoopJournal]
 
@@ -24,9 +24,9 @@ class CountingStorage(Storage):
 
     writes = 0
 
-    def write(self, chain, predictions, wait=True):
+    def write(self, chain, predictions, patience=30):
         self.writes += 1
-        return super().write(chain, predictions, wait)
+        return super().write(chain, predictions, patience)
 
 
 def _row(i: int) -> dict:
@@ -222,14 +222,14 @@ def test_a_writer_lock_held_too_long_fails_the_waiting_requests(tmp_path, monkey
     async def request() -> str:
         try:
             await journal.record([AuditTrail.event("alice", "predict", "success")], [_row(0)])
-        except TimeoutError as exc:
+        except WriterBusy as exc:
             return str(exc)
         return "stored"
 
     outcome = asyncio.run(request())
     other.commit()
     other.close()
-    assert outcome == "SQLite's writer lock was held by another connection for 0.05 s"
+    assert outcome == "the database's writer lock was held by another connection for 0.05 s"
     assert storage.audit_rows() == []
     storage.dispose()
 

@@ -23,7 +23,7 @@ from typing import Any
 from permed.exceptions import IntegrityError
 from permed.privacy import AuditReport, Key, verify_log
 from permed.privacy._audit import _PURPOSE, _ZERO, _head_mac, _mac
-from permed.serve._storage import Storage, WriterBusy
+from permed.serve._storage import BUSY_SECONDS, Storage, WriterBusy
 
 __all__ = ["AuditTrail"]
 
@@ -58,7 +58,7 @@ class AuditTrail:
 
     def write(self, events: list[dict[str, Any]],
               predictions: list[dict[str, Any]] | None = None,
-              wait: bool = True) -> list[dict[str, Any]]:
+              patience: float = BUSY_SECONDS) -> list[dict[str, Any]]:
         """Chain ``events`` (from :meth:`event`) after the last entry and store them, with
         ``predictions`` rows, in one transaction; return the stored entries.
 
@@ -69,15 +69,15 @@ class AuditTrail:
         Raises
         ------
         WriterBusy
-            With ``wait=False``, when another thread of this process is writing or another
-            connection holds SQLite's writer lock: nothing was stored.
+            Another thread of this process was writing, or another connection held SQLite's
+            writer lock, for ``patience`` seconds: nothing was stored.
         """
-        if not self._lock.acquire(blocking=wait):
-            raise WriterBusy()
+        if not self._lock.acquire(timeout=patience):
+            raise WriterBusy(f"another thread was writing the audit trail for {patience:g} s")
         try:
             for _ in range(_RETRIES):
                 stored = self.storage.write(lambda tail: self._chain(events, tail),
-                                            predictions or [], wait)
+                                            predictions or [], patience)
                 if stored is not None:
                     return stored
         finally:

@@ -15,8 +15,9 @@ so a request waits for one commit. :func:`journal_for` picks one of two journals
   is a fraction of a millisecond of CPU. A thread doing it instead had to win Python's GIL from
   the busy event loop several times per commit (the sqlite3 module releases it around every
   statement), up to the 5 ms switch interval each time: that wait was the tail of the latency
-  under load. When another process holds the writer lock, the loop does not wait: it serves
-  other requests and tries again a fraction of a millisecond later.
+  under load. When another process holds the writer lock, the loop polls it for up to 2 ms
+  (another worker's commit holds it for a fraction of a millisecond: a pass of the busy loop
+  takes longer); a lock held longer than that is tried again between other requests.
 - :class:`Journal` (PostgreSQL, or any other server) commits on a writer thread: a commit there
   is a network round trip, which must not hold up the event loop.
 """
@@ -37,9 +38,10 @@ from permed.serve._storage import BUSY_SECONDS, WriterBusy
 __all__ = ["Journal", "LoopJournal", "journal_for"]
 
 _MOST_PER_COMMIT = 512
-# LoopJournal: first pause when another process holds SQLite's writer lock (doubled each try)
-_FIRST_PAUSE = 0.0002
-_LONGEST_PAUSE = 0.002
+# LoopJournal: how long a commit polls a writer lock held by another process on the event loop,
+# then the pauses between tries (doubled each time) while requests are served meanwhile
+_PATIENCE_ON_LOOP = 0.002
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.001, 0.01
 
 
 def journal_for(trail: AuditTrail) -> Journal | LoopJournal:
@@ -122,7 +124,7 @@ class Journal:
             return
         error: Exception | None = None
         try:
-            _write(self.trail, batch, wait=True)
+            _write(self.trail, batch, BUSY_SECONDS)
         except Exception as exc:  # noqa: BLE001 - every waiting request hears of it
             error = exc
         loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
@@ -164,7 +166,7 @@ class LoopJournal:
         pending = self._pending.get(loop)
         if pending is None:  # no commit scheduled on this loop
             self._pending[loop] = [item]
-            loop.call_soon(self._flush, loop, None, _FIRST_PAUSE)
+            loop.call_soon(self._flush, loop, None)
         else:
             pending.append(item)
         await item.done
@@ -175,14 +177,16 @@ class LoopJournal:
             batch = self._pending.pop(loop, [])
             error: Exception | None = None
             try:
-                _write(self.trail, batch, wait=True)
+                _write(self.trail, batch, BUSY_SECONDS)
             except Exception as exc:  # noqa: BLE001 - every waiting request hears of it
                 error = exc
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
                 _settle([item.done for item in batch], error)
 
     def _flush(self, loop: asyncio.AbstractEventLoop, deadline: float | None,
-               pause: float) -> None:
+               pause: float = _FIRST_PAUSE) -> None:
+        """Commit the loop's queued requests; ``deadline`` is set once the writer lock was
+        found busy (then each try is one attempt, and ``pause`` the wait before the next)."""
         pending = self._pending.get(loop)
         if not pending:
             self._pending.pop(loop, None)
@@ -190,7 +194,7 @@ class LoopJournal:
         batch = pending[:_MOST_PER_COMMIT]
         error: Exception | None = None
         try:
-            _write(self.trail, batch, wait=False)
+            _write(self.trail, batch, _PATIENCE_ON_LOOP if deadline is None else 0.0)
         except WriterBusy:
             if deadline is None:
                 deadline = time.monotonic() + BUSY_SECONDS
@@ -198,22 +202,22 @@ class LoopJournal:
                 loop.call_later(pause, self._flush, loop, deadline,
                                 min(2 * pause, _LONGEST_PAUSE))
                 return
-            error = TimeoutError(f"SQLite's writer lock was held by another connection for "
-                                 f"{BUSY_SECONDS} s")
+            error = WriterBusy(f"the database's writer lock was held by another connection "
+                               f"for {BUSY_SECONDS:g} s")
         except Exception as exc:  # noqa: BLE001 - every waiting request hears of it
             error = exc
         del pending[:len(batch)]
         if pending:  # more than one commit's worth arrived
-            loop.call_soon(self._flush, loop, None, _FIRST_PAUSE)
+            loop.call_soon(self._flush, loop, None)
         else:
             del self._pending[loop]
         _settle([item.done for item in batch], error)
 
 
-def _write(trail: AuditTrail, batch: list[_Item], wait: bool) -> None:
+def _write(trail: AuditTrail, batch: list[_Item], patience: float) -> None:
     """Store a batch's events and prediction rows in one transaction."""
     trail.write([e for item in batch for e in item.events],
-                [p for item in batch for p in item.predictions], wait)
+                [p for item in batch for p in item.predictions], patience)
 
 
 def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:

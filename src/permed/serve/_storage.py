@@ -51,7 +51,8 @@ BUSY_SECONDS = 30  # how long SQLite waits for another writer
 
 
 class WriterBusy(Exception):
-    """Another connection holds SQLite's writer lock (from ``Storage.write(wait=False)``)."""
+    """Another connection held SQLite's writer lock longer than a writer's patience
+    (:meth:`Storage.write`)."""
 
 
 class _Base(DeclarativeBase):
@@ -385,7 +386,7 @@ class Storage:
     # ---- audit rows (the chain itself lives in permed.serve._audit) --------------------------
     def write(self, chain: Callable[[tuple[int, str] | None], tuple[list[dict[str, Any]],
                                                                    dict[str, Any] | None]],
-              predictions: list[dict[str, Any]], wait: bool = True
+              predictions: list[dict[str, Any]], patience: float = BUSY_SECONDS
               ) -> list[dict[str, Any]] | None:
         """Chain audit entries after the stored tail, store them, move the head and add
         prediction rows, in one transaction; return the entries.
@@ -394,9 +395,10 @@ class Storage:
         the transaction after taking the database's writer lock (SQLite's ``BEGIN IMMEDIATE``,
         a PostgreSQL transaction-level advisory lock), so concurrent processes append in turn.
         Returns None, and stores nothing, if an entry's ``seq`` already exists (a database
-        without such a lock, where another process appended first). With ``wait=False`` a
-        SQLite writer lock held by another connection raises :class:`WriterBusy` at once, and
-        nothing is stored (for a caller that must not block: it tries again later).
+        without such a lock, where another process appended first). A SQLite writer lock
+        held by another connection for ``patience`` seconds raises :class:`WriterBusy`, and
+        nothing is stored (a caller that must not block for long gives a short patience and
+        tries again later).
 
         This runs for every request, so it skips SQLAlchemy's per-statement work: the
         statements are compiled once for the database's dialect and run on the driver's
@@ -405,7 +407,7 @@ class Storage:
         connection = self._writer()
         try:
             cursor = connection.cursor()
-            self._statements.lock(cursor, wait)
+            self._statements.lock(cursor, patience)
             entries, head = chain(self._statements.tail(cursor))
             audit = [{k: (json.dumps(v) if k == "details" else v) for k, v in entry.items()}
                      for entry in entries]
@@ -474,11 +476,12 @@ class _Statements:
                          .limit(1).compile(dialect=dialect,
                                            compile_kwargs={"literal_binds": True}))
 
-    def lock(self, cursor: Any, wait: bool = True) -> None:
+    def lock(self, cursor: Any, patience: float = BUSY_SECONDS) -> None:
         """Begin the transaction holding the audit chain's writer lock (where there is one);
-        on SQLite with ``wait=False``, :class:`WriterBusy` when another connection holds it."""
+        on SQLite, :class:`WriterBusy` when another connection holds it for ``patience``
+        seconds."""
         if self.dialect == "sqlite":
-            self._begin_immediate(cursor, wait)
+            self._begin_immediate(cursor, patience)
         elif self.dialect == "postgresql":
             cursor.execute(f"SELECT pg_advisory_xact_lock({_AUDIT_LOCK})")
 
@@ -487,11 +490,11 @@ class _Statements:
         if self.dialect == "sqlite":
             connection.cursor().execute("PRAGMA busy_timeout = 0")
 
-    def _begin_immediate(self, cursor: Any, wait: bool) -> None:
+    def _begin_immediate(self, cursor: Any, patience: float) -> None:
         """SQLite's writer lock, polled every fraction of a millisecond: its own busy handler
         sleeps 1, 2, 5, 10... ms between tries, and two processes committing in turn can keep
         one of them asleep for a second."""
-        deadline, pause = time.monotonic() + BUSY_SECONDS, 0.0002
+        deadline, pause = time.monotonic() + patience, 0.0001
         while True:
             try:
                 cursor.execute("BEGIN IMMEDIATE")
@@ -499,10 +502,9 @@ class _Statements:
             except self.locked as exc:
                 if "locked" not in str(exc):
                     raise
-                if not wait:
-                    raise WriterBusy() from None
                 if time.monotonic() > deadline:
-                    raise
+                    raise WriterBusy(f"SQLite's writer lock was held by another connection for "
+                                     f"{patience:g} s") from None
                 time.sleep(pause)
                 pause = min(2 * pause, 0.002)
 
