@@ -7,7 +7,9 @@ drives each with a bounded load over kept-alive connections at concurrency 1, 8 
 p50/p95/p99 latency (client side, full HTTP round trip incl. authentication, validation,
 scoring, explanation, prediction log and audit entry) and requests/s. The load generator
 (pre-encoded requests on raw sockets, uvloop) shares the machine's cores with the server.
-Prints the table side by side and writes benchmarks/results/serve.json.
+Then runs the target's cell (log-odds explanation, concurrency 8, two workers) again
+--target-runs times in a row and counts the runs that met the target. Prints the table side by
+side and writes benchmarks/results/serve.json.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ CONCURRENCY = (1, 8, 32)
 # /health on the same server, the floor set by the HTTP stack and the client on this machine.
 EXPLAIN = ("probability", "log-odds", "none", "health")
 TARGET_P99_MS, TARGET_RPS = 25.0, 400.0
+# The target's cell, measured again in a row on one server: one run's p99 (the 30th slowest of
+# 3,000) moves with this machine's drift over minutes, so the verdict counts the runs that met it
+TARGET_SERVER, TARGET_EXPLAIN = "ONNX, 2 workers", "log-odds"
 TIME_CAP_S = 20.0
 # (column, permed serve options): the parent hands connections to the workers in turn, and by
 # default pins worker i to CPU i; the --no-pin column lets the scheduler move them
@@ -183,6 +188,14 @@ def _verdict(raw: list[dict], explain: str) -> str:
             f"{best['rps']:.0f} req/s (target >= {TARGET_RPS:.0f}: {rps_ok})")
 
 
+def _repeated(runs: list[dict]) -> str:
+    """The target over repeated runs of its cell: how many met it, and each run's figures."""
+    met = sum(r["p99_ms"] <= TARGET_P99_MS and r["rps"] >= TARGET_RPS for r in runs)
+    each = ", ".join(f"{r['p99_ms']:.1f} ms at {r['rps']:.0f}/s" for r in runs)
+    return (f"target at concurrency 8, {TARGET_EXPLAIN} explanation, {TARGET_SERVER}, "
+            f"{len(runs)} more runs in a row: met in {met} of {len(runs)} (p99: {each})")
+
+
 def _train(folder: Path) -> Path:
     data = export_dataset("breast_cancer", folder / "bc.csv")
     return train_run(data, Study(task="diagnose", target="diagnosis"),
@@ -195,6 +208,9 @@ def main() -> None:
                         "breast cancer)")
     parser.add_argument("--requests", type=int, default=600,
                         help="Requests per measurement at concurrency >= 8 (a third at 1).")
+    parser.add_argument("--target-runs", type=int, default=5,
+                        help=f"Runs of the target's cell ({TARGET_EXPLAIN} explanation, "
+                        f"concurrency 8, {TARGET_SERVER}) after the table.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="permed-bench-serve-") as tmp:
         folder = Path(tmp)
@@ -207,7 +223,7 @@ def main() -> None:
         patients = patients.drop(columns=["diagnosis"]).sample(200, random_state=0)
         records = patients.to_dict("records")
         key = Storage(f"sqlite:///{folder / 'data' / 'permed.db'}").add_user("bench", "clinician")
-        raw = []
+        raw, repeats = [], []
         for name, options in SERVERS:
             workers = int(options[options.index("--workers") + 1])
             server, url = _start(run, folder / "data", options, env)
@@ -222,6 +238,10 @@ def main() -> None:
                                                       explain))
                         raw.append({"server": name, "engine": engine, "workers": workers,
                                     "explain": explain, "concurrency": concurrency, **result})
+                for _ in range(args.target_runs if name == TARGET_SERVER else 0):
+                    with asyncio.Runner(loop_factory=_loop()) as runner:
+                        repeats.append(runner.run(_load(url, key, records, 8, args.requests,
+                                                        TARGET_EXPLAIN)))
             finally:
                 server.terminate()
                 server.wait(timeout=30)
@@ -230,6 +250,8 @@ def main() -> None:
           "generator; p50/p95/p99 ms and requests/s")
     print_table(_rows(raw), ["explanation", "conc"] + [name for name, _ in SERVERS])
     verdicts = [_verdict(raw, explain) for explain in ("probability", "log-odds")]
+    if repeats:
+        verdicts.append(_repeated(repeats))
     for verdict in verdicts:
         print(verdict)
     path = write_results("serve", {
@@ -239,7 +261,9 @@ def main() -> None:
                  "on 100 background rows (probability) or LightGBM's path-dependent TreeSHAP "
                  "(log-odds)",
         "targets": {"p99_ms_at_concurrency_8": TARGET_P99_MS, "rps": TARGET_RPS},
-        "verdicts": verdicts, "results": raw})
+        "verdicts": verdicts, "results": raw,
+        "target_runs": [{"server": TARGET_SERVER, "explain": TARGET_EXPLAIN, "concurrency": 8,
+                         **r} for r in repeats]})
     print(f"wrote {path}")
 
 
