@@ -95,12 +95,26 @@ class Scorer:
             values[i] = [patient.get(n) for n in names]
         # no pandas inference per column (nor of an Arrow-backed text index from a list of
         # names): it costs more than scoring
-        table = pd.DataFrame(values, columns=self._columns(tuple(names)), dtype=object)
-        return table.astype(dict.fromkeys(self.schema.numeric, float)) if numbers else table
+        columns = self._columns(tuple(names))
+        if not numbers:
+            return pd.DataFrame(values, columns=columns, dtype=object)
+        # the numbers as one float block (None -> NaN), the other columns put in their places:
+        # a table of objects converted column by column cost 8 ms for one patient, this 0.7 ms
+        numeric, other = self._positions(tuple(names))
+        table = pd.DataFrame(values[:, numeric].astype(float), columns=columns[numeric])
+        for j in other:
+            table.insert(int(j), names[j], pd.Series(values[:, j], dtype=object, copy=False))
+        return table
 
     @functools.cache  # noqa: B019 - one Scorer per served model, alive as long as the service
     def _columns(self, names: tuple[str, ...]) -> pd.Index:
         return pd.Index(np.array(names, dtype=object), dtype=object)
+
+    @functools.cache  # noqa: B019 - as _columns
+    def _positions(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the numeric features among ``names``, and of the other columns."""
+        numeric = np.isin(np.array(names, dtype=object), list(self.schema.numeric))
+        return np.flatnonzero(numeric), np.flatnonzero(~numeric)
 
     def score(self, patients: list[dict[str, Any]]
               ) -> tuple[list[dict[str, Any]], np.ndarray | None]:
