@@ -24,6 +24,7 @@ so a request waits for one commit. :func:`journal_for` picks one of two journals
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import queue
@@ -60,7 +61,34 @@ class _Item:
     done: asyncio.Future[None]
 
 
-class Journal:
+class _Recorder(abc.ABC):
+    """What the middleware calls: :meth:`record` hands the request to ``_submit`` and waits."""
+
+    async def record(self, events: list[dict[str, Any]],
+                     predictions: list[dict[str, Any]] | None = None) -> None:
+        """Store audit events (:meth:`AuditTrail.event`) and prediction rows; return once they
+        are committed.
+
+        Raises
+        ------
+        Exception
+            The database's error, when the commit failed.
+        """
+        loop = asyncio.get_running_loop()
+        item = _Item(events, predictions or [], loop, loop.create_future())
+        self._submit(item)
+        await item.done
+
+    @abc.abstractmethod
+    def _submit(self, item: _Item) -> None:
+        """Queue ``item`` for a commit that settles ``item.done``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Commit what is queued and stop."""
+
+
+class Journal(_Recorder):
     """The service's writer of audit entries and prediction rows, on a thread of its own.
 
     Parameters
@@ -75,21 +103,9 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    async def record(self, events: list[dict[str, Any]],
-                     predictions: list[dict[str, Any]] | None = None) -> None:
-        """Store audit events (:meth:`AuditTrail.event`) and prediction rows; return once they
-        are committed.
-
-        Raises
-        ------
-        Exception
-            The database's error, when the commit failed.
-        """
-        loop = asyncio.get_running_loop()
-        item = _Item(events, predictions or [], loop, loop.create_future())
+    def _submit(self, item: _Item) -> None:
         self._start()
         self._queue.put(item)
-        await item.done
 
     def close(self) -> None:
         """Commit what is queued and stop the writer."""
@@ -135,7 +151,7 @@ class Journal:
                 loop.call_soon_threadsafe(_settle, futures, error)
 
 
-class LoopJournal:
+class LoopJournal(_Recorder):
     """The service's writer of audit entries and prediction rows, on each event loop that
     records: everything a pass of the loop recorded is committed in one transaction at the
     start of the next pass.
@@ -151,25 +167,13 @@ class LoopJournal:
         # per event loop (an application may be driven from several): its queued requests
         self._pending: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
 
-    async def record(self, events: list[dict[str, Any]],
-                     predictions: list[dict[str, Any]] | None = None) -> None:
-        """Store audit events (:meth:`AuditTrail.event`) and prediction rows; return once they
-        are committed.
-
-        Raises
-        ------
-        Exception
-            The database's error, when the commit failed.
-        """
-        loop = asyncio.get_running_loop()
-        item = _Item(events, predictions or [], loop, loop.create_future())
-        pending = self._pending.get(loop)
+    def _submit(self, item: _Item) -> None:
+        pending = self._pending.get(item.loop)
         if pending is None:  # no commit scheduled on this loop
-            self._pending[loop] = [item]
-            loop.call_soon(self._flush, loop, None)
+            self._pending[item.loop] = [item]
+            item.loop.call_soon(self._flush, item.loop, None)
         else:
             pending.append(item)
-        await item.done
 
     def close(self) -> None:
         """Commit what is queued (waiting for the writer lock as long as it takes)."""
