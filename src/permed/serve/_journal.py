@@ -138,11 +138,7 @@ class Journal(_Recorder):
     def _commit(self, batch: list[_Item]) -> None:
         if not batch:
             return
-        error: Exception | None = None
-        try:
-            _write(self.trail, batch, BUSY_SECONDS)
-        except Exception as exc:  # noqa: BLE001 - every waiting request hears of it
-            error = exc
+        error = _write(self.trail, batch, BUSY_SECONDS)
         loops: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for item in batch:
             loops.setdefault(item.loop, []).append(item.done)
@@ -179,11 +175,7 @@ class LoopJournal(_Recorder):
         """Commit what is queued (waiting for the writer lock as long as it takes)."""
         for loop in list(self._pending):
             batch = self._pending.pop(loop, [])
-            error: Exception | None = None
-            try:
-                _write(self.trail, batch, BUSY_SECONDS)
-            except Exception as exc:  # noqa: BLE001 - every waiting request hears of it
-                error = exc
+            error = _write(self.trail, batch, BUSY_SECONDS)
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
                 _settle([item.done for item in batch], error)
 
@@ -196,10 +188,8 @@ class LoopJournal(_Recorder):
             self._pending.pop(loop, None)
             return
         batch = pending[:_MOST_PER_COMMIT]
-        error: Exception | None = None
-        try:
-            _write(self.trail, batch, _PATIENCE_ON_LOOP if deadline is None else 0.0)
-        except WriterBusy:
+        error = _write(self.trail, batch, _PATIENCE_ON_LOOP if deadline is None else 0.0)
+        if isinstance(error, WriterBusy):
             if deadline is None:
                 deadline = time.monotonic() + BUSY_SECONDS
             if time.monotonic() < deadline:  # try again; requests arriving meanwhile join in
@@ -208,8 +198,6 @@ class LoopJournal(_Recorder):
                 return
             error = WriterBusy(f"the database's writer lock was held by another connection "
                                f"for {BUSY_SECONDS:g} s")
-        except Exception as exc:  # noqa: BLE001 - every waiting request hears of it
-            error = exc
         del pending[:len(batch)]
         if pending:  # more than one commit's worth arrived
             loop.call_soon(self._flush, loop, None)
@@ -218,10 +206,15 @@ class LoopJournal(_Recorder):
         _settle([item.done for item in batch], error)
 
 
-def _write(trail: AuditTrail, batch: list[_Item], patience: float) -> None:
-    """Store a batch's events and prediction rows in one transaction."""
-    trail.write([e for item in batch for e in item.events],
-                [p for item in batch for p in item.predictions], patience)
+def _write(trail: AuditTrail, batch: list[_Item], patience: float) -> Exception | None:
+    """Store a batch's events and prediction rows in one transaction; the error if that
+    failed (every request of the batch hears of it)."""
+    try:
+        trail.write([e for item in batch for e in item.events],
+                    [p for item in batch for p in item.predictions], patience)
+    except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
+        return exc
+    return None
 
 
 def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
