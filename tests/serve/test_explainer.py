@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_iris
 
 from permed.explain._shap import background_sample
-from permed.serve._explain import Explainer, _LightGBMContributions
+from permed.serve._explain import Explainer, _LightGBMContributions, explanation_payload
 from permed.study import FittedSchema, Study
 from permed.uncertainty import ProbabilityCalibrator
 from permed.workflow._cv import build_pipeline
@@ -40,6 +41,29 @@ def test_cached_explainers_are_used_and_give_the_library_numbers(scale):
     assert served.outputs == library.outputs
     np.testing.assert_allclose(served.values, library.values, atol=1e-6)
     np.testing.assert_allclose(served.base_values, library.base_values, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", ["probability", "log-odds"])
+def test_typed_patients_are_explained_as_their_table_without_building_it(scale):
+    model, features = _lightgbm(load_breast_cancer, "diagnosis")
+    explainer = Explainer(model)
+    table = features.iloc[[3, 11]].astype(object).reset_index(drop=True)
+    table.iloc[0, 2] = None  # a missing value stays None in the words
+    patients = table.to_dict("records")
+    transformed = model.pipeline[:-1].transform(model.schema.coerce(table))
+    from_table = explainer.explain(table, transformed, scale)
+    served = explainer.explain_patients(patients, transformed, scale)
+    assert "data" not in vars(served)  # no table was built
+    np.testing.assert_array_equal(served.values, from_table.values)
+    np.testing.assert_array_equal(served.base_values, from_table.base_values)
+    assert (served.outputs, served.scale, served.method, served.description) == (
+        from_table.outputs, from_table.scale, from_table.method, from_table.description)
+    assert served.features == from_table.features
+    assert served.rows == from_table.rows
+    for row in range(2):
+        assert explanation_payload(served, row, {}) == explanation_payload(from_table, row, {})
+    pd.testing.assert_frame_equal(served.data, from_table.data,  # built when read
+                                  check_column_type=False)
 
 
 def test_multiclass_models_are_explained_as_the_library_chooses():

@@ -10,6 +10,7 @@ models call ``model.explain`` per request.
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 import weakref
 from typing import Any
@@ -107,24 +108,54 @@ class Explainer:
         if scale not in self._shap:
             explained: Explanation = model.explain(frame, scale=scale)
             return explained
-        names = model.schema.names
         if transformed is None:
             features = model.schema.coerce(frame)
             transformed = model.pipeline[:-1].transform(features)
             features = features.reset_index(drop=True)
-        elif frame.shape[1] == len(names):  # the scorer's table, features only
+        elif frame.shape[1] == len(model.schema.names):  # the scorer's table, features only
             features = frame
         else:  # the scorer's table: the id first, then the features
             features = frame.iloc[:, 1:].reset_index(drop=True)
+        return Explanation(**self._contributions(transformed, scale), data=features)
+
+    def explain_patients(self, patients: list[dict[str, Any]], transformed: np.ndarray,
+                         scale: str) -> Explanation:
+        """:meth:`explain` for typed patients whose preprocessed features are known, on a
+        ``scale`` that is :meth:`cached`, without building their table (a pandas table of one
+        patient costs more than the words of their explanation)."""
+        names = self.model.schema.names
+        return _PatientsExplanation(**self._contributions(transformed, scale), features=names,
+                                    rows=[[patient.get(n) for n in names]
+                                          for patient in patients])
+
+    def _contributions(self, transformed: np.ndarray, scale: str) -> dict[str, Any]:
+        """The cached explainer's numbers for some patients, grouped by original feature:
+        every field of an :class:`Explanation` but its data."""
+        model = self.model
         classes = model.classes
         indices = [1] if len(classes) == 2 else list(range(len(classes)))
         values, base = self._shap[scale](transformed)
         if values.shape[2] > 1:
             values, base = values[:, :, indices], base[:, indices]
-        grouped = sum_columns(values, self._owners)
-        return Explanation(grouped, base, features,
-                           [str(classes[k]) for k in indices], scale, "tree",
-                           _description(model, scale))
+        return {"values": sum_columns(values, self._owners), "base_values": base,
+                "outputs": [str(classes[k]) for k in indices], "scale": scale,
+                "method": "tree", "description": _description(model, scale)}
+
+
+class _PatientsExplanation(Explanation):
+    """An :class:`Explanation` of patients held as Python values, one list per patient in
+    ``features`` order: its ``data`` table is built only if read."""
+
+    def __init__(self, *, values: np.ndarray, base_values: np.ndarray, outputs: list[str],
+                 scale: str, method: str, description: str, features: list[str],
+                 rows: list[list[Any]]) -> None:
+        self.values, self.base_values, self.outputs = values, base_values, outputs
+        self.scale, self.method, self.description = scale, method, description
+        self.features, self.rows = features, rows  # set, not computed from the table
+
+    @functools.cached_property
+    def data(self) -> pd.DataFrame:  # type: ignore[override]
+        return pd.DataFrame(self.rows, columns=self.features, dtype=object)
 
 
 class _Shap:

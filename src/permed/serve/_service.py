@@ -151,14 +151,17 @@ def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, bat
         typed = patients
     answers, transformed = served.scorer.score(typed)
     explanation, note, curves = None, None, None
-    explained = explain and served.explainer.available
-    if explained or served.has_curves:  # typed by the model unless ONNX already transformed it
+    explainer, table = served.explainer, None
+    if explain and not explainer.available:
+        note = explainer.note
+    elif explain and transformed is not None and explainer.cached(scale):
+        explanation = explainer.explain_patients(typed, transformed, scale)
+    elif explain:  # typed by the model unless ONNX already transformed it
         table = served.scorer.frame(typed, numbers=transformed is None)
-    if explained:
-        explanation = served.explainer.explain(table, transformed, scale)
-    elif explain:
-        note = served.explainer.note
+        explanation = explainer.explain(table, transformed, scale)
     if served.has_curves:
+        if table is None:
+            table = served.scorer.frame(typed, numbers=True)
         curves = served.curves(table)
     rows = Storage.prediction_rows(principal, served.name, served.version, served.task,
                                    [(_digest(t, key), a) for t, a in zip(typed, answers,

@@ -10,7 +10,7 @@ __all__ = ["pattern_texts"]
 
 # Row patterns over at most this many columns are keyed by one integer (a bit per column).
 _MAX_BIT_COLUMNS = 62
-# Up to this many flagged rows (one patient sent to the service) are joined one by one.
+# Up to this many rows (one patient sent to the service) are joined one by one.
 _JOIN_EACH = 8
 
 
@@ -38,13 +38,14 @@ def pattern_texts(matrix: np.ndarray, names: Sequence[str], separator: str,
     """
     matrix = np.asarray(matrix, dtype=bool)
     out = np.full(len(matrix), "", dtype=object)
+    if len(matrix) <= _JOIN_EACH:  # in Python: numpy's calls cost more than a few rows
+        for i, row in enumerate(matrix.tolist()):
+            if any(row):
+                out[i] = template.format(separator.join(n for n, m in zip(names, row,
+                                                                          strict=True) if m))
+        return out
     rows = np.flatnonzero(matrix.any(axis=1))
     if rows.size == 0:
-        return out
-    if rows.size <= _JOIN_EACH:
-        for i in rows:
-            out[i] = template.format(separator.join(n for n, m in zip(names, matrix[i],
-                                                                      strict=True) if m))
         return out
     flagged = matrix[rows]
     if flagged.shape[1] <= _MAX_BIT_COLUMNS:
