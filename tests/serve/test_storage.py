@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import text
 
@@ -114,6 +116,17 @@ def test_audit_chain_verifies_and_detects_an_edited_row(storage):
         connection.execute(text("UPDATE audit_events SET outcome = 'denied: 403' WHERE seq = 4"))
     edited = trail.verify()
     assert edited.problems == ["entry 4 (line 4) was edited: its MAC does not match its content"]
+
+
+def test_audit_details_are_stored_as_json_values(storage):
+    trail = AuditTrail(storage, generate_key())
+    trail.append("alice", "predict", "success", status=200, model=None, score=0.5, flag=True)
+    trail.append("alice", "predict", "success", score=np.float64(0.25), run=Path("runs/a"),
+                 classes=("a", "b"))
+    plain, converted = (row["details"] for row in storage.audit_rows())
+    assert plain == {"status": 200, "model": None, "score": 0.5, "flag": True}
+    assert converted == {"score": 0.25, "run": "runs/a", "classes": ["a", "b"]}
+    assert trail.verify().ok
 
 
 def test_audit_chain_detects_deleted_last_entries(storage):

@@ -102,4 +102,8 @@ def column_owners(owners: Sequence[str], features: Sequence[str]) -> np.ndarray:
 
 def sum_columns(values: np.ndarray, onehot: np.ndarray) -> np.ndarray:
     """:func:`group_columns` with the ownership matrix of :func:`column_owners` given."""
+    if values.ndim == 2:
+        return values @ onehot
+    if values.ndim == 3:  # (n, m, k) from (m, t) @ (n, t, k): matmul's broadcast, fewer calls
+        return onehot.T @ values
     return np.einsum("nt...,tm->nm...", values, onehot)

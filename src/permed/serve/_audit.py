@@ -30,6 +30,10 @@ __all__ = ["AuditTrail"]
 _RETRIES = 20
 
 
+# Detail values stored as they are; others (numbers of numpy, paths, lists) go through JSON.
+_PLAIN = (str, int, float, bool)
+
+
 class AuditTrail:
     """Append to and verify the chain of audit entries in a :class:`Storage`.
 
@@ -52,9 +56,10 @@ class AuditTrail:
     @staticmethod
     def event(user: str, action: str, outcome: str, **details: Any) -> dict[str, Any]:
         """An entry before it is chained, stamped with the time now."""
+        if not all(value is None or type(value) in _PLAIN for value in details.values()):
+            details = json.loads(json.dumps(details, default=str))  # JSON's values only
         return {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "user": user,
-                "action": action, "outcome": outcome,
-                "details": json.loads(json.dumps(details, default=str))}
+                "action": action, "outcome": outcome, "details": details}
 
     def write(self, events: list[dict[str, Any]],
               predictions: list[dict[str, Any]] | None = None,

@@ -143,7 +143,7 @@ class Scorer:
         if self._precision is None:
             self._precision = ood.covariance_.get_precision()
         centred = transformed - ood.covariance_.location_
-        distances = np.einsum("ij,jk,ik->i", centred, self._precision, centred)
+        distances = ((centred @ self._precision) * centred).sum(axis=1)
         return np.asarray(distances > ood.cutoff_)
 
     def _fast(self, patients: list[dict[str, Any]], onnx: OnnxModel | None = None

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
@@ -359,7 +360,8 @@ class Storage:
         now = _now()
         return [{"id": uuid.uuid4().hex, "time": now, "user": principal.user, "model": model,
                  "version": version, "task": task, "input_digest": digest,
-                 "answer": json.dumps(answer, default=str)} for digest, answer in entries]
+                 "answer": pydantic_core.to_json(answer, fallback=str).decode()}
+                for digest, answer in entries]
 
     def log_predictions(self, principal: Principal, model: str, version: str, task: str,
                         entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
