@@ -58,6 +58,27 @@ def test_exported_pipeline_scores_like_the_native_one(name, clip, tmp_path):
     np.testing.assert_allclose(alone, native, atol=TOLERANCE, rtol=0)
 
 
+def test_patients_values_are_fed_as_their_table(tmp_path):
+    model = _model("lightgbm", False)
+    export_onnx(model, tmp_path)
+    from permed.bundle._onnx import _open
+
+    onnx_model = _open((tmp_path / ONNX_FILE).read_bytes(), model)
+    table = pd.DataFrame({"age": [61.0, None, 48.0], "chol": [None, 250.5, 199.0],
+                          "sex": ["M", "F", None], "smoker": [None, "never", "current"]})
+    columns = {name: table[name].astype(object).where(table[name].notna(), None).tolist()
+               for name in KINDS}
+    fed, expected = onnx_model.feed(columns), onnx_model.feed_frame(model.schema.coerce(table))
+    assert fed.keys() == expected.keys()
+    for name, values in expected.items():
+        assert fed[name].shape == values.shape == (3, 1)
+        assert fed[name].dtype == values.dtype
+        np.testing.assert_array_equal(fed[name], values)  # NaN where missing, "" for a category
+    proba, _ = onnx_model.run(columns)
+    np.testing.assert_allclose(proba, model.pipeline.predict_proba(model.schema.coerce(table)),
+                               atol=TOLERANCE, rtol=0)
+
+
 def test_the_service_scores_a_torch_mlp_with_onnx_runtime(tmp_path):
     pytest.importorskip("torch")
     from permed.bundle._onnx import _open

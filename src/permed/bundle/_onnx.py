@@ -15,6 +15,7 @@ a probability differs by more than :data:`TOLERANCE`. Anything else scores nativ
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -308,16 +309,22 @@ class OnnxModel:
 
     def feed(self, columns: dict[str, list[Any]]) -> dict[str, np.ndarray]:
         """ONNX inputs from feature values by name (None for missing)."""
-        out = {}
-        for input_name, feature, kind in self.kinds:
-            values = columns[feature]
-            if kind == "numeric":  # numpy reads None as NaN for a float dtype
-                out[input_name] = np.array(values, dtype=self.number).reshape(-1, 1)
-            else:
-                # a missing category is fed as "", which the graph's imputer fills
-                out[input_name] = np.array(["" if _missing(v) else str(v) for v in values],
-                                           dtype=object).reshape(-1, 1)
+        numeric, other = self._inputs
+        # the numbers in one array, a row per feature (numpy reads None as NaN for a float
+        # dtype): one conversion, not one per feature, for a request of one patient
+        block = np.array([columns[feature] for _, feature in numeric], dtype=self.number)
+        out = {name: block[j].reshape(-1, 1) for j, (name, _) in enumerate(numeric)}
+        for name, feature in other:  # a missing category is fed as "": the graph imputes it
+            out[name] = np.array(["" if _missing(v) else str(v) for v in columns[feature]],
+                                 dtype=object).reshape(-1, 1)
         return out
+
+    @functools.cached_property
+    def _inputs(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(input name, feature name) of the numeric inputs, and of the others."""
+        numeric = [(name, feature) for name, feature, kind in self.kinds if kind == "numeric"]
+        other = [(name, feature) for name, feature, kind in self.kinds if kind != "numeric"]
+        return numeric, other
 
     def run(self, columns: dict[str, list[Any]]) -> tuple[np.ndarray, np.ndarray]:
         """Uncalibrated class probabilities and the preprocessed features (float64)."""
