@@ -8,8 +8,10 @@ p50/p95/p99 latency (client side, full HTTP round trip incl. authentication, val
 scoring, explanation, prediction log and audit entry) and requests/s. The load generator
 (pre-encoded requests on raw sockets, uvloop) shares the machine's cores with the server.
 Then runs the target's cell (log-odds explanation, concurrency 8, two workers) again
---target-runs times in a row and counts the runs that met the target. Prints the table side by
-side and writes benchmarks/results/serve.json.
+--target-runs times in a row and counts the runs that met the target. Each measurement also
+records the share of the machine's CPU time its hypervisor gave to other machines meanwhile
+(steal, from /proc/stat), shown where it was 1% or more. Prints the table side by side and
+writes benchmarks/results/serve.json.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ async def _load(url: str, key: str, patients: list[dict], concurrency: int, tota
     issued = 0
     for i, request in enumerate(requests[:10]):  # warm-up: connections, caches
         await _exchange(*connections[i % concurrency], request)
-    started = time.perf_counter()
+    started, stolen = time.perf_counter(), _steal()
 
     async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal issued, errors
@@ -144,12 +146,27 @@ async def _load(url: str, key: str, patients: list[dict], concurrency: int, tota
 
     await asyncio.gather(*(worker(*c) for c in connections))
     wall = time.perf_counter() - started
+    steal = _steal()
     for _, writer in connections:
         writer.close()
     values = np.asarray(latencies)
     return {"requests": len(values), "errors": errors,
             "p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95)),
-            "p99_ms": float(np.percentile(values, 99)), "rps": len(values) / wall}
+            "p99_ms": float(np.percentile(values, 99)), "rps": len(values) / wall,
+            "steal_pct": (None if steal is None or stolen is None or steal[1] == stolen[1]
+                          else 100 * (steal[0] - stolen[0]) / (steal[1] - stolen[1]))}
+
+
+def _steal() -> tuple[int, int] | None:
+    """The machine's CPU time stolen by its hypervisor, and all CPU time, so far (Linux's
+    /proc/stat, in ticks): a virtual machine's neighbours can take a share of its cores, and
+    latency with them."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(t) for t in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (ticks[7], sum(ticks[:8])) if len(ticks) >= 8 else None
 
 
 def _loop() -> Any:
@@ -171,7 +188,7 @@ def _rows(raw: list[dict]) -> list[dict]:
                 if r["explain"] == explain and r["concurrency"] == concurrency:
                     errors = f", {r['errors']} errors" if r["errors"] else ""
                     row[r["server"]] = (f"{r['p50_ms']:.1f}/{r['p95_ms']:.1f}/{r['p99_ms']:.1f}"
-                                        f" ms, {r['rps']:.0f}/s{errors}")
+                                        f" ms, {r['rps']:.0f}/s{errors}{_stolen(r)}")
             rows.append(row)
     return rows
 
@@ -191,9 +208,14 @@ def _verdict(raw: list[dict], explain: str) -> str:
 def _repeated(runs: list[dict]) -> str:
     """The target over repeated runs of its cell: how many met it, and each run's figures."""
     met = sum(r["p99_ms"] <= TARGET_P99_MS and r["rps"] >= TARGET_RPS for r in runs)
-    each = ", ".join(f"{r['p99_ms']:.1f} ms at {r['rps']:.0f}/s" for r in runs)
+    each = ", ".join(f"{r['p99_ms']:.1f} ms at {r['rps']:.0f}/s{_stolen(r)}" for r in runs)
     return (f"target at concurrency 8, {TARGET_EXPLAIN} explanation, {TARGET_SERVER}, "
             f"{len(runs)} more runs in a row: met in {met} of {len(runs)} (p99: {each})")
+
+
+def _stolen(result: dict) -> str:
+    steal = result.get("steal_pct")
+    return f" ({steal:.0f}% stolen)" if steal else ""
 
 
 def _train(folder: Path) -> Path:
