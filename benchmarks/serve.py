@@ -215,7 +215,7 @@ def _repeated(runs: list[dict]) -> str:
 
 def _stolen(result: dict) -> str:
     steal = result.get("steal_pct")
-    return f" ({steal:.0f}% stolen)" if steal else ""
+    return f" ({steal:.0f}% stolen)" if steal is not None and steal >= 1 else ""
 
 
 def _train(folder: Path) -> Path:
