@@ -51,7 +51,7 @@ def test_typed_patients_are_explained_as_their_table_without_building_it(scale):
     table.iloc[0, 2] = None  # a missing value stays None in the words
     patients = table.to_dict("records")
     transformed = model.pipeline[:-1].transform(model.schema.coerce(table))
-    from_table = explainer.explain(table, transformed, scale)
+    from_table = explainer.explain(table, scale)
     served = explainer.explain_patients(patients, transformed, scale)
     assert "data" not in vars(served)  # no table was built
     np.testing.assert_array_equal(served.values, from_table.values)
@@ -59,11 +59,11 @@ def test_typed_patients_are_explained_as_their_table_without_building_it(scale):
     assert (served.outputs, served.scale, served.method, served.description) == (
         from_table.outputs, from_table.scale, from_table.method, from_table.description)
     assert served.features == from_table.features
-    assert served.rows == from_table.rows
+    assert served.rows == [[patient[name] for name in served.features] for patient in patients]
+    assert served.rows[0][2] is None  # the typed value; the table path reads NaN there
     for row in range(2):
         assert explanation_payload(served, row, {}) == explanation_payload(from_table, row, {})
-    pd.testing.assert_frame_equal(served.data, from_table.data,  # built when read
-                                  check_column_type=False)
+    pd.testing.assert_frame_equal(served.data, table, check_column_type=False)  # when read
 
 
 def test_multiclass_models_are_explained_as_the_library_chooses():

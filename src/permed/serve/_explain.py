@@ -97,32 +97,23 @@ class Explainer:
         """Whether ``scale`` is explained by the explainer built at load (fast)."""
         return scale in self._shap
 
-    def explain(self, frame: pd.DataFrame, transformed: np.ndarray | None = None,
-                scale: str = "probability") -> Explanation:
-        """The explanation of some patients.
-
-        ``frame`` holds their features (typed, as :func:`check_patient` returns them, or as in
-        a table), ``transformed`` their preprocessed features when already computed.
-        """
+    def explain(self, frame: pd.DataFrame, scale: str = "probability") -> Explanation:
+        """The explanation of the patients of a table (their features, typed as
+        :func:`check_patient` returns them, or as in a table)."""
         model = self.model
         if scale not in self._shap:
             explained: Explanation = model.explain(frame, scale=scale)
             return explained
-        if transformed is None:
-            features = model.schema.coerce(frame)
-            transformed = model.pipeline[:-1].transform(features)
-            features = features.reset_index(drop=True)
-        elif frame.shape[1] == len(model.schema.names):  # the scorer's table, features only
-            features = frame
-        else:  # the scorer's table: the id first, then the features
-            features = frame.iloc[:, 1:].reset_index(drop=True)
-        return Explanation(**self._contributions(transformed, scale), data=features)
+        features = model.schema.coerce(frame)
+        transformed = model.pipeline[:-1].transform(features)
+        return Explanation(**self._contributions(transformed, scale),
+                           data=features.reset_index(drop=True))
 
     def explain_patients(self, patients: list[dict[str, Any]], transformed: np.ndarray,
                          scale: str) -> Explanation:
-        """:meth:`explain` for typed patients whose preprocessed features are known, on a
-        ``scale`` that is :meth:`cached`, without building their table (a pandas table of one
-        patient costs more than the words of their explanation)."""
+        """:meth:`explain` for typed patients whose preprocessed features are known (ONNX
+        computed them), on a ``scale`` that is :meth:`cached`, without building their table (a
+        pandas table of one patient costs more than the words of their explanation)."""
         names = self.model.schema.names
         return _PatientsExplanation(**self._contributions(transformed, scale), features=names,
                                     rows=[[patient.get(n) for n in names]

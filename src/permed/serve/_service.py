@@ -156,9 +156,9 @@ def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, bat
         note = explainer.note
     elif explain and transformed is not None and explainer.cached(scale):
         explanation = explainer.explain_patients(typed, transformed, scale)
-    elif explain:  # typed by the model unless ONNX already transformed it
+    elif explain:  # the library's explainer, or the cached one on the native path
         table = served.scorer.frame(typed, numbers=transformed is None)
-        explanation = explainer.explain(table, transformed, scale)
+        explanation = explainer.explain(table, scale)
     if served.has_curves:
         if table is None:
             table = served.scorer.frame(typed, numbers=True)
