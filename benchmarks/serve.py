@@ -169,6 +169,18 @@ def _steal() -> tuple[int, int] | None:
     return (ticks[7], sum(ticks[:8])) if len(ticks) >= 8 else None
 
 
+def _cpu() -> str | None:
+    """The processor's model name (Linux's /proc/cpuinfo): hosts of one name differ in speed
+    too, so the health rows (the HTTP stack alone) are the yardstick between two runs."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info
+                     if line.startswith("model name")]
+    except OSError:
+        return None
+    return names[0] if names else None
+
+
 def _loop() -> Any:
     """uvloop's event loop where installed (uvicorn[standard] brings it): a cheaper client."""
     try:
@@ -277,7 +289,7 @@ def main() -> None:
     for verdict in verdicts:
         print(verdict)
     path = write_results("serve", {
-        "machine": {"cores": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cores": os.cpu_count(), "cpu": _cpu(), "platform": platform.platform(),
                     "python": platform.python_version()},
         "model": "breast cancer, LightGBM (300 trees); explanation: interventional TreeSHAP "
                  "on 100 background rows (probability) or LightGBM's path-dependent TreeSHAP "
