@@ -196,11 +196,12 @@ def test_native_engine_gives_the_same_answer(runs, bc_patients, tmp_path):
     onnx = load_model("bc", runs["bc"])
     native = load_model("bc", runs["bc"], onnx=False)
     typed = [{k: float(v) for k, v in p.items()} for p in bc_patients]
-    a, x = onnx.scorer.score(typed)
-    b, _ = native.scorer.score(typed)
+    a, x, no_table = onnx.scorer.score(typed)
+    b, no_features, table = native.scorer.score(typed)
     assert onnx.scorer.engine == "onnx"
     assert native.scorer.engine == "native"
-    assert x is not None
+    assert x is not None and no_table is None
+    assert no_features is None and len(table) == len(typed)
     for left, right in zip(a, b, strict=True):
         assert left.keys() == right.keys()
         assert np.allclose([left["prob_malignant"]], [right["prob_malignant"]], atol=1e-5)

@@ -11,7 +11,7 @@ both paths score the check rows and the ONNX path is only used when every column
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,17 @@ from permed.bundle._onnx import TOLERANCE, OnnxModel
 from permed.serve._images import image_columns, inline_images
 from permed.study._schema import MAX_CATEGORIES_KEPT
 
-__all__ = ["Scorer", "json_safe"]
+__all__ = ["Scored", "Scorer", "json_safe"]
+
+
+class Scored(NamedTuple):
+    """What :meth:`Scorer.score` computed: the answers (the ``predict_frame`` columns), and
+    what the explainer and the survival curves reuse: the preprocessed features on the ONNX
+    path, the patients' table (``Scorer.frame(..., numbers=True)``) on the native one."""
+
+    answers: list[dict[str, Any]]
+    transformed: np.ndarray | None
+    table: pd.DataFrame | None
 
 
 def json_safe(value: Any) -> Any:
@@ -116,18 +126,17 @@ class Scorer:
         numeric = np.isin(np.array(names, dtype=object), list(self.schema.numeric))
         return np.flatnonzero(numeric), np.flatnonzero(~numeric)
 
-    def score(self, patients: list[dict[str, Any]]
-              ) -> tuple[list[dict[str, Any]], np.ndarray | None]:
-        """Answers (the ``predict_frame`` columns) and, on the ONNX path, the preprocessed
-        features (reused by the explainer)."""
+    def score(self, patients: list[dict[str, Any]]) -> Scored:
+        """The patients' answers, and what was built on the way (:class:`Scored`)."""
         if self.onnx is None:
-            return self._native(patients), None
-        return self._fast(patients)
+            frame = self.frame(patients, numbers=True)
+            return Scored(self._native(frame), None, frame)
+        return Scored(*self._fast(patients), None)
 
-    def _native(self, patients: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The model's own ``predict_frame``; images sent inline are read from temporary
-        files, and each answer names them by media type and size instead of echoing them."""
-        frame = self.frame(patients, numbers=True)
+    def _native(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """The model's own ``predict_frame`` (which leaves ``frame`` as it was); images sent
+        inline are read from temporary files, and each answer names them by media type and
+        size instead of echoing them."""
         columns = image_columns(self.schema)
         with inline_images(frame, columns) as (readable, shown):
             answers = _records(self.model.predict_frame(readable))

@@ -149,20 +149,19 @@ def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, bat
         typed, missing = validate_patients(served, patients, batch)
     else:
         typed = patients
-    answers, transformed = served.scorer.score(typed)
+    answers, transformed, table = served.scorer.score(typed)
     explanation, note, curves = None, None, None
-    explainer, table = served.explainer, None
+    explainer = served.explainer
     if explain and not explainer.available:
         note = explainer.note
     elif explain and transformed is not None and explainer.cached(scale):
         explanation = explainer.explain_patients(typed, transformed, scale)
     elif explain:  # the library's explainer, or the cached one on the native path
-        table = served.scorer.frame(typed, numbers=transformed is None)
-        explanation = explainer.explain(table, scale)
+        explanation = explainer.explain(table if table is not None
+                                        else served.scorer.frame(typed), scale)
     if served.has_curves:
-        if table is None:
-            table = served.scorer.frame(typed, numbers=True)
-        curves = served.curves(table)
+        curves = served.curves(table if table is not None
+                               else served.scorer.frame(typed, numbers=True))
     rows = Storage.prediction_rows(principal, served.name, served.version, served.task,
                                    [(_digest(t, key), a) for t, a in zip(typed, answers,
                                                                           strict=True)])
