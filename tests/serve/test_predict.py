@@ -196,12 +196,13 @@ def test_native_engine_gives_the_same_answer(runs, bc_patients, tmp_path):
     onnx = load_model("bc", runs["bc"])
     native = load_model("bc", runs["bc"], onnx=False)
     typed = [{k: float(v) for k, v in p.items()} for p in bc_patients]
-    a, x, no_table = onnx.scorer.score(typed)
-    b, no_features, table = native.scorer.score(typed)
+    fast, slow = onnx.scorer.score(typed), native.scorer.score(typed)
+    a, b = fast.answers, slow.answers
     assert onnx.scorer.engine == "onnx"
     assert native.scorer.engine == "native"
-    assert x is not None and no_table is None
-    assert no_features is None and len(table) == len(typed)
+    assert fast.transformed is not None and fast.table is None
+    assert slow.transformed is None and len(slow.table) == len(typed)
+    assert fast.curves is None and slow.curves is None  # a diagnose model has no curves
     for left, right in zip(a, b, strict=True):
         assert left.keys() == right.keys()
         assert np.allclose([left["prob_malignant"]], [right["prob_malignant"]], atol=1e-5)

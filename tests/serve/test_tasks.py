@@ -69,15 +69,19 @@ def test_a_risk_answer_names_the_factors_of_its_absolute_risk(risk_service):
 
 
 def test_native_scoring_hands_its_table_on_unchanged(risk_service):
-    """The explainer and the survival curves reuse the table the native path scored: it must
-    be the patients' table as built afresh, untouched by ``predict_frame``."""
+    """The explainer reuses the table the native path scored: it must be the patients' table
+    as built afresh, untouched by ``predict_frame``; the curves come from the same scoring
+    and are the model's own."""
     from permed.serve._service import validate_patients
 
     service, patients = risk_service
     served = service.app.state.models["gbsg"]
     typed, _ = validate_patients(served, patients.head(3).to_dict("records"), batch=True)
     scored = served.scorer.score(typed)
+    fresh = served.scorer.frame(typed, numbers=True)
     assert scored.transformed is None
-    pd.testing.assert_frame_equal(scored.table, served.scorer.frame(typed, numbers=True))
-    assert [a["risk_score"] for a in scored.answers] == pytest.approx(
-        served.model.predict_frame(served.scorer.frame(typed, numbers=True))["risk_score"])
+    pd.testing.assert_frame_equal(scored.table, fresh)
+    native = served.model.predict_frame(fresh)
+    pd.testing.assert_frame_equal(pd.DataFrame(scored.answers)[list(native.columns)], native,
+                                  check_dtype=False)
+    pd.testing.assert_frame_equal(scored.curves, served.model.survival_curves(fresh))

@@ -91,6 +91,24 @@ def test_predict_scores_new_patients(gbsg):
     assert frame.loc[high, "risk_at_1825"].mean() > frame.loc[~high, "risk_at_1825"].mean()
 
 
+def test_one_preprocessing_gives_what_each_method_gives(gbsg):
+    """predict_frame preprocesses the table once for all its columns, and predict_with_curves
+    reads the median off its curves: both equal what each method computes on its own."""
+    data, run, _ = gbsg
+    new = pd.read_csv(data).drop(columns=["time", "cens"]).head(40)
+    model, _ = load_bundle(run)
+    frame = model.predict_frame(new)
+    np.testing.assert_allclose(frame["risk_score"],
+                               model.pipeline.predict(model.schema.coerce(new)))
+    np.testing.assert_allclose(frame[["risk_at_365", "risk_at_1095", "risk_at_1825"]],
+                               1.0 - model.survival(new, [365, 1095, 1825]))
+    np.testing.assert_array_equal(frame["median_survival_time"], model.median_survival(new))
+    assert frame["median_survival_time"].notna().any()
+    answers, curves = model.predict_with_curves(new)
+    pd.testing.assert_frame_equal(answers, frame)
+    pd.testing.assert_frame_equal(curves, model.survival_curves(new))
+
+
 def test_report_has_the_risk_sections(gbsg):
     _, run, _ = gbsg
     html = (run / "report.html").read_text()

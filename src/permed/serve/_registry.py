@@ -99,13 +99,11 @@ class ServedModel:
 
     @property
     def has_curves(self) -> bool:
-        return hasattr(self.model, "survival_curves")
+        return hasattr(self.model, "predict_with_curves")
 
-    def curves(self, frame: pd.DataFrame) -> list[dict[str, list[float]]] | None:
-        """Survival curves of risk models (at most 60 points each), else None."""
-        if not self.has_curves:
-            return None
-        curves = self.model.survival_curves(frame)
+    @staticmethod
+    def curve_points(curves: pd.DataFrame) -> list[dict[str, list[float]]]:
+        """Each row's survival curve (``Scored.curves``) in at most 60 points."""
         step = max(1, len(curves.columns) // _CURVE_POINTS)
         columns = list(curves.columns)[::step]
         return [{"times": [float(t) for t in columns],

@@ -24,13 +24,15 @@ __all__ = ["Scored", "Scorer", "json_safe"]
 
 
 class Scored(NamedTuple):
-    """What :meth:`Scorer.score` computed: the answers (the ``predict_frame`` columns), and
-    what the explainer and the survival curves reuse: the preprocessed features on the ONNX
-    path, the patients' table (``Scorer.frame(..., numbers=True)``) on the native one."""
+    """What :meth:`Scorer.score` computed: the answers (the ``predict_frame`` columns); what
+    the explainer reuses: the preprocessed features on the ONNX path, the patients' table
+    (``Scorer.frame(..., numbers=True)``) on the native one; and a risk model's survival
+    curves (``RiskModel.predict_with_curves``), else None."""
 
     answers: list[dict[str, Any]]
     transformed: np.ndarray | None
     table: pd.DataFrame | None
+    curves: pd.DataFrame | None = None
 
 
 def json_safe(value: Any) -> Any:
@@ -130,19 +132,25 @@ class Scorer:
         """The patients' answers, and what was built on the way (:class:`Scored`)."""
         if self.onnx is None:
             frame = self.frame(patients, numbers=True)
-            return Scored(self._native(frame), None, frame)
+            return Scored(*self._native(frame))
         return Scored(*self._fast(patients), None)
 
-    def _native(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        """The model's own ``predict_frame`` (which leaves ``frame`` as it was); images sent
-        inline are read from temporary files, and each answer names them by media type and
-        size instead of echoing them."""
+    def _native(self, frame: pd.DataFrame
+                ) -> tuple[list[dict[str, Any]], None, pd.DataFrame, pd.DataFrame | None]:
+        """The model's own ``predict_frame`` (which leaves ``frame`` as it was), with a risk
+        model's curves; images sent inline are read from temporary files, and each answer
+        names them by media type and size instead of echoing them."""
         columns = image_columns(self.schema)
+        curves = None
         with inline_images(frame, columns) as (readable, shown):
-            answers = _records(self.model.predict_frame(readable))
+            if hasattr(self.model, "predict_with_curves"):
+                answered, curves = self.model.predict_with_curves(readable)
+            else:
+                answered = self.model.predict_frame(readable)
+        answers = _records(answered)
         for answer, images in zip(answers, shown.to_dict("records"), strict=True):
             answer.update({c: text for c, text in images.items() if c in answer})
-        return answers
+        return answers, None, frame, curves
 
     def _unusual(self, transformed: np.ndarray) -> np.ndarray:
         """``OutOfDistribution.flag`` without scikit-learn's per-call input checks."""

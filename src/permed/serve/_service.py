@@ -149,8 +149,8 @@ def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, bat
         typed, missing = validate_patients(served, patients, batch)
     else:
         typed = patients
-    answers, transformed, table = served.scorer.score(typed)
-    explanation, note, curves = None, None, None
+    answers, transformed, table, curves = served.scorer.score(typed)
+    explanation, note = None, None
     explainer = served.explainer
     if explain and not explainer.available:
         note = explainer.note
@@ -159,12 +159,10 @@ def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, bat
     elif explain:  # the library's explainer, or the cached one on the native path
         explanation = explainer.explain(table if table is not None
                                         else served.scorer.frame(typed), scale)
-    if served.has_curves:
-        curves = served.curves(table if table is not None
-                               else served.scorer.frame(typed, numbers=True))
     rows = Storage.prediction_rows(principal, served.name, served.version, served.task,
                                    [(_digest(t, key), a) for t, a in zip(typed, answers,
                                                                           strict=True)])
+    points = served.curve_points(curves) if curves is not None else None
     results = []
     for i, answer in enumerate(answers):
         results.append({
@@ -176,6 +174,6 @@ def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, bat
             "explanation": (explanation_payload(explanation, i, served.units, top)
                             if explanation is not None else None),
             "explanation_note": note,
-            "survival_curve": curves[i] if curves is not None else None,
+            "survival_curve": points[i] if points is not None else None,
         })
     return Answered({"model": served.reference(), "results": results}, rows)

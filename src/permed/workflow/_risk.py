@@ -110,12 +110,12 @@ class RiskModel:
 
     def risk_score(self, frame: pd.DataFrame) -> np.ndarray:
         """Risk score per row (higher = earlier event) for a table that passed the schema."""
-        return self.pipeline.predict(self.schema.coerce(frame))
+        return self.pipeline[-1].predict(self._features(frame))
 
     def survival(self, frame: pd.DataFrame, times: Any) -> np.ndarray:
         """Survival probability of each row at ``times``: shape (rows, times)."""
-        return _survival(self.pipeline, self.schema.coerce(frame),
-                         np.asarray(times, dtype=np.float64))
+        return self.pipeline[-1].predict_survival_function(self._features(frame),
+                                                           np.asarray(times, dtype=np.float64))
 
     def survival_curves(self, frame: pd.DataFrame, times: Any = None) -> pd.DataFrame:
         """Each row's survival curve: one column per time (default: the event times).
@@ -136,13 +136,26 @@ class RiskModel:
 
     def median_survival(self, frame: pd.DataFrame) -> np.ndarray:
         """Predicted median time to event; NaN when the curve stays above 0.5 (not reached)."""
-        features, times = self.schema.coerce(frame), self.event_times
-        out = np.full(len(features), np.nan)
+        return self._median(self._features(frame))
+
+    def _features(self, frame: pd.DataFrame) -> Any:
+        """What the survival estimator reads: the table typed and preprocessed (a table's
+        answers take several reads of it, and preprocessing costs more than the estimator)."""
+        return self.pipeline[:-1].transform(self.schema.coerce(frame))
+
+    def _median(self, features: Any) -> np.ndarray:
+        times, estimator = self.event_times, self.pipeline[-1]
+        out = np.full(features.shape[0], np.nan)
         # curves at every event time: rows x event times, so a chunk of rows at a time
-        for rows in curve_chunks(len(features), len(times)):
-            below = _survival(self.pipeline, features.iloc[rows], times) <= 0.5
-            out[rows] = np.where(below.any(axis=1), times[np.argmax(below, axis=1)], np.nan)
+        for rows in curve_chunks(features.shape[0], len(times)):
+            out[rows] = self._median_of(estimator.predict_survival_function(features[rows],
+                                                                            times))
         return out
+
+    def _median_of(self, curves: np.ndarray) -> np.ndarray:
+        """The first event time where each curve (at ``event_times``) reaches 0.5, else NaN."""
+        below = curves <= 0.5
+        return np.where(below.any(axis=1), self.event_times[np.argmax(below, axis=1)], np.nan)
 
     def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:
         """SHAP values of the absolute risk by the middle horizon, per original feature (the
@@ -169,15 +182,38 @@ class RiskModel:
             When columns are missing or numeric columns hold text.
         """
         self.schema.check(frame)
-        scores = self.risk_score(frame)
+        features = self._features(frame)
+        return self._answers(frame, features, self._median(features))
+
+    def predict_with_curves(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``predict_frame``'s table and ``survival_curves``' curves (at the event times) from
+        one preprocessing of the table, the median read off the curves: the service answers a
+        few patients with both. The curves of all rows are held at once.
+
+        Raises
+        ------
+        SchemaMismatchError
+            When columns are missing or numeric columns hold text.
+        """
+        self.schema.check(frame)
+        features = self._features(frame)
+        curves = self.pipeline[-1].predict_survival_function(features, self.event_times)
+        return (self._answers(frame, features, self._median_of(curves)),
+                pd.DataFrame(curves, columns=self.event_times))
+
+    def _answers(self, frame: pd.DataFrame, features: Any, median: np.ndarray
+                 ) -> pd.DataFrame:
+        estimator = self.pipeline[-1]
+        scores = estimator.predict(features)
         out = pd.DataFrame(index=frame.index)
         if self.schema.id and self.schema.id in frame.columns:
             out[self.schema.id] = frame[self.schema.id].to_numpy()
         out["risk_score"] = scores
-        at_horizons = 1.0 - self.survival(frame, self.horizons)
+        at_horizons = 1.0 - estimator.predict_survival_function(
+            features, np.asarray(self.horizons, dtype=np.float64))
         for column, values in zip(risk_columns(self.horizons), at_horizons.T, strict=True):
             out[column] = values
-        out["median_survival_time"] = self.median_survival(frame)
+        out["median_survival_time"] = median
         out["risk_group"] = self.groups(scores)
         flagged = self.schema.out_of_range(frame)
         out["out_of_range"] = flagged != ""

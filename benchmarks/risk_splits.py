@@ -1,0 +1,100 @@
+"""Risk benchmark: how much one test split's C-index moves with the split.
+
+Run: .venv/bin/python benchmarks/risk_splits.py [--seeds 20] [--datasets metabric,support]
+
+`permed train DATA --task risk` as a user runs it (every default: the families, 5-fold CV,
+selection by CV Harrell's C, an 80/20 development/test split stratified by event), once per
+seed: the seed draws the test split and the CV folds. Seed 42 is permed's default, the split a
+user (and the shared check B1) gets. The table gives each dataset's distribution of the test
+Harrell's C over the seeds, the default seed's value and rank, and how many seeds reach the
+DeepSurv paper's Cox figure + margin that check B1 asks for (METABRIC 0.64, SUPPORT 0.60), so
+that one split's figure is read against the spread of the protocol rather than alone.
+Bootstrap replicates are cut to 100 (the point estimate does not depend on them). Writes
+benchmarks/results/risk_splits.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _shared import SHARED_DATA, print_table, write_results  # noqa: E402
+from permed.study import Study  # noqa: E402
+from permed.workflow import TrainConfig, train_run  # noqa: E402
+
+DEFAULT_SEED = TrainConfig().seed
+FLOORS = {"metabric": 0.64, "support": 0.60}  # shared check B1
+
+
+def run_seed(data: Path, seed: int, folder: Path) -> dict:
+    started = time.perf_counter()
+    run = train_run(data, Study(task="risk", time="duration", event="event"),
+                    TrainConfig(seed=seed, n_boot=100), folder / f"seed{seed}")
+    metrics = json.loads((run / "metrics.json").read_text())
+    selected = metrics["selected_model"]
+    return {"seed": seed, "selected_model": selected,
+            "cv_c_index": metrics["cv"][selected]["c_index"]["mean"],
+            "test_c_index": metrics["test"]["c_index"]["value"],
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def summary(name: str, runs: list[dict]) -> dict:
+    test = np.array([r["test_c_index"] for r in runs])
+    cv = np.array([r["cv_c_index"] for r in runs])
+    default = next(r for r in runs if r["seed"] == DEFAULT_SEED)["test_c_index"]
+    floor = FLOORS.get(name)
+    return {"seeds": len(runs), "test_mean": float(test.mean()), "test_sd": float(test.std(ddof=1)),
+            "test_min": float(test.min()), "test_max": float(test.max()),
+            "cv_mean": float(cv.mean()), "default_seed": DEFAULT_SEED,
+            "default_seed_test": default,
+            "default_seed_rank": int((test < default).sum()) + 1,
+            "floor": floor,
+            "reaching_floor": None if floor is None else int((test >= floor).sum())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20,
+                        help="seeds 1..N, and the default seed")
+    parser.add_argument("--datasets", default="metabric")
+    args = parser.parse_args(argv)
+    seeds = sorted({*range(1, args.seeds + 1), DEFAULT_SEED})
+    results, rows = {}, []
+    with tempfile.TemporaryDirectory(prefix="permed-bench-splits-") as tmp:
+        for name in args.datasets.split(","):
+            data = SHARED_DATA / "survival_pycox_csv" / f"{name}.csv"
+            if not data.exists():
+                print(f"{name}: {data} not found")
+                continue
+            runs = []
+            for seed in seeds:
+                runs.append(run_seed(data, seed, Path(tmp)))
+                print(f"{name} seed {seed}: test C {runs[-1]['test_c_index']:.4f}",
+                      file=sys.stderr)
+            results[name] = {"runs": runs, "summary": summary(name, runs)}
+            s = results[name]["summary"]
+            rows.append({
+                "dataset": name, "seeds": s["seeds"],
+                "test C mean (SD)": f"{s['test_mean']:.3f} ({s['test_sd']:.3f})",
+                "test C range": f"{s['test_min']:.3f}-{s['test_max']:.3f}",
+                "CV C mean": f"{s['cv_mean']:.3f}",
+                f"seed {DEFAULT_SEED} test C (rank)":
+                    f"{s['default_seed_test']:.3f} ({s['default_seed_rank']} of {s['seeds']})",
+                "reaching B1 floor": ("" if s["floor"] is None
+                                      else f"{s['reaching_floor']} of {s['seeds']} (>= "
+                                           f"{s['floor']})")})
+    print_table(rows, list(rows[0]) if rows else [])
+    path = write_results("risk_splits", {"protocol": __doc__, "results": results})
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
