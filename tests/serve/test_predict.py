@@ -200,9 +200,12 @@ def test_native_engine_gives_the_same_answer(runs, bc_patients, tmp_path):
     a, b = fast.answers, slow.answers
     assert onnx.scorer.engine == "onnx"
     assert native.scorer.engine == "native"
-    assert fast.transformed is not None and fast.table is None
-    assert slow.transformed is None and len(slow.table) == len(typed)
-    assert fast.curves is None and slow.curves is None  # a diagnose model has no curves
+    assert fast.transformed is not None
+    assert fast.table is None
+    assert slow.transformed is None
+    assert len(slow.table) == len(typed)
+    assert fast.curves is None
+    assert slow.curves is None
     for left, right in zip(a, b, strict=True):
         assert left.keys() == right.keys()
         assert np.allclose([left["prob_malignant"]], [right["prob_malignant"]], atol=1e-5)
