@@ -8,7 +8,9 @@ p50/p95/p99 latency (client side, full HTTP round trip incl. authentication, val
 scoring, explanation, prediction log and audit entry) and requests/s. The load generator
 (pre-encoded requests on raw sockets, uvloop) shares the machine's cores with the server.
 Then runs the target's cell (log-odds explanation, concurrency 8, two workers) again
---target-runs times in a row and counts the runs that met the target. Each measurement also
+--target-runs times in a row and counts the runs that met the target. Then serves a risk run
+(GBSG2, gradient-boosted Cox) and a treat run (ACTG 320, causal forest), which score natively,
+with two workers, unexplained and explained, at concurrency 1 and 8. Each measurement also
 records the share of the machine's CPU time its hypervisor gave to other machines meanwhile
 (steal, from /proc/stat), shown where it was 1% or more. Prints the table side by side and
 writes benchmarks/results/serve.json.
@@ -35,7 +37,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _shared import print_table, write_results  # noqa: E402
-from permed.ingest import export_dataset  # noqa: E402
+from permed.ingest import export_dataset, get_dataset  # noqa: E402
 from permed.serve import Storage  # noqa: E402
 from permed.study import Study  # noqa: E402
 from permed.workflow import TrainConfig, train_run  # noqa: E402
@@ -56,6 +58,12 @@ SERVERS = (("ONNX, 1 worker", ["--workers", "1"]), ("ONNX, 2 workers", ["--worke
            ("ONNX, 2 workers, --no-pin", ["--workers", "2", "--no-pin"]),
            ("native, 1 worker", ["--workers", "1", "--no-onnx"]))
 PERMED = [sys.executable, "-m", "permed.cli.main"]
+# the other tasks, served natively (no ONNX path): (column, task, dataset, training settings)
+TASKS = (("risk: GBSG2, gradient boosting", "risk", "gbsg2",
+          {"models": ["gradient_boosting"], "horizons": [365, 1095, 1825]}),
+         ("treat: ACTG 320, causal forest", "treat", "aids",
+          {"models": ["causal_forest"], "higher_is_better": False, "randomized": True}))
+TASK_EXPLAIN, TASK_CONCURRENCY = ("none", "explained"), (1, 8)
 
 
 def _port() -> int:
@@ -65,9 +73,9 @@ def _port() -> int:
 
 
 def _start(run: Path, data_dir: Path, options: list[str],
-           env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+           env: dict[str, str], name: str = "bc") -> tuple[subprocess.Popen, str]:
     port = _port()
-    command = [*PERMED, "serve", f"bc={run}", "--port", str(port), "--data-dir", str(data_dir),
+    command = [*PERMED, "serve", f"{name}={run}", "--port", str(port), "--data-dir", str(data_dir),
                "--rate-limit", "0", "--max-batch", "1", *options]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
@@ -88,6 +96,8 @@ def _start(run: Path, data_dir: Path, options: list[str],
 def _body(patient: dict, explain: str) -> dict:
     if explain == "none":
         return {"patient": patient, "explain": False}
+    if explain == "explained":  # the model's own explanation (risk: of the absolute risk)
+        return {"patient": patient, "explain": True}
     return {"patient": patient, "explain": True, "explain_scale": explain}
 
 
@@ -105,7 +115,8 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     return int(head[9:12])
 
 
-def _requests(url: str, key: str, patients: list[dict], explain: str) -> list[bytes]:
+def _requests(url: str, key: str, patients: list[dict], explain: str,
+              name: str = "bc") -> list[bytes]:
     """Each patient's request, encoded once: the client's cost per request is a socket write
     and read (httpx spends about a millisecond of CPU per request on these cores, which the
     server would lose)."""
@@ -115,16 +126,16 @@ def _requests(url: str, key: str, patients: list[dict], explain: str) -> list[by
     encoded = []
     for patient in patients:
         body = json.dumps(_body(patient, explain)).encode()
-        encoded.append(f"POST /v1/models/bc/predict HTTP/1.1\r\nHost: {host}\r\n"
+        encoded.append(f"POST /v1/models/{name}/predict HTTP/1.1\r\nHost: {host}\r\n"
                        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
                        f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     return encoded
 
 
 async def _load(url: str, key: str, patients: list[dict], concurrency: int, total: int,
-                explain: str) -> dict[str, float]:
+                explain: str, name: str = "bc") -> dict[str, float]:
     """``total`` requests from ``concurrency`` kept-alive connections (or until the time cap)."""
-    requests = _requests(url, key, patients, explain)
+    requests = _requests(url, key, patients, explain, name)
     host, port = url.split("//")[1].split(":")
     connections = [await asyncio.open_connection(host, int(port)) for _ in range(concurrency)]
     latencies: list[float] = []
@@ -236,6 +247,50 @@ def _train(folder: Path) -> Path:
                      TrainConfig(models=["lightgbm"], cv=3, n_boot=200), folder / "bc")
 
 
+def _task_runs(folder: Path, env: dict[str, str], key: str, requests: int) -> list[dict]:
+    """Risk and treat runs trained here, each served natively by two workers: unexplained and
+    explained, at concurrency 1 and 8 (a third of ``requests``, a ninth at 1)."""
+    raw = []
+    for column, task, dataset, settings in TASKS:
+        data = export_dataset(dataset, folder / f"{dataset}.csv")
+        run = train_run(data, get_dataset(dataset).study(task),
+                        TrainConfig(cv=3, n_boot=100, **settings), folder / task)
+        server, url = _start(run, folder / "data", ["--workers", "2"], env, name=task)
+        try:
+            schema = httpx.get(f"{url}/v1/models/{task}/schema",
+                               headers={"Authorization": f"Bearer {key}"}).json()
+            names = [f["name"] for f in schema["features"]]
+            patients = pd.read_csv(data)[names].sample(200, random_state=0, replace=True)
+            records = [{k: v for k, v in r.items() if pd.notna(v)}
+                       for r in patients.to_dict("records")]
+            for explain in TASK_EXPLAIN:
+                for concurrency in TASK_CONCURRENCY:
+                    total = requests // 3 if concurrency > 1 else requests // 9
+                    with asyncio.Runner(loop_factory=_loop()) as runner:
+                        result = runner.run(_load(url, key, records, concurrency, total,
+                                                  explain, name=task))
+                    raw.append({"server": column, "engine": "native", "workers": 2,
+                                "explain": explain, "concurrency": concurrency, **result})
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return raw
+
+
+def _task_rows(raw: list[dict]) -> list[dict]:
+    """One row per explanation and concurrency, a column per task's server."""
+    rows = []
+    for explain in TASK_EXPLAIN:
+        for concurrency in TASK_CONCURRENCY:
+            row: dict = {"explanation": explain, "conc": concurrency}
+            for r in raw:
+                if r["explain"] == explain and r["concurrency"] == concurrency:
+                    row[r["server"]] = (f"{r['p50_ms']:.1f}/{r['p95_ms']:.1f}/{r['p99_ms']:.1f}"
+                                        f" ms, {r['rps']:.0f}/s{_stolen(r)}")
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="A trained run (default: train LightGBM on "
@@ -245,6 +300,8 @@ def main() -> None:
     parser.add_argument("--target-runs", type=int, default=5,
                         help=f"Runs of the target's cell ({TARGET_EXPLAIN} explanation, "
                         f"concurrency 8, {TARGET_SERVER}) after the table.")
+    parser.add_argument("--no-tasks", action="store_true",
+                        help="Leave out the risk and treat servers.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="permed-bench-serve-") as tmp:
         folder = Path(tmp)
@@ -279,6 +336,7 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait(timeout=30)
+        tasks = [] if args.no_tasks else _task_runs(folder, env, key, args.requests)
     print(f"permed serve, breast cancer LightGBM (300 trees), single-patient POST "
           f"/v1/models/bc/predict on 127.0.0.1, {os.cpu_count()} cores shared with the load "
           "generator; p50/p95/p99 ms and requests/s")
@@ -288,6 +346,10 @@ def main() -> None:
         verdicts.append(_repeated(repeats))
     for verdict in verdicts:
         print(verdict)
+    if tasks:
+        print("\nrisk and treat, scored natively (no ONNX path), two workers; explained: SHAP "
+              "of the absolute risk by the middle horizon, of each arm's benefit")
+        print_table(_task_rows(tasks), ["explanation", "conc"] + [t[0] for t in TASKS])
     path = write_results("serve", {
         "machine": {"cores": os.cpu_count(), "cpu": _cpu(), "platform": platform.platform(),
                     "python": platform.python_version()},
@@ -295,7 +357,7 @@ def main() -> None:
                  "on 100 background rows (probability) or LightGBM's path-dependent TreeSHAP "
                  "(log-odds)",
         "targets": {"p99_ms_at_concurrency_8": TARGET_P99_MS, "rps": TARGET_RPS},
-        "verdicts": verdicts, "results": raw,
+        "verdicts": verdicts, "results": raw, "tasks": tasks,
         "target_runs": [{"server": TARGET_SERVER, "explain": TARGET_EXPLAIN, "concurrency": 8,
                          **r} for r in repeats]})
     print(f"wrote {path}")

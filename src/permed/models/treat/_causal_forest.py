@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 
 from permed.models.treat._base import Floats, _TreatEstimator
+from permed.models.treat._grf import predict_and_var
 from permed.models.treat._tlearner import _set_seed
 
 __all__ = ["CausalForest"]
@@ -103,7 +104,7 @@ class CausalForest(_TreatEstimator):
         # (42% of ACTG 175 patients with 500 trees, still 21% with 2,000), so the effects are
         # treated as uncorrelated. For a difference between two arms that share the reference
         # arm (positively correlated effects) that is conservative.
-        theta, cov = self.estimator_.model_final_.predict_and_var(X)
+        theta, cov = predict_and_var(self.estimator_.model_final_, X)
         d = len(self.arms_) - 1
         theta = np.reshape(theta, (len(X), d))
         var = np.maximum(np.diagonal(np.reshape(cov, (len(X), d, d)), axis1=1, axis2=2), 0.0)
