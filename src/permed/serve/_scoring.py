@@ -132,11 +132,13 @@ class Scorer:
         """The patients' answers, and what was built on the way (:class:`Scored`)."""
         if self.onnx is None:
             frame = self.frame(patients, numbers=True)
-            return Scored(*self._native(frame))
-        return Scored(*self._fast(patients), None)
+            answers, curves = self._native(frame)
+            return Scored(answers, None, frame, curves)
+        answers, transformed = self._fast(patients)
+        return Scored(answers, transformed, None)
 
     def _native(self, frame: pd.DataFrame
-                ) -> tuple[list[dict[str, Any]], None, pd.DataFrame, pd.DataFrame | None]:
+                ) -> tuple[list[dict[str, Any]], pd.DataFrame | None]:
         """The model's own ``predict_frame`` (which leaves ``frame`` as it was), with a risk
         model's curves; images sent inline are read from temporary files, and each answer
         names them by media type and size instead of echoing them."""
@@ -150,7 +152,7 @@ class Scorer:
         answers = _records(answered)
         for answer, images in zip(answers, shown.to_dict("records"), strict=True):
             answer.update({c: text for c, text in images.items() if c in answer})
-        return answers, None, frame, curves
+        return answers, curves
 
     def _unusual(self, transformed: np.ndarray) -> np.ndarray:
         """``OutOfDistribution.flag`` without scikit-learn's per-call input checks."""
