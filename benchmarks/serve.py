@@ -201,11 +201,12 @@ def _loop() -> Any:
     return uvloop.new_event_loop
 
 
-def _rows(raw: list[dict]) -> list[dict]:
+def _rows(raw: list[dict], explains: tuple[str, ...] = EXPLAIN,
+          concurrencies: tuple[int, ...] = CONCURRENCY) -> list[dict]:
     """One table row per explanation and concurrency, a column per server."""
     rows = []
-    for explain in EXPLAIN:
-        for concurrency in CONCURRENCY:
+    for explain in explains:
+        for concurrency in concurrencies:
             row: dict = {"explanation": explain, "conc": concurrency}
             for r in raw:
                 if r["explain"] == explain and r["concurrency"] == concurrency:
@@ -277,20 +278,6 @@ def _task_runs(folder: Path, env: dict[str, str], key: str, requests: int) -> li
     return raw
 
 
-def _task_rows(raw: list[dict]) -> list[dict]:
-    """One row per explanation and concurrency, a column per task's server."""
-    rows = []
-    for explain in TASK_EXPLAIN:
-        for concurrency in TASK_CONCURRENCY:
-            row: dict = {"explanation": explain, "conc": concurrency}
-            for r in raw:
-                if r["explain"] == explain and r["concurrency"] == concurrency:
-                    row[r["server"]] = (f"{r['p50_ms']:.1f}/{r['p95_ms']:.1f}/{r['p99_ms']:.1f}"
-                                        f" ms, {r['rps']:.0f}/s{_stolen(r)}")
-            rows.append(row)
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="A trained run (default: train LightGBM on "
@@ -349,7 +336,8 @@ def main() -> None:
     if tasks:
         print("\nrisk and treat, scored natively (no ONNX path), two workers; explained: SHAP "
               "of the absolute risk by the middle horizon, of each arm's benefit")
-        print_table(_task_rows(tasks), ["explanation", "conc"] + [t[0] for t in TASKS])
+        print_table(_rows(tasks, TASK_EXPLAIN, TASK_CONCURRENCY),
+                    ["explanation", "conc"] + [t[0] for t in TASKS])
     path = write_results("serve", {
         "machine": {"cores": os.cpu_count(), "cpu": _cpu(), "platform": platform.platform(),
                     "python": platform.python_version()},
