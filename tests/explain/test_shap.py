@@ -20,6 +20,7 @@ from permed.explain import (
     patient_factors,
     source_features,
 )
+from permed.explain._shap import _coalitions, _permutation_shap
 from permed.models.diagnose import available_models
 from permed.study import FittedSchema, Study
 from permed.testing import assert_additive_explanation
@@ -170,6 +171,42 @@ def test_permutation_shap_of_a_linear_function_is_exact_with_one_permutation():
                                    outputs=["y"], scale="units", permutations=1)
     expected = (patients.to_numpy() - background.mean().to_numpy()) * weights
     np.testing.assert_allclose(explanation.values[:, :, 0], expected, atol=1e-9)
+
+
+def test_permutation_shap_scores_the_end_coalitions_once():
+    """Every pass starts at the background alone and ends at the patient alone: those are
+    scored once, and the values equal scoring every coalition on every background row."""
+    rng = np.random.default_rng(1)
+    background, patients = rng.normal(size=(7, 3)), rng.normal(size=(2, 3))
+    plans = [_coalitions(rng, 3, 2) for _ in range(2)]  # 2 permutations: 4 passes, 4 steps
+    masks, orders = np.stack([m for m, _ in plans]), np.stack([o for _, o in plans])
+    scored = []
+
+    def model(matrix: np.ndarray) -> np.ndarray:
+        scored.append(len(matrix))
+        return matrix[:, 0] * matrix[:, 1] + np.exp(matrix[:, 2])
+
+    values, base = _permutation_shap(model, patients, background, masks, orders)
+    assert scored == [7 + 2 + 2 * 4 * 2 * 7]  # background, patients, the 2 inner steps
+    every = np.where(masks[:, :, :, None, :], patients[:, None, None, None, :],
+                     background[None, None, None, :, :])
+    value = model(every.reshape(-1, 3)).reshape(2, 4, 4, 7).mean(axis=3)
+    gains = np.diff(value, axis=2)
+    expected = np.zeros((2, 3))
+    for i in range(2):
+        for p in range(4):
+            for s in range(3):
+                expected[i, orders[i, p, s]] += gains[i, p, s] / 4
+    np.testing.assert_allclose(values[:, :, 0], expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(base[:, 0], value[:, 0, 0], rtol=0, atol=1e-12)
+
+
+def test_permutation_shap_of_one_feature_is_its_whole_change():
+    background = pd.DataFrame({"a": [0.0, 1.0, 2.0]})
+    patients = pd.DataFrame({"a": [4.0, -1.0]})
+    explanation = explain_function(lambda f: f["a"].to_numpy() ** 2, patients, background,
+                                   outputs=["y"], scale="units")
+    np.testing.assert_allclose(explanation.values[:, 0, 0], [16 - 5 / 3, 1 - 5 / 3])
 
 
 def _model(schema: FittedSchema, features: pd.DataFrame, y: np.ndarray,

@@ -202,16 +202,25 @@ def _permutation_shap(model: Callable[[np.ndarray], np.ndarray], patients: np.nd
     """Contributions (n, M, K) and base values (n, K) for a chunk of patients.
 
     ``masks`` (n, passes, M + 1, M) and ``orders`` (n, passes, M) are each patient's
-    coalitions (:func:`_coalitions`). Every coalition of every patient is scored on every
-    background row in one call.
+    coalitions (:func:`_coalitions`). One call scores the background, the patients and every
+    coalition between the first and the last on every background row; ``model`` must score
+    each row on its own (as every model's predict does).
     """
     n, n_features = patients.shape
     n_passes, n_steps = masks.shape[1:3]
-    # (patient, pass, step, background row, feature): the patient's value where present
-    mixed = np.where(masks[:, :, :, None, :], patients[:, None, None, None, :],
+    # Every pass starts from the background alone and ends at the patient alone: those two
+    # coalitions are scored once, not once per pass and background row. The steps between:
+    # (patient, pass, step, background row, feature), the patient's value where present.
+    mixed = np.where(masks[:, :, 1:-1, None, :], patients[:, None, None, None, :],
                      background[None, None, None, :, :])
-    scores = _as_2d(model(mixed.reshape(-1, n_features)))
-    value = scores.reshape(n, n_passes, n_steps, len(background), -1).mean(axis=3)
+    scores = _as_2d(model(np.concatenate([background, patients,
+                                          mixed.reshape(-1, n_features)])))  # one call
+    ends = len(background) + n
+    value = np.empty((n, n_passes, n_steps, scores.shape[1]))
+    value[:, :, 0] = scores[:len(background)].mean(axis=0)
+    value[:, :, -1] = scores[len(background):ends, None, :]
+    value[:, :, 1:-1] = scores[ends:].reshape(n, n_passes, n_steps - 2, len(background),
+                                              scores.shape[1]).mean(axis=3)
     gains = np.diff(value, axis=2)  # (n, pass, M, K): what each step's feature added
     contributions = np.zeros((n, n_features, gains.shape[-1]))
     patient = np.broadcast_to(np.arange(n)[:, None, None], orders.shape)
