@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from permed.engine import EngineTaskError, LocalEngine
@@ -40,6 +44,21 @@ def _dies_once(args: tuple[int, str]) -> int:
         Path(marker).write_text("killed")
         os._exit(1)
     return x * 10
+
+
+def _holds_memory(x: int) -> int:
+    """Keep 320 MB alive in this worker process (on ``sys``, which outlives every task)."""
+    sys.__dict__.setdefault("_permed_test_kept", []).append(np.ones(40_000_000))
+    time.sleep(1.1)  # loky checks a worker's memory at most once a second
+    return x
+
+
+def test_a_replaced_worker_loses_no_task_and_prints_no_warning():
+    # loky replaces a worker whose memory grew by 300 MB, and warns about it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert LocalEngine(2).map(_holds_memory, range(6)) == list(range(6))
+    assert [str(w.message) for w in caught if "worker stopped" in str(w.message)] == []
 
 
 def test_local_engine_keeps_item_order():

@@ -7,6 +7,7 @@ run gives the same numbers on a laptop and on a cluster for the same seed.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -18,6 +19,11 @@ from permed.exceptions import PermedError
 __all__ = ["DaskEngine", "Engine", "EngineTaskError", "LocalEngine", "as_items", "get_engine"]
 
 Describe = Callable[[Any], str]
+
+# loky replaces a worker whose memory grew by 300 MB over its tasks (its leak heuristic: a
+# forest fitted on thousands of patients trips it) and warns, though no task is lost and the
+# results are unchanged. Users read it as a fault, so the engine keeps it off their screen.
+_WORKER_REPLACED = "A worker stopped while some jobs were given to the executor"
 
 
 class EngineTaskError(RuntimeError):
@@ -73,7 +79,9 @@ class LocalEngine(Engine):
             if self.n_jobs == 1 or len(items) == 1:
                 return [_tick(task(item), advance) for item in items]
             runner = Parallel(n_jobs=self.n_jobs, return_as="generator")
-            return [_tick(r, advance) for r in runner(delayed(task)(item) for item in items)]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_WORKER_REPLACED, category=UserWarning)
+                return [_tick(r, advance) for r in runner(delayed(task)(item) for item in items)]
 
 
 class DaskEngine(Engine):
