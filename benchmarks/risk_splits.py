@@ -1,6 +1,7 @@
 """Risk benchmark: how much one test split's C-index moves with the split.
 
 Run: .venv/bin/python benchmarks/risk_splits.py [--seeds 20] [--datasets metabric,support]
+     [--families]
 
 `permed train DATA --task risk` as a user runs it (every default: the families, 5-fold CV,
 selection by CV Harrell's C, an 80/20 development/test split stratified by event), once per
@@ -9,7 +10,9 @@ user (and the shared check B1) gets. The table gives each dataset's distribution
 Harrell's C over the seeds, the default seed's value and rank, and how many seeds reach the
 DeepSurv paper's Cox figure + margin that check B1 asks for (METABRIC 0.64, SUPPORT 0.60), so
 that one split's figure is read against the spread of the protocol rather than alone.
-Bootstrap replicates are cut to 100 (the point estimate does not depend on them). Writes
+`--families` also trains each default family alone (`--models NAME`) on the same splits, to show
+whether any family, rather than the CV selection among them, would reach the floor. Bootstrap
+replicates are cut to 100 (the point estimate does not depend on them). Writes
 benchmarks/results/risk_splits.json.
 """
 
@@ -26,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _shared import SHARED_DATA, print_table, write_results  # noqa: E402
+from permed.models.risk import default_models  # noqa: E402
 from permed.study import Study  # noqa: E402
 from permed.workflow import TrainConfig, train_run  # noqa: E402
 
@@ -33,10 +37,11 @@ DEFAULT_SEED = TrainConfig().seed
 FLOORS = {"metabric": 0.64, "support": 0.60}  # shared check B1
 
 
-def run_seed(data: Path, seed: int, folder: Path) -> dict:
+def run_seed(data: Path, seed: int, folder: Path, models: list[str]) -> dict:
     started = time.perf_counter()
     run = train_run(data, Study(task="risk", time="duration", event="event"),
-                    TrainConfig(seed=seed, n_boot=100), folder / f"seed{seed}")
+                    TrainConfig(models=models, seed=seed, n_boot=100),
+                    folder / f"seed{seed}-{'-'.join(models) or 'default'}")
     metrics = json.loads((run / "metrics.json").read_text())
     selected = metrics["selected_model"]
     return {"seed": seed, "selected_model": selected,
@@ -59,11 +64,34 @@ def summary(name: str, runs: list[dict]) -> dict:
             "reaching_floor": None if floor is None else int((test >= floor).sum())}
 
 
+def table_row(dataset: str, models: str, s: dict) -> dict:
+    return {
+        "dataset": dataset, "models": models, "seeds": s["seeds"],
+        "test C mean (SD)": f"{s['test_mean']:.3f} ({s['test_sd']:.3f})",
+        "test C range": f"{s['test_min']:.3f}-{s['test_max']:.3f}",
+        "CV C mean": f"{s['cv_mean']:.3f}",
+        f"seed {DEFAULT_SEED} test C (rank)":
+            f"{s['default_seed_test']:.3f} ({s['default_seed_rank']} of {s['seeds']})",
+        "reaching B1 floor": ("" if s["floor"] is None
+                              else f"{s['reaching_floor']} of {s['seeds']} (>= {s['floor']})")}
+
+
+def splits(name: str, data: Path, seeds: list[int], folder: Path, models: list[str]) -> dict:
+    runs = []
+    for seed in seeds:
+        runs.append(run_seed(data, seed, folder, models))
+        print(f"{name} {'+'.join(models) or 'default'} seed {seed}: "
+              f"test C {runs[-1]['test_c_index']:.4f}", file=sys.stderr)
+    return {"runs": runs, "summary": summary(name, runs)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20,
                         help="seeds 1..N, and the default seed")
     parser.add_argument("--datasets", default="metabric")
+    parser.add_argument("--families", action="store_true",
+                        help="also train each default family alone on the same splits")
     args = parser.parse_args(argv)
     seeds = sorted({*range(1, args.seeds + 1), DEFAULT_SEED})
     results, rows = {}, []
@@ -73,23 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             if not data.exists():
                 print(f"{name}: {data} not found")
                 continue
-            runs = []
-            for seed in seeds:
-                runs.append(run_seed(data, seed, Path(tmp)))
-                print(f"{name} seed {seed}: test C {runs[-1]['test_c_index']:.4f}",
-                      file=sys.stderr)
-            results[name] = {"runs": runs, "summary": summary(name, runs)}
-            s = results[name]["summary"]
-            rows.append({
-                "dataset": name, "seeds": s["seeds"],
-                "test C mean (SD)": f"{s['test_mean']:.3f} ({s['test_sd']:.3f})",
-                "test C range": f"{s['test_min']:.3f}-{s['test_max']:.3f}",
-                "CV C mean": f"{s['cv_mean']:.3f}",
-                f"seed {DEFAULT_SEED} test C (rank)":
-                    f"{s['default_seed_test']:.3f} ({s['default_seed_rank']} of {s['seeds']})",
-                "reaching B1 floor": ("" if s["floor"] is None
-                                      else f"{s['reaching_floor']} of {s['seeds']} (>= "
-                                           f"{s['floor']})")})
+            results[name] = splits(name, data, seeds, Path(tmp), [])
+            rows.append(table_row(name, "CV-selected (default)", results[name]["summary"]))
+            if args.families:
+                results[name]["families"] = {f: splits(name, data, seeds, Path(tmp), [f])
+                                             for f in default_models()}
+                rows += [table_row(name, f, r["summary"])
+                         for f, r in results[name]["families"].items()]
     print_table(rows, list(rows[0]) if rows else [])
     path = write_results("risk_splits", {"protocol": __doc__, "results": results})
     print(f"\nwrote {path}")
