@@ -81,6 +81,31 @@ def test_saved_row_index_is_left_out_with_a_warning(small_cohort):
     assert "Unnamed: 0" not in report.kinds
 
 
+@pytest.mark.parametrize("dates", [
+    lambda n: [f"{1 + i % 12}/{1 + i % 28}/199{i % 10}" for i in range(n)],  # WHAS500's
+    lambda n: pd.date_range("2020-01-01", periods=n, freq="D").astype(str).tolist(),
+    lambda n: pd.date_range("2020-01-01", periods=n, freq="D"),  # a Parquet datetime column
+])
+def test_calendar_dates_are_left_out_with_a_warning(small_cohort, dates):
+    small_cohort["admitted"] = dates(len(small_cohort))
+    report = validate(small_cohort, _study())
+    first = small_cohort["admitted"].iloc[0]
+    assert [f.message for f in report.warnings] == [
+        f"column 'admitted' holds dates (e.g. '{first}'): it is left out, since a model would "
+        "learn the calendar and a date recorded at follow-up gives the outcome away; put what "
+        "matters in a number of its own (age at admission, days in hospital), or drop the "
+        "column with --drop 'admitted'"]
+    assert "admitted" not in report.kinds and report.errors == []
+
+
+def test_a_date_column_declared_categorical_is_kept(small_cohort):
+    small_cohort["visit_month"] = [f"2020-{1 + i % 3:02d}-01" for i in range(len(small_cohort))]
+    study = Study(task="diagnose", target="disease", id="patient_id",
+                  columns={"visit_month": ColumnSpec(kind="categorical")})
+    report = validate(small_cohort, study)
+    assert report.kinds["visit_month"] == "categorical" and report.warnings == []
+
+
 def test_shuffled_integers_are_not_read_as_a_row_index(small_cohort):
     small_cohort["visit"] = np.random.default_rng(0).permutation(len(small_cohort))
     assert validate(small_cohort, _study()).kinds["visit"] == "numeric"

@@ -43,7 +43,7 @@ from permed.privacy._kanon import RiskSummary, risk_summary
 from permed.privacy._keys import Key
 from permed.privacy._text import scrub_text
 from permed.study import Study, as_category
-from permed.study._columns import rows_text
+from permed.study._columns import looks_like_dates, rows_text
 
 __all__ = ["ACTIONS", "RESTRICTED_ZIP3", "Deidentified", "deidentify_frame", "plan_actions",
            "pseudonym"]
@@ -126,17 +126,6 @@ def _lookalike(name: str) -> tuple[str, str, str] | None:
     return None
 
 
-def _looks_like_dates(series: pd.Series) -> bool:
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return True
-    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-        return False
-    present = series.dropna().astype(str).head(200)
-    shaped = present.str.contains(r"\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}|[A-Za-z]{3,9}\.? \d{1,2},? "
-                                  r"\d{4}", regex=True)
-    return len(present) > 0 and float(shaped.mean()) >= 0.8
-
-
 def _looks_like_text(series: pd.Series) -> bool:
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return False
@@ -204,7 +193,7 @@ def _guess(series: pd.Series, column: str, has_id: bool) -> tuple[str, str] | No
         return found[0], "drop"
     if found is not None:
         return found[0], found[1]
-    if _looks_like_dates(series):
+    if looks_like_dates(series):
         return "dates", "shift_date" if has_id else "year"
     if _looks_like_text(series):
         return "free text", "scrub"

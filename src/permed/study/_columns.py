@@ -1,11 +1,15 @@
-"""Column typing: which columns are numeric, which categorical, and which hold stray text."""
+"""Column typing: which columns are numeric, which categorical, which hold dates, and which hold
+stray text."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["as_category", "infer_kind", "non_numeric_values", "rows_text", "to_numeric"]
+__all__ = [
+    "as_category", "infer_kind", "looks_like_dates", "non_numeric_values", "rows_text",
+    "to_numeric",
+]
 
 # A numeric column holding this few distinct whole numbers (3 to 5, e.g. chest pain type 1-4 or
 # an ECG result 0-2) is read as coded categories: treating codes as a measurement imposes an
@@ -27,6 +31,19 @@ def to_numeric(series: pd.Series) -> pd.Series:
         if top.any():
             series = series.where(~top, text.str.strip().str.rstrip("+"))
     return pd.to_numeric(series, errors="coerce").astype(float)
+
+
+def looks_like_dates(series: pd.Series) -> bool:
+    """Whether a column holds calendar dates: a datetime dtype, or text where at least 80% of
+    the first 200 values look like ``1997-01-13``, ``1/13/1997`` or ``Jan 13, 1997``."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return True
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    present = series.dropna().astype(str).head(200)
+    shaped = present.str.contains(r"\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}|[A-Za-z]{3,9}\.? \d{1,2},? "
+                                  r"\d{4}", regex=True)
+    return len(present) > 0 and float(shaped.mean()) >= 0.8
 
 
 def non_numeric_values(series: pd.Series) -> pd.Series:

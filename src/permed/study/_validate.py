@@ -14,7 +14,14 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from permed.exceptions import DataError
-from permed.study._columns import as_category, infer_kind, non_numeric_values, rows_text, to_numeric
+from permed.study._columns import (
+    as_category,
+    infer_kind,
+    looks_like_dates,
+    non_numeric_values,
+    rows_text,
+    to_numeric,
+)
 from permed.study._study import Study
 from permed.study._validate_events import check_events
 from permed.study._validate_images import check_images
@@ -232,7 +239,15 @@ def _check_feature(
                     f"'{column}' if it is the patient id", column)
         return None
     spec = study.columns.get(column)
-    kind = infer_kind(series, spec.kind if spec else None)
+    declared = spec.kind if spec else None
+    if declared is None and looks_like_dates(series):
+        report.warn(
+            f"column '{column}' holds dates (e.g. '{series.dropna().iloc[0]}'): it is left out, "
+            "since a model would learn the calendar and a date recorded at follow-up gives the "
+            "outcome away; put what matters in a number of its own (age at admission, days in "
+            f"hospital), or drop the column with --drop '{column}'", column)
+        return None
+    kind = infer_kind(series, declared)
     if kind == "numeric":
         bad = non_numeric_values(series)
         if len(bad):
