@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from permed.study._columns import as_category, non_numeric_values, rows_text, to_numeric
+from permed.study._columns import (
+    as_category,
+    looks_like_dates,
+    non_numeric_values,
+    rows_text,
+    to_numeric,
+)
 from permed.study._study import Study
 
 if TYPE_CHECKING:
@@ -104,6 +110,13 @@ def check_risk(frame: pd.DataFrame, study: Study, report: ValidationReport,
 def _check_time(frame: pd.DataFrame, study: Study, report: ValidationReport) -> bool:
     column = study.time
     series = frame[column]
+    if looks_like_dates(series):
+        report.error(
+            f"time column '{column}' holds dates (e.g. '{series.dropna().iloc[0]}'), not "
+            "follow-up times: --time is the time from the start of follow-up (diagnosis, "
+            "admission) to the event or the last contact, in one unit; put the days between "
+            f"the start date and '{column}' in a column of its own and pass that", column)
+        return False
     bad = non_numeric_values(series)
     if len(bad):
         examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
