@@ -132,6 +132,23 @@ def test_init_then_validate(workspace):
     assert "0 error(s)" in result.stdout
 
 
+def test_init_lists_a_saved_index_and_dates_under_drop(workspace):
+    frame = pd.read_csv(workspace / "bc.csv")
+    frame.insert(0, "admitted", [f"{1 + i % 12}/{1 + i % 28}/1997" for i in range(len(frame))])
+    frame.to_csv(workspace / "indexed.csv")  # the index too, as pandas saves it by default
+    study = workspace / "indexed.toml"
+    result = permed("init", study, "--from", workspace / "indexed.csv")
+    assert result.returncode == 0, result.stderr
+    assert "column 'Unnamed: 0' holds a saved row index: listed under drop" in result.stderr
+    assert "column 'admitted' holds calendar dates: listed under drop" in result.stderr
+    assert 'drop = ["Unnamed: 0", "admitted"]' in study.read_text()
+    result = permed("validate", workspace / "indexed.csv", "--study", study)
+    assert "0 error(s), 0 warning(s)" in result.stdout
+    features = result.stdout.split("features: ")[1]
+    assert "admitted" not in features
+    assert "Unnamed" not in features
+
+
 def test_validate_exits_1_on_errors(workspace):
     frame = pd.read_csv(workspace / "bc.csv").assign(**{"mean area": None})
     frame.to_csv(workspace / "empty_col.csv", index=False)

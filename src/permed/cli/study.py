@@ -13,6 +13,7 @@ from permed.exceptions import PermedError
 from permed.ingest import read_table
 from permed.privacy import audited, home_log
 from permed.study import ColumnSpec, Study, infer_kind, validate
+from permed.study._columns import is_row_number, looks_like_dates
 
 __all__ = ["init", "validate_command"]
 
@@ -36,19 +37,28 @@ def init(
     study_file.parent.mkdir(parents=True, exist_ok=True)
     study_file.write_text(study.to_toml())
     out.print(str(study_file), highlight=False)
+    for column in study.drop:
+        what = "a saved row index" if is_row_number(frame[column]) else "calendar dates"
+        err.print(f"column '{column}' holds {what}: listed under drop", highlight=False)
     err.print("check the roles (target, id, sensitive) before training", highlight=False)
 
 
 def guess_study(frame: pd.DataFrame) -> Study:
-    """A study whose column kinds are guessed; the last column is taken as the target."""
-    columns = {name: ColumnSpec(kind=infer_kind(frame[name])) for name in frame.columns}
+    """A study whose column kinds are guessed; the last column is taken as the target.
+
+    A saved row index and calendar dates are listed under ``drop``, not given a kind: a
+    declared kind would make validation keep them as features.
+    """
     ids = [c for c in frame.columns
            if c.lower() in ("id", "patient_id", "subject_id", "mrn")
            or (c.lower().endswith("_id") and frame[c].is_unique)]
     target = frame.columns[-1]
     task = "diagnose" if frame[target].nunique() <= 50 else None
+    rest = [c for c in frame.columns if c != target and c not in ids]
+    drop = [c for c in rest if is_row_number(frame[c]) or looks_like_dates(frame[c])]
     return Study(task=task, target=target if task else None, id=ids[0] if ids else None,
-                 columns={k: v for k, v in columns.items() if k != target and k not in ids})
+                 drop=drop,
+                 columns={c: ColumnSpec(kind=infer_kind(frame[c])) for c in rest if c not in drop})
 
 
 def validate_command(

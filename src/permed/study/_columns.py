@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "as_category", "infer_kind", "looks_like_dates", "non_numeric_values", "rows_text",
-    "to_numeric",
+    "as_category", "infer_kind", "is_row_number", "looks_like_dates", "non_numeric_values",
+    "rows_text", "to_numeric",
 ]
 
 # A numeric column holding this few distinct whole numbers (3 to 5, e.g. chest pain type 1-4 or
@@ -31,6 +31,14 @@ def to_numeric(series: pd.Series) -> pd.Series:
         if top.any():
             series = series.where(~top, text.str.strip().str.rstrip("+"))
     return pd.to_numeric(series, errors="coerce").astype(float)
+
+
+def is_row_number(series: pd.Series) -> bool:
+    """Whether a column is 0..n-1 or 1..n in row order, like the index pandas saves in a CSV."""
+    if len(series) < 20 or series.isna().any() or not pd.api.types.is_numeric_dtype(series):
+        return False
+    values = series.to_numpy()
+    return bool(values[0] in (0, 1) and np.array_equal(values, values[0] + np.arange(len(values))))
 
 
 def looks_like_dates(series: pd.Series) -> bool:

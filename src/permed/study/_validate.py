@@ -17,6 +17,7 @@ from permed.exceptions import DataError
 from permed.study._columns import (
     as_category,
     infer_kind,
+    is_row_number,
     looks_like_dates,
     non_numeric_values,
     rows_text,
@@ -233,7 +234,7 @@ def _check_feature(
         else:
             report.error(constant + f"drop it with --drop '{column}'", column)
         return None
-    if _is_row_number(series) and column not in study.columns:
+    if is_row_number(series) and column not in study.columns:
         report.warn(f"column '{column}' holds the row numbers {series.iloc[0]}..{series.iloc[-1]} "
                     "in order (a saved table index): it is left out; declare it with --id "
                     f"'{column}' if it is the patient id", column)
@@ -263,14 +264,6 @@ def _check_feature(
             f"'{series.dropna().iloc[0]}'): it looks like an identifier or free text, not a "
             f"feature; declare it with --id '{column}' or drop it with --drop '{column}'", column)
     return kind
-
-
-def _is_row_number(series: pd.Series) -> bool:
-    """Whether a column is 0..n-1 or 1..n in row order, like the index pandas saves in a CSV."""
-    if len(series) < 20 or series.isna().any() or not pd.api.types.is_numeric_dtype(series):
-        return False
-    values = series.to_numpy()
-    return bool(values[0] in (0, 1) and np.array_equal(values, values[0] + np.arange(len(values))))
 
 
 def _check_ranges(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
