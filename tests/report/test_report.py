@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from permed.exceptions import BundleError
-from permed.report import render_report, write_report
+from permed.report import render_markdown, render_report, write_report
 from permed.report._html import fmt_ci, fmt_mean_std, fmt_num, register_sections, task_sections
 from permed.report._plots import net_benefit
 from permed.report._tripod import development_events
@@ -206,6 +206,28 @@ def test_binary_report_has_plots_cis_and_summary(binary_html):
     assert "isotonic regression \u2714 chosen" in html
     assert "Youden&#39;s index" in html
     assert plt.get_fignums() == []
+
+
+def test_header_lists_the_runs_warnings_and_a_chance_level_model(tmp_path):
+    run = _write_run(tmp_path / "weak", ["0", "1"], {})
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["warnings"] = ["column 'admitted' holds dates (e.g. '1/13/1997'): it is left out"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["test"]["auroc"] = _ci(0.577, 0.318, 0.824)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    html = render_report(run)
+    assert "Warnings (2)</strong>" in html
+    assert "<li>column &#39;admitted&#39; holds dates (e.g. &#39;1/13/1997&#39;): it is left " \
+           "out</li>" in html
+    assert "<li>the test AUROC is 0.577, and its 95% CI (0.318-0.824) reaches 0.5: on these " \
+           "patients the model is not shown to rank patients better than chance" in html
+    markdown = render_markdown(run)
+    assert "> **Warnings:**\n> - column 'admitted' holds dates" in markdown
+
+
+def test_a_clean_run_has_no_warnings_box(binary_html):
+    assert "Warnings (" not in binary_html
 
 
 def test_fairness_section_shows_groups_disparities_and_flags(binary_html):

@@ -5,6 +5,7 @@ entries of ``metrics.json`` (see ``docs/run-directory.md``).
 """
 
 from permed.evaluate._bootstrap import bootstrap_ci, bootstrap_dict, bootstrap_many
+from permed.evaluate._chance import chance_warning
 from permed.evaluate.classification import (
     BINARY_METRICS,
     MULTICLASS_METRICS,
@@ -27,6 +28,7 @@ __all__ = [
     "bootstrap_dict",
     "bootstrap_many",
     "calibration_slope_intercept",
+    "chance_warning",
     "classification_report",
     "cv_summary",
     "expected_calibration_error",

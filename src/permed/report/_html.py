@@ -28,6 +28,7 @@ import pandas as pd
 from markupsafe import Markup
 
 import permed
+from permed.evaluate import chance_warning
 from permed.exceptions import BundleError
 from permed.privacy import read_bytes, table_source
 
@@ -681,7 +682,15 @@ def _header(run: RunFiles) -> dict[str, Any]:
     summary = _TASK_SUMMARIES.get(run.task, _generic_summary)(run)
     return {"title": f"permed model report{mode} \u2014 {run.task}: {run.target}",
             "facts": facts, "summary": summary, "problems": list(run.problems),
-            "flags": fairness_flags(run)}
+            "warnings": _warnings(run), "flags": fairness_flags(run)}
+
+
+def _warnings(run: RunFiles) -> list[str]:
+    """What training warned about (the data checks, a model no better than chance), and for an
+    external evaluation, which records no warnings, whether it is no better than chance."""
+    recorded = [str(w) for w in run.manifest.get("warnings") or []]
+    caution = chance_warning(run.metrics.get("test") or {})
+    return list(dict.fromkeys(recorded + ([caution] if caution else [])))
 
 
 def build_sections(run: RunFiles) -> list[Section]:

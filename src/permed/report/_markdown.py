@@ -125,6 +125,8 @@ def render_markdown(run_dir: str | os.PathLike[str]) -> str:
     lines += [_text(header["summary"]), ""]
     for problem in header["problems"]:
         lines += [f"> **Incomplete run directory:** {_text(problem)}", ""]
+    if header["warnings"]:
+        lines += ["> **Warnings:**"] + [f"> - {_text(w)}" for w in header["warnings"]] + [""]
     if header["flags"]:
         lines += ["> **Fairness flags:**"] + [f"> - {_text(f)}" for f in header["flags"]] + [""]
     lines += ["## Contents", ""]
