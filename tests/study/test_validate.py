@@ -184,6 +184,31 @@ def test_study_rejects_unknown_task():
         Study(task="predict")
 
 
+@pytest.mark.parametrize("bad", [[1], [0, 1, 2], ["low", 5], 5, [True, 2]])
+def test_a_valid_range_that_is_not_two_numbers_is_refused(bad):
+    with pytest.raises(StudyError, match=r"valid_range = .* must be two numbers, \[low, high\], "
+                                         r"e.g. valid_range = \[0, 120\]$"):
+        ColumnSpec(valid_range=bad)
+
+
+def test_a_study_file_round_trips_every_setting(tmp_path):
+    study = Study(task="diagnose", target="disease", id="patient_id", sensitive=["sex"],
+                  use_sensitive=True, images="image_path", on_bad_file="skip",
+                  text_encoder="minilm", genes=["gene_*"], drop=["admitted"],
+                  columns={"age": ColumnSpec(kind="numeric", unit="years",
+                                             valid_range=(np.int64(0), 120))},
+                  deidentify={"zip": "zip3"}, fhir={"age": "Patient.birthDate"})
+    (tmp_path / "s.toml").write_text(study.to_toml())
+    assert Study.from_toml(tmp_path / "s.toml") == study
+
+
+def test_an_unknown_key_in_the_study_table_is_refused():
+    with pytest.raises(StudyError, match=r"^s.toml: \[study\] has unknown key\(s\) \['target'\]; "
+                                         r"expected task, text_encoder \(the column roles go "
+                                         r"under \[roles\]\)$"):
+        Study.from_dict({"study": {"task": "diagnose", "target": "disease"}}, source="s.toml")
+
+
 def test_inverted_valid_range_is_refused():
     with pytest.raises(StudyError, match=r"valid_range \[5.0, 1.0\] has its low end above"):
         ColumnSpec(valid_range=(5, 1))

@@ -6,6 +6,7 @@ Everything downstream reads roles from it; nothing guesses a column by position.
 
 from __future__ import annotations
 
+import numbers
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from fnmatch import fnmatchcase
@@ -48,7 +49,11 @@ class ColumnSpec:
                 "column)"
             )
         if self.valid_range is not None:
-            low, high = (float(v) for v in self.valid_range)
+            pair = list(self.valid_range) if isinstance(self.valid_range, list | tuple) else []
+            if len(pair) != 2 or not all(_is_number(v) for v in pair):
+                raise StudyError(f"valid_range = {self.valid_range!r} must be two numbers, "
+                                 "[low, high], e.g. valid_range = [0, 120]")
+            low, high = (float(v) for v in pair)
             if low > high:
                 raise StudyError(
                     f"valid_range [{low}, {high}] has its low end above its high end: swap them"
@@ -223,6 +228,10 @@ class Study:
                 f"{source}: unknown section(s) {sorted(unknown)}; expected [study], [roles], "
                 "[columns.NAME], [deidentify], [fhir]"
             )
+        extra = sorted(set(raw.get("study", {})) - {"task", "text_encoder"})
+        if extra:
+            raise StudyError(f"{source}: [study] has unknown key(s) {extra}; expected task, "
+                             "text_encoder (the column roles go under [roles])")
         roles = dict(raw.get("roles", {}))
         allowed = set(_SCALAR_ROLES) | set(_LIST_ROLES) | {"use_sensitive", "on_bad_file"}
         bad = sorted(set(roles) - allowed)
@@ -264,6 +273,10 @@ class Study:
         for role in (*_SCALAR_ROLES, *_LIST_ROLES):
             value = getattr(self, role)
             lines.append(f"{role} = {_toml(value)}" if value else f"# {role} = ")
+        if self.use_sensitive:
+            lines.append("use_sensitive = true")
+        if self.on_bad_file != "fail":
+            lines.append(f"on_bad_file = {_toml(self.on_bad_file)}")
         for name, spec in self.columns.items():
             lines += ["", f"[columns.{_toml_key(name)}]"]
             for key, value in asdict(spec).items():
@@ -279,6 +292,10 @@ class Study:
 
 
 FHIR_PATHS = ("Patient.birthDate", "Patient.gender")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _fhir_source(name: str, value: Any, source: str) -> str | dict[str, Any]:

@@ -234,13 +234,13 @@ def _check_feature(
         else:
             report.error(constant + f"drop it with --drop '{column}'", column)
         return None
-    if is_row_number(series) and column not in study.columns:
+    spec = study.columns.get(column)
+    declared = spec.kind if spec else None
+    if declared is None and is_row_number(series):
         report.warn(f"column '{column}' holds the row numbers {series.iloc[0]}..{series.iloc[-1]} "
                     "in order (a saved table index): it is left out; declare it with --id "
                     f"'{column}' if it is the patient id", column)
         return None
-    spec = study.columns.get(column)
-    declared = spec.kind if spec else None
     if declared is None and looks_like_dates(series):
         report.warn(
             f"column '{column}' holds dates (e.g. '{series.dropna().iloc[0]}'): it is left out, "
