@@ -209,6 +209,25 @@ def test_an_unknown_key_in_the_study_table_is_refused():
         Study.from_dict({"study": {"task": "diagnose", "target": "disease"}}, source="s.toml")
 
 
+@pytest.mark.parametrize(("roles", "message"), [
+    ({"target": ["a", "b"]}, r'\[roles\] target = \["a", "b"\] must be one column name in quotes, '
+                             r'e.g. "age"$'),
+    ({"sensitive": ["sex", 3]}, r'\[roles\] sensitive = \["sex", 3\] must be a list of column '
+                                r'names, e.g. \["age", "sex"\]$'),
+    ({"use_sensitive": "yes"}, r'\[roles\] use_sensitive = "yes" must be true or false$'),
+])
+def test_a_role_of_the_wrong_type_is_refused(roles, message):
+    with pytest.raises(StudyError, match=message):
+        Study.from_dict({"roles": roles}, source="s.toml")
+
+
+def test_a_column_written_as_a_value_instead_of_a_table_is_refused():
+    with pytest.raises(StudyError, match=r"^s.toml: columns.age = 'numeric' must be a table: "
+                                         r"write \[columns.age\] on its own line, then kind = "
+                                         r"\.\.\.$"):
+        Study.from_dict({"columns": {"age": "numeric"}}, source="s.toml")
+
+
 def test_inverted_valid_range_is_refused():
     with pytest.raises(StudyError, match=r"valid_range \[5.0, 1.0\] has its low end above"):
         ColumnSpec(valid_range=(5, 1))

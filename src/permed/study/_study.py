@@ -240,8 +240,12 @@ class Study:
         for role in _LIST_ROLES:
             if isinstance(roles.get(role), str):
                 roles[role] = [roles[role]]
+        _check_role_types(roles, source)
         columns = {}
         for name, spec in raw.get("columns", {}).items():
+            if not isinstance(spec, dict):
+                raise StudyError(f"{source}: columns.{name} = {spec!r} must be a table: write "
+                                 f"[columns.{_toml_key(name)}] on its own line, then kind = ...")
             extra = sorted(set(spec) - {"kind", "unit", "valid_range", "monotone"})
             if extra:
                 raise StudyError(
@@ -292,6 +296,20 @@ class Study:
 
 
 FHIR_PATHS = ("Patient.birthDate", "Patient.gender")
+
+
+def _check_role_types(roles: dict[str, Any], source: str) -> None:
+    """A column role names one column, a list role a list of them, use_sensitive is a switch."""
+    for role, value in roles.items():
+        if role in _SCALAR_ROLES or role == "on_bad_file":
+            ok, expected = isinstance(value, str), 'one column name in quotes, e.g. "age"'
+        elif role in _LIST_ROLES:
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            expected = 'a list of column names, e.g. ["age", "sex"]'
+        else:  # use_sensitive
+            ok, expected = isinstance(value, bool), "true or false"
+        if not ok:
+            raise StudyError(f"{source}: [roles] {role} = {_toml(value)} must be {expected}")
 
 
 def _is_number(value: Any) -> bool:
