@@ -22,6 +22,15 @@ def test_missing_columns_are_all_named(schema, small_cohort):
         schema.check(small_cohort.drop(columns=["age", "smoker"]))
 
 
+def test_a_missing_outcome_is_named_as_the_outcome(schema, small_cohort):
+    # permed evaluate requires the outcome: it is not a feature to impute
+    with pytest.raises(SchemaMismatchError, match=(
+            r"^the outcome column\(s\) 'disease' are missing: evaluating a model needs each "
+            r"patient's recorded outcome, in the columns named as in training \(to score "
+            r"patients without it, use permed predict\)$")):
+        schema.check(small_cohort.drop(columns=["disease"]), require=["disease"])
+
+
 def test_text_in_a_numeric_column_is_refused(schema, small_cohort):
     small_cohort["chol"] = small_cohort["chol"].astype(object)
     small_cohort.loc[2, "chol"] = "high"

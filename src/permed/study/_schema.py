@@ -113,13 +113,20 @@ class FittedSchema:
             Listing every missing column and every numeric column holding text.
         """
         needed = self.names + list(require or [])
-        missing = [c for c in needed if c not in frame.columns]
+        missing = [c for c in self.names if c not in frame.columns]
         problems = []
         if missing:
             problems.append(
                 f"{len(missing)} column(s) the model was trained on are missing: "
                 + ", ".join(f"'{c}'" for c in missing)
                 + ": add them (empty values are allowed and are imputed)")
+        unrecorded = [c for c in require or [] if c not in frame.columns]
+        if unrecorded:
+            problems.append(
+                "the outcome column(s) " + ", ".join(f"'{c}'" for c in unrecorded)
+                + " are missing: evaluating a model needs each patient's recorded outcome, in "
+                "the columns named as in training (to score patients without it, use permed "
+                "predict)")
         for name in [*self.numeric, *self.genes]:
             if name not in frame.columns:
                 continue
