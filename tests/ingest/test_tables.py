@@ -7,6 +7,7 @@ import pytest
 
 from permed.exceptions import DataError
 from permed.ingest import export_dataset, get_dataset, list_datasets, read_table
+from permed.testing import shared_data
 
 
 def test_missing_markers_are_read_as_missing(tmp_path):
@@ -63,3 +64,56 @@ def test_export_puts_the_diagnose_target_last(tmp_path):
     assert frame.columns[-1] == "diagnosis"
     assert frame.shape == (569, 31)
     assert sorted(frame["diagnosis"].unique()) == ["benign", "malignant"]
+
+
+HEART = "uci_heart_cleveland/processed.cleveland.tsv"
+
+
+def test_semicolon_csv_with_decimal_commas_reads_like_the_original(tmp_path):
+    # a European Excel export of the Cleveland table: ';' between fields, ',' for decimals
+    original, _ = read_table(shared_data(HEART))
+    path = tmp_path / "heart.csv"
+    original.to_csv(path, sep=";", decimal=",", index=False)
+    assert path.read_text().splitlines()[1].startswith("63;1;1;145;233;1;2;150;0;2,3;")
+    frame, info = read_table(path)
+    pd.testing.assert_frame_equal(frame, original)
+    assert (info.delimiter, info.decimal) == (";", ",")
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_csv_delimiter_is_detected(tmp_path, delimiter):
+    path = tmp_path / "t.csv"
+    path.write_text(delimiter.join(["age", "sex", "note"]) + "\n"
+                    + delimiter.join(["63", "1", '"a, b"']) + "\n"
+                    + delimiter.join(["37.5", "NA", "c"]) + "\n")
+    frame, info = read_table(path)
+    assert frame.columns.tolist() == ["age", "sex", "note"]
+    assert frame["age"].tolist() == [63.0, 37.5]
+    assert frame["note"].tolist() == ["a, b", "c"]
+    assert (info.delimiter, info.decimal) == (delimiter, ".")
+
+
+@pytest.mark.parametrize(
+    ("content", "columns"),
+    [
+        ("a,b;c\n1,2;3\n", ["a", "b;c"]),  # both split it in two: a comma, as before
+        ("a;b|c\n1;2|3\n", ["a;b|c"]),  # ';' and '|' tie: a comma, as before
+        ("a\n1\n2\n", ["a"]),
+        ('id,drugs\n1,"x;y;z"\n2,w\n', ["id", "drugs"]),
+    ],
+)
+def test_an_ambiguous_csv_is_read_with_commas(tmp_path, content, columns):
+    path = tmp_path / "t.csv"
+    path.write_text(content)
+    frame, info = read_table(path)
+    assert frame.columns.tolist() == columns
+    assert info.delimiter == ","
+
+
+def test_decimal_comma_is_not_assumed_beside_decimal_points(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("code;value\n1,2;3.5\n4,5;6.5\n")
+    frame, info = read_table(path)
+    assert frame["code"].tolist() == ["1,2", "4,5"]
+    assert frame["value"].tolist() == [3.5, 6.5]
+    assert info.decimal == "."

@@ -1,8 +1,17 @@
-"""Read patient tables (CSV, TSV, Parquet) with the project's missing-value markers."""
+"""Read patient tables (CSV, TSV, Parquet) with the project's missing-value markers.
+
+A ``.csv`` may be separated by ``,``, ``;``, tabs or ``|``: hospital exports from Excel in much
+of Europe use ``;`` with decimal commas (``63;1;233,5``). The delimiter is the one that splits
+the header and the first rows into the same number (two or more) of fields; a file that stays
+ambiguous is read with ``,``.
+"""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,15 +24,26 @@ __all__ = ["MISSING_MARKERS", "SUPPORTED_SUFFIXES", "TableInfo", "fingerprint", 
 MISSING_MARKERS = ["", "NA", "N/A", "?", "NaN", "nan"]
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".parquet")
 
+_DELIMITERS = (",", ";", "\t", "|")
+_SNIFF_BYTES = 1 << 16
+_SNIFF_ROWS = 20
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
+_DECIMAL_POINT = re.compile(r"[+-]?\d*\.\d+")
+
 
 @dataclass(frozen=True)
 class TableInfo:
-    """Where a table came from and what it holds."""
+    """Where a table came from and what it holds.
+
+    ``delimiter`` and ``decimal`` are how a CSV or TSV was read (``None`` for other formats).
+    """
 
     path: str
     fingerprint: str
     rows: int
     columns: int
+    delimiter: str | None = None
+    decimal: str | None = None
 
 
 def fingerprint(path: str | Path) -> str:
@@ -39,7 +59,8 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, TableInfo]:
     """Read a CSV, TSV or Parquet table.
 
     ``""``, ``NA``, ``N/A``, ``?`` (and ``NaN``) are read as missing; column names are stripped
-    of surrounding spaces.
+    of surrounding spaces. A ``.csv`` separated by ``;``, tabs or ``|`` is detected, and
+    decimal commas (``233,5``) are read as numbers in a table not separated by commas.
 
     Parameters
     ----------
@@ -50,7 +71,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, TableInfo]:
     -------
     frame : pandas.DataFrame
     info : TableInfo
-        Path, SHA-256 fingerprint and shape.
+        Path, SHA-256 fingerprint, shape, and the delimiter and decimal mark of a CSV or TSV.
 
     Raises
     ------
@@ -75,28 +96,73 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, TableInfo]:
             f"data file '{path}' has suffix '{suffix or '(none)'}'; expected one of "
             f"{', '.join(SUPPORTED_SUFFIXES)}: convert the file or rename it"
         )
-    frame = _parse(path, suffix)
+    frame, delimiter, decimal = _parse(path, suffix)
     frame.columns = [str(c).strip() for c in frame.columns]
     _check_shape(frame, path)
     frame.attrs["source_dir"] = str(path.resolve().parent)  # relative image paths start here
-    info = TableInfo(str(path), fingerprint(path), len(frame), frame.shape[1])
+    info = TableInfo(str(path), fingerprint(path), len(frame), frame.shape[1], delimiter,
+                     decimal)
     return frame, info
 
 
-def _parse(path: Path, suffix: str) -> pd.DataFrame:
+def _sniff(source: str | Path | io.BytesIO, suffix: str) -> tuple[str, str]:
+    """The delimiter and decimal mark of a CSV/TSV, from its header and first rows."""
+    if isinstance(source, io.BytesIO):
+        head = source.getvalue()[:_SNIFF_BYTES]
+    else:
+        with open(source, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    truncated = len(head) == _SNIFF_BYTES  # the last row may be cut short: it is not counted
+    fields = {d: _fields(text, d, truncated) for d in _DELIMITERS}
+    delimiter = "\t" if suffix == ".tsv" else _delimiter(fields)
+    rows = _records(text, delimiter, truncated)[1:]
+    values = [v.strip() for row in rows for v in row]
+    decimal_comma = (delimiter != ","
+                     and any(_DECIMAL_COMMA.fullmatch(v) for v in values)
+                     and not any(_DECIMAL_POINT.fullmatch(v) for v in values))
+    return delimiter, "," if decimal_comma else "."
+
+
+def _records(text: str, delimiter: str, truncated: bool) -> list[list[str]]:
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r]
+    except csv.Error:
+        return []
+    return (rows[:-1] if truncated else rows)[:_SNIFF_ROWS + 1]
+
+
+def _fields(text: str, delimiter: str, truncated: bool) -> int:
+    """Fields per row when the header and every sampled row agree (two or more), else 0."""
+    rows = _records(text, delimiter, truncated)
+    counts = {len(row) for row in rows}
+    return counts.pop() if len(rows) >= 2 and len(counts) == 1 and min(counts) >= 2 else 0
+
+
+def _delimiter(fields: dict[str, int]) -> str:
+    """The delimiter that splits the rows into the most fields; a tie or no split: a comma."""
+    most = max(fields.values())
+    best = [d for d, n in fields.items() if n == most]
+    return best[0] if most and len(best) == 1 else ","
+
+
+def _parse(path: Path, suffix: str) -> tuple[pd.DataFrame, str | None, str | None]:
     from permed.privacy import table_source
 
     source = table_source(path)  # an encrypted extract is decrypted in memory with the data key
     try:
         if suffix == ".parquet":
-            return pd.read_parquet(source)
-        return pd.read_csv(
+            return pd.read_parquet(source), None, None
+        delimiter, decimal = _sniff(source, suffix)
+        frame = pd.read_csv(
             source,
-            sep="\t" if suffix == ".tsv" else ",",
+            sep=delimiter,
+            decimal=decimal,
             na_values=MISSING_MARKERS,
             keep_default_na=False,
             skipinitialspace=True,
         )
+        return frame, delimiter, decimal
     except pd.errors.EmptyDataError:
         raise DataError(f"data file '{path}' is empty: it needs a header row and data") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
