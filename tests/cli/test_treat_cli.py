@@ -72,3 +72,15 @@ def test_a_feature_that_encodes_the_treatment_is_refused(aids):
             "only): a feature must not be the treatment itself or be recorded because of it; "
             "drop it with --drop 'txgrp'") in result.stderr.replace("\n", " ")
     assert not (aids / "leaky").exists()
+
+
+def test_an_encrypted_runs_report_lists_no_patient(aids):
+    assert permed("keys", "create", "--out", aids / "site.key").returncode == 0
+    result = permed("train", aids / "aids.csv", *TREAT, "--drop", "txgrp,time", "--encrypt",
+                    "--key-file", aids / "site.key", "--out", aids / "encrypted", *FAST)
+    assert result.returncode == 0, result.stderr
+    html = (aids / "encrypted" / "report.html").read_text()
+    assert "The run is encrypted and this report is not, so the held-out patients&#39; rows " \
+           "are left out" in html
+    assert "<th scope=\"col\">Arm received</th>" not in html  # the table of the first rows
+    assert "Value of the recommendation" in html

@@ -23,7 +23,8 @@ from permed.privacy._rotate import ENV_PAUSE
 from permed.privacy._synthetic import phi_table
 
 FAST = ["--models", "logistic", "--cv", "2", "--bootstrap", "100", "--quiet"]
-ENCRYPTED = ("predictions.csv", "model/model.joblib", "model/schema.json")
+ENCRYPTED = ("predictions.csv", "explanations.json", "model/model.joblib",
+             "model/schema.json")
 
 
 def _say(capsys) -> str:
@@ -61,6 +62,17 @@ def test_run_files_are_encrypted_and_hold_no_plaintext(run):
     assert index["encrypted"] is True
     assert index["data_key_id"] == key_id
     assert index["signature"]["algorithm"] == "HMAC-SHA256"
+
+
+def test_the_report_in_clear_shows_no_individual_patient(run):
+    tmp, table = run
+    html = (tmp / "run" / "report.html").read_text()
+    assert "The run is encrypted and this report is not, so the example patients and their " \
+           "factors are left out" in html
+    assert "Examples: the test patients" not in html
+    assert "Global importance" in html  # the aggregates stay
+    for mrn in table["patient_id"].astype(str):
+        assert mrn not in html
 
 
 def test_predict_with_the_key(run):

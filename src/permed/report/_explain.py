@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 
+from permed.privacy import read_bytes
+from permed.report._clear import patients_left_out, run_is_encrypted
 from permed.report._html import (
     DASH,
     Block,
@@ -122,8 +124,8 @@ def _read_details(run: RunFiles, entry: Mapping[str, Any]) -> dict[str, Any] | s
     path = run.run_dir / name
     if not path.is_file():
         return f"{name} is missing, so the per-patient plot and examples are left out"
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+    try:  # decrypted in memory when the run is encrypted
+        content = json.loads(read_bytes(path, name).decode("utf-8"))
     except (OSError, ValueError) as exc:
         return f"{name} cannot be read ({exc}), so the per-patient plot and examples are left out"
     return content if isinstance(content, dict) else f"{name} does not hold a JSON object"
@@ -199,6 +201,9 @@ def explanation_section(run: RunFiles) -> Section:
     blocks += [Figures(figures), _importance_table(entry["importance"], scale)]
     if isinstance(details, str):
         blocks.append(Note(details + ".", tone="warning"))
+    elif run_is_encrypted(run):
+        blocks.append(patients_left_out("the example patients and their factors",
+                                        "permed predict RUN_DIR DATA --explain"))
     elif (examples := _examples(details, scale)) is not None:
         blocks.append(examples)
     blocks.append(Note(

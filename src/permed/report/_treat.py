@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from permed.report._clear import patients_left_out, run_is_encrypted
 from permed.report._explain import explanation_section
 from permed.report._fairness import fairness_sentence
 from permed.report._html import (
@@ -284,10 +285,14 @@ def outcomes_section(run: RunFiles) -> Section:
         blocks.append(Figures([Figure(effect_histogram(effects, run.target), "Effects",
                                       "Each patient's estimated effect of an arm against the "
                                       f"reference arm {arms[0]}.")]))
-    blocks.append(Table(header=["Row", "Arm received", *[f"{a} (95% CI)" for a in arms],
-                                "Recommendation"],
-                        rows=_example_rows(frame, arms, digits),
-                        caption=f"The first {min(_EXAMPLES, len(frame))} held-out patients"))
+    if run_is_encrypted(run):
+        blocks.append(patients_left_out("the held-out patients' rows",
+                                        "permed predict RUN_DIR DATA"))
+    else:
+        blocks.append(Table(header=["Row", "Arm received", *[f"{a} (95% CI)" for a in arms],
+                                    "Recommendation"],
+                            rows=_example_rows(frame, arms, digits),
+                            caption=f"The first {min(_EXAMPLES, len(frame))} held-out patients"))
     return Section("outcomes", title, blocks)
 
 

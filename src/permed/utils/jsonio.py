@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["clean", "read_json", "write_json"]
+__all__ = ["clean", "dumps", "read_json", "write_json"]
 
 
 def clean(value: Any) -> Any:
@@ -29,9 +29,14 @@ def clean(value: Any) -> Any:
     return value
 
 
+def dumps(value: Any) -> str:
+    """``value`` as indented, strict JSON text, ending with a newline."""
+    return json.dumps(clean(value), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(path: str | Path, value: Any) -> None:
     """Write ``value`` as indented, strict JSON."""
-    Path(path).write_text(json.dumps(clean(value), indent=2, allow_nan=False) + "\n")
+    Path(path).write_text(dumps(value))
 
 
 def read_json(path: str | Path) -> Any:

@@ -19,7 +19,7 @@ from permed.exceptions import StudyError
 from permed.ingest import TableInfo, read_table
 from permed.privacy import AuditLog, require_key, write_bytes
 from permed.study import Study, validate
-from permed.utils.jsonio import write_json
+from permed.utils.jsonio import dumps, write_json
 from permed.workflow._config import TrainConfig
 from permed.workflow._result import RunResult, Timings
 
@@ -124,9 +124,9 @@ def write_run(result: RunResult, info: TableInfo, study: Study, config: TrainCon
         save_bundle(result.model, result.schema, staging / BUNDLE_DIR, key=key)
         write_json(staging / "metrics.json", metrics)
         write_json(staging / "manifest.json", manifest)
-        for name, content in result.files.items():
+        for name, content in result.files.items():  # per-patient JSON: explanations.json
             if not isinstance(content, bytes):
-                write_json(staging / name, content)
+                write_bytes(staging / name, dumps(content).encode(), key, name)
         write_report(staging)
         audit = AuditLog.continued(Path(out) / "audit.log", staging / "audit.log")
         audit.append("read", data=info.fingerprint, rows=info.rows, columns=info.columns)
