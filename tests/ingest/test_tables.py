@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import zipfile
+
 import pandas as pd
 import pytest
 
@@ -117,3 +120,45 @@ def test_decimal_comma_is_not_assumed_beside_decimal_points(tmp_path):
     assert frame["code"].tolist() == ["1,2", "4,5"]
     assert frame["value"].tolist() == [3.5, 6.5]
     assert info.decimal == "."
+
+
+def _xlsx(path):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        archive.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
+
+
+def _xls(path):
+    # the OLE2 signature, then a directory entry named "Workbook" in UTF-16
+    path.write_bytes(bytes.fromhex("d0cf11e0a1b11ae1") + bytes(504) + "Workbook".encode(
+        "utf-16-le") + bytes(64))
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "kind"),
+    [
+        (_xlsx, "heart.xlsx", ".xlsx"),
+        (_xlsx, "heart.csv", ".xlsx"),  # renamed: it was "'utf-8' codec can't decode byte"
+        (_xlsx, "heart.parquet", ".xlsx"),
+        (_xls, "heart.xls", "legacy .xls"),
+        (_xls, "heart.csv", "legacy .xls"),
+    ],
+)
+def test_an_excel_workbook_is_named_with_the_way_to_a_csv(tmp_path, make, name, kind):
+    path = tmp_path / name
+    make(path)
+    message = (f"data file '{path}' is an Excel workbook ({kind}), which permed does not read: "
+               "open it in Excel and save the sheet with the data as CSV (File > Save As > "
+               "'CSV UTF-8 (Comma delimited)'), or as Parquet")
+    with pytest.raises(DataError, match=f"^{re.escape(message)}$"):
+        read_table(path)
+
+
+def test_a_zip_that_is_no_workbook_is_not_called_one(tmp_path):
+    path = tmp_path / "t.csv"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("word/document.xml", "<document/>")
+    with pytest.raises(DataError, match="could not be read as CSV") as raised:
+        read_table(path)
+    assert "Excel" not in str(raised.value)

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ _SNIFF_BYTES = 1 << 16
 _SNIFF_ROWS = 20
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 _DECIMAL_POINT = re.compile(r"[+-]?\d*\.\d+")
+_ZIP = b"PK\x03\x04"
+_OLE2 = bytes.fromhex("d0cf11e0a1b11ae1")  # legacy .xls (and other old Office files)
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, TableInfo]:
     Raises
     ------
     DataError
-        The file does not exist, has an unsupported suffix, cannot be parsed, is empty or has
-        duplicate column names.
+        The file does not exist, is an Excel workbook, has an unsupported suffix, cannot be
+        parsed, is empty or has duplicate column names.
 
     Examples
     --------
@@ -90,6 +93,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, TableInfo]:
         return read_image_folder(path)
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist: check the path")
+    _refuse_excel(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DataError(
@@ -103,6 +107,35 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, TableInfo]:
     info = TableInfo(str(path), fingerprint(path), len(frame), frame.shape[1], delimiter,
                      decimal)
     return frame, info
+
+
+def _refuse_excel(path: Path) -> None:
+    """An Excel workbook, whatever its suffix, gets the way to a CSV instead of a parse error."""
+    kind = _excel_kind(path)
+    if kind:
+        raise DataError(
+            f"data file '{path}' is an Excel workbook ({kind}), which permed does not read: "
+            "open it in Excel and save the sheet with the data as CSV (File > Save As > "
+            "'CSV UTF-8 (Comma delimited)'), or as Parquet"
+        )
+
+
+def _excel_kind(path: Path) -> str | None:
+    with open(path, "rb") as fh:
+        head = fh.read(len(_OLE2))
+    if head.startswith(_ZIP):  # .xlsx: a ZIP of XML parts, the workbook's under xl/
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return None
+        workbook = "[Content_Types].xml" in names and any(n.startswith("xl/") for n in names)
+        return ".xlsx" if workbook else None
+    if head == _OLE2:  # an old Office file names its streams in UTF-16: Workbook (Excel 5: Book)
+        content = path.read_bytes()
+        if any(n.encode("utf-16-le") in content for n in ("Workbook", "Book")):
+            return "legacy .xls"
+    return None
 
 
 def _sniff(source: str | Path | io.BytesIO, suffix: str) -> tuple[str, str]:
