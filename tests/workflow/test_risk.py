@@ -204,6 +204,18 @@ def test_horizons_beyond_follow_up_name_the_longest_follow_up(cohort, tmp_path):
                horizons=[100, 5000])
 
 
+def test_a_horizon_few_patients_reach_is_warned_about_and_recorded(cohort, tmp_path):
+    days = np.sort(cohort["days"].to_numpy())
+    late = float(days[-3])  # 3 of the 120 patients are followed this long
+    run = _train(cohort, tmp_path, horizons=[100, late])
+    warnings = json.loads((run / "manifest.json").read_text())["warnings"]
+    assert warnings[0] == (
+        f"--horizons {late:g}: only 3 of 120 patients are followed that long in 'days', so the "
+        f"risk by {late:g} rests on them and its calibration cannot be checked; choose horizons "
+        f"up to {days[-20]:g}, which 20 patients reach")
+    assert f"<li>{warnings[0]}</li>" in (run / "report.html").read_text().replace("&#39;", "'")
+
+
 def test_a_named_event_value_is_read_as_the_event(cohort, tmp_path):
     named = cohort.assign(status=np.where(cohort["status"] == 1, "dead", "alive"))
     with pytest.raises(DataError, match=r"event column 'status' has values other than 0/1: "

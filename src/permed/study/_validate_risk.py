@@ -7,6 +7,7 @@ trains, so every message below reaches the user before any model is fitted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["RiskOptions", "check_risk", "encode_event", "follow_up_times"]
 
 # Labels read as "event" / "censored" without --event-value.
+# A horizon fewer patients than this (and than this share) are followed to is warned about.
+MIN_FOLLOWED = 20
+MIN_FOLLOWED_SHARE = 0.05
 _EVENT_LABELS = {"1": True, "0": False, "True": True, "False": False, "true": True,
                  "false": False}
 
@@ -219,7 +223,8 @@ def _check_zero_times(frame: pd.DataFrame, study: Study, report: ValidationRepor
 
 def _check_horizons(frame: pd.DataFrame, study: Study, report: ValidationReport,
                     horizons: tuple[float, ...]) -> None:
-    longest = float(to_numeric(frame[study.time]).max())
+    times = to_numeric(frame[study.time]).dropna().to_numpy()
+    longest = float(times.max())
     beyond = [h for h in horizons if h >= longest]
     if beyond:
         shown = ", ".join(f"{h:g}" for h in beyond)
@@ -227,3 +232,13 @@ def _check_horizons(frame: pd.DataFrame, study: Study, report: ValidationReport,
             f"--horizons {shown} {'is' if len(beyond) == 1 else 'are'} beyond the follow-up in "
             f"'{study.time}': the longest follow-up is {longest:g}; choose horizons below "
             f"{longest:g}", study.time)
+    enough = max(MIN_FOLLOWED, math.ceil(MIN_FOLLOWED_SHARE * len(times)))
+    reach = float(np.sort(times)[::-1][enough - 1]) if len(times) >= enough else 0.0
+    for horizon in (h for h in horizons if h < longest):
+        followed = int((times >= horizon).sum())
+        if followed < enough:
+            report.warn(
+                f"--horizons {horizon:g}: only {followed} of {len(times)} patients are followed "
+                f"that long in '{study.time}', so the risk by {horizon:g} rests on them and its "
+                f"calibration cannot be checked; choose horizons up to {reach:g}, which "
+                f"{enough} patients reach", study.time)

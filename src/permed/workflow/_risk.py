@@ -11,7 +11,6 @@ time-dependent AUC and calibration at each horizon) come with bootstrap 95% CIs.
 from __future__ import annotations
 
 import math
-import sys
 import time as clock
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,10 +363,20 @@ class _Outcome:
     left_out: int
 
 
-def _outcome(frame: pd.DataFrame, study: Study, options: RiskOptions) -> _Outcome:
+def _outcome(frame: pd.DataFrame, study: Study, options: RiskOptions,
+             validation: ValidationReport | None = None,
+             progress: Progress | None = None) -> _Outcome:
+    """The outcome, checked with the options (event value, horizons); warnings the table's
+    ``validation`` did not raise join it (and so manifest.json) and are noted."""
     report = ValidationReport()
     check_risk(frame, study, report, options)
     report.raise_errors()
+    if validation is not None:
+        known = {f.message for f in validation.warnings}
+        for finding in (f for f in report.warnings if f.message not in known):
+            validation.warn(finding.message, finding.column)
+            if progress is not None:
+                progress.note(f"warning: {finding.message}")
     time = follow_up_times(frame, study).to_numpy(dtype=np.float64)
     event = encode_event(frame[study.event], options.event_value).to_numpy(dtype=bool)
     kept = time > 0
@@ -400,7 +409,8 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     names = config.models or default_models()
     for name in names:
         make_model(name, config.seed, config.device)  # refuses unknown names up front
-    outcome = _outcome(frame, study, RiskOptions(config.event_value, tuple(config.horizons)))
+    outcome = _outcome(frame, study, RiskOptions(config.event_value, tuple(config.horizons)),
+                       validation, progress)
     frame = frame.iloc[outcome.kept]
     time, event = outcome.time, outcome.event
     dev_idx, test_idx = train_test_split(np.arange(len(frame)), test_size=config.test_size,
@@ -653,7 +663,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     from permed.privacy import active_key, write_bytes
     from permed.report import write_report
     from permed.utils.jsonio import read_json, write_json
-    from permed.workflow._run import package_versions
+    from permed.workflow._apply import external_manifest
 
     development = read_json(Path(run_dir) / "metrics.json")
     frame, info = read_table(data)
@@ -667,6 +677,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
         model, frame, outcome.time, outcome.event,
         (reference, "Kaplan-Meier estimate of the censoring distribution of the external "
                     "cohort"), n_boot, seed)
+    counts = {"censored": int((~outcome.event).sum()), "event": int(outcome.event.sum())}
     sensitive = [c for c in study.sensitive if c in frame.columns]
     fairness = (_fairness(study.with_overrides(sensitive=sensitive), frame, predictions, model,
                           TrainConfig(n_boot=max(n_boot, 100), seed=seed))
@@ -677,10 +688,10 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
                  "source": Path(info.path).name, "test_rows": len(frame)},
         "external": {"run": str(run_dir), "development_fingerprint":
                      development.get("data", {}).get("fingerprint")},
-        **{k: development[k] for k in ("target", "horizons", "selected_model", "selection", "cv")
+        **{k: development[k] for k in ("horizons", "selected_model", "selection", "cv")
            if k in development},
-        "outcome": {**development.get("outcome", {}), "event": int(outcome.event.sum()),
-                    "censored": int((~outcome.event).sum()),
+        "target": {**development.get("target", {}), "counts": counts},
+        "outcome": {**development.get("outcome", {}), **counts,
                     "max_follow_up": float(outcome.time.max()),
                     "left_out_zero_time": outcome.left_out},
         "test": figures["test"], "td_auc_by_horizon": figures["td_auc_by_horizon"],
@@ -705,10 +716,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
         write_json(staging / "metrics.json", metrics)
         write_bytes(staging / "predictions.csv", predictions.to_csv(index=False).encode(),
                     active_key() if bundle_is_encrypted(run_dir) else None)
-        write_json(staging / "manifest.json", {
-            "command": " ".join(["permed", *sys.argv[1:]]), "seed": seed,
-            "data": {"path": info.path, "fingerprint": info.fingerprint},
-            "development_run": str(run_dir), "packages": package_versions(),
-            "study": study.to_dict(), "config": {"n_boot": n_boot, "seed": seed}})
+        write_json(staging / "manifest.json",
+                   external_manifest(run_dir, info, study, n_boot, seed))
         write_report(staging)
     return Path(out)
