@@ -53,6 +53,31 @@ def test_ingest_fhir_writes_table_and_study(permed, tmp_path):
     assert study.fhir["body_temperature_8310_5_latest"] == {"loinc": "8310-5", "unit": "Cel"}
 
 
+def test_ingest_fhir_hands_over_a_study_that_validates(permed, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = permed("ingest", "fhir", shared_data("synthea_fhir_covid_juvenile"), "--out",
+                    "patients.parquet")
+    assert result.returncode == 0, result.stderr
+    counts = ", ".join(f"{name}_count" for name in (
+        "body_temperature_8310_5", "body_weight_29463_7", "diastolic_blood_pressure_8462_4",
+        "heart_rate_8867_4", "oxygen_saturation_in_arterial_blood_2708_6",
+        "respiratory_rate_9279_1", "systolic_blood_pressure_8480_6"))
+    assert " ".join(result.stdout.split()) == (
+        "10 patients x 41 features from 12 file(s): patients.parquet; column roles and units: "
+        "patients.study.toml "
+        "9 column(s) hold one value for every patient (nothing to learn from; validation "
+        "refuses them as features), so patients.study.toml lists them under drop: deceased, "
+        f"marital_status, {counts} "
+        "permed serve reads 9 of the 32 features from a live Bundle ([fhir] in the study: "
+        "gender, age_years, the latest value of 7 observation(s)) "
+        "the other 23 (observation mean, min, max, active conditions) are not read from a "
+        "Bundle: when serving they are missing and the model imputes them; drop them to train "
+        "on what serving reads")
+    checked = permed("validate", "patients.parquet", "--study", "patients.study.toml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "0 error(s), 0 warning(s)" in checked.stdout
+
+
 def test_ingest_refuses_an_unknown_output_suffix(permed, tmp_path):
     result = permed("ingest", "mimic", shared_data("mimic3_demo"), "--out", tmp_path / "x.xlsx")
     assert result.returncode == 1

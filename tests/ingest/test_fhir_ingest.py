@@ -103,3 +103,48 @@ def test_bad_files_are_named(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"resourceType": "Organization"}))
     with pytest.raises(DataError, match="no Patient resource in the 1 file"):
         read_fhir(tmp_path / "other.json")
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return read_fhir(shared_data("synthea_fhir_covid_juvenile"))
+
+
+def test_the_study_drops_the_constant_columns(cohort):
+    # one COVID-19 visit each: every vital sign counted once, nobody deceased, all single
+    study = cohort.study()
+    assert study.drop == ["deceased", "marital_status", *(
+        f"{name}_count" for name in (
+            "body_temperature_8310_5", "body_weight_29463_7",
+            "diastolic_blood_pressure_8462_4", "heart_rate_8867_4",
+            "oxygen_saturation_in_arterial_blood_2708_6", "respiratory_rate_9279_1",
+            "systolic_blood_pressure_8480_6"))]
+    assert study.drop == cohort.constant()
+    assert study.id == "patient_id"
+    assert study.columns["body_temperature_8310_5_mean"].unit == "Cel"
+
+
+def test_the_study_maps_what_serve_reads_from_a_bundle(cohort):
+    study = cohort.study()
+    assert study.fhir == {
+        "gender": "Patient.gender", "age_years": "Patient.birthDate",
+        **{c: {"loinc": code, "unit": cohort.units[c]} for c, code in cohort.loinc.items()}}
+    assert all(c.endswith("_latest") for c in list(study.fhir)[2:])
+
+
+def test_serve_reads_the_mapped_features_of_a_bundle_as_the_table_holds_them(cohort):
+    from permed.serve._fhir import features_from_bundle
+
+    study = cohort.study()
+    bundle = json.loads(shared_data(f"synthea_fhir_covid_juvenile/{BIBI}").read_text())
+    served = features_from_bundle(bundle, study.fhir, list(study.fhir))
+    row = cohort.frame.set_index("patient_id").loc["475d72ca-91c7-7211-97e3-f000af33fc04"]
+    for column in study.fhir:
+        if column.endswith("_latest"):
+            assert served.values[column] == pytest.approx(row[column], rel=1e-9), column
+    assert served.values["gender"] == row["gender"] == "female"
+    # serve: completed years at her latest observation (2020-03-07); the table: years with
+    # decimals at her latest record (2020-05-14)
+    assert served.values["age_years"] == 10
+    assert row["age_years"] == pytest.approx(11.04)
+    assert served.missing == []

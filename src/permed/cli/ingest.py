@@ -9,7 +9,7 @@ import typer
 
 from permed.cli._console import err, out
 from permed.exceptions import PermedError
-from permed.study import ColumnSpec, Study
+from permed.study import Study
 
 __all__ = ["app"]
 
@@ -50,17 +50,48 @@ def fhir(
 
     table = read_fhir(source, as_of=as_of)
     _write(table.frame, out_file)
-    study = Study(id="patient_id",
-                  columns={c: ColumnSpec(unit=u) for c, u in table.units.items() if u},
-                  fhir={c: {"loinc": code, "unit": table.units[c]}
-                        for c, code in table.loinc.items() if table.units.get(c)})
+    study = table.study()
     written = _write_study(study, out_file)
     out.print(f"{len(table.frame)} patients x {table.frame.shape[1] - 1} features from "
               f"{table.files} file(s): {out_file}; column roles and units: {written}",
               highlight=False)
+    if study.drop:
+        out.print(f"{len(study.drop)} column(s) hold one value for every patient (nothing to "
+                  f"learn from; validation refuses them as features), so {written} lists them "
+                  f"under drop: {', '.join(study.drop)}", highlight=False, markup=False)
+    _print_served(table.frame, study)
     for code, count in table.dropped_units.items():
         err.print(f"warning: LOINC {code}: {count} value(s) in a unit other than the code's "
                   "main unit were left out", highlight=False)
+
+
+def _print_served(frame: pd.DataFrame, study: Study) -> None:
+    """Which features permed serve reads from a live Bundle, and which it leaves to impute."""
+    features = [c for c in frame.columns if c != "patient_id" and c not in study.drop]
+    read = [c for c in features if c in study.fhir]
+    latest = sum(1 for c in read if c.endswith("_latest"))
+    named = [c for c in read if not c.endswith("_latest")]
+    what = ", ".join([*named, f"the latest value of {latest} observation(s)"] if latest
+                     else named) or "none"
+    out.print(f"permed serve reads {len(read)} of the {len(features)} features from a live "
+              f"Bundle ([fhir] in the study: {what})", highlight=False, markup=False)
+    unread = [c for c in features if c not in study.fhir]
+    if unread:
+        out.print(f"the other {len(unread)} ({_kinds(unread)}) are not read from a Bundle: "
+                  "when serving they are missing and the model imputes them; drop them to "
+                  "train on what serving reads", highlight=False)
+
+
+def _kinds(columns: list[str]) -> str:
+    """``observation mean, min, max``, ``active conditions`` and the other names, in short."""
+    stats = [s for s in ("mean", "min", "max", "count")
+             if any(c.endswith(f"_{s}") and not c.startswith("condition_") for c in columns)]
+    conditions = any(c.startswith("condition_") for c in columns)
+    others = [c for c in columns if not c.startswith("condition_")
+              and not c.endswith(("_mean", "_min", "_max", "_count"))]
+    parts = ([f"observation {', '.join(stats)}"] if stats else []) + (
+        ["active conditions"] if conditions else []) + others
+    return ", ".join(parts)
 
 
 @app.command("mimic")

@@ -32,12 +32,15 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from permed.exceptions import DataError
+
+if TYPE_CHECKING:
+    from permed.study import Study
 
 __all__ = ["FhirTable", "read_fhir"]
 
@@ -45,6 +48,8 @@ LOINC = "http://loinc.org"
 _ACTIVE = {"active", "recurrence", "relapse"}
 _US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-"
 _STATS = ("latest", "mean", "min", "max", "count")
+# the demographics permed serve reads from a Bundle's Patient (study FHIR_PATHS)
+_PATIENT_PATHS = {"gender": "Patient.gender", "age_years": "Patient.birthDate"}
 
 
 @dataclass
@@ -70,6 +75,34 @@ class FhirTable:
     loinc: dict[str, str] = field(default_factory=dict)
     dropped_units: dict[str, int] = field(default_factory=dict)
     files: int = 0
+
+    def constant(self) -> list[str]:
+        """The columns with one value (or none) for every patient: nothing to learn from.
+
+        A small extract gives many (one visit each: every ``_count`` is 1; nobody deceased).
+        """
+        return [str(c) for c in self.frame.columns
+                if c != "patient_id" and self.frame[c].dropna().nunique() <= 1]
+
+    def study(self) -> Study:
+        """The study written beside the table.
+
+        ``patient_id`` is the id, each observation column has its unit, the constant columns
+        are under ``drop`` (validation refuses them as features), and ``[fhir]`` maps what
+        ``permed serve`` reads from a live Bundle: ``gender`` (``Patient.gender``),
+        ``age_years`` (``Patient.birthDate``) and each ``_latest`` column (its LOINC code and
+        unit). Serving leaves every other feature missing, for the model to impute.
+        """
+        from permed.study import ColumnSpec, Study
+
+        drop = self.constant()
+        patient = {name: path for name, path in _PATIENT_PATHS.items()
+                   if name in self.frame.columns}
+        observed = {c: {"loinc": code, "unit": self.units[c]}
+                    for c, code in self.loinc.items() if self.units.get(c)}
+        fhir = {c: source for c, source in {**patient, **observed}.items() if c not in drop}
+        return Study(id="patient_id", drop=drop, fhir=fhir,
+                     columns={c: ColumnSpec(unit=u) for c, u in self.units.items() if u})
 
 
 def _slug(text: str) -> str:
