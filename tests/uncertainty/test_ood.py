@@ -1,0 +1,41 @@
+"""The shrunk Mahalanobis distance: scikit-learn's Ledoit-Wolf distances, in low-rank form
+when there are more columns than patients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.covariance import LedoitWolf
+
+from permed.uncertainty._ood import ShrunkMahalanobis
+
+
+def _table(n: int, p: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)) * rng.uniform(0.1, 3.0, p)  # unequal spreads
+    X[:, :3] = X[:, :3] > 0  # one-hot-like columns
+    X[:, 3] = X[:, 4] + 0.01 * rng.normal(size=n)  # two nearly collinear columns
+    return X
+
+
+@pytest.mark.parametrize(("n", "p"), [(30, 400), (80, 120), (50, 51), (200, 20)])
+def test_distances_and_shrinkage_equal_scikit_learns(n, p):
+    X, Z = _table(n, p), _table(9, p, seed=1)
+    expected = LedoitWolf().fit(X)
+    ours = ShrunkMahalanobis().fit(X)
+    assert ours.shrinkage_ == pytest.approx(expected.shrinkage_, rel=1e-12)
+    np.testing.assert_allclose(ours.mahalanobis(Z), expected.mahalanobis(Z), rtol=1e-9)
+    np.testing.assert_allclose(ours.mahalanobis(X[:5]), expected.mahalanobis(X[:5]), rtol=1e-9)
+
+
+def test_the_low_rank_form_is_used_only_with_more_columns_than_patients():
+    assert ShrunkMahalanobis().fit(_table(30, 400)).estimator_ is None
+    assert isinstance(ShrunkMahalanobis().fit(_table(200, 20)).estimator_, LedoitWolf)
+
+
+def test_identical_rows_fall_back_to_scikit_learn():
+    # no spread at all: nothing to shrink towards, the pseudo-inverse is needed
+    X = np.ones((5, 40))
+    ours = ShrunkMahalanobis().fit(X)
+    assert isinstance(ours.estimator_, LedoitWolf)
+    np.testing.assert_allclose(ours.mahalanobis(X), LedoitWolf().fit(X).mahalanobis(X))
