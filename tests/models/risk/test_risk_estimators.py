@@ -171,6 +171,8 @@ def test_bad_parameters_are_refused(params, message):
 
 
 def test_unknown_model_name_lists_the_families():
-    with pytest.raises(PermedError, match="--models: unknown risk model 'cox'; available: "
-                                          "coxph, random_survival_forest"):
+    with pytest.raises(PermedError, match="--models: unknown risk model 'cox'; did you mean "
+                                          "'coxph'\\? available: coxph, random_survival_forest"):
         make_model("cox", seed=0)
+    with pytest.raises(PermedError, match="--models: unknown risk model 'svm'; available: "):
+        make_model("svm", seed=0)  # nothing close: no guess

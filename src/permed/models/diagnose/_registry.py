@@ -13,6 +13,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from permed.exceptions import PermedError
+from permed.models._names import unknown_model
 
 __all__ = ["DIAGNOSE_MODELS", "READS_EVENTS", "ModelFamily", "available_models", "default_models",
            "make_model", "require_events"]
@@ -229,10 +230,9 @@ def make_model(name: str, seed: int, device: str = "auto",
                params: dict[str, Any] | None = None) -> BaseEstimator:
     """A fresh, unfitted estimator of one family."""
     if name not in DIAGNOSE_MODELS:
-        raise PermedError(
-            f"--models: unknown diagnose model '{name}'; available: "
-            f"{', '.join(DIAGNOSE_MODELS)}; and fusion (two or more of the table, --note and "
-            "--images); with --images, cnn or cnn_densenet")
+        raise PermedError(unknown_model(
+            "diagnose", name, DIAGNOSE_MODELS, "; and fusion (two or more of the table, --note "
+            "and --images); with --images, cnn or cnn_densenet"))
     family = DIAGNOSE_MODELS[name]
     if not family.available:
         raise PermedError(

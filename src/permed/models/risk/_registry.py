@@ -7,6 +7,7 @@ from typing import Any
 from sklearn.base import BaseEstimator
 
 from permed.exceptions import PermedError
+from permed.models._names import unknown_model
 from permed.models.diagnose import ModelFamily
 from permed.models.risk._boosting import SurvivalBoosting
 from permed.models.risk._cox import PenalizedCox
@@ -107,8 +108,7 @@ def make_model(name: str, seed: int, device: str = "auto",
         For an unknown family, or one whose optional dependency is missing.
     """
     if name not in RISK_MODELS:
-        raise PermedError(f"--models: unknown risk model '{name}'; available: "
-                          f"{', '.join(RISK_MODELS)}")
+        raise PermedError(unknown_model("risk", name, RISK_MODELS))
     family = RISK_MODELS[name]
     if not family.available:
         raise PermedError(f"--models: '{name}' needs the optional dependency '{family.needs}': "

@@ -15,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import SplineTransformer, StandardScaler
 
 from permed.exceptions import PermedError
+from permed.models._names import unknown_model
 from permed.models.treat._base import _TreatEstimator
 from permed.models.treat._causal_forest import CausalForest
 from permed.models.treat._drlearner import DRLearner
@@ -131,8 +132,7 @@ def make_model(name: str, seed: int = 0, outcome: str = "lightgbm",
         For an unknown name.
     """
     if name not in TREAT_MODELS:
-        raise PermedError(f"--models: unknown treat model '{name}'; available: "
-                          f"{', '.join(TREAT_MODELS)}")
+        raise PermedError(unknown_model("treat", name, TREAT_MODELS))
     estimator = TREAT_MODELS[name].build(make_outcome_model(outcome, seed),
                                          make_propensity_model(propensity, seed), seed)
     valid = estimator.get_params()
