@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from permed import __version__ as permed_version
 from permed.testing import run_permed as permed
 
 FAST = ["--models", "logistic", "--cv", "3", "--bootstrap", "200", "--quiet"]
@@ -61,6 +62,49 @@ def test_evaluate_on_another_cohort(workspace, trained):
     assert metrics["data"]["test_rows"] == 200
     assert metrics["test"]["auroc"]["ci_low"] <= metrics["test"]["auroc"]["value"]
     assert "External validation" in (workspace / "ext" / "report.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def external(workspace, trained):
+    """An external validation on 150 benign and 60 malignant patients (the development file
+    has 357 and 212), with its own bootstrap count (the development run used 200)."""
+    frame = pd.read_csv(workspace / "bc.csv")
+    cohort = pd.concat([frame[frame["diagnosis"] == "benign"].head(150),
+                        frame[frame["diagnosis"] == "malignant"].head(60)])
+    cohort.to_csv(workspace / "cohort.csv", index=False)
+    result = permed("evaluate", trained, workspace / "cohort.csv", "--out",
+                    workspace / "external", "--bootstrap", "100")
+    assert result.returncode == 0, result.stderr
+    return workspace / "external", result
+
+
+def test_external_report_describes_the_external_cohort(external):
+    out_dir, _ = external
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["target"]["counts"] == {"benign": 150, "malignant": 60}
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert manifest["permed_version"] == permed_version
+    assert manifest["created"].startswith("20")
+    assert manifest["config"] == {"task": "diagnose", "n_boot": 100, "seed": 42}
+    html = (out_dir / "report.html").read_text()
+    assert "Outcome classes of the 210 patients evaluated" in html
+    assert "<td>150</td><td>71.4%</td>" in html
+    assert "Patients per class: benign: 150, malignant: 60." in html
+    assert "is missing" not in html  # the external run has no model/ and needs none
+    assert "30 predictors the model uses (from model/schema.json of the development run" in html
+    assert "<th scope=\"row\">mean radius</th>" in html
+    assert "<th scope=\"row\">Created</th><td>\u2014</td>" not in html
+    assert "95% CIs of its held-out test figures: 200 bootstrap replicates" in html
+    assert "This external validation: 95% CIs from 100 bootstrap replicates" in html
+
+
+def test_evaluate_titles_the_external_cohorts_figures(external, trained):
+    _, result = external
+    printed = " ".join(result.stderr.split())
+    assert f"Development run: {trained} (logistic, applied unchanged)" in printed
+    assert "External cohort cohort.csv, 210 patients, logistic (95% CI)" in printed
+    assert "Held-out test" not in printed
+    assert "Cross-validation" not in printed
 
 
 def test_report_is_rewritten(trained):

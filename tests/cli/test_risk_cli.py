@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from permed import __version__ as permed_version
 from permed.testing import run_permed as permed
 
 FAST = ["--models", "coxph", "--cv", "3", "--bootstrap", "100", "--quiet"]
@@ -62,6 +63,33 @@ def test_evaluate_validates_a_risk_run_on_another_cohort(gbsg, trained):
     assert metrics["test"]["c_index"]["ci_low"] <= metrics["test"]["c_index"]["value"]
     assert "external cohort" in metrics["evaluation"]["censoring_distribution"]
     assert (gbsg / "external" / "report.html").is_file()
+
+
+def test_external_risk_report_describes_the_external_cohort(gbsg, trained):
+    frame = pd.read_csv(gbsg / "gbsg.csv")
+    cohort = frame.iloc[500:]
+    cohort.to_csv(gbsg / "rest.csv", index=False)
+    result = permed("evaluate", trained, gbsg / "rest.csv", "--out", gbsg / "rest",
+                    "--bootstrap", "150")
+    assert result.returncode == 0, result.stderr
+    printed = " ".join(result.stderr.split())
+    assert f"External cohort rest.csv, {len(cohort)} patients, coxph (95% CI)" in printed
+    assert "Held-out test" not in printed
+    assert "Cross-validation" not in printed
+    counts = {"censored": int((cohort["cens"] == 0).sum()), "event": int(cohort["cens"].sum())}
+    metrics = json.loads((gbsg / "rest" / "metrics.json").read_text())
+    assert metrics["target"]["counts"] == counts
+    manifest = json.loads((gbsg / "rest" / "manifest.json").read_text())
+    assert manifest["permed_version"] == permed_version
+    assert manifest["created"].startswith("20")
+    html = (gbsg / "rest" / "report.html").read_text()
+    assert f"Outcome classes of the {len(cohort)} patients evaluated" in html
+    assert f"censored: {counts['censored']}, event: {counts['event']}." in html
+    assert "is missing" not in html
+    assert "predictors the model uses (from model/schema.json of the development run" in html
+    assert "<th scope=\"row\">tsize</th>" in html
+    assert "95% CIs of its held-out test figures: 100 bootstrap replicates" in html
+    assert "This external validation: 95% CIs from 150 bootstrap replicates" in html
 
 
 def test_bad_times_are_refused_at_the_command_line(gbsg):

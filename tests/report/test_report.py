@@ -305,6 +305,54 @@ def test_external_validation_title_and_note(tmp_path):
     assert "lightgbm \u2714 selected" not in html  # no model comparison table
 
 
+def _external_beside(tmp_path: Path, fingerprint: str) -> Path:
+    """runs/heart (a development run) and runs/heart-ext, an external validation of it that
+    has no model/ and records runs/heart relative to a folder that is not the current one."""
+    development = _write_run(tmp_path / "runs" / "heart", ["0", "1"], {})
+    manifest = json.loads((development / "manifest.json").read_text())
+    manifest["created"] = "2026-11-01T09:00:00Z"
+    (development / "manifest.json").write_text(json.dumps(manifest))
+    external = _write_run(tmp_path / "runs" / "heart-ext", ["0", "1"], {}, external=True)
+    (external / "model" / "schema.json").unlink()
+    (external / "model").rmdir()
+    metrics = json.loads((external / "metrics.json").read_text())
+    metrics["external"] = {"run": "elsewhere/runs/heart", "development_fingerprint": fingerprint}
+    metrics["bootstrap"]["replicates"] = 300
+    (external / "metrics.json").write_text(json.dumps(metrics))
+    return external
+
+
+def test_external_report_reads_the_development_runs_schema_and_settings(tmp_path):
+    from permed.report._html import load_run
+
+    run = load_run(_external_beside(tmp_path, "sha256:" + "ab12" * 16))
+    assert run.problems == ()
+    assert run.development is not None
+    assert run.development.run_dir == tmp_path / "runs" / "heart"
+    assert [f["name"] for f in run.schema["features"]] == ["age", "radius", "thal"]
+    html = render_report(run.run_dir)
+    assert "3 predictors the model uses (from model/schema.json of the development run" in html
+    assert "Trained 2026-11-01 09:00 UTC with permed 0.1.0 in elsewhere/runs/heart; " \
+           "validated on the external cohort 2026-11-28 14:05 UTC" in html
+    assert "95% CIs of its held-out test figures: 1,000 bootstrap replicates (stratified " \
+           "percentile). This external validation: 95% CIs from 300 bootstrap replicates" in html
+
+
+def test_external_report_says_when_the_development_run_is_not_found(tmp_path):
+    from permed.report._html import load_run
+
+    external = _external_beside(tmp_path, "sha256:" + "ef56" * 16)  # not the one beside it
+    run = load_run(external)
+    assert run.development is None
+    assert run.problems == (
+        "The development run 'elsewhere/runs/heart' (external.run in metrics.json) was not "
+        f"found here or beside {external}: its predictors and analysis settings are left out. "
+        f"Write the report again from where that path is valid: permed report {external}",)
+    html = render_report(external)
+    assert "The predictors are those of the development run, which was not found" in html
+    assert "model/schema.json is missing" not in html
+
+
 def test_unknown_task_renders_common_sections_only(binary_run):
     metrics = json.loads((binary_run / "metrics.json").read_text())
     metrics["task"] = "prognose"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from permed.cli._console import RichProgress, err, out
+from permed.cli._console import RichProgress, err, metric_cell, out, table
 from permed.cli.privacy import key_file_option, keyed
-from permed.cli.train import summarize_run
 from permed.exceptions import PermedError
 from permed.privacy import audited, run_log
+from permed.utils.jsonio import read_json
 from permed.workflow import evaluate_run, predict_run, write_table
 from permed.workflow._batch import predict_streamed, should_stream
 
@@ -84,7 +84,23 @@ def evaluate(
     if quiet:
         out.print(str(written / "report.html"), highlight=False)
     else:
-        summarize_run(written)
+        _summarize_external(written)
+
+
+def _summarize_external(out_dir: Path) -> None:
+    """Print which run was validated and the external cohort's figures (the development run's
+    cross-validation and test figures are its own report's, not this evaluation's)."""
+    metrics = read_json(out_dir / "metrics.json")
+    model = metrics.get("selected_model")
+    err.print(f"Development run: {metrics['external']['run']} ({model}, applied unchanged)",
+              highlight=False)
+    cohort = metrics.get("data", {})
+    figures = table(f"External cohort {cohort.get('source')}, {cohort.get('test_rows')} "
+                    f"patients, {model} (95% CI)", ["metric", "value"])
+    for name, entry in metrics.get("test", {}).items():
+        figures.add_row(name, metric_cell(entry))
+    err.print(figures)
+    out.print(f"report: {out_dir / 'report.html'}", highlight=False)
 
 
 def report(

@@ -57,9 +57,17 @@ def _details(run: RunFiles) -> str:
                  else f" Calibration: {calibration}.")
     if threshold is not None:
         text += f" A patient is flagged above a probability of {fmt_num(threshold)}."
-    created = fmt_date(run.manifest.get("created"))
-    version = run.manifest.get("permed_version") or DASH
-    return f"{text} Trained {created} with permed {version}."
+    developed = run.developed_in
+    text += f" Trained {_when(developed.manifest if developed else {})}"
+    if run.external is None:
+        return f"{text}."
+    return (f"{text} in {run.external.get('run') or DASH}; validated on the external cohort "
+            f"{_when(run.manifest)}.")
+
+
+def _when(manifest: Mapping[str, object]) -> str:
+    return (f"{fmt_date(manifest.get('created'))} with permed "
+            f"{manifest.get('permed_version') or DASH}")
 
 
 def _metrics(run: RunFiles) -> str:
@@ -73,10 +81,22 @@ def _metrics(run: RunFiles) -> str:
 
 def _data(run: RunFiles) -> str:
     data = run.metrics.get("data") or {}
+    if run.external is not None:
+        developed = run.development.metrics if run.development else {}
+        fingerprint = (dig(developed, "data", "fingerprint")
+                       or run.external.get("development_fingerprint"))
+        return (f"Evaluation: the external cohort {data.get('source') or DASH}, "
+                f"{fmt_num(run.test_rows)} patients, fingerprint "
+                f"{short_fingerprint(data.get('fingerprint'))}. Training: "
+                f"{_split(developed, fingerprint)}")
+    return _split(run.metrics, data.get("fingerprint"))
+
+
+def _split(metrics: Mapping[str, object], fingerprint: object) -> str:
+    data = dig(metrics, "data", default={})
     return (f"{data.get('source') or DASH}: {fmt_num(data.get('rows'))} rows, fingerprint "
-            f"{short_fingerprint(data.get('fingerprint'))}; "
-            f"{fmt_num(data.get('development_rows'))} for development, "
-            f"{fmt_num(data.get('test_rows'))} held out.")
+            f"{short_fingerprint(fingerprint)}; {fmt_num(data.get('development_rows'))} for "
+            f"development, {fmt_num(data.get('test_rows'))} held out.")
 
 
 def _explanations(run: RunFiles) -> str:

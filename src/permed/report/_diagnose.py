@@ -216,7 +216,7 @@ def _before_after_table(run: RunFiles, calibration: Mapping[str, object]) -> Tab
              fmt_ci(run.test_entry(m), metric_digits(m))]
             for m in ("brier", "ece", "calibration_slope", "calibration_intercept")
             if dig(before, m) is not None or run.test_entry(m) is not None]
-    return Table(header=["Measure on test patients", "Before calibration",
+    return Table(header=[f"Measure on {run.evaluated_on}", "Before calibration",
                          "After calibration (95% CI)"], rows=rows)
 
 
@@ -273,7 +273,7 @@ def threshold_section(run: RunFiles) -> Section:
                   f"{run.positive_class} is above {value} is flagged as positive."),
         key_value_table([("Threshold", value), ("Rule", _rule_text(threshold))]),
         Table(header=["At this threshold", "Value (95% CI)", "What it means"], rows=rows,
-              caption="On the test patients"),
+              caption=f"On {run.evaluated_on}"),
     ])
 
 
@@ -317,6 +317,10 @@ def uncertainty_section(run: RunFiles) -> Section:
     """Conformal prediction sets and when the model refers a patient to a clinician."""
     title = "Uncertainty: prediction sets and referral"
     info = run.metrics.get("uncertainty")
+    if not isinstance(info, Mapping) and run.external is not None:
+        return Section("uncertainty", title, [Note(
+            "The prediction sets were not assessed on the external cohort; the development "
+            "run's report has their coverage on its test patients.")])
     if not isinstance(info, Mapping):
         return Section("uncertainty", title, [Note("This run recorded no conformal step.")])
     target = info.get("coverage_target")

@@ -335,10 +335,31 @@ class RunFiles:
     schema: dict[str, Any]
     predictions: pd.DataFrame | None
     problems: tuple[str, ...] = ()
+    # an external validation's development run (its schema, manifest and metrics), when found
+    development: RunFiles | None = None
 
     @property
     def task(self) -> str:
         return str(self.metrics.get("task") or "unknown")
+
+    @property
+    def developed_in(self) -> RunFiles | None:
+        """The run the model was trained in: this one, or for an external validation its
+        development run (None when that run cannot be read)."""
+        return self if self.external is None else self.development
+
+    @property
+    def schema_source(self) -> str:
+        """Where :attr:`schema` comes from, for captions."""
+        if self.external is None:
+            return "model/schema.json"
+        where = self.development.run_dir if self.development else self.external.get("run")
+        return f"model/schema.json of the development run {where or DASH}"
+
+    @property
+    def evaluated_on(self) -> str:
+        """The patients the test figures describe, in words."""
+        return "the external cohort" if self.external is not None else "the test patients"
 
     @property
     def external(self) -> dict[str, Any] | None:
@@ -372,7 +393,7 @@ class RunFiles:
     def test_rows(self) -> int | None:
         """Patients the test figures are computed on."""
         rows = dig(self.metrics, "data", "test_rows")
-        if self.external is not None:
+        if rows is None and self.external is not None:  # every row of the external cohort
             rows = dig(self.metrics, "data", "rows")
         if rows is None and self.predictions is not None:
             rows = len(self.predictions)
@@ -455,9 +476,45 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunFiles:
     metrics = _read_metrics(path / "metrics.json")
     problems: list[str] = []
     manifest = _read_optional_json(path / "manifest.json", "manifest.json", problems)
-    schema = _read_optional_json(path / "model" / "schema.json", "model/schema.json", problems)
+    development = None
+    if "external" in metrics:  # an external validation has no model/: it used the development's
+        development = _read_development(path, metrics, problems)
+        schema = development.schema if development is not None else {}
+    else:
+        schema = _read_optional_json(path / "model" / "schema.json", "model/schema.json",
+                                     problems)
     predictions = _read_predictions(path / "predictions.csv", problems)
-    return RunFiles(path, metrics, manifest, schema, predictions, tuple(problems))
+    return RunFiles(path, metrics, manifest, schema, predictions, tuple(problems), development)
+
+
+def _read_development(run_dir: Path, metrics: dict[str, Any],
+                      problems: list[str]) -> RunFiles | None:
+    """The development run an external validation names in ``external.run``.
+
+    The path is tried as recorded (absolute, or relative to where ``permed evaluate`` ran) and
+    then beside ``run_dir`` (``runs/heart`` next to ``runs/heart-external``); a folder whose data
+    fingerprint is not the recorded development fingerprint is passed over.
+    """
+    recorded = str(dig(metrics, "external", "run", default=""))
+    expected = dig(metrics, "external", "development_fingerprint")
+    candidates = [Path(recorded), run_dir.parent / Path(recorded).name] if recorded else []
+    for candidate in candidates:
+        if not (candidate / "metrics.json").is_file():
+            continue
+        found: list[str] = []
+        development = _read_optional_json(candidate / "metrics.json", "metrics.json", found)
+        if expected and dig(development, "data", "fingerprint") != expected:
+            continue
+        manifest = _read_optional_json(candidate / "manifest.json", "manifest.json", found)
+        schema = _read_optional_json(candidate / "model" / "schema.json", "model/schema.json",
+                                     found)
+        problems += [f"In the development run {candidate}: {problem}" for problem in found]
+        return RunFiles(candidate, development, manifest, schema, None, tuple(found))
+    problems.append(
+        f"The development run '{recorded or DASH}' (external.run in metrics.json) was not found "
+        f"here or beside {run_dir}: its predictors and analysis settings are left out. Write "
+        f"the report again from where that path is valid: permed report {run_dir}")
+    return None
 
 
 # --- task registry ------------------------------------------------------------------------
@@ -510,8 +567,10 @@ def _class_table(run: RunFiles) -> Table | None:
                      fmt_pct(share)])
         if is_positive:
             marked.add(i)
-    return Table(header=[f"{run.target}", "Patients", "Share"], rows=rows,
-                 caption=f"Outcome classes in all {fmt_num(total)} rows", marked=frozenset(marked))
+    caption = (f"Outcome classes of the {fmt_num(total)} patients evaluated"
+               if run.external is not None else f"Outcome classes in all {fmt_num(total)} rows")
+    return Table(header=[f"{run.target}", "Patients", "Share"], rows=rows, caption=caption,
+                 marked=frozenset(marked))
 
 
 def _feature_range(feature: Mapping[str, Any], shown: int = 8) -> str:
@@ -527,8 +586,11 @@ def _feature_range(feature: Mapping[str, Any], shown: int = 8) -> str:
 
 def _feature_table(run: RunFiles) -> Block:
     features = run.schema.get("features")
+    if run.external is not None and run.development is None:
+        return Note("The predictors are those of the development run, which was not found "
+                    "(see the note at the top), so they cannot be shown.", tone="warning")
     if not isinstance(features, list) or not features:
-        return Note("model/schema.json lists no features, so the predictors cannot be shown.",
+        return Note(f"{run.schema_source} lists no features, so the predictors cannot be shown.",
                     tone="warning")
     rows = []
     for feature in features:
@@ -539,7 +601,7 @@ def _feature_table(run: RunFiles) -> Block:
                      fmt_pct(feature.get("missing_share"))])
     return Table(header=["Predictor", "Type", "Range or categories in training", "Missing"],
                  rows=rows,
-                 caption=f"{len(rows)} predictors the model uses (from model/schema.json)")
+                 caption=f"{len(rows)} predictors the model uses (from {run.schema_source})")
 
 
 def _data_paragraph(run: RunFiles) -> str:
@@ -682,6 +744,9 @@ def _header(run: RunFiles) -> dict[str, Any]:
     summary = _TASK_SUMMARIES.get(run.task, _generic_summary)(run)
     return {"title": f"permed model report{mode} \u2014 {run.task}: {run.target}",
             "facts": facts, "summary": summary, "problems": list(run.problems),
+            "sources": ("metrics.json, manifest.json, predictions.csv) and the development "
+                        "run's model/schema.json" if external is not None else
+                        "metrics.json, manifest.json, predictions.csv, model/schema.json)"),
             "warnings": _warnings(run), "flags": fairness_flags(run)}
 
 

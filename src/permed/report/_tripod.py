@@ -46,6 +46,12 @@ class TripodItem:
     to_write: str | None = None
 
 
+def _training_config(run: RunFiles) -> Mapping[str, object]:
+    """The configuration the model was trained with (an external run's is its development's)."""
+    developed = run.developed_in
+    return dig(developed.manifest if developed else {}, "config", default={})
+
+
 def _features(run: RunFiles) -> list[Mapping[str, object]]:
     features = run.schema.get("features")
     return [f for f in features if isinstance(f, Mapping)] if isinstance(features, list) else []
@@ -95,13 +101,13 @@ def _outcome(run: RunFiles) -> TripodItem:
 def _predictors(run: RunFiles) -> TripodItem:
     features = _features(run)
     if not features:
-        return TripodItem("Predictors", "model/schema.json lists no predictors.",
+        return TripodItem("Predictors", f"{run.schema_source} lists no predictors.",
                           "the candidate predictors, their definitions and when they were "
                           "measured.")
     numeric = sum(f.get("kind") == "numeric" for f in features)
     names = ", ".join(str(f.get("name")) for f in features[:20])
     more = f" and {len(features) - 20} more" if len(features) > 20 else ""
-    dropped = dig(run.manifest, "config", "drop") or []
+    dropped = _training_config(run).get("drop") or []
     excluded = f" Excluded by request: {', '.join(map(str, dropped))}." if dropped else ""
     return TripodItem(
         "Predictors",
@@ -177,12 +183,17 @@ def _missing_data(run: RunFiles) -> TripodItem:
     return TripodItem("Missing data", f"{found} Handling: {MISSING_HANDLING}.".strip())
 
 
+def _bootstrap(metrics: Mapping[str, object]) -> str:
+    boot = dig(metrics, "bootstrap", default={})
+    method = f" ({boot['method']})" if boot.get("method") else ""
+    return f"{fmt_num(boot.get('replicates'))} bootstrap replicates{method}"
+
+
 def _analysis(run: RunFiles) -> TripodItem:
-    config = run.manifest.get("config") or {}
+    config = _training_config(run)
     selection = run.metrics.get("selection") or {}
     calibration = run.metrics.get("calibration") or {}
     threshold = run.metrics.get("threshold") or {}
-    boot = run.metrics.get("bootstrap") or {}
     models = ", ".join(map(str, config.get("models") or run.metrics.get("cv") or [])) or DASH
     parts = [
         f"Models compared: {models}, by {fmt_num(selection.get('folds') or config.get('cv'))}-fold"
@@ -192,12 +203,16 @@ def _analysis(run: RunFiles) -> TripodItem:
         f"Calibration: {calibration.get('method') or DASH}, chosen by "
         f"{calibration.get('chosen_by') or DASH}.",
         f"Threshold rule: {_RULES.get(threshold.get('rule'), threshold.get('rule') or 'none')}.",
-        f"95% CIs: {fmt_num(boot.get('replicates'))} {boot.get('method') or ''}".rstrip()
-        + " bootstrap replicates.",
     ]
-    if run.external is not None:
+    if run.external is None:
+        parts.append(f"95% CIs: {_bootstrap(run.metrics)}.")
+    else:  # each figure belongs to one analysis: the development run's, or this evaluation's
+        developed = run.development.metrics if run.development else {}
         parts.insert(0, f"Model developed in {run.external.get('run') or 'another run'} and "
-                        "applied unchanged; the development analysis was:")
+                        "applied unchanged. Development analysis:")
+        parts += [f"95% CIs of its held-out test figures: {_bootstrap(developed)}.",
+                  f"This external validation: 95% CIs from {_bootstrap(run.metrics)} on the "
+                  "external cohort."]
     return TripodItem("Analysis methods (cross-validation, tuning, calibration, threshold)",
                       " ".join(parts))
 
@@ -207,7 +222,7 @@ def _imbalance(run: RunFiles) -> TripodItem:
     total = sum(v for v in counts.values() if isinstance(v, int | float))
     shares = ", ".join(f"{label}: {fmt_pct(n / total)}" for label, n in counts.items()
                        if total) or DASH
-    config = run.manifest.get("config") or {}
+    config = _training_config(run)
     settings = [f"{k} = {v}" for k, v in config.items()
                 if any(w in k for w in ("weight", "balance", "sampl"))]
     handling = (f"Settings: {', '.join(settings)}." if settings else
@@ -246,7 +261,7 @@ def _calibration(run: RunFiles) -> TripodItem:
     if run.task == "risk":
         figures = "; ".join(f for f in (figures, _risk_calibration(run)) if f)
     method = dig(run.metrics, "calibration", "method") or DASH
-    return TripodItem("Calibration", f"Method: {method}. On the test patients: "
+    return TripodItem("Calibration", f"Method: {method}. On {run.evaluated_on}: "
                       f"{figures or DASH}. Calibration plot in 'Performance'.")
 
 
@@ -280,10 +295,12 @@ def _limitations(run: RunFiles) -> TripodItem:
 
 
 def _reproducibility(run: RunFiles) -> TripodItem:
+    model = ("model/" if run.external is None else
+             f"{run.external.get('run') or 'the development run'}/model/ (the development run)")
     return TripodItem(
         "Model and code availability",
         f"Seed {fmt_num(run.manifest.get('seed'))}, configuration, package versions and data "
-        "fingerprint in manifest.json; fitted model with SHA-256 digests in model/.",
+        f"fingerprint in manifest.json; fitted model with SHA-256 digests in {model}.",
         "where the code, the model and (if possible) the data are shared.")
 
 

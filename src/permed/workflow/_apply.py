@@ -15,14 +15,16 @@ from permed.bundle import atomic_directory, bundle_is_encrypted, load_bundle
 from permed.evaluate import classification_report
 from permed.exceptions import BundleError, DataError
 from permed.fairness import audit_classification
-from permed.ingest import read_table
+from permed.ingest import TableInfo, read_table
 from permed.privacy import active_key, write_bytes
 from permed.study import Study, as_category
 from permed.utils.jsonio import read_json, write_json
+from permed.workflow._config import TrainConfig
+from permed.workflow._diagnose import _calibration_figures
 from permed.workflow._fitted import DiagnoseModel, probability_columns
-from permed.workflow._run import package_versions
+from permed.workflow._run import _manifest
 
-__all__ = ["evaluate_run", "predict_run", "write_table"]
+__all__ = ["evaluate_run", "external_manifest", "predict_run", "write_table"]
 
 
 def write_table(frame: pd.DataFrame, out: str | Path | None) -> None:
@@ -95,8 +97,12 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
                  "unscored_rows": int((~scored).sum())},
         "external": {"run": str(run_dir), "development_fingerprint":
                      development.get("data", {}).get("fingerprint")},
-        **{k: development[k] for k in ("target", "selected_model", "selection", "cv",
-                                      "calibration", "threshold") if k in development},
+        **{k: development[k] for k in ("selected_model", "selection", "cv", "threshold")
+           if k in development},
+        # the model's target and calibration, with this cohort's class counts and figures
+        "target": {**development.get("target", {}),
+                   "counts": {c: int((y == i).sum()) for i, c in enumerate(schema.classes)}},
+        "calibration": _calibration(development, model, frame, y),
         "test": evaluation["test"],
         "confusion_matrix": evaluation["confusion_matrix"],
         "bootstrap": {"replicates": n_boot, "confidence": 0.95,
@@ -116,14 +122,31 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
         # an encrypted run's external predictions are encrypted with the same data key
         write_bytes(staging / "predictions.csv", predictions.to_csv(index=False).encode(),
                     active_key() if bundle_is_encrypted(run_dir) else None)
-        write_json(staging / "manifest.json", {
-            "command": " ".join(["permed", *sys.argv[1:]]), "seed": seed,
-            "data": {"path": info.path, "fingerprint": info.fingerprint},
-            "development_run": str(run_dir), "packages": package_versions(),
-            "study": Study(task="diagnose", target=schema.target).to_dict(),
-            "config": {"n_boot": n_boot, "seed": seed}})
+        write_json(staging / "manifest.json", external_manifest(
+            run_dir, info, Study(task="diagnose", target=schema.target), n_boot, seed))
         write_report(staging)
     return Path(out)
+
+
+def external_manifest(run_dir: Path, info: TableInfo, study: Study, n_boot: int,
+                      seed: int) -> dict[str, Any]:
+    """manifest.json of an external validation: train's (permed version, creation time, command,
+    data, packages, platform) with this evaluation's settings and the development run."""
+    manifest = _manifest(info, study, TrainConfig(n_boot=n_boot, seed=seed), {}, [], None)
+    manifest["config"] = {"task": study.task, "n_boot": n_boot, "seed": seed}
+    return {**manifest, "development_run": str(run_dir)}
+
+
+def _calibration(development: dict[str, Any], model: Any, frame: pd.DataFrame,
+                 y: np.ndarray) -> dict[str, Any]:
+    """The development run's calibration step, with the figures before calibration measured on
+    this cohort (an image or fusion model does not expose its uncalibrated probabilities)."""
+    calibration = {k: v for k, v in development.get("calibration", {}).items()
+                   if k != "test_uncalibrated"}
+    if isinstance(model, DiagnoseModel):
+        raw = model.pipeline.predict_proba(model.schema.coerce(frame))
+        calibration["test_uncalibrated"] = _calibration_figures(y, raw)
+    return calibration
 
 
 def _probabilities(model: Any, frame: pd.DataFrame,
