@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from sklearn.covariance import LedoitWolf
 
 from permed.bundle._onnx import TOLERANCE, OnnxModel
 from permed.serve._images import image_columns, inline_images
@@ -159,9 +160,12 @@ class Scorer:
         ood = self.model.ood
         if ood is None:
             return np.zeros(len(transformed), dtype=bool)
-        if self._precision is None:
-            self._precision = ood.covariance_.get_precision()
-        centred = transformed - ood.covariance_.location_
+        covariance = ood.covariance_
+        if not isinstance(covariance, LedoitWolf):  # ShrunkMahalanobis: no checks either
+            return np.asarray(covariance.mahalanobis(transformed) > ood.cutoff_)
+        if self._precision is None:  # a bundle saved before ShrunkMahalanobis
+            self._precision = covariance.get_precision()
+        centred = transformed - covariance.location_
         distances = ((centred @ self._precision) * centred).sum(axis=1)
         return np.asarray(distances > ood.cutoff_)
 

@@ -19,25 +19,28 @@ class ShrunkMahalanobis:
     ``a I + b Xc'Xc`` (``Xc`` the centred rows) is inverted through the n x n Gram matrix
     (Woodbury's identity), and the shrinkage is computed from it too, in O(n^2 p)
     (benchmarks/ood_fit.py). With at most as many columns as patients scikit-learn's estimator
-    is used as it is.
+    fits, and its precision matrix is applied directly (no per-call input checks: the service
+    scores one patient at a time).
 
     Attributes
     ----------
     estimator_ : LedoitWolf or None
         scikit-learn's estimator, when it is the one used.
-    location_, centred_ : ndarray
-        Column means and the centred training rows (the low-rank form).
+    location_ : ndarray
+        Column means of the training rows.
+    precision_ : ndarray or None
+        The inverse covariance, with scikit-learn's estimator.
+    centred_, inner_, scale_ : ndarray, ndarray, float
+        The centred training rows and the Woodbury terms (the low-rank form).
     shrinkage_ : float
     """
 
     def fit(self, X: np.ndarray) -> ShrunkMahalanobis:
         X = np.asarray(X, dtype=np.float64)
         n, p = X.shape
-        self.estimator_ = None
+        self.estimator_ = self.precision_ = None
         if p <= n:
-            self.estimator_ = LedoitWolf().fit(X)
-            self.shrinkage_ = float(self.estimator_.shrinkage_)
-            return self
+            return self._fit_estimator(X)
         self.location_ = X.mean(axis=0)
         self.centred_ = X - self.location_
         gram = self.centred_ @ self.centred_.T
@@ -53,17 +56,23 @@ class ShrunkMahalanobis:
         self.shrinkage_ = 0.0 if beta == 0 else float(beta / delta)
         self.scale_ = self.shrinkage_ * mu  # a: the identity's weight
         if self.scale_ <= 0:  # no shrinkage or no spread: the pseudo-inverse is needed
-            self.estimator_ = LedoitWolf().fit(X)
-            return self
+            return self._fit_estimator(X)
         weight = (1.0 - self.shrinkage_) / n  # b
         self.inner_ = weight * np.linalg.inv(self.scale_ * np.eye(n) + weight * gram)
         return self
 
+    def _fit_estimator(self, X: np.ndarray) -> ShrunkMahalanobis:
+        self.estimator_ = LedoitWolf().fit(X)
+        self.shrinkage_ = float(self.estimator_.shrinkage_)
+        self.location_ = self.estimator_.location_
+        self.precision_ = self.estimator_.get_precision()
+        return self
+
     def mahalanobis(self, Z: np.ndarray) -> np.ndarray:
         """Squared distance of each row of ``Z`` from the training rows' mean."""
-        if self.estimator_ is not None:
-            return self.estimator_.mahalanobis(Z)
         d = np.asarray(Z, dtype=np.float64) - self.location_
+        if self.precision_ is not None:
+            return ((d @ self.precision_) * d).sum(axis=1)
         projected = d @ self.centred_.T
         inner = np.einsum("ij,jk,ik->i", projected, self.inner_, projected)
         return (np.einsum("ij,ij->i", d, d) - inner) / self.scale_
