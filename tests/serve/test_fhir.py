@@ -35,7 +35,9 @@ def test_a_synthea_bundle_maps_to_features_with_units_converted(vitals_fhir):
     assert found.values["temperature"] == pytest.approx(temperature["value"] * 9 / 5 + 32)
     assert found.values["weight"] == pytest.approx(weight["value"] / 0.45359237)
     assert found.values["sex"] == "F"
-    assert found.values["age"] == 10  # born 2009-04-29, observed 2020-03-06
+    # born 2009-04-29; the Bundle's latest dated resource is of 2020-05-14 (her latest
+    # Observation of 2020-03-06): completed years on that date, as permed ingest fhir computes
+    assert found.values["age"] == 11
     assert found.missing == []
     assert found.patient_reference == "Patient/475d72ca-91c7-7211-97e3-f000af33fc04"
     assert len(found.basis) == 6

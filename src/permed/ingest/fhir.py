@@ -6,8 +6,9 @@ patient by ``subject``/``patient`` references (``Patient/ID`` or ``urn:uuid:ID``
 
 Per patient:
 
-- ``patient_id``, ``gender``, ``age_years`` (at ``as_of``, or at the patient's latest dated
-  resource, or at death), ``deceased``, ``marital_status``, and the US Core ``race`` and
+- ``patient_id``, ``gender``, ``age_years`` (completed years at ``as_of``, or at the patient's
+  latest dated resource, or at death: what ``permed serve`` computes from a live Bundle, see
+  :func:`age_on`), ``deceased``, ``marital_status``, and the US Core ``race`` and
   ``ethnicity`` where present. Names, addresses, telecom and identifiers are never read: they
   are protected health information and no model needs them.
 - Each LOINC-coded Observation with a quantity, including the components of panels such as
@@ -150,7 +151,27 @@ def _subject(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def _when(resource: dict[str, Any]) -> pd.Timestamp | None:
+def age_on(birth: Any, on: Any) -> int | None:
+    """Age in completed years on a date (the clinical convention); None without a birth date.
+
+    Examples
+    --------
+    >>> age_on("2009-04-29", "2020-04-28"), age_on("2009-04-29", "2020-04-29")
+    (10, 11)
+    """
+    born, then = pd.to_datetime(birth, utc=True, errors="coerce"), pd.to_datetime(on, utc=True)
+    if pd.isna(born) or pd.isna(then):
+        return None
+    return int(then.year - born.year - ((then.month, then.day) < (born.month, born.day)))
+
+
+def latest_date(resources: list[dict[str, Any]]) -> pd.Timestamp | None:
+    """The latest date among resources (the patient's record), None when none is dated."""
+    dates = [d for d in map(resource_date, resources) if d is not None and not pd.isna(d)]
+    return max(dates) if dates else None
+
+
+def resource_date(resource: dict[str, Any]) -> pd.Timestamp | None:
     for key in ("effectiveDateTime", "issued", "onsetDateTime", "recordedDate"):
         if resource.get(key):
             return pd.to_datetime(resource[key], utc=True, errors="coerce")
@@ -194,10 +215,10 @@ def _demographics(patient: dict[str, Any], as_of: pd.Timestamp | None) -> dict[s
     died = pd.to_datetime(patient.get("deceasedDateTime"), utc=True, errors="coerce")
     deceased = bool(patient.get("deceasedBoolean")) or not pd.isna(died)
     end = died if not pd.isna(died) else as_of
-    age = (end - born).days / 365.25 if end is not None and not pd.isna(born) else np.nan
+    age = age_on(born, end) if end is not None else None
     marital = _coding(patient.get("maritalStatus"))
     return {"patient_id": str(patient.get("id")), "gender": patient.get("gender"),
-            "age_years": round(age, 2) if not pd.isna(age) else np.nan,
+            "age_years": np.nan if age is None else age,
             "deceased": int(deceased), "marital_status": marital[0] if marital else None,
             "race": _extension_text(patient, "race"),
             "ethnicity": _extension_text(patient, "ethnicity")}
@@ -228,7 +249,7 @@ def _collect(resources: list[dict[str, Any]], into: _Collected) -> None:
             continue
         if who is None:
             continue
-        when = _when(resource)
+        when = resource_date(resource)
         if when is not None and not pd.isna(when):
             into.latest[who] = max(into.latest.get(who, when), when)
         if kind == "Observation":

@@ -3,8 +3,9 @@ as a RiskAssessment.
 
 The mapping comes from the study's ``[fhir]`` section, kept in the signed schema of the run:
 
-- ``"Patient.birthDate"``: age in completed years on the date of the latest Observation used
-  (today when none is);
+- ``"Patient.birthDate"``: age in completed years on the date of the patient's death, else of
+  the Bundle's latest dated resource (today when none is dated), as ``permed ingest fhir``
+  computes it for training;
 - ``"Patient.gender"``: the gender code, recoded with ``map`` when given;
 - ``{loinc = CODE, unit = UCUM}``: the latest Observation (or Observation component) with that
   LOINC code, its ``valueQuantity`` converted to the unit. An unknown or incompatible unit is a
@@ -22,6 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pandas as pd
+
+from permed.ingest.fhir import age_on, latest_date
 from permed.serve._validation import FieldError
 
 __all__ = ["FhirInput", "UCUM", "convert", "features_from_bundle", "risk_assessment"]
@@ -198,11 +202,6 @@ def _observation_value(name: str, source: dict[str, Any], found: tuple[str, str,
                           f"in '{source['unit']}' or a unit convertible to it") from None
 
 
-def _age(birth: Any, on: date) -> int:
-    born = date.fromisoformat(str(birth)[:10])
-    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
-
-
 def _patient_value(name: str, source: dict[str, Any], patient: dict[str, Any],
                    on: date) -> Any:
     path = source["path"]
@@ -211,10 +210,11 @@ def _patient_value(name: str, source: dict[str, Any], patient: dict[str, Any],
         if birth is None:
             return None
         try:
-            return _age(birth, on)
+            date.fromisoformat(str(birth)[:10])
         except ValueError:
             raise _fhir_error("Patient.birthDate", "a date YYYY-MM-DD", birth,
                               f"Patient.birthDate '{birth}' is not a date") from None
+        return age_on(birth, on)
     gender = patient.get("gender")
     recode = source.get("map")
     if gender is None or not recode:
@@ -256,12 +256,14 @@ def features_from_bundle(bundle: Any, mapping: dict[str, Any],
         basis.append(found[0])
         times.append(found[1])
     observed = date.fromisoformat(max(times)[:10]) if times else None
+    died, latest = patient.get("deceasedDateTime"), latest_date([r for _, r in resources])
+    age_date = (pd.to_datetime(died, utc=True).date() if died
+                else latest.date() if latest is not None else datetime.now(UTC).date())
     for name, raw in mapping.items():
         source = {"path": raw} if isinstance(raw, str) else raw
         if "path" in source:
             try:
-                values[name] = _patient_value(name, source, patient,
-                                              observed or datetime.now(UTC).date())
+                values[name] = _patient_value(name, source, patient, age_date)
             except FhirError as exc:
                 errors.extend(exc.errors)
     if errors:
