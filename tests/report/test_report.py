@@ -269,6 +269,16 @@ def test_tripod_fills_known_items_and_marks_human_ones(binary_html):
     assert f"{expected} events (patients with disease = 1) in the development set and 3 " \
            f"candidate predictors" in html
     assert f"{expected / 3:.1f} events per variable" in html
+    assert "3 candidate predictors (2 numeric, 1 categorical): age, radius, thal." in html
+
+
+def test_tripod_counts_genes_as_genes(binary_run):
+    schema = json.loads((binary_run / "model" / "schema.json").read_text())
+    schema["features"] += [{"name": f"gene_{i}", "kind": "gene", "min": 0.0, "max": 9.0,
+                            "missing_share": 0.0} for i in range(4)]
+    (binary_run / "model" / "schema.json").write_text(json.dumps(schema))
+    html = render_report(binary_run)
+    assert "7 candidate predictors (4 gene expression, 2 numeric, 1 categorical)" in html
 
 
 def test_development_events_subtracts_the_test_split(binary_run):

@@ -8,6 +8,7 @@ stays a placeholder.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -98,21 +99,26 @@ def _outcome(run: RunFiles) -> TripodItem:
         "predictors.")
 
 
+# How each feature kind of model/schema.json is counted among the candidate predictors.
+_KIND_WORDS = {"gene": "gene expression", "text": "free-text note", "events": "event sequence"}
+
+
 def _predictors(run: RunFiles) -> TripodItem:
     features = _features(run)
     if not features:
         return TripodItem("Predictors", f"{run.schema_source} lists no predictors.",
                           "the candidate predictors, their definitions and when they were "
                           "measured.")
-    numeric = sum(f.get("kind") == "numeric" for f in features)
+    kinds = Counter(str(f.get("kind") or "numeric") for f in features)
+    counted = ", ".join(f"{kinds[k]} {_KIND_WORDS.get(k, k)}"
+                        for k in sorted(kinds, key=lambda k: -kinds[k]))
     names = ", ".join(str(f.get("name")) for f in features[:20])
     more = f" and {len(features) - 20} more" if len(features) > 20 else ""
     dropped = _training_config(run).get("drop") or []
     excluded = f" Excluded by request: {', '.join(map(str, dropped))}." if dropped else ""
     return TripodItem(
         "Predictors",
-        f"{len(features)} candidate predictors ({numeric} numeric, {len(features) - numeric} "
-        f"categorical): {names}{more}.{excluded}",
+        f"{len(features)} candidate predictors ({counted}): {names}{more}.{excluded}",
         "the definition of each predictor, how and when it was measured, and whether it was "
         "assessed blind to the outcome.")
 
