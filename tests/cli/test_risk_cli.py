@@ -103,3 +103,11 @@ def test_bad_times_are_refused_at_the_command_line(gbsg):
     assert result.returncode == 1
     assert "time column 'time' has 1 negative times (min -1) in rows 4" in result.stderr
     assert not (gbsg / "bad").exists()
+
+
+def test_the_tripod_checklist_speaks_of_survival_not_diagnosis(trained):
+    html = (trained / "report.html").read_text()
+    tripod = html[html.index("TRIPOD+AI reporting checklist"):]
+    assert "Class shares" not in tripod
+    assert "Threshold rule" not in tripod
+    assert "Predicted risk against Kaplan-Meier observed risk by decile at each horizon" in tripod

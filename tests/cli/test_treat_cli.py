@@ -84,3 +84,12 @@ def test_an_encrypted_runs_report_lists_no_patient(aids):
            "are left out" in html
     assert "<th scope=\"col\">Arm received</th>" not in html  # the table of the first rows
     assert "Value of the recommendation" in html
+
+
+def test_the_tripod_checklist_speaks_of_treatment_not_diagnosis(trained):
+    html = (trained / "report.html").read_text()
+    tripod = html[html.index("TRIPOD+AI reporting checklist"):]
+    assert "Class shares" not in tripod
+    assert "chosen by" not in tripod
+    assert "Threshold rule" not in tripod
+    assert "Each arm&#39;s expected outcome comes with a 95% confidence interval" in tripod

@@ -206,10 +206,12 @@ def _analysis(run: RunFiles) -> TripodItem:
         f" cross-validation on the development data; selection: {selection.get('rule') or DASH}.",
         f"Hyper-parameter tuning budget: {fmt_general(config.get('budget'))} s (0 = default "
         "settings).",
-        f"Calibration: {calibration.get('method') or DASH}, chosen by "
-        f"{calibration.get('chosen_by') or DASH}.",
-        f"Threshold rule: {_RULES.get(threshold.get('rule'), threshold.get('rule') or 'none')}.",
     ]
+    if run.task == "diagnose":  # risk and treat models are neither recalibrated nor thresholded
+        parts += [f"Calibration: {calibration.get('method') or DASH}, chosen by "
+                  f"{calibration.get('chosen_by') or DASH}.",
+                  f"Threshold rule: "
+                  f"{_RULES.get(threshold.get('rule'), threshold.get('rule') or 'none')}."]
     if run.external is None:
         parts.append(f"95% CIs: {_bootstrap(run.metrics)}.")
     else:  # each figure belongs to one analysis: the development run's, or this evaluation's
@@ -260,12 +262,21 @@ def _performance(run: RunFiles) -> TripodItem:
 
 
 def _calibration(run: RunFiles) -> TripodItem:
+    if run.task == "treat":
+        return TripodItem("Calibration", "Each arm's expected outcome comes with a 95% "
+                          "confidence interval; the recommendation's value is checked against "
+                          "the observed outcomes of the held-out patients in 'Value of the "
+                          "recommendation' (policy value, Qini).")
     figures = "; ".join(f"{metric_label(m)} {fmt_ci(run.test_entry(m), metric_digits(m))}"
                         for m in ("brier", "ece", "ibs", "calibration_slope",
                                   "calibration_intercept")
                         if run.test_entry(m) is not None)
     if run.task == "risk":
         figures = "; ".join(f for f in (figures, _risk_calibration(run)) if f)
+    if run.task == "risk":  # the survival curves themselves: no recalibration step
+        return TripodItem("Calibration", f"Predicted risk against Kaplan-Meier observed risk "
+                          f"by decile at each horizon. On {run.evaluated_on}: "
+                          f"{figures or DASH}. Calibration plots in 'Calibration'.")
     method = dig(run.metrics, "calibration", "method") or DASH
     return TripodItem("Calibration", f"Method: {method}. On {run.evaluated_on}: "
                       f"{figures or DASH}. Calibration plot in 'Performance'.")
@@ -331,7 +342,7 @@ _ITEMS: list[Callable[[RunFiles], TripodItem]] = [
 
 
 def tripod_items(run: RunFiles) -> list[TripodItem]:
-    """The checklist items of a run, in reading order.
+    """The checklist items of a run, in reading order (class imbalance: diagnose only).
 
     Parameters
     ----------
@@ -341,7 +352,7 @@ def tripod_items(run: RunFiles) -> list[TripodItem]:
     -------
     list of TripodItem
     """
-    return [build(run) for build in _ITEMS]
+    return [build(run) for build in _ITEMS if build is not _imbalance or run.task == "diagnose"]
 
 
 def tripod_section(run: RunFiles) -> Section:
