@@ -161,8 +161,10 @@ def test_folder_with_table_and_class_subfolders(tmp_path):
 
     pd.DataFrame({"image_path": ["a.png"]}).to_csv(classes / "one.csv", index=False)
     pd.DataFrame({"image_path": ["a.png"]}).to_csv(classes / "two.csv", index=False)
-    with pytest.raises(DataError, match=re.escape(f"folder '{classes}' holds 2 tables (one.csv, "
-                                                  "two.csv); expected one table")):
+    with pytest.raises(DataError, match=re.escape(
+            f"folder '{classes}' holds 2 tables (one.csv, two.csv); a folder is read as an image "
+            "study with one table (image paths and the target): pass the table itself, e.g. "
+            f"permed train {classes / 'one.csv'}")):
         read_table(classes)
     empty = tmp_path / "empty"
     empty.mkdir()

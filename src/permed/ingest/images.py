@@ -303,9 +303,9 @@ def read_image_folder(folder: str | Path) -> tuple[pd.DataFrame, TableInfo]:
                     and p.suffix.lower() in SUPPORTED_SUFFIXES)
     if len(tables) > 1:
         raise DataError(f"folder '{folder}' holds {len(tables)} tables "
-                        f"({', '.join(p.name for p in tables)}); expected one table with the "
-                        "image column and the target: pass the table itself, e.g. "
-                        f"permed train {tables[0]}")
+                        f"({', '.join(p.name for p in tables)}); a folder is read as an image "
+                        "study with one table (image paths and the target): pass the table "
+                        f"itself, e.g. permed train {tables[0]}")
     if tables:
         return read_table(tables[0])
     rows = [(str(p.relative_to(folder)), sub.name) for sub in sorted(folder.iterdir())
