@@ -5,7 +5,7 @@ entries of ``metrics.json`` (see ``docs/run-directory.md``).
 """
 
 from permed.evaluate._bootstrap import bootstrap_ci, bootstrap_dict, bootstrap_many
-from permed.evaluate._chance import chance_warning
+from permed.evaluate._cautions import cautions, chance_warning, small_test_warning
 from permed.evaluate.classification import (
     BINARY_METRICS,
     MULTICLASS_METRICS,
@@ -28,12 +28,14 @@ __all__ = [
     "bootstrap_dict",
     "bootstrap_many",
     "calibration_slope_intercept",
+    "cautions",
     "chance_warning",
     "classification_report",
     "cv_summary",
     "expected_calibration_error",
     "net_benefit",
     "point_metrics",
+    "small_test_warning",
     "threshold_for_sensitivity",
     "youden_threshold",
 ]

@@ -28,7 +28,7 @@ import pandas as pd
 from markupsafe import Markup
 
 import permed
-from permed.evaluate import chance_warning
+from permed.evaluate import cautions
 from permed.exceptions import BundleError
 from permed.privacy import read_bytes, table_source
 
@@ -751,11 +751,10 @@ def _header(run: RunFiles) -> dict[str, Any]:
 
 
 def _warnings(run: RunFiles) -> list[str]:
-    """What training warned about (the data checks, a model no better than chance), and for an
-    external evaluation, which records no warnings, whether it is no better than chance."""
+    """What training warned about (the data checks, test figures that say little), and for an
+    external evaluation, which records no warnings, whether its figures say little."""
     recorded = [str(w) for w in run.manifest.get("warnings") or []]
-    caution = chance_warning(run.metrics.get("test") or {})
-    return list(dict.fromkeys(recorded + ([caution] if caution else [])))
+    return list(dict.fromkeys(recorded + cautions(run.metrics)))
 
 
 def build_sections(run: RunFiles) -> list[Section]:

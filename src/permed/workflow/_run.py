@@ -14,7 +14,7 @@ from permed import __version__
 from permed.bundle import BUNDLE_DIR, atomic_directory, save_bundle
 from permed.bundle._onnx import export_onnx
 from permed.engine import Progress, SilentProgress, get_engine
-from permed.evaluate import chance_warning
+from permed.evaluate import cautions
 from permed.exceptions import StudyError
 from permed.ingest import TableInfo, read_table
 from permed.privacy import AuditLog, require_key, write_bytes
@@ -98,7 +98,7 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
     finally:
         engine.close()
     result.warnings = [f.message for f in validation.warnings]
-    if caution := chance_warning(result.metrics.get("test") or {}):
+    for caution in cautions(result.metrics):  # test figures that say little
         progress.note(f"warning: {caution}")
         result.warnings.append(caution)
     result.metrics["timings"] = {**timings, **result.metrics["timings"]}
