@@ -118,6 +118,11 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
             model, data, schema.coerce(test), frame.index[test_idx].to_numpy(), study, results,
             config.seed))
 
+    genes = None
+    if schema.genes:  # which genes carry the signal, by name: workflow/_genes.py
+        with timings("genes"):
+            genes = gene_stability(features, data.y, schema, config.seed, engine, progress)
+
     metrics = {
         "task": "diagnose",
         "target": {"column": study.target, "classes": classes,
@@ -147,8 +152,8 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
     if "per_class" in evaluation:
         metrics["per_class"] = evaluation["per_class"]
     metrics.update(explained)
-    if schema.genes:  # which genes carry the signal, by name: workflow/_genes.py
-        metrics["genes"] = gene_stability(features, data.y, schema, config.seed)
+    if genes is not None:
+        metrics["genes"] = genes
     if hasattr(pipeline[-1], "privacy_"):  # differentially private training: epsilon spent
         metrics["privacy"] = pipeline[-1].privacy_
     predictions = _predictions(frame, test_idx, study, classes, y[test_idx], proba, model)

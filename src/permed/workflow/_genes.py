@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedShuffleSplit
 
+from permed.engine import Engine, LocalEngine, Progress
 from permed.preprocess import gene_pipeline
 from permed.study import FittedSchema
 
@@ -38,8 +39,13 @@ def _selected(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.n
     return np.abs(coef).max(axis=0) > 0, coef
 
 
+def _fit_half(task: tuple[np.ndarray, np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]:
+    return _selected(*task)
+
+
 def gene_stability(features: pd.DataFrame, y: np.ndarray, schema: FittedSchema,
-                   seed: int, resamples: int = RESAMPLES) -> dict[str, Any]:
+                   seed: int, engine: Engine | None = None, progress: Progress | None = None,
+                   resamples: int = RESAMPLES) -> dict[str, Any]:
     """Selection frequency of each gene over elastic-net fits on stratified half-samples.
 
     Parameters
@@ -50,6 +56,9 @@ def gene_stability(features: pd.DataFrame, y: np.ndarray, schema: FittedSchema,
         Class indices into ``schema.classes``.
     schema : FittedSchema
     seed : int
+    engine : Engine, optional
+        Where the fits run (default: one after another in this process).
+    progress : Progress, optional
     resamples : int
 
     Returns
@@ -65,8 +74,9 @@ def gene_stability(features: pd.DataFrame, y: np.ndarray, schema: FittedSchema,
     counts = np.zeros(X.shape[1])
     signs = np.zeros((len(schema.classes), X.shape[1]))
     splitter = StratifiedShuffleSplit(resamples, train_size=0.5, random_state=seed)
-    for k, (half, _) in enumerate(splitter.split(X, y)):
-        chosen, coef = _selected(X[half], y[half], seed + k)
+    tasks = [(X[half], y[half], seed + k) for k, (half, _) in enumerate(splitter.split(X, y))]
+    for chosen, coef in (engine or LocalEngine(1)).map(_fit_half, tasks, label="gene stability",
+                                                        progress=progress):
         counts += chosen
         signs += coef
     frequency = counts / resamples
