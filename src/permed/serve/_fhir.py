@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-import pandas as pd
-
 from permed.ingest.fhir import age_on, latest_date
 from permed.serve._validation import FieldError
 
@@ -203,7 +201,7 @@ def _observation_value(name: str, source: dict[str, Any], found: tuple[str, str,
 
 
 def _patient_value(name: str, source: dict[str, Any], patient: dict[str, Any],
-                   on: date) -> Any:
+                   on: Any) -> Any:
     path = source["path"]
     if path == "Patient.birthDate":
         birth = patient.get("birthDate")
@@ -256,9 +254,8 @@ def features_from_bundle(bundle: Any, mapping: dict[str, Any],
         basis.append(found[0])
         times.append(found[1])
     observed = date.fromisoformat(max(times)[:10]) if times else None
-    died, latest = patient.get("deceasedDateTime"), latest_date([r for _, r in resources])
-    age_date = (pd.to_datetime(died, utc=True).date() if died
-                else latest.date() if latest is not None else datetime.now(UTC).date())
+    age_date = (patient.get("deceasedDateTime") or latest_date([r for _, r in resources])
+                or datetime.now(UTC).date())
     for name, raw in mapping.items():
         source = {"path": raw} if isinstance(raw, str) else raw
         if "path" in source:
