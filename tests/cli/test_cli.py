@@ -142,6 +142,7 @@ def test_predict_with_a_missing_column_is_refused(workspace, trained):
     assert result.returncode == 1
     assert ("1 column(s) the model was trained on are missing: 'mean radius'"
             in " ".join(result.stderr.split()))
+    assert "scoring" not in result.stderr  # the failed step's bar is gone, the error stands
     assert not (workspace / "x.csv").exists()
 
 

@@ -38,7 +38,11 @@ class RichProgress:
                    MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=err, transient=False) as bar:
             task = bar.add_task(label, total=total)
-            yield lambda n=1: bar.advance(task, n)
+            try:
+                yield lambda n=1: bar.advance(task, n)
+            except BaseException:
+                bar.remove_task(task)  # a failed step leaves no bar above its error message
+                raise
 
     def note(self, message: str) -> None:
         if not self.quiet:
