@@ -216,6 +216,22 @@ def test_a_horizon_few_patients_reach_is_warned_about_and_recorded(cohort, tmp_p
     assert f"<li>{warnings[0]}</li>" in (run / "report.html").read_text().replace("&#39;", "'")
 
 
+def test_a_feature_value_whose_patients_all_had_the_event_is_warned_about(cohort):
+    from permed.study import validate
+
+    died_in_hospital = cohort.assign(discharge=0)
+    died_in_hospital.loc[died_in_hospital.index[cohort["status"] == 1][:12], "discharge"] = 1
+    study = Study(task="risk", time="days", event="status")
+    assert [f.message for f in validate(died_in_hospital, study).warnings] == [
+        "column 'discharge' is '1' for 12 patients and every one of them had the event "
+        "('status'): likely leakage (recorded at or after the event, like a status at "
+        "discharge?); if it is not known when the prediction is made, drop it with --drop "
+        "'discharge'"]
+    # 9 such patients are not enough to say
+    died_in_hospital.loc[died_in_hospital.index[cohort["status"] == 1][9:12], "discharge"] = 0
+    assert validate(died_in_hospital, study).warnings == []
+
+
 def test_a_named_event_value_is_read_as_the_event(cohort, tmp_path):
     named = cohort.assign(status=np.where(cohort["status"] == 1, "dead", "alive"))
     with pytest.raises(DataError, match=r"event column 'status' has values other than 0/1: "

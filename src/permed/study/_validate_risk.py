@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["RiskOptions", "check_risk", "encode_event", "follow_up_times"]
 
 # Labels read as "event" / "censored" without --event-value.
+# A feature level with at most this many levels whose patients (at least this many) all had
+# the event is warned about as likely leakage.
+LEAKAGE_LEVELS = 10
+LEAKAGE_PATIENTS = 10
 # A horizon fewer patients than this (and than this share) are followed to is warned about.
 MIN_FOLLOWED = 20
 MIN_FOLLOWED_SHARE = 0.05
@@ -107,8 +111,30 @@ def check_risk(frame: pd.DataFrame, study: Study, report: ValidationReport,
     if event is None or not times_ok:
         return
     _check_zero_times(frame, study, report, event)
+    if options is None:  # the table's own checks (permed validate, and before training)
+        _check_event_leakage(frame, study, report, event)
     if options is not None and options.horizons:
         _check_horizons(frame, study, report, options.horizons)
+
+
+def _check_event_leakage(frame: pd.DataFrame, study: Study, report: ValidationReport,
+                         event: pd.Series) -> None:
+    """Warn of a feature value every one of whose patients (10 or more) had the event: like
+    WHAS500's discharge status, it is often recorded at or after the event."""
+    known = event.notna().to_numpy()
+    had = event[known].astype(bool).to_numpy()
+    for column in study.feature_columns(list(frame.columns)):
+        values = as_category(frame[column])[known]
+        if values.nunique() > LEAKAGE_LEVELS:
+            continue
+        for level, count in values.value_counts().items():
+            if count >= LEAKAGE_PATIENTS and had[(values == level).to_numpy()].all():
+                report.warn(
+                    f"column '{column}' is '{level}' for {count} patients and every one of them "
+                    f"had the event ('{study.event}'): likely leakage (recorded at or after the "
+                    "event, like a status at discharge?); if it is not known when the "
+                    f"prediction is made, drop it with --drop '{column}'", column)
+                break
 
 
 def _check_time(frame: pd.DataFrame, study: Study, report: ValidationReport) -> bool:
