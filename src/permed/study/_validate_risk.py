@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RiskOptions", "check_risk", "encode_event", "follow_up_times"]
 
-# Labels read as "event" / "censored" without --event-value.
 # A feature level with at most this many levels whose patients (at least this many) all had
 # the event is warned about as likely leakage.
 LEAKAGE_LEVELS = 10
@@ -36,6 +35,7 @@ LEAKAGE_PATIENTS = 10
 # A horizon fewer patients than this (and than this share) are followed to is warned about.
 MIN_FOLLOWED = 20
 MIN_FOLLOWED_SHARE = 0.05
+# Labels read as "event" / "censored" without --event-value.
 _EVENT_LABELS = {"1": True, "0": False, "True": True, "False": False, "true": True,
                  "false": False}
 

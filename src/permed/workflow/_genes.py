@@ -30,17 +30,15 @@ SHOWN = 25
 STABLE = 0.6  # selected in at least this share of half-samples
 
 
-def _selected(X: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _selected(task: tuple[np.ndarray, np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The genes one elastic-net fit on ``(X, y, seed)`` selects, and its coefficients."""
+    X, y, seed = task
     # saga needs up to 3,416 passes on Golub's half-samples (15-19 patients, 1,000 genes): a
     # cap of 3,000 stopped 5 of 30 fits early, each printing scikit-learn's ConvergenceWarning
     model = LogisticRegression(l1_ratio=0.5, C=0.5, solver="saga", max_iter=20_000,
                                random_state=seed).fit(X, y)
     coef = model.coef_ if model.coef_.shape[0] > 1 else np.vstack([-model.coef_, model.coef_])
     return np.abs(coef).max(axis=0) > 0, coef
-
-
-def _fit_half(task: tuple[np.ndarray, np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]:
-    return _selected(*task)
 
 
 def gene_stability(features: pd.DataFrame, y: np.ndarray, schema: FittedSchema,
@@ -75,7 +73,7 @@ def gene_stability(features: pd.DataFrame, y: np.ndarray, schema: FittedSchema,
     signs = np.zeros((len(schema.classes), X.shape[1]))
     splitter = StratifiedShuffleSplit(resamples, train_size=0.5, random_state=seed)
     tasks = [(X[half], y[half], seed + k) for k, (half, _) in enumerate(splitter.split(X, y))]
-    for chosen, coef in (engine or LocalEngine(1)).map(_fit_half, tasks, label="gene stability",
+    for chosen, coef in (engine or LocalEngine(1)).map(_selected, tasks, label="gene stability",
                                                         progress=progress):
         counts += chosen
         signs += coef
