@@ -5,7 +5,12 @@ entries of ``metrics.json`` (see ``docs/run-directory.md``).
 """
 
 from permed.evaluate._bootstrap import bootstrap_ci, bootstrap_dict, bootstrap_many
-from permed.evaluate._cautions import cautions, chance_warning, small_test_warning
+from permed.evaluate._cautions import (
+    cautions,
+    chance_warning,
+    counts_in_test,
+    small_test_warning,
+)
 from permed.evaluate.classification import (
     BINARY_METRICS,
     MULTICLASS_METRICS,
@@ -30,6 +35,7 @@ __all__ = [
     "calibration_slope_intercept",
     "cautions",
     "chance_warning",
+    "counts_in_test",
     "classification_report",
     "cv_summary",
     "expected_calibration_error",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["cautions", "chance_warning", "small_test_warning"]
+__all__ = ["cautions", "chance_warning", "counts_in_test", "small_test_warning"]
 
 # The discrimination figure of each task's test entry, and its name for people.
 _DISCRIMINATION = {"auroc": "AUROC", "c_index": "C-index"}
@@ -58,17 +58,23 @@ def small_test_warning(metrics: Mapping[str, Any]) -> str | None:
     ...     "labels": ["no", "yes"], "matrix": [[12, 1], [1, 1]]}})[:62]
     "the test split holds 2 patients with 'yes': the test figures a"
     """
-    if metrics.get("task") == "risk":
-        groups = (metrics.get("risk_groups") or {}).get("groups") or {}
-        counts = {"the event": sum(int(g.get("events") or 0) for g in groups.values()
-                                   if isinstance(g, Mapping))} if groups else {}
-    else:
-        matrix = metrics.get("confusion_matrix") or {}
-        counts = {f"'{label}'": sum(row) for label, row in
-                  zip(matrix.get("labels") or [], matrix.get("matrix") or [], strict=False)}
+    counts = counts_in_test(metrics)
     if not counts or min(counts.values()) >= MIN_TEST_CLASS:
         return None
-    what, n = min(counts.items(), key=lambda kv: kv[1])
+    label, n = min(counts.items(), key=lambda kv: kv[1])
+    what = "the event" if metrics.get("task") == "risk" else f"'{label}'"
     return (f"the test split holds {n} patients with {what}: the test figures and their 95% "
             "CIs rest on so few that they cannot be trusted (a bootstrap CI can even be of zero "
             "width); validate the model on more patients (permed evaluate RUN_DIR COHORT)")
+
+
+def counts_in_test(metrics: Mapping[str, Any]) -> dict[str, int]:
+    """Test patients in each class (from the confusion matrix), or for risk ``{"event": n}``,
+    the test events (summed over the risk groups); empty when metrics.json lacks them."""
+    if metrics.get("task") == "risk":
+        groups = (metrics.get("risk_groups") or {}).get("groups") or {}
+        return {"event": sum(int(g.get("events") or 0) for g in groups.values()
+                             if isinstance(g, Mapping))} if groups else {}
+    matrix = metrics.get("confusion_matrix") or {}
+    return {str(label): sum(row) for label, row in
+            zip(matrix.get("labels") or [], matrix.get("matrix") or [], strict=False)}

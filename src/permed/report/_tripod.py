@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
+from permed.evaluate import counts_in_test
 from permed.report._fairness import fairness_flags
 from permed.report._html import (
     DASH,
@@ -136,19 +137,15 @@ def development_events(run: RunFiles) -> int | None:
         Class counts of all rows minus those of the test split (from the confusion matrix);
         None when either is unknown.
     """
+    in_test = counts_in_test(run.metrics)
     if run.task == "risk":  # all events minus those of the test split's risk groups
         events = dig(run.metrics, "outcome", "event")
-        groups = dig(run.metrics, "risk_groups", "groups")
-        if not isinstance(events, int) or not isinstance(groups, Mapping):
+        if not isinstance(events, int) or not in_test:
             return None
-        return events - sum(int(g.get("events") or 0) for g in groups.values()
-                            if isinstance(g, Mapping))
+        return events - in_test["event"]
     counts = dig(run.metrics, "target", "counts")
-    labels = dig(run.metrics, "confusion_matrix", "labels")
-    matrix = dig(run.metrics, "confusion_matrix", "matrix")
-    if not isinstance(counts, Mapping) or not labels or not isinstance(matrix, list):
+    if not isinstance(counts, Mapping) or not in_test:
         return None
-    in_test = {str(label): sum(row) for label, row in zip(labels, matrix, strict=False)}
     wanted = [run.positive_class] if len(run.classes) == 2 else [str(c) for c in counts]
     dev = [counts[c] - in_test.get(c, 0) for c in wanted if c in counts]
     return min(dev) if dev else None
