@@ -77,8 +77,29 @@ def test_saved_row_index_is_left_out_with_a_warning(small_cohort):
     last = len(small_cohort) - 1
     assert [f.message for f in report.warnings] == [
         f"column 'Unnamed: 0' holds the row numbers 0..{last} in order (a saved table index): "
-        "it is left out; declare it with --id 'Unnamed: 0' if it is the patient id"]
+        "it is left out; declare it with --id 'Unnamed: 0' if it is the patient id, or give it "
+        "a kind in the study if it is a measurement"]
     assert "Unnamed: 0" not in report.kinds
+
+
+def test_a_record_counter_restarting_per_file_is_left_out_with_a_warning(small_cohort):
+    # Symptom2Disease's index: 0..299 four times, the diagnoses listed in blocks within each
+    n = len(small_cohort)
+    small_cohort.insert(0, "index", np.arange(n) % (n // 2))
+    report = validate(small_cohort, _study())
+    assert [f.message for f in report.warnings] == [
+        "column 'index' holds numbers going up by one from row to row, restarting 1 time (a "
+        "record counter, which follows the order the rows were listed in, not the patient): it "
+        "is left out; declare it with --id 'index' if it is the patient id, or give it a kind in "
+        "the study if it is a measurement"]
+    assert "index" not in report.kinds
+
+
+def test_visit_years_restarting_per_patient_are_kept(small_cohort):
+    small_cohort["year"] = 2001 + np.arange(len(small_cohort)) % 7
+    report = validate(small_cohort, _study())
+    assert report.warnings == []
+    assert report.kinds["year"] == "numeric"
 
 
 @pytest.mark.parametrize("dates", [

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "as_category", "infer_kind", "is_row_number", "looks_like_dates", "non_numeric_values",
+    "as_category", "counter_restarts", "infer_kind", "is_row_number", "looks_like_dates", "non_numeric_values",
     "rows_text", "to_numeric",
 ]
 
@@ -18,6 +18,8 @@ CODED_LEVELS = (3, 5)
 # A text column where at least this share of the non-missing values parse as numbers is a
 # numeric column with stray text (a typo, a unit, "twelve"), not a categorical one.
 NUMERIC_SHARE = 0.8
+# A whole-number column going up by one from row to row at this share of its steps counts rows.
+COUNTER_SHARE = 0.99
 
 
 def to_numeric(series: pd.Series) -> pd.Series:
@@ -34,11 +36,25 @@ def to_numeric(series: pd.Series) -> pd.Series:
 
 
 def is_row_number(series: pd.Series) -> bool:
-    """Whether a column is 0..n-1 or 1..n in row order, like the index pandas saves in a CSV."""
+    """Whether a column counts the rows: whole numbers going up by one from row to row, like the
+    index pandas saves in a CSV (0..n-1), or a counter restarting in each of a few files appended
+    to one another (Symptom2Disease's ``index`` runs 0..299 four times, and the diseases are
+    listed in blocks, so the counter gives the diagnosis away).
+
+    At least 99% of the steps must be +1: visit years or visit numbers in a table of several rows
+    per patient restart far more often than that.
+    """
     if len(series) < 20 or series.isna().any() or not pd.api.types.is_numeric_dtype(series):
         return False
-    values = series.to_numpy()
-    return bool(values[0] in (0, 1) and np.array_equal(values, values[0] + np.arange(len(values))))
+    if pd.api.types.is_bool_dtype(series):
+        return False
+    steps = np.diff(series.to_numpy(dtype=float))
+    return bool(np.mean(steps == 1) >= COUNTER_SHARE)
+
+
+def counter_restarts(series: pd.Series) -> int:
+    """How often a row counter (see ``is_row_number``) does not go up by one."""
+    return int(np.sum(np.diff(series.to_numpy(dtype=float)) != 1))
 
 
 def looks_like_dates(series: pd.Series) -> bool:

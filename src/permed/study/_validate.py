@@ -16,6 +16,7 @@ from sklearn.metrics import roc_auc_score
 from permed.exceptions import DataError
 from permed.study._columns import (
     as_category,
+    counter_restarts,
     infer_kind,
     is_row_number,
     looks_like_dates,
@@ -237,9 +238,15 @@ def _check_feature(
     spec = study.columns.get(column)
     declared = spec.kind if spec else None
     if declared is None and is_row_number(series):
-        report.warn(f"column '{column}' holds the row numbers {series.iloc[0]}..{series.iloc[-1]} "
-                    "in order (a saved table index): it is left out; declare it with --id "
-                    f"'{column}' if it is the patient id", column)
+        restarts = counter_restarts(series)
+        counted = (f"the row numbers {series.iloc[0]}..{series.iloc[-1]} in order (a saved table "
+                   "index)" if restarts == 0 else
+                   f"numbers going up by one from row to row, restarting {restarts} time"
+                   f"{'s' if restarts > 1 else ''} (a record counter, which follows the order "
+                   "the rows were listed in, not the patient)")
+        report.warn(f"column '{column}' holds {counted}: it is left out; declare it with --id "
+                    f"'{column}' if it is the patient id, or give it a kind in the study if it is "
+                    "a measurement", column)
         return None
     if declared is None and looks_like_dates(series):
         report.warn(
