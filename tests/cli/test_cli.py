@@ -135,6 +135,23 @@ def test_text_in_a_numeric_column_is_named(workspace):
             "5, 6, 7") in " ".join(result.stderr.split())
 
 
+def test_brackets_in_a_message_are_printed_as_written(workspace):
+    # rich would read "[study]" and "dose[mg]" as markup and print nothing of them
+    study = workspace / "sections.toml"
+    study.write_text('task = "diagnose"\n')
+    result = permed("validate", workspace / "bc.csv", "--study", study)
+    assert result.returncode == 1
+    assert ("unknown section(s) ['task']; expected [study], [roles], [columns.NAME], "
+            "[deidentify], [fhir]") in " ".join(result.stderr.split())
+    frame = pd.read_csv(workspace / "bc.csv").rename(columns={"mean area": "area[mm2]"})
+    frame["area[mm2]"] = frame["area[mm2]"].astype(object)
+    frame.loc[0, "area[mm2]"] = "big"
+    frame.to_csv(workspace / "bracketed.csv", index=False)
+    study.write_text('[roles]\ntarget = "diagnosis"\n')
+    result = permed("validate", workspace / "bracketed.csv", "--study", study)
+    assert "error: column 'area[mm2]' is numeric" in " ".join(result.stdout.split())
+
+
 def test_predict_with_a_missing_column_is_refused(workspace, trained):
     frame = pd.read_csv(workspace / "bc.csv").drop(columns=["mean radius", "diagnosis"])
     frame.to_csv(workspace / "missing.csv", index=False)
@@ -184,7 +201,7 @@ def test_init_lists_a_saved_index_and_dates_under_drop(workspace):
     study = workspace / "indexed.toml"
     result = permed("init", study, "--from", workspace / "indexed.csv")
     assert result.returncode == 0, result.stderr
-    assert "column 'Unnamed: 0' holds a saved row index: listed under drop" in result.stderr
+    assert "column 'Unnamed: 0' holds a row counter: listed under drop" in result.stderr
     assert "column 'admitted' holds calendar dates: listed under drop" in result.stderr
     assert 'drop = ["Unnamed: 0", "admitted"]' in study.read_text()
     result = permed("validate", workspace / "indexed.csv", "--study", study)

@@ -19,8 +19,10 @@ from rich.table import Table
 
 __all__ = ["RichProgress", "err", "metric_cell", "out"]
 
-out = Console()
-err = Console(stderr=True)
+# Messages carry column names, paths and values ("[study]", "dose[mg]"): no markup is read in
+# them. Colour comes from style= or rich Text.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 
 class RichProgress:
@@ -46,7 +48,7 @@ class RichProgress:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            err.print(f"[yellow]{message}[/yellow]", highlight=False)
+            err.print(message, style="yellow", highlight=False)
 
 
 def metric_cell(entry: dict[str, Any] | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from permed.cli._console import out, table
 from permed.exceptions import PermedError
@@ -31,7 +32,7 @@ def show(name: str = typer.Argument(..., help="Dataset name, e.g. breast_cancer.
     """Describe one dataset: source, roles, columns."""
     dataset = get_dataset(name)
     frame = dataset.loader()
-    out.print(f"[bold]{dataset.name}[/bold]: {dataset.title}")
+    out.print(Text.assemble((dataset.name, "bold"), f": {dataset.title}"))
     out.print(f"source: {dataset.source}", highlight=False)
     out.print(f"rows: {len(frame)}, columns: {frame.shape[1]}")
     out.print("roles: " + ", ".join(f"{k}={v}" for k, v in dataset.roles.items()),

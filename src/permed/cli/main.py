@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.text import Text
 
 from permed import __version__
 from permed.cli import bench, datasets, demo, ingest, privacy, serve, study, train, use
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         # Without standalone mode click returns typer.Exit's code instead of exiting.
         code = app(args=argv, prog_name="permed", standalone_mode=False)
     except PermedError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        err.print(Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False, soft_wrap=True)
         return 1
     except typer.Exit as exc:
         return exc.exit_code

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.text import Text
 
 from permed.cli._console import err, out, table
 from permed.cli._options import split_list
@@ -145,8 +146,8 @@ def deidentify(
             if encrypt:
                 raise StudyError("--encrypt needs the data key: pass --key-file KEY (permed keys "
                                  "create --out KEY makes one) or set PERMED_KEY")
-            err.print("[yellow]no --key-file: pseudonyms and date shifts use a one-time key and "
-                      "will not match other files; pass --key-file to link records[/yellow]",
+            err.print("no --key-file: pseudonyms and date shifts use a one-time key and will not "
+                      "match other files; pass --key-file to link records", style="yellow",
                       highlight=False, soft_wrap=True)
         frame, _ = read_table(data)
         result = deidentify_frame(frame, key or generate_key(), study,
@@ -173,7 +174,7 @@ def _summary(result: Any, key_id: str | None) -> dict[str, Any]:
 
 def _print_summary(result: Any, summary: dict[str, Any]) -> None:
     for warning in result.warnings:
-        err.print(f"[yellow]warning: {warning}[/yellow]", highlight=False, soft_wrap=True)
+        err.print(f"warning: {warning}", style="yellow", highlight=False, soft_wrap=True)
     actions = table("De-identification", ["column", "action"])
     for column, action in result.actions.items():
         actions.add_row(column, action)
@@ -206,10 +207,11 @@ def verify(
     path = log or home_log()
     report = verify_log(path, read_key_file(integrity_key_file) if integrity_key_file else None)
     for note in report.notes:
-        err.print(f"[yellow]note: {note}[/yellow]", highlight=False, soft_wrap=True)
+        err.print(f"note: {note}", style="yellow", highlight=False, soft_wrap=True)
     if report.ok:
         out.print(f"{path}: {report.entries} entries, intact", highlight=False, soft_wrap=True)
         return
     for problem in report.problems:
-        err.print(f"[bold red]{path}:[/bold red] {problem}", highlight=False, soft_wrap=True)
+        err.print(Text.assemble((f"{path}:", "bold red"), f" {problem}"), highlight=False,
+                  soft_wrap=True)
     raise typer.Exit(1)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import typer
+from rich.text import Text
 
 from permed.cli._console import err, out
 from permed.cli._options import split_list
@@ -38,7 +39,7 @@ def init(
     study_file.write_text(study.to_toml())
     out.print(str(study_file), highlight=False)
     for column in study.drop:
-        what = "a saved row index" if is_row_number(frame[column]) else "calendar dates"
+        what = "a row counter" if is_row_number(frame[column]) else "calendar dates"
         err.print(f"column '{column}' holds {what}: listed under drop", highlight=False)
     err.print("check the roles (target, id, sensitive) before training", highlight=False)
 
@@ -46,7 +47,7 @@ def init(
 def guess_study(frame: pd.DataFrame) -> Study:
     """A study whose column kinds are guessed; the last column is taken as the target.
 
-    A saved row index and calendar dates are listed under ``drop``, not given a kind: a
+    A row counter and calendar dates are listed under ``drop``, not given a kind: a
     declared kind would make validation keep them as features.
     """
     ids = [c for c in frame.columns
@@ -84,7 +85,7 @@ def validate_command(
               highlight=False)
     for finding in report.findings:
         colour = "red" if finding.level == "error" else "yellow"
-        out.print(f"[{colour}]{finding.level}[/{colour}]: {finding.message}", highlight=False)
+        out.print(Text.assemble((finding.level, colour), f": {finding.message}"), highlight=False)
     kinds = ", ".join(f"{k}={v}" for k, v in report.kinds.items())
     out.print(f"features: {kinds}", highlight=False)
     out.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
