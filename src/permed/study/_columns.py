@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "as_category", "counter_restarts", "infer_kind", "is_row_number", "looks_like_dates", "non_numeric_values",
-    "rows_text", "to_numeric",
+    "as_category", "counter_restarts", "infer_kind", "is_row_number", "looks_like_dates",
+    "non_numeric_values", "rows_text", "to_numeric",
 ]
 
 # A numeric column holding this few distinct whole numbers (3 to 5, e.g. chest pain type 1-4 or
