@@ -12,6 +12,7 @@ import pytest
 from permed.bundle import load_bundle
 from permed.exceptions import DataError, PermedError
 from permed.study import Study, validate
+from permed.study._validate_treat import randomization_imbalance
 from permed.testing import shared_data
 from permed.workflow import TrainConfig, predict_run, train_run
 
@@ -138,6 +139,8 @@ def test_report_has_the_treat_sections(treat_run):
 def test_randomized_multi_arm_binary_outcome(tmp_path):
     frame = synthetic_trial(600, seed=1, arms=("a", "b", "c"), confounded=0.0)
     frame["y"] = (frame["y"] > frame["y"].median()).astype(int)
+    # visits after randomization, more in arm c: a column the treatment changed
+    frame["visits"] = np.random.default_rng(1).poisson(3 + 2 * (frame["treatment"] == "c"))
     frame.to_csv(tmp_path / "three.csv", index=False)
     study = Study(task="treat", treatment="treatment", outcome="y", id="pid")
     config = TrainConfig(models=["t_learner"], cv=3, n_boot=100, randomized=True)
@@ -147,6 +150,11 @@ def test_randomized_multi_arm_binary_outcome(tmp_path):
     assert metrics["nuisance"]["propensity_source"] == "randomized"
     assert set(metrics["test"]) == {"policy_value", "policy_gain", "ate"}
     assert metrics["ate_comparison"] in ("b vs a", "c vs a")
+    imbalanced = [w for w in json.loads((run / "manifest.json").read_text())["warnings"]
+                  if "randomization allows" in w]
+    assert [w.split("'")[1] for w in imbalanced] == ["visits"]
+    assert imbalanced[0].startswith("column 'visits' differs between the arms far more than "
+                                    "randomization allows (Kruskal-Wallis p")
     shares = metrics["overlap"]["by_arm"]
     assert all(abs(s["min"] - s["share"]) < 1e-9 for s in shares.values())
     predictions = pd.read_csv(run / "predictions.csv")
@@ -269,6 +277,22 @@ def test_actg175_leaky_columns_are_refused():
     with pytest.raises(DataError, match=r"column 'treat' encodes the treatment 'arms' \(every "
                                         r"arm has a single value of 'treat'\)"):
         validate(frame, study).raise_errors()
+
+
+def test_actg175_columns_recorded_after_randomization_are_named():
+    frame = pd.read_csv(shared_data("actg175/ACTG175.csv"), na_values=["NA"])
+    study = Study(task="treat", treatment="arms", outcome="cd420", drop=["pidnum", "treat"])
+    kinds = validate(frame, study).kinds
+    found = dict(randomization_imbalance(frame, frame["arms"].astype(str), kinds))
+    # the week-96 CD4 count, censoring and follow-up time; no baseline column
+    assert sorted(found) == ["cd496", "cens", "days"]
+    assert found["days"] == (
+        "column 'days' differs between the arms far more than randomization allows "
+        "(Kruskal-Wallis p = 2e-08; randomization balances every baseline column up to chance): "
+        "it was most likely recorded after the treatment started (a later measurement, "
+        "follow-up time, going off treatment), and a feature the treatment changed biases every "
+        "effect; drop it with --drop 'days' (or leave out --randomized if the arms were not "
+        "assigned at random)")
 
 
 def test_true_effect_needs_two_arms(tmp_path):

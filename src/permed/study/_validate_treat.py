@@ -17,7 +17,8 @@ from permed.study._study import Study
 if TYPE_CHECKING:  # _validate imports this module to dispatch the treat checks
     from permed.study._validate import ValidationReport
 
-__all__ = ["MAX_ARMS", "MAX_OUTCOME_MISSING", "MIN_ARM_SIZE", "check_treat"]
+__all__ = ["MAX_ARMS", "MAX_OUTCOME_MISSING", "MIN_ARM_SIZE", "check_treat",
+           "randomization_imbalance"]
 
 MIN_ARM_SIZE = 20
 MAX_ARMS = 10
@@ -27,6 +28,11 @@ MAX_OUTCOME_MISSING = 0.2
 # A feature with at most this many distinct values whose every value occurs in one arm only
 # is the treatment under another name.
 _MAX_ENCODING_LEVELS = 20
+# In a randomized trial a baseline column differs between the arms by chance only: one that
+# differs with a p-value below this was most likely recorded after the treatment started. In
+# ACTG 175 every baseline column has p >= 0.4, while follow-up days, censoring and the week-96
+# CD4 count have p < 1e-5 (tests/workflow/test_treat.py).
+IMBALANCE_P = 1e-4
 
 
 def check_treat(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
@@ -182,3 +188,56 @@ def _check_encodings(frame: pd.DataFrame, study: Study, report: ValidationReport
             f"column '{column}' encodes the treatment '{study.treatment}' ({how}): a feature "
             "must not be the treatment itself or be recorded because of it; drop it with "
             f"--drop '{column}'", column)
+
+
+def randomization_imbalance(frame: pd.DataFrame, arms: pd.Series,
+                            kinds: dict[str, str]) -> list[tuple[str, str]]:
+    """The features of a randomized study that differ between the arms far beyond chance.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The patients with a known arm.
+    arms : pandas.Series
+        Each patient's arm, aligned with ``frame``.
+    kinds : dict
+        ``{column: "numeric" | "categorical"}`` of the features (``ValidationReport.kinds``).
+
+    Returns
+    -------
+    list of (column, message)
+        Numeric columns are compared with the Kruskal-Wallis test, categorical ones with the
+        chi-squared test of the arm-by-value table, on the patients where the column is known;
+        the message names the test and its p-value, why it matters and the fix.
+    """
+    from scipy.stats import chi2_contingency, kruskal
+
+    found = []
+    for column, kind in kinds.items():
+        if kind not in ("numeric", "categorical"):  # genes and notes have their own checks
+            continue
+        known = frame[column].notna().to_numpy() & arms.notna().to_numpy()
+        if kind == "numeric":
+            values = to_numeric(frame[column])[known]
+            groups = [values[(arms[known] == arm).to_numpy()] for arm in arms[known].unique()]
+            if len(groups) < 2 or values.nunique() < 2:
+                continue
+            test, p = "Kruskal-Wallis", float(kruskal(*groups).pvalue)
+        else:
+            table = pd.crosstab(arms[known], as_category(frame[column])[known])
+            if min(table.shape) < 2:
+                continue
+            test, p = "chi-squared", float(chi2_contingency(table).pvalue)
+        if p < IMBALANCE_P:
+            found.append((column, (
+                f"column '{column}' differs between the arms far more than randomization allows "
+                f"({test} {_p_text(p)}; randomization balances every baseline column up to "
+                "chance): it was most likely recorded after the treatment started (a later "
+                "measurement, follow-up time, going off treatment), and a feature the treatment "
+                f"changed biases every effect; drop it with --drop '{column}' (or leave out "
+                "--randomized if the arms were not assigned at random)")))
+    return found
+
+
+def _p_text(p: float) -> str:
+    return "p < 1e-12" if p < 1e-12 else f"p = {p:.1g}"

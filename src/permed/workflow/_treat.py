@@ -56,7 +56,7 @@ from permed.models.treat import (
 )
 from permed.preprocess import make_preprocessor
 from permed.study import FittedSchema, Study, ValidationReport, as_category, to_numeric
-from permed.study._validate_treat import MIN_ARM_SIZE
+from permed.study._validate_treat import MIN_ARM_SIZE, randomization_imbalance
 from permed.workflow._config import TrainConfig
 from permed.workflow._cv import CLIP_QUANTILES
 from permed.workflow._explain_outcomes import explain_treat_step
@@ -691,6 +691,11 @@ def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
         make_model(name, config.seed)  # refuses unknown names up front
     prepared = _prepare(frame, study, config)
     kinds = {c: k for c, k in validation.kinds.items() if c not in prepared.truth_columns}
+    if config.randomized:
+        for column, message in randomization_imbalance(prepared.frame, pd.Series(
+                np.asarray(prepared.arms)[prepared.arm], index=prepared.frame.index), kinds):
+            progress.note(f"warning: {message}")
+            validation.warn(message, column)
     schema = FittedSchema.from_frame(prepared.frame, kinds, study, [])
     sign = 1.0 if config.higher_is_better else -1.0
     with timings("propensity"):
