@@ -35,3 +35,18 @@ def test_the_table_holds_numbers_as_floats_and_the_rest_as_given(runs):
     answers = served.scorer.score(patients)[0]
     assert [a["predicted"] for a in answers] == list(
         served.model.predict_frame(plain)["predicted"])
+
+
+def test_a_mostly_missing_patient_is_referred_on_both_paths(runs):
+    fast = load_models({"bc": runs["bc"]}, onnx=True)["bc"]
+    assert fast.scorer.onnx is not None, fast.scorer.note
+    names = fast.schema.names
+    half = dict.fromkeys(names[:len(names) // 2], 1.0)  # the other half missing: not referred
+    patients = [{}, dict.fromkeys(names), half]
+    reasons = [a["refer_reason"] for a in fast.scorer.score(patients)[0]]
+    missing = f"{len(names)} of {len(names)} features missing (filled in from the development "
+    assert reasons[0].startswith(missing)
+    assert reasons[1].startswith(missing)
+    assert "features missing" not in reasons[2]
+    table = fast.scorer.frame(patients, numbers=True)
+    assert reasons == fast.model.predict_frame(table)["refer_reason"].tolist()

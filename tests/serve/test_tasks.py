@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,11 +20,14 @@ def risk_service(tmp_path_factory, start_service):
 
     tmp = tmp_path_factory.mktemp("risk")
     data = export_dataset("gbsg2", tmp / "gbsg2.csv")
-    run = train_run(data, Study(task="risk", time="time", event="cens"),
+    frame = pd.read_csv(data)
+    frame.insert(0, "mrn", [f"MRN{70000 + i}" for i in range(len(frame))])
+    frame.to_csv(data, index=False)
+    run = train_run(data, Study(task="risk", time="time", event="cens", id="mrn"),
                     TrainConfig(models=["coxph"], cv=3, n_boot=100), tmp / "gbsg")
     service = start_service(Settings(runs={"gbsg": run}, data_dir=tmp, database_url=None,
                                      rate_limit=0), {"alice": "clinician"})
-    yield service, pd.read_csv(data).drop(columns=["time", "cens"])
+    yield service, frame.drop(columns=["time", "cens"])
     service.stop()
 
 
@@ -42,6 +47,35 @@ def test_a_risk_model_answers_with_its_curve(risk_service):
     assert np.all((survival >= 0) & (survival <= 1))
     assert np.all(np.diff(survival) <= 1e-12)
     assert result["uncertainty"]["note"] == "this risk model gives no per-patient interval"
+
+
+def test_the_patient_id_is_answered_but_never_stored(risk_service):
+    service, patients = risk_service
+    patient = patients.iloc[5].to_dict()
+    with service.client("alice") as client:
+        (result,) = client.post("/v1/models/gbsg/predict",
+                                json={"patient": patient, "explain": False}).json()["results"]
+        stored = client.get(f"/v1/predictions/{result['prediction_id']}").json()
+    assert result["answer"]["mrn"] == patient["mrn"] == "MRN70005"
+    assert "mrn" not in stored["answer"]
+    assert stored["answer"]["risk_score"] == pytest.approx(result["answer"]["risk_score"])
+    database = Path(service.app.state.storage.url.split("///", 1)[1]).read_bytes()
+    assert b"MRN70005" not in database
+
+
+def test_an_unusual_or_empty_risk_patient_is_referred(risk_service):
+    service, patients = risk_service
+    unusual = {**patients.iloc[0].to_dict(), "pnodes": 500}
+    with service.client("alice") as client:
+        results = client.post("/v1/models/gbsg/predict", json={
+            "patients": [unusual, {}, patients.iloc[1].to_dict()], "explain": False}
+            ).json()["results"]
+    flags = [r["flags"] for r in results]
+    assert [f["refer_to_clinician"] for f in flags] == [True, True, False]
+    assert flags[0]["refer_reason"] == "outside the training range: pnodes"
+    assert flags[1]["refer_reason"] == ("8 of 8 features missing (filled in from the "
+                                        "development patients)")
+    assert results[1]["summary"].endswith("; refer to clinician")
 
 
 def test_a_run_without_fhir_mapping_is_not_offered_to_cds_hooks(risk_service):

@@ -83,12 +83,27 @@ def test_predict_scores_new_patients(gbsg):
     frame = model.predict_frame(new)
     assert list(frame.columns) == ["risk_score", "risk_at_365", "risk_at_1095", "risk_at_1825",
                                    "median_survival_time", "risk_group", "out_of_range",
-                                   "out_of_range_features"]
+                                   "out_of_range_features", "refer_to_clinician", "refer_reason"]
+    assert not frame["refer_to_clinician"].any()
     assert_valid_absolute_risk(frame[["risk_at_365", "risk_at_1095", "risk_at_1825"]].to_numpy())
     curves = model.survival_curves(new, times=[100, 500, 1000, 2000])
     assert_valid_survival(curves.to_numpy(), 25, 4)
     high = frame["risk_score"] >= frame["risk_score"].median()
     assert frame.loc[high, "risk_at_1825"].mean() > frame.loc[~high, "risk_at_1825"].mean()
+
+
+def test_an_unusual_or_mostly_missing_patient_is_referred(gbsg):
+    data, run, _ = gbsg
+    new = pd.read_csv(data).drop(columns=["time", "cens"]).head(3)
+    new.loc[0, "pnodes"] = 500
+    # menostat is sensitive, not a feature: 6 of the 7 features missing
+    new.loc[1, [c for c in new.columns if c != "age"]] = np.nan
+    model, _ = load_bundle(run)
+    frame = model.predict_frame(new)
+    assert frame["refer_to_clinician"].tolist() == [True, True, False]
+    assert frame["refer_reason"].tolist() == [
+        "outside the training range: pnodes",
+        "6 of 7 features missing (filled in from the development patients)", ""]
 
 
 def test_one_preprocessing_gives_what_each_method_gives(gbsg):

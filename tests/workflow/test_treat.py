@@ -115,6 +115,11 @@ def test_predictions_and_new_patients(treat_run):
     assert (scored.loc[unclear, "candidates"].str.split(";").str.len() == 2).all()
     assert (scored.loc[~unclear, "advantage_low"] > 0).all()
     assert scored.loc[0, "out_of_range_features"] == "age"
+    referred = scored["refer_to_clinician"]
+    assert scored.loc[0, "refer_reason"].startswith("outside the training range: age")
+    assert (referred == (scored["out_of_range"] | scored["low_overlap"])).all()
+    assert (scored.loc[scored["low_overlap"], "refer_reason"].str.contains(
+        "low overlap: few development patients like this one received every arm")).all()
 
 
 def test_bundle_holds_the_treat_model(treat_run):

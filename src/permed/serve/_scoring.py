@@ -20,6 +20,7 @@ from sklearn.covariance import LedoitWolf
 from permed.bundle._onnx import TOLERANCE, OnnxModel
 from permed.serve._images import image_columns, inline_images
 from permed.study._schema import MAX_CATEGORIES_KEPT
+from permed.workflow._referral import missing_reason, range_reason
 
 __all__ = ["Scored", "Scorer", "json_safe"]
 
@@ -199,8 +200,9 @@ class Scorer:
         why = []
         if members.count("|") >= 1:
             why.append(f"uncertain between {members.replace('|', ' and ')}")
-        if flagged:
-            why.append(f"outside the training range: {flagged.replace(';', ', ')}")
+        features = self.schema.features
+        missing = sum(patient.get(f.name) is None for f in features)
+        why.extend(r for r in (range_reason(flagged), missing_reason(missing, len(features))) if r)
         if unusual:
             numeric = pd.DataFrame([{n: patient.get(n) for n in self.schema.numeric}],
                                    columns=self.schema.numeric, dtype=float)

@@ -159,9 +159,11 @@ def predict_patients(served: ServedModel, patients: list[dict[str, Any]], *, bat
     elif explain:  # the library's explainer, or the cached one on the native path
         explanation = explainer.explain(table if table is not None
                                         else served.scorer.frame(typed), scale)
+    identifier = served.schema.id  # the client's patient id is answered, never stored
     rows = Storage.prediction_rows(principal, served.name, served.version, served.task,
-                                   [(_digest(t, key), a) for t, a in zip(typed, answers,
-                                                                          strict=True)])
+                                   [(_digest(t, key), {k: v for k, v in a.items()
+                                                       if k != identifier})
+                                    for t, a in zip(typed, answers, strict=True)])
     points = served.curve_points(curves) if curves is not None else None
     results = []
     for i, answer in enumerate(answers):

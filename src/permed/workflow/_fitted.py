@@ -12,6 +12,7 @@ from sklearn.pipeline import Pipeline
 from permed.study import FittedSchema
 from permed.uncertainty import ConformalSets, OutOfDistribution, ProbabilityCalibrator
 from permed.utils.patterns import pattern_texts
+from permed.workflow._referral import referral, shared_reasons
 
 if TYPE_CHECKING:
     from permed.explain import CounterfactualSearch, Explanation
@@ -117,8 +118,9 @@ class DiagnoseModel(ClassLabels):
         """Prediction set, out-of-distribution flag and "refer to clinician" with its reason.
 
         A patient is referred when the conformal set holds more than one class (the model
-        cannot single out a diagnosis at the stated coverage), or when they are unlike the
-        development patients (a value outside the training range, or an unusual combination).
+        cannot single out a diagnosis at the stated coverage), when they are unlike the
+        development patients (a value outside the training range, or an unusual combination),
+        or when most features are missing (see :mod:`permed.workflow._referral`).
         ``features`` (``schema.coerce(frame)``) and ``transformed`` (its preprocessed matrix)
         are computed when not given. Vectorized: reasons are written only for referred rows.
         """
@@ -136,16 +138,10 @@ class DiagnoseModel(ClassLabels):
                 ood_text[unusual] = [f"unusual combination of values ({r})" for r in reasons]
         set_text = pattern_texts(members & uncertain[:, None], self.classes, " and ",
                                  "uncertain between {}")
-        flagged = np.asarray(out_of_range, dtype=object)
-        range_text = np.full(len(frame), "", dtype=object)
-        outside = flagged != ""
-        if outside.any():
-            range_text[outside] = [f"outside the training range: {f.replace(';', ', ')}"
-                                   for f in flagged[outside]]
-        reasons_all = _joined([set_text, range_text, ood_text])
+        ranges, gaps = shared_reasons(self.schema, frame, out_of_range)
         return {"prediction_set": pattern_texts(members, self.classes, "|"),
                 "out_of_distribution": unusual,
-                "refer_to_clinician": reasons_all != "", "refer_reason": reasons_all}
+                **referral([set_text, ranges, gaps, ood_text])}
 
     def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:
         """SHAP values per original feature; see :func:`permed.explain.explain_model`."""
@@ -168,15 +164,3 @@ class DiagnoseModel(ClassLabels):
         from permed.explain import counterfactual
 
         return counterfactual(self, patient, **options)
-
-
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    """Row-wise ``"; ".join`` of the non-empty texts of several object arrays."""
-    out = parts[0].copy()
-    for part in parts[1:]:
-        has = part != ""
-        both = has & (out != "")
-        out[both] = out[both] + "; " + part[both]
-        only = has & ~both
-        out[only] = part[only]
-    return out

@@ -45,6 +45,7 @@ from permed.study._validate_risk import RiskOptions, check_risk, encode_event, f
 from permed.workflow._config import TrainConfig
 from permed.workflow._explain_outcomes import explain_risk_step
 from permed.workflow._large import cohort_folds, folds_note
+from permed.workflow._referral import referral, shared_reasons
 from permed.workflow._result import RunResult, Timings
 
 __all__ = ["RISK_GROUPS", "RiskModel", "evaluate_cohort", "evaluate_risk_run", "risk_columns",
@@ -217,6 +218,8 @@ class RiskModel:
         flagged = self.schema.out_of_range(frame)
         out["out_of_range"] = flagged != ""
         out["out_of_range_features"] = flagged
+        for column, values in referral(shared_reasons(self.schema, frame, flagged)).items():
+            out[column] = values
         return out.reset_index(drop=True)
 
 

@@ -60,6 +60,7 @@ from permed.study._validate_treat import MIN_ARM_SIZE, randomization_imbalance
 from permed.workflow._config import TrainConfig
 from permed.workflow._cv import CLIP_QUANTILES
 from permed.workflow._explain_outcomes import explain_treat_step
+from permed.workflow._referral import referral, shared_reasons
 from permed.workflow._result import RunResult, Timings
 
 __all__ = ["NO_CLEAR_DIFFERENCE", "TreatModel", "score_arms", "train_treat"]
@@ -68,6 +69,8 @@ NO_CLEAR_DIFFERENCE = "no clear difference"
 # Propensities below this, for any arm, are reported (and flagged at prediction time) as poor
 # overlap: the effects of such patients are extrapolated from other patients.
 OVERLAP_THRESHOLD = 0.05
+LOW_OVERLAP_REASON = ("low overlap: few development patients like this one received every arm, "
+                      "so the expected outcomes are extrapolated")
 MIN_GROUP_SIZE = 30
 SELECTION_RULE = ("lowest mean doubly-robust pseudo-outcome loss on held-out folds: the mean "
                   "squared difference between a model's effects and each patient's AIPW "
@@ -161,6 +164,10 @@ class TreatModel:
         flagged = self.schema.out_of_range(frame)
         out["out_of_range"] = flagged != ""
         out["out_of_range_features"] = flagged
+        overlap = np.where(out["low_overlap"].to_numpy(), LOW_OVERLAP_REASON, "").astype(object)
+        reasons = [*shared_reasons(self.schema, frame, flagged), overlap]
+        for column, values in referral(reasons).items():
+            out[column] = values
         return out.reset_index(drop=True)
 
     def _low_overlap(self, X: np.ndarray) -> np.ndarray:
