@@ -224,8 +224,9 @@ def test_patient_text_names_the_top_factors_with_direction_and_size(breast_cance
     table = model.explain_frame(test.iloc[:3])
     assert list(table.columns) == ["explanation", "top_factor_1", "top_factor_2",
                                    "top_factor_3", "explained_output"]
-    assert table["explained_output"][0] == ("the model's probability (percentage points) of "
-                                            "diagnosis = malignant, before calibration")
+    assert table["explained_output"][0] == (
+        "the model's probability of diagnosis = malignant (prob_malignant), from 0 to 1; the "
+        "sentences tell each factor in percentage points")
     for i in range(3):
         contributions = explanation.values[i, :, 0]
         top = [explanation.features[j] for j in np.argsort(-np.abs(contributions))[:3]]
@@ -281,3 +282,44 @@ def test_a_model_without_background_and_unknown_options_are_refused(breast_cance
     model.background = None
     with pytest.raises(BundleError, match="this model carries no explanation background"):
         model.explain(test.iloc[:1])
+
+
+def test_a_patient_is_explained_alike_alone_and_in_any_batch(mixed):
+    """Each patient's permutations come from the seed and their own values: not from their
+    place in the batch, nor from the category levels the others bring."""
+    _, features, _ = mixed
+
+    def interacting(frame: pd.DataFrame) -> np.ndarray:
+        current = (frame["smoker"] == "current").to_numpy()
+        return (np.nan_to_num(frame["chol"].to_numpy()) / 100 * frame["age"].to_numpy() / 60
+                * np.where(current, 2.0, 1.0) + frame["diabetic"].to_numpy() * current)
+
+    background = features.iloc[100:150]
+    patient = features.iloc[[4]]
+    smokers = features["smoker"]
+    other_level = features.index[smokers.notna() & (smokers != patient["smoker"].iloc[0])][0]
+    alone = explain_function(interacting, patient, background, outputs=["y"], scale="units")
+    batch = explain_function(interacting, features.iloc[[other_level, 4, 0, 4, 9]], background,
+                             outputs=["y"], scale="units")
+    np.testing.assert_array_equal(batch.values[1], alone.values[0])
+    np.testing.assert_array_equal(batch.values[3], alone.values[0])  # twins alike
+    other_seed = explain_function(interacting, patient, background, outputs=["y"],
+                                  scale="units", seed=1)
+    assert not np.array_equal(other_seed.values, alone.values)  # the seed still counts
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "logistic", "random_forest"])
+@pytest.mark.parametrize("scale", ["probability", "log-odds"])
+def test_a_calibrated_model_is_explained_on_the_probability_it_answers(mixed, name, scale):
+    schema, features, y = mixed
+    model = _model(schema, features.iloc[:200], y[:200], name)
+    model.calibrator = ProbabilityCalibrator("sigmoid").fit(
+        model.pipeline.predict_proba(features.iloc[200:]), y[200:])
+    patients = features.iloc[200:230]
+    explanation = model.explain(patients, scale=scale)
+    p = model.predict_proba(patients)[:, 1]
+    expected = p if scale == "probability" else np.log(p / (1 - p))
+    np.testing.assert_allclose(explanation.predicted()[:, 0], expected, rtol=0, atol=1e-6)
+    assert explanation.outputs == ["malignant"]
+    assert "the model's calibrated probability of diagnosis = malignant (prob_malignant)" \
+        in explanation.description

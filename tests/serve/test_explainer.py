@@ -91,3 +91,87 @@ def test_one_patient_goes_through_lightgbms_single_row_api_with_the_same_numbers
     several, _ = contributions(transformed[:4])  # more patients: LightGBM's predict
     assert several.shape == (4, transformed.shape[1], values.shape[2])
     np.testing.assert_array_equal(several[0], contributions(transformed[:1])[0][0])
+
+
+def _calibrated(calibration: str, name: str = "lightgbm") -> tuple[DiagnoseModel, pd.DataFrame]:
+    """A model of a coded 0/1 target (as Cleveland's ``disease``), calibrated on held-out
+    patients, as ``permed diagnose`` trains it."""
+    data = load_breast_cancer(as_frame=True)
+    frame = data.data
+    schema = FittedSchema.from_frame(frame, dict.fromkeys(frame.columns, "numeric"),
+                                     Study(task="diagnose", target="disease"), ["0", "1"])
+    features = schema.coerce(frame)
+    y = data.target.to_numpy()
+    pipeline = build_pipeline(name, schema, 0, "cpu", False).fit(features.iloc[:400], y[:400])
+    calibrator = ProbabilityCalibrator(calibration).fit(
+        pipeline.predict_proba(features.iloc[400:]), y[400:])
+    model = DiagnoseModel(name, schema, pipeline, calibrator, 0.5,
+                          background=background_sample(features.iloc[:400], 100, 0))
+    return model, features.iloc[400:].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "logistic"])
+def test_a_coded_class_is_named_with_its_target_as_predict_explain_names_it(name):
+    model, patients = _calibrated("sigmoid", name)
+    explainer = Explainer(model)
+    assert explainer.cached("probability") == (name == "lightgbm")
+    served = explainer.explain(patients.iloc[:2])
+    assert served.outputs == model.explain(patients.iloc[:2]).outputs == ["disease = 1"]
+    payload = explanation_payload(served, 0, {})
+    assert payload["output"] == "disease = 1"
+    assert all(" the probability of disease = 1 by " in f["text"] for f in payload["factors"])
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "logistic"])
+@pytest.mark.parametrize("calibration", ["sigmoid", "isotonic"])
+def test_the_explained_value_is_the_answers_calibrated_probability(name, calibration):
+    model, patients = _calibrated(calibration, name)
+    explainer = Explainer(model)
+    raw = model.pipeline.predict_proba(patients)[:, 1]
+    rows = patients[(raw > 0.02) & (raw < 0.98)].iloc[:6]  # where the calibration moves them
+    answered = model.predict_frame(rows)["prob_1"].to_numpy()
+    assert np.abs(answered - model.pipeline.predict_proba(rows)[:, 1]).max() > 0.02
+    for i in range(len(rows)):
+        payload = explanation_payload(explainer.explain(rows.iloc[[i]]), 0, {}, top=3)
+        assert payload["value"] == pytest.approx(answered[i], abs=1e-6)
+        assert payload["base_value"] + sum(f["contribution"] for f in payload["factors"]) + \
+            payload["other"] == pytest.approx(payload["value"], abs=1e-12)
+    assert payload["description"] == (
+        "the model's calibrated probability of disease = 1 (prob_1), from 0 to 1; the "
+        "sentences tell each factor in percentage points")
+
+
+def test_calibration_keeps_each_factors_direction_and_rank_for_a_tree_model():
+    model, patients = _calibrated("sigmoid")
+    calibrated = Explainer(model).explain(patients.iloc[:5])
+    model.calibrator = ProbabilityCalibrator("none").fit(np.eye(2), np.arange(2))
+    raw = Explainer(model).explain(patients.iloc[:5])
+    assert raw.description.startswith("the model's probability of disease = 1 (prob_1)")
+    for i in range(5):
+        before, after = raw.values[i, :, 0], calibrated.values[i, :, 0]
+        np.testing.assert_array_equal(np.sign(after), np.sign(before))
+        np.testing.assert_array_equal(np.argsort(-np.abs(after), kind="stable"),
+                                      np.argsort(-np.abs(before), kind="stable"))
+
+
+def test_the_log_odds_explained_are_those_of_the_calibrated_probability():
+    model, patients = _calibrated("sigmoid")
+    explainer = Explainer(model)
+    assert explainer.cached("log-odds")
+    p = model.predict_frame(patients)["prob_1"].to_numpy()
+    inside = (p > 1e-6) & (p < 1 - 1e-6)  # log-odds are clipped at +-13.8, as the library's
+    explanation = explainer.explain(patients[inside], scale="log-odds")
+    p = p[inside]
+    np.testing.assert_allclose(explanation.predicted()[:, 0], np.log(p / (1 - p)), atol=1e-6)
+    assert explanation.description == ("the log-odds of the model's calibrated probability of "
+                                       "disease = 1 (prob_1)")
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "logistic"])
+def test_a_patient_is_explained_alike_alone_and_within_a_batch(name):
+    model, patients = _calibrated("sigmoid", name)
+    explainer = Explainer(model)
+    alone = explainer.explain(patients.iloc[[7]])
+    batch = explainer.explain(patients.iloc[[3, 7, 0, 21, 9]])
+    np.testing.assert_allclose(batch.values[1], alone.values[0], rtol=0, atol=1e-12)
+    assert explanation_payload(batch, 1, {})["text"] == explanation_payload(alone, 0, {})["text"]

@@ -9,11 +9,19 @@ import numpy as np
 import pandas as pd
 
 from permed.exceptions import BundleError
-from permed.explain._shap import DEFAULT_PERMUTATIONS, Explanation, explain_pipeline
+from permed.explain._shap import (
+    DEFAULT_PERMUTATIONS,
+    SCALES,
+    Explanation,
+    _logit,
+    choose_method,
+    explain_function,
+    explain_pipeline,
+)
 from permed.explain._text import _output_index, explanation_frame, patient_factors, patient_text
 
-__all__ = ["EXPLAINERS", "explain_model", "explain_model_frame", "explanation_summary",
-           "outcome_label"]
+__all__ = ["EXPLAINERS", "calibrated_contributions", "explain_model", "explain_model_frame",
+           "explanation_summary", "outcome_label"]
 
 EXPLAINERS = {
     "tree": "SHAP TreeExplainer (exact TreeSHAP)",
@@ -22,6 +30,8 @@ EXPLAINERS = {
                    "vectorized over patients; exactly additive)",
 }
 _DIGITS = 6
+# An explained output this close to its base has no secant slope through the calibration.
+_FLAT = 1e-12
 
 
 def feature_units(model: Any) -> dict[str, str | None]:
@@ -47,18 +57,74 @@ def outcome_label(target: str | None, label: str) -> str:
     return f"{target} = {label}" if target else label
 
 
+def _calibrator(model: Any) -> Any:
+    """The model's calibration map, or None where its answers are the pipeline's own."""
+    calibrator = getattr(model, "calibrator", None)
+    return None if calibrator is None or calibrator.method == "none" else calibrator
+
+
 def _description(model: Any, scale: str) -> str:
+    """What an explanation of ``model`` on ``scale`` adds up to, and in which unit."""
     target, classes = model.schema.target or "the outcome", model.classes
-    what = "probability (percentage points)" if scale == "probability" else scale
+    calibrated = "calibrated " if _calibrator(model) is not None else ""
     if len(classes) == 2:
-        return f"the model's {what} of {target} = {classes[1]}, before calibration"
-    return f"the model's {what} of each class of {target}, before calibration"
+        what, column = f"of {target} = {classes[1]}", f"prob_{classes[1]}"
+    else:
+        what, column = f"of each class of {target}", "prob_<class>"
+    if scale == "probability":
+        return (f"the model's {calibrated}probability {what} ({column}), from 0 to 1; the "
+                "sentences tell each factor in percentage points")
+    return f"the {scale} of the model's {calibrated}probability {what} ({column})"
+
+
+def _probabilities(explained: np.ndarray, scale: str, n_classes: int) -> np.ndarray:
+    """Class probabilities (n, K) from explained outputs on ``scale`` (the positive class of
+    a binary model, every class otherwise)."""
+    p = explained if scale == "probability" else 1.0 / (1.0 + np.exp(-explained))
+    return np.column_stack([1.0 - p[:, 0], p[:, 0]]) if n_classes == 2 else p
+
+
+def _on_scale(proba: np.ndarray, scale: str, indices: Sequence[int]) -> np.ndarray:
+    p = proba[:, list(indices)]
+    return p if scale == "probability" else _logit(p)
+
+
+def calibrated_contributions(model: Any, values: np.ndarray, base_values: np.ndarray,
+                             scale: str) -> tuple[np.ndarray, np.ndarray]:
+    """Contributions to the model's output before calibration carried to its calibrated one.
+
+    An exact tree or linear explainer cannot take the calibration map in: each patient's
+    contributions are multiplied by the map's slope between the base and the patient (its
+    secant), and the base is the calibrated base. The factors then add up to the calibrated
+    output; calibration is monotone (a binary model's), so every factor keeps its direction
+    and its rank. Where the patient's output equals the base the factors are kept as they are.
+    """
+    calibrator = _calibrator(model)
+    if calibrator is None:
+        return values, base_values
+    n, n_classes = len(values), len(model.classes)
+    indices = [1] if n_classes == 2 else list(range(n_classes))
+    explained = base_values + values.sum(axis=1)
+    both = np.concatenate([explained, base_values])  # one call of the calibrator
+    mapped = _on_scale(calibrator.transform(_probabilities(both, scale, n_classes)), scale,
+                       indices)
+    change, before = mapped[:n] - mapped[n:], explained - base_values
+    flat = np.abs(before) < _FLAT
+    slope = np.where(flat, 1.0, change / np.where(flat, 1.0, before))
+    return values * slope[:, None, :], mapped[n:]
 
 
 def explain_model(model: Any, frame: pd.DataFrame, *, scale: str = "probability",
                   method: str = "auto", permutations: int = DEFAULT_PERMUTATIONS,
                   seed: int = 0) -> Explanation:
     """SHAP values of a trained diagnose model for some patients, per original feature.
+
+    What is explained is what the model answers: its calibrated probability (``prob_<class>``
+    of ``predict_frame``), so a patient's base value plus contributions equals that answer.
+    The model-agnostic (permutation) explainer explains the calibrated probability itself;
+    an exact tree or linear explainer explains the probability before calibration, and its
+    contributions are carried through the calibration (:func:`calibrated_contributions`:
+    each patient's are scaled by the same positive factor, so directions and ranks are kept).
 
     Parameters
     ----------
@@ -67,9 +133,8 @@ def explain_model(model: Any, frame: pd.DataFrame, *, scale: str = "probability"
     frame : DataFrame
         Patients with the columns the model was trained on (others are ignored).
     scale : {"probability", "log-odds"}, default "probability"
-        The output explained: the model's probability of the positive class (of each class
-        with more than two) before calibration, or its log-odds. Calibration is a monotone
-        map fitted afterwards, so a factor that raises one raises the other.
+        The output explained: the model's calibrated probability of the positive class (of
+        each class with more than two), from 0 to 1, or its log-odds.
     method : {"auto", "tree", "linear", "permutation"}, default "auto"
         See :func:`permed.explain.explain_pipeline`.
     permutations : int, default 3
@@ -91,11 +156,23 @@ def explain_model(model: Any, frame: pd.DataFrame, *, scale: str = "probability"
     model.schema.check(frame)
     classes = model.classes
     indices = [1] if len(classes) == 2 else list(range(len(classes)))
-    return explain_pipeline(
-        model.pipeline, model.schema.coerce(frame), background, scale=scale, classes=indices,
-        outputs=[outcome_label(model.schema.target, str(classes[k])) for k in indices],
-        description=_description(model, scale),
-        method=method, permutations=permutations, seed=seed)
+    options: dict[str, Any] = {
+        "outputs": [outcome_label(model.schema.target, str(classes[k])) for k in indices],
+        "description": _description(model, scale), "permutations": permutations, "seed": seed}
+    features, calibrator = model.schema.coerce(frame), _calibrator(model)
+    chosen = choose_method(model.pipeline, scale) if method == "auto" else method
+    if calibrator is not None and chosen == "permutation" and scale in SCALES:
+        pipeline = model.pipeline
+
+        def answered(rows: pd.DataFrame) -> np.ndarray:
+            return _on_scale(calibrator.transform(pipeline.predict_proba(rows)), scale, indices)
+
+        return explain_function(answered, features, background, scale=scale, **options)
+    explanation = explain_pipeline(model.pipeline, features, background, scale=scale,
+                                   classes=indices, method=method, **options)
+    explanation.values, explanation.base_values = calibrated_contributions(
+        model, explanation.values, explanation.base_values, scale)
+    return explanation
 
 
 def explain_model_frame(model: Any, frame: pd.DataFrame, top: int = 3,

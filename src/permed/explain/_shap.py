@@ -160,6 +160,17 @@ class _Codec:
                 out[:, j] = pd.to_numeric(frame[column], errors="coerce")
         return out
 
+    def keys(self, frame: pd.DataFrame, encoded: np.ndarray) -> list[bytes]:
+        """Each row's values as bytes, the same whatever other rows are encoded with it
+        (category codes depend on the levels seen, so categories are keyed by their text)."""
+        numeric = [j for j, c in enumerate(self.columns) if c not in self.levels]
+        numbers = encoded[:, numeric] + 0.0  # -0.0 keyed as 0.0
+        numbers[np.isnan(numbers)] = np.nan  # one NaN
+        texts = [frame[c].astype(object).where(frame[c].notna(), None).tolist()
+                 for c in self.columns if c in self.levels]
+        return [numbers[i].tobytes() + "\x1f".join(str(t[i]) for t in texts).encode()
+                for i in range(len(encoded))]
+
     def decode(self, matrix: np.ndarray) -> pd.DataFrame:
         data = {}
         for j, column in enumerate(self.columns):
@@ -177,6 +188,13 @@ class _Codec:
 def _as_2d(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     return values[:, None] if values.ndim == 1 else values
+
+
+def _patient_rng(seed: int, key: bytes) -> np.random.Generator:
+    """The random source of one patient's permutations: the seed and the patient's own values,
+    so a patient is explained alike alone or in any batch (and twins alike in one batch)."""
+    digest = hashlib.sha256(key).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:16], "little")])
 
 
 def _coalitions(rng: np.random.Generator, n_features: int, permutations: int
@@ -264,7 +282,8 @@ def explain_function(function: Callable[[pd.DataFrame], np.ndarray], frame: pd.D
     max_background : int, default 50
         Background rows used (the first ones): the cost per patient grows with them.
     seed : int, default 0
-        Seeds the permutations: the same seed gives the same values.
+        Seeds the permutations, with each patient's own feature values: the same seed gives
+        a patient the same values whoever else is explained with them.
     max_rows : int, default 250000
         Most rows passed to ``function`` in one call (patients are chunked to fit).
 
@@ -290,13 +309,14 @@ def explain_function(function: Callable[[pd.DataFrame], np.ndarray], frame: pd.D
     def model(matrix: np.ndarray) -> np.ndarray:
         return function(codec.decode(matrix))
 
-    rng = np.random.default_rng(seed)
+    keys = codec.keys(frame, patients)
     per_patient = 2 * permutations * (n_features + 1) * len(reference)
     chunk = max(1, max_rows // max(per_patient, 1))
     values, base = [], []
     for start in range(0, len(frame), chunk):
         rows = patients[start:start + chunk]
-        plans = [_coalitions(rng, n_features, permutations) for _ in range(len(rows))]
+        plans = [_coalitions(_patient_rng(seed, key), n_features, permutations)
+                 for key in keys[start:start + chunk]]
         masks = np.stack([m for m, _ in plans])
         orders = np.stack([o for _, o in plans])
         chunk_values, chunk_base = _permutation_shap(model, rows, reference, masks, orders)

@@ -18,9 +18,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from permed.explain import Explanation, choose_method, factor_text, patient_factors
+from permed.explain import (
+    Explanation,
+    choose_method,
+    factor_text,
+    outcome_label,
+    patient_factors,
+)
 from permed.explain._groups import column_owners, source_features, sum_columns
-from permed.explain._model import _description
+from permed.explain._model import _description, calibrated_contributions
+from permed.explain._shap import _interventional, _snap
 
 __all__ = ["SCALES", "Explainer", "explanation_payload"]
 
@@ -87,10 +94,11 @@ class Explainer:
         if type(estimator).__name__ == "LGBMClassifier":
             if scale == "log-odds":
                 return _LightGBMContributions(estimator.booster_)
+            # the library's explainer, with its thresholds: values within float32 rounding
+            # of a split are moved to LightGBM's side of it (permed.explain._shap._snap)
             reference = pipeline[:-1].transform(self.model.background)
-            return _Shap(shap.TreeExplainer(estimator, data=reference,
-                                            model_output="probability",
-                                            feature_perturbation="interventional"))
+            thresholds, explainer = _interventional(estimator, reference)
+            return _Shap(explainer, thresholds)
         return _Shap(shap.TreeExplainer(estimator, feature_perturbation="tree_path_dependent"))
 
     def cached(self, scale: str) -> bool:
@@ -128,9 +136,12 @@ class Explainer:
         values, base = self._shap[scale](transformed)
         if values.shape[2] > 1:
             values, base = values[:, :, indices], base[:, indices]
-        return {"values": sum_columns(values, self._owners), "base_values": base,
-                "outputs": [str(classes[k]) for k in indices], "scale": scale,
-                "method": "tree", "description": _description(model, scale)}
+        values, base = calibrated_contributions(model, sum_columns(values, self._owners), base,
+                                                scale)
+        return {"values": values, "base_values": base,
+                "outputs": [outcome_label(model.schema.target, str(classes[k]))
+                            for k in indices],
+                "scale": scale, "method": "tree", "description": _description(model, scale)}
 
 
 class _PatientsExplanation(Explanation):
@@ -154,10 +165,13 @@ class _Shap:
     (n, outputs) (``shap_values``, not ``__call__``: the same numbers without building a
     ``shap.Explanation``)."""
 
-    def __init__(self, explainer: Any) -> None:
+    def __init__(self, explainer: Any, thresholds: list[np.ndarray] | None = None) -> None:
         self.explainer = explainer
+        self.thresholds = thresholds
 
     def __call__(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803
+        if self.thresholds is not None:
+            X = _snap(X, self.thresholds)  # noqa: N806
         values = np.asarray(self.explainer.shap_values(X, check_additivity=False))
         if values.ndim == 2:
             values = values[:, :, None]
