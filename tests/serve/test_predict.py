@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -212,3 +214,201 @@ def test_native_engine_gives_the_same_answer(runs, bc_patients, tmp_path):
         assert {k: v for k, v in left.items() if not k.startswith("prob_")} == \
             {k: v for k, v in right.items() if not k.startswith("prob_")}
     assert Settings().rate_limit == 600
+
+
+def _audit_entry(live, response):
+    """The audit entry of ``response``'s request (found by its request id)."""
+    request_id = response.headers["x-request-id"]
+    with live.client("ada") as client:
+        entries = client.get("/v1/audit", params={"limit": 200}).json()
+    (entry,) = [e for e in entries if e["details"]["request_id"] == request_id]
+    return entry
+
+
+def _post(live, body: str, path: str = "/v1/models/bc/predict", **headers: str):
+    headers.setdefault("content-type", "application/json")
+    with live.client("alice") as client:
+        return client.post(path, content=body.encode(), headers=headers)
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("1e400", "Infinity"), ("-1e400", "-Infinity"), ("Infinity", "Infinity"), ("NaN", "NaN"),
+    ("1" + "0" * 399, "1e+399"), ("-" + "9" * 400, "-1e+400"),
+])
+def test_a_number_that_is_not_finite_is_422_and_audited(live, value, shown):
+    response = _post(live, '{"patient": {"mean radius": ' + value + "}}")
+    assert response.status_code == 422, response.text
+    assert response.json() == {"detail": "1 field(s) cannot be used: see errors", "errors": [{
+        "field": "patient.mean radius",
+        "expected": "a number or null (training range 6.981 to 28.11)", "received": shown,
+        "message": f"field 'patient.mean radius' is {shown}, not a finite number: send a "
+                   "finite number (or null when unknown)"}]}
+    entry = _audit_entry(live, response)
+    assert (entry["user"], entry["action"], entry["outcome"]) == (
+        "alice", "predict", "failure: 422")
+
+
+def test_an_unknown_field_with_an_infinite_value_names_the_likely_feature(live):
+    response = _post(live, '{"patient": {"mean radiuss": 1e400, "Mean Texture": NaN}}')
+    assert response.status_code == 422, response.text
+    errors = {e["field"]: e for e in response.json()["errors"]}
+    assert errors["patient.mean radiuss"]["received"] == "Infinity"
+    assert errors["patient.mean radiuss"]["message"].startswith(
+        "field 'patient.mean radiuss' is not a feature of this model: did you mean "
+        "'mean radius'? Otherwise remove it (features: mean radius, mean texture, ")
+    assert errors["patient.Mean Texture"]["received"] == "NaN"
+    assert "did you mean 'mean texture'?" in errors["patient.Mean Texture"]["message"]
+    assert _audit_entry(live, response)["outcome"] == "failure: 422"
+
+
+def test_an_empty_batch_is_422(live):
+    response = _post(live, '{"patients": []}')
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{
+        "field": "patients", "expected": "a list of at least one patient", "received": [],
+        "message": "patients must hold at least one patient: send one or more, or one "
+                   "'patient'"}]
+    assert _audit_entry(live, response)["outcome"] == "failure: 422"
+
+
+@pytest.mark.parametrize(("declared", "found"), [
+    ("text/plain", "is 'text/plain'"),
+    ("application/x-www-form-urlencoded", "is 'application/x-www-form-urlencoded'"),
+    (None, "is missing"),
+])
+def test_a_body_not_sent_as_json_is_415(live, bc_patients, declared, found):
+    body = json.dumps({"patient": bc_patients[0]})
+    headers = {"content-type": declared} if declared else {}
+    with live.client("alice") as client:
+        response = client.post("/v1/models/bc/predict", content=body.encode(), headers=headers)
+    assert response.status_code == 415, response.text
+    message = (f"header 'Content-Type' {found}, so the body is not read as JSON: send the "
+               "body with the header 'Content-Type: application/json'")
+    assert response.json() == {"detail": message, "errors": [{
+        "field": "header Content-Type", "expected": "application/json", "received": declared,
+        "message": message}]}
+    assert _audit_entry(live, response)["outcome"] == "failure: 415"
+
+
+@pytest.mark.parametrize("declared", ["application/json; charset=utf-8", "application/fhir+json"])
+def test_json_media_types_are_read(live, bc_patients, declared):
+    response = _post(live, json.dumps({"patient": bc_patients[0], "explain": False}),
+                     **{"content-type": declared})
+    assert response.status_code == 200, response.text
+
+
+def test_explain_fhir_and_cds_hooks_refuse_a_body_not_sent_as_json(live, vitals_fhir):
+    # the FHIR endpoint takes what predict takes: application/json or application/*+json
+    explain = _post(live, '{"patient": {}}', "/v1/models/bc/explain",
+                    **{"content-type": "text/plain"})
+    fhir = _post(live, '{"resourceType": "Bundle", "type": "collection", "entry": []}',
+                 "/fhir/RiskAssessment/$evaluate?model=vitals",
+                 **{"content-type": "application/x-www-form-urlencoded"})
+    cds = _post(live, '{"hook": "patient-view", "hookInstance": "x"}',
+                "/cds-services/permed-vitals", **{"content-type": "text/plain"})
+    assert [explain.status_code, fhir.status_code, cds.status_code] == [415, 415, 415]
+    assert fhir.json()["errors"][0]["expected"] == "application/fhir+json or application/json"
+    assert fhir.json()["detail"] == (
+        "header 'Content-Type' is 'application/x-www-form-urlencoded', so the body is not read "
+        "as JSON: send the body with the header 'Content-Type: application/fhir+json'")
+    assert _audit_entry(live, fhir)["action"] == "evaluate"
+
+
+def test_the_web_page_sends_json_media_types():
+    from importlib import resources
+
+    script = resources.files("permed.serve").joinpath("static/app.js").read_text("utf-8")
+    assert 'headers: { "Content-Type": "application/json" },' in script
+    assert 'headers: { "Content-Type": "application/fhir+json" }' in script
+
+
+@pytest.mark.parametrize("explain", ['"yes"', '"true"', "1", '"false"'])
+def test_explain_must_be_a_boolean(live, bc_patients, explain):
+    response = _post(live, f'{{"patient": {json.dumps(bc_patients[0])}, "explain": {explain}}}')
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{
+        "field": "explain", "expected": "Input should be a valid boolean",
+        "received": json.loads(explain),
+        "message": "body.explain: Input should be a valid boolean"}]
+    assert _audit_entry(live, response)["outcome"] == "failure: 422"
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (113.0000001, "113.0000001"), (85.99999999999999, "85.99999999999999"), (1e308, "1e+308"),
+    (-1.5e-300, "-1.5e-300"), (114, "114"),
+])
+def test_a_value_outside_the_valid_range_is_shown_as_sent(live, value, shown):
+    with live.client("alice") as client:
+        response = client.post("/v1/models/vitals/predict",
+                               json={"patient": {"temperature": value}})
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert error["message"] == (
+        f"field 'patient.temperature' is {shown} [degF], outside its valid range [86, 113] "
+        "[degF]: check the value and its unit")
+    assert error["received"] == value
+
+
+def test_a_field_given_twice_is_422(live, bc_patients):
+    patient = json.dumps(bc_patients[0])[:-1] + ', "mean radius": 30}'
+    response = _post(live, f'{{"patients": [{json.dumps(bc_patients[1])}, {patient}]}}')
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{
+        "field": "patients[1].mean radius", "expected": "each field once", "received": None,
+        "message": "field 'patients[1].mean radius' is given more than once: send it once (a "
+                   "JSON parser keeps only the last)"}]
+    assert _audit_entry(live, response)["outcome"] == "failure: 422"
+    # a string holding '":' sends the body to the exact check, which finds no repeat
+    spaced = dict(bc_patients[0], **{"mean radius": None})
+    text = json.dumps({"patient": spaced, "explain": False}, separators=(",", " : "))
+    assert _post(live, text).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def named(runs, tmp_path_factory, start_service):
+    """A service whose model's study names an id column and a sensitive column."""
+    from permed.serve import Settings
+    from permed.study import Study
+    from permed.workflow import TrainConfig, train_run
+
+    tmp = tmp_path_factory.mktemp("named")
+    cohort = pd.read_csv(runs["vitals"].parent / "vitals.csv").head(200)
+    cohort.insert(0, "mrn", [f"P{i:04d}" for i in range(len(cohort))])
+    cohort.to_csv(tmp / "vitals.csv", index=False)
+    run = train_run(tmp / "vitals.csv", Study(task="diagnose", target="admitted", id="mrn",
+                                               sensitive=["sex"]),
+                    TrainConfig(models=["logistic"], cv=3, n_boot=100), tmp / "run")
+    service = start_service(Settings(runs={"vitals": run}, data_dir=tmp / "data",
+                                     database_url=None, rate_limit=0),
+                            {"alice": "clinician", "ada": "admin"})
+    yield service
+    service.stop()
+
+
+def test_columns_the_study_named_are_accepted_and_ignored(named):
+    patient = {"age": 9, "heart_rate": 100, "resp_rate": 22, "temperature": 101.0,
+               "spo2": 95.0, "weight": 70.0}
+    with named.client("alice") as client:
+        plain = client.post("/v1/models/vitals/predict", json={"patient": patient}).json()
+        given = client.post("/v1/models/vitals/predict", json={
+            "patient": {**patient, "sex": "F", "admitted": 1}}).json()
+        unknown = client.post("/v1/models/vitals/predict", json={
+            "patient": {**patient, "sexe": "F"}})
+        identified = client.post("/v1/models/vitals/predict", json={
+            "patient": {**patient, "mrn": "P0042"}}).json()
+        logged = client.get("/v1/predictions").json()
+    assert given["results"][0]["answer"] == plain["results"][0]["answer"]
+    assert given["results"][0]["flags"]["missing_features"] == []
+    # sex was neither scored nor kept: the same input digest, no value in the log
+    digests = {e["id"]: e["input_digest"] for e in logged}
+    assert digests[given["results"][0]["prediction_id"]] == \
+        digests[plain["results"][0]["prediction_id"]]
+    assert "sex" not in json.dumps(logged)
+    # the id column is passed through to the answer, as permed predict writes it
+    assert identified["results"][0]["answer"] == {"mrn": "P0042",
+                                                  **plain["results"][0]["answer"]}
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["message"] == (
+        "field 'patient.sexe' is not a feature of this model: remove it (features: age, "
+        "heart_rate, resp_rate, temperature, spo2, weight)")
+    assert _audit_entry(named, unknown)["outcome"] == "failure: 422"

@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
-from fastapi import FastAPI, Request
+import pydantic_core
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,8 +30,9 @@ from permed.serve._schemas import PredictRequest
 from permed.serve._service import BatchTooLarge
 from permed.serve._settings import Settings
 from permed.serve._storage import Storage
-from permed.serve._validation import PatientError
+from permed.serve._validation import PatientError, shown
 from permed.serve.routers import audit, auth, cds_hooks, explain, fhir, models, predict, users
+from permed.serve.routers._deps import NotJson
 
 __all__ = ["create_app"]
 
@@ -46,18 +48,20 @@ audit). Every request is recorded in a hash-chained audit trail.
 
 
 def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail, "errors": errors or []}, status_code=status,
-                        headers=headers)
+           headers: dict[str, str] | None = None) -> Response:
+    # infinities and NaN as text: a received value must never make the error itself fail
+    body = pydantic_core.to_json({"detail": detail, "errors": errors or []},
+                                 inf_nan_mode="strings", fallback=str)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def _handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
                    "expected": e.get("msg", ""), "received": _plain(e.get("input")),
                    "message": f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"}
@@ -65,23 +69,29 @@ def _handlers(app: FastAPI) -> None:
         return _error(422, "the request does not match the API: see errors", errors)
 
     @app.exception_handler(PatientError)
-    async def bad_patient(request: Request, exc: PatientError) -> JSONResponse:
+    async def bad_patient(request: Request, exc: PatientError) -> Response:
         return _error(422, f"{len(exc.errors)} field(s) cannot be used: see errors",
                       [e.to_dict() for e in exc.errors])
 
     @app.exception_handler(FhirError)
-    async def bad_bundle(request: Request, exc: FhirError) -> JSONResponse:
+    async def bad_bundle(request: Request, exc: FhirError) -> Response:
         return _error(422, f"the FHIR Bundle cannot be mapped to the model: {exc}",
                       [e.to_dict() for e in exc.errors])
 
+    @app.exception_handler(NotJson)
+    async def not_json(request: Request, exc: NotJson) -> Response:
+        return _error(415, str(exc), [exc.error.to_dict()])
+
     @app.exception_handler(BatchTooLarge)
-    async def too_many(request: Request, exc: BatchTooLarge) -> JSONResponse:
+    async def too_many(request: Request, exc: BatchTooLarge) -> Response:
         return _error(413, str(exc))
 
 
 def _plain(value: Any) -> Any:
-    """A received value as JSON (pydantic may hand back arbitrary objects)."""
-    return value if isinstance(value, str | int | float | bool | type(None)) else str(value)[:200]
+    """A received value as JSON (pydantic may hand back arbitrary objects, infinities, a whole
+    broken body)."""
+    return shown(value if isinstance(value, str | int | float | bool | type(None))
+                 else str(value))
 
 
 def _document(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:

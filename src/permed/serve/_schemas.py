@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 __all__ = [
     "AuditEntry",
@@ -53,8 +53,11 @@ class PredictRequest(BaseModel):
         "examples": [{"patient": {"age": 63, "chol": 233, "sex": "1"}}]})
 
     patient: dict[str, Any] | None = None
-    patients: list[dict[str, Any]] | None = None
-    explain: bool | None = Field(None, description="Explain each answer (default: yes).")
+    # at least one: checked by the route, whose 422 says so in words
+    patients: list[dict[str, Any]] | None = Field(None, json_schema_extra={"minItems": 1})
+    # strict: "yes", "false" or 0 are refused, not read as booleans
+    explain: StrictBool | None = Field(None, description="Explain each answer (default: yes): "
+                                       "true or false.")
     explain_scale: Literal["probability", "log-odds"] = Field(
         "probability", description="The output the factors add up to: the probability "
         "(percentage points, as permed predict --explain) or the log-odds.")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
+from collections import Counter
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from permed.serve._images import EXPECTED as IMAGE_EXPECTED
@@ -11,7 +15,13 @@ from permed.serve._images import check_image
 from permed.study import FittedSchema
 from permed.study._schema import MAX_CATEGORIES_KEPT
 
-__all__ = ["FieldError", "PatientError", "check_patient", "expected_text"]
+__all__ = ["FieldError", "PatientError", "check_patient", "duplicate_keys", "expected_text",
+           "number_text", "shown"]
+
+# received text longer than this is cut in error bodies (an image's data URL, a broken body)
+SHOWN_CHARS = 200
+# features named in an unknown field's message (a gene panel has thousands)
+LISTED_FEATURES = 40
 
 
 @dataclass
@@ -24,7 +34,7 @@ class FieldError:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"field": self.field, "expected": self.expected, "received": self.received,
+        return {"field": self.field, "expected": self.expected, "received": shown(self.received),
                 "message": self.message}
 
 
@@ -37,7 +47,50 @@ class PatientError(ValueError):
 
 
 def _number(value: float) -> str:
+    """A learned number (a training range) in six significant digits."""
     return f"{value:g}"
+
+
+def number_text(value: float | int) -> str:
+    """A number as sent, in %g style with as many significant digits (6 to 17) as it takes to
+    read back as the same float: 120.0000001 is not shown as 120, nor 1e308 as 309 digits.
+
+    An integer too large for a float is shown by its leading digits and exponent; infinities
+    and NaN by their JSON names.
+    """
+    if isinstance(value, int):
+        try:
+            value = float(value)
+        except OverflowError:
+            mantissa, exponent = f"{Decimal(value):.6e}".split("e")
+            return f"{mantissa.rstrip('0').rstrip('.')}e{exponent}"
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    text = f"{value:g}"
+    for digits in range(7, 18):
+        if float(text) == value:
+            break
+        text = f"{value:.{digits}g}"
+    return text
+
+
+def shown(value: Any) -> Any:
+    """A received value as it can be sent back in a JSON error body: infinities, NaN and
+    integers beyond a float as text (:func:`number_text`), long text cut, other objects as
+    text."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float | int):
+        if (math.isfinite(value) if isinstance(value, float) else abs(value) < 2 ** 53):
+            return value
+        return number_text(value)
+    if isinstance(value, str):
+        return value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "..."
+    if isinstance(value, list | tuple):
+        return [shown(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): shown(v) for k, v in value.items()}
+    return shown(str(value))
 
 
 def expected_text(feature: Any) -> str:
@@ -47,7 +100,7 @@ def expected_text(feature: Any) -> str:
         text = "a number or null"
         if feature.valid_range is not None:
             low, high = feature.valid_range
-            text += f" in [{_number(low)}, {_number(high)}]{unit}"
+            text += f" in [{number_text(low)}, {number_text(high)}]{unit}"
         elif unit:
             text += f" in{unit}"
         if feature.min is not None and feature.max is not None:
@@ -61,50 +114,82 @@ def expected_text(feature: Any) -> str:
     return "a text value or null"
 
 
+def _finite(value: int | float) -> float | None:
+    """``value`` as a float, or None when it is not finite (an integer too large for a float
+    too: 400 digits are not a measurement)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _check_numeric(feature: Any, value: Any) -> tuple[Any, str | None]:
     if value is None:
         return None, None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None, f"field '{feature.name}' must be a number (or null when unknown)"
+    number = _finite(value)
+    if number is None:
+        return None, (f"field '{feature.name}' is {number_text(value)}, not a finite number: "
+                      "send a finite number (or null when unknown)")
     if feature.valid_range is not None:
         low, high = feature.valid_range
-        if not low <= value <= high:
+        if not low <= number <= high:
             unit = f" {feature.unit}" if feature.unit else ""
-            return None, (f"field '{feature.name}' is {_number(value)}{unit}, outside its valid "
-                          f"range [{_number(low)}, {_number(high)}]{unit}: check the value and "
-                          "its unit")
-    return float(value), None
+            return None, (f"field '{feature.name}' is {number_text(value)}{unit}, outside its "
+                          f"valid range [{number_text(low)}, {number_text(high)}]{unit}: check "
+                          "the value and its unit")
+    return number, None
 
 
 def _label(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or _finite(value) is None:
+        return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value) if isinstance(value, str | int | float) else None
+    return str(value)
 
 
 def _check_categorical(feature: Any, value: Any) -> tuple[Any, str | None]:
     if value is None:
         return None, None
-    label = None if isinstance(value, bool) else _label(value)
+    label = _label(value)
     if label is None:
         return None, f"field '{feature.name}' must be a text value (or null when unknown)"
     categories = feature.categories or []
     if categories and len(categories) < MAX_CATEGORIES_KEPT and label not in categories:
-        shown = ", ".join(f"'{c}'" for c in categories)
-        return None, (f"field '{feature.name}' is '{label}', a value the model never saw; "
-                      f"expected one of {shown} (or null when unknown)")
+        known = ", ".join(f"'{c}'" for c in categories)
+        return None, (f"field '{feature.name}' is '{shown(label)}', a value the model never "
+                      f"saw; expected one of {known} (or null when unknown)")
     return label, None
 
 
 _CHECKS = {"numeric": _check_numeric, "image": check_image}
 
 
+def _unknown(field: str, name: str, names: list[str]) -> str:
+    """An unknown field's message: the closest name when it looks like a typo, and the
+    features."""
+    lower = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.75)
+    fix = f"did you mean '{lower[close[0]]}'? Otherwise remove it" if close else "remove it"
+    listed = ", ".join(names[:LISTED_FEATURES])
+    if len(names) > LISTED_FEATURES:
+        listed += f" and {len(names) - LISTED_FEATURES} more: see the model's schema"
+    return f"field '{field}' is not a feature of this model: {fix} (features: {listed})"
+
+
 def check_patient(schema: FittedSchema, patient: dict[str, Any],
                   where: str = "") -> tuple[dict[str, Any], list[str]]:
     """Typed feature values of one patient, and the features left missing.
 
-    Absent and null features are missing (the model imputes them, and the answer lists them);
-    the schema's id column may be given and is passed through.
+    Absent and null features are missing (the model imputes them, and the answer lists them).
+    The schema's id column may be given and is passed through; the other columns the study
+    named (sensitive and outcome columns) may be given and are ignored, as ``permed predict``
+    ignores them: they are neither scored nor kept.
 
     Raises
     ------
@@ -113,13 +198,14 @@ def check_patient(schema: FittedSchema, patient: dict[str, Any],
         valid range, or an unseen category.
     """
     features = {f.name: f for f in schema.features}
+    named = {*schema.sensitive, *schema.outcome_columns}
+    if schema.id:
+        named.add(schema.id)
     errors = []
     for name in patient:
-        if name not in features and name != schema.id:
-            errors.append(FieldError(
-                where + name, "no such field", patient[name],
-                f"field '{where}{name}' is not a feature of this model: remove it (features: "
-                + ", ".join(features) + ")"))
+        if name not in features and name not in named:
+            errors.append(FieldError(where + name, "no such field", patient[name],
+                                     _unknown(where + name, name, list(features))))
     values: dict[str, Any] = {}
     for name, feature in features.items():
         check = _CHECKS.get(feature.kind, _check_categorical)
@@ -134,3 +220,44 @@ def check_patient(schema: FittedSchema, patient: dict[str, Any],
         values[schema.id] = patient[schema.id]
     missing = [name for name in features if values[name] is None]
     return values, missing
+
+
+class _Keys(dict[str, Any]):
+    """A parsed JSON object that remembers the keys it was given more than once."""
+
+    repeated: list[str]
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Keys:
+    keys = _Keys(pairs)
+    keys.repeated = [k for k, n in Counter(k for k, _ in pairs).items() if n > 1]
+    return keys
+
+
+def _repeated(value: Any, where: str) -> list[str]:
+    if isinstance(value, list):
+        return [f for i, v in enumerate(value) for f in _repeated(v, f"{where}[{i}]")]
+    if not isinstance(value, _Keys):
+        return []
+    prefix = f"{where}." if where else ""
+    return [prefix + k for k in value.repeated] + [
+        f for k, v in value.items() for f in _repeated(v, prefix + k)]
+
+
+def duplicate_keys(body: bytes, keys: int) -> list[FieldError]:
+    """One error per key given twice in the same object of a JSON ``body`` (a JSON parser
+    keeps the last silently: ``{"age": 30, "age": 80}`` would be scored as 80).
+
+    ``keys`` is the number of keys the body parsed into; when the body holds as many ``":``
+    (each key's end when written without a space before its colon) there is no repeat and
+    the body is not parsed again.
+    """
+    if body.count(b'":') == keys:
+        return []
+    try:
+        parsed = json.loads(body, object_pairs_hook=_pairs)
+    except ValueError:
+        return []  # already parsed once: not reached
+    return [FieldError(field, "each field once", None, f"field '{field}' is given more than "
+                       "once: send it once (a JSON parser keeps only the last)")
+            for field in _repeated(parsed, "")]

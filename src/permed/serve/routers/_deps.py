@@ -16,8 +16,10 @@ from permed.serve._registry import ServedModel
 from permed.serve._schemas import ErrorBody
 from permed.serve._service import Answered
 from permed.serve._storage import Storage
+from permed.serve._validation import FieldError
 
-__all__ = ["ERRORS", "DirectRoute", "answer", "json_body", "json_response", "read_body",
+__all__ = ["ERRORS", "JSON_ONLY", "DirectRoute", "NotJson", "answer", "fhir_content",
+           "json_body", "json_content", "json_response", "read_body", "require_json",
            "served_model", "storage"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -36,6 +38,48 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: _error("A field is missing, unknown or has a bad value: one entry per field."),
     429: _error("Rate limit reached: see Retry-After."),
 }
+# Documented for the operations that read a JSON body (require_json).
+JSON_ONLY: dict[int | str, dict[str, Any]] = {
+    415: _error("The body is not sent as JSON: send Content-Type: application/json."),
+}
+
+
+class NotJson(ValueError):
+    """A body sent with a media type other than JSON (415); ``error`` names the header."""
+
+    def __init__(self, error: FieldError) -> None:
+        self.error = error
+        super().__init__(error.message)
+
+
+def require_json(request: Request, expected: str = "application/json") -> None:
+    """Refuse a body not declared as JSON: ``application/json`` or any ``application/*+json``
+    (``application/fhir+json``), as FastAPI parses bodies. Without this a form post
+    (``curl -d``'s default) or ``text/plain`` would be read as JSON all the same.
+
+    Raises
+    ------
+    NotJson
+    """
+    declared = request.headers.get("content-type")
+    media = (declared or "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/")
+                                       and media.endswith("+json")):
+        return
+    found = f"is '{declared}'" if declared else "is missing"
+    raise NotJson(FieldError("header Content-Type", expected, declared, (
+        f"header 'Content-Type' {found}, so the body is not read as JSON: send the body with "
+        f"the header 'Content-Type: {expected.split(' ')[0]}'")))
+
+
+def json_content(request: Request) -> None:
+    """:func:`require_json` as a dependency (after the caller's authorization)."""
+    require_json(request)
+
+
+def fhir_content(request: Request) -> None:
+    """:func:`require_json` for a FHIR resource."""
+    require_json(request, "application/fhir+json or application/json")
 
 
 class DirectRoute(APIRoute):
@@ -62,8 +106,9 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 async def read_body(request: Request, model: type[ModelT]) -> ModelT:
-    """The request's JSON body as ``model``; a 422 with one entry per problem, as FastAPI
-    gives for a body parameter."""
+    """The request's JSON body as ``model`` (sent as JSON: :func:`require_json`); a 422 with
+    one entry per problem, as FastAPI gives for a body parameter."""
+    require_json(request)
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:

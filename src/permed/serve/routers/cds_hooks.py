@@ -13,7 +13,7 @@ from permed.serve._cds import PREFIX, card, discovery, prefetch_bundle
 from permed.serve._fhir import features_from_bundle
 from permed.serve._service import predict_patients, validate_patients
 from permed.serve._storage import Principal
-from permed.serve.routers._deps import ERRORS, answer
+from permed.serve.routers._deps import ERRORS, JSON_ONLY, answer, json_content
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
 
@@ -34,9 +34,11 @@ async def services(request: Request) -> dict[str, Any]:
     return discovery(request.app.state.models)
 
 
-@router.post("/{service_id}", responses=ERRORS, summary="Cards for the patient in view")
+@router.post("/{service_id}", responses={**ERRORS, **JSON_ONLY},
+             summary="Cards for the patient in view")
 async def call(request: Request, service_id: str, body: HookRequest,
-               principal: Principal = Depends(require("clinician"))) -> dict[str, Any]:
+               principal: Principal = Depends(require("clinician")),
+               _: None = Depends(json_content)) -> dict[str, Any]:
     models = request.app.state.models
     name = service_id.removeprefix(PREFIX)
     if not service_id.startswith(PREFIX) or name not in models or not models[name].fhir:

@@ -13,7 +13,7 @@ from permed.serve._fhir import features_from_bundle, risk_assessment
 from permed.serve._service import predict_patients, validate_patients
 from permed.serve._storage import Principal
 from permed.serve._validation import FieldError, PatientError
-from permed.serve.routers._deps import ERRORS, answer, served_model
+from permed.serve.routers._deps import ERRORS, JSON_ONLY, answer, fhir_content, served_model
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], responses=ERRORS)
 
@@ -27,13 +27,14 @@ class FhirJSONResponse(JSONResponse):
              responses={200: {"description": "A FHIR R4 RiskAssessment; probabilityDecimal is "
                               "a percentage (0-100), R4's convention",
                               "content": {"application/fhir+json": {
-                                  "schema": {"type": "object"}}}}})
+                                  "schema": {"type": "object"}}}}, **JSON_ONLY})
 async def evaluate(request: Request,
                    model: str = Query(..., description="The model's name (GET /v1/models)."),
                    bundle: dict[str, Any] = Body(
                        ..., description="A FHIR R4 Bundle with one Patient and their "
                        "Observations (LOINC codes, UCUM units)."),
-                   principal: Principal = Depends(require("clinician"))) -> FhirJSONResponse:
+                   principal: Principal = Depends(require("clinician")),
+                   _: None = Depends(fhir_content)) -> FhirJSONResponse:
     served = served_model(request, model)
     if not served.fhir:
         raise PatientError([FieldError(

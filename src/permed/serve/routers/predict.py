@@ -11,9 +11,10 @@ from permed.serve._auth import authorize, require
 from permed.serve._schemas import PredictionRecord, PredictRequest, PredictResponse
 from permed.serve._service import predict_patients
 from permed.serve._storage import Principal
-from permed.serve._validation import FieldError, PatientError
+from permed.serve._validation import FieldError, PatientError, duplicate_keys
 from permed.serve.routers._deps import (
     ERRORS,
+    JSON_ONLY,
     DirectRoute,
     answer,
     json_body,
@@ -38,7 +39,15 @@ async def predict(request: Request, name: str) -> Response:
         raise PatientError([FieldError("patient", "either 'patient' (an object) or 'patients' "
                                        "(a list)", None, "send exactly one of 'patient' or "
                                        "'patients'")])
+    if body.patients == []:
+        raise PatientError([FieldError("patients", "a list of at least one patient", [],
+                                       "patients must hold at least one patient: send one or "
+                                       "more, or one 'patient'")])
     patients = [body.patient] if body.patient is not None else list(body.patients or [])
+    repeated = duplicate_keys(await request.body(),
+                              len(body.model_fields_set) + sum(len(p) for p in patients))
+    if repeated:
+        raise PatientError(repeated)
     state = request.app.state
     explain = state.settings.explain if body.explain is None else body.explain
     return json_response(await answer(request, served, explain, body.explain_scale, partial(
@@ -49,6 +58,7 @@ async def predict(request: Request, name: str) -> Response:
 
 router.add_api_route("/v1/models/{name}/predict", predict, methods=["POST"],
                      response_model=PredictResponse, openapi_extra=json_body(PredictRequest),
+                     responses=JSON_ONLY,
                      summary="Answer for one patient or a batch, with uncertainty and top factors",
                      route_class_override=DirectRoute)
 
