@@ -13,7 +13,7 @@ from sqlalchemy import text
 from permed.exceptions import PermedError, SecurityError
 from permed.privacy import generate_key
 from permed.serve import AuditTrail, Storage
-from permed.serve._storage import _Base
+from permed.serve._storage import UnknownUser, _Base
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -62,6 +62,41 @@ def test_a_user_is_added_once(storage):
     with pytest.raises(PermedError, match="^user 'alice' already exists: issue another key "
                        "with permed users key alice$"):
         storage.add_user("alice", "admin")
+
+
+def test_a_deactivated_user_gets_no_new_key_and_their_name_is_not_given_again(storage):
+    storage.add_user("carol", "clinician")
+    storage.revoke("carol")
+    deactivated = ("^user 'carol' was deactivated, and a name is not given again so that the "
+                   "audit trail names one person: add them under another name$")
+    with pytest.raises(PermedError, match=deactivated):
+        storage.new_key("carol")
+    with pytest.raises(PermedError, match=deactivated):
+        storage.add_user("carol", "clinician")
+    with pytest.raises(UnknownUser, match="^user 'dave' does not exist: add them with permed "
+                                          "users add dave --role clinician$"):
+        storage.new_key("dave")
+
+
+def test_the_last_active_admin_is_not_deactivated(storage):
+    storage.add_user("root", "admin")
+    with pytest.raises(PermedError, match="^user 'root' is the last active admin: add another "
+                                          r"admin first \(permed users add NAME --role admin\)$"):
+        storage.revoke("root")
+    storage.add_user("root2", "admin")
+    assert storage.revoke("root") == 1
+    assert storage.user_role("root") is None
+
+
+@pytest.mark.parametrize("days", [0, -5])
+def test_a_key_is_not_issued_already_expired(storage, days):
+    message = (rf"^--expires-days must be at least 1 \(found {days}\): a key would be expired "
+               "when issued$")
+    with pytest.raises(PermedError, match=message):
+        storage.add_user("erin", "clinician", expires_days=days)
+    storage.add_user("erin", "clinician")
+    with pytest.raises(PermedError, match=message):
+        storage.new_key("erin", expires_days=days)
 
 
 def test_revoked_keys_fail(storage):

@@ -219,8 +219,10 @@ async def authenticate(request: Request) -> Principal:
 def admit(principal: Principal, roles: tuple[str, ...]) -> Principal:
     """``principal`` when their role is one of ``roles``; 403 otherwise."""
     if principal.role not in roles:
-        raise HTTPException(403, detail=f"this endpoint is for the {', '.join(roles)} role; "
-                            f"user '{principal.user}' is a {principal.role}")
+        allowed = " or ".join(roles)
+        raise HTTPException(403, detail=f"this endpoint is for the {allowed} role"
+                            f"{'s' if len(roles) > 1 else ''}; user '{principal.user}' has the "
+                            f"{principal.role} role")
     return principal
 
 

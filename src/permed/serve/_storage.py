@@ -34,6 +34,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    func,
     insert,
     select,
     update,
@@ -44,7 +45,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from permed.exceptions import PermedError, SecurityError
 from permed.serve._settings import ROLES
 
-__all__ = ["BUSY_SECONDS", "KEY_PREFIX", "Principal", "Storage", "WriterBusy", "make_engine"]
+__all__ = ["BUSY_SECONDS", "KEY_PREFIX", "Principal", "Storage", "UnknownUser", "WriterBusy",
+           "make_engine"]
 
 KEY_PREFIX = "pmd"
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -221,8 +223,12 @@ class Storage:
             raise PermedError(f"--role '{role}' is not known; expected one of {', '.join(ROLES)}")
         if not name or len(name) > 64 or not all(c.isalnum() or c in "._-@" for c in name):
             raise PermedError(f"user name '{name}' must be 1-64 letters, digits or . _ - @")
+        _check_expiry(expires_days)
         with self.session() as session:
-            if session.scalar(select(UserRow).where(UserRow.name == name)) is not None:
+            existing = session.scalar(select(UserRow).where(UserRow.name == name))
+            if existing is not None and not existing.active:
+                raise PermedError(_deactivated(name))
+            if existing is not None:
                 raise PermedError(f"user '{name}' already exists: issue another key with "
                                   f"permed users key {name}")
             user = UserRow(name=name, role=role, created=_now(), active=True)
@@ -233,9 +239,20 @@ class Storage:
         return key
 
     def new_key(self, name: str, expires_days: int | None = None) -> str:
-        """Another API key for an existing user."""
+        """Another API key for an existing, active user.
+
+        Raises
+        ------
+        UnknownUser
+            No such user.
+        PermedError
+            The user was deactivated, or ``expires_days`` is below 1.
+        """
+        _check_expiry(expires_days)
         with self.session() as session:
             user = self._user(session, name)
+            if not user.active:
+                raise PermedError(_deactivated(name))
             key = self._new_key(session, user.id, expires_days)
             session.commit()
         return key
@@ -252,7 +269,7 @@ class Storage:
     def _user(self, session: Session, name: str) -> UserRow:
         user = session.scalar(select(UserRow).where(UserRow.name == name))
         if user is None:
-            raise PermedError(f"user '{name}' does not exist: add them with permed users add "
+            raise UnknownUser(f"user '{name}' does not exist: add them with permed users add "
                               f"{name} --role clinician")
         return user
 
@@ -269,9 +286,22 @@ class Storage:
                  "keys": active.get(u.id, 0)} for u in rows]
 
     def revoke(self, name: str) -> int:
-        """Revoke every key of a user and deactivate them; return the number of keys."""
+        """Revoke every key of a user and deactivate them; return the number of keys.
+
+        Raises
+        ------
+        UnknownUser
+            No such user.
+        PermedError
+            The user is the last active administrator: nobody could manage users after.
+        """
         with self.session() as session:
             user = self._user(session, name)
+            admins = session.scalar(select(func.count()).select_from(UserRow).where(
+                UserRow.role == "admin", UserRow.active))
+            if user.active and user.role == "admin" and admins == 1:
+                raise PermedError(f"user '{name}' is the last active admin: add another admin "
+                                  "first (permed users add NAME --role admin)")
             user.active = False
             keys = session.execute(select(KeyRow).where(KeyRow.user_id == user.id)).scalars()
             count = 0
@@ -532,3 +562,18 @@ def _prediction(row: PredictionRow) -> dict[str, Any]:
     return {"id": row.id, "time": row.time, "user": row.user, "model": row.model,
             "version": row.version, "task": row.task, "input_digest": row.input_digest,
             "answer": json.loads(row.answer)}
+
+
+class UnknownUser(PermedError):
+    """No user of that name (the service answers 404)."""
+
+
+def _check_expiry(expires_days: int | None) -> None:
+    if expires_days is not None and expires_days < 1:
+        raise PermedError(f"--expires-days must be at least 1 (found {expires_days}): a key "
+                          "would be expired when issued")
+
+
+def _deactivated(name: str) -> str:
+    return (f"user '{name}' was deactivated, and a name is not given again so that the audit "
+            "trail names one person: add them under another name")

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from permed.exceptions import PermedError
 from permed.serve._auth import require
 from permed.serve._schemas import ErrorBody, NewUser, UserKey, UserSummary
-from permed.serve._storage import Principal
+from permed.serve._storage import Principal, UnknownUser
 from permed.serve.routers._deps import ERRORS, storage
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses={
-    **ERRORS, 409: {"model": ErrorBody, "description": "The user already exists."}})
+    **ERRORS, 409: {"model": ErrorBody, "description": "The user already exists or was "
+                    "deactivated, or is the last active admin."}})
 admins = require("admin")
 
 
@@ -36,16 +37,21 @@ def add_user(request: Request, body: NewUser, _: Principal = Depends(admins)) ->
              summary="Another API key for a user")
 def new_key(request: Request, name: str, _: Principal = Depends(admins)) -> dict[str, Any]:
     store = storage(request)
-    role = store.user_role(name)
-    if role is None:
-        raise HTTPException(404, detail=f"no active user '{name}'")
-    return {"name": name, "role": role, "api_key": store.new_key(name)}
+    try:
+        key = store.new_key(name)
+    except UnknownUser as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+    except PermedError as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    return {"name": name, "role": store.user_role(name), "api_key": key}
 
 
 @router.delete("/{name}", summary="Deactivate a user and revoke their keys")
 def revoke(request: Request, name: str, _: Principal = Depends(admins)) -> dict[str, Any]:
     try:
         revoked = storage(request).revoke(name)
-    except PermedError as exc:
+    except UnknownUser as exc:
         raise HTTPException(404, detail=str(exc)) from None
+    except PermedError as exc:
+        raise HTTPException(409, detail=str(exc)) from None
     return {"name": name, "revoked_keys": revoked}
