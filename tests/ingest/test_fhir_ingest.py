@@ -146,3 +146,48 @@ def test_serve_reads_the_mapped_features_of_a_bundle_as_the_table_holds_them(coh
     # both: completed years at her latest record (2020-05-14), not at her latest Observation
     assert served.values["age_years"] == row["age_years"] == 11
     assert served.missing == []
+
+
+def _write_patient(tmp_path, patient: dict, *resources: dict):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p1", "gender": "male", **patient}},
+        *({"resource": r} for r in resources)]}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle))
+    return path
+
+
+@pytest.mark.parametrize(("birth", "age"), [
+    ("1950-01-01", 70), ("1950-01", 69), ("1950", 69), ("1949", 70)])
+def test_a_partial_birth_date_counts_from_the_middle_of_its_period(tmp_path, birth, age):
+    # as permed serve reads it: July 1 of a year, the 15th of a month
+    path = _write_patient(tmp_path, {"birthDate": birth})
+    frame = read_fhir(path, as_of="2020-01-01").frame
+    assert frame["age_years"].tolist() == [age]
+
+
+@pytest.mark.parametrize(("patient", "resource", "problem"), [
+    ({"birthDate": 19500101}, None, "Patient/p1 (resource 1 of the file): Patient.birthDate must "
+     "be a FHIR date string YYYY, YYYY-MM or YYYY-MM-DD, found the number 19500101"),
+    ({}, {"resourceType": "Observation", "subject": {"reference": "Patient/p1"},
+          "code": "2093-3", "valueQuantity": {"value": 180, "code": "mg/dL"}},
+     'Observation (resource 2 of the file): Observation.code must be a CodeableConcept: an '
+     "object with a 'coding' list of {system, code} objects, found the string \"2093-3\""),
+    ({}, {"resourceType": "Encounter", "id": "e1", "subject": "Patient/p1"},
+     "Encounter/e1 (resource 2 of the file): Encounter.subject must be a Reference: an object "
+     "with a 'reference' string, found the string \"Patient/p1\""),
+])
+def test_a_malformed_resource_is_named(tmp_path, patient, resource, problem):
+    path = _write_patient(tmp_path, patient, *([resource] if resource else []))
+    with pytest.raises(DataError) as caught:
+        read_fhir(path)
+    assert str(caught.value) == (f"'{path}' holds malformed FHIR: {problem}: fix the resource "
+                                 "or leave the file out")
+
+
+def test_a_birth_date_after_the_record_is_refused(tmp_path):
+    path = _write_patient(tmp_path, {"birthDate": "2021"})
+    with pytest.raises(DataError, match=r"^Patient/p1: Patient.birthDate '2021' is after "
+                       r"2020-01-01, the date age is computed on \(its latest dated resource "
+                       r"or --as-of\): fix the birthDate, or give --as-of a date after it$"):
+        read_fhir(path, as_of="2020-01-01")

@@ -171,3 +171,184 @@ def test_cds_hooks_discovery_and_patient_view_card(live):
     assert empty == {"cards": []}
     assert unmapped == {"cards": []}
     assert unknown.status_code == 404
+
+
+# ---- malformed and partial input: every problem is a 422 that names the resource --------
+
+LOINC = "http://loinc.org"
+
+
+def small_bundle(patient: dict | None = None, observation: dict | None = None) -> dict:
+    """A Patient (entry 0) and a temperature Observation (entry 1) dated 2020-03-06."""
+    return {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:p1", "resource": {
+            "resourceType": "Patient", "id": "p1", "gender": "female",
+            "birthDate": "2009-04-29", **(patient or {})}},
+        {"resource": {"resourceType": "Observation", "id": "t1", "status": "final",
+                      "effectiveDateTime": "2020-03-06T10:00:00Z",
+                      "code": {"coding": [{"system": LOINC, "code": "8310-5"}]},
+                      "valueQuantity": {"value": 38.5, "code": "Cel"}, **(observation or {})}}]}
+
+
+def evaluate(live, bundle: dict | str):
+    content = bundle if isinstance(bundle, str) else json.dumps(bundle)
+    with live.client("alice", **{"Content-Type": "application/fhir+json"}) as client:
+        return client.post("/fhir/RiskAssessment/$evaluate", params={"model": "vitals"},
+                           content=content)
+
+
+CONCEPT = "a CodeableConcept: an object with a 'coding' list of {system, code} objects"
+DATE = "a FHIR date string YYYY, YYYY-MM or YYYY-MM-DD"
+
+
+@pytest.mark.parametrize(("patient", "observation", "field", "expected", "received", "what"), [
+    # a number is not read as nanoseconds since 1970 (it gave a wrong age)
+    ({"birthDate": 19600101}, None, "Bundle.entry[0].resource.birthDate", DATE, 19600101,
+     "Patient/p1 (Bundle.entry[0]): Patient.birthDate must be " + DATE
+     + ", found the number 19600101"),
+    ({"birthDate": "1960-02-30"}, None, "Bundle.entry[0].resource.birthDate", DATE,
+     "1960-02-30", "Patient/p1 (Bundle.entry[0]): Patient.birthDate must be " + DATE
+     + ', found the string "1960-02-30"'),
+    ({"gender": ["female"]}, None, "Bundle.entry[0].resource.gender",
+     "a code string (male, female, other, unknown)", ["female"],
+     "Patient/p1 (Bundle.entry[0]): Patient.gender must be a code string (male, female, other, "
+     'unknown), found a list ["female"]'),
+    (None, {"code": "8310-5"}, "Bundle.entry[1].resource.code", CONCEPT, "8310-5",
+     "Observation/t1 (Bundle.entry[1]): Observation.code must be " + CONCEPT
+     + ', found the string "8310-5"'),
+    (None, {"code": {"coding": "x"}}, "Bundle.entry[1].resource.code.coding",
+     "a list of Coding objects ({system, code})", "x",
+     "Observation/t1 (Bundle.entry[1]): Observation.code.coding must be a list of Coding "
+     'objects ({system, code}), found the string "x"'),
+    (None, {"component": [{"code": {"coding": [7]}}]},
+     "Bundle.entry[1].resource.component[0].code.coding[0]", "a Coding object ({system, code})",
+     7, "Observation/t1 (Bundle.entry[1]): Observation.component[0].code.coding[0] must be a "
+     "Coding object ({system, code}), found the number 7"),
+    (None, {"valueQuantity": 38.5}, "Bundle.entry[1].resource.valueQuantity",
+     "a Quantity: an object with a numeric value and a UCUM code", 38.5,
+     "Observation/t1 (Bundle.entry[1]): Observation.valueQuantity must be a Quantity: an object "
+     "with a numeric value and a UCUM code, found the number 38.5"),
+    (None, {"effectiveDateTime": 20200306}, "Bundle.entry[1].resource.effectiveDateTime",
+     "a FHIR dateTime string (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss+zz:zz)",
+     20200306, "Observation/t1 (Bundle.entry[1]): Observation.effectiveDateTime must be a FHIR "
+     "dateTime string (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss+zz:zz), found the "
+     "number 20200306"),
+])
+def test_a_malformed_resource_is_a_422_naming_it(live, patient, observation, field, expected,
+                                                  received, what):
+    response = evaluate(live, small_bundle(patient, observation))
+    assert response.status_code == 422, response.text
+    assert response.json() == {
+        "detail": f"the FHIR Bundle cannot be mapped to the model: {what}",
+        "errors": [{"field": field, "expected": expected, "received": received,
+                    "message": what}]}
+
+
+def test_a_non_finite_value_is_a_422_not_a_500(live):
+    text = json.dumps(small_bundle()).replace("38.5", "Infinity")
+    response = evaluate(live, text)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error == {
+        "field": "Bundle.entry[1].resource.valueQuantity.value", "expected": "a finite number",
+        "received": "Infinity",
+        "message": "Observation/t1 (Bundle.entry[1]): Observation.valueQuantity.value must be "
+                   "a finite number, found the number Infinity"}
+
+
+def test_every_malformed_entry_is_named_at_once(live):
+    bundle = small_bundle({"birthDate": 1960}, {"code": "8310-5"})
+    bundle["entry"] += ["x", {"resource": [1]}, {"resource": {"id": "y"}}]
+    response = evaluate(live, bundle)
+    assert response.status_code == 422
+    assert [(e["field"], e["received"]) for e in response.json()["errors"]] == [
+        ("Bundle.entry[0].resource.birthDate", 1960),
+        ("Bundle.entry[1].resource.code", "8310-5"),
+        ("Bundle.entry[2]", "x"),
+        ("Bundle.entry[3].resource", [1]),
+        ("Bundle.entry[4].resource.resourceType", None)]
+
+
+@pytest.mark.parametrize(("birth", "age", "day"), [
+    ("2009", 10, "2009-07-01"),     # the middle of the year: not yet 11 on 2020-03-06
+    ("2009-02", 11, "2009-02-15"),  # the middle of the month
+    ("2020", 0, "2020-03-06"),      # born this year, the middle still ahead: age 0
+])
+def test_a_partial_birth_date_counts_from_the_middle_of_its_period(vitals_fhir, birth, age,
+                                                                   day):
+    found = features_from_bundle(small_bundle({"birthDate": birth}), vitals_fhir, FEATURES)
+    assert found.values["age"] == age
+    assert found.notes == [
+        f"age {age} from the partial Patient.birthDate '{birth}': the birthday is taken as "
+        f"{day}, the middle of the period, so the age may be one year off"]
+    full = features_from_bundle(small_bundle({"birthDate": "2009-04-29"}), vitals_fhir, FEATURES)
+    assert full.values["age"] == 10
+    assert full.notes == []
+
+
+def test_a_year_only_birth_date_is_answered_and_noted(live):
+    from fhir.resources.R4B.riskassessment import RiskAssessment
+
+    response = evaluate(live, small_bundle({"birthDate": "2009"}))
+    assert response.status_code == 200, response.text
+    resource = response.json()
+    RiskAssessment.model_validate(resource)
+    assert resource["note"][1] == {
+        "text": "age 10 from the partial Patient.birthDate '2009': the birthday is taken as "
+                "2009-07-01, the middle of the period, so the age may be one year off"}
+
+
+@pytest.mark.parametrize(("patient", "on", "basis"), [
+    ({"birthDate": "2027-03-01"}, "2020-03-06", "the date of the Bundle's latest dated resource"),
+    ({"birthDate": "2021"}, "2020-03-06", "the date of the Bundle's latest dated resource"),
+    ({"birthDate": "2010-01-01", "deceasedDateTime": "2009-12-31T00:00:00Z"}, "2009-12-31",
+     "the patient's deceasedDateTime"),
+])
+def test_a_birth_date_after_the_record_is_a_422(live, patient, on, basis):
+    response = evaluate(live, small_bundle(patient))
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    birth = patient["birthDate"]
+    assert error == {
+        "field": "Patient.birthDate", "expected": f"a date on or before {on}", "received": birth,
+        "message": f"Patient.birthDate '{birth}' is after {on}, the date age is computed on "
+                   f"({basis}): a patient is not born after their record; check "
+                   "Patient.birthDate and the dates of the Bundle"}
+
+
+def test_a_value_out_of_range_is_named_by_its_observation(live, vitals_fhir):
+    from permed.serve._fhir import name_sources
+    from permed.serve._validation import PatientError, check_patient
+
+    schema = live.app.state.models["vitals"].schema
+    found = features_from_bundle(small_bundle(None, {"valueQuantity": {"value": 140,
+                                                                       "code": "[degF]"}}),
+                                 vitals_fhir, FEATURES)
+    with pytest.raises(PatientError) as caught:
+        check_patient(schema, found.values, "patient.")
+    (error,) = name_sources(caught.value, found).errors
+    assert error.field == "Observation/t1 (LOINC 8310-5)"
+    assert error.message == ("Observation/t1 (LOINC 8310-5) for feature 'temperature' is 140 "
+                             "[degF], outside its valid range [86, 113] [degF]: check the value "
+                             "and its unit")
+
+
+@pytest.mark.parametrize(("full_url", "subject"), [
+    ("urn:uuid:p1", {"reference": "urn:uuid:p1"}),
+    (None, {"display": "the Patient of the Bundle (it has no id or fullUrl to refer to)"}),
+])
+def test_a_patient_without_id_is_referred_to_by_what_there_is(live, full_url, subject):
+    from fhir.resources.R4B.riskassessment import RiskAssessment
+
+    bundle = small_bundle({"id": None})
+    del bundle["entry"][0]["resource"]["id"]
+    bundle["entry"][0]["fullUrl"] = full_url
+    if full_url is None:
+        del bundle["entry"][0]["fullUrl"]
+    response = evaluate(live, bundle)
+    assert response.status_code == 200, response.text
+    resource = response.json()
+    RiskAssessment.model_validate(resource)
+    assert resource["subject"] == subject
+    assert resource["basis"] == ([{"reference": full_url}] if full_url else []) + [
+        {"reference": "Observation/t1"}]

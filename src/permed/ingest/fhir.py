@@ -4,11 +4,17 @@ Each Bundle (``batch``, ``transaction``, ``collection`` or ``searchset``; one fi
 a single resource or an NDJSON export) is read resource by resource; resources are tied to their
 patient by ``subject``/``patient`` references (``Patient/ID`` or ``urn:uuid:ID``).
 
+A resource whose fields permed reads are malformed (a ``birthDate`` that is not a FHIR date
+string, a ``code`` that is not a CodeableConcept, a non-finite value...) is refused with a
+:class:`~permed.exceptions.DataError` naming the file, the resource and the field, by the same
+rule (:func:`resource_problems`) as ``permed serve`` applies to a live Bundle.
+
 Per patient:
 
 - ``patient_id``, ``gender``, ``age_years`` (completed years at ``as_of``, or at the patient's
   latest dated resource, or at death: what ``permed serve`` computes from a live Bundle, see
-  :func:`age_on`), ``deceased``, ``marital_status``, and the US Core ``race`` and
+  :func:`age_on`; a year-only or year-month ``birthDate`` counts from the middle of its period,
+  see :class:`BirthDate`), ``deceased``, ``marital_status``, and the US Core ``race`` and
   ``ethnicity`` where present. Names, addresses, telecom and identifiers are never read: they
   are protected health information and no model needs them.
 - Each LOINC-coded Observation with a quantity, including the components of panels such as
@@ -28,10 +34,13 @@ Examples
 
 from __future__ import annotations
 
+import calendar
 import json
+import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +52,8 @@ from permed.exceptions import DataError
 if TYPE_CHECKING:
     from permed.study import Study
 
-__all__ = ["FhirTable", "read_fhir"]
+__all__ = ["BirthDate", "BornAfterError", "FhirTable", "age_on", "birth_date", "fhir_datetime",
+           "latest_date", "read_fhir", "resource_problems"]
 
 LOINC = "http://loinc.org"
 _ACTIVE = {"active", "recurrence", "relapse"}
@@ -122,6 +132,15 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
+def _readable_entry(entry: Any) -> bool:
+    """A Bundle entry that is an object, with no resource or a resource with a resourceType."""
+    if not isinstance(entry, dict):
+        return False
+    resource = entry.get("resource")
+    return "resource" not in entry or (isinstance(resource, dict) and isinstance(
+        resource.get("resourceType"), str))
+
+
 def _load(path: Path) -> list[dict[str, Any]]:
     """Every resource in one file (a Bundle, a single resource or NDJSON lines)."""
     text = path.read_text(encoding="utf-8")
@@ -136,8 +155,12 @@ def _load(path: Path) -> list[dict[str, Any]]:
         if not isinstance(document, dict) or "resourceType" not in document:
             raise DataError(f"'{path}' holds JSON without a resourceType: it is not FHIR")
         if document["resourceType"] == "Bundle":
-            resources += [e["resource"] for e in document.get("entry", [])
-                          if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+            entries = document.get("entry", [])
+            if not isinstance(entries, list) or not all(map(_readable_entry, entries)):
+                raise DataError(f"'{path}' holds a Bundle whose entry is not a list of objects "
+                                "with a resource (an object with a resourceType): fix or "
+                                "remove the file")
+            resources += [e["resource"] for e in entries if "resource" in e]
         else:
             resources.append(document)
     return resources
@@ -151,33 +174,259 @@ def _subject(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def age_on(birth: Any, on: Any) -> int | None:
+# FHIR R4 date and dateTime (http://hl7.org/fhir/R4/datatypes.html#primitive): a year, a month
+# or a day, and for a dateTime a time of day with its zone
+_DATE = r"([0-9]{4})(?:-(0[1-9]|1[0-2])(?:-(0[1-9]|[12][0-9]|3[01]))?)?"
+_DATE_RE = re.compile(_DATE)
+_DATETIME_RE = re.compile(_DATE + r"(?:T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)"
+                          r"(?:\.[0-9]+)?(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)?)?")
+DATE_EXPECTED = "a FHIR date string YYYY, YYYY-MM or YYYY-MM-DD"
+DATETIME_EXPECTED = ("a FHIR dateTime string (YYYY, YYYY-MM, YYYY-MM-DD or "
+                     "YYYY-MM-DDThh:mm:ss+zz:zz)")
+
+
+@dataclass(frozen=True)
+class BirthDate:
+    """A ``Patient.birthDate``: the period it names and the day taken as the birthday.
+
+    FHIR allows a year (``1960``) or a month (``1960-05``). A partial date is taken at the
+    middle of its period, July 1 of the year or the 15th of the month: the day that is never
+    more than half the period away from the true birthday, so that an age is at most one year
+    off.
+    """
+
+    text: str
+    first: date
+    last: date
+
+    @property
+    def partial(self) -> bool:
+        return self.first != self.last
+
+    @property
+    def day(self) -> date:
+        if not self.partial:
+            return self.first
+        return self.first.replace(day=15) if self.first.month == self.last.month else (
+            self.first.replace(month=7))
+
+
+def birth_date(value: Any) -> BirthDate | None:
+    """A FHIR date (``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``), None when it is not one.
+
+    Examples
+    --------
+    >>> birth_date("1960").day, birth_date("1960-05").day, birth_date("1960-05-02").day
+    (datetime.date(1960, 7, 1), datetime.date(1960, 5, 15), datetime.date(1960, 5, 2))
+    >>> birth_date(19600101) is None, birth_date("1960-02-30") is None
+    (True, True)
+    """
+    match = _DATE_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    year, month, day = (int(g) if g else None for g in match.groups())
+    try:
+        first = date(year, month or 1, day or 1)  # type: ignore[arg-type]
+    except ValueError:  # 1960-02-30
+        return None
+    if day is not None:
+        return BirthDate(value, first, first)
+    if month is not None:
+        return BirthDate(value, first, first.replace(day=calendar.monthrange(year, month)[1]))
+    return BirthDate(value, first, date(first.year, 12, 31))
+
+
+def fhir_datetime(value: Any) -> pd.Timestamp | None:
+    """A FHIR dateTime or instant as a UTC timestamp (a partial one at its start), None when
+    it is not one (a number is never read as nanoseconds since 1970)."""
+    if not isinstance(value, str) or _DATETIME_RE.fullmatch(value) is None:
+        return None
+    when = pd.to_datetime(value, utc=True, errors="coerce")
+    return None if pd.isna(when) else when
+
+
+class BornAfterError(DataError):
+    """A birth date after the date age is computed on."""
+
+    def __init__(self, birth: BirthDate, on: date) -> None:
+        self.birth, self.on = birth, on
+        super().__init__(f"Patient.birthDate '{birth.text}' is after {on.isoformat()}, the date "
+                         "age is computed on")
+
+
+def age_on(birth: str | BirthDate | None, on: Any) -> int | None:
     """Age in completed years on a date (the clinical convention); None without a birth date.
+
+    A partial birth date counts from the middle of its period (:class:`BirthDate`), or from
+    ``on`` when that falls inside the period and before its middle (age 0).
+
+    Raises
+    ------
+    BornAfterError
+        The birth date's period starts after ``on``.
 
     Examples
     --------
     >>> age_on("2009-04-29", "2020-04-28"), age_on("2009-04-29", "2020-04-29")
     (10, 11)
+    >>> age_on("1960", "2020-06-30"), age_on("1960", "2020-07-01")
+    (59, 60)
     """
-    born, then = pd.to_datetime(birth, utc=True, errors="coerce"), pd.to_datetime(on, utc=True)
-    if pd.isna(born) or pd.isna(then):
+    born = birth if isinstance(birth, BirthDate) else birth_date(birth)
+    then = pd.to_datetime(on, utc=True, errors="coerce")
+    if born is None or pd.isna(then):
         return None
-    return int(then.year - born.year - ((then.month, then.day) < (born.month, born.day)))
+    then = then.date()
+    if born.first > then:
+        raise BornAfterError(born, then)
+    day = min(born.day, then)
+    return int(then.year - day.year - ((then.month, then.day) < (day.month, day.day)))
 
 
 def latest_date(resources: list[dict[str, Any]]) -> pd.Timestamp | None:
     """The latest date among resources (the patient's record), None when none is dated."""
-    dates = [d for d in map(resource_date, resources) if d is not None and not pd.isna(d)]
+    dates = [d for d in map(resource_date, resources) if d is not None]
     return max(dates) if dates else None
 
 
 def resource_date(resource: dict[str, Any]) -> pd.Timestamp | None:
     for key in ("effectiveDateTime", "issued", "onsetDateTime", "recordedDate"):
         if resource.get(key):
-            return pd.to_datetime(resource[key], utc=True, errors="coerce")
+            return fhir_datetime(resource[key])
     period = resource.get("effectivePeriod") or resource.get("period") or {}
+    if not isinstance(period, dict):
+        return None
     start = period.get("start") or period.get("end")
-    return pd.to_datetime(start, utc=True, errors="coerce") if start else None
+    return fhir_datetime(start) if start else None
+
+
+# ---- the shape of what is read: one rule for permed ingest fhir and permed serve ----------
+
+_DATED = ("effectiveDateTime", "issued", "onsetDateTime", "recordedDate")
+_CONCEPTS = {"Patient": ("maritalStatus",), "Observation": ("code",),
+             "Condition": ("code", "clinicalStatus")}
+
+Problem = tuple[str, str, Any]
+"""A field of a resource (a FHIRPath below it), what was expected and what was found."""
+
+
+def _concept_problems(path: str, concept: Any) -> list[Problem]:
+    expected = "a CodeableConcept: an object with a 'coding' list of {system, code} objects"
+    if not isinstance(concept, dict):
+        return [(path, expected, concept)]
+    coding = concept.get("coding", [])
+    if not isinstance(coding, list):
+        return [(f"{path}.coding", "a list of Coding objects ({system, code})", coding)]
+    problems: list[Problem] = []
+    for i, item in enumerate(coding):
+        if not isinstance(item, dict):
+            problems.append((f"{path}.coding[{i}]", "a Coding object ({system, code})", item))
+            continue
+        problems += [(f"{path}.coding[{i}].{key}", "a string", item[key])
+                     for key in ("system", "code", "display")
+                     if key in item and not isinstance(item[key], str)]
+    if "text" in concept and not isinstance(concept["text"], str):
+        problems.append((f"{path}.text", "a string", concept["text"]))
+    return problems
+
+
+def _quantity_problems(path: str, quantity: Any) -> list[Problem]:
+    if not isinstance(quantity, dict):
+        return [(path, "a Quantity: an object with a numeric value and a UCUM code", quantity)]
+    value = quantity.get("value")
+    problems: list[Problem] = []
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                              or not math.isfinite(value)):
+        problems.append((f"{path}.value", "a finite number", value))
+    return problems + [(f"{path}.{key}", "a string", quantity[key]) for key in ("code", "unit")
+                       if key in quantity and not isinstance(quantity[key], str)]
+
+
+def _observation_problems(resource: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    if "valueQuantity" in resource:
+        problems += _quantity_problems("valueQuantity", resource["valueQuantity"])
+    components = resource.get("component", [])
+    if not isinstance(components, list):
+        return [*problems, ("component", "a list of objects (code, valueQuantity)", components)]
+    for i, part in enumerate(components):
+        if not isinstance(part, dict):
+            problems.append((f"component[{i}]", "an object (code, valueQuantity)", part))
+            continue
+        if "code" in part:
+            problems += _concept_problems(f"component[{i}].code", part["code"])
+        if "valueQuantity" in part:
+            problems += _quantity_problems(f"component[{i}].valueQuantity",
+                                           part["valueQuantity"])
+    return problems
+
+
+def _patient_problems(resource: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    if "birthDate" in resource and birth_date(resource["birthDate"]) is None:
+        problems.append(("birthDate", DATE_EXPECTED, resource["birthDate"]))
+    if "deceasedDateTime" in resource and fhir_datetime(resource["deceasedDateTime"]) is None:
+        problems.append(("deceasedDateTime", DATETIME_EXPECTED, resource["deceasedDateTime"]))
+    if "gender" in resource and not isinstance(resource["gender"], str):
+        problems.append(("gender", "a code string (male, female, other, unknown)",
+                         resource["gender"]))
+    extensions = resource.get("extension", [])
+    if not isinstance(extensions, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("extension", []), list)
+            and all(isinstance(inner, dict) for inner in e.get("extension", []))
+            for e in extensions):
+        problems.append(("extension", "a list of Extension objects", extensions))
+    return problems
+
+
+def _dated_problems(resource: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = [(key, DATETIME_EXPECTED, resource[key]) for key in _DATED
+                               if resource.get(key) and fhir_datetime(resource[key]) is None]
+    for key in ("effectivePeriod", "period"):
+        period = resource.get(key)
+        if period is None:
+            continue
+        if not isinstance(period, dict):
+            problems.append((key, "a Period: an object with start and end dateTimes", period))
+            continue
+        problems += [(f"{key}.{end}", DATETIME_EXPECTED, period[end]) for end in ("start", "end")
+                     if period.get(end) and fhir_datetime(period[end]) is None]
+    return problems
+
+
+def resource_problems(resource: dict[str, Any]) -> list[Problem]:
+    """What is malformed in the fields permed reads from a resource, each as (field, what was
+    expected, what was found); empty when the resource can be read."""
+    kind = resource.get("resourceType")
+    problems: list[Problem] = []
+    if "id" in resource and not isinstance(resource["id"], str):
+        problems.append(("id", "a string", resource["id"]))
+    if kind != "Patient":
+        problems += [(key, "a Reference: an object with a 'reference' string", resource[key])
+                     for key in ("subject", "patient") if key in resource
+                     and not (isinstance(resource[key], dict) and isinstance(
+                         resource[key].get("reference", ""), str))]
+    if "status" in resource and not isinstance(resource["status"], str):
+        problems.append(("status", "a code string", resource["status"]))
+    for key in _CONCEPTS.get(str(kind), ()):
+        if key in resource:
+            problems += _concept_problems(key, resource[key])
+    if kind == "Patient":
+        problems += _patient_problems(resource)
+    elif kind == "Observation":
+        problems += _observation_problems(resource)
+    return problems + _dated_problems(resource)
+
+
+def found_text(value: Any) -> str:
+    """What was found, for a message: the value and its JSON type."""
+    kinds = {str: "the string", bool: "the boolean", int: "the number", float: "the number",
+             list: "a list", dict: "an object", type(None): "null"}
+    kind = kinds.get(type(value), type(value).__name__)
+    if isinstance(value, list | dict):
+        shown = json.dumps(value, default=str)
+        return f"{kind} {shown if len(shown) <= 60 else shown[:57] + '...'}"
+    return kind if value is None else f"{kind} {json.dumps(value, default=str)}"
 
 
 def _coding(concept: dict[str, Any] | None, system: str | None = None
@@ -195,7 +444,7 @@ def _quantities(resource: dict[str, Any]) -> list[tuple[str, str, float, str]]:
     for part in [resource, *resource.get("component", [])]:
         code = _coding(part.get("code"), LOINC)
         quantity = part.get("valueQuantity")
-        if code and isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
+        if code and quantity is not None and quantity.get("value") is not None:
             unit = str(quantity.get("code") or quantity.get("unit") or "")
             found.append((code[0], code[1], float(quantity["value"]), unit))
     return found
@@ -211,11 +460,16 @@ def _extension_text(patient: dict[str, Any], kind: str) -> str | None:
 
 
 def _demographics(patient: dict[str, Any], as_of: pd.Timestamp | None) -> dict[str, Any]:
-    born = pd.to_datetime(patient.get("birthDate"), utc=True, errors="coerce")
-    died = pd.to_datetime(patient.get("deceasedDateTime"), utc=True, errors="coerce")
-    deceased = bool(patient.get("deceasedBoolean")) or not pd.isna(died)
-    end = died if not pd.isna(died) else as_of
-    age = age_on(born, end) if end is not None else None
+    died = fhir_datetime(patient.get("deceasedDateTime"))
+    deceased = bool(patient.get("deceasedBoolean")) or died is not None
+    end = died if died is not None else as_of
+    try:
+        age = age_on(patient.get("birthDate"), end) if end is not None else None
+    except BornAfterError as exc:
+        raise DataError(
+            f"Patient/{patient.get('id')}: {exc} (its "
+            f"{'death' if died is not None else 'latest dated resource or --as-of'}): fix the "
+            "birthDate, or give --as-of a date after it") from None
     marital = _coding(patient.get("maritalStatus"))
     return {"patient_id": str(patient.get("id")), "gender": patient.get("gender"),
             "age_years": np.nan if age is None else age,
@@ -239,6 +493,21 @@ class _Collected:
         default_factory=list)
     conditions: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
     latest: dict[str, pd.Timestamp] = field(default_factory=dict)
+
+
+def _check(resources: list[dict[str, Any]], path: Path) -> None:
+    """Refuse a file with a malformed resource, naming every problem."""
+    problems = []
+    for number, resource in enumerate(resources, 1):
+        kind = resource.get("resourceType")
+        name = f"{kind}/{resource['id']}" if isinstance(resource.get("id"), str) else kind
+        problems += [f"{name} (resource {number} of the file): {kind}.{where} must be "
+                     f"{expected}, found {found_text(found)}"
+                     for where, expected, found in resource_problems(resource)]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise DataError(f"'{path}' holds malformed FHIR: " + "; ".join(problems[:3]) + more
+                        + ": fix the resource or leave the file out", problems)
 
 
 def _collect(resources: list[dict[str, Any]], into: _Collected) -> None:
@@ -312,7 +581,9 @@ def read_fhir(path: str | Path, as_of: str | None = None) -> FhirTable:
     files = _files(Path(path))
     collected = _Collected()
     for file in files:
-        _collect(_load(file), collected)
+        resources = _load(file)
+        _check(resources, file)
+        _collect(resources, collected)
     if not collected.patients:
         raise DataError(f"no Patient resource in the {len(files)} file(s) under '{path}': each "
                         "Bundle must include its Patient")
