@@ -39,3 +39,18 @@ def test_identical_rows_fall_back_to_scikit_learn():
     ours = ShrunkMahalanobis().fit(X)
     assert isinstance(ours.estimator_, LedoitWolf)
     np.testing.assert_allclose(ours.mahalanobis(X), LedoitWolf().fit(X).mahalanobis(X))
+
+
+def test_a_value_so_far_that_the_distance_overflows_is_flagged_and_told_briefly():
+    import pandas as pd
+
+    from permed.uncertainty import OutOfDistribution
+
+    numeric = pd.DataFrame(_table(200, 6), columns=[f"x{i}" for i in range(6)])
+    ood = OutOfDistribution().fit(numeric.to_numpy(), numeric)
+    far = numeric.head(2).copy()
+    far.loc[far.index[0], ["x4", "x5"]] = [-1e308, 1e308]
+    assert np.isnan(ood.covariance_.mahalanobis(far.to_numpy())[0])  # inf - inf: overflowed
+    assert ood.flag(far.to_numpy()).tolist() == [True, False]
+    assert ood.reasons(far.head(1))[0] == ("x5 (5.1e+307 IQR from median), x4 (4.1e+307 IQR "
+                                           "from median)")

@@ -163,12 +163,12 @@ class Scorer:
             return np.zeros(len(transformed), dtype=bool)
         covariance = ood.covariance_
         if not isinstance(covariance, LedoitWolf):  # ShrunkMahalanobis: no checks either
-            return np.asarray(covariance.mahalanobis(transformed) > ood.cutoff_)
+            return np.asarray(~(covariance.mahalanobis(transformed) <= ood.cutoff_))
         if self._precision is None:  # a bundle saved before ShrunkMahalanobis
             self._precision = covariance.get_precision()
         centred = transformed - covariance.location_
         distances = ((centred @ self._precision) * centred).sum(axis=1)
-        return np.asarray(distances > ood.cutoff_)
+        return np.asarray(~(distances <= ood.cutoff_))  # NaN: a distance that overflowed
 
     def _fast(self, patients: list[dict[str, Any]], onnx: OnnxModel | None = None
               ) -> tuple[list[dict[str, Any]], np.ndarray]:

@@ -116,8 +116,9 @@ class OutOfDistribution:
         return self
 
     def flag(self, transformed: np.ndarray) -> np.ndarray:
-        """True where a patient is farther from the development patients than the cutoff."""
-        return self.covariance_.mahalanobis(transformed) > self.cutoff_
+        """True where a patient is farther from the development patients than the cutoff (or
+        so far that the distance overflows: 1e308 in a feature gives NaN)."""
+        return ~(self.covariance_.mahalanobis(transformed) <= self.cutoff_)
 
     def reasons(self, numeric: pd.DataFrame, top: int = 2) -> list[str]:
         """Per patient, the numeric features furthest from the development median.
@@ -132,7 +133,12 @@ class OutOfDistribution:
         order = np.argsort(-z, axis=1, kind="stable")[:, :top]
         values = np.take_along_axis(z, order, axis=1)
         names = np.asarray(distances.columns, dtype=object)[order]
-        return [", ".join(f"{name} ({value:.1f} IQR from median)"
+        return [", ".join(f"{name} ({_iqr_text(value)} IQR from median)"
                           for name, value in zip(row_names, row_values, strict=True)
                           if not np.isnan(value))
                 for row_names, row_values in zip(names, values, strict=True)]
+
+
+def _iqr_text(value: float) -> str:
+    """``3.2``, or ``4.5e+99`` when a whole number would print a hundred digits."""
+    return f"{value:.1f}" if value < 1e4 else f"{value:.2g}"
