@@ -333,6 +333,23 @@ def test_a_value_out_of_range_is_named_by_its_observation(live, vitals_fhir):
                              "and its unit")
 
 
+def test_a_value_out_of_range_is_named_by_its_observation_on_both_routes(live):
+    bundle = small_bundle(None, {"valueQuantity": {"value": 140, "code": "[degF]"}})
+    patient, observation = (e["resource"] for e in bundle["entry"])
+    hook = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"patientId": "p1"}, "prefetch": {"patient": patient, "observations": {
+                "resourceType": "Bundle", "type": "searchset",
+                "entry": [{"resource": observation}]}}}
+    with live.client("alice") as client:
+        card = client.post("/cds-services/permed-vitals", json=hook)
+    for response in (evaluate(live, bundle), card):
+        assert response.status_code == 422
+        (error,) = response.json()["errors"]
+        assert error["field"] == "Observation/t1 (LOINC 8310-5)"
+        assert error["message"].startswith("Observation/t1 (LOINC 8310-5) for feature "
+                                           "'temperature' is 140 [degF], outside its valid range")
+
+
 @pytest.mark.parametrize(("full_url", "subject"), [
     ("urn:uuid:p1", {"reference": "urn:uuid:p1"}),
     (None, {"display": "the Patient of the Bundle (it has no id or fullUrl to refer to)"}),

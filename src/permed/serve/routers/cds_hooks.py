@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from permed.serve._auth import require
 from permed.serve._cds import PREFIX, card, discovery, prefetch_bundle
-from permed.serve._fhir import features_from_bundle
+from permed.serve._fhir import features_from_bundle, name_sources
 from permed.serve._service import predict_patients, validate_patients
 from permed.serve._storage import Principal
+from permed.serve._validation import PatientError
 from permed.serve.routers._deps import ERRORS, JSON_ONLY, answer, json_content
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
@@ -53,7 +54,10 @@ async def call(request: Request, service_id: str, body: HookRequest,
     found = features_from_bundle(bundle, served.fhir, served.schema.names)
     if set(found.missing) >= set(served.fhir):
         return {"cards": []}  # none of the model's inputs is in the record
-    typed, missing = validate_patients(served, [found.values], batch=False)
+    try:
+        typed, missing = validate_patients(served, [found.values], batch=False)
+    except PatientError as exc:  # named by where the Bundle had each value
+        raise name_sources(exc, found) from None
     state = request.app.state
     explain = state.settings.explain
     answered = await answer(request, served, explain, "probability", partial(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from permed.serve._auth import require
-from permed.serve._fhir import features_from_bundle, risk_assessment
+from permed.serve._fhir import features_from_bundle, name_sources, risk_assessment
 from permed.serve._service import predict_patients, validate_patients
 from permed.serve._storage import Principal
 from permed.serve._validation import FieldError, PatientError
@@ -42,7 +42,10 @@ async def evaluate(request: Request,
             f"model '{model}' has no FHIR mapping: add a [fhir] section to the study (e.g. "
             "age = \"Patient.birthDate\") and train it again")])
     found = features_from_bundle(bundle, served.fhir, served.schema.names)
-    typed, missing = validate_patients(served, [found.values], batch=False)
+    try:
+        typed, missing = validate_patients(served, [found.values], batch=False)
+    except PatientError as exc:  # named by where the Bundle had each value
+        raise name_sources(exc, found) from None
     state = request.app.state
     explain = state.settings.explain
     body = await answer(request, served, explain, "probability", partial(
