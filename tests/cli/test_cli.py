@@ -194,6 +194,16 @@ def test_init_then_validate(workspace):
     assert "0 error(s)" in result.stdout
 
 
+def test_init_takes_a_record_number_as_the_id_when_no_column_is_named_like_one():
+    from permed.cli.study import guess_study
+    from permed.testing import shared_data
+
+    actg = pd.read_csv(shared_data("actg175/ACTG175.csv"), na_values=["NA"])
+    assert guess_study(actg).id == "pidnum"
+    named = actg.rename(columns={"age": "patient_id"})
+    assert guess_study(named).id == "patient_id"
+
+
 def test_init_lists_a_saved_index_and_dates_under_drop(workspace):
     frame = pd.read_csv(workspace / "bc.csv")
     frame.insert(0, "admitted", [f"{1 + i % 12}/{1 + i % 28}/1997" for i in range(len(frame))])

@@ -95,6 +95,20 @@ def test_a_record_counter_restarting_per_file_is_left_out_with_a_warning(small_c
     assert "index" not in report.kinds
 
 
+def test_a_shuffled_record_number_is_kept_with_a_warning(small_cohort):
+    n = len(small_cohort)
+    small_cohort["patient_no"] = np.random.default_rng(0).permutation(n) + 5000
+    report = validate(small_cohort, _study())
+    assert [f.message for f in report.warnings] == [
+        "column 'patient_no' holds a different whole number for every patient, like a record "
+        "number: it is used as a feature; if it identifies patients, declare it with --id "
+        "'patient_no' or drop it with --drop 'patient_no' (give it a kind in the study to keep "
+        "it without this warning)"]
+    assert report.kinds["patient_no"] == "numeric"
+    small_cohort["patient_no"] = small_cohort["patient_no"] + 0.5  # not whole numbers: a value
+    assert validate(small_cohort, _study()).warnings == []
+
+
 def test_visit_years_restarting_per_patient_are_kept(small_cohort):
     small_cohort["year"] = 2001 + np.arange(len(small_cohort)) % 7
     report = validate(small_cohort, _study())

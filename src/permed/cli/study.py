@@ -14,7 +14,7 @@ from permed.exceptions import PermedError
 from permed.ingest import read_table
 from permed.privacy import audited, home_log
 from permed.study import ColumnSpec, Study, infer_kind, validate
-from permed.study._columns import is_row_number, looks_like_dates
+from permed.study._columns import is_row_number, looks_like_dates, looks_like_identifier
 
 __all__ = ["init", "validate_command"]
 
@@ -48,12 +48,16 @@ def guess_study(frame: pd.DataFrame) -> Study:
     """A study whose column kinds are guessed; the last column is taken as the target.
 
     A row counter and calendar dates are listed under ``drop``, not given a kind: a
-    declared kind would make validation keep them as features.
+    declared kind would make validation keep them as features. Without a column named like an
+    id (``id``, ``mrn``, ``*_id``), the first holding a different whole number for every
+    patient is taken as the id.
     """
+    target = frame.columns[-1]
     ids = [c for c in frame.columns
            if c.lower() in ("id", "patient_id", "subject_id", "mrn")
            or (c.lower().endswith("_id") and frame[c].is_unique)]
-    target = frame.columns[-1]
+    ids = ids or [c for c in frame.columns[:-1]
+                  if looks_like_identifier(frame[c]) and not is_row_number(frame[c])]
     task = "diagnose" if frame[target].nunique() <= 50 else None
     rest = [c for c in frame.columns if c != target and c not in ids]
     drop = [c for c in rest if is_row_number(frame[c]) or looks_like_dates(frame[c])]

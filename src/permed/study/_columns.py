@@ -8,7 +8,7 @@ import pandas as pd
 
 __all__ = [
     "as_category", "counter_restarts", "infer_kind", "is_row_number", "looks_like_dates",
-    "non_numeric_values", "rows_text", "to_numeric",
+    "looks_like_identifier", "non_numeric_values", "rows_text", "to_numeric",
 ]
 
 # A numeric column holding this few distinct whole numbers (3 to 5, e.g. chest pain type 1-4 or
@@ -20,6 +20,9 @@ CODED_LEVELS = (3, 5)
 NUMERIC_SHARE = 0.8
 # A whole-number column going up by one from row to row at this share of its steps counts rows.
 COUNTER_SHARE = 0.99
+# A numeric column with a different whole number for each of at least this many patients looks
+# like an identifier.
+ID_MIN_ROWS = 50
 
 
 def to_numeric(series: pd.Series) -> pd.Series:
@@ -50,6 +53,17 @@ def is_row_number(series: pd.Series) -> bool:
         return False
     steps = np.diff(series.to_numpy(dtype=float))
     return bool(np.mean(steps == 1) >= COUNTER_SHARE)
+
+
+def looks_like_identifier(series: pd.Series) -> bool:
+    """Whether a numeric column holds a different whole number for each of at least
+    ``ID_MIN_ROWS`` patients, like a record number in shuffled order (a measurement that fine
+    repeats somewhere among that many patients)."""
+    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    present = series.dropna()
+    return bool(len(present) >= ID_MIN_ROWS and present.is_unique
+                and np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
 
 
 def counter_restarts(series: pd.Series) -> int:

@@ -20,6 +20,7 @@ from permed.study._columns import (
     infer_kind,
     is_row_number,
     looks_like_dates,
+    looks_like_identifier,
     non_numeric_values,
     rows_text,
     to_numeric,
@@ -248,6 +249,11 @@ def _check_feature(
                     f"'{column}' if it is the patient id, or give it a kind in the study if it is "
                     "a measurement", column)
         return None
+    if declared is None and looks_like_identifier(series):
+        report.warn(f"column '{column}' holds a different whole number for every patient, like a "
+                    f"record number: it is used as a feature; if it identifies patients, declare "
+                    f"it with --id '{column}' or drop it with --drop '{column}' (give it a kind "
+                    "in the study to keep it without this warning)", column)
     if declared is None and looks_like_dates(series):
         report.warn(
             f"column '{column}' holds dates (e.g. '{series.dropna().iloc[0]}'): it is left out, "
