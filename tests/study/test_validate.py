@@ -109,6 +109,15 @@ def test_a_shuffled_record_number_is_kept_with_a_warning(small_cohort):
     assert validate(small_cohort, _study()).warnings == []
 
 
+def test_classes_spelled_two_ways_are_refused(small_cohort):
+    small_cohort["disease"] = small_cohort["disease"].astype(str)
+    small_cohort.loc[:9, "disease"] = [" 1 ", "1 "] * 5  # stray spaces on ten rows
+    ones = int((small_cohort["disease"] == "1").sum())
+    assert [f.message for f in validate(small_cohort, _study()).errors] == [
+        "target column 'disease' has classes that differ only in letter case or spaces: "
+        f"'1' ({ones}) and ' 1 ' (5) and '1 ' (5); write each class one way"]
+
+
 def test_visit_years_restarting_per_patient_are_kept(small_cohort):
     small_cohort["year"] = 2001 + np.arange(len(small_cohort)) % 7
     report = validate(small_cohort, _study())

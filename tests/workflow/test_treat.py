@@ -200,6 +200,16 @@ def test_one_arm_only_is_refused():
             in _messages(frame))
 
 
+def test_arms_spelled_two_ways_are_refused():
+    frame = synthetic_trial(300)
+    frame.loc[frame.index[:30], "treatment"] = frame.loc[frame.index[:30], "treatment"].str.upper()
+    counts = frame["treatment"].value_counts()
+    assert _messages(frame) == [
+        "treatment column 'treatment' has arms that differ only in letter case or spaces: "
+        f"'drug' ({counts['drug']}) and 'DRUG' ({counts['DRUG']}); 'control' "
+        f"({counts['control']}) and 'CONTROL' ({counts['CONTROL']}); write each arm one way"]
+
+
 def test_small_arm_is_refused():
     frame = synthetic_trial(300, arms=("a", "b", "c"), confounded=0.0)
     frame.loc[frame["treatment"] == "c", "treatment"] = ["c"] * 12 + ["b"] * (
@@ -349,3 +359,29 @@ def test_benefit_is_explained_per_patient_by_the_biomarker(treat_run):
     assert scored["explanation"].str.contains(
         "the expected gain in y with drug instead of control by").all()
     assert scored["top_factor_1"].eq("biomarker").sum() >= 4
+
+
+def test_the_best_single_arm_is_chosen_on_development_and_followed_where_unclear(treat_run):
+    _, run, metrics = treat_run
+    policy = metrics["policy"]
+    development = policy["development_value_by_arm"]
+    assert policy["best_single_arm"] == max(development, key=development.get)
+    assert policy["best_single_arm_chosen_on"].startswith(
+        "the development patients' mean out-of-fold doubly-robust (AIPW) score")
+    assert metrics["ate_comparison"] == "drug vs control"
+    assert metrics["ate_comparison_chosen_on"] == "the only non-reference arm"
+    assert set(policy["best_estimate_policy"]) == {"rule", "value", "gain"}
+    # the followed policy: the clear recommendation, else the default among the candidates
+    predictions = pd.read_csv(run / "predictions.csv")
+    default = policy["best_single_arm"]
+    given = np.where(predictions["recommended"] != "no clear difference",
+                     predictions["recommended"],
+                     [default if default in c.split(";") else c.split(";")[0]
+                      for c in predictions["candidates"]])
+    shares = pd.Series(given).value_counts(normalize=True)
+    assert policy["policy_arm_share"] == pytest.approx(
+        {arm: shares.get(arm, 0.0) for arm in ("control", "drug")})
+    sd = metrics["outcome"]["sd_by_arm"]
+    assert set(sd) == {"control", "drug"}
+    assert all(v > 0 for v in sd.values())
+    assert "giving everyone " + default in metrics["fairness"]["note"]

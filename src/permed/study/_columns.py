@@ -8,7 +8,7 @@ import pandas as pd
 
 __all__ = [
     "as_category", "counter_restarts", "infer_kind", "is_row_number", "looks_like_dates",
-    "looks_like_identifier", "non_numeric_values", "rows_text", "to_numeric",
+    "looks_like_identifier", "non_numeric_values", "rows_text", "spelled_twice", "to_numeric",
 ]
 
 # A numeric column holding this few distinct whole numbers (3 to 5, e.g. chest pain type 1-4 or
@@ -132,6 +132,16 @@ def _looks_coded(values: pd.Series) -> bool:
     low, high = CODED_LEVELS
     return bool(low <= len(levels) <= high and np.all(np.mod(levels, 1) == 0)
                 and len(values) >= 10 * len(levels))
+
+
+def spelled_twice(counts: pd.Series) -> str:
+    """The labels of ``counts`` (label -> patients) that differ only in letter case or spaces,
+    as ``'ZDV' (462) and 'zdv' (70)`` groups joined by '; ' ('' when none)."""
+    groups: dict[str, list[str]] = {}
+    for label in counts.index:
+        groups.setdefault(" ".join(str(label).split()).casefold(), []).append(label)
+    return "; ".join(" and ".join(f"'{label}' ({int(counts[label])})" for label in labels)
+                     for labels in groups.values() if len(labels) > 1)
 
 
 def rows_text(index: pd.Index | np.ndarray, limit: int = 5) -> str:

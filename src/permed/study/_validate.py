@@ -23,6 +23,7 @@ from permed.study._columns import (
     looks_like_identifier,
     non_numeric_values,
     rows_text,
+    spelled_twice,
     to_numeric,
 )
 from permed.study._study import Study
@@ -172,6 +173,11 @@ def _check_target(
         report.warn(f"target column '{study.target}' is missing for {missing} of {len(target)} "
                     "patients: they are left out of training and evaluation", study.target)
     counts = as_category(target).dropna().value_counts()
+    twice = spelled_twice(counts)
+    if twice:
+        report.error(f"target column '{study.target}' has classes that differ only in letter "
+                     f"case or spaces: {twice}; write each class one way", study.target)
+        return
     if len(counts) < 2:
         report.error(
             f"target column '{study.target}' has one class only ('{counts.index[0]}' for all "

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from permed.study._columns import as_category, non_numeric_values, rows_text, to_numeric
+from permed.study._columns import (
+    as_category,
+    non_numeric_values,
+    rows_text,
+    spelled_twice,
+    to_numeric,
+)
 from permed.study._study import Study
 
 if TYPE_CHECKING:  # _validate imports this module to dispatch the treat checks
@@ -78,6 +84,11 @@ def _check_arms(frame: pd.DataFrame, study: Study, report: ValidationReport) -> 
                     f"patients (rows {rows_text(np.flatnonzero(arms.isna()))}): they are left "
                     "out", column)
     counts = arms.dropna().value_counts()
+    twice = spelled_twice(counts)
+    if twice:
+        report.error(f"treatment column '{column}' has arms that differ only in letter case or "
+                     f"spaces: {twice}; write each arm one way", column)
+        return False
     if len(counts) < 2:
         report.error(
             f"treatment column '{column}' has one arm only ('{counts.index[0]}' for all "
