@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 
 from permed.evaluate.treatment import (
+    IN_SAMPLE,
     aipw_scores,
+    arm_ranking,
+    candidate_matrix,
     dr_loss,
+    followed_policy,
     overlap_summary,
     policy_value,
     qini_curve,
@@ -126,6 +130,99 @@ def test_multi_arm_report_has_no_qini_and_one_value_per_arm():
     assert "qini_curve" not in report
     assert set(report["ate_by_arm"]) == {"b", "c"}
     assert sum(report["best_arm_share"].values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("higher_is_better", "expected"), [(True, [2, 0, 1]),
+                                                        (False, [1, 0, 2])])
+def test_arm_ranking_orders_arms_by_their_mean_score(higher_is_better, expected):
+    scores = np.array([[1.0, 0.0, 3.0], [1.0, 0.0, 1.0]])
+    assert arm_ranking(scores, higher_is_better) == expected
+
+
+def test_followed_policy_gives_the_clear_arm_else_the_best_ranked_candidate():
+    candidates = candidate_matrix(["b", "a;b;c", "c;a", "b;c"], ["a", "b", "c"])
+    # ranking on development: a first, then c
+    assert followed_policy(candidates, [0, 2, 1]).tolist() == [1, 0, 0, 2]
+
+
+def test_candidate_matrix_refuses_nothing_and_marks_each_named_arm():
+    matrix = candidate_matrix(["ZDV+ddI;ddI", "ZDV"], ["ZDV", "ZDV+ddI", "ddI"])
+    assert matrix.tolist() == [[False, True, True], [True, False, False]]
+
+
+def _no_difference(n: int = 400, seed: int = 3) -> dict[str, np.ndarray]:
+    """Four arms with the same true mean outcome and a model whose estimates are noise."""
+    rng = np.random.default_rng(seed)
+    arm = rng.integers(0, 4, n)
+    y = rng.normal(350, 100, n)
+    outcomes = 350 + rng.normal(0, 10, (n, 4))
+    scores = aipw_scores(y, arm, np.full((n, 4), 350.0), np.full((n, 4), 0.25))
+    return {"arm": arm, "y": y, "outcomes": outcomes, "scores": scores}
+
+
+def test_no_clear_difference_gives_the_development_default_and_no_gain():
+    # ACTG 175 finding: 99% of patients had no clear difference, yet the evaluated policy was
+    # the point-estimate argmax, compared with the best of 4 arms picked on the test patients
+    data = _no_difference()
+    unclear = np.ones((len(data["arm"]), 4), dtype=bool)
+    report = treatment_report(data["arm"], data["scores"], data["outcomes"],
+                              ["ZDV", "ZDV+ddI", "ZDV+ddC", "ddI"], n_boot=200,
+                              ranking=[1, 3, 2, 0], candidates=unclear)
+    assert report["best_single_arm"] == "ZDV+ddI"
+    assert report["best_single_arm_chosen_on"] == "development"
+    assert report["ate_comparison"] == "ZDV+ddI vs ZDV"
+    assert report["policy_arm_share"] == {"ZDV": 0.0, "ZDV+ddI": 1.0, "ZDV+ddC": 0.0,
+                                          "ddI": 0.0}
+    test = report["test"]
+    assert test["policy_value"] == pytest.approx(report["value_by_arm"]["ZDV+ddI"])
+    # exactly 0, never a rounding error below 0 that would raise a fairness flag
+    assert test["policy_gain"] == {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    # the point-estimate policy is still reported, apart, with its own CI
+    estimate = report["best_estimate_policy"]
+    assert estimate["rule"].startswith("each patient gets the arm with the best point estimate")
+    assert estimate["gain"]["ci_low"] <= estimate["gain"]["value"] <= estimate["gain"]["ci_high"]
+
+
+def test_the_comparator_is_the_development_choice_not_the_best_on_test():
+    data = _no_difference()
+    values = data["scores"].mean(axis=0)
+    worst_on_test = int(np.argmin(values))
+    report = treatment_report(data["arm"], data["scores"], data["outcomes"],
+                              ["a", "b", "c", "d"], n_boot=100,
+                              ranking=[worst_on_test, *[k for k in range(4) if k != worst_on_test]])
+    assert report["best_single_arm"] == "abcd"[worst_on_test]
+    # the point-estimate policy, now the evaluated one, against that fixed arm
+    chosen = policy_value(data["scores"], np.argmax(data["outcomes"], axis=1))
+    assert report["test"]["policy_gain"]["value"] == pytest.approx(chosen - values[worst_on_test])
+
+
+def test_without_a_development_ranking_the_choice_is_labelled_in_sample():
+    data = _no_difference()
+    report = treatment_report(data["arm"], data["scores"], data["outcomes"],
+                              ["a", "b", "c", "d"], n_boot=50)
+    assert report["best_single_arm_chosen_on"] == IN_SAMPLE
+    assert report["best_single_arm"] == "abcd"[int(np.argmax(data["scores"].mean(axis=0)))]
+
+
+def test_clear_recommendations_gain_what_the_truth_says():
+    # effect of drug 1 + x; clear where |1 + x| > 1, else no clear difference; default drug
+    # (best on average). Following permed gives control only where 1 + x < -1, so the true
+    # gain is E[(-1 - x) 1{x < -2}] = phi(2) - Phi(-2) = 0.0312 (x ~ N(0, 1)).
+    trial = _trial(n=20000, seed=4)
+    scores = aipw_scores(trial["y"], trial["arm"], trial["mu"], trial["e"])
+    effect = trial["mu"][:, 1] - trial["mu"][:, 0]
+    clear = np.abs(effect) > 1
+    best = (effect > 0).astype(int)
+    candidates = np.ones((len(effect), 2), dtype=bool)
+    candidates[clear] = np.eye(2, dtype=bool)[best[clear]]
+    report = treatment_report(trial["arm"], scores, trial["mu"], ["control", "drug"],
+                              n_boot=200, ranking=[1, 0], candidates=candidates)
+    gain = report["test"]["policy_gain"]
+    assert gain["ci_low"] < 0.0312 < gain["ci_high"]
+    assert gain["ci_low"] <= gain["value"] <= gain["ci_high"]
+    assert report["policy_arm_share"]["control"] == pytest.approx(np.mean(effect < -1))
+    # every patient on their best point estimate is the oracle here: E[max(0, -(1 + x))]
+    assert report["best_estimate_policy"]["gain"]["value"] == pytest.approx(0.083, abs=0.02)
 
 
 def test_weighting_removes_the_imbalance_the_propensity_created():

@@ -14,6 +14,7 @@ true effects are known (simulated data).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,10 @@ from permed.exceptions import PermedError
 __all__ = [
     "MIN_PROPENSITY",
     "aipw_scores",
+    "arm_ranking",
+    "candidate_matrix",
     "dr_loss",
+    "followed_policy",
     "overlap_summary",
     "policy_value",
     "qini_curve",
@@ -159,14 +163,106 @@ def _qini(benefit: Floats, pseudo_effect: Floats) -> float:
     return float(np.sum((gap[1:] + gap[:-1]) / 2 * np.diff(curve["fraction"])))
 
 
-def _statistics(arm: Floats, scores: Floats, policy: Floats, effects: Floats, truth: Floats,
-                sign: float, comparator: int, binary: bool, has_truth: bool,
+def arm_ranking(scores: ArrayLike, higher_is_better: bool = True) -> list[int]:
+    """Arms ordered best first by their doubly-robust mean outcome (ties: lower code first).
+
+    On development patients' out-of-fold :func:`aipw_scores` this is the choice a treat run
+    makes *before* it looks at the test split: the first arm is the best single arm (the
+    default when the recommendation is not clear) and the comparator of the policy gain.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n, K)
+    higher_is_better : bool
+
+    Returns
+    -------
+    list of int
+
+    Examples
+    --------
+    >>> arm_ranking([[1.0, 3.0, 2.0], [1.0, 5.0, 2.0]])
+    [1, 2, 0]
+    >>> arm_ranking([[1.0, 3.0, 2.0]], higher_is_better=False)
+    [0, 2, 1]
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    values = np.asarray(scores, dtype=float).mean(axis=0)
+    return [int(k) for k in np.argsort(-sign * values, kind="stable")]
+
+
+def followed_policy(candidates: ArrayLike, ranking: list[int]) -> NDArray[np.int_]:
+    """The arm each patient gets when the clinician follows permed.
+
+    A patient's ``candidates`` are the arms not clearly worse than their best one: a single
+    arm where the recommendation is clear, several where there is "no clear difference". The
+    patient gets the first of their candidates in ``ranking`` (the development choice), so
+    the best single arm is the default wherever it is a candidate.
+
+    Parameters
+    ----------
+    candidates : array-like of bool, shape (n, K)
+        Each patient's candidate arms; every row has at least one.
+    ranking : list of int
+        Arms best first (:func:`arm_ranking` on development patients).
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+
+    Examples
+    --------
+    >>> followed_policy([[True, False, False], [True, True, True], [False, True, True]],
+    ...                 [2, 0, 1]).tolist()
+    [0, 2, 2]
+    """
+    candidates = np.asarray(candidates, dtype=bool)
+    ordered = candidates[:, ranking]
+    return np.asarray(ranking)[np.argmax(ordered, axis=1)]
+
+
+def candidate_matrix(candidates: Sequence[str], arms: list[str],
+                     separator: str = ";") -> NDArray[np.bool_]:
+    """Per patient, which arms are candidates, from the ``candidates`` column of predictions.
+
+    Parameters
+    ----------
+    candidates : sequence of str
+        Arm names joined by ``separator`` (best first), as ``predict_frame`` writes them.
+    arms : list of str
+        Arm names for codes ``0..K-1``.
+    separator : str
+
+    Returns
+    -------
+    ndarray of bool, shape (n, K)
+
+    Examples
+    --------
+    >>> candidate_matrix(["b", "a;c"], ["a", "b", "c"]).astype(int).tolist()
+    [[0, 1, 0], [1, 0, 1]]
+    """
+    code = {name: k for k, name in enumerate(arms)}
+    out = np.zeros((len(candidates), len(arms)), dtype=bool)
+    for i, text in enumerate(candidates):
+        out[i, [code[name] for name in str(text).split(separator)]] = True
+    return out
+
+
+def _statistics(arm: Floats, scores: Floats, policy: Floats, estimate: Floats, effects: Floats,
+                truth: Floats, sign: float, comparator: int, binary: bool, has_truth: bool,
                 ate_arm: int) -> dict[str, float]:
     """Every test figure on one (re)sample; see :func:`treatment_report`."""
     values = scores.mean(axis=0)
-    chosen = float(np.mean(scores[np.arange(len(scores)), policy.astype(int)]))
-    out = {"policy_value": chosen, "policy_gain": sign * (chosen - values[comparator]),
-           "ate": float(values[ate_arm] - values[0])}
+    rows = np.arange(len(scores))
+    chosen, best = scores[rows, policy.astype(int)], scores[rows, estimate.astype(int)]
+    # gains as means of per-patient differences: exactly 0 where the policy is the comparator
+    # (+ 0.0 turns the -0.0 of a lower-is-better outcome into 0.0)
+    out = {"policy_value": float(np.mean(chosen)),
+           "policy_gain": sign * float(np.mean(chosen - scores[:, comparator])) + 0.0,
+           "ate": float(values[ate_arm] - values[0]),
+           "estimate:value": float(np.mean(best)),
+           "estimate:gain": sign * float(np.mean(best - scores[:, comparator])) + 0.0}
     if binary:
         out["qini"] = _qini(sign * effects[:, 0], sign * (scores[:, 1] - scores[:, 0]))
     if has_truth:
@@ -179,9 +275,18 @@ def _statistics(arm: Floats, scores: Floats, policy: Floats, effects: Floats, tr
     return out
 
 
+IN_SAMPLE = "the evaluated patients (in-sample: no development ranking was given)"
+POLICY_RULE = ("each patient gets the recommended arm where the recommendation is clear; where "
+               "there is no clear difference, the best single arm if it is among the patient's "
+               "candidates, else the candidate ranked best on development")
+ESTIMATE_RULE = ("each patient gets the arm with the best point estimate, however uncertain "
+                 "(not what permed tells the clinician when there is no clear difference)")
+
+
 def treatment_report(arm: ArrayLike, scores: ArrayLike, outcomes: ArrayLike, arms: list[str], *,
                      higher_is_better: bool = True, true_effects: ArrayLike | None = None,
-                     n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+                     n_boot: int = 1000, seed: int = 0, ranking: list[int] | None = None,
+                     candidates: ArrayLike | None = None) -> dict[str, Any]:
     """Held-out figures of a treatment recommendation, with percentile bootstrap CIs.
 
     Parameters
@@ -191,7 +296,7 @@ def treatment_report(arm: ArrayLike, scores: ArrayLike, outcomes: ArrayLike, arm
     scores : array-like of shape (n, K)
         :func:`aipw_scores` from nuisance models not fitted on these patients.
     outcomes : array-like of shape (n, K)
-        The evaluated model's expected outcome under each arm; the policy recommends the best.
+        The evaluated model's expected outcome under each arm.
     arms : list of str
         Arm names, reference first.
     higher_is_better : bool
@@ -200,50 +305,78 @@ def treatment_report(arm: ArrayLike, scores: ArrayLike, outcomes: ArrayLike, arm
         mean squared error of the effects, as in Shalit et al.'s tables) and ``ate_error``.
     n_boot, seed
         Bootstrap replicates and seed.
+    ranking : list of int, optional
+        Arms best first as chosen on the development patients (:func:`arm_ranking` of their
+        out-of-fold scores): its first arm is the best single arm, the comparator of
+        ``policy_gain`` and the default; the first non-reference arm is the ``ate``
+        comparison (more than two arms). Without it they are chosen on these patients
+        (in-sample, optimistic for the single arm), and the report says so.
+    candidates : array-like of bool, shape (n, K), optional
+        Per patient, the arms not clearly worse than their best (one arm where the
+        recommendation is clear). The evaluated policy is :func:`followed_policy`. Without
+        it every patient gets the arm with the best point estimate.
 
     Returns
     -------
     dict
         ``test`` (``policy_value``, ``policy_gain``, ``ate``, ``qini`` for two arms, ``pehe``
         and ``ate_error`` with the truth), ``value_by_arm``, ``ate_by_arm`` (each
-        ``{"value", "ci_low", "ci_high"}``), ``best_single_arm``, ``ate_comparison``,
-        ``best_arm_share`` and ``qini_curve`` (two arms).
+        ``{"value", "ci_low", "ci_high"}``), ``best_single_arm``, ``best_single_arm_chosen_on``,
+        ``ate_comparison``, ``policy_rule``, ``policy_arm_share``, ``best_arm_share``,
+        ``best_estimate_policy`` (``rule``, ``value``, ``gain``: every patient gets their
+        best point estimate) and ``qini_curve`` (two arms).
 
     Notes
     -----
-    ``policy_gain`` is the gain over treating everyone with the single arm whose estimated
-    value on these patients is best (the comparator is fixed, so the gain is a paired
-    difference); it is in outcome units and positive when the recommendation does better.
+    ``policy_gain`` is the gain over treating everyone with the best single arm; that arm is
+    fixed before resampling, so the gain is a paired difference in outcome units, positive
+    when following permed does better. Where the recommendation is unclear the followed
+    policy usually gives the best single arm itself, so the gain comes from the patients with
+    a clear recommendation.
     """
     arm = np.asarray(arm, dtype=int)
     scores = np.asarray(scores, dtype=float)
     outcomes = np.asarray(outcomes, dtype=float)
     sign = 1.0 if higher_is_better else -1.0
-    policy = np.argmax(sign * outcomes, axis=1).astype(float)
+    estimate = np.argmax(sign * outcomes, axis=1)
+    chosen_on = "development" if ranking is not None else IN_SAMPLE
+    ranking = list(ranking) if ranking is not None else arm_ranking(scores, higher_is_better)
+    if candidates is None:
+        candidates = np.eye(len(arms), dtype=bool)[estimate]
+    policy = followed_policy(candidates, ranking)
     effects = outcomes[:, 1:] - outcomes[:, :1]
     has_truth = true_effects is not None
     truth = (np.asarray(true_effects, dtype=float).reshape(len(arm), -1) if has_truth
              else np.zeros_like(effects))
-    values = scores.mean(axis=0)
-    comparator = int(np.argmax(sign * values))
+    comparator = ranking[0]
     # two arms: arm 1 vs arm 0; more: the best non-reference arm vs the reference
-    ate_arm = int(np.argmax(sign * values[1:])) + 1
+    ate_arm = next(k for k in ranking if k != 0)
     binary = len(arms) == 2
 
-    def statistic(a: Floats, s: Floats, p: Floats, e: Floats, t: Floats) -> dict[str, float]:
-        return _statistics(a, s, p, e, t, sign, comparator, binary, has_truth, ate_arm)
+    def statistic(a: Floats, s: Floats, p: Floats, b: Floats, e: Floats,
+                  t: Floats) -> dict[str, float]:
+        return _statistics(a, s, p, b, e, t, sign, comparator, binary, has_truth, ate_arm)
 
-    result = bootstrap_dict(statistic, arm, scores, policy, effects, truth, n_boot=n_boot,
-                            seed=seed)
+    result = bootstrap_dict(statistic, arm, scores, policy.astype(float),
+                            estimate.astype(float), effects, truth, n_boot=n_boot, seed=seed)
     test = {k: v for k, v in result.items() if ":" not in k}
-    shares = np.bincount(policy.astype(int), minlength=len(arms)) / len(policy)
+
+    def shares(choice: NDArray[np.int_]) -> dict[str, float]:
+        counts = np.bincount(choice, minlength=len(arms)) / len(choice)
+        return {arms[k]: float(c) for k, c in enumerate(counts)}
+
     report: dict[str, Any] = {
         "test": test,
         "value_by_arm": {arms[k]: result[f"value:{k}"] for k in range(len(arms))},
         "ate_by_arm": {arms[k]: result[f"ate:{k}"] for k in range(1, len(arms))},
         "best_single_arm": arms[comparator],
+        "best_single_arm_chosen_on": chosen_on,
         "ate_comparison": f"{arms[ate_arm]} vs {arms[0]}",
-        "best_arm_share": {arms[k]: float(s) for k, s in enumerate(shares)},
+        "policy_rule": POLICY_RULE,
+        "policy_arm_share": shares(policy),
+        "best_arm_share": shares(estimate),
+        "best_estimate_policy": {"rule": ESTIMATE_RULE, "value": result["estimate:value"],
+                                 "gain": result["estimate:gain"]},
     }
     if binary:
         report["qini_curve"] = qini_curve(sign * effects[:, 0],

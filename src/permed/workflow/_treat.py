@@ -35,6 +35,8 @@ from permed.engine import Engine, Progress, as_items
 from permed.evaluate import cv_summary
 from permed.evaluate.treatment import (
     aipw_scores,
+    arm_ranking,
+    candidate_matrix,
     dr_loss,
     overlap_summary,
     policy_value,
@@ -625,11 +627,13 @@ def _balance(split: _Split, arms: list[str]) -> dict[str, Any]:
 
 
 def _fairness(study: Study, prepared: _Prepared, split: _Split, scores: np.ndarray,
-              outcomes: np.ndarray, config: TrainConfig) -> dict[str, Any]:
+              outcomes: np.ndarray, config: TrainConfig, ranking: list[int],
+              candidates: np.ndarray) -> dict[str, Any]:
     if not study.sensitive:
         return {"attributes": {}, "note": "no sensitive attribute declared (--sensitive COL)"}
     test = prepared.frame.iloc[split.test_idx]
     arm = prepared.arm[split.test_idx]
+    default = prepared.arms[ranking[0]]
     attributes: dict[str, Any] = {}
     for column in study.sensitive:
         labels = as_category(test[column]).fillna("missing").to_numpy()
@@ -641,20 +645,23 @@ def _fairness(study: Study, prepared: _Prepared, split: _Split, scores: np.ndarr
             if rows.sum() >= 2 and len(set(arm[rows])) == len(prepared.arms):
                 figures = treatment_report(arm[rows], scores[rows], outcomes[rows], prepared.arms,
                                            higher_is_better=config.higher_is_better,
-                                           n_boot=200, seed=config.seed)["test"]
+                                           n_boot=200, seed=config.seed, ranking=ranking,
+                                           candidates=candidates[rows])["test"]
                 entry.update(policy_value=figures["policy_value"],
                              policy_gain=figures["policy_gain"])
                 high = figures["policy_gain"]["ci_high"]
                 if not entry["too_small"] and high is not None and np.isfinite(high) and high < 0:
-                    flags.append(f"{column}={level}: following the recommendation does worse "
-                                 "than the best single arm (policy gain "
+                    flags.append(f"{column}={level}: following permed's recommendation does worse "
+                                 f"than giving everyone {default} (policy gain "
                                  f"{figures['policy_gain']['value']:.3g}, 95% CI up to {high:.3g})")
             groups[str(level)] = entry
         attributes[column] = {"groups": groups, "disparities": {}, "flags": flags}
     return {"attributes": attributes, "min_group_size": MIN_GROUP_SIZE, "max_gap": None,
-            "note": "Per group: the doubly-robust value of the recommendation and its gain over "
-                    "the best single arm (on the test patients of that group); a group where "
-                    "the recommendation does clearly worse is flagged."}
+            "note": "Per group, on its test patients: the doubly-robust value of following "
+                    "permed (the recommended arm where it is clear, else the best single arm "
+                    f"{default}, chosen on development patients) and its gain over giving "
+                    f"everyone {default}; a group where following permed does clearly worse "
+                    "(95% CI of the gain below 0) is flagged."}
 
 
 def _predictions(model: TreatModel, prepared: _Prepared, split: _Split,
@@ -722,10 +729,14 @@ def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
         outcomes = model.estimator.predict_outcomes(model.transform(
             prepared.frame.iloc[split.test_idx]))
         truth = prepared.truth[split.test_idx] if prepared.truth is not None else None
+        predictions = _predictions(model, prepared, split, study)
+        # the best single arm (default and comparator) is chosen on development patients
+        ranking = arm_ranking(nuisance.scores, config.higher_is_better)
+        candidates = candidate_matrix(predictions["candidates"], prepared.arms)
         evaluation = treatment_report(prepared.arm[split.test_idx], scores, outcomes,
                                       prepared.arms, higher_is_better=config.higher_is_better,
-                                      true_effects=truth, n_boot=config.n_boot, seed=config.seed)
-        predictions = _predictions(model, prepared, split, study)
+                                      true_effects=truth, n_boot=config.n_boot, seed=config.seed,
+                                      ranking=ranking, candidates=candidates)
         evaluation["recommendation_share"] = {
             str(k): float(v) for k, v in predictions["recommended"].value_counts(
                 normalize=True).items()}
@@ -739,7 +750,8 @@ def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
                                               test_rows.index.to_numpy(), config.seed)
         balance = _balance(split, prepared.arms)
     with timings("fairness"):
-        fairness = _fairness(study, prepared, split, scores, outcomes, config)
+        fairness = _fairness(study, prepared, split, scores, outcomes, config,
+                             ranking, candidates)
     metrics = _metrics(prepared, split, nuisance, results, selected, evaluation, study, config)
     metrics.update(heterogeneity=heterogeneity, explanations=explained,
                    balance=balance, fairness=fairness, timings=dict(timings))
@@ -752,7 +764,10 @@ def _metrics(prepared: _Prepared, split: _Split, nuisance: _Nuisance,
              results: dict[str, _Candidate], selected: str, evaluation: dict[str, Any],
              study: Study, config: TrainConfig) -> dict[str, Any]:
     counts = np.bincount(prepared.arm, minlength=len(prepared.arms))
+    chosen_on = ("the development patients' mean out-of-fold doubly-robust (AIPW) score of each "
+                 "arm, before the test split is looked at")
     means = {a: float(prepared.y[prepared.arm == k].mean()) for k, a in enumerate(prepared.arms)}
+    sds = {a: float(prepared.y[prepared.arm == k].std(ddof=1)) for k, a in enumerate(prepared.arms)}
     metrics: dict[str, Any] = {
         "task": "treat",
         "target": {"column": study.outcome},
@@ -763,14 +778,21 @@ def _metrics(prepared: _Prepared, split: _Split, nuisance: _Nuisance,
         "outcome": {"column": study.outcome, "kind": "binary" if prepared.binary else
                     "continuous", "coded_1": prepared.event,
                     "higher_is_better": config.higher_is_better, "mean_by_arm": means,
+                    "sd_by_arm": sds,
                     "true_effects": study.true_effect or (prepared.truth_columns or None)},
         "selected_model": selected,
         "selection": {"metric": "dr_loss", "folds": config.cv, "rule": SELECTION_RULE},
         "test": evaluation["test"],
-        "policy": {k: evaluation[k] for k in ("value_by_arm", "best_single_arm",
-                                              "best_arm_share", "recommendation_share")},
+        "policy": {**{k: evaluation[k] for k in (
+            "value_by_arm", "best_single_arm", "best_arm_share", "recommendation_share",
+            "policy_rule", "policy_arm_share", "best_estimate_policy")},
+            "best_single_arm_chosen_on": chosen_on,
+            "development_value_by_arm": {a: float(v) for a, v in zip(
+                prepared.arms, nuisance.scores.mean(axis=0), strict=True)}},
         "ate_by_arm": evaluation["ate_by_arm"],
         "ate_comparison": evaluation["ate_comparison"],
+        "ate_comparison_chosen_on": "the only non-reference arm" if len(prepared.arms) == 2
+        else "the non-reference arm ranked best by " + chosen_on,
         "cv": {n: results[n].summary for n in results},
         "cv_details": {n: {"fit_seconds": round(results[n].seconds, 3),
                            "description": TREAT_MODELS[n].description} for n in results},
