@@ -27,6 +27,7 @@ from permed.report._html import (
     short_fingerprint,
     todo,
 )
+from permed.report._treat import performance_title
 
 __all__ = ["REQUIRED_SECTIONS", "model_card_section", "required_sections"]
 
@@ -76,7 +77,7 @@ def _metrics(run: RunFiles) -> str:
                          "c_index", "policy_value") if m in test]
     figures = "; ".join(f"{metric_label(m)} {fmt_ci(test[m], metric_digits(m))}" for m in shown)
     return (f"{figures or DASH} (95% CIs) on {fmt_num(run.test_rows)} patients. Full tables "
-            "in 'Performance'.")
+            f"in '{performance_title(run)}'.")
 
 
 def _data(run: RunFiles) -> str:

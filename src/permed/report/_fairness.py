@@ -39,19 +39,46 @@ _DISPARITY_INFO = {
 _GROUP_SKIP = {"n", "prevalence", "too_small"}
 
 
-def _group_table(name: str, groups: Mapping[str, Any], min_size: object) -> Table:
+def _prevalence_column(task: str, groups: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """The header and cell format of the outcome column, or None when no group records one.
+
+    A risk audit's ``prevalence`` is the share of patients whose event was observed: censored
+    patients count as event-free, so it is labelled as a count of observed events, not as a
+    prevalence or a risk.
+    """
+    if all(not _is_number((group or {}).get("prevalence")) for group in groups.values()):
+        return None
+    if task == "risk":
+        def observed(group: Mapping[str, Any]) -> str:
+            share, n = group.get("prevalence"), group.get("n")
+            if not (_is_number(share) and _is_number(n)):
+                return DASH
+            return f"{round(share * n)} ({fmt_pct(share)})"
+
+        return "Events observed (share)", observed
+    return "Prevalence", lambda group: fmt_pct(group.get("prevalence"))
+
+
+def _group_table(name: str, groups: Mapping[str, Any], min_size: object, task: str) -> Table:
     metrics = ordered_metrics(k for g in groups.values() for k in (g or {}) if k not in _GROUP_SKIP)
+    outcome = _prevalence_column(task, groups)
     rows, muted = [], set()
     for i, (level, group) in enumerate(groups.items()):
         group = group or {}
         remark = f"too small (< {fmt_num(min_size)}): unreliable" if group.get("too_small") else ""
         if remark:
             muted.add(i)
-        rows.append([str(level), fmt_num(group.get("n")), fmt_pct(group.get("prevalence"))]
-                    + [fmt_ci(group.get(m), metric_digits(m)) for m in metrics] + [remark])
-    header = ["Group", "Patients", "Prevalence"] + [metric_label(m) for m in metrics] + ["Note"]
-    return Table(header=header, rows=rows, caption=f"By {name}: figures per group (95% CI)",
-                 muted=frozenset(muted))
+        cells = [str(level), fmt_num(group.get("n"))]
+        if outcome is not None:
+            cells.append(outcome[1](group))
+        rows.append(cells + [fmt_ci(group.get(m), metric_digits(m)) for m in metrics] + [remark])
+    header = (["Group", "Patients"] + ([outcome[0]] if outcome is not None else [])
+              + [metric_label(m) for m in metrics] + ["Note"])
+    caption = f"By {name}: figures per group (95% CI)"
+    if task == "risk" and outcome is not None:
+        caption += ("; events observed during follow-up (censored patients count as without "
+                    "the event, so the share is not a risk by any horizon)")
+    return Table(header=header, rows=rows, caption=caption, muted=frozenset(muted))
 
 
 def _disparity_table(name: str, disparities: Mapping[str, Any], max_gap: object) -> Table:
@@ -66,11 +93,12 @@ def _disparity_table(name: str, disparities: Mapping[str, Any], max_gap: object)
                  caption=f"By {name}: gaps between groups (0 = no gap)")
 
 
-def _audit_blocks(name: str, audit: Mapping[str, Any], fairness: Mapping[str, Any]) -> list[Block]:
+def _audit_blocks(name: str, audit: Mapping[str, Any], fairness: Mapping[str, Any],
+                  task: str) -> list[Block]:
     blocks: list[Block] = []
     groups = audit.get("groups")
     if isinstance(groups, Mapping) and groups:
-        blocks.append(_group_table(name, groups, fairness.get("min_group_size")))
+        blocks.append(_group_table(name, groups, fairness.get("min_group_size"), task))
     disparities = audit.get("disparities")
     if isinstance(disparities, Mapping) and disparities:
         blocks.append(_disparity_table(name, disparities, fairness.get("max_gap")))
@@ -107,6 +135,18 @@ def fairness_sentence(run: RunFiles) -> str:
     return f"The fairness audit by {names} raised no flag."
 
 
+def _intro(task: str, fairness: Mapping[str, Any]) -> str:
+    compared = ("The value of following permed's recommendation is compared between the groups "
+                "of each sensitive attribute." if task == "treat" else
+                "Performance is compared between the groups of each sensitive attribute.")
+    small = (f" Groups with fewer than {fmt_num(fairness.get('min_group_size'))} patients are "
+             "marked too small")
+    gap = fairness.get("max_gap")
+    if _is_number(gap):
+        return f"{compared}{small}; a gap larger than {fmt_num(gap)} between groups raises a flag."
+    return f"{compared}{small}."
+
+
 def fairness_section(run: RunFiles) -> Section:
     """Per-group figures, disparities and flags for each sensitive attribute."""
     title = "Fairness across patient groups"
@@ -120,19 +160,16 @@ def fairness_section(run: RunFiles) -> Section:
             "sex`), or give a column the role `sensitive` in the study file, to add this audit.",
             tone="warning")])
     flags = _all_flags(fairness)
-    blocks: list[Block] = [Paragraph(
-        f"Performance is compared between the groups of each sensitive attribute. Groups with "
-        f"fewer than {fmt_num(fairness.get('min_group_size'))} patients are marked too small; "
-        f"a gap larger than {fmt_num(fairness.get('max_gap'))} between groups raises a flag.")]
+    blocks: list[Block] = [Paragraph(_intro(run.task, fairness))]
     if flags:
         blocks.append(Note(f"{plural(len(flags), 'fairness flag')} raised:", tone="warning",
                            title="Fairness flags", items=flags))
     else:
         blocks.append(Note("No fairness flag was raised.", tone="ok"))
     for name, audit in attributes.items():
-        blocks += _audit_blocks(str(name), audit or {}, fairness)
+        blocks += _audit_blocks(str(name), audit or {}, fairness, run.task)
     for name, audit in (fairness.get("intersections") or {}).items():
-        blocks += _audit_blocks(f"{name} (intersection)", audit or {}, fairness)
+        blocks += _audit_blocks(f"{name} (intersection)", audit or {}, fairness, run.task)
     for name, table in (fairness.get("representation") or {}).items():
         blocks += _representation_blocks(str(name), table or {})
     for name, table in (fairness.get("mitigation") or {}).items():

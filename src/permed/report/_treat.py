@@ -40,7 +40,7 @@ from permed.report._html import (
 )
 from permed.report._plots import _new_figure, _to_data_uri
 
-__all__ = ["treat_summary"]
+__all__ = ["VALUE_TITLE", "performance_title", "treat_summary"]
 
 for _key, _info in {
     "pehe": ("Root PEHE", "Root mean squared error of the estimated effects against the true "
@@ -55,9 +55,15 @@ for _key, _info in {
         METRIC_ORDER.append(_key)
 
 NO_CLEAR = "no clear difference"
+VALUE_TITLE = "Value of the recommendation on held-out patients"
 _EXAMPLES = 8
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
             "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def performance_title(run: RunFiles) -> str:
+    """How the report's text names its 'performance' section (treat runs title it by value)."""
+    return VALUE_TITLE if run.task == "treat" else "Performance"
 
 
 def _arms(run: RunFiles) -> list[str]:
@@ -175,6 +181,16 @@ def _test_table(run: RunFiles) -> Block:
     return Table(header=["Measure", "Value (95% CI)", "What it means"], rows=rows)
 
 
+def _default_note(run: RunFiles, short: bool = False) -> str:
+    """Where the best single arm was chosen: the development patients, unless recorded else."""
+    chosen = dig(run.metrics, "policy", "best_single_arm_chosen_on")
+    if chosen is None:  # a run from before the choice was recorded: it was made on the test
+        return "chosen on these held-out patients (in-sample, so the comparison is optimistic)"
+    if short and str(chosen).startswith("the development patients"):
+        return "chosen on the development patients"
+    return f"chosen on {chosen}"
+
+
 def _value_blocks(run: RunFiles) -> list[Block]:
     by_arm = dig(run.metrics, "policy", "value_by_arm") or {}
     policy = dig(run.metrics, "test", "policy_value")
@@ -182,33 +198,48 @@ def _value_blocks(run: RunFiles) -> list[Block]:
         return []
     best = dig(run.metrics, "policy", "best_single_arm")
     labels = [f"everyone gets {arm}" for arm in by_arm] + ["follow permed's recommendation"]
+    remarks = ["best single arm (the default)" if arm == best else "" for arm in by_arm]
+    remarks.append(f"clear recommendation, else {best}" if best else "")
     entries = [*by_arm.values(), policy]
-    rows = [[label, fmt_ci(entry, _digits(run)), "best single arm" if arm == best else ""]
-            for label, entry, arm in zip(labels, entries, [*by_arm, None], strict=True)]
-    outcome = run.target
-    short = [f"all: {arm}" for arm in by_arm] + ["recommended"]
-    figure = Figure(value_plot(short, entries, len(labels) - 1, outcome),
+    short = [f"all: {arm}" for arm in by_arm] + ["follow permed"]
+    estimate = dig(run.metrics, "policy", "best_estimate_policy", "value")
+    if isinstance(estimate, Mapping):
+        labels.append("each patient gets their best point estimate")
+        remarks.append("ignores uncertainty; for comparison only")
+        entries.append(estimate)
+        short.append("best estimate")
+    digits = _digits(run)
+    rows = [[label, fmt_ci(entry, digits), remark]
+            for label, entry, remark in zip(labels, entries, remarks, strict=True)]
+    followed = len(by_arm)
+    figure = Figure(value_plot(short, entries, followed, run.target),
                     "Policy values", "Mean outcome if every test patient received one arm, "
-                    "and if each received the arm permed recommends.")
-    return [Table(header=["Policy", f"Mean {outcome} (95% CI)", ""], rows=rows,
-                  marked=frozenset({len(rows) - 1}),
+                    "and if each received the arm permed tells the clinician to give.")
+    return [Table(header=["Policy", f"Mean {run.target} (95% CI)", ""], rows=rows,
+                  marked=frozenset({followed}),
                   caption="Doubly-robust estimates on the held-out patients"), Figures([figure])]
 
 
 def _share_table(run: RunFiles) -> Block | None:
     shares = dig(run.metrics, "policy", "recommendation_share") or {}
     best = dig(run.metrics, "policy", "best_arm_share") or {}
+    given = dig(run.metrics, "policy", "policy_arm_share")
     if not best:
         return None
+    header = ["Arm", "Best point estimate", "Recommended (clear advantage)"]
     rows = [[arm, fmt_pct(best.get(arm)), fmt_pct(shares.get(arm, 0.0))] for arm in best]
     rows.append([NO_CLEAR, DASH, fmt_pct(shares.get(NO_CLEAR, 0.0))])
-    return Table(header=["Arm", "Best expected outcome", "Recommended (clear advantage)"],
-                 rows=rows, caption="Share of held-out patients")
+    if isinstance(given, Mapping):
+        header.append("Given when following permed")
+        for row in rows:
+            row.append(fmt_pct(given.get(row[0])) if row[0] != NO_CLEAR else DASH)
+    return Table(header=header, rows=rows, caption="Share of held-out patients")
 
 
 def value_section(run: RunFiles) -> Section:
     """The value of following the recommendation against treating everyone with each arm."""
     boot = run.metrics.get("bootstrap") or {}
+    best = dig(run.metrics, "policy", "best_single_arm") or DASH
     blocks: list[Block] = [Paragraph(
         f"Figures on the {fmt_num(run.test_rows)} held-out patients, who were used neither to "
         "train nor to choose the model; they were evaluated once. The value of a policy (who "
@@ -217,10 +248,19 @@ def value_section(run: RunFiles) -> Section:
         "outcome weighted by the inverse probability of the arm received (outcome and "
         "propensity models fitted on the development patients only). 95% confidence intervals "
         f"from {fmt_num(boot.get('replicates'))} bootstrap replicates "
-        f"({boot.get('method') or 'percentile'}). Policy gain is measured against treating "
-        "everyone with the single arm of best estimated value on these patients, and is "
-        f"positive when the recommendation does better ({_direction(run)} {run.target} is "
-        "better)."), _test_table(run)]
+        f"({boot.get('method') or 'percentile'}). Following permed means giving each patient "
+        "the recommended arm where the recommendation is clear, and the best single arm "
+        f"({best}, {_default_note(run)}) where there is no clear difference (if it is not among "
+        "a patient's candidate arms, the candidate ranked best on the development patients). "
+        f"Policy gain is measured against giving everyone {best}, and is positive when "
+        f"following permed does better ({_direction(run)} {run.target} is better)."),
+        _test_table(run)]
+    comparison = run.metrics.get("ate_comparison")
+    if comparison:
+        chosen = (run.metrics.get("ate_comparison_chosen_on")
+                  or "the non-reference arm of best value on these patients (in-sample)")
+        blocks.append(Paragraph(f"The average treatment effect compares {comparison}: "
+                                f"{chosen}."))
     blocks += _value_blocks(run)
     share = _share_table(run)
     if share is not None:
@@ -238,7 +278,7 @@ def value_section(run: RunFiles) -> Section:
                                    "Gain per patient when the patients with the largest "
                                    "predicted benefit are treated first; the area between the "
                                    "curves is the Qini coefficient.")])]
-    return Section("performance", "Value of the recommendation on held-out patients", blocks)
+    return Section("performance", VALUE_TITLE, blocks)
 
 
 def _effects_from(frame: pd.DataFrame, arms: list[str]) -> dict[str, np.ndarray]:
@@ -247,10 +287,17 @@ def _effects_from(frame: pd.DataFrame, arms: list[str]) -> dict[str, np.ndarray]
             for arm in arms[1:] if f"outcome_{arm}" in frame.columns}
 
 
+def _row_number(value: object) -> str:
+    """A row number as it is in the data file: no thousands separator."""
+    if isinstance(value, int | float | np.integer | np.floating) and np.isfinite(value):
+        return str(int(value))
+    return fmt_num(value)
+
+
 def _example_rows(frame: pd.DataFrame, arms: list[str], digits: int) -> list[list[str]]:
     rows = []
     for _, row in frame.head(_EXAMPLES).iterrows():
-        cells = [fmt_num(row.get("row")), str(row.get("arm_received", DASH))]
+        cells = [_row_number(row.get("row")), str(row.get("arm_received", DASH))]
         for arm in arms:
             cells.append(fmt_ci({"value": row[f"outcome_{arm}"],
                                  "ci_low": row[f"outcome_{arm}_low"],
@@ -445,10 +492,11 @@ def treat_summary(run: RunFiles) -> str:
     shares = dig(run.metrics, "policy", "recommendation_share") or {}
     unclear = fmt_pct(shares.get(NO_CLEAR, 0.0), 0)
     text = (f"On {fmt_num(run.test_rows)} held-out patients, following the recommendation of "
-            f"the selected model ({model}) gives an estimated mean {run.target} of {value}, "
-            f"against {best_value} if everyone received the best single arm ({best}): a gain "
-            f"of {gain} ({_direction(run)} is better). For {unclear} of these patients no arm "
-            "is clearly better than the others.")
+            f"the selected model ({model}), with {best} where no arm is clearly better, gives "
+            f"an estimated mean {run.target} of {value}, against {best_value} if everyone "
+            f"received the best single arm ({best}, {_default_note(run, short=True)}): a gain of "
+            f"{gain} ({_direction(run)} is better). For {unclear} of these patients no arm is "
+            "clearly better than the others.")
     warnings = dig(run.metrics, "overlap", "warnings") or []
     if warnings:
         text += f" Overlap warning: {warnings[0]}."

@@ -32,6 +32,7 @@ from permed.report._html import (
     plural,
     todo,
 )
+from permed.report._treat import VALUE_TITLE, performance_title
 
 MISSING_HANDLING = ("median/mode imputation with missing indicators, fitted inside each CV "
                     "fold")
@@ -90,7 +91,41 @@ def _class_counts(run: RunFiles) -> str:
     return ", ".join(f"{label}: {fmt_num(n)}" for label, n in counts.items()) or DASH
 
 
+def _by_arm(run: RunFiles) -> str:
+    """Per arm: patients, and the outcome's mean (SD) or, for a binary outcome, its share."""
+    outcome = run.metrics.get("outcome") or {}
+    counts = dig(run.metrics, "treatment", "counts") or {}
+    means, sds = outcome.get("mean_by_arm") or {}, outcome.get("sd_by_arm") or {}
+    binary = outcome.get("kind") == "binary"
+    parts = []
+    for arm in dig(run.metrics, "treatment", "arms", default=[]) or list(counts):
+        arm = str(arm)
+        figure = (f"{fmt_pct(means.get(arm))} with {run.target} = {outcome.get('coded_1')}"
+                  if binary else f"mean {fmt_num(means.get(arm), 1)}"
+                  + (f" (SD {fmt_num(sds[arm], 1)})" if arm in sds else ""))
+        parts.append(f"{arm}: {fmt_num(counts.get(arm))} patients, {figure}")
+    return "; ".join(parts) or DASH
+
+
+def _treat_outcome(run: RunFiles) -> TripodItem:
+    outcome = run.metrics.get("outcome") or {}
+    kind = outcome.get("kind") or DASH
+    coded = (f" (coded 1 = '{outcome['coded_1']}')"
+             if kind == "binary" and outcome.get("coded_1") is not None else "")
+    direction = "higher" if outcome.get("higher_is_better", True) else "lower"
+    treatment = run.metrics.get("treatment") or {}
+    return TripodItem(
+        "Outcome",
+        f"Column '{run.target}', {kind}{coded}; {direction} is better. Treatment column "
+        f"'{treatment.get('column') or DASH}', reference arm "
+        f"'{treatment.get('reference') or DASH}'. By arm (all rows): {_by_arm(run)}.",
+        "how and when the outcome was determined, and whether it was assessed blind to the "
+        "predictors and the treatment.")
+
+
 def _outcome(run: RunFiles) -> TripodItem:
+    if run.task == "treat":
+        return _treat_outcome(run)
     positive = f"; positive class '{run.positive_class}'" if len(run.classes) == 2 else ""
     return TripodItem(
         "Outcome",
@@ -151,6 +186,21 @@ def development_events(run: RunFiles) -> int | None:
     return min(dev) if dev else None
 
 
+def _treat_sample_size(run: RunFiles, n_predictors: int, todo_text: str) -> TripodItem:
+    rows = dig(run.metrics, "data", "development_rows")
+    counts = dig(run.metrics, "treatment", "counts") or {}
+    per_arm = ", ".join(f"{arm}: {fmt_num(n)}" for arm, n in counts.items()) or DASH
+    ratio = (f" ({rows / n_predictors:.1f} development patients per predictor)"
+             if isinstance(rows, int) and n_predictors else "")
+    return TripodItem(
+        "Sample size",
+        f"{fmt_num(rows)} development patients and {n_predictors or DASH} candidate predictors"
+        f"{ratio}; {fmt_num(run.test_rows)} held out. Patients per arm (all rows): {per_arm}.",
+        "the justification of the sample size for estimating effects (each arm needs enough "
+        "patients, and effect differences between patients need far more than an average "
+        "effect).")
+
+
 def _sample_size(run: RunFiles) -> TripodItem:
     todo_text = "the justification of the sample size (e.g. the Riley et al. criteria)."
     n_predictors = len(_features(run))
@@ -158,6 +208,8 @@ def _sample_size(run: RunFiles) -> TripodItem:
         return TripodItem("Sample size and events per variable",
                           f"External cohort of {fmt_num(run.test_rows)} patients; class counts "
                           f"{_class_counts(run)}.", todo_text)
+    if run.task == "treat":
+        return _treat_sample_size(run, n_predictors, todo_text)
     events = development_events(run)
     what = ("patients with the event" if run.task == "risk" else
             f"patients with {run.target} = {run.positive_class}" if len(run.classes) == 2
@@ -255,15 +307,18 @@ def _performance(run: RunFiles) -> TripodItem:
     where = "external cohort" if run.external is not None else "held-out test split"
     return TripodItem("Model performance with confidence intervals",
                       f"On the {where} ({fmt_num(run.test_rows)} patients): {figures or DASH}. "
-                      "All figures with 95% CIs in 'Performance'.")
+                      f"All figures with 95% CIs in '{performance_title(run)}'.")
 
 
 def _calibration(run: RunFiles) -> TripodItem:
     if run.task == "treat":
+        test = run.metrics.get("test") or {}
+        checked = ", ".join(metric_label(m).lower() if m != "qini" else "Qini"
+                            for m in ("policy_value", "policy_gain", "qini") if m in test)
         return TripodItem("Calibration", "Each arm's expected outcome comes with a 95% "
                           "confidence interval; the recommendation's value is checked against "
-                          "the observed outcomes of the held-out patients in 'Value of the "
-                          "recommendation' (policy value, Qini).")
+                          "the observed outcomes of the held-out patients in "
+                          f"'{VALUE_TITLE}' ({checked or DASH}).")
     figures = "; ".join(f"{metric_label(m)} {fmt_ci(run.test_entry(m), metric_digits(m))}"
                         for m in ("brier", "ece", "ibs", "calibration_slope",
                                   "calibration_intercept")

@@ -1,0 +1,234 @@
+"""Report wording of treat runs, and the outcome column of the risk fairness table."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from permed.report import render_report
+from permed.report._card import model_card_section
+from permed.report._fairness import fairness_section
+from permed.report._html import RunFiles, Table
+from permed.report._treat import VALUE_TITLE, treat_summary, value_section
+from permed.report._tripod import tripod_items
+
+ARMS = ["ZDV", "ZDV+ddI", "ZDV+ddC", "ddI"]
+
+
+def _ci(value: float, low: float, high: float) -> dict[str, float]:
+    return {"value": value, "ci_low": low, "ci_high": high}
+
+
+def _treat_metrics(kind: str = "continuous", qini: bool = False) -> dict:
+    """metrics.json of a four-arm randomized treat run shaped like ACTG 175."""
+    test = {"policy_value": _ci(403.4, 375.8, 428.2), "policy_gain": _ci(0.0, 0.0, 0.0),
+            "ate": _ci(74.7, 47.8, 104.2)}
+    if qini:
+        test["qini"] = _ci(1.2, 0.1, 2.3)
+    group = {"n": 365, "too_small": False, "policy_value": _ci(398.1, 367.3, 426.1),
+             "policy_gain": _ci(0.0, 0.0, 0.0)}
+    binary = kind == "binary"
+    return {
+        "task": "treat",
+        "data": {"rows": 2139, "columns": 27, "fingerprint": "sha256:" + "ab12" * 16,
+                 "source": "actg.csv", "development_rows": 1711, "test_rows": 428},
+        "target": {"column": "cd420"},
+        "treatment": {"column": "arm", "arms": ARMS, "reference": "ZDV",
+                      "counts": dict(zip(ARMS, [532, 522, 524, 561], strict=True)),
+                      "assignment": "randomized (--randomized): propensities are the arm shares"},
+        "outcome": {"column": "cd420", "kind": kind, "coded_1": "1" if binary else None,
+                    "higher_is_better": True,
+                    "mean_by_arm": dict(zip(ARMS, [0.21, 0.35, 0.3, 0.28] if binary else
+                                            [336.1, 403.2, 372.0, 374.3], strict=True)),
+                    "sd_by_arm": {} if binary else dict(zip(ARMS, [131.0, 156.3, 135.0, 147.4],
+                                                            strict=True))},
+        "selected_model": "dr_learner",
+        "selection": {"metric": "dr_loss", "folds": 3, "rule": "lowest mean DR loss"},
+        "test": test,
+        "policy": {
+            "value_by_arm": dict(zip(ARMS, [_ci(328.6, 307.4, 344.2), _ci(403.4, 375.8, 428.2),
+                                            _ci(361.7, 336.3, 386.2), _ci(368.4, 344.4, 394.4)],
+                                     strict=True)),
+            "best_single_arm": "ZDV+ddI",
+            "best_single_arm_chosen_on": "the development patients' mean out-of-fold "
+                                         "doubly-robust (AIPW) score of each arm, before the "
+                                         "test split is looked at",
+            "development_value_by_arm": dict(zip(ARMS, [333.7, 406.1, 372.7, 377.0],
+                                                 strict=True)),
+            "best_arm_share": dict(zip(ARMS, [0.0, 0.981, 0.0, 0.019], strict=True)),
+            "recommendation_share": {"no clear difference": 0.986, "ZDV+ddI": 0.014},
+            "policy_arm_share": dict(zip(ARMS, [0.0, 1.0, 0.0, 0.0], strict=True)),
+            "policy_rule": "each patient gets the recommended arm where it is clear",
+            "best_estimate_policy": {"rule": "best point estimate",
+                                     "value": _ci(396.7, 372.8, 425.4),
+                                     "gain": _ci(-6.7, -12.2, -1.4)}},
+        "ate_by_arm": {"ZDV+ddI": _ci(74.7, 47.8, 104.2), "ZDV+ddC": _ci(33.1, 3.7, 68.0),
+                       "ddI": _ci(39.7, 9.8, 70.5)},
+        "ate_comparison": "ZDV+ddI vs ZDV",
+        "ate_comparison_chosen_on": "the non-reference arm ranked best by the development "
+                                    "patients' mean out-of-fold doubly-robust (AIPW) score",
+        "cv": {"dr_learner": {"dr_loss": {"mean": 1.0, "std": 0.1}}},
+        "bootstrap": {"replicates": 100, "confidence": 0.95,
+                      "method": "percentile, stratified by arm", "seed": 42},
+        "fairness": {"attributes": {"sex": {"groups": {"F": {**group, "n": 63}, "M": group},
+                                            "disparities": {}, "flags": []}},
+                     "min_group_size": 30, "max_gap": None,
+                     "note": "Per group: the value of following permed."},
+    }
+
+
+def _predictions(n: int = 10) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"row": 1170 + np.arange(n), "arm_received": rng.choice(ARMS, n),
+                          "y_true": rng.normal(350, 100, n)})
+    for arm in ARMS:
+        frame[f"outcome_{arm}"] = rng.normal(350, 30, n)
+        frame[f"outcome_{arm}_low"] = frame[f"outcome_{arm}"] - 40
+        frame[f"outcome_{arm}_high"] = frame[f"outcome_{arm}"] + 40
+    frame["recommended"] = "no clear difference"
+    frame["candidates"] = "ZDV+ddI;ddI"
+    return frame
+
+
+def _run(metrics: dict, predictions: pd.DataFrame | None = None) -> RunFiles:
+    schema = {"task": "treat", "target": "cd420", "features": [
+        {"name": "age", "kind": "numeric"}, {"name": "cd40", "kind": "numeric"},
+        {"name": "sex", "kind": "categorical"}]}
+    manifest = {"seed": 42, "config": {"test_size": 0.2, "cv": 3}}
+    return RunFiles(Path("run"), metrics, manifest, schema, predictions)
+
+
+def _item(run: RunFiles, topic: str) -> str:
+    return next(i.recorded for i in tripod_items(run) if i.topic.startswith(topic))
+
+
+def _tables(section) -> list[Table]:
+    return [b for b in section.blocks if isinstance(b, Table)]
+
+
+def test_tripod_outcome_of_a_continuous_treat_outcome_names_arms_means_and_sds():
+    run = _run(_treat_metrics())
+    assert _item(run, "Outcome") == (
+        "Column 'cd420', continuous; higher is better. Treatment column 'arm', reference arm "
+        "'ZDV'. By arm (all rows): ZDV: 532 patients, mean 336.1 (SD 131.0); ZDV+ddI: 522 "
+        "patients, mean 403.2 (SD 156.3); ZDV+ddC: 524 patients, mean 372.0 (SD 135.0); ddI: "
+        "561 patients, mean 374.3 (SD 147.4).")
+
+
+def test_tripod_outcome_of_a_binary_treat_outcome_gives_the_share():
+    outcome = _item(_run(_treat_metrics("binary")), "Outcome")
+    assert outcome.startswith("Column 'cd420', binary (coded 1 = '1'); higher is better.")
+    assert "ZDV: 532 patients, 21.0% with cd420 = 1" in outcome
+    assert "classes" not in outcome
+
+
+def test_tripod_sample_size_of_a_treat_run_counts_patients_not_events():
+    size = _item(_run(_treat_metrics()), "Sample size")
+    assert size == ("1,711 development patients and 3 candidate predictors (570.3 development "
+                    "patients per predictor); 428 held out. Patients per arm (all rows): ZDV: "
+                    "532, ZDV+ddI: 522, ZDV+ddC: 524, ddI: 561.")
+
+
+@pytest.mark.parametrize(("qini", "named"), [(False, "(policy value, policy gain)"),
+                                             (True, "(policy value, policy gain, Qini)")])
+def test_tripod_calibration_names_only_the_figures_computed(qini, named):
+    calibration = _item(_run(_treat_metrics(qini=qini)), "Calibration")
+    assert calibration.endswith(f"in '{VALUE_TITLE}' {named}.")
+    assert ("Qini" in calibration) is qini
+
+
+def test_model_card_and_tripod_point_to_the_treat_value_section():
+    run = _run(_treat_metrics())
+    card = dict(_tables(model_card_section(run))[0].rows)
+    assert card["Metrics"].endswith(f"Full tables in '{VALUE_TITLE}'.")
+    assert _item(run, "Model performance").endswith(f"in '{VALUE_TITLE}'.")
+
+
+def test_treat_fairness_section_has_no_gap_or_prevalence_wording():
+    section = fairness_section(_run(_treat_metrics()))
+    intro = section.blocks[0].text
+    assert intro == ("The value of following permed's recommendation is compared between the "
+                     "groups of each sensitive attribute. Groups with fewer than 30 patients "
+                     "are marked too small.")
+    table = _tables(section)[0]
+    assert table.header == ["Group", "Patients", "Policy value", "Policy gain", "Note"]
+
+
+def test_risk_fairness_table_counts_observed_events_not_a_prevalence():
+    group = {"n": 200, "prevalence": 0.25, "c_index": _ci(0.7, 0.65, 0.75), "too_small": False}
+    metrics = {"task": "risk", "fairness": {
+        "attributes": {"sex": {"groups": {"F": group, "M": {**group, "prevalence": 0.4}},
+                               "disparities": {"c_index_gap": _ci(0.0, 0.0, 0.05)},
+                               "flags": []}},
+        "min_group_size": 20, "max_gap": 0.1, "note": "Harrell's C per group"}}
+    section = fairness_section(_run(metrics))
+    assert "a gap larger than 0.10 between groups raises a flag" in section.blocks[0].text
+    table = _tables(section)[0]
+    assert table.header[:3] == ["Group", "Patients", "Events observed (share)"]
+    assert [row[2] for row in table.rows] == ["50 (25.0%)", "80 (40.0%)"]
+    assert "censored patients count as without the event" in table.caption
+
+
+def test_diagnose_fairness_table_keeps_its_prevalence():
+    group = {"n": 60, "prevalence": 0.6, "auroc": _ci(0.9, 0.8, 0.95), "too_small": False}
+    metrics = {"task": "diagnose", "fairness": {
+        "attributes": {"sex": {"groups": {"F": group}, "disparities": {}, "flags": []}},
+        "min_group_size": 20, "max_gap": 0.1}}
+    table = _tables(fairness_section(_run(metrics)))[0]
+    assert table.header[:3] == ["Group", "Patients", "Prevalence"]
+    assert table.rows[0][2] == "60.0%"
+
+
+def test_value_section_states_the_development_choices_and_the_followed_policy():
+    run = _run(_treat_metrics())
+    section = value_section(run)
+    text = " ".join(getattr(b, "text", "") for b in section.blocks)
+    assert ("the best single arm (ZDV+ddI, chosen on the development patients' mean "
+            "out-of-fold doubly-robust (AIPW) score of each arm") in text
+    assert "Policy gain is measured against giving everyone ZDV+ddI" in text
+    assert ("The average treatment effect compares ZDV+ddI vs ZDV: the non-reference arm "
+            "ranked best by the development patients'") in text
+    policies = _tables(section)[1]
+    assert [row[0] for row in policies.rows][-2:] == [
+        "follow permed's recommendation", "each patient gets their best point estimate"]
+    assert policies.rows[-2][2] == "clear recommendation, else ZDV+ddI"
+    assert policies.rows[-1][2] == "ignores uncertainty; for comparison only"
+    shares = _tables(section)[2]
+    assert shares.header[-1] == "Given when following permed"
+    assert shares.rows[1] == ["ZDV+ddI", "98.1%", "1.4%", "100.0%"]
+
+
+def test_summary_compares_with_the_development_choice():
+    summary = treat_summary(_run(_treat_metrics()))
+    assert ("following the recommendation of the selected model (dr_learner), with ZDV+ddI "
+            "where no arm is clearly better, gives an estimated mean cd420 of 403.4 "
+            "(375.8\u2013428.2), against 403.4 (375.8\u2013428.2) if everyone received the best "
+            "single arm (ZDV+ddI, chosen on the development patients): a gain of 0.0 "
+            "(0.0\u20130.0)") in summary
+
+
+def test_an_older_run_without_the_choice_says_it_was_in_sample():
+    metrics = _treat_metrics()
+    del metrics["policy"]["best_single_arm_chosen_on"]
+    assert "in-sample, so the comparison is optimistic" in treat_summary(_run(metrics))
+
+
+def test_rendered_treat_report_prints_row_numbers_without_a_separator(tmp_path):
+    run = _run(_treat_metrics())
+    (tmp_path / "model").mkdir()
+    (tmp_path / "metrics.json").write_text(json.dumps(run.metrics), encoding="utf-8")
+    (tmp_path / "manifest.json").write_text(json.dumps(run.manifest), encoding="utf-8")
+    (tmp_path / "model" / "schema.json").write_text(json.dumps(run.schema), encoding="utf-8")
+    _predictions().to_csv(tmp_path / "predictions.csv", index=False)
+    html = render_report(tmp_path)
+    caption = html.index("The first 8 held-out patients")
+    first_rows = html[html.rindex("<table", 0, caption):html.index("</table>", caption)]
+    cells = re.findall(r"<th scope=\"row\">([^<]*)</th>", first_rows)
+    assert cells[:3] == ["1170", "1171", "1172"]
+    assert "between groups raises a flag" not in html
+    assert "Prevalence" not in html
