@@ -26,7 +26,9 @@ from permed.study._study import Study
 if TYPE_CHECKING:
     from permed.study._validate import ValidationReport
 
-__all__ = ["RiskOptions", "check_risk", "encode_event", "follow_up_times"]
+__all__ = ["MIN_FOLLOWED", "MIN_FOLLOWED_SHARE", "NEEDS_EVENT_VALUE", "RiskOptions",
+           "check_risk", "encode_event", "follow_up_times", "followed_rule", "thinly_followed",
+           "time_text"]
 
 # A feature level with at most this many levels whose patients (at least this many) all had
 # the event is warned about as likely leakage.
@@ -35,6 +37,10 @@ LEAKAGE_PATIENTS = 10
 # A horizon fewer patients than this (and than this share) are followed to is warned about.
 MIN_FOLLOWED = 20
 MIN_FOLLOWED_SHARE = 0.05
+# All horizons below this quantile of the event times look like another unit than the times'.
+HORIZON_UNIT_QUANTILE = 0.01
+# How ``permed validate`` ends the event-labels warning that train's --event-value resolves.
+NEEDS_EVENT_VALUE = "(permed train will need it)"
 # Labels read as "event" / "censored" without --event-value.
 _EVENT_LABELS = {"1": True, "0": False, "True": True, "False": False, "true": True,
                  "false": False}
@@ -54,6 +60,49 @@ class RiskOptions:
 
     event_value: str | None = None
     horizons: tuple[float, ...] = ()
+    trained: bool = False  # the event value is a trained model's (permed evaluate), no option
+
+
+def followed_rule(patients: int) -> int:
+    """Fewest patients still followed at a horizon for its risk to be checkable: 20, or 5% of
+    ``patients`` when that is more."""
+    return max(MIN_FOLLOWED, math.ceil(MIN_FOLLOWED_SHARE * patients))
+
+
+def thinly_followed(times: np.ndarray, horizons: list[float] | tuple[float, ...]
+                    ) -> tuple[dict[float, int], float]:
+    """The horizons fewer than :func:`followed_rule` patients are followed to, with how many
+    are; and the time that many patients reach (0 when there are fewer patients).
+
+    Parameters
+    ----------
+    times : ndarray
+        Follow-up times, one per patient.
+    horizons : sequence of float
+    """
+    times = np.asarray(times, dtype=np.float64)
+    enough = followed_rule(len(times))
+    reach = float(np.sort(times)[::-1][enough - 1]) if len(times) >= enough else 0.0
+    counts = {float(h): int((times >= h).sum()) for h in horizons}
+    return {h: n for h, n in counts.items() if n < enough}, reach
+
+
+def time_text(value: float, unit: str | None = None, floor: bool = False) -> str:
+    """A time as a reader wants it: ``2358``, ``6.46 years`` (3 significant digits below
+    100); ``floor`` rounds down, for a bound that must not be passed (``below 6.45``)."""
+    value = float(value)
+    digits = 0 if abs(value) >= 100 or value == 0 else 2 - math.floor(math.log10(abs(value)))
+    scale = 10.0 ** digits
+    shown = (math.floor(value * scale) if floor else round(value * scale)) / scale
+    text = f"{shown:.{max(digits, 0)}f}".rstrip("0").rstrip(".") if digits else f"{shown:.0f}"
+    if not unit:
+        return text
+    return f"{text} {unit[:-1] if shown == 1 and unit.endswith('s') else unit}"
+
+
+def _time_unit(study: Study) -> str | None:
+    spec = study.columns.get(study.time or "")
+    return spec.unit if spec else None
 
 
 def _values_text(counts: pd.Series) -> str:
@@ -114,7 +163,7 @@ def check_risk(frame: pd.DataFrame, study: Study, report: ValidationReport,
     if options is None:  # the table's own checks (permed validate, and before training)
         _check_event_leakage(frame, study, report, event)
     if options is not None and options.horizons:
-        _check_horizons(frame, study, report, options.horizons)
+        _check_horizons(frame, study, report, options.horizons, event)
 
 
 def _check_event_leakage(frame: pd.DataFrame, study: Study, report: ValidationReport,
@@ -193,14 +242,21 @@ def _check_event(frame: pd.DataFrame, study: Study, report: ValidationReport,
         return None
     event_value = options.event_value if options is not None else None
     if event_value is not None:
-        return _check_named_event(labels, counts, column, str(event_value), report)
+        trained = options is not None and options.trained
+        return _check_named_event(labels, counts, column, str(event_value), report, trained)
+    if not set(counts.index) <= set(_EVENT_LABELS) and options is not None and options.trained:
+        report.error(
+            f"event column '{column}' has values other than 0/1: {_values_text(counts)}; the "
+            "model was trained with 1 = event and 0 = censored (or True/False), and the cohort "
+            f"must code the event the same way: recode '{column}'", column)
+        return None
     if not set(counts.index) <= set(_EVENT_LABELS):
         message = (f"event column '{column}' has values other than 0/1: "
                    f"{_values_text(counts)}; expected 1 = event and 0 = censored (or "
                    "True/False): recode it, or name the value that means the event with "
                    f"--event-value, e.g. --event-value {counts.index[-1]}")
         if options is None:
-            report.warn(f"{message} (permed train will need it)", column)
+            report.warn(f"{message} {NEEDS_EVENT_VALUE}", column)
         else:
             report.error(message, column)
         return None
@@ -210,9 +266,15 @@ def _check_event(frame: pd.DataFrame, study: Study, report: ValidationReport,
 
 
 def _check_named_event(labels: pd.Series, counts: pd.Series, column: str, event_value: str,
-                       report: ValidationReport) -> pd.Series | None:
+                       report: ValidationReport, trained: bool = False) -> pd.Series | None:
     if event_value not in counts.index:
         shown = ", ".join(f"'{v}'" for v in counts.index[:10])
+        if trained:
+            report.error(
+                f"event column '{column}' has the values {shown}, but the model was trained "
+                f"with event value '{event_value}': the cohort must code the event the same "
+                f"way: recode '{column}' so that '{event_value}' marks the event", column)
+            return None
         report.error(f"--event-value '{event_value}' is not a value of event column '{column}', "
                      f"whose values are {shown}: use one of them", column)
         return None
@@ -248,23 +310,43 @@ def _check_zero_times(frame: pd.DataFrame, study: Study, report: ValidationRepor
 
 
 def _check_horizons(frame: pd.DataFrame, study: Study, report: ValidationReport,
-                    horizons: tuple[float, ...]) -> None:
+                    horizons: tuple[float, ...], event: pd.Series) -> None:
     times = to_numeric(frame[study.time]).dropna().to_numpy()
+    unit = _time_unit(study)
     longest = float(times.max())
     beyond = [h for h in horizons if h >= longest]
     if beyond:
         shown = ", ".join(f"{h:g}" for h in beyond)
         report.error(
             f"--horizons {shown} {'is' if len(beyond) == 1 else 'are'} beyond the follow-up in "
-            f"'{study.time}': the longest follow-up is {longest:g}; choose horizons below "
-            f"{longest:g}", study.time)
-    enough = max(MIN_FOLLOWED, math.ceil(MIN_FOLLOWED_SHARE * len(times)))
-    reach = float(np.sort(times)[::-1][enough - 1]) if len(times) >= enough else 0.0
-    for horizon in (h for h in horizons if h < longest):
-        followed = int((times >= horizon).sum())
-        if followed < enough:
-            report.warn(
-                f"--horizons {horizon:g}: only {followed} of {len(times)} patients are followed "
-                f"that long in '{study.time}', so the risk by {horizon:g} rests on them and its "
-                f"calibration cannot be checked; choose horizons up to {reach:g}, which "
-                f"{enough} patients reach", study.time)
+            f"'{study.time}': the longest follow-up is {time_text(longest, unit)}; choose "
+            f"horizons below {time_text(longest, unit, floor=True)}", study.time)
+    thin, reach = thinly_followed(times, [h for h in horizons if h < longest])
+    enough = followed_rule(len(times))
+    for horizon, followed in thin.items():
+        report.warn(
+            f"--horizons {horizon:g}: only {followed} of {len(times)} patients are followed "
+            f"that long in '{study.time}', so the risk by {time_text(horizon, unit)} rests on "
+            f"them and its calibration cannot be checked; choose horizons up to "
+            f"{time_text(reach, unit, floor=True)}, which {enough} patients reach", study.time)
+    _check_horizon_unit(frame, study, report, horizons, event)
+
+
+def _check_horizon_unit(frame: pd.DataFrame, study: Study, report: ValidationReport,
+                        horizons: tuple[float, ...], event: pd.Series) -> None:
+    """Warn when every horizon comes before nearly every event: ``--horizons 1,3,5`` against
+    follow-up in days gives risks near 0 for everyone."""
+    times = to_numeric(frame[study.time]).to_numpy(dtype=np.float64)
+    happened = times[event.astype(bool).to_numpy() & np.isfinite(times)]
+    if not len(happened):
+        return
+    early = float(np.quantile(happened, HORIZON_UNIT_QUANTILE))
+    if max(horizons) < early:
+        unit = _time_unit(study)
+        shown = ", ".join(f"{h:g}" for h in horizons)
+        report.warn(
+            f"--horizons {shown}: every horizon comes before "
+            f"{1 - HORIZON_UNIT_QUANTILE:.0%} of the events in '{study.time}' (1st percentile "
+            f"of the event times: {time_text(early, unit)}; the longest follow-up is "
+            f"{time_text(float(np.nanmax(times)), unit)}): are the horizons in the time "
+            f"column's unit? The risk by them is near 0 for every patient", study.time)
