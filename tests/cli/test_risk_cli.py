@@ -92,6 +92,19 @@ def test_external_risk_report_describes_the_external_cohort(gbsg, trained):
     assert "This external validation: 95% CIs from 150 bootstrap replicates" in html
 
 
+def test_evaluate_prints_why_a_horizon_is_left_out(gbsg, trained):
+    cohort = pd.read_csv(gbsg / "gbsg.csv").iloc[:300]
+    cohort.assign(time=cohort["time"].clip(upper=1500)).to_csv(gbsg / "short.csv", index=False)
+    result = permed("evaluate", trained, gbsg / "short.csv", "--out", gbsg / "short",
+                    "--bootstrap", "100")
+    assert result.returncode == 0, result.stderr
+    warning = ("horizon 1825: only 0 of 300 patients of this cohort are followed that long in "
+               "'time' (longest follow-up 1500), so the risk by then cannot be checked")
+    assert f"warning: {warning}" in " ".join(result.stderr.split())
+    manifest = json.loads((gbsg / "short" / "manifest.json").read_text())
+    assert manifest["warnings"][0].startswith(warning)
+
+
 def test_bad_times_are_refused_at_the_command_line(gbsg):
     # (a named --event-value training end to end: tests/workflow/test_risk.py)
     cohort = pd.read_csv(gbsg / "gbsg.csv")

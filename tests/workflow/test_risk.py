@@ -228,7 +228,14 @@ def test_a_horizon_few_patients_reach_is_warned_about_and_recorded(cohort, tmp_p
         f"--horizons {late:g}: only 3 of 120 patients are followed that long in 'days', so the "
         f"risk by {late:g} rests on them and its calibration cannot be checked; choose horizons "
         f"up to {days[-20]:g}, which 20 patients reach")
-    assert f"<li>{warnings[0]}</li>" in (run / "report.html").read_text().replace("&#39;", "'")
+    html = (run / "report.html").read_text().replace("&#39;", "'")
+    assert f"<li>{warnings[0]}</li>" in html
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["horizons"]["not_checkable"] == {f"{late:g}": 3}
+    # the figures training computed on those few patients are marked, not shown as findings
+    assert "not checkable (only 3 patients followed this long)" in html
+    assert "By 100, " in html
+    assert f"By {late:g}," not in html
 
 
 def test_a_feature_value_whose_patients_all_had_the_event_is_warned_about(cohort):
@@ -397,3 +404,214 @@ def test_a_large_cohort_is_compared_on_fewer_folds(tmp_path, monkeypatch):
     selection = json.loads((run / "metrics.json").read_text())["selection"]
     assert selection["folds"] == 3
     assert selection["note"].startswith("3 folds instead of --cv 5: ")
+
+
+# --------------------------------------------------------------------------- external cohorts
+
+
+def _cohort(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    age = rng.normal(60, 10, n).round()
+    time = np.round(rng.exponential(500 * np.exp(-(age - 60) / 20)), 0) + 1
+    return pd.DataFrame({"pid": np.arange(1000, 1000 + n), "age": age,
+                         "sex": rng.choice(["F", "M"], n), "days": time,
+                         "status": np.where(rng.random(n) < 0.6, "dead", "alive")})
+
+
+@pytest.fixture(scope="module")
+def developed(tmp_path_factory):
+    """A Cox model trained on 120 patients (an id, follow-up in days, event 'dead')."""
+    from permed.study import ColumnSpec
+
+    tmp = tmp_path_factory.mktemp("developed")
+    _cohort().to_csv(tmp / "cohort.csv", index=False)
+    study = Study(task="risk", id="pid", time="days", event="status",
+                  columns={"days": ColumnSpec(unit="days")})
+    return train_run(tmp / "cohort.csv", study,
+                     TrainConfig(models=["coxph"], n_boot=100, cv=3, horizons=[100, 400],
+                                 event_value="dead"), tmp / "run")
+
+
+def _external(n: int = 150) -> pd.DataFrame:
+    """Another cohort like the development one, its ages within the training range."""
+    frame = _cohort(n, seed=1)
+    return frame.assign(age=frame["age"].clip(50, 70))
+
+
+def _evaluate(run, frame: pd.DataFrame, tmp_path):
+    from permed.workflow import evaluate_run
+
+    frame.to_csv(tmp_path / "external.csv", index=False)
+    return evaluate_run(run, tmp_path / "external.csv", tmp_path / "ext", n_boot=100)
+
+
+def test_an_event_value_given_to_train_raises_no_event_label_warning(developed):
+    warnings = json.loads((developed / "manifest.json").read_text())["warnings"]
+    assert not [w for w in warnings if "values other than 0/1" in w]
+    assert "values other than 0/1" not in (developed / "report.html").read_text()
+
+
+def test_external_horizons_few_patients_reach_are_left_out_with_a_warning(developed, tmp_path):
+    external = _external()
+    external["days"] = external["days"].clip(upper=350)  # nobody followed to 400 days
+    out = _evaluate(developed, external, tmp_path)
+    reach = np.sort(external["days"].to_numpy())[::-1][19]
+    warnings = json.loads((out / "manifest.json").read_text())["warnings"]
+    assert warnings[0] == (
+        "horizon 400 days: only 0 of 150 patients of this cohort are followed that long in "
+        "'days' (longest follow-up 350 days), so the risk by then cannot be checked: its "
+        "calibration, AUC and observed risks are left out; the horizons up to "
+        f"{reach:.0f} days are checkable")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["horizons"]["not_checkable"] == {"400": 0}
+    assert list(metrics["calibration"]["horizons"]) == ["100"]
+    assert list(metrics["td_auc_by_horizon"]) == ["100"]
+    assert metrics["evaluation"]["uno_c_tau"] == 100
+    html = (out / "report.html").read_text().replace("&#39;", "'")
+    assert f"<li>{warnings[0]}</li>" in html
+    assert "not checkable (only 0 patients followed this long)" in html
+    assert "By 100 days, " in html
+    assert "By 400 days" not in html
+
+
+def test_an_external_cohort_followed_shorter_than_every_horizon_is_refused(developed, tmp_path):
+    external = _external().assign(days=lambda f: f["days"].clip(upper=90))
+    with pytest.raises(PermedError, match=r"^no horizon of the model \(100 days, 400 days\) is "
+                                          r"reached by 20 patients of this cohort in 'days' "
+                                          r"\(longest follow-up 90 days\): its risks cannot be "
+                                          r"checked here; evaluate on a cohort followed longer$"):
+        _evaluate(developed, external, tmp_path)
+
+
+def test_an_external_cohort_in_another_time_unit_is_warned_about(developed, tmp_path):
+    external = _external()
+    external["days"] = external["days"] * 30  # as if in a unit 30 times shorter
+    out = _evaluate(developed, external, tmp_path)
+    development = json.loads((developed / "metrics.json").read_text())["outcome"]
+    ratio = np.median(external["days"]) / development["median_follow_up"]
+    assert json.loads((out / "manifest.json").read_text())["warnings"] == [
+        f"the median follow-up in 'days' is {np.median(external['days']):.0f} in this cohort "
+        f"against {development['median_follow_up']:.0f} days in development ({ratio:.3g} times "
+        "as long): time unit? The model reads 'days' in days: convert the times and evaluate "
+        "again"]
+
+
+def test_external_patients_outside_the_training_range_are_counted(developed, tmp_path):
+    external = _external()
+    external.loc[:29, "age"] = 130
+    out = _evaluate(developed, external, tmp_path)
+    assert json.loads((out / "manifest.json").read_text())["warnings"] == [
+        "30 of 150 patients (20%) have values outside the training range (age (30)): their "
+        "risks are extrapolated (see out_of_range in permed predict)"]
+    assert json.loads((out / "metrics.json").read_text())["data"]["out_of_range_rows"] == 30
+
+
+def test_external_predictions_keep_the_patient_id_as_train_does(developed, tmp_path):
+    external = _external()
+    out = _evaluate(developed, external, tmp_path)
+    predictions = pd.read_csv(out / "predictions.csv")
+    trained = pd.read_csv(developed / "predictions.csv")
+    assert list(predictions.columns) == list(trained.columns)
+    assert list(predictions.columns[:3]) == ["row", "pid", "time"]
+    assert predictions["pid"].tolist() == external["pid"].tolist()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda f: f.assign(status=(f["status"] == "dead").astype(int)),
+     r"^event column 'status' has the values '0', '1', but the model was trained with event "
+     r"value 'dead': the cohort must code the event the same way: recode 'status' so that "
+     r"'dead' marks the event$"),
+    (lambda f: f.rename(columns={"days": "Days"}),
+     r"^the outcome column 'days' is missing: did you mean 'Days'\? \(names are "
+     r"case-sensitive\); evaluating a model needs each patient's recorded outcome"),
+])
+def test_an_external_outcome_unlike_training_is_refused_with_the_fix(developed, tmp_path,
+                                                                     change, message):
+    with pytest.raises(DataError, match=message):
+        _evaluate(developed, change(_external()), tmp_path)
+
+
+def test_a_model_trained_with_0_1_names_the_coding_an_external_cohort_needs(cohort, tmp_path):
+    run = _train(cohort, tmp_path, models=["coxph"])
+    named = cohort.assign(status=np.where(cohort["status"] == 1, "dead", "alive"))
+    with pytest.raises(DataError, match=r"^event column 'status' has values other than 0/1: "
+                                        r"'alive' \(\d+\), 'dead' \(\d+\); the model was trained "
+                                        r"with 1 = event and 0 = censored \(or True/False\), and "
+                                        r"the cohort must code the event the same way: recode "
+                                        r"'status'$"):
+        _evaluate(run, named, tmp_path)
+
+
+def test_a_median_survival_few_development_patients_reach_is_left_empty(developed):
+    model, _ = load_bundle(developed)
+    metrics = json.loads((developed / "metrics.json").read_text())
+    test_rows = pd.read_csv(developed / "predictions.csv")["row"]
+    development = _cohort().drop(index=test_rows)["days"].to_numpy()
+    assert model.median_limit == np.sort(development)[::-1][19]  # 20 patients reach it
+    assert metrics["outcome"]["median_survival_limit"] == model.median_limit
+    frame = _cohort()
+    median = model.median_survival(frame)
+    assert np.nanmax(median) <= model.median_limit
+    vars(model).pop("median_limit")  # a bundle written before the limit: as before
+    unlimited = model.median_survival(frame)
+    beyond = unlimited > np.sort(development)[::-1][19]
+    assert beyond.sum() > 0
+    assert np.isnan(median[beyond]).all()
+    np.testing.assert_array_equal(median[~beyond], unlimited[~beyond])
+
+
+@pytest.mark.parametrize(("value", "unit", "floor", "text"), [
+    (6.455852156057495, "years", False, "6.46 years"),
+    (6.455852156057495, "years", True, "6.45 years"),
+    (1.0, "years", False, "1 year"),
+    (2358.0, "days", False, "2358 days"),
+    (3000.0, None, False, "3000"),
+    (0.25, None, False, "0.25"),
+])
+def test_times_are_written_with_their_unit_and_three_digits(value, unit, floor, text):
+    from permed.study._validate_risk import time_text
+
+    assert time_text(value, unit, floor=floor) == text
+
+
+def test_horizons_beyond_follow_up_name_the_unit(cohort, tmp_path):
+    from permed.study import ColumnSpec
+
+    years = cohort.assign(days=cohort["days"] / 365.25)
+    study = Study(task="risk", time="days", event="status",
+                  columns={"days": ColumnSpec(unit="years")})
+    assert years["days"].max() == pytest.approx(12.227, abs=1e-3)
+    with pytest.raises(DataError, match=r"^--horizons 20 is beyond the follow-up in 'days': the "
+                                        r"longest follow-up is 12.2 years; choose horizons "
+                                        r"below 12.2 years$"):
+        _train(years, tmp_path, study=study, horizons=[1, 20])
+
+
+def test_horizons_in_another_unit_than_the_times_are_warned_about(cohort):
+    from permed.study._validate import ValidationReport
+    from permed.study._validate_risk import RiskOptions, check_risk
+
+    report = ValidationReport()
+    study = Study(task="risk", time="days", event="status")
+    check_risk(cohort, study, report, RiskOptions(horizons=(1, 3)))
+    happened = cohort.loc[cohort["status"] == 1, "days"]
+    assert [w.message for w in report.warnings] == [
+        "--horizons 1, 3: every horizon comes before 99% of the events in 'days' (1st "
+        f"percentile of the event times: {np.quantile(happened, 0.01):.3g}; the longest "
+        f"follow-up is {cohort['days'].max():.0f}): are the horizons in the time column's unit? "
+        "The risk by them is near 0 for every patient"]
+    report = ValidationReport()
+    check_risk(cohort, study, report, RiskOptions(horizons=(1, 100)))
+    assert report.warnings == []
+
+
+def test_the_report_writes_horizons_with_their_unit(developed):
+    from types import SimpleNamespace
+
+    from permed.report._risk import _at
+
+    html = (developed / "report.html").read_text()
+    assert "Calibration at 100 days" in html
+    assert "Risk by 400 days: predicted / observed" in html
+    assert _at(SimpleNamespace(metrics={"outcome": {"time_unit": "years"}}), "1") == "1 year"
+    assert _at(SimpleNamespace(metrics={"outcome": {}}), "1") == "1"

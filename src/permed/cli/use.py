@@ -88,8 +88,11 @@ def evaluate(
 
 
 def _summarize_external(out_dir: Path) -> None:
-    """Print which run was validated and the external cohort's figures (the development run's
-    cross-validation and test figures are its own report's, not this evaluation's)."""
+    """Print the evaluation's warnings, which run was validated and the external cohort's
+    figures (the development run's cross-validation and test figures are its own report's,
+    not this evaluation's)."""
+    for warning in read_json(out_dir / "manifest.json").get("warnings") or []:
+        err.print(f"warning: {warning}", style="yellow", highlight=False)
     metrics = read_json(out_dir / "metrics.json")
     model = metrics.get("selected_model")
     err.print(f"Development run: {metrics['external']['run']} ({model}, applied unchanged)",

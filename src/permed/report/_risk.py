@@ -57,6 +57,35 @@ def _horizons(run: RunFiles) -> list[str]:
     return [f"{float(h):g}" for h in values]
 
 
+def _at(run: RunFiles, horizon: str) -> str:
+    """A horizon with the time unit, singular for 1: ``1 year``, ``3 years``, ``365``."""
+    unit = _unit(run).strip()
+    if unit and float(horizon) == 1 and unit.endswith("s"):
+        unit = unit[:-1]
+    return f"{horizon} {unit}" if unit else horizon
+
+
+def _not_checkable(run: RunFiles) -> dict[str, int]:
+    """Horizons too few patients are followed to (``{horizon: followed}``): their calibration,
+    AUC and observed risks cannot be checked (metrics.json ``horizons.not_checkable``)."""
+    found = dig(run.metrics, "horizons", "not_checkable")
+    return {str(h): int(n) for h, n in found.items()} if isinstance(found, Mapping) else {}
+
+
+def _unchecked(run: RunFiles, horizon: str) -> str:
+    return f"not checkable (only {_not_checkable(run)[horizon]} patients followed this long)"
+
+
+def _checkable_note(run: RunFiles) -> Note | None:
+    thin = _not_checkable(run)
+    if not thin:
+        return None
+    rule = dig(run.metrics, "horizons", "checkable_rule") or "20 patients (or 5%) followed"
+    return Note(f"Too few patients are followed to {', '.join(_at(run, h) for h in thin)} for "
+                f"the risk by then to be checked ({rule}): its calibration, AUC and observed "
+                "risks are not shown.", tone="warning", title="Horizons that cannot be checked")
+
+
 # --------------------------------------------------------------------------- plots
 
 
@@ -194,6 +223,28 @@ def _estimator_table(run: RunFiles) -> Table | None:
                  caption="Estimators behind each figure")
 
 
+def _td_auc_blocks(run: RunFiles) -> list[Block]:
+    """The time-dependent AUC at each horizon, in a table and a plot; a horizon too few
+    patients are followed to is marked not checkable and left out of the plot."""
+    by_horizon = run.metrics.get("td_auc_by_horizon")
+    if not isinstance(by_horizon, Mapping) or not by_horizon:
+        return []
+    thin = _not_checkable(run)
+    blocks: list[Block] = [Table(
+        header=["Horizon", "Time-dependent AUC (95% CI)"],
+        rows=[[_at(run, h), _unchecked(run, h) if h in thin else fmt_ci(e)]
+              for h, e in by_horizon.items()],
+        caption="Discrimination of events by each horizon")]
+    checked = {h: e for h, e in by_horizon.items() if h not in thin}
+    if checked:
+        blocks.append(Figures([Figure(td_auc_plot(checked, _time_label(run)),
+                                      "Time-dependent AUC",
+                                      "Each point: how well the predicted risk by that time "
+                                      "separates patients with an event by then from those "
+                                      "still event-free.")]))
+    return blocks
+
+
 def performance_section(run: RunFiles) -> Section:
     """Discrimination and accuracy on the test patients, per horizon too."""
     external = run.external is not None
@@ -209,17 +260,7 @@ def performance_section(run: RunFiles) -> Section:
         return Section("performance", "Performance", [Note("metrics.json has no test figures.",
                                                            tone="warning")])
     blocks.append(Table(header=["Measure", "Value (95% CI)", "What it means"], rows=rows))
-    by_horizon = run.metrics.get("td_auc_by_horizon")
-    if isinstance(by_horizon, Mapping) and by_horizon:
-        blocks.append(Table(
-            header=["Horizon", "Time-dependent AUC (95% CI)"],
-            rows=[[f"{h}{_unit(run)}", fmt_ci(e)] for h, e in by_horizon.items()],
-            caption="Discrimination of events by each horizon"))
-        blocks.append(Figures([Figure(td_auc_plot(by_horizon, _time_label(run)),
-                                      "Time-dependent AUC",
-                                      "Each point: how well the predicted risk by that time "
-                                      "separates patients with an event by then from those "
-                                      "still event-free.")]))
+    blocks += _td_auc_blocks(run)
     table = _estimator_table(run)
     if table is not None:
         blocks.append(table)
@@ -229,12 +270,13 @@ def performance_section(run: RunFiles) -> Section:
 
 def _group_rows(run: RunFiles) -> list[list[str]]:
     groups = dig(run.metrics, "risk_groups", "groups") or {}
-    horizons = _horizons(run)
+    horizons, thin = _horizons(run), _not_checkable(run)
     rows = []
     for label, figures in groups.items():
         cells = [str(label), fmt_num(figures.get("n")), fmt_num(figures.get("events"))]
         for h in horizons:
-            cells.append(f"{fmt_pct(dig(figures, 'predicted', h))} / "
+            cells.append(_unchecked(run, h) if h in thin else
+                         f"{fmt_pct(dig(figures, 'predicted', h))} / "
                          f"{fmt_pct(dig(figures, 'observed', h))}")
         rows.append(cells)
     return rows
@@ -247,7 +289,9 @@ def _km_figure(run: RunFiles) -> Block:
         return Note(f"The Kaplan-Meier curves are left out: predictions.csv lacks the columns "
                     f"{sorted(needed)}.", tone="warning")
     groups = dig(run.metrics, "risk_groups", "groups") or {}
-    predicted = {label: dig(g, "predicted") or {} for label, g in groups.items()}
+    thin = _not_checkable(run)
+    predicted = {label: {h: r for h, r in (dig(g, "predicted") or {}).items() if h not in thin}
+                 for label, g in groups.items()}
     uri = km_by_group_plot(frame["time"].to_numpy(float), frame["event"].to_numpy(bool),
                            frame["risk_group"].astype(str).to_numpy(), predicted,
                            _time_label(run))
@@ -266,7 +310,7 @@ def risk_groups_section(run: RunFiles) -> Section | None:
     verdict = ("the groups' survival differs (p < 0.05)" if isinstance(p, float) and p < 0.05
                else "no difference between the groups was shown")
     header = ["Risk group", "Patients", "Events"] + [
-        f"Risk by {h}{_unit(run)}: predicted / observed" for h in _horizons(run)]
+        f"Risk by {_at(run, h)}: predicted / observed" for h in _horizons(run)]
     return Section("risk-groups", "Risk groups: who has the event sooner?", [
         Paragraph(f"Patients are placed in three groups by their predicted risk score "
                   f"({risk_groups.get('method') or DASH}). Log-rank test between the groups: "
@@ -302,19 +346,28 @@ def calibration_section(run: RunFiles) -> Section:
     if not isinstance(horizons, Mapping) or not horizons:
         return Section("calibration", title, [intro, Note(
             "metrics.json records no calibration figures.", tone="warning")])
-    rows, figures = [], []
+    rows, figures, thin = [], [], _not_checkable(run)
     for h, figures_at in horizons.items():
-        rows.append([f"{h}{_unit(run)}", fmt_pct(figures_at.get("predicted")),
+        if h in thin:  # training computed them on a handful of patients
+            rows.append([_at(run, h), fmt_pct(figures_at.get("predicted")),
+                         _unchecked(run, h), "not checkable", "not checkable"])
+            continue
+        rows.append([_at(run, h), fmt_pct(figures_at.get("predicted")),
                      fmt_pct(figures_at.get("observed")), fmt_ci(figures_at.get("slope")),
                      fmt_ci(figures_at.get("observed_expected"))])
         deciles = figures_at.get("deciles") or []
         if deciles:
-            figures.append(Figure(survival_calibration_plot(deciles, f"{h}{_unit(run)}"),
-                                  f"Calibration at {h}",
+            figures.append(Figure(survival_calibration_plot(deciles, _at(run, h)),
+                                  f"Calibration at {_at(run, h)}",
                                   "Error bars: 95% CI of the Kaplan-Meier risk in the group."))
+    rows += [[_at(run, h), DASH, _unchecked(run, h), "not checkable", "not checkable"]
+             for h in thin if h not in horizons]
     blocks: list[Block] = [intro, Table(
         header=["Horizon", "Mean predicted risk", "Observed risk (Kaplan-Meier)",
                 "Calibration slope (95% CI)", "Observed / expected (95% CI)"], rows=rows)]
+    note = _checkable_note(run)
+    if note is not None:
+        blocks.insert(1, note)
     if figures:
         blocks.append(Figures(figures))
     return Section("calibration", title, blocks)
@@ -365,10 +418,10 @@ def risk_summary(run: RunFiles) -> str:
             f"{fmt_ci(run.test_entry('c_index'))} (Uno's C {fmt_ci(run.test_entry('uno_c'))}); "
             f"integrated Brier score {fmt_ci(run.test_entry('ibs'), 3)}.")
     groups = dig(run.metrics, "risk_groups", "groups") or {}
-    horizons = _horizons(run)
+    horizons = [h for h in _horizons(run) if h not in _not_checkable(run)]
     if horizons and "high" in groups and "low" in groups:
-        h = horizons[-1]
-        text += (f" By {h}{_unit(run)}, {fmt_pct(dig(groups, 'high', 'observed', h), 0)} of the "
+        h = horizons[-1]  # the last horizon enough patients are followed to
+        text += (f" By {_at(run, h)}, {fmt_pct(dig(groups, 'high', 'observed', h), 0)} of the "
                  f"high-risk third had the event against "
                  f"{fmt_pct(dig(groups, 'low', 'observed', h), 0)} of the low-risk third.")
     if dig(run.metrics, "proportional_hazards", "violated"):

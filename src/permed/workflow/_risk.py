@@ -41,7 +41,17 @@ from permed.models.risk import RISK_MODELS, default_models, make_model, survival
 from permed.models.risk._base import curve_chunks
 from permed.preprocess import make_preprocessor
 from permed.study import FittedSchema, Study, ValidationReport
-from permed.study._validate_risk import RiskOptions, check_risk, encode_event, follow_up_times
+from permed.study._validate import suggest
+from permed.study._validate_risk import (
+    NEEDS_EVENT_VALUE,
+    RiskOptions,
+    check_risk,
+    encode_event,
+    follow_up_times,
+    followed_rule,
+    thinly_followed,
+    time_text,
+)
 from permed.workflow._config import TrainConfig
 from permed.workflow._explain_outcomes import explain_risk_step
 from permed.workflow._large import cohort_folds, folds_note
@@ -57,6 +67,9 @@ CLIP_QUANTILES = (0.005, 0.995)
 DEFAULT_HORIZON_QUANTILES = (0.25, 0.5, 0.75)
 # p-value under which the proportional-hazards assumption is reported as violated.
 PH_ALPHA = 0.05
+# An external cohort whose median follow-up is this many times longer (or shorter) than the
+# development split's is warned about: likely another time unit.
+FOLLOW_UP_RATIO = 10.0
 
 
 def risk_columns(horizons: list[float]) -> list[str]:
@@ -88,6 +101,10 @@ class RiskModel:
         The longest follow-up in the development split: curves beyond it are extrapolated.
     event_value : str or None
         The event column's value meaning "event" (None: 1 or True).
+    median_limit : float or None
+        The time fewer than 20 (or 5% of) development patients were followed beyond: a median
+        survival time past it rests on a handful of patients and is left empty (None in
+        bundles written before it was recorded: no limit).
     """
 
     name: str
@@ -102,6 +119,7 @@ class RiskModel:
     time_unit: str | None = None
     background: pd.DataFrame | None = None  # development patients SHAP contributions start from
     actionable: dict[str, str | None] | None = None  # for counterfactuals: feature -> monotone
+    median_limit: float | None = None  # older pickles lack it and read the class default
 
     @property
     def event_times(self) -> np.ndarray:
@@ -135,7 +153,8 @@ class RiskModel:
                                                                     side="right")]
 
     def median_survival(self, frame: pd.DataFrame) -> np.ndarray:
-        """Predicted median time to event; NaN when the curve stays above 0.5 (not reached)."""
+        """Predicted median time to event; NaN when the curve stays above 0.5 (not reached),
+        or reaches it only past ``median_limit``, where few development patients were left."""
         return self._median(self._features(frame))
 
     def _features(self, frame: pd.DataFrame) -> Any:
@@ -155,7 +174,9 @@ class RiskModel:
     def _median_of(self, curves: np.ndarray) -> np.ndarray:
         """The first event time where each curve (at ``event_times``) reaches 0.5, else NaN."""
         below = curves <= 0.5
-        return np.where(below.any(axis=1), self.event_times[np.argmax(below, axis=1)], np.nan)
+        median = np.where(below.any(axis=1), self.event_times[np.argmax(below, axis=1)], np.nan)
+        limit = getattr(self, "median_limit", None)
+        return median if limit is None else np.where(median <= limit, median, np.nan)
 
     def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:
         """SHAP values of the absolute risk by the middle horizon, per original feature (the
@@ -174,7 +195,8 @@ class RiskModel:
 
         ``risk_at_<h>`` is the probability of the event by time ``h``; ``median_survival_time``
         is empty when the predicted curve does not fall to 0.5 within the follow-up the model
-        learned from.
+        learned from, or does so only where fewer than 20 (or 5%) of the development patients
+        were still followed (``median_limit``).
 
         Raises
         ------
@@ -374,7 +396,10 @@ def _outcome(frame: pd.DataFrame, study: Study, options: RiskOptions,
     report = ValidationReport()
     check_risk(frame, study, report, options)
     report.raise_errors()
-    if validation is not None:
+    if validation is not None:  # the options resolved the table check's event-labels warning
+        validation.findings = [f for f in validation.findings
+                               if not (f.column == study.event and f.level == "warning"
+                                       and f.message.endswith(NEEDS_EVENT_VALUE))]
         known = {f.message for f in validation.warnings}
         for finding in (f for f in report.warnings if f.message not in known):
             validation.warn(finding.message, finding.column)
@@ -444,7 +469,8 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     development_scores = pipeline.predict(features)
     cuts = [float(c) for c in np.quantile(development_scores, [1 / 3, 2 / 3])]
     model = RiskModel(selected, schema, pipeline, list(horizons), cuts, study.time, study.event,
-                      float(data.time.max()), config.event_value, _time_unit(study))
+                      float(data.time.max()), config.event_value, _time_unit(study),
+                      median_limit=thinly_followed(data.time, [])[1])
 
     with timings("test"):
         evaluation, test_frame = _evaluate_test(model, test, time[test_idx], event[test_idx],
@@ -459,6 +485,9 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
                                              config.seed)
     metrics = _metrics(study, config, names, selected, results, tuned, evaluation, data, ph,
                        fairness, (event, outcome.left_out, len(dev), len(test)))
+    metrics["horizons"].update(_checkable(time, horizons, "patients"))
+    metrics["outcome"]["median_follow_up"] = float(np.median(data.time))
+    metrics["outcome"]["median_survival_limit"] = model.median_limit
     metrics["explanations"] = explained
     metrics["timings"] = dict(timings)
     predictions = _predictions(frame, test_idx, study, test_frame, model)
@@ -474,8 +503,8 @@ def _evaluate_test(model: RiskModel, test: pd.DataFrame, time: np.ndarray, event
 
 
 def evaluate_cohort(model: RiskModel, frame: pd.DataFrame, time: np.ndarray, event: np.ndarray,
-                    censoring: tuple[np.ndarray, str], n_boot: int,
-                    seed: int) -> tuple[dict[str, Any], pd.DataFrame]:
+                    censoring: tuple[np.ndarray, str], n_boot: int, seed: int,
+                    horizons: list[float] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Test figures of a fitted risk model on one cohort, and its per-patient predictions.
 
     Parameters
@@ -487,6 +516,9 @@ def evaluate_cohort(model: RiskModel, frame: pd.DataFrame, time: np.ndarray, eve
     censoring : (structured array, str)
         The outcome the censoring distribution is estimated from, and how it was chosen.
     n_boot, seed : int
+    horizons : list of float, optional
+        The horizons the figures are computed at (default: the model's); the predictions
+        hold the risk at every horizon of the model.
 
     Returns
     -------
@@ -496,11 +528,12 @@ def evaluate_cohort(model: RiskModel, frame: pd.DataFrame, time: np.ndarray, eve
     predictions : pandas.DataFrame
         time, event, risk_score, risk_group, risk_at_<h>, median_survival_time per patient.
     """
-    horizons = np.asarray(model.horizons, dtype=np.float64)
+    horizons = np.asarray(model.horizons if horizons is None else horizons, dtype=np.float64)
     grid = SurvivalGrid.for_data(time, horizons)
     features = model.schema.coerce(frame)
     risk = model.pipeline.predict(features)
     survival = _survival(model.pipeline, features, grid.times)
+    every = 1.0 - _survival(model.pipeline, features, np.asarray(model.horizons, np.float64))
     tau = float(horizons.max())
     report = survival_report(censoring[0], time, event, risk, survival, grid, tau,
                              n_boot=n_boot, seed=seed)
@@ -516,7 +549,7 @@ def evaluate_cohort(model: RiskModel, frame: pd.DataFrame, time: np.ndarray, eve
                               "the evaluated follow-up times"}}
     predictions = pd.DataFrame({"time": time, "event": event.astype(int), "risk_score": risk,
                                 "risk_group": groups})
-    for column, values in zip(risk_columns(model.horizons), at_horizons.T, strict=True):
+    for column, values in zip(risk_columns(model.horizons), every.T, strict=True):
         predictions[column] = values
     predictions["median_survival_time"] = model.median_survival(frame)
     return report, predictions
@@ -624,6 +657,15 @@ def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,
     }
 
 
+def _checkable(time: np.ndarray, horizons: list[float], who: str) -> dict[str, Any]:
+    """``not_checkable``: the horizons fewer than :func:`followed_rule` of ``time``'s patients
+    are followed to, with how many are; their calibration and observed risks say little."""
+    thin, _ = thinly_followed(time, horizons)
+    return {"not_checkable": {horizon_key(h): n for h, n in thin.items()},
+            "checkable_rule": f"at least {followed_rule(len(time))} of the {len(time)} {who} "
+                              "(20, or 5% when more) still followed at the horizon"}
+
+
 def _time_unit(study: Study) -> str | None:
     spec = study.columns.get(study.time or "")
     return spec.unit if spec else None
@@ -653,13 +695,17 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     """External validation of a risk run on a cohort with the time and event columns.
 
     The model is applied unchanged; the cohort's own censoring distribution weights Uno's C,
-    the Brier score and the time-dependent AUC. ``out`` gets metrics.json (``test`` = this
-    cohort), predictions.csv, manifest.json and report.html.
+    the Brier score and the time-dependent AUC. Horizons fewer than 20 (or 5%) of the cohort's
+    patients are followed to are left out of the figures, with a warning, as are a follow-up
+    scale far from the development split's and values outside the training range. ``out``
+    gets metrics.json (``test`` = this cohort), predictions.csv, manifest.json (the warnings)
+    and report.html.
 
     Raises
     ------
     PermedError
-        When the cohort lacks a model column or the outcome columns, or its outcome is invalid.
+        When the cohort lacks a model column or the outcome columns, its outcome is invalid
+        (or coded otherwise than in training), or no horizon is followed long enough.
     """
     from permed.bundle import atomic_directory, bundle_is_encrypted
     from permed.ingest import read_table
@@ -670,16 +716,19 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
 
     development = read_json(Path(run_dir) / "metrics.json")
     frame, info = read_table(data)
+    _check_outcome_columns(model, frame)
     model.schema.check(frame, require=[model.time_column, model.event_column])
     study = Study(task="risk", time=model.time_column, event=model.event_column,
                   sensitive=list(model.schema.sensitive))
-    outcome = _outcome(frame, study, RiskOptions(model.event_value))
+    outcome = _outcome(frame, study, RiskOptions(model.event_value, trained=True))
     frame = frame.iloc[outcome.kept]
+    outside = model.schema.out_of_range(frame)  # per patient, the features out of range
+    warnings, horizons = _external_warnings(model, development, outside, outcome.time)
     reference = survival_y(outcome.time, outcome.event)
     figures, predictions = evaluate_cohort(
         model, frame, outcome.time, outcome.event,
         (reference, "Kaplan-Meier estimate of the censoring distribution of the external "
-                    "cohort"), n_boot, seed)
+                    "cohort"), n_boot, seed, horizons)
     counts = {"censored": int((~outcome.event).sum()), "event": int(outcome.event.sum())}
     sensitive = [c for c in study.sensitive if c in frame.columns]
     fairness = (_fairness(study.with_overrides(sensitive=sensitive), frame, predictions, model,
@@ -688,14 +737,18 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     metrics: dict[str, Any] = {
         "task": "risk",
         "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
-                 "source": Path(info.path).name, "test_rows": len(frame)},
+                 "source": Path(info.path).name, "test_rows": len(frame),
+                 "out_of_range_rows": int((outside != "").sum())},
         "external": {"run": str(run_dir), "development_fingerprint":
                      development.get("data", {}).get("fingerprint")},
-        **{k: development[k] for k in ("horizons", "selected_model", "selection", "cv")
+        **{k: development[k] for k in ("selected_model", "selection", "cv")
            if k in development},
+        "horizons": {**development.get("horizons", {}),
+                     **_checkable(outcome.time, model.horizons, "patients of the cohort")},
         "target": {**development.get("target", {}), "counts": counts},
         "outcome": {**development.get("outcome", {}), **counts,
                     "max_follow_up": float(outcome.time.max()),
+                    "median_follow_up": float(np.median(outcome.time)),
                     "left_out_zero_time": outcome.left_out},
         "test": figures["test"], "td_auc_by_horizon": figures["td_auc_by_horizon"],
         "calibration": {"method": "none", "chosen_by": "the model's own survival curves, "
@@ -710,16 +763,95 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
         "fairness": fairness,
         "timings": {},
     }
-    predictions["row"] = frame.index.to_numpy()
-    predictions["y_true"] = np.where(predictions["event"] == 1, "event", "censored")
-    predictions = predictions[["row", "time", "event", "y_true", "risk_score",
-                               *risk_columns(model.horizons), "median_survival_time",
-                               "risk_group"]]
+    predictions = _external_predictions(model, frame, predictions)
+    manifest = external_manifest(run_dir, info, study, n_boot, seed)
+    manifest["warnings"] = warnings
     with atomic_directory(out) as staging:
         write_json(staging / "metrics.json", metrics)
         write_bytes(staging / "predictions.csv", predictions.to_csv(index=False).encode(),
                     active_key() if bundle_is_encrypted(run_dir) else None)
-        write_json(staging / "manifest.json",
-                   external_manifest(run_dir, info, study, n_boot, seed))
+        write_json(staging / "manifest.json", manifest)
         write_report(staging)
     return Path(out)
+
+
+def _check_outcome_columns(model: RiskModel, frame: pd.DataFrame) -> None:
+    """Refuse a cohort without the outcome columns, with a ``did you mean`` for each (the
+    schema's check lists them without one)."""
+    from permed.exceptions import SchemaMismatchError
+
+    columns = [str(c) for c in frame.columns]
+    missing = [c for c in (model.time_column, model.event_column) if c not in frame.columns]
+    if missing:
+        problems = [f"the outcome column '{c}' is missing: {suggest(c, columns)}; evaluating a "
+                    "model needs each patient's recorded outcome, in the columns named as in "
+                    "training (to score patients without it, use permed predict)"
+                    for c in missing]
+        raise SchemaMismatchError("\n".join(problems), problems)
+
+
+def _external_warnings(model: RiskModel, development: dict[str, Any], outside: pd.Series,
+                       time: np.ndarray) -> tuple[list[str], list[float]]:
+    """What an external cohort's figures must be read with, and the horizons it can check.
+
+    Raises
+    ------
+    PermedError
+        When no horizon is followed long enough to be checked.
+    """
+    unit, column = model.time_unit, model.time_column
+    scale = _scale_warning(model, development, time)
+    thin, reach = thinly_followed(time, model.horizons)
+    if len(thin) == len(model.horizons):
+        raise PermedError(
+            f"no horizon of the model ({', '.join(time_text(h, unit) for h in model.horizons)}) "
+            f"is reached by {followed_rule(len(time))} patients of this cohort in '{column}' "
+            f"(longest follow-up {time_text(float(time.max()), unit)}): its risks cannot be "
+            f"checked here; {scale or 'evaluate on a cohort followed longer'}")
+    warnings = [
+        f"horizon {time_text(horizon, unit)}: only {followed} of {len(time)} patients of this "
+        f"cohort are followed that long in '{column}' (longest follow-up "
+        f"{time_text(float(time.max()), unit)}), so the risk by then cannot be checked: its "
+        "calibration, AUC and observed risks are left out; the horizons up to "
+        f"{time_text(reach, unit, floor=True)} are checkable" for horizon, followed in thin.items()]
+    warnings += [scale] if scale else []
+    flagged = outside[outside != ""]
+    if len(flagged):
+        features = flagged.str.split(";").explode().value_counts()
+        shown = ", ".join(f"{name} ({n})" for name, n in features.head(5).items())
+        warnings.append(
+            f"{len(flagged)} of {len(time)} patients ({len(flagged) / len(time):.0%}) have "
+            f"values outside the training range ({shown}{', ...' if len(features) > 5 else ''})"
+            ": their risks are extrapolated (see out_of_range in permed predict)")
+    return warnings, [h for h in model.horizons if float(h) not in thin]
+
+
+def _scale_warning(model: RiskModel, development: dict[str, Any], time: np.ndarray) -> str:
+    """A warning when the cohort's follow-up is over :data:`FOLLOW_UP_RATIO` times longer or
+    shorter than development's (the median; the longest for runs that did not record it)."""
+    known = development.get("outcome", {})
+    which = "median" if "median_follow_up" in known else "longest"
+    before = float(known.get("median_follow_up") or model.max_follow_up)
+    now = float(np.median(time) if which == "median" else time.max())
+    ratio = now / before if before > 0 else 1.0
+    if 1 / FOLLOW_UP_RATIO <= ratio <= FOLLOW_UP_RATIO:
+        return ""
+    column, unit = model.time_column, model.time_unit
+    return (f"the {which} follow-up in '{column}' is {time_text(now)} in this cohort against "
+            f"{time_text(before, unit)} in development ({ratio:.3g} times as long): time unit? "
+            f"The model reads '{column}' in {unit or 'the unit it was trained with'}: convert "
+            "the times and evaluate again")
+
+
+def _external_predictions(model: RiskModel, frame: pd.DataFrame,
+                          predictions: pd.DataFrame) -> pd.DataFrame:
+    """predictions.csv of an external cohort in train's format: ``row``, the id when the
+    cohort has it, the outcome and the model's answers."""
+    predictions["row"] = frame.index.to_numpy()
+    columns = ["row"]
+    if model.schema.id and model.schema.id in frame.columns:
+        predictions[model.schema.id] = frame[model.schema.id].to_numpy()
+        columns.append(model.schema.id)
+    predictions["y_true"] = np.where(predictions["event"] == 1, "event", "censored")
+    return predictions[[*columns, "time", "event", "y_true", "risk_score",
+                        *risk_columns(model.horizons), "median_survival_time", "risk_group"]]
