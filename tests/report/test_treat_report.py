@@ -232,3 +232,11 @@ def test_rendered_treat_report_prints_row_numbers_without_a_separator(tmp_path):
     assert cells[:3] == ["1170", "1171", "1172"]
     assert "between groups raises a flag" not in html
     assert "Prevalence" not in html
+
+
+def test_an_example_patient_row_number_has_no_thousands_separator():
+    from permed.report._explain import _examples
+
+    table = _examples({"patients": [{"row": 1176, "prediction": 0.4, "base_value": 0.3,
+                                     "text": "age 40 raises it"}]}, "probability")
+    assert table.rows[0][0] == "1176"

@@ -149,8 +149,9 @@ def _examples(details: Mapping[str, Any], scale: str) -> Table | None:
     ordered = sorted(patients, key=lambda p: p.get("prediction") or 0.0)
     picks = {id(ordered[-1]): ordered[-1], id(ordered[len(ordered) // 2]):
              ordered[len(ordered) // 2], id(ordered[0]): ordered[0]}
-    rows = [[fmt_num(p.get("row")), _explained(p.get("prediction"), scale),
-             _explained(p.get("base_value"), scale), str(p.get("text") or DASH)]
+    rows = [[DASH if p.get("row") is None else str(p["row"]),  # a row number: no "1,176"
+             _explained(p.get("prediction"), scale), _explained(p.get("base_value"), scale),
+             str(p.get("text") or DASH)]
             for p in list(picks.values())[:_EXAMPLES]]
     return Table(header=["Patient (row)", "Explained output", "Average patient",
                          "Top factors"], rows=rows,

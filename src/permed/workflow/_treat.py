@@ -14,8 +14,9 @@ Protocol (every step fitted on development data only; the test split is touched 
 4. Candidate estimators (T-, X-, DR-learner, causal forest) are compared on the same folds by
    the doubly-robust pseudo-outcome loss of their effects: it needs no counterfactual outcome.
    The lowest mean loss wins and is refitted on the whole development split, with intervals.
-5. On the test split: the doubly-robust value of the recommendation (every patient gets the
-   arm with the best expected outcome) against treating everyone with each arm, the average
+5. On the test split: the doubly-robust value of the policy permed tells the clinician (the
+   recommended arm where the recommendation is clear, else the default: the best single arm
+   chosen on development) against treating everyone with that default arm, the average
    effects, the Qini area (two arms), and PEHE / ATE error when true effects are known.
 """
 
