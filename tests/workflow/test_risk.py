@@ -303,7 +303,10 @@ def test_validate_warns_when_the_event_labels_need_an_event_value(cohort):
     named = cohort.assign(status=np.where(cohort["status"] == 1, "dead", "alive"))
     report = validate(named, Study(task="risk", time="days", event="status"))
     assert not report.errors
-    assert report.warnings[0].message.endswith("(permed train will need it)")
+    # a note (permed validate prints it), not a warning train would print and record
+    assert not report.warnings
+    assert [f.level for f in report.findings] == ["note"]
+    assert report.findings[0].message.endswith("(permed train will need it)")
 
 
 def test_unknown_risk_model_is_refused(cohort, tmp_path):
@@ -587,22 +590,30 @@ def test_horizons_beyond_follow_up_name_the_unit(cohort, tmp_path):
         _train(years, tmp_path, study=study, horizons=[1, 20])
 
 
-def test_horizons_in_another_unit_than_the_times_are_warned_about(cohort):
+@pytest.mark.parametrize(("horizons", "reasons"), [
+    ((1,), ["comes before 99% of the events (1st percentile of the event times: {early})",
+           "is under 1% of the median follow-up ({median})"]),
+    ((3,), ["is under 1% of the median follow-up ({median})"]),  # WHAS500's 1,3,5 in days
+    ((1, 100), []),
+])
+def test_horizons_in_another_unit_than_the_times_are_warned_about(cohort, horizons, reasons):
     from permed.study._validate import ValidationReport
     from permed.study._validate_risk import RiskOptions, check_risk
 
+    frame = cohort.copy()
+    frame.loc[frame.index[:2], ["days", "status"]] = [[2, 1], [2, 1]]  # 2 events on day 2
     report = ValidationReport()
-    study = Study(task="risk", time="days", event="status")
-    check_risk(cohort, study, report, RiskOptions(horizons=(1, 3)))
-    happened = cohort.loc[cohort["status"] == 1, "days"]
-    assert [w.message for w in report.warnings] == [
-        "--horizons 1, 3: every horizon comes before 99% of the events in 'days' (1st "
-        f"percentile of the event times: {np.quantile(happened, 0.01):.3g}; the longest "
-        f"follow-up is {cohort['days'].max():.0f}): are the horizons in the time column's unit? "
-        "The risk by them is near 0 for every patient"]
-    report = ValidationReport()
-    check_risk(cohort, study, report, RiskOptions(horizons=(1, 100)))
-    assert report.warnings == []
+    check_risk(frame, Study(task="risk", time="days", event="status"), report,
+               RiskOptions(horizons=horizons))
+    early = np.quantile(frame.loc[frame["status"] == 1, "days"], 0.01)
+    assert early < 3
+    median = np.median(frame["days"])
+    shown = [r.format(early=f"{early:.3g}", median=f"{median:.0f}") for r in reasons]
+    expected = [f"--horizons {', '.join(f'{h:g}' for h in horizons)}: every horizon "
+                f"{' and '.join(shown)} in 'days', whose longest follow-up is "
+                f"{frame['days'].max():.0f}: are the horizons in the time column's unit? They "
+                "cover only the very start of the follow-up"] if reasons else []
+    assert [w.message for w in report.warnings] == expected
 
 
 def test_the_report_writes_horizons_with_their_unit(developed):

@@ -26,9 +26,8 @@ from permed.study._study import Study
 if TYPE_CHECKING:
     from permed.study._validate import ValidationReport
 
-__all__ = ["MIN_FOLLOWED", "MIN_FOLLOWED_SHARE", "NEEDS_EVENT_VALUE", "RiskOptions",
-           "check_risk", "encode_event", "follow_up_times", "followed_rule", "thinly_followed",
-           "time_text"]
+__all__ = ["MIN_FOLLOWED", "MIN_FOLLOWED_SHARE", "RiskOptions", "check_risk", "encode_event",
+           "follow_up_times", "followed_rule", "thinly_followed", "time_text"]
 
 # A feature level with at most this many levels whose patients (at least this many) all had
 # the event is warned about as likely leakage.
@@ -37,10 +36,9 @@ LEAKAGE_PATIENTS = 10
 # A horizon fewer patients than this (and than this share) are followed to is warned about.
 MIN_FOLLOWED = 20
 MIN_FOLLOWED_SHARE = 0.05
-# All horizons below this quantile of the event times look like another unit than the times'.
+# All horizons below this quantile of the event times, or this share of the median follow-up,
+# look like another unit than the times'.
 HORIZON_UNIT_QUANTILE = 0.01
-# How ``permed validate`` ends the event-labels warning that train's --event-value resolves.
-NEEDS_EVENT_VALUE = "(permed train will need it)"
 # Labels read as "event" / "censored" without --event-value.
 _EVENT_LABELS = {"1": True, "0": False, "True": True, "False": False, "true": True,
                  "false": False}
@@ -148,7 +146,9 @@ def check_risk(frame: pd.DataFrame, study: Study, report: ValidationReport,
         Findings are added here.
     options : RiskOptions, optional
         ``--event-value`` and ``--horizons``; None when they are not known yet (``permed
-        validate``): an event column of two labels other than 0/1 is then a warning.
+        validate``, and train's table checks): an event column of two labels other than 0/1
+        is then a finding of level ``"note"``, neither an error nor a warning: train checks
+        the labels again with ``--event-value``, and refuses them without it.
     """
     if not study.time or not study.event:
         report.error("the risk task needs a time column and an event column: add --time COL "
@@ -255,8 +255,11 @@ def _check_event(frame: pd.DataFrame, study: Study, report: ValidationReport,
                    f"{_values_text(counts)}; expected 1 = event and 0 = censored (or "
                    "True/False): recode it, or name the value that means the event with "
                    f"--event-value, e.g. --event-value {counts.index[-1]}")
-        if options is None:
-            report.warn(f"{message} {NEEDS_EVENT_VALUE}", column)
+        if options is None:  # a note: printed by permed validate, not by train (which knows)
+            from permed.study._validate import Finding
+
+            report.findings.append(Finding("note", f"{message} (permed train will need it)",
+                                           column))
         else:
             report.error(message, column)
         return None
@@ -334,19 +337,24 @@ def _check_horizons(frame: pd.DataFrame, study: Study, report: ValidationReport,
 
 def _check_horizon_unit(frame: pd.DataFrame, study: Study, report: ValidationReport,
                         horizons: tuple[float, ...], event: pd.Series) -> None:
-    """Warn when every horizon comes before nearly every event: ``--horizons 1,3,5`` against
-    follow-up in days gives risks near 0 for everyone."""
-    times = to_numeric(frame[study.time]).to_numpy(dtype=np.float64)
-    happened = times[event.astype(bool).to_numpy() & np.isfinite(times)]
-    if not len(happened):
-        return
-    early = float(np.quantile(happened, HORIZON_UNIT_QUANTILE))
-    if max(horizons) < early:
-        unit = _time_unit(study)
+    """Warn when every horizon comes before nearly every event or within the first 1% of the
+    median follow-up: ``--horizons 1,3,5`` against WHAS500's follow-up in days (median 631)."""
+    times = to_numeric(frame[study.time]).to_numpy(dtype=np.float64)  # none missing by now
+    happened = times[event.astype(bool).to_numpy()]
+    unit, last = _time_unit(study), max(horizons)
+    early = float(np.quantile(happened, HORIZON_UNIT_QUANTILE)) if len(happened) else 0.0
+    median = float(np.median(times))
+    reasons = []
+    if last < early:
+        reasons.append(f"comes before {1 - HORIZON_UNIT_QUANTILE:.0%} of the events (1st "
+                       f"percentile of the event times: {time_text(early, unit)})")
+    if last < HORIZON_UNIT_QUANTILE * median:
+        reasons.append(f"is under {HORIZON_UNIT_QUANTILE:.0%} of the median follow-up "
+                       f"({time_text(median, unit)})")
+    if reasons:
         shown = ", ".join(f"{h:g}" for h in horizons)
         report.warn(
-            f"--horizons {shown}: every horizon comes before "
-            f"{1 - HORIZON_UNIT_QUANTILE:.0%} of the events in '{study.time}' (1st percentile "
-            f"of the event times: {time_text(early, unit)}; the longest follow-up is "
-            f"{time_text(float(np.nanmax(times)), unit)}): are the horizons in the time "
-            f"column's unit? The risk by them is near 0 for every patient", study.time)
+            f"--horizons {shown}: every horizon {' and '.join(reasons)} in '{study.time}', "
+            f"whose longest follow-up is {time_text(float(times.max()), unit)}: are the "
+            "horizons in the time column's unit? They cover only the very start of the "
+            "follow-up", study.time)

@@ -43,7 +43,6 @@ from permed.preprocess import make_preprocessor
 from permed.study import FittedSchema, Study, ValidationReport
 from permed.study._validate import suggest
 from permed.study._validate_risk import (
-    NEEDS_EVENT_VALUE,
     RiskOptions,
     check_risk,
     encode_event,
@@ -396,10 +395,7 @@ def _outcome(frame: pd.DataFrame, study: Study, options: RiskOptions,
     report = ValidationReport()
     check_risk(frame, study, report, options)
     report.raise_errors()
-    if validation is not None:  # the options resolved the table check's event-labels warning
-        validation.findings = [f for f in validation.findings
-                               if not (f.column == study.event and f.level == "warning"
-                                       and f.message.endswith(NEEDS_EVENT_VALUE))]
+    if validation is not None:
         known = {f.message for f in validation.warnings}
         for finding in (f for f in report.warnings if f.message not in known):
             validation.warn(finding.message, finding.column)
