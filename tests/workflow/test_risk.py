@@ -344,7 +344,7 @@ def test_absolute_risk_is_explained_additively_in_words(gbsg):
     entry = metrics["explanations"]
     assert entry["scale"] == "risk"
     assert entry["method"] == "permutation"
-    assert entry["output"] == "the model's absolute risk of cens by 1095"
+    assert entry["output"] == "the model's absolute risk of the event (cens) by 1095"
     details = json.loads((run / "explanations.json").read_text())
     assert len(details["patients"]) == entry["patients"] == 40
     model, _ = load_bundle(run)
@@ -355,8 +355,8 @@ def test_absolute_risk_is_explained_additively_in_words(gbsg):
     np.testing.assert_allclose(explanation.values.sum(axis=1)[:, 0]
                                + explanation.base_values[:, 0], risk, atol=1e-6)
     scored = predict_run(run, data, explain=True).head(5)
-    assert scored["explanation"].str.contains(r"(?:raises|lowers) the risk of cens by 1095 by "
-                                              r"[0-9.]+ points").all()
+    assert scored["explanation"].str.contains(r"(?:raises|lowers) the risk of the event "
+                                              r"\(cens\) by 1095 by [0-9.]+ points").all()
     assert "Explanations: what drives the predictions" in (run / "report.html").read_text()
 
 

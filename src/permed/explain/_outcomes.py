@@ -34,10 +34,12 @@ def _horizon_text(horizon: float) -> str:
 
 
 def risk_output(model: Any, horizon: float, time_unit: str | None = None) -> str:
-    """``risk of death by 1825 days``: what a risk explanation's contributions add up to."""
-    event = model.event_value or model.event_column
+    """``risk of the event (status = dead) by 1825 days``: what a risk explanation's
+    contributions add up to (the event value is a code, not a noun: 'risk of dead')."""
+    event = (f"{model.event_column} = {model.event_value}" if model.event_value
+             else model.event_column)
     unit = f" {time_unit}" if time_unit else ""
-    return f"risk of {event} by {_horizon_text(horizon)}{unit}"
+    return f"risk of the event ({event}) by {_horizon_text(horizon)}{unit}"
 
 
 def explain_risk(model: Any, frame: pd.DataFrame, *, horizon: float | None = None,

@@ -41,7 +41,8 @@ IMBALANCE_RATIO = 0.1
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem with the data: ``level`` is ``"error"`` or ``"warning"``."""
+    """One problem with the data: ``level`` is ``"error"``, ``"warning"`` or ``"note"`` (a
+    reminder that may not apply, e.g. one an option given to train answers)."""
 
     level: str
     message: str
