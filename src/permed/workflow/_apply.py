@@ -71,7 +71,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     run_dir = Path(run_dir)
     model, schema = load_bundle(run_dir)
     if schema.task == "risk":  # time-to-event figures: permed.workflow._risk
-        from permed.workflow._risk import evaluate_risk_run
+        from permed.workflow._risk_external import evaluate_risk_run
 
         return evaluate_risk_run(run_dir, model, data, out, n_boot=n_boot, seed=seed)
     if schema.task != "diagnose":

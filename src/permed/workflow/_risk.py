@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import time as clock
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +40,6 @@ from permed.models.risk import RISK_MODELS, default_models, make_model, survival
 from permed.models.risk._base import curve_chunks
 from permed.preprocess import make_preprocessor
 from permed.study import FittedSchema, Study, ValidationReport
-from permed.study._validate import suggest
 from permed.study._validate_risk import (
     RiskOptions,
     check_risk,
@@ -49,7 +47,6 @@ from permed.study._validate_risk import (
     follow_up_times,
     followed_rule,
     thinly_followed,
-    time_text,
 )
 from permed.workflow._config import TrainConfig
 from permed.workflow._explain_outcomes import explain_risk_step
@@ -57,8 +54,8 @@ from permed.workflow._large import cohort_folds, folds_note
 from permed.workflow._referral import referral, shared_reasons
 from permed.workflow._result import RunResult, Timings
 
-__all__ = ["RISK_GROUPS", "RiskModel", "evaluate_cohort", "evaluate_risk_run", "risk_columns",
-           "train_risk"]
+__all__ = ["RISK_GROUPS", "RiskModel", "checkable_horizons", "evaluate_cohort", "read_outcome",
+           "risk_columns", "risk_fairness", "train_risk"]
 
 RISK_GROUPS = ("low", "intermediate", "high")
 CLIP_QUANTILES = (0.005, 0.995)
@@ -66,9 +63,6 @@ CLIP_QUANTILES = (0.005, 0.995)
 DEFAULT_HORIZON_QUANTILES = (0.25, 0.5, 0.75)
 # p-value under which the proportional-hazards assumption is reported as violated.
 PH_ALPHA = 0.05
-# An external cohort whose median follow-up is this many times longer (or shorter) than the
-# development split's is warned about: likely another time unit.
-FOLLOW_UP_RATIO = 10.0
 
 
 def risk_columns(horizons: list[float]) -> list[str]:
@@ -387,7 +381,7 @@ class _Outcome:
     left_out: int
 
 
-def _outcome(frame: pd.DataFrame, study: Study, options: RiskOptions,
+def read_outcome(frame: pd.DataFrame, study: Study, options: RiskOptions,
              validation: ValidationReport | None = None,
              progress: Progress | None = None) -> _Outcome:
     """The outcome, checked with the options (event value, horizons); warnings the table's
@@ -433,7 +427,7 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     names = config.models or default_models()
     for name in names:
         make_model(name, config.seed, config.device)  # refuses unknown names up front
-    outcome = _outcome(frame, study, RiskOptions(config.event_value, tuple(config.horizons)),
+    outcome = read_outcome(frame, study, RiskOptions(config.event_value, tuple(config.horizons)),
                        validation, progress)
     frame = frame.iloc[outcome.kept]
     time, event = outcome.time, outcome.event
@@ -474,14 +468,14 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     with timings("proportional_hazards"):
         ph = _ph_check(pipeline if selected == "coxph" else None, data, config)
     with timings("fairness"):
-        fairness = _fairness(study, test, test_frame, model, config)
+        fairness = risk_fairness(study, test, test_frame, model, config)
     with timings("explain"):  # SHAP of the absolute risk: workflow/_explain_outcomes.py
         explained, files = explain_risk_step(model, features, test,
                                              frame.index[test_idx].to_numpy(), study,
                                              config.seed)
     metrics = _metrics(study, config, names, selected, results, tuned, evaluation, data, ph,
                        fairness, (event, outcome.left_out, len(dev), len(test)))
-    metrics["horizons"].update(_checkable(time, horizons, "patients"))
+    metrics["horizons"].update(checkable_horizons(time, horizons, "patients"))
     metrics["outcome"]["median_follow_up"] = float(np.median(data.time))
     metrics["outcome"]["median_survival_limit"] = model.median_limit
     metrics["explanations"] = explained
@@ -590,7 +584,7 @@ def _ph_check(pipeline: Pipeline | None, data: _Folds, config: TrainConfig) -> d
     return test
 
 
-def _fairness(study: Study, test: pd.DataFrame, test_frame: pd.DataFrame, model: RiskModel,
+def risk_fairness(study: Study, test: pd.DataFrame, test_frame: pd.DataFrame, model: RiskModel,
               config: TrainConfig) -> dict[str, Any]:
     if not study.sensitive:
         return {"attributes": {}, "note": "no sensitive attribute declared (--sensitive COL)"}
@@ -653,7 +647,7 @@ def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,
     }
 
 
-def _checkable(time: np.ndarray, horizons: list[float], who: str) -> dict[str, Any]:
+def checkable_horizons(time: np.ndarray, horizons: list[float], who: str) -> dict[str, Any]:
     """``not_checkable``: the horizons fewer than :func:`followed_rule` of ``time``'s patients
     are followed to, with how many are; their calibration and observed risks say little."""
     thin, _ = thinly_followed(time, horizons)
@@ -681,173 +675,3 @@ def _predictions(frame: pd.DataFrame, test_idx: np.ndarray, study: Study,
     out["median_survival_time"] = test_frame["median_survival_time"].to_numpy()
     out["risk_group"] = test_frame["risk_group"].to_numpy()
     return out
-
-
-# --------------------------------------------------------------------------- external validation
-
-
-def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: str | Path,
-                      n_boot: int = 1000, seed: int = 42) -> Path:
-    """External validation of a risk run on a cohort with the time and event columns.
-
-    The model is applied unchanged; the cohort's own censoring distribution weights Uno's C,
-    the Brier score and the time-dependent AUC. Horizons fewer than 20 (or 5%) of the cohort's
-    patients are followed to are left out of the figures, with a warning, as are a follow-up
-    scale far from the development split's and values outside the training range. ``out``
-    gets metrics.json (``test`` = this cohort), predictions.csv, manifest.json (the warnings)
-    and report.html.
-
-    Raises
-    ------
-    PermedError
-        When the cohort lacks a model column or the outcome columns, its outcome is invalid
-        (or coded otherwise than in training), or no horizon is followed long enough.
-    """
-    from permed.bundle import atomic_directory, bundle_is_encrypted
-    from permed.ingest import read_table
-    from permed.privacy import active_key, write_bytes
-    from permed.report import write_report
-    from permed.utils.jsonio import read_json, write_json
-    from permed.workflow._apply import external_manifest
-
-    development = read_json(Path(run_dir) / "metrics.json")
-    frame, info = read_table(data)
-    _check_outcome_columns(model, frame)
-    model.schema.check(frame, require=[model.time_column, model.event_column])
-    study = Study(task="risk", time=model.time_column, event=model.event_column,
-                  sensitive=list(model.schema.sensitive))
-    outcome = _outcome(frame, study, RiskOptions(model.event_value, trained=True))
-    frame = frame.iloc[outcome.kept]
-    outside = model.schema.out_of_range(frame)  # per patient, the features out of range
-    warnings, horizons = _external_warnings(model, development, outside, outcome.time)
-    reference = survival_y(outcome.time, outcome.event)
-    figures, predictions = evaluate_cohort(
-        model, frame, outcome.time, outcome.event,
-        (reference, "Kaplan-Meier estimate of the censoring distribution of the external "
-                    "cohort"), n_boot, seed, horizons)
-    counts = {"censored": int((~outcome.event).sum()), "event": int(outcome.event.sum())}
-    sensitive = [c for c in study.sensitive if c in frame.columns]
-    fairness = (_fairness(study.with_overrides(sensitive=sensitive), frame, predictions, model,
-                          TrainConfig(n_boot=max(n_boot, 100), seed=seed))
-                if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
-    metrics: dict[str, Any] = {
-        "task": "risk",
-        "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
-                 "source": Path(info.path).name, "test_rows": len(frame),
-                 "out_of_range_rows": int((outside != "").sum())},
-        "external": {"run": str(run_dir), "development_fingerprint":
-                     development.get("data", {}).get("fingerprint")},
-        **{k: development[k] for k in ("selected_model", "selection", "cv")
-           if k in development},
-        "horizons": {**development.get("horizons", {}),
-                     **_checkable(outcome.time, model.horizons, "patients of the cohort")},
-        "target": {**development.get("target", {}), "counts": counts},
-        "outcome": {**development.get("outcome", {}), **counts,
-                    "max_follow_up": float(outcome.time.max()),
-                    "median_follow_up": float(np.median(outcome.time)),
-                    "left_out_zero_time": outcome.left_out},
-        "test": figures["test"], "td_auc_by_horizon": figures["td_auc_by_horizon"],
-        "calibration": {"method": "none", "chosen_by": "the model's own survival curves, "
-                        "assessed at each horizon", "horizons": figures["calibration"]},
-        "risk_groups": {"labels": list(RISK_GROUPS), "method": "the development run's risk-score "
-                        "cut points", **figures["risk_groups"]},
-        "evaluation": figures["evaluation"],
-        "metric_estimators": {**METRIC_ESTIMATORS, "censoring_distribution":
-                              figures["evaluation"]["censoring_distribution"]},
-        "bootstrap": {"replicates": n_boot, "confidence": 0.95, "method": "percentile, "
-                      "resampled within events and within censored patients", "seed": seed},
-        "fairness": fairness,
-        "timings": {},
-    }
-    predictions = _external_predictions(model, frame, predictions)
-    manifest = external_manifest(run_dir, info, study, n_boot, seed)
-    manifest["warnings"] = warnings
-    with atomic_directory(out) as staging:
-        write_json(staging / "metrics.json", metrics)
-        write_bytes(staging / "predictions.csv", predictions.to_csv(index=False).encode(),
-                    active_key() if bundle_is_encrypted(run_dir) else None)
-        write_json(staging / "manifest.json", manifest)
-        write_report(staging)
-    return Path(out)
-
-
-def _check_outcome_columns(model: RiskModel, frame: pd.DataFrame) -> None:
-    """Refuse a cohort without the outcome columns, with a ``did you mean`` for each (the
-    schema's check lists them without one)."""
-    from permed.exceptions import SchemaMismatchError
-
-    columns = [str(c) for c in frame.columns]
-    missing = [c for c in (model.time_column, model.event_column) if c not in frame.columns]
-    if missing:
-        problems = [f"the outcome column '{c}' is missing: {suggest(c, columns)}; evaluating a "
-                    "model needs each patient's recorded outcome, in the columns named as in "
-                    "training (to score patients without it, use permed predict)"
-                    for c in missing]
-        raise SchemaMismatchError("\n".join(problems), problems)
-
-
-def _external_warnings(model: RiskModel, development: dict[str, Any], outside: pd.Series,
-                       time: np.ndarray) -> tuple[list[str], list[float]]:
-    """What an external cohort's figures must be read with, and the horizons it can check.
-
-    Raises
-    ------
-    PermedError
-        When no horizon is followed long enough to be checked.
-    """
-    unit, column = model.time_unit, model.time_column
-    scale = _scale_warning(model, development, time)
-    thin, reach = thinly_followed(time, model.horizons)
-    if len(thin) == len(model.horizons):
-        raise PermedError(
-            f"no horizon of the model ({', '.join(time_text(h, unit) for h in model.horizons)}) "
-            f"is reached by {followed_rule(len(time))} patients of this cohort in '{column}' "
-            f"(longest follow-up {time_text(float(time.max()), unit)}): its risks cannot be "
-            f"checked here; {scale or 'evaluate on a cohort followed longer'}")
-    warnings = [
-        f"horizon {time_text(horizon, unit)}: only {followed} of {len(time)} patients of this "
-        f"cohort are followed that long in '{column}' (longest follow-up "
-        f"{time_text(float(time.max()), unit)}), so the risk by then cannot be checked: its "
-        "calibration, AUC and observed risks are left out; the horizons up to "
-        f"{time_text(reach, unit, floor=True)} are checkable" for horizon, followed in thin.items()]
-    warnings += [scale] if scale else []
-    flagged = outside[outside != ""]
-    if len(flagged):
-        features = flagged.str.split(";").explode().value_counts()
-        shown = ", ".join(f"{name} ({n})" for name, n in features.head(5).items())
-        warnings.append(
-            f"{len(flagged)} of {len(time)} patients ({len(flagged) / len(time):.0%}) have "
-            f"values outside the training range ({shown}{', ...' if len(features) > 5 else ''})"
-            ": their risks are extrapolated (see out_of_range in permed predict)")
-    return warnings, [h for h in model.horizons if float(h) not in thin]
-
-
-def _scale_warning(model: RiskModel, development: dict[str, Any], time: np.ndarray) -> str:
-    """A warning when the cohort's follow-up is over :data:`FOLLOW_UP_RATIO` times longer or
-    shorter than development's (the median; the longest for runs that did not record it)."""
-    known = development.get("outcome", {})
-    which = "median" if "median_follow_up" in known else "longest"
-    before = float(known.get("median_follow_up") or model.max_follow_up)
-    now = float(np.median(time) if which == "median" else time.max())
-    ratio = now / before if before > 0 else 1.0
-    if 1 / FOLLOW_UP_RATIO <= ratio <= FOLLOW_UP_RATIO:
-        return ""
-    column, unit = model.time_column, model.time_unit
-    return (f"the {which} follow-up in '{column}' is {time_text(now)} in this cohort against "
-            f"{time_text(before, unit)} in development ({ratio:.3g} times as long): time unit? "
-            f"The model reads '{column}' in {unit or 'the unit it was trained with'}: convert "
-            "the times and evaluate again")
-
-
-def _external_predictions(model: RiskModel, frame: pd.DataFrame,
-                          predictions: pd.DataFrame) -> pd.DataFrame:
-    """predictions.csv of an external cohort in train's format: ``row``, the id when the
-    cohort has it, the outcome and the model's answers."""
-    predictions["row"] = frame.index.to_numpy()
-    columns = ["row"]
-    if model.schema.id and model.schema.id in frame.columns:
-        predictions[model.schema.id] = frame[model.schema.id].to_numpy()
-        columns.append(model.schema.id)
-    predictions["y_true"] = np.where(predictions["event"] == 1, "event", "censored")
-    return predictions[[*columns, "time", "event", "y_true", "risk_score",
-                        *risk_columns(model.horizons), "median_survival_time", "risk_group"]]
