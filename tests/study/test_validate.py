@@ -275,3 +275,31 @@ def test_a_column_written_as_a_value_instead_of_a_table_is_refused():
 def test_inverted_valid_range_is_refused():
     with pytest.raises(StudyError, match=r"valid_range \[5.0, 1.0\] has its low end above"):
         ColumnSpec(valid_range=(5, 1))
+
+
+@pytest.mark.parametrize(("column", "values"), [
+    ("ssn", lambda i: f"{600 + i:03d}-{10 + i % 90:02d}-{1000 + i:04d}"),
+    ("note", lambda i: f"Admitted 12/{1 + i % 28}/2018 with chest pain to bed {i}, stable."),
+])
+def test_values_that_only_contain_a_date_are_not_dates(small_cohort, column, values):
+    """An SSN (666-91-9743) or a note mentioning a date is not a column of dates."""
+    small_cohort[column] = [values(i) for i in range(len(small_cohort))]
+    report = validate(small_cohort, _study())
+    assert [f.message for f in report.findings if "holds dates" in f.message] == []
+    assert [f.message for f in report.errors] == [
+        f"column '{column}' has a different text value for every patient (e.g. "
+        f"'{values(0)}'): it looks like an identifier or free text, not a feature; declare it "
+        f"with --id '{column}' or drop it with --drop '{column}'"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2019-05-13", True), (" 2019-05-13 ", True), ("2019-05-13 10:00", True),
+    ("2019-05-13T10:00:00Z", True), ("12/10/2018", True), ("13.05.2019", True),
+    ("May 30, 2019", True), ("14-Mar-2021", True), ("3/14/21", True),
+    ("666-91-9743", False), ("617-555-0142", False), ("admitted 12/10/2018", False),
+    ("2019-13-01", False), ("12-34-5678", False),
+])
+def test_a_date_value_is_a_date_as_a_whole(value, expected):
+    from permed.study._columns import looks_like_dates
+
+    assert looks_like_dates(pd.Series([value])) is expected

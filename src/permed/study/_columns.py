@@ -23,6 +23,18 @@ COUNTER_SHARE = 0.99
 # A numeric column with a different whole number for each of at least this many patients looks
 # like an identifier.
 ID_MIN_ROWS = 50
+# A whole value that is a date (see looks_like_dates): day and month in either order, the year
+# first or last, or the month written out; then an optional time and time zone.
+_DAY_OR_MONTH = r"(?:0?[1-9]|[12]\d|3[01])"
+_MONTH_NUMBER = r"(?:0?[1-9]|1[0-2])"
+_MONTH_WORD = r"[A-Za-z]{3,9}\.?"
+_DATE_VALUE = (
+    rf"(?:\d{{4}}([-/.]){_MONTH_NUMBER}\1{_DAY_OR_MONTH}"
+    rf"|{_DAY_OR_MONTH}([-/.]){_DAY_OR_MONTH}\2(?:\d{{4}}|\d{{2}})"
+    rf"|{_MONTH_WORD} {_DAY_OR_MONTH},? \d{{4}}"
+    rf"|{_DAY_OR_MONTH}(?: {_MONTH_WORD},? |-{_MONTH_WORD}-)\d{{4}})"
+    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[AaPp][Mm]|Z|[+-]\d{2}:?\d{2})?)?"
+)
 
 
 def to_numeric(series: pd.Series) -> pd.Series:
@@ -73,14 +85,19 @@ def counter_restarts(series: pd.Series) -> int:
 
 def looks_like_dates(series: pd.Series) -> bool:
     """Whether a column holds calendar dates: a datetime dtype, or text where at least 80% of
-    the first 200 values look like ``1997-01-13``, ``1/13/1997`` or ``Jan 13, 1997``."""
+    the first 200 values are, whole, a date like ``1997-01-13``, ``1/13/1997``, ``13.01.1997``,
+    ``Jan 13, 1997`` or ``13-Jan-1997``, optionally with a time (``1997-01-13 10:00``,
+    ``1997-01-13T10:00:00Z``).
+
+    The whole value must be a date: a note that mentions one ("admitted 12/10/2018") or an SSN
+    (``666-91-9743``) is not a date column.
+    """
     if pd.api.types.is_datetime64_any_dtype(series):
         return True
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return False
-    present = series.dropna().astype(str).head(200)
-    shaped = present.str.contains(r"\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}|[A-Za-z]{3,9}\.? \d{1,2},? "
-                                  r"\d{4}", regex=True)
+    present = series.dropna().astype(str).head(200).str.strip()
+    shaped = present.str.fullmatch(_DATE_VALUE)
     return len(present) > 0 and float(shaped.mean()) >= 0.8
 
 
