@@ -11,6 +11,7 @@ import pytest
 from permed.cli.main import main
 from permed.exceptions import DataError, StudyError
 from permed.privacy import Key, create_key_file, deidentify_frame, generate_key, pseudonym
+from permed.privacy._deidentify import _dates
 from permed.privacy._synthetic import phi_table
 from permed.study import Study
 
@@ -246,3 +247,72 @@ def test_the_studys_deidentify_section_round_trips(tmp_path):
     with pytest.raises(StudyError, match=r"unknown section\(s\) \['deidentifiy'\]; expected "
                        r"\[study\], \[roles\], \[columns.NAME\], \[deidentify\]"):
         Study.from_dict({"deidentifiy": {}})
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    # dots: day first, decided by 13.05 or by convention when no value decides
+    (["09.05.2019", "13.05.2019"], ["2019-05-09", "2019-05-13"]),
+    (["09.05.2019", "01.02.2019"], ["2019-05-09", "2019-02-01"]),
+    # slashes: month first unless a first number over 12 says otherwise
+    (["05/09/2019", "12/19/2018"], ["2019-05-09", "2018-12-19"]),
+    (["05/09/2019", "13/05/2019"], ["2019-09-05", "2019-05-13"]),
+    # each separator decided on its own; ISO and written dates as they are
+    (["09.05.2019", "05/09/2019", "2019-05-09", "May 9, 2019", "09-May-2019"],
+     ["2019-05-09"] * 5),
+])
+def test_day_and_month_are_read_in_one_order_per_column(values, expected):
+    frame = pd.DataFrame({"seen": values})
+    result = deidentify_frame(frame, generate_key(), Study(deidentify={"seen": "year"}))
+    assert _dates(frame["seen"], "seen").dt.strftime("%Y-%m-%d").tolist() == expected
+    assert result.frame["seen"].tolist() == [int(v[:4]) for v in expected]
+
+
+def test_shifted_intervals_stay_whole_with_day_first_dates():
+    """09.05 and 13.05 are both May: their interval stays 4 days once shifted."""
+    frame = pd.DataFrame({"pid": ["a", "a"], "seen": ["09.05.2019", "13.05.2019"]})
+    result = deidentify_frame(frame, generate_key(), Study(id="pid",
+                                                           deidentify={"seen": "shift_date"}))
+    shifted = pd.to_datetime(result.frame["seen"])
+    assert (shifted.iloc[1] - shifted.iloc[0]).days == 4
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    (["13.05.2019", "05.13.2019"], "column 'seen' has dates written with dots in both orders: "
+     "day first in rows 1 (e.g. '13.05.2019') and month first in rows 2 (e.g. '05.13.2019'), "
+     "so '05.09.2019' could be 5 September or 9 May: write the dates as YYYY-MM-DD, or in one "
+     "order throughout the column"),
+    (["12/19/2018", "2019-01-01", "13/12/2018"], "column 'seen' has dates written with slashes "
+     "in both orders: day first in rows 3 (e.g. '13/12/2018') and month first in rows 1 (e.g. "
+     "'12/19/2018'), so '05/09/2019' could be 5 September or 9 May"),
+])
+def test_a_column_with_both_day_month_orders_is_refused(values, message):
+    frame = pd.DataFrame({"seen": values})
+    with pytest.raises(DataError, match=f"^{re.escape(message)}"):
+        deidentify_frame(frame, generate_key(), Study(deidentify={"seen": "year"}))
+
+
+def test_rows_without_a_patient_id_keep_no_real_date():
+    frame = pd.DataFrame({"pid": ["a", None, "b"], "seen": ["2020-01-01", "2020-02-01", None],
+                          "left": ["2020-01-05", "2020-02-03", None]})
+    result = deidentify_frame(frame, generate_key(),
+                              Study(id="pid", deidentify={"seen": "shift_date",
+                                                          "left": "shift_date"}))
+    assert result.frame["seen"].tolist()[1:] == [None, None]
+    assert result.frame["left"].tolist()[1:] == [None, None]
+    assert result.frame["seen"].iloc[0] not in (None, "2020-01-01")
+    assert result.warnings == [
+        "1 row(s) have dates but no patient id in 'pid' (rows 2): their dates in 'seen', "
+        "'left' were left empty, since each date moves by its patient's offset and a real date "
+        "must not remain; fill in the patient id to keep them"]
+
+
+def test_a_note_mentioning_a_date_is_scrubbed_not_shifted():
+    notes = [f"Patient admitted 12/1{i}/2018 with chest pain, discharged home after a few days"
+             for i in range(5)]
+    frame = pd.DataFrame({"patient_id": list("abcde"), "note": notes,
+                          "admit": [f"12/1{i}/2018" for i in range(5)]})
+    result = deidentify_frame(frame, generate_key())
+    assert result.actions == {"patient_id": "pseudonymize", "note": "scrub",
+                              "admit": "shift_date"}
+    assert result.frame["note"].iloc[0] == ("Patient admitted [DATE] with chest pain, "
+                                            "discharged home after a few days")

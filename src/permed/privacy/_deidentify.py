@@ -193,10 +193,11 @@ def _guess(series: pd.Series, column: str, has_id: bool) -> tuple[str, str] | No
         return found[0], "drop"
     if found is not None:
         return found[0], found[1]
-    if looks_like_dates(series):
-        return "dates", "shift_date" if has_id else "year"
+    # Free text first: a note that mentions a date is a note to scrub, not a date to shift.
     if _looks_like_text(series):
         return "free text", "scrub"
+    if looks_like_dates(series):
+        return "dates", "shift_date" if has_id else "year"
     return None
 
 
@@ -242,19 +243,74 @@ def _pseudonyms(series: pd.Series, key: Key) -> pd.Series:
 
 
 def _shift_days(patients: pd.Series, key: Key) -> pd.Series:
-    """Each patient's offset in days: keyed, in [-365, -1] or [1, 365]."""
+    """Each patient's offset in days: keyed, in [-365, -1] or [1, 365]; NA without a patient."""
     labels = as_category(patients)
+    labels = labels.where(labels.str.strip() != "")  # a blank id is no patient
     cache: dict[str, int] = {}
     for label in labels.dropna().unique():
         value = int.from_bytes(_digest(label, key, "date-shift")[:8], "big") % (2 * MAX_SHIFT_DAYS)
         cache[label] = value - MAX_SHIFT_DAYS if value < MAX_SHIFT_DAYS else \
             value - MAX_SHIFT_DAYS + 1
-    return labels.map(cache).fillna(0).astype("int64")
+    return labels.map(cache).astype("Int64")
+
+
+# Day, month and year as numbers (the year last), e.g. 09.05.2019, 5/9/19, 09-05-2019 10:00.
+_DAY_MONTH = re.compile(r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(?:\d{4}|\d{2})(?:[T ].*)?$")
+_SEPARATOR_NAMES = {"/": "slashes", ".": "dots", "-": "dashes"}
+
+
+def _day_first(text: pd.Series, column: str) -> pd.Series:
+    """For each value written day-month-year or month-day-year, whether it is read day first.
+
+    The order is decided once for all the values of the column written with the same separator:
+    a first number over 12 means day first, a second number over 12 means month first, and when
+    no value decides, dots are read day first (13.05.2019, the European convention) and slashes
+    and dashes month first (05/13/2019, the US one). A column with both is refused: reading each
+    value its own way would move some dates by months and leave impossible intervals.
+    """
+    parts = text.str.extract(_DAY_MONTH)
+    numeric = parts[0].notna()
+    first = pd.to_numeric(parts[0], errors="coerce")
+    second = pd.to_numeric(parts[2], errors="coerce")
+    day_first = pd.Series(False, index=text.index)
+    for separator in parts.loc[numeric, 1].unique():
+        group = numeric & (parts[1] == separator)
+        days_first, months_first = group & (first > 12), group & (second > 12)
+        if days_first.any() and months_first.any():
+            ambiguous = separator.join(("05", "09", "2019"))
+            raise DataError(
+                f"column '{column}' has dates written with {_SEPARATOR_NAMES[separator]} in "
+                f"both orders: day first in rows {rows_text(np.flatnonzero(days_first))} (e.g. "
+                f"'{text[days_first].iloc[0].strip()}') and month first in rows "
+                f"{rows_text(np.flatnonzero(months_first))} (e.g. "
+                f"'{text[months_first].iloc[0].strip()}'), so '{ambiguous}' could be 5 "
+                "September or 9 May: write the dates as YYYY-MM-DD, or in one order throughout "
+                "the column")
+        day_first[group] = bool(days_first.any()) or (separator == "." and
+                                                      not months_first.any())
+    return day_first
+
+
+def _parse(text: pd.Series, day_first: bool) -> pd.Series:
+    try:
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=day_first)
+    except ValueError:  # time zones in some values only: read them all in UTC
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=day_first,
+                                utc=True)
+    return parsed.dt.tz_convert(None) if parsed.dt.tz is not None else parsed
 
 
 def _dates(series: pd.Series, column: str) -> pd.Series:
-    parsed = pd.to_datetime(series, errors="coerce", format="mixed") if not \
-        pd.api.types.is_datetime64_any_dtype(series) else series
+    """The column as datetimes, each numeric day-month order decided once (see _day_first)."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series
+    text = as_category(series)  # 1919.0 reads '1919', a year; missing stays NaN
+    day_first = _day_first(text.astype("string"), column)
+    parsed = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns]")
+    for flag in (False, True):
+        chosen = (day_first == flag) & series.notna()
+        if chosen.any():
+            parsed[chosen] = _parse(text[chosen], flag)
     bad = series.notna() & parsed.isna()
     if bad.any():
         raise DataError(
@@ -406,6 +462,8 @@ def deidentify_frame(frame: pd.DataFrame, key: Key, study: Study | None = None, 
     reference_year = reference_year or datetime.now(UTC).year
     out = frame.copy()
     replaced = _apply(out, frame, plan, patient, key, reference_year)
+    unshifted = _without_patient(frame, plan, patient)
+    warnings += [unshifted] if unshifted else []
     quasi = _quasi_identifiers(study, plan, quasi_identifiers)
     risk = {"before": risk_summary(frame, quasi), "after": risk_summary(out, quasi)} if quasi \
         else {}
@@ -446,6 +504,27 @@ _TRANSFORMS = {
 }
 
 
+def _without_patient(frame: pd.DataFrame, plan: Mapping[str, str],
+                     patient: str | None) -> str | None:
+    """The warning for rows with dates to shift but no patient id: their dates are left empty.
+
+    A date is shifted by its patient's offset; without a patient there is no offset, and the real
+    date must not remain.
+    """
+    shifted = [c for c, a in plan.items() if a == "shift_date"]
+    if not shifted or patient is None:
+        return None
+    ids = as_category(frame[patient])
+    dated = (ids.isna() | (ids.str.strip() == "")) & frame[shifted].notna().any(axis=1)
+    if not dated.any():
+        return None
+    columns = ", ".join(f"'{c}'" for c in shifted)
+    return (f"{int(dated.sum())} row(s) have dates but no patient id in '{patient}' (rows "
+            f"{rows_text(np.flatnonzero(dated))}): their dates in {columns} were left empty, "
+            "since each date moves by its patient's offset and a real date must not remain; "
+            "fill in the patient id to keep them")
+
+
 def _apply(out: pd.DataFrame, frame: pd.DataFrame, plan: Mapping[str, str], patient: str | None,
            key: Key, reference_year: int) -> int:
     """Apply every action to ``out`` (a copy of ``frame``); return the text replacements."""
@@ -458,5 +537,6 @@ def _apply(out: pd.DataFrame, frame: pd.DataFrame, plan: Mapping[str, str], pati
             replaced += count
         elif action in _TRANSFORMS:
             out[column] = _TRANSFORMS[action](frame[column], column, context)
-    out.drop(columns=[c for c, a in plan.items() if a == "drop"], inplace=True)
+    for column in [c for c, a in plan.items() if a == "drop"]:
+        del out[column]
     return replaced
