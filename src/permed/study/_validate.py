@@ -231,6 +231,10 @@ def _check_feature(
     frame: pd.DataFrame, column: str, study: Study, report: ValidationReport
 ) -> str | None:
     series = frame[column]
+    spec = study.columns.get(column)
+    declared = spec.kind if spec else None
+    if declared is None and _refused_identifier(column, report):  # first: no message quotes it
+        return None
     if series.isna().all():
         report.error(f"column '{column}' is entirely missing: drop it with --drop '{column}'",
                      column)
@@ -243,30 +247,7 @@ def _check_feature(
         else:
             report.error(constant + f"drop it with --drop '{column}'", column)
         return None
-    spec = study.columns.get(column)
-    declared = spec.kind if spec else None
-    if declared is None and is_row_number(series):
-        restarts = counter_restarts(series)
-        counted = (f"the row numbers {series.iloc[0]}..{series.iloc[-1]} in order (a saved table "
-                   "index)" if restarts == 0 else
-                   f"numbers going up by one from row to row, restarting {restarts} time"
-                   f"{'s' if restarts > 1 else ''} (a record counter, which follows the order "
-                   "the rows were listed in, not the patient)")
-        report.warn(f"column '{column}' holds {counted}: it is left out; declare it with --id "
-                    f"'{column}' if it is the patient id, or give it a kind in the study if it is "
-                    "a measurement", column)
-        return None
-    if declared is None and looks_like_identifier(series):
-        report.warn(f"column '{column}' holds a different whole number for every patient, like a "
-                    f"record number: it is used as a feature; if it identifies patients, declare "
-                    f"it with --id '{column}' or drop it with --drop '{column}' (give it a kind "
-                    "in the study to keep it without this warning)", column)
-    if declared is None and looks_like_dates(series):
-        report.warn(
-            f"column '{column}' holds dates (e.g. '{series.dropna().iloc[0]}'): it is left out, "
-            "since a model would learn the calendar and a date recorded at follow-up gives the "
-            "outcome away; put what matters in a number of its own (age at admission, days in "
-            f"hospital), or drop the column with --drop '{column}'", column)
+    if declared is None and _left_out_by_shape(series, column, report):
         return None
     kind = infer_kind(series, declared)
     if kind == "numeric":
@@ -284,6 +265,35 @@ def _check_feature(
             f"'{series.dropna().iloc[0]}'): it looks like an identifier or free text, not a "
             f"feature; declare it with --id '{column}' or drop it with --drop '{column}'", column)
     return kind
+
+
+def _left_out_by_shape(series: pd.Series, column: str, report: ValidationReport) -> bool:
+    """Row counters and calendar dates are left out (True), a record-number look-alike kept,
+    each with a warning: checks of a column whose kind the study does not declare."""
+    if is_row_number(series):
+        restarts = counter_restarts(series)
+        counted = (f"the row numbers {series.iloc[0]}..{series.iloc[-1]} in order (a saved table "
+                   "index)" if restarts == 0 else
+                   f"numbers going up by one from row to row, restarting {restarts} time"
+                   f"{'s' if restarts > 1 else ''} (a record counter, which follows the order "
+                   "the rows were listed in, not the patient)")
+        report.warn(f"column '{column}' holds {counted}: it is left out; declare it with --id "
+                    f"'{column}' if it is the patient id, or give it a kind in the study if it is "
+                    "a measurement", column)
+        return True
+    if looks_like_identifier(series):
+        report.warn(f"column '{column}' holds a different whole number for every patient, like a "
+                    f"record number: it is used as a feature; if it identifies patients, declare "
+                    f"it with --id '{column}' or drop it with --drop '{column}' (give it a kind "
+                    "in the study to keep it without this warning)", column)
+    if looks_like_dates(series):
+        report.warn(
+            f"column '{column}' holds dates (e.g. '{series.dropna().iloc[0]}'): it is left out, "
+            "since a model would learn the calendar and a date recorded at follow-up gives the "
+            "outcome away; put what matters in a number of its own (age at admission, days in "
+            f"hospital), or drop the column with --drop '{column}'", column)
+        return True
+    return False
 
 
 def _check_ranges(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
@@ -334,3 +344,29 @@ def _separates(values: pd.Series, labels: pd.Series, kind: str, binary: bool) ->
         per_level = pd.DataFrame({"v": values.astype(str), "y": labels}).groupby("v")["y"]
         return bool(per_level.nunique().max() == 1 and values.nunique() < len(values) / 2)
     return False
+
+
+# What the de-identification's column-name patterns call a direct identifier (not a date of
+# birth, left out as a date; not a ZIP code or an age, which Safe Harbor keeps coarsened).
+_DIRECT = ("a name", "an SSN", "a fax number", "a phone number", "an e-mail address",
+           "a web address")
+
+
+def _refused_identifier(column: str, report: ValidationReport) -> bool:
+    identifier = direct_identifier(column)
+    if identifier:
+        report.error(f"column '{column}' looks like {identifier}, a direct identifier: a model "
+                     "must not learn from it, and its values would be written into the report "
+                     f"and the model; drop it with --drop '{column}' or list it under "
+                     "identifiers in the study (give it a kind in the study if it is not one)",
+                     column)
+    return identifier is not None
+
+
+def direct_identifier(column: str) -> str | None:
+    """``"a name"``, ``"a phone number"``... when a column's name says it holds a direct
+    identifier (``first_name``, ``PatientName``, ``phone``, ``email``), else None."""
+    from permed.privacy._deidentify import _lookalike  # privacy imports study: at call time
+
+    found = _lookalike(column)
+    return found[0] if found and found[0] in _DIRECT else None
