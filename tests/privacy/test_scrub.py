@@ -49,6 +49,27 @@ def test_each_kind_is_replaced_by_its_tag(text, expected):
     assert scrub_text(text).text == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Follow up with Dr. García.", "Follow up with [NAME]."),
+    ("Daughter Ana María López called.", "Daughter [NAME] called."),
+    ("Dr. Müller-Lüdenscheidt reviewed.", "[NAME] reviewed."),
+    ("Emergency contact: Ødegård, Ingrid.", "Emergency contact: [NAME]."),
+    ("Ingrid lives in Tromsø with her son.", "Ingrid lives in [LOCATION] with her son."),
+    ("Seen by Dr. Garci\u0301a.", "Seen by [NAME]."),  # García with a combining accent
+])
+def test_accented_names_and_places_are_replaced_whole(text, expected):
+    assert scrub_text(text).text == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Seen 14-Mar-2021 and 3/APR/21.", "Seen [DATE] and [DATE]."),
+    ("A ninety-two years old woman; aged ninety; a one hundred and three-year-old man.",
+     "A [AGE] woman; aged [AGE]; a [AGE] man."),
+])
+def test_written_dates_and_ages_over_89_are_replaced(text, expected):
+    assert scrub_text(text).text == expected
+
+
 @pytest.mark.parametrize("text", [
     "BP 128/82, HR 72, SpO2 97% on room air, temp 98.6 F.",
     "Metformin 500 mg twice daily; atorvastatin 40 MG at bedtime; B12 1000 mcg daily.",
@@ -57,6 +78,8 @@ def test_each_kind_is_replaced_by_its_tag(text, expected):
     "A 67-year-old man; follow up in 3 months; pain 4/10; EKG at 14:30.",
     "Mother: HTN. Father: MI at 60. In 2019 she moved to Vermont.",
     "Stage IIIA, HER2 negative; Ki-67 20%; BRCA1 not detected; procedure code 0DTJ4ZZ.",
+    "Ninety days of amoxicillin; ninety percent adherence; a 92 mg dose.",
+    "Échocardiographie normale. Überweisung an Kardiologie. Señal estable.",
 ])
 def test_clinical_text_is_left_alone(text):
     assert scrub_text(text).text == text
