@@ -105,3 +105,22 @@ def test_coerce_types_each_column_as_it_would_alone(schema, small_cohort):
     assert typed.loc[0, "chol"] == 90.0
     assert np.isnan(typed.loc[1, "chol"])
     assert np.isnan(typed.loc[2, "age"])
+
+
+def test_a_renamed_column_gets_a_did_you_mean(schema, small_cohort):
+    # only columns the model does not use are suggested: 'chol' is never offered for 'age'
+    renamed = small_cohort.rename(columns={"age": "ages", "chol": "Chol", "disease": "outcome"})
+    with pytest.raises(SchemaMismatchError, match=(
+            r"^the data does not match the model's schema:\n"
+            r"- 2 column\(s\) the model was trained on are missing: 'age' \(did you mean "
+            r"'ages'\?\), 'chol' \(did you mean 'Chol'\? names are case-sensitive\): add them "
+            r"\(empty values are allowed and are imputed\)\n"
+            r"- the outcome column\(s\) 'disease' are missing: ")):
+        schema.check(renamed, require=["disease"])
+
+
+def test_a_renamed_outcome_column_gets_a_did_you_mean(schema, small_cohort):
+    with pytest.raises(SchemaMismatchError, match=(
+            r"^the outcome column\(s\) 'disease' \(did you mean 'Disease'\? names are "
+            r"case-sensitive\) are missing: evaluating")):
+        schema.check(small_cohort.rename(columns={"disease": "Disease"}), require=["disease"])

@@ -11,6 +11,7 @@ import pandas as pd
 from permed.exceptions import SchemaMismatchError
 from permed.study._columns import as_category, non_numeric_values, rows_text, to_numeric
 from permed.study._study import Study
+from permed.study._validate import suggest
 from permed.utils.patterns import pattern_texts
 
 __all__ = ["FeatureSpec", "FittedSchema"]
@@ -114,16 +115,18 @@ class FittedSchema:
         """
         needed = self.names + list(require or [])
         missing = [c for c in self.names if c not in frame.columns]
+        # a renamed column is among those the model does not know: only they are suggested
+        unknown = [str(c) for c in frame.columns if c not in set(needed)]
         problems = []
         if missing:
             problems.append(
                 f"{len(missing)} column(s) the model was trained on are missing: "
-                + ", ".join(f"'{c}'" for c in missing)
+                + ", ".join(_named(c, unknown) for c in missing)
                 + ": add them (empty values are allowed and are imputed)")
         unrecorded = [c for c in require or [] if c not in frame.columns]
         if unrecorded:
             problems.append(
-                "the outcome column(s) " + ", ".join(f"'{c}'" for c in unrecorded)
+                "the outcome column(s) " + ", ".join(_named(c, unknown) for c in unrecorded)
                 + " are missing: evaluating a model needs each patient's recorded outcome, in "
                 "the columns named as in training (to score patients without it, use permed "
                 "predict)")
@@ -201,6 +204,16 @@ class FittedSchema:
         features = [FeatureSpec(**f) for f in data["features"]]
         rest = {k: v for k, v in data.items() if k != "features"}
         return cls(features=features, **rest)
+
+
+def _named(column: str, candidates: list[str]) -> str:
+    """A missing column's name, quoted, with a ``did you mean`` when a column of the data is
+    close to it (``'max_HR' (did you mean 'max HR'?)``)."""
+    hint = suggest(column, candidates) if candidates else ""
+    if not hint.startswith("did you mean"):
+        return f"'{column}'"
+    hint = hint.replace("? (names are case-sensitive)", "? names are case-sensitive")
+    return f"'{column}' ({hint})"
 
 
 def _numeric_block(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
