@@ -259,3 +259,39 @@ def test_usage_errors_print_usage_and_the_error_without_a_traceback(args, error)
     assert error in result.stderr
     assert "Usage: permed " in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_evaluate_on_the_development_data_warns_that_it_is_not_external(workspace, trained):
+    result = permed("evaluate", trained, workspace / "bc.csv", "--out", workspace / "ev_same",
+                    "--bootstrap", "100")
+    assert result.returncode == 0, result.stderr
+    printed = " ".join(result.stderr.split())
+    assert (f"warning: 'bc.csv' is the data the run '{trained}' was developed on (the same "
+            "file fingerprint), not an external cohort: the model was fitted, selected and "
+            "calibrated on most of these patients, so these figures are optimistic") in printed
+    manifest = json.loads((workspace / "ev_same" / "manifest.json").read_text())
+    assert manifest["warnings"][0].startswith("'bc.csv' is the data the run ")
+
+
+def test_evaluate_prints_the_test_figures_cautions(workspace, trained):
+    # 6 malignant patients: the caution train gives about a small test class, on evaluate
+    frame = pd.read_csv(workspace / "bc.csv")
+    cohort = pd.concat([frame[frame["diagnosis"] == "benign"].head(80),
+                        frame[frame["diagnosis"] == "malignant"].head(6)])
+    cohort.to_csv(workspace / "few.csv", index=False)
+    result = permed("evaluate", trained, workspace / "few.csv", "--out", workspace / "ev_few",
+                    "--bootstrap", "100")
+    assert result.returncode == 0, result.stderr
+    assert "holds 6 patients with 'malignant': the test figures and their 95% CIs rest on " \
+        "so few" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_renamed_column_gets_a_did_you_mean(workspace, trained, command):
+    frame = pd.read_csv(workspace / "bc.csv").rename(columns={"mean radius": "mean_radius"})
+    frame.to_csv(workspace / "renamed.csv", index=False)
+    result = permed(command, trained, workspace / "renamed.csv", "--out",
+                    workspace / f"renamed_{command}")
+    assert result.returncode == 1
+    assert ("error: 1 column(s) the model was trained on are missing: 'mean radius' (did you "
+            "mean 'mean_radius'?): add them") in " ".join(result.stderr.split())

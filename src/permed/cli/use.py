@@ -8,6 +8,7 @@ import typer
 
 from permed.cli._console import RichProgress, err, metric_cell, out, table
 from permed.cli.privacy import key_file_option, keyed
+from permed.evaluate import cautions
 from permed.exceptions import PermedError
 from permed.privacy import audited, run_log
 from permed.utils.jsonio import read_json
@@ -91,9 +92,12 @@ def _summarize_external(out_dir: Path) -> None:
     """Print the evaluation's warnings, which run was validated and the external cohort's
     figures (the development run's cross-validation and test figures are its own report's,
     not this evaluation's)."""
-    for warning in read_json(out_dir / "manifest.json").get("warnings") or []:
-        err.print(f"warning: {warning}", style="yellow", highlight=False)
     metrics = read_json(out_dir / "metrics.json")
+    # as the report lists them: the evaluation's warnings, then test figures that say little
+    # (an evaluation written before it recorded them lacks these)
+    recorded = [str(w) for w in read_json(out_dir / "manifest.json").get("warnings") or []]
+    for warning in dict.fromkeys(recorded + cautions(metrics)):
+        err.print(f"warning: {warning}", style="yellow", highlight=False)
     model = metrics.get("selected_model")
     err.print(f"Development run: {metrics['external']['run']} ({model}, applied unchanged)",
               highlight=False)

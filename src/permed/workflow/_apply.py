@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 
 from permed.bundle import atomic_directory, bundle_is_encrypted, load_bundle
-from permed.evaluate import classification_report
+from permed.evaluate import cautions, classification_report
 from permed.exceptions import BundleError, DataError
 from permed.fairness import audit_classification
 from permed.ingest import TableInfo, read_table
 from permed.privacy import active_key, write_bytes
-from permed.study import Study, as_category
+from permed.study import FittedSchema, Study, as_category
+from permed.study._columns import rows_text
 from permed.utils.jsonio import read_json, write_json
 from permed.workflow._config import TrainConfig
 from permed.workflow._diagnose import _calibration_figures
@@ -65,7 +66,14 @@ def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False) ->
 
 def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
                  n_boot: int = 1000, seed: int = 42) -> Path:
-    """External validation: score a cohort that carries the target, once, and write ``out``."""
+    """External validation: score a cohort that carries the target, once, and write ``out``.
+
+    Rows without the target (and, for an image model trained with ``--on-bad-file skip``,
+    rows whose image could not be read) are left out of the figures, with a warning. The
+    warnings (rows left out, the development data given as the cohort, values outside the
+    training range, classes absent or scarce in the cohort, test figures that say little)
+    are returned in ``manifest.json``, printed by ``permed evaluate`` and listed in the report.
+    """
     from permed.report import write_report
 
     run_dir = Path(run_dir)
@@ -79,30 +87,35 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
                           f"a {schema.task} run: score it with permed predict")
     development = read_json(run_dir / "metrics.json")
     frame, info = read_table(data)
+    frame = frame.reset_index(drop=True)  # the index is the 0-based input row from here on
     schema.check(frame, require=[schema.target])
-    y, frame = _encode_target(frame, schema.target, schema.classes)
-    proba, scored = _probabilities(model, frame, schema.classes)
-    y, frame, proba = y[scored], frame[scored], proba[scored]
+    y, labelled = _encode_target(frame, schema.target, schema.classes)
+    proba, scored = _probabilities(model, labelled, schema.classes)
+    y, cohort, proba = y[scored], labelled[scored], proba[scored]
+    outside = schema.out_of_range(cohort)
     evaluation = classification_report(y, proba, schema.classes, threshold=model.threshold,
                                        n_boot=n_boot, seed=seed)
-    sensitive = [c for c in schema.sensitive if c in frame.columns]
+    sensitive = [c for c in schema.sensitive if c in cohort.columns]
     fairness = (audit_classification(y, proba, model.labels(proba),
-                                     frame[sensitive].reset_index(drop=True), schema.classes,
+                                     cohort[sensitive].reset_index(drop=True), schema.classes,
                                      seed=seed)
                 if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
+    fingerprint = development.get("data", {}).get("fingerprint")
     metrics: dict[str, Any] = {
         "task": "diagnose",
         "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
                  "source": Path(info.path).name, "test_rows": len(y),
-                 "unscored_rows": int((~scored).sum())},
-        "external": {"run": str(run_dir), "development_fingerprint":
-                     development.get("data", {}).get("fingerprint")},
+                 "missing_target_rows": len(frame) - len(labelled),
+                 "unscored_rows": int((~scored).sum()),
+                 "out_of_range_rows": int((outside != "").sum())},
+        "external": {"run": str(run_dir), "development_fingerprint": fingerprint,
+                     "development_data": info.fingerprint == fingerprint},
         **{k: development[k] for k in ("selected_model", "selection", "cv", "threshold")
            if k in development},
         # the model's target and calibration, with this cohort's class counts and figures
         "target": {**development.get("target", {}),
                    "counts": {c: int((y == i).sum()) for i, c in enumerate(schema.classes)}},
-        "calibration": _calibration(development, model, frame, y),
+        "calibration": _calibration(development, model, cohort, y),
         "test": evaluation["test"],
         "confusion_matrix": evaluation["confusion_matrix"],
         "bootstrap": {"replicates": n_boot, "confidence": 0.95,
@@ -112,18 +125,18 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     }
     if "per_class" in evaluation:
         metrics["per_class"] = evaluation["per_class"]
-    predictions = pd.DataFrame({"row": np.arange(len(y)),
-                                "y_true": np.asarray(schema.classes, dtype=object)[y]})
-    for column, values in zip(probability_columns(schema.classes), proba.T, strict=True):
-        predictions[column] = values
-    predictions["predicted"] = np.asarray(schema.classes, dtype=object)[model.labels(proba)]
+    manifest = external_manifest(run_dir, info, Study(task="diagnose", target=schema.target),
+                                 n_boot, seed)
+    manifest["warnings"] = [
+        *_left_out_warnings(frame, labelled, labelled.index[~scored], schema.target, len(y)),
+        *_cohort_warnings(metrics, outside)]
+    predictions = _external_predictions(model, schema, cohort, y, proba)
     with atomic_directory(out) as staging:
         write_json(staging / "metrics.json", metrics)
         # an encrypted run's external predictions are encrypted with the same data key
         write_bytes(staging / "predictions.csv", predictions.to_csv(index=False).encode(),
                     active_key() if bundle_is_encrypted(run_dir) else None)
-        write_json(staging / "manifest.json", external_manifest(
-            run_dir, info, Study(task="diagnose", target=schema.target), n_boot, seed))
+        write_json(staging / "manifest.json", manifest)
         write_report(staging)
     return Path(out)
 
@@ -162,6 +175,7 @@ def _probabilities(model: Any, frame: pd.DataFrame,
 
 def _encode_target(frame: pd.DataFrame, target: str,
                    classes: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Class indices of the rows with the target, and those rows (their index kept)."""
     labels = as_category(frame[target])
     known = labels.notna()
     unknown = sorted(set(labels[known]) - set(classes))
@@ -172,5 +186,85 @@ def _encode_target(frame: pd.DataFrame, target: str,
     if not known.any():
         raise DataError(f"target column '{target}' is entirely missing: external validation "
                         "needs the observed outcome")
+    present = sorted(set(labels[known]))
+    if len(present) < 2:
+        raise DataError(
+            f"target column '{target}' holds one class only in this cohort ('{present[0]}' for "
+            f"all {int(known.sum())} patients with a value): the model's discrimination cannot "
+            "be measured on one outcome; evaluate on a cohort with patients of at least two of "
+            f"its classes {classes}")
     index = {c: i for i, c in enumerate(classes)}
     return labels[known].map(index).to_numpy(dtype=int), frame[known]
+
+
+def _left_out_warnings(frame: pd.DataFrame, labelled: pd.DataFrame, unscored: pd.Index,
+                       target: str, evaluated: int) -> list[str]:
+    """The rows of the cohort that the figures leave out, how many and why."""
+    rows = len(frame)
+    unlabelled = frame.index.difference(labelled.index)
+    warnings = []
+    if len(unlabelled):
+        warnings.append(
+            f"{len(unlabelled)} of {rows} rows ({len(unlabelled) / rows:.0%}) have no value in "
+            f"the target column '{target}' (rows {rows_text(unlabelled)}): they are left out, "
+            f"and the figures describe the {evaluated} patients evaluated; record their outcome "
+            "to include them")
+    if len(unscored):
+        warnings.append(
+            f"{len(unscored)} of {rows} rows ({len(unscored) / rows:.0%}) could not be scored, "
+            f"their image being unreadable (rows {rows_text(unscored)}): they are left out, and "
+            f"the figures describe the {evaluated} patients evaluated; see image_error in "
+            "permed predict")
+    return warnings
+
+
+def _cohort_warnings(metrics: dict[str, Any], outside: pd.Series) -> list[str]:
+    """What the figures on this cohort must be read with: the development data given as the
+    cohort, values outside the training range, absent classes and figures that say little."""
+    warnings = []
+    if metrics["external"]["development_data"]:
+        warnings.append(
+            f"'{metrics['data']['source']}' is the data the run '{metrics['external']['run']}' "
+            "was developed on (the same file fingerprint), not an external cohort: the model was "
+            "fitted, selected and calibrated on most of these patients, so these figures are "
+            "optimistic; validate it on patients from another site or period")
+    flagged = outside[outside != ""]
+    if len(flagged):
+        n = len(outside)
+        features = flagged.str.split(";").explode().value_counts()
+        shown = ", ".join(f"{name} ({k})" for name, k in features.head(5).items())
+        warnings.append(
+            f"{len(flagged)} of {n} patients ({len(flagged) / n:.0%}) have values outside the "
+            f"training range or categories unseen in training ({shown}"
+            f"{', ...' if len(features) > 5 else ''}): their probabilities are extrapolated "
+            "(see out_of_range in permed predict)")
+    return warnings + _absent_class_warnings(metrics["target"]["counts"]) + cautions(metrics)
+
+
+def _absent_class_warnings(counts: dict[str, int]) -> list[str]:
+    """A warning naming the model's classes this cohort has no patient of, and which classes
+    the macro averages then cover (a class without patients has no one-vs-rest figures)."""
+    absent = [c for c, n in counts.items() if n == 0]
+    if not absent:
+        return []
+    present = [c for c, n in counts.items() if n]
+    which = "that class" if len(absent) == 1 else "those classes"
+    return [f"this cohort has no patient with {', '.join(repr(c) for c in absent)}: the "
+            f"one-vs-rest AUROC, AUPRC and sensitivity of {which} cannot be computed, so the "
+            f"macro-averaged AUROC, AUPRC and sensitivity average the {len(present)} classes "
+            f"present ({', '.join(present)}), not all {len(counts)}"]
+
+
+def _external_predictions(model: Any, schema: FittedSchema, cohort: pd.DataFrame,
+                          y: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
+    """predictions.csv of an external cohort in train's format: ``row`` (the 0-based input
+    row), the id when declared and present, ``y_true``, ``prob_<class>`` and ``predicted``."""
+    classes = np.asarray(schema.classes, dtype=object)
+    predictions = pd.DataFrame({"row": cohort.index.to_numpy()})
+    if schema.id and schema.id in cohort.columns:
+        predictions[schema.id] = cohort[schema.id].to_numpy()
+    predictions["y_true"] = classes[y]
+    for column, values in zip(probability_columns(schema.classes), proba.T, strict=True):
+        predictions[column] = values
+    predictions["predicted"] = classes[model.labels(proba)]
+    return predictions
