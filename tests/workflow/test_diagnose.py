@@ -112,6 +112,27 @@ def test_multiclass_target(tmp_path):
     assert {"prob_setosa", "prob_versicolor", "prob_virginica"} <= set(predictions)
 
 
+@pytest.mark.parametrize(("options", "flags"), [
+    ({"target_sensitivity": 0.9}, "--target-sensitivity applies"),
+    ({"positive_class": "setosa", "target_sensitivity": 0.9},
+     "--positive-class and --target-sensitivity apply"),
+])
+def test_binary_only_options_are_refused_for_more_classes(tmp_path, options, flags):
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True)
+    iris.data.assign(species=iris.target_names[iris.target]).to_csv(tmp_path / "iris.csv",
+                                                                       index=False)
+    with pytest.raises(PermedError) as caught:
+        train_run(tmp_path / "iris.csv", Study(task="diagnose", target="species"),
+                  TrainConfig(**FAST, **options), tmp_path / "run")
+    assert str(caught.value) == (
+        f"{flags} to a target with two classes; this one has 3 (setosa, versicolor, "
+        "virginica), and each patient gets the most probable class: leave them out, or train "
+        "one class against the rest (a column that is 1 for that class, 0 otherwise)")
+    assert not (tmp_path / "run").exists()
+
+
 def test_target_sensitivity_sets_the_threshold(bc_run, tmp_path):
     data, _, metrics = bc_run
     run = train_run(data, Study(task="diagnose", target="diagnosis"),

@@ -45,8 +45,26 @@ __all__ = ["train_diagnose"]
 
 
 
-def _classes(labels: pd.Series, positive: str | None) -> list[str]:
+def target_classes(labels: pd.Series, config: TrainConfig) -> list[str]:
+    """The target's classes, sorted, the positive class (``--positive-class``) last.
+
+    Raises
+    ------
+    PermedError
+        An unknown positive class, or a binary-only option given for more than two classes.
+    """
     classes = sorted(labels.dropna().unique())
+    binary_only = [flag for flag, value in (("--positive-class", config.positive_class),
+                                            ("--target-sensitivity", config.target_sensitivity))
+                   if value is not None]
+    if binary_only and len(classes) > 2:
+        raise PermedError(
+            f"{' and '.join(binary_only)} appl{'y' if len(binary_only) > 1 else 'ies'} to a "
+            f"target with two classes; this one has "
+            f"{len(classes)} ({', '.join(map(str, classes))}), and each patient gets the most "
+            "probable class: leave them out, or train one class against the rest (a column "
+            "that is 1 for that class, 0 otherwise)")
+    positive = config.positive_class
     if positive is None:
         return classes
     if positive not in classes:
@@ -66,7 +84,7 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
     labels = as_category(frame[study.target])
     frame = frame[labels.notna()]
     labels = labels[labels.notna()]
-    classes = _classes(labels, config.positive_class)
+    classes = target_classes(labels, config)
     y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=int)
 
     dev_idx, test_idx = train_test_split(

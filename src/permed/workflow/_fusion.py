@@ -220,7 +220,8 @@ def _schema(frame: pd.DataFrame, study: Study, validation: ValidationReport,
 def train_fusion(frame: pd.DataFrame, study: Study, validation: ValidationReport,
                  config: TrainConfig, engine: Engine, progress: Progress) -> RunResult:
     """Run the fusion protocol (module docstring); return metrics, test predictions, model."""
-    from permed.workflow._image import IMAGE_SIZE_2D, _calibrate, _classes, _image_size
+    from permed.workflow._diagnose import target_classes
+    from permed.workflow._image import IMAGE_SIZE_2D, _calibrate, _image_size
 
     timings = Timings()
     if config.models != [FUSION_MODEL]:
@@ -234,7 +235,7 @@ def train_fusion(frame: pd.DataFrame, study: Study, validation: ValidationReport
     labels = as_category(frame[study.target])
     frame = frame[labels.notna()]
     labels = labels[labels.notna()]
-    classes = _classes(labels, config.positive_class)
+    classes = target_classes(labels, config)
     y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=int)
     dev_idx, test_idx = train_test_split(np.arange(len(y)), test_size=config.test_size,
                                          stratify=y, random_state=config.seed)

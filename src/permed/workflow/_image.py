@@ -31,6 +31,7 @@ from permed.study import FeatureSpec, FittedSchema, Study, ValidationReport, as_
 from permed.uncertainty import ProbabilityCalibrator, choose_calibration
 from permed.uncertainty._calibration import _multiclass_brier
 from permed.workflow._config import TrainConfig
+from permed.workflow._diagnose import target_classes
 from permed.workflow._fitted import ClassLabels, probability_columns
 from permed.workflow._result import RunResult, Timings
 
@@ -98,12 +99,6 @@ class ImageModel(ClassLabels):
         return out
 
 
-def _classes(labels: pd.Series, positive: str | None) -> list[str]:
-    from permed.workflow._diagnose import _classes as diagnose_classes
-
-    return diagnose_classes(labels, positive)
-
-
 def _network(name: str, size: tuple[int, ...], config: TrainConfig) -> Any:
     from permed.models.deep import CNNClassifier
 
@@ -136,7 +131,7 @@ def train_image(frame: pd.DataFrame, study: Study, validation: ValidationReport,
         progress.note(f"warning: left out: {problem}")
     frame = frame[read]
     labels = as_category(frame[study.target])
-    classes = _classes(labels, config.positive_class)
+    classes = target_classes(labels, config)
     y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=int)
     if min(np.bincount(y, minlength=len(classes))) < 2:
         raise PermedError(f"after leaving out unreadable images, a class of '{study.target}' "
