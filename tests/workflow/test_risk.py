@@ -504,9 +504,24 @@ def test_external_patients_outside_the_training_range_are_counted(developed, tmp
     external.loc[:29, "age"] = 130
     out = _evaluate(developed, external, tmp_path)
     assert json.loads((out / "manifest.json").read_text())["warnings"] == [
-        "30 of 150 patients (20%) have values outside the training range (age (30)): their "
-        "risks are extrapolated (see out_of_range in permed predict)"]
+        "30 of 150 patients (20%) have values outside the training range or categories unseen "
+        "in training (age (30)): their risks are extrapolated (see out_of_range in permed "
+        "predict)"]
     assert json.loads((out / "metrics.json").read_text())["data"]["out_of_range_rows"] == 30
+
+
+def test_the_development_data_given_as_the_cohort_is_called_so(developed, tmp_path):
+    from permed.workflow import evaluate_run
+
+    out = evaluate_run(developed, developed.parent / "cohort.csv", tmp_path / "same", n_boot=100)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["external"]["development_data"] is True
+    warnings = json.loads((out / "manifest.json").read_text())["warnings"]
+    assert warnings[0].startswith(f"'cohort.csv' is the data the run '{developed}' was "
+                                  "developed on (the same file fingerprint), not an external "
+                                  "cohort")
+    assert "These are the development data, not an external cohort" in (
+        out / "report.html").read_text()
 
 
 def test_external_predictions_keep_the_patient_id_as_train_does(developed, tmp_path):

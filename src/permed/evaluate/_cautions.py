@@ -58,12 +58,15 @@ def small_test_warning(metrics: Mapping[str, Any]) -> str | None:
     ...     "labels": ["no", "yes"], "matrix": [[12, 1], [1, 1]]}})[:62]
     "the test split holds 2 patients with 'yes': the test figures a"
     """
-    counts = counts_in_test(metrics)
+    # a class absent from an external cohort has a warning of its own (its figures are not
+    # computed at all); a stratified test split holds every class
+    counts = {k: n for k, n in counts_in_test(metrics).items() if n > 0}
     if not counts or min(counts.values()) >= MIN_TEST_CLASS:
         return None
     label, n = min(counts.items(), key=lambda kv: kv[1])
     what = "the event" if metrics.get("task") == "risk" else f"'{label}'"
-    return (f"the test split holds {n} patients with {what}: the test figures and their 95% "
+    where = "the evaluated cohort" if metrics.get("external") else "the test split"
+    return (f"{where} holds {n} patients with {what}: the test figures and their 95% "
             "CIs rest on so few that they cannot be trusted (a bootstrap CI can even be of zero "
             "width); validate the model on more patients (permed evaluate RUN_DIR COHORT)")
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from permed.evaluate import counts_in_test
 from permed.report import _plots
 from permed.report._fairness import fairness_sentence
 from permed.report._html import (
@@ -302,8 +303,9 @@ def diagnose_summary(run: RunFiles) -> str:
     if not _is_multiclass(run):
         text = f"{who} reached AUROC {auroc}.{_binary_summary(run)}"
     else:
-        text = (f"{who} reached a macro-averaged AUROC of {auroc} over {len(run.classes)} "
-                f"classes ({', '.join(run.classes)}) and accuracy "
+        present = _classes_present(run)
+        text = (f"{who} reached a macro-averaged AUROC of {auroc} over {len(present)} "
+                f"classes ({', '.join(present)}) and accuracy "
                 f"{fmt_ci(run.test_entry('accuracy'))}; each patient is given the most "
                 "probable class.")
     method = dig(run.metrics, "calibration", "method")
@@ -347,3 +349,10 @@ def uncertainty_section(run: RunFiles) -> Section:
 register_sections("diagnose", [performance_section, calibration_section, threshold_section,
                                uncertainty_section],
                   summary=diagnose_summary)
+
+
+def _classes_present(run: RunFiles) -> list[str]:
+    """The classes with test patients: an external cohort may lack one, and the macro
+    averages leave it out (its one-vs-rest figures cannot be computed)."""
+    counts = counts_in_test(run.metrics)
+    return [c for c in run.classes if counts.get(str(c), 1) > 0]

@@ -610,8 +610,14 @@ def _data_paragraph(run: RunFiles) -> str:
     read = (f"{fmt_num(data.get('rows'))} patients (rows) and {fmt_num(data.get('columns'))} "
             f"columns were read from {source}.")
     if run.external is not None:
-        return (f"{read} This is an external cohort: every patient was used to evaluate the "
-                "model, which was neither refitted nor re-selected on it.")
+        left_out = sum(int(data.get(k) or 0) for k in ("missing_target_rows", "unscored_rows"))
+        used = ("every patient was used to evaluate the model" if not left_out else
+                f"{fmt_num(data.get('test_rows'))} patients were used to evaluate the model "
+                f"({fmt_num(left_out)} left out: see the warnings)")
+        origin = ("These are the development data, not an external cohort: the figures are "
+                  "optimistic" if run.external.get("development_data")
+                  else "This is an external cohort")
+        return (f"{read} {origin}: {used}, which was neither refitted nor re-selected on it.")
     return (f"{read} {fmt_num(data.get('development_rows'))} patients were used to develop the "
             f"model (training, cross-validation, calibration) and {fmt_num(data.get('test_rows'))}"
             " were held out to test it once at the end.")

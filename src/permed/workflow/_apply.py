@@ -221,24 +221,34 @@ def _left_out_warnings(frame: pd.DataFrame, labelled: pd.DataFrame, unscored: pd
 def _cohort_warnings(metrics: dict[str, Any], outside: pd.Series) -> list[str]:
     """What the figures on this cohort must be read with: the development data given as the
     cohort, values outside the training range, absent classes and figures that say little."""
-    warnings = []
-    if metrics["external"]["development_data"]:
-        warnings.append(
-            f"'{metrics['data']['source']}' is the data the run '{metrics['external']['run']}' "
-            "was developed on (the same file fingerprint), not an external cohort: the model was "
-            "fitted, selected and calibrated on most of these patients, so these figures are "
-            "optimistic; validate it on patients from another site or period")
+    warnings = [same_data_warning(metrics), out_of_range_warning(outside, "probabilities")]
+    return ([w for w in warnings if w] + _absent_class_warnings(metrics["target"]["counts"])
+            + cautions(metrics))
+
+
+def same_data_warning(metrics: dict[str, Any]) -> str:
+    """A warning when the evaluated file is the development data (the same fingerprint)."""
+    if not metrics["external"]["development_data"]:
+        return ""
+    return (f"'{metrics['data']['source']}' is the data the run '{metrics['external']['run']}' "
+            "was developed on (the same file fingerprint), not an external cohort: the model "
+            "was fitted, selected and calibrated on most of these patients, so these figures "
+            "are optimistic; validate it on patients from another site or period")
+
+
+def out_of_range_warning(outside: pd.Series, answers: str) -> str:
+    """A warning counting the patients with values outside the training range (or categories
+    unseen in training), by feature; ``answers`` names what is extrapolated ("risks")."""
     flagged = outside[outside != ""]
-    if len(flagged):
-        n = len(outside)
-        features = flagged.str.split(";").explode().value_counts()
-        shown = ", ".join(f"{name} ({k})" for name, k in features.head(5).items())
-        warnings.append(
-            f"{len(flagged)} of {n} patients ({len(flagged) / n:.0%}) have values outside the "
+    if not len(flagged):
+        return ""
+    n = len(outside)
+    features = flagged.str.split(";").explode().value_counts()
+    shown = ", ".join(f"{name} ({k})" for name, k in features.head(5).items())
+    return (f"{len(flagged)} of {n} patients ({len(flagged) / n:.0%}) have values outside the "
             f"training range or categories unseen in training ({shown}"
-            f"{', ...' if len(features) > 5 else ''}): their probabilities are extrapolated "
-            "(see out_of_range in permed predict)")
-    return warnings + _absent_class_warnings(metrics["target"]["counts"]) + cautions(metrics)
+            f"{', ...' if len(features) > 5 else ''}): their {answers} are extrapolated (see "
+            "out_of_range in permed predict)")
 
 
 def _absent_class_warnings(counts: dict[str, int]) -> list[str]:

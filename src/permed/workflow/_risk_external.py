@@ -15,6 +15,7 @@ from permed.models.risk import survival_y
 from permed.study import Study
 from permed.study._validate import suggest
 from permed.study._validate_risk import RiskOptions, followed_rule, thinly_followed, time_text
+from permed.workflow._apply import external_manifest, out_of_range_warning, same_data_warning
 from permed.workflow._config import TrainConfig
 from permed.workflow._risk import (
     RISK_GROUPS,
@@ -55,7 +56,6 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     from permed.privacy import active_key, write_bytes
     from permed.report import write_report
     from permed.utils.jsonio import read_json, write_json
-    from permed.workflow._apply import external_manifest
 
     development = read_json(Path(run_dir) / "metrics.json")
     frame, info = read_table(data)
@@ -77,13 +77,14 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     fairness = (risk_fairness(study.with_overrides(sensitive=sensitive), frame, predictions, model,
                           TrainConfig(n_boot=max(n_boot, 100), seed=seed))
                 if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
+    fingerprint = development.get("data", {}).get("fingerprint")
     metrics: dict[str, Any] = {
         "task": "risk",
         "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
                  "source": Path(info.path).name, "test_rows": len(frame),
                  "out_of_range_rows": int((outside != "").sum())},
-        "external": {"run": str(run_dir), "development_fingerprint":
-                     development.get("data", {}).get("fingerprint")},
+        "external": {"run": str(run_dir), "development_fingerprint": fingerprint,
+                     "development_data": info.fingerprint == fingerprint},
         **{k: development[k] for k in ("selected_model", "selection", "cv")
            if k in development},
         "horizons": {**development.get("horizons", {}),
@@ -108,7 +109,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     }
     predictions = _external_predictions(model, frame, predictions)
     manifest = external_manifest(run_dir, info, study, n_boot, seed)
-    manifest["warnings"] = warnings
+    manifest["warnings"] = [w for w in [same_data_warning(metrics)] if w] + warnings
     with atomic_directory(out) as staging:
         write_json(staging / "metrics.json", metrics)
         write_bytes(staging / "predictions.csv", predictions.to_csv(index=False).encode(),
@@ -157,15 +158,7 @@ def _external_warnings(model: RiskModel, development: dict[str, Any], outside: p
         f"{time_text(float(time.max()), unit)}), so the risk by then cannot be checked: its "
         "calibration, AUC and observed risks are left out; the horizons up to "
         f"{time_text(reach, unit, floor=True)} are checkable" for horizon, followed in thin.items()]
-    warnings += [scale] if scale else []
-    flagged = outside[outside != ""]
-    if len(flagged):
-        features = flagged.str.split(";").explode().value_counts()
-        shown = ", ".join(f"{name} ({n})" for name, n in features.head(5).items())
-        warnings.append(
-            f"{len(flagged)} of {len(time)} patients ({len(flagged) / len(time):.0%}) have "
-            f"values outside the training range ({shown}{', ...' if len(features) > 5 else ''})"
-            ": their risks are extrapolated (see out_of_range in permed predict)")
+    warnings += [w for w in (scale, out_of_range_warning(outside, "risks")) if w]
     return warnings, [h for h in model.horizons if float(h) not in thin]
 
 
