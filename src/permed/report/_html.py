@@ -58,7 +58,9 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
     "brier": ("Brier score", "Mean squared error of the predicted probabilities (lower is "
               "better)."),
     "ece": ("Expected calibration error", "Average gap between predicted and observed risk "
-            "(lower is better)."),
+            "(lower is better). Its bootstrap interval can lie above the estimate: noise in a "
+            "resample's bins only widens the absolute gaps, so read the upper bound as the "
+            "conservative figure."),
     "calibration_slope": ("Calibration slope", "1 is ideal; below 1 means predictions are too "
                           "extreme, above 1 too timid."),
     "calibration_intercept": ("Calibration intercept", "0 is ideal; above 0 means risks are "
