@@ -18,7 +18,13 @@ from permed.explain._shap import (
     explain_function,
     explain_pipeline,
 )
-from permed.explain._text import _output_index, explanation_frame, patient_factors, patient_text
+from permed.explain._text import (
+    _output_index,
+    explanation_frame,
+    patient_factors,
+    patient_text,
+    withhold_text,
+)
 
 __all__ = ["EXPLAINERS", "calibrated_contributions", "explain_model", "explain_model_frame",
            "explanation_summary", "outcome_label"]
@@ -126,6 +132,11 @@ def explain_model(model: Any, frame: pd.DataFrame, *, scale: str = "probability"
     contributions are carried through the calibration (:func:`calibrated_contributions`:
     each patient's are scaled by the same positive factor, so directions and ranks are kept).
 
+    A note is explained as a whole, against no note (the background's notes are empty), and
+    its text is never kept: the explanation's ``data`` holds ``(free text)`` or ``(no text)``
+    in its place (:func:`permed.explain._text.withhold_text`), so neither its sentences,
+    explanations.json nor ``permed predict --explain`` can repeat a note.
+
     Parameters
     ----------
     model : DiagnoseModel
@@ -167,12 +178,13 @@ def explain_model(model: Any, frame: pd.DataFrame, *, scale: str = "probability"
         def answered(rows: pd.DataFrame) -> np.ndarray:
             return _on_scale(calibrator.transform(pipeline.predict_proba(rows)), scale, indices)
 
-        return explain_function(answered, features, background, scale=scale, **options)
+        explanation = explain_function(answered, features, background, scale=scale, **options)
+        return withhold_text(explanation, model.schema.notes)
     explanation = explain_pipeline(model.pipeline, features, background, scale=scale,
                                    classes=indices, method=method, **options)
     explanation.values, explanation.base_values = calibrated_contributions(
         model, explanation.values, explanation.base_values, scale)
-    return explanation
+    return withhold_text(explanation, model.schema.notes)
 
 
 def explain_model_frame(model: Any, frame: pd.DataFrame, top: int = 3,

@@ -112,12 +112,16 @@ class Explanation:
         return pd.Series(mean_abs, index=self.features).sort_values(ascending=False)
 
 
-def background_sample(features: pd.DataFrame, size: int = 100, seed: int = 0) -> pd.DataFrame:
+def background_sample(features: pd.DataFrame, size: int = 100, seed: int = 0,
+                      text_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Background patients for SHAP, drawn column by column from the development data.
 
-    Each column is resampled independently, so the sample keeps every feature's distribution
-    but holds no real patient's record: it can travel inside a model bundle. Interventional
-    SHAP (tree, linear, permutation) breaks the links between features anyway.
+    Each column is resampled independently, so no row is a real patient's record. A free-text
+    column is different: one value is a whole note, which may name the patient and holds their
+    history, so ``text_columns`` are never copied: every background patient has an empty note
+    (the reference "no note"). A note's contribution then says what the note as a whole adds
+    to the prediction against no note. The sample can travel inside a model bundle.
+    Interventional SHAP (tree, linear, permutation) breaks the links between features anyway.
 
     Parameters
     ----------
@@ -126,14 +130,26 @@ def background_sample(features: pd.DataFrame, size: int = 100, seed: int = 0) ->
     size : int, default 100
         Rows drawn.
     seed : int, default 0
+    text_columns : sequence of str, optional
+        Free-text columns (the schema's notes): empty in every row, none of their text kept.
 
     Returns
     -------
     DataFrame of shape (size, n_features)
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"age": [50.0, 60.0], "note": ["Pt John Smith, fever", "cough"]})
+    >>> background_sample(frame, 3, text_columns=["note"])["note"].tolist()
+    ['', '', '']
     """
     rng = np.random.default_rng(seed)
-    rows = {c: features[c].to_numpy()[rng.integers(0, len(features), size)]
-            for c in features.columns}
+    empty = set(text_columns)
+    rows = {}
+    for c in features.columns:
+        # every column draws its rows, a note too: the others' draws do not depend on it
+        drawn = rng.integers(0, len(features), size)
+        rows[c] = np.full(size, "", dtype=object) if c in empty else features[c].to_numpy()[drawn]
     return pd.DataFrame(rows, columns=features.columns)
 
 

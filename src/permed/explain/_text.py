@@ -1,11 +1,16 @@
 """Per-patient explanations in plain words: the top factors, their direction and size.
 
 "mean radius 17.99 raises the probability of malignant by 4.1 points"
+
+A note (free text) is told as a whole, never quoted: "note (free text) raises the probability
+of Malaria by 84.0 points". Its text may name the patient; the explanation of a trained model
+holds ``(free text)`` or ``(no text)`` in its place (:func:`withhold_text`), and any string
+value long enough to be free text is withheld here too, whoever built the explanation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,11 +18,17 @@ import pandas as pd
 
 from permed.explain._shap import Explanation
 
-__all__ = ["Factor", "explanation_frame", "factor_text", "patient_factors", "patient_text",
-           "value_text"]
+__all__ = ["NOTE_ABSENT", "NOTE_PRESENT", "Factor", "explanation_frame", "factor_text",
+           "patient_factors", "patient_text", "value_text", "withhold_text"]
 
 # Scales whose contributions are probabilities, told in percentage points.
 _POINT_SCALES = ("probability", "risk")
+# What stands for a note in an explanation: the note's text is never shown.
+NOTE_PRESENT = "(free text)"
+NOTE_ABSENT = "(no text)"
+# A string value this long with a space in it is free text (a note, or a category that reads
+# like one): withheld even when the caller did not say which features are notes.
+_FREE_TEXT_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -39,11 +50,23 @@ class Factor:
 
 
 def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float | np.floating) and np.isnan(value))
+    return value is None or value is pd.NA or value is pd.NaT or (
+        isinstance(value, float | np.floating) and np.isnan(value))
+
+
+def _withheld(value: object) -> object:
+    """The value as an explanation may show it: free text becomes :data:`NOTE_PRESENT`."""
+    if isinstance(value, str) and len(value) > _FREE_TEXT_CHARS and " " in value.strip():
+        return NOTE_PRESENT
+    return value
 
 
 def value_text(feature: str, value: object, unit: str | None = None) -> str:
-    """``mean radius 17.99``, ``age 63 years``, ``thal = 7`` or ``chol missing``."""
+    """``mean radius 17.99``, ``age 63 years``, ``thal = 7``, ``chol missing`` or
+    ``note (free text)``."""
+    value = _withheld(value)
+    if isinstance(value, str) and value in (NOTE_PRESENT, NOTE_ABSENT):
+        return f"{feature} {value}"
     if _is_missing(value):
         return f"{feature} missing"
     if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
@@ -114,8 +137,8 @@ def patient_factors(explanation: Explanation, row: int, top: int = 3) -> list[Fa
     order = np.argsort(-np.abs(contributions), kind="stable")[:top]
     values = explanation.rows[row]
     features = explanation.features
-    return [Factor(features[j], values[j], float(contributions[j]), explanation.outputs[k],
-                   explanation.scale) for j in order]
+    return [Factor(features[j], _withheld(values[j]), float(contributions[j]),
+                   explanation.outputs[k], explanation.scale) for j in order]
 
 
 def patient_text(explanation: Explanation, row: int, top: int = 3,
@@ -124,6 +147,37 @@ def patient_text(explanation: Explanation, row: int, top: int = 3,
     units = units or {}
     return "; ".join(factor_text(f, units.get(f.feature))
                      for f in patient_factors(explanation, row, top))
+
+
+def withhold_text(explanation: Explanation, columns: Sequence[str]) -> Explanation:
+    """Put :data:`NOTE_PRESENT` or :data:`NOTE_ABSENT` in place of each note's text.
+
+    The contributions are unchanged: a note is explained as a whole (against an empty note
+    in the background, :func:`permed.explain.background_sample`), and no sentence, file or
+    payload built from the explanation can then repeat what a note says.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        Changed in place.
+    columns : sequence of str
+        The free-text features (a schema's ``notes``).
+
+    Returns
+    -------
+    Explanation
+        The same object.
+    """
+    present = [c for c in columns if c in explanation.data.columns]
+    if not present:
+        return explanation
+    data = explanation.data.copy()
+    for column in present:
+        written = data[column].astype(object).where(data[column].notna(), "").astype(str)
+        data[column] = np.where(written.str.strip() != "", NOTE_PRESENT, NOTE_ABSENT)
+    explanation.data = data
+    explanation.__dict__.pop("rows", None)  # cached from the text
+    return explanation
 
 
 def explanation_frame(explanation: Explanation, top: int = 3,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 
+from permed.explain._text import NOTE_ABSENT, NOTE_PRESENT, Factor, factor_text
 from permed.privacy import read_bytes
 from permed.report._clear import patients_left_out, run_is_encrypted
 from permed.report._html import (
@@ -41,6 +42,7 @@ __all__ = ["explanation_section", "importance_plot", "beeswarm_plot", "scorecard
 _SHOWN = 15  # features in the importance bar
 _SWARM = 12  # features in the beeswarm
 _EXAMPLES = 3
+_TOLD = 3  # factors in a patient's sentence (as permed.explain.patient_text)
 _POINT_SCALES = ("probability", "risk")
 
 
@@ -142,7 +144,48 @@ def _swarm_arrays(details: Mapping[str, Any]) -> tuple[list[str], np.ndarray, np
     return features, values, color
 
 
-def _examples(details: Mapping[str, Any], scale: str) -> Table | None:
+def _note_features(schema: Mapping[str, Any]) -> tuple[set[str], dict[str, str | None]]:
+    """The schema's notes (free-text features) and every feature's unit."""
+    features = [f for f in schema.get("features") or [] if isinstance(f, Mapping)]
+    return ({str(f.get("name")) for f in features if f.get("kind") == "text"},
+            {str(f.get("name")): f.get("unit") for f in features})
+
+
+def _told(patient: Mapping[str, Any], scale: str, schema: Mapping[str, Any]) -> str:
+    """A patient's top factors in words, a note never quoted.
+
+    Runs trained before notes were withheld (permed.explain._text.withhold_text) wrote a
+    note's text into explanations.json: where a note is among the factors, the sentence is
+    told again from the factors with the note as ``(free text)``.
+    """
+    notes, units = _note_features(schema)
+    factors = [f for f in patient.get("factors") or [] if isinstance(f, Mapping)]
+    if not notes or not any(f.get("feature") in notes for f in factors[:_TOLD]):
+        return str(patient.get("text") or DASH)
+    told = []
+    for factor in factors[:_TOLD]:
+        name, value = str(factor.get("feature")), factor.get("value")
+        if name in notes:
+            value = NOTE_PRESENT if isinstance(value, str) and value.strip() and \
+                value != NOTE_ABSENT else NOTE_ABSENT
+        told.append(factor_text(Factor(name, value, float(factor.get("contribution") or 0.0),
+                                       str(patient.get("output") or ""), scale),
+                                units.get(name)))
+    return "; ".join(told)
+
+
+def _notes_sentence(schema: Mapping[str, Any]) -> str:
+    notes = sorted(_note_features(schema)[0])
+    if not notes:
+        return ""
+    named = ", ".join(notes)
+    return (f" A note ({named}) is one feature: the background patients' notes are empty (no "
+            "note's text is kept in the model), so its contribution is what the note as a whole "
+            "adds against no note, and the sentences never quote it.")
+
+
+def _examples(details: Mapping[str, Any], scale: str,
+              schema: Mapping[str, Any]) -> Table | None:
     patients = [p for p in details.get("patients") or [] if isinstance(p, Mapping)]
     if not patients:
         return None
@@ -151,7 +194,7 @@ def _examples(details: Mapping[str, Any], scale: str) -> Table | None:
              ordered[len(ordered) // 2], id(ordered[0]): ordered[0]}
     rows = [[DASH if p.get("row") is None else str(p["row"]),  # a row number: no "1,176"
              _explained(p.get("prediction"), scale), _explained(p.get("base_value"), scale),
-             str(p.get("text") or DASH)]
+             _told(p, scale, schema)]
             for p in list(picks.values())[:_EXAMPLES]]
     return Table(header=["Patient (row)", "Explained output", "Average patient",
                          "Top factors"], rows=rows,
@@ -188,7 +231,7 @@ def explanation_section(run: RunFiles) -> Section:
         f"prediction over {fmt_num(entry.get('background_rows'))} background patients drawn "
         "from the development data, and for each patient they add up to the difference "
         "between the two. The contributions of a feature's encoded columns (categories, "
-        "missing-value indicator) are summed into the feature.")]
+        "missing-value indicator) are summed into the feature." + _notes_sentence(run.schema))]
     figures = [Figure(importance_plot(entry["importance"], scale), "Global importance",
                       "Mean absolute contribution of each feature over the explained patients.")]
     details = _read_details(run, entry)
@@ -205,7 +248,7 @@ def explanation_section(run: RunFiles) -> Section:
     elif run_is_encrypted(run):
         blocks.append(patients_left_out("the example patients and their factors",
                                         "permed predict RUN_DIR DATA --explain"))
-    elif (examples := _examples(details, scale)) is not None:
+    elif (examples := _examples(details, scale, run.schema)) is not None:
         blocks.append(examples)
     blocks.append(Note(
         "SHAP values describe what the model does, not what causes the disease: changing a "

@@ -59,7 +59,9 @@ def explain_step(inputs: ExplainInputs) -> tuple[dict[str, Any], dict[str, Any]]
         compared on a binary target) and ``{"explanations.json": ...}``.
     """
     model = inputs.model
-    model.background = background_sample(inputs.data.features, BACKGROUND_ROWS, inputs.seed)
+    # notes are never copied into the bundle: the background's are empty (explain/_shap.py)
+    model.background = background_sample(inputs.data.features, BACKGROUND_ROWS, inputs.seed,
+                                         text_columns=model.schema.notes)
     model.actionable = actionable_features(inputs.study)
     method = choose_method(model.pipeline)
     if method == "permutation" and len(model.schema.features) > MAX_PERMUTATION_FEATURES:
