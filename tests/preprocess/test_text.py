@@ -14,6 +14,9 @@ from sklearn.pipeline import make_pipeline
 
 from permed.exceptions import PermedError
 from permed.preprocess import NoteEncoder, make_preprocessor
+from permed.preprocess._text import note_identifiers, scrub_notes
+from permed.privacy import deidentify_frame, generate_key
+from permed.study import Study
 from permed.testing import shared_data
 
 HAS_MINILM = all(importlib.util.find_spec(m) for m in ("sentence_transformers",
@@ -83,3 +86,60 @@ def test_packaged_minilm_embeds_offline():
     # two phrasings of the same symptoms lie closer than an unrelated one
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
     assert encoder.get_feature_names_out()[0] == "text_e0"
+
+
+# ---- each note scrubbed with its own record's identifiers -----------------------------------
+
+RECORDS = pd.DataFrame({
+    "mrn": ["MRN100000", "MRN100001", "MRN100002", "MRN100003"] * 3,
+    "first_name": ["Fatima", "John", "Olusegun", "Priya"] * 3,
+    "last_name": ["Lopez", "Smith", "Adeyemi", "Raghunathan"] * 3,
+    "note": ["LOPEZ, FATIMA has a high fever and chills. Fatima Lopez MRN100000.",
+             "John Smith reports cough and chest pain; SMITH JOHN.",
+             "Olusegun Adeyemi: itchy rash on the arms.",
+             "priya raghunathan with a rash and fever."] * 3,
+})
+
+
+def test_a_name_in_an_identifier_column_never_reaches_the_vocabulary():
+    study = Study(task="diagnose", target="disease", id="mrn", notes=["note"],
+                  identifiers=["first_name", "last_name"])
+    identifiers = note_identifiers(study, list(RECORDS.columns))
+    assert identifiers == {"mrn": "pseudonymize", "first_name": "drop", "last_name": "drop"}
+    scrubbed = scrub_notes(RECORDS, ["note"], identifiers)
+    vocabulary = " ".join(NoteEncoder("tfidf").fit(scrubbed[["note"]]).vectorizer_.vocabulary_)
+    for secret in ("fatima", "lopez", "john", "smith", "olusegun", "adeyemi", "mrn100000"):
+        assert secret not in vocabulary
+    assert {"fever", "cough", "rash"} <= set(vocabulary.split())
+    # what the row's identifiers add to the encoder's own (pattern) scrubbing
+    unscrubbed = " ".join(NoteEncoder("tfidf").fit(RECORDS[["note"]]).vectorizer_.vocabulary_)
+    assert {"lopez", "adeyemi"} <= set(unscrubbed.split())
+    # lower-case names are left alone, as by permed deidentify (a name is capitalized)
+    assert scrubbed["note"].iloc[3] == "priya raghunathan with a rash and fever."
+    assert scrubbed["note"].iloc[0] == "[NAME] has a high fever and chills. [NAME] [MRN]."
+    assert RECORDS["note"].iloc[0].startswith("LOPEZ")  # the input is not changed
+
+
+def test_notes_are_scrubbed_as_permed_deidentify_scrubs_them():
+    study = Study(task="diagnose", target="disease", id="mrn", notes=["note"],
+                  identifiers=["first_name", "last_name"], deidentify={"note": "scrub"})
+    ours = scrub_notes(RECORDS, ["note"], note_identifiers(study, list(RECORDS.columns)))
+    theirs = deidentify_frame(RECORDS, generate_key(), study).frame
+    assert ours["note"].tolist() == theirs["note"].tolist()
+
+
+@pytest.mark.parametrize(("study", "expected"), [
+    (Study(drop=["patient_name", "visit_count"]), {"patient_name": "drop"}),
+    (Study(deidentify={"admit_date": "shift_date", "age": "age", "zip": "zip3"}),
+     {"admit_date": "shift_date"}),
+    (Study(identifiers=["ssn", "not_in_table"]), {"ssn": "drop"}),
+    (Study(), {}),
+])
+def test_note_identifiers_are_the_columns_a_note_may_repeat(study, expected):
+    columns = ["patient_name", "visit_count", "admit_date", "age", "zip", "ssn", "note"]
+    assert note_identifiers(study, columns) == expected
+
+
+def test_without_identifier_columns_the_table_is_returned_as_it_is():
+    assert scrub_notes(RECORDS, ["note"], {"phone": "drop"}) is RECORDS
+    assert scrub_notes(RECORDS, ["missing_note"], {"mrn": "pseudonymize"}) is RECORDS

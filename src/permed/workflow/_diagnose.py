@@ -25,6 +25,7 @@ from permed.exceptions import PermedError
 from permed.fairness import audit_classification, mitigation_table, representation
 from permed.models.diagnose import DIAGNOSE_MODELS, default_models, make_model
 from permed.models.diagnose._registry import require_events
+from permed.preprocess._text import note_identifiers, scrub_notes
 from permed.study import FittedSchema, Study, ValidationReport, as_category
 from permed.uncertainty import (
     ConformalSets,
@@ -86,6 +87,10 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
     labels = labels[labels.notna()]
     classes = target_classes(labels, config)
     y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=int)
+    # each note loses its own record's names and ids before any encoder reads it: row-wise
+    # and fitted on nothing, so before the split (preprocess/_text.py)
+    frame = scrub_notes(frame, [c for c, k in validation.kinds.items() if k == "text"],
+                        note_identifiers(study, list(frame.columns)))
 
     dev_idx, test_idx = train_test_split(
         np.arange(len(frame)), test_size=config.test_size, stratify=y,
