@@ -175,3 +175,31 @@ def test_a_patient_is_explained_alike_alone_and_within_a_batch(name):
     batch = explainer.explain(patients.iloc[[3, 7, 0, 21, 9]])
     np.testing.assert_allclose(batch.values[1], alone.values[0], rtol=0, atol=1e-12)
     assert explanation_payload(batch, 1, {})["text"] == explanation_payload(alone, 0, {})["text"]
+
+
+def test_the_cached_tree_explainer_never_quotes_a_note():
+    rng = np.random.default_rng(0)
+    n = 200
+    sick = rng.random(n) < 0.5
+    frame = pd.DataFrame({
+        "age": rng.normal(50, 10, n).round(),
+        "note": np.where(sick, "itchy rash, seen with Lopez", "no complaint today, Smith")})
+    schema = FittedSchema.from_frame(frame, {"age": "numeric", "note": "text"},
+                                     Study(task="diagnose", target="sick", notes=["note"]),
+                                     ["no", "yes"])
+    features = schema.coerce(frame)
+    pipeline = build_pipeline("lightgbm", schema, 0, "cpu", False).fit(features, sick)
+    calibrator = ProbabilityCalibrator("none").fit(pipeline.predict_proba(features), sick)
+    model = DiagnoseModel("lightgbm", schema, pipeline, calibrator, 0.5,
+                          background=background_sample(features, 100, 0, text_columns=["note"]))
+    explainer = Explainer(model)
+    assert explainer.cached("probability")
+    patients = frame.head(2).astype(object).to_dict("records")
+    patients[1]["note"] = None
+    transformed = model.pipeline[:-1].transform(model.schema.coerce(pd.DataFrame(patients)))
+    for explanation in (explainer.explain(pd.DataFrame(patients)),
+                        explainer.explain_patients(patients, transformed, "probability")):
+        shown = [explanation_payload(explanation, i, {}, 3) for i in range(2)]
+        assert "Lopez" not in str(shown)
+        assert "Smith" not in str(shown)
+        assert "(free text)" in str(shown[0])

@@ -28,6 +28,7 @@ from permed.explain import (
 from permed.explain._groups import column_owners, source_features, sum_columns
 from permed.explain._model import _description, calibrated_contributions
 from permed.explain._shap import _interventional, _snap
+from permed.explain._text import NOTE_ABSENT, NOTE_PRESENT, withhold_text
 
 __all__ = ["SCALES", "Explainer", "explanation_payload"]
 
@@ -114,17 +115,19 @@ class Explainer:
             return explained
         features = model.schema.coerce(frame)
         transformed = model.pipeline[:-1].transform(features)
-        return Explanation(**self._contributions(transformed, scale),
-                           data=features.reset_index(drop=True))
+        return withhold_text(Explanation(**self._contributions(transformed, scale),
+                                         data=features.reset_index(drop=True)),
+                             model.schema.notes)
 
     def explain_patients(self, patients: list[dict[str, Any]], transformed: np.ndarray,
                          scale: str) -> Explanation:
         """:meth:`explain` for typed patients whose preprocessed features are known (ONNX
         computed them), on a ``scale`` that is :meth:`cached`, without building their table (a
         pandas table of one patient costs more than the words of their explanation)."""
-        names = self.model.schema.names
+        names, notes = self.model.schema.names, set(self.model.schema.notes)
         return _PatientsExplanation(**self._contributions(transformed, scale), features=names,
-                                    rows=[[patient.get(n) for n in names]
+                                    rows=[[_withheld(patient.get(n)) if n in notes
+                                           else patient.get(n) for n in names]
                                           for patient in patients])
 
     def _contributions(self, transformed: np.ndarray, scale: str) -> dict[str, Any]:
@@ -142,6 +145,11 @@ class Explainer:
                 "outputs": [outcome_label(model.schema.target, str(classes[k]))
                             for k in indices],
                 "scale": scale, "method": "tree", "description": _description(model, scale)}
+
+
+def _withheld(note: Any) -> str:
+    """What an explanation shows of a note: never its text (as ``withhold_text``)."""
+    return NOTE_PRESENT if isinstance(note, str) and note.strip() else NOTE_ABSENT
 
 
 class _PatientsExplanation(Explanation):
