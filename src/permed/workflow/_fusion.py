@@ -28,6 +28,7 @@ from sklearn.model_selection import train_test_split
 from permed.engine import Engine, Progress
 from permed.evaluate import bootstrap_ci, classification_report
 from permed.exceptions import PermedError
+from permed.preprocess._text import note_identifiers, scrub_notes
 from permed.study import FeatureSpec, FittedSchema, Study, ValidationReport, as_category
 from permed.uncertainty import ProbabilityCalibrator
 from permed.workflow._config import TrainConfig
@@ -237,6 +238,8 @@ def train_fusion(frame: pd.DataFrame, study: Study, validation: ValidationReport
     labels = labels[labels.notna()]
     classes = target_classes(labels, config)
     y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=int)
+    # as train_diagnose: each note loses its own record's names and ids before the split
+    frame = scrub_notes(frame, notes, note_identifiers(study, list(frame.columns)))
     dev_idx, test_idx = train_test_split(np.arange(len(y)), test_size=config.test_size,
                                          stratify=y, random_state=config.seed)
     schema = _schema(frame.iloc[dev_idx], study, validation, classes)
