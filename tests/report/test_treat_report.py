@@ -238,5 +238,5 @@ def test_an_example_patient_row_number_has_no_thousands_separator():
     from permed.report._explain import _examples
 
     table = _examples({"patients": [{"row": 1176, "prediction": 0.4, "base_value": 0.3,
-                                     "text": "age 40 raises it"}]}, "probability")
+                                     "text": "age 40 raises it"}]}, "probability", {})
     assert table.rows[0][0] == "1176"
