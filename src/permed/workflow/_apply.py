@@ -74,8 +74,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     training range, classes absent or scarce in the cohort, test figures that say little)
     are returned in ``manifest.json``, printed by ``permed evaluate`` and listed in the report.
     """
-    from permed.report import write_report
-
     run_dir = Path(run_dir)
     model, schema = load_bundle(run_dir)
     if schema.task == "risk":  # time-to-event figures: permed.workflow._risk
@@ -131,9 +129,17 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
         *_left_out_warnings(frame, labelled, labelled.index[~scored], schema.target, len(y)),
         *_cohort_warnings(metrics, outside)]
     predictions = _external_predictions(model, schema, cohort, y, proba)
+    return write_external(out, run_dir, metrics, predictions, manifest)
+
+
+def write_external(out: str | Path, run_dir: Path, metrics: dict[str, Any],
+                   predictions: pd.DataFrame, manifest: dict[str, Any]) -> Path:
+    """An external validation's directory, all or nothing: metrics.json, predictions.csv
+    (encrypted with the data key when the run is), manifest.json and report.html."""
+    from permed.report import write_report  # the report reads runs: imported when writing one
+
     with atomic_directory(out) as staging:
         write_json(staging / "metrics.json", metrics)
-        # an encrypted run's external predictions are encrypted with the same data key
         write_bytes(staging / "predictions.csv", predictions.to_csv(index=False).encode(),
                     active_key() if bundle_is_encrypted(run_dir) else None)
         write_json(staging / "manifest.json", manifest)

@@ -15,7 +15,12 @@ from permed.models.risk import survival_y
 from permed.study import Study
 from permed.study._validate import suggest
 from permed.study._validate_risk import RiskOptions, followed_rule, thinly_followed, time_text
-from permed.workflow._apply import external_manifest, out_of_range_warning, same_data_warning
+from permed.workflow._apply import (
+    external_manifest,
+    out_of_range_warning,
+    same_data_warning,
+    write_external,
+)
 from permed.workflow._config import TrainConfig
 from permed.workflow._risk import (
     RISK_GROUPS,
@@ -51,11 +56,8 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
         When the cohort lacks a model column or the outcome columns, its outcome is invalid
         (or coded otherwise than in training), or no horizon is followed long enough.
     """
-    from permed.bundle import atomic_directory, bundle_is_encrypted
     from permed.ingest import read_table
-    from permed.privacy import active_key, write_bytes
-    from permed.report import write_report
-    from permed.utils.jsonio import read_json, write_json
+    from permed.utils.jsonio import read_json
 
     development = read_json(Path(run_dir) / "metrics.json")
     frame, info = read_table(data)
@@ -110,13 +112,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     predictions = _external_predictions(model, frame, predictions)
     manifest = external_manifest(run_dir, info, study, n_boot, seed)
     manifest["warnings"] = [w for w in [same_data_warning(metrics)] if w] + warnings
-    with atomic_directory(out) as staging:
-        write_json(staging / "metrics.json", metrics)
-        write_bytes(staging / "predictions.csv", predictions.to_csv(index=False).encode(),
-                    active_key() if bundle_is_encrypted(run_dir) else None)
-        write_json(staging / "manifest.json", manifest)
-        write_report(staging)
-    return Path(out)
+    return write_external(out, run_dir, metrics, predictions, manifest)
 
 
 def _check_outcome_columns(model: RiskModel, frame: pd.DataFrame) -> None:
