@@ -119,6 +119,15 @@ def golub300(permed, tmp_path):
     return tmp
 
 
+def test_genes_without_labels_or_ids_is_warned_about(permed, golub300):
+    result = permed("ingest", "genes", golub300 / "genes.csv", "--out", golub300 / "bare.csv")
+    assert result.returncode == 0, result.stderr
+    assert ("warning: no --labels and no --keep-ids: the table holds neither a sample id nor a "
+            "label") in " ".join(result.stderr.split())
+    assert "warning" not in permed("ingest", "genes", golub300 / "genes.csv", "--keep-ids",
+                                   "sample", "--out", golub300 / "ids.csv").stderr
+
+
 @pytest.mark.slow
 def test_genes_train_report_and_predict(permed, golub300):
     run = golub300 / "run"

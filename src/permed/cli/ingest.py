@@ -158,6 +158,12 @@ def genes(
         frame = read_expression(source, orientation=orientation, labels=labels,
                                 label_name=label_name, prefix=prefix, keep_ids=keep_ids)
     _write(frame, out_file)
+    if not labels and not keep_ids:
+        err.print("warning: no --labels and no --keep-ids: the table holds neither a sample id "
+                  "nor a label, and its rows follow the source's sample order (Golub's training "
+                  "file lists samples 1-27, 34-38, 28-33): join labels with --labels, or keep "
+                  "the ids with --keep-ids sample to join them yourself, never by row order",
+                  style="yellow", highlight=False, soft_wrap=True)
     n_genes = sum(str(c).startswith(prefix) for c in frame.columns)
     out.print(f"{len(frame)} samples x {n_genes} genes: {out_file}; train with "
               f"--genes '{prefix}*'", highlight=False)
