@@ -98,7 +98,6 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
                                      cohort[sensitive].reset_index(drop=True), schema.classes,
                                      seed=seed)
                 if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
-    fingerprint = development.get("data", {}).get("fingerprint")
     metrics: dict[str, Any] = {
         "task": "diagnose",
         "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
@@ -106,8 +105,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
                  "missing_target_rows": len(frame) - len(labelled),
                  "unscored_rows": int((~scored).sum()),
                  "out_of_range_rows": int((outside != "").sum())},
-        "external": {"run": str(run_dir), "development_fingerprint": fingerprint,
-                     "development_data": info.fingerprint == fingerprint},
+        "external": external_entry(run_dir, development, info),
         **{k: development[k] for k in ("selected_model", "selection", "cv", "threshold")
            if k in development},
         # the model's target and calibration, with this cohort's class counts and figures
@@ -230,6 +228,15 @@ def _cohort_warnings(metrics: dict[str, Any], outside: pd.Series) -> list[str]:
     warnings = [same_data_warning(metrics), out_of_range_warning(outside, "probabilities")]
     return ([w for w in warnings if w] + _absent_class_warnings(metrics["target"]["counts"])
             + cautions(metrics))
+
+
+def external_entry(run_dir: Path, development: dict[str, Any], info: TableInfo
+                   ) -> dict[str, Any]:
+    """metrics.json's ``external``: the development run, its data's fingerprint, and whether
+    the evaluated file is that very data."""
+    fingerprint = development.get("data", {}).get("fingerprint")
+    return {"run": str(run_dir), "development_fingerprint": fingerprint,
+            "development_data": info.fingerprint == fingerprint}
 
 
 def same_data_warning(metrics: dict[str, Any]) -> str:

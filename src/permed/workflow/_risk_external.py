@@ -16,6 +16,7 @@ from permed.study import Study
 from permed.study._validate import suggest
 from permed.study._validate_risk import RiskOptions, followed_rule, thinly_followed, time_text
 from permed.workflow._apply import (
+    external_entry,
     external_manifest,
     out_of_range_warning,
     same_data_warning,
@@ -76,17 +77,15 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
                     "cohort"), n_boot, seed, horizons)
     counts = {"censored": int((~outcome.event).sum()), "event": int(outcome.event.sum())}
     sensitive = [c for c in study.sensitive if c in frame.columns]
-    fairness = (risk_fairness(study.with_overrides(sensitive=sensitive), frame, predictions, model,
-                          TrainConfig(n_boot=max(n_boot, 100), seed=seed))
+    fairness = (risk_fairness(study.with_overrides(sensitive=sensitive), frame, predictions,
+                              model, TrainConfig(n_boot=max(n_boot, 100), seed=seed))
                 if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
-    fingerprint = development.get("data", {}).get("fingerprint")
     metrics: dict[str, Any] = {
         "task": "risk",
         "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
                  "source": Path(info.path).name, "test_rows": len(frame),
                  "out_of_range_rows": int((outside != "").sum())},
-        "external": {"run": str(run_dir), "development_fingerprint": fingerprint,
-                     "development_data": info.fingerprint == fingerprint},
+        "external": external_entry(run_dir, development, info),
         **{k: development[k] for k in ("selected_model", "selection", "cv")
            if k in development},
         "horizons": {**development.get("horizons", {}),
