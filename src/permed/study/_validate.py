@@ -152,9 +152,26 @@ def validate(frame: pd.DataFrame, study: Study, min_class_size: int = 2) -> Vali
         if kind:
             report.kinds[column] = kind
     _check_ranges(frame, study, report)
+    _check_copies(frame, study, report)
     if study.task == "diagnose" and not report.errors:
         _check_leakage(frame, study, report)
     return report
+
+
+def _check_copies(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
+    """Warn of rows that repeat another row in every feature and outcome (without an id, a
+    patient recorded twice cannot be told from two patients alike; with one, duplicated ids
+    are refused by the id check)."""
+    columns = [*report.kinds, *study.outcome_columns()]
+    if study.id or not columns:
+        return
+    copies = frame[columns].duplicated(keep=False).to_numpy()
+    if copies.any():
+        report.warn(
+            f"{int(copies.sum())} rows repeat another row in every feature and the outcome "
+            f"(rows {rows_text(np.flatnonzero(copies))}): if they are a patient recorded twice, "
+            "copies can fall on both sides of the test split and flatter the test figures; "
+            "drop the repeats, or declare --id so that duplicated patients are refused")
 
 
 def _check_target(
