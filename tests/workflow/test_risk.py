@@ -540,8 +540,8 @@ def test_external_predictions_keep_the_patient_id_as_train_does(developed, tmp_p
      r"value 'dead': the cohort must code the event the same way: recode 'status' so that "
      r"'dead' marks the event$"),
     (lambda f: f.rename(columns={"days": "Days"}),
-     r"^the outcome column 'days' is missing: did you mean 'Days'\? \(names are "
-     r"case-sensitive\); evaluating a model needs each patient's recorded outcome"),
+     r"^the outcome column\(s\) 'days' \(did you mean 'Days'\? names are case-sensitive\) "
+     r"are missing: evaluating a model needs each patient's recorded outcome"),
 ])
 def test_an_external_outcome_unlike_training_is_refused_with_the_fix(developed, tmp_path,
                                                                      change, message):

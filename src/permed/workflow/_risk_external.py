@@ -13,7 +13,6 @@ from permed.evaluate.survival import METRIC_ESTIMATORS
 from permed.exceptions import PermedError
 from permed.models.risk import survival_y
 from permed.study import Study
-from permed.study._validate import suggest
 from permed.study._validate_risk import RiskOptions, followed_rule, thinly_followed, time_text
 from permed.workflow._apply import (
     external_entry,
@@ -62,7 +61,6 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
 
     development = read_json(Path(run_dir) / "metrics.json")
     frame, info = read_table(data)
-    _check_outcome_columns(model, frame)
     model.schema.check(frame, require=[model.time_column, model.event_column])
     study = Study(task="risk", time=model.time_column, event=model.event_column,
                   sensitive=list(model.schema.sensitive))
@@ -112,21 +110,6 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     manifest = external_manifest(run_dir, info, study, n_boot, seed)
     manifest["warnings"] = [w for w in [same_data_warning(metrics)] if w] + warnings
     return write_external(out, run_dir, metrics, predictions, manifest)
-
-
-def _check_outcome_columns(model: RiskModel, frame: pd.DataFrame) -> None:
-    """Refuse a cohort without the outcome columns, with a ``did you mean`` for each (the
-    schema's check lists them without one)."""
-    from permed.exceptions import SchemaMismatchError
-
-    columns = [str(c) for c in frame.columns]
-    missing = [c for c in (model.time_column, model.event_column) if c not in frame.columns]
-    if missing:
-        problems = [f"the outcome column '{c}' is missing: {suggest(c, columns)}; evaluating a "
-                    "model needs each patient's recorded outcome, in the columns named as in "
-                    "training (to score patients without it, use permed predict)"
-                    for c in missing]
-        raise SchemaMismatchError("\n".join(problems), problems)
 
 
 def _external_warnings(model: RiskModel, development: dict[str, Any], outside: pd.Series,
