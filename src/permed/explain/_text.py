@@ -19,7 +19,7 @@ import pandas as pd
 from permed.explain._shap import Explanation
 
 __all__ = ["NOTE_ABSENT", "NOTE_PRESENT", "Factor", "explanation_frame", "factor_text",
-           "patient_factors", "patient_text", "value_text", "withhold_text"]
+           "note_shown", "patient_factors", "patient_text", "value_text", "withhold_text"]
 
 # Scales whose contributions are probabilities, told in percentage points.
 _POINT_SCALES = ("probability", "risk")
@@ -52,6 +52,15 @@ class Factor:
 def _is_missing(value: object) -> bool:
     return value is None or value is pd.NA or value is pd.NaT or (
         isinstance(value, float | np.floating) and np.isnan(value))
+
+
+def note_shown(value: object) -> str:
+    """What an explanation shows of a note: :data:`NOTE_PRESENT` when it holds text, else
+    :data:`NOTE_ABSENT` (a note already withheld as absent stays absent); never the text."""
+    if _is_missing(value):
+        return NOTE_ABSENT
+    text = str(value).strip()
+    return NOTE_PRESENT if text and text != NOTE_ABSENT else NOTE_ABSENT
 
 
 def _withheld(value: object) -> object:
@@ -173,8 +182,7 @@ def withhold_text(explanation: Explanation, columns: Sequence[str]) -> Explanati
         return explanation
     data = explanation.data.copy()
     for column in present:
-        written = data[column].astype(object).where(data[column].notna(), "").astype(str)
-        data[column] = np.where(written.str.strip() != "", NOTE_PRESENT, NOTE_ABSENT)
+        data[column] = data[column].astype(object).map(note_shown)
     explanation.data = data
     explanation.__dict__.pop("rows", None)  # cached from the text
     return explanation

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib import colormaps
 
-from permed.explain._text import NOTE_ABSENT, NOTE_PRESENT, Factor, factor_text
+from permed.explain._text import Factor, factor_text, note_shown
 from permed.privacy import read_bytes
 from permed.report._clear import patients_left_out, run_is_encrypted
 from permed.report._html import (
@@ -166,8 +166,7 @@ def _told(patient: Mapping[str, Any], scale: str, schema: Mapping[str, Any]) -> 
     for factor in factors[:_TOLD]:
         name, value = str(factor.get("feature")), factor.get("value")
         if name in notes:
-            value = NOTE_PRESENT if isinstance(value, str) and value.strip() and \
-                value != NOTE_ABSENT else NOTE_ABSENT
+            value = note_shown(value)
         told.append(factor_text(Factor(name, value, float(factor.get("contribution") or 0.0),
                                        str(patient.get("output") or ""), scale),
                                 units.get(name)))

@@ -28,7 +28,7 @@ from permed.explain import (
 from permed.explain._groups import column_owners, source_features, sum_columns
 from permed.explain._model import _description, calibrated_contributions
 from permed.explain._shap import _interventional, _snap
-from permed.explain._text import NOTE_ABSENT, NOTE_PRESENT, withhold_text
+from permed.explain._text import note_shown, withhold_text
 
 __all__ = ["SCALES", "Explainer", "explanation_payload"]
 
@@ -126,7 +126,7 @@ class Explainer:
         pandas table of one patient costs more than the words of their explanation)."""
         names, notes = self.model.schema.names, set(self.model.schema.notes)
         return _PatientsExplanation(**self._contributions(transformed, scale), features=names,
-                                    rows=[[_withheld(patient.get(n)) if n in notes
+                                    rows=[[note_shown(patient.get(n)) if n in notes
                                            else patient.get(n) for n in names]
                                           for patient in patients])
 
@@ -145,11 +145,6 @@ class Explainer:
                 "outputs": [outcome_label(model.schema.target, str(classes[k]))
                             for k in indices],
                 "scale": scale, "method": "tree", "description": _description(model, scale)}
-
-
-def _withheld(note: Any) -> str:
-    """What an explanation shows of a note: never its text (as ``withhold_text``)."""
-    return NOTE_PRESENT if isinstance(note, str) and note.strip() else NOTE_ABSENT
 
 
 class _PatientsExplanation(Explanation):
