@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from permed.study._validate import ValidationReport
 
 __all__ = ["MIN_FOLLOWED", "MIN_FOLLOWED_SHARE", "RiskOptions", "check_risk", "encode_event",
-           "follow_up_times", "followed_rule", "thinly_followed", "time_text"]
+           "follow_up_times", "followed_rule", "thinly_followed", "time_text", "time_unit"]
 
 # A feature level with at most this many levels whose patients (at least this many) all had
 # the event is warned about as likely leakage.
@@ -98,7 +98,8 @@ def time_text(value: float, unit: str | None = None, floor: bool = False) -> str
     return f"{text} {unit[:-1] if shown == 1 and unit.endswith('s') else unit}"
 
 
-def _time_unit(study: Study) -> str | None:
+def time_unit(study: Study) -> str | None:
+    """The unit the study declares for the time column (``[columns.TIME] unit``), if any."""
     spec = study.columns.get(study.time or "")
     return spec.unit if spec else None
 
@@ -315,7 +316,7 @@ def _check_zero_times(frame: pd.DataFrame, study: Study, report: ValidationRepor
 def _check_horizons(frame: pd.DataFrame, study: Study, report: ValidationReport,
                     horizons: tuple[float, ...], event: pd.Series) -> None:
     times = to_numeric(frame[study.time]).dropna().to_numpy()
-    unit = _time_unit(study)
+    unit = time_unit(study)
     longest = float(times.max())
     beyond = [h for h in horizons if h >= longest]
     if beyond:
@@ -341,7 +342,7 @@ def _check_horizon_unit(frame: pd.DataFrame, study: Study, report: ValidationRep
     median follow-up: ``--horizons 1,3,5`` against WHAS500's follow-up in days (median 631)."""
     times = to_numeric(frame[study.time]).to_numpy(dtype=np.float64)  # none missing by now
     happened = times[event.astype(bool).to_numpy()]
-    unit, last = _time_unit(study), max(horizons)
+    unit, last = time_unit(study), max(horizons)
     early = float(np.quantile(happened, HORIZON_UNIT_QUANTILE)) if len(happened) else 0.0
     median = float(np.median(times))
     reasons = []

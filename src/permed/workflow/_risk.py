@@ -47,6 +47,7 @@ from permed.study._validate_risk import (
     follow_up_times,
     followed_rule,
     thinly_followed,
+    time_unit,
 )
 from permed.workflow._config import TrainConfig
 from permed.workflow._explain_outcomes import explain_risk_step
@@ -459,7 +460,7 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     development_scores = pipeline.predict(features)
     cuts = [float(c) for c in np.quantile(development_scores, [1 / 3, 2 / 3])]
     model = RiskModel(selected, schema, pipeline, list(horizons), cuts, study.time, study.event,
-                      float(data.time.max()), config.event_value, _time_unit(study),
+                      float(data.time.max()), config.event_value, time_unit(study),
                       median_limit=thinly_followed(data.time, [])[1])
 
     with timings("test"):
@@ -613,7 +614,7 @@ def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,
                    "counts": counts},
         "outcome": {"time": study.time, "event": study.event,
                     "event_value": config.event_value or "1 (or True)",
-                    "time_unit": _time_unit(study), **counts,
+                    "time_unit": time_unit(study), **counts,
                     "max_follow_up": float(max(data.time.max(), 0.0)),
                     "left_out_zero_time": left_out},
         "horizons": {"values": [float(h) for h in data.horizons],
@@ -654,11 +655,6 @@ def checkable_horizons(time: np.ndarray, horizons: list[float], who: str) -> dic
     return {"not_checkable": {horizon_key(h): n for h, n in thin.items()},
             "checkable_rule": f"at least {followed_rule(len(time))} of the {len(time)} {who} "
                               "(20, or 5% when more) still followed at the horizon"}
-
-
-def _time_unit(study: Study) -> str | None:
-    spec = study.columns.get(study.time or "")
-    return spec.unit if spec else None
 
 
 def _predictions(frame: pd.DataFrame, test_idx: np.ndarray, study: Study,
