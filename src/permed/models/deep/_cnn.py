@@ -23,7 +23,7 @@ from torch import nn
 
 from permed.exceptions import PermedError
 from permed.models.deep._device import resolve_device
-from permed.models.deep._training import encode_classes
+from permed.models.deep._training import encode_classes, seeded_torch
 
 __all__ = ["ARCHITECTURES", "CNNClassifier"]
 
@@ -165,8 +165,7 @@ class CNNClassifier(ClassifierMixin, BaseEstimator):
         device = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
-        with torch.random.fork_rng(devices=[]):  # seeded weights; the global RNG is left alone
-            torch.manual_seed(seed)
+        with seeded_torch(seed, device):  # seeded weights; the global RNGs are left alone
             network = _build_network(self.architecture, shape, len(self.classes_), self.width)
         train_rows, validation_rows = self._split_rows(encoded, rng)
         small = device.type == "cpu" and math.prod(shape[1:]) <= _SINGLE_THREAD_MAX_VOXELS

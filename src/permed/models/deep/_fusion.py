@@ -30,7 +30,7 @@ from torch import nn
 
 from permed.exceptions import PermedError
 from permed.models.deep._device import resolve_device
-from permed.models.deep._training import encode_classes
+from permed.models.deep._training import encode_classes, seeded_torch
 
 __all__ = ["MODALITIES", "FusionClassifier", "FusionInputs"]
 
@@ -215,10 +215,9 @@ class FusionClassifier(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         train_rows, validation_rows = self._split_rows(encoded, rng)
-        # seeded weights and dropout masks; the global torch RNG is left alone
-        with torch.random.fork_rng(devices=[]), threadpool_limits(
+        # seeded weights and dropout masks; the global torch RNGs (CPU and GPU) are left alone
+        with seeded_torch(seed, device), threadpool_limits(
                 limits=1 if device.type == "cpu" else None, user_api="openmp"):
-            torch.manual_seed(seed)
             network = _FusionNetwork(shapes, len(self.classes_), self.embedding_size,
                                      self.hidden_size, self.width)
             trainer = _Trainer(self, network.to(device), device)
