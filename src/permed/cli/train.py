@@ -87,7 +87,9 @@ def train(
         None, help="Class counted as positive (default: the last in sorted order)."),
     bootstrap: int = typer.Option(1000, help="Bootstrap replicates for the 95% CIs."),
     clip: bool = typer.Option(False, help="Clip numeric features to their 0.5-99.5% quantiles."),
-    device: str = typer.Option("auto", help="Torch device for deep models: auto | cpu | cuda."),
+    device: str = typer.Option(
+        "auto", help="Torch device for deep models: auto (a GPU for the networks that gain from "
+                     "one) | cpu | cuda."),
     cluster: str | None = typer.Option(
         None, help="Dask scheduler, e.g. tcp://scheduler:8786 (or PERMED_DASK_SCHEDULER)."),
     out_dir: Path | None = typer.Option(None, "--out", help="Run directory to write "

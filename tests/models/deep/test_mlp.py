@@ -195,6 +195,13 @@ def test_resolve_device(name, expected):
     assert resolve_device(name) == torch.device(expected)
 
 
+def test_auto_keeps_networks_that_train_faster_on_the_cpu_there(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the rule, not the GPU
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("auto", prefer_cpu=True) == torch.device("cpu")
+    assert resolve_device("cuda", prefer_cpu=True) == torch.device("cuda")  # asked for: given
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_resolve_device_cuda_without_gpu_says_what_to_use():
     with pytest.raises(PermedError, match="torch finds no CUDA device: use device='auto'"):

@@ -121,6 +121,9 @@ class DeepSurv(_CoxOutputs, _SurvivalEstimator):
         The trained network, on the CPU in float64.
     scaler_ : StandardScaler
     baseline_times_, baseline_cumulative_hazard_ : ndarray
+    device_ : str
+        The device training ran on (``device='auto'`` keeps this network on the CPU:
+        see :func:`permed.models.deep.resolve_device`).
     n_epochs_ : int
     loss_curve_ : list of float
     validation_loss_curve_ : list of float or None
@@ -172,7 +175,7 @@ class DeepSurv(_CoxOutputs, _SurvivalEstimator):
         return tuple(int(w) for w in hidden)
 
     def _fit(self, X: np.ndarray, time: np.ndarray, event: np.ndarray) -> None:
-        device = resolve_device(self.device)
+        device = resolve_device(self.device, prefer_cpu=True)
         hidden = self._hidden()
         self.scaler_ = StandardScaler().fit(X)
         Xs = self.scaler_.transform(X)
@@ -191,6 +194,7 @@ class DeepSurv(_CoxOutputs, _SurvivalEstimator):
                 max_epochs=self.max_epochs, patience=self.patience, rng=rng,
                 min_improvement=1e-6)
         self.network_ = network.to(device="cpu", dtype=torch.float64).eval()
+        self.device_ = str(device)
         self.n_epochs_ = len(history.train_losses)
         self.loss_curve_ = history.train_losses
         self.validation_loss_curve_ = history.validation_losses or None

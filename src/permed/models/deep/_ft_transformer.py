@@ -152,6 +152,7 @@ class _FTTransformerMixin:
                 weight_decay=self.weight_decay, batch_size=self.batch_size,
                 max_epochs=self.max_epochs, patience=self.patience, rng=rng,
                 decoupled_weight_decay=True)
+        self.device_ = str(device)
         self.n_epochs_ = len(history.train_losses)
         self.loss_curve_ = history.train_losses
         self.validation_loss_curve_ = history.validation_losses or None
@@ -222,6 +223,8 @@ class FTTransformerClassifier(_FTTransformerMixin, _SoftmaxOutputs, ClassifierMi
     scaler_ : StandardScaler or None
     network_ : torch.nn.Module
         The trained network, on the CPU in float64.
+    device_ : str
+        The device training ran on.
     n_epochs_ : int
     loss_curve_ : list of float
     validation_loss_curve_ : list of float or None
@@ -344,6 +347,8 @@ class FTTransformerSurvival(_FTTransformerMixin, _CoxOutputs, _SurvivalEstimator
     network_ : torch.nn.Module
     scaler_ : StandardScaler
     baseline_times_, baseline_cumulative_hazard_ : ndarray
+    device_ : str
+        The device training ran on.
     n_epochs_ : int
     loss_curve_ : list of float
     validation_loss_curve_ : list of float or None

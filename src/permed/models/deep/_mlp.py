@@ -136,6 +136,9 @@ class MLPClassifier(_SoftmaxOutputs, ClassifierMixin, BaseEstimator):
         The fitted standardization, or None when ``standardize=False``.
     network_ : torch.nn.Sequential
         The trained network, on the CPU in float64.
+    device_ : str
+        The device training ran on (``device='auto'`` keeps this network on the CPU:
+        see :func:`permed.models.deep.resolve_device`).
     n_epochs_ : int
         Epochs actually run.
     loss_curve_ : list of float
@@ -204,7 +207,7 @@ class MLPClassifier(_SoftmaxOutputs, ClassifierMixin, BaseEstimator):
             If ``X`` or ``y`` cannot be used (missing values, wrong shape, continuous ``y``).
         """
         hidden = self._check_params()
-        device = resolve_device(self.device)
+        device = resolve_device(self.device, prefer_cpu=True)
         X, y = validate_data(self, X, y, dtype=np.float64)
         y_encoded = encode_classes(self, y)
         self.scaler_ = StandardScaler().fit(X) if self.standardize else None
@@ -231,6 +234,7 @@ class MLPClassifier(_SoftmaxOutputs, ClassifierMixin, BaseEstimator):
                 rng=rng,
             )
         self.network_ = network.to(device="cpu", dtype=torch.float64).eval()
+        self.device_ = str(device)
         self.n_epochs_ = len(history.train_losses)
         self.loss_curve_ = history.train_losses
         self.validation_loss_curve_ = history.validation_losses or None

@@ -26,7 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from permed.exceptions import PermedError
 from permed.models.deep._device import resolve_device
-from permed.models.deep._training import encode_classes
+from permed.models.deep._training import encode_classes, seeded_torch
 from permed.preprocess import _events  # the module only: no transformer class in models/
 from permed.preprocess._events import OOV_ID, PAD_ID
 
@@ -142,6 +142,8 @@ class EventGRUClassifier(ClassifierMixin, BaseEstimator):
         Highest event id seen in ``fit`` plus one (0 without events).
     network_ : torch.nn.Module
         The trained network (on the CPU).
+    device_ : str
+        The device training ran on.
     n_epochs_ : int
         Epochs run.
     n_features_in_ : int
@@ -212,8 +214,8 @@ class EventGRUClassifier(ClassifierMixin, BaseEstimator):
         self.scale_ = np.where(scale > 0, scale, 1.0)
         self.vocabulary_size_ = int(ids.max()) + 1 if ids.shape[1] else 0
         rng = check_random_state(self.random_state)
-        with torch.random.fork_rng(devices=[]), threadpool_limits(1, user_api="openmp"):
-            torch.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        with seeded_torch(seed, device), threadpool_limits(1, user_api="openmp"):
             network = _Network(table.shape[1], self.vocabulary_size_, self,
                                len(self.classes_)).to(device)
             tensors = self._tensors((table - self.mean_) / self.scale_, ids, device)
@@ -221,6 +223,7 @@ class EventGRUClassifier(ClassifierMixin, BaseEstimator):
             self.n_epochs_ = _train(network, tensors, target, self._split_rows(y_encoded, rng),
                                     self, rng)
         self.network_ = network.to("cpu").eval()
+        self.device_ = str(device)
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
