@@ -14,7 +14,7 @@ Undefined values are ``None`` throughout the result (not nan), so it is valid JS
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -40,8 +40,9 @@ from permed.evaluate.classification import (
     _ratio,
 )
 from permed.exceptions import PermedError
+from permed.study._columns import rows_text
 
-__all__ = ["GROUP_METRICS", "audit_classification"]
+__all__ = ["GROUP_METRICS", "audit_classification", "bin_edges", "saved_bin_edges"]
 
 GROUP_METRICS = ("auroc", "sensitivity", "specificity", "ppv", "ece", "selection_rate")
 DISPARITIES = (
@@ -54,6 +55,9 @@ DISPARITIES = (
 MAX_LEVELS = 5
 CONFIDENCE = 0.95
 MISSING = "missing"
+DEVELOPMENT = "the development split"
+# Bin edges per numeric sensitive column: {"age": [29.0, 48.0, 56.0, 61.0, 77.0]}.
+Edges = Mapping[str, Sequence[float]]
 
 # --------------------------------------------------------------------------- group metrics
 # Each takes (y, proba, predicted) for the rows of one group and returns {metric: float}, nan
@@ -115,6 +119,7 @@ def audit_classification(
     max_gap: float = 0.1,
     n_boot: int = 200,
     seed: int = 0,
+    edges: Edges | None = None,
 ) -> dict[str, Any]:
     """Audit a classifier's performance and calibration across patient groups.
 
@@ -125,9 +130,13 @@ def audit_classification(
     predicted labels, ``auroc_gap`` and ``calibration_gap`` (largest minus smallest group
     AUROC and ECE). A disparity above ``max_gap`` is flagged.
 
-    Numeric columns with more than 5 distinct values are binned into quartile groups
-    (labelled like ``"age [29, 48)"``, the last bin closed); missing values form a group
-    ``"missing"`` (``"age missing"`` in a binned column). Groups smaller than
+    Numeric columns are binned at ``edges``, fixed once on the development split by
+    :func:`bin_edges` so that a group means the same patients in every table of a run (labelled
+    ``"age < 48"``, ``"age [48, 61)"``, ..., ``"age >= 70"``: the outer groups are open, so
+    values beyond the development range fall in them). Without ``edges``, numeric columns with
+    more than 5 distinct values are binned at the quartiles of the audited patients (labelled
+    like ``"age [29, 48)"``, the last bin closed). Missing values form a group ``"missing"``
+    (``"age missing"`` in a binned column). Groups smaller than
     ``min_group_size`` are reported, with their metrics and ``too_small: True``, but left out
     of the disparities (their gaps are mostly noise). With more than two
     classes the disparities are skipped (``"disparities": {}``), ``auroc``, ``sensitivity``,
@@ -155,20 +164,27 @@ def audit_classification(
         Bootstrap replicates for the confidence intervals.
     seed : int, default=0
         Seed of the resampling.
+    edges : mapping of str to sequence of float, optional
+        Bin edges of the numeric columns, from :func:`bin_edges` on the development split's
+        rows. A column named here is binned at its edges whatever its values in these rows;
+        a column not named is not binned (its values are the groups). ``None`` (the default)
+        bins each numeric column with more than 5 values at these rows' own quartiles.
 
     Returns
     -------
     dict
         JSON-ready: ``{"attributes": {column: audit}, "intersections": {"a & b": audit}
-        (only with two or more columns), "min_group_size", "max_gap", "note"}`` where an
-        audit is ``{"groups": {level: {"n", "prevalence", <metric>: {"value", "ci_low",
-        "ci_high"}, ..., "too_small"}}, "disparities": {name: {"value", "ci_low",
-        "ci_high"}}, "flags": [str]}``. Undefined values are ``None``.
+        (only with two or more columns), "min_group_size", "max_gap", "bins", "note"}``
+        where an audit is ``{"groups": {level: {"n", "prevalence", <metric>: {"value",
+        "ci_low", "ci_high"}, ..., "too_small"}}, "disparities": {name: {"value", "ci_low",
+        "ci_high"}}, "flags": [str]}`` and ``bins`` (given ``edges``, or when a column was
+        binned) is ``{column: {"edges", "groups", "from"}}``. Undefined values are ``None``.
 
     Raises
     ------
     PermedError
-        If the inputs are malformed or do not have the same rows.
+        If the inputs are malformed or do not have the same rows, an edge list is not
+        increasing, or a column binned at ``edges`` holds text.
 
     Examples
     --------
@@ -185,6 +201,7 @@ def audit_classification(
     labels, probs, pred = _check_inputs(
         y, proba, predicted, sensitive, classes, min_group_size, max_gap, n_boot
     )
+    edges = _check_edges(edges)
     data = _Data(
         y=labels,
         proba=probs,
@@ -197,12 +214,12 @@ def audit_classification(
     )
     columns = [str(c) for c in sensitive.columns]
     groupings: dict[str, tuple[NDArray[Any], list[str]]] = {}
-    binned: list[str] = []
+    binned: dict[str, list[float]] = {}
     for column in sensitive.columns:
-        group_of_row, levels, was_binned = _group_labels(sensitive[column], str(column))
+        group_of_row, levels, used = _group_labels(sensitive[column], str(column), edges)
         groupings[str(column)] = (group_of_row, levels)
-        if was_binned:
-            binned.append(str(column))
+        if used is not None:
+            binned[str(column)] = used
     result: dict[str, Any] = {
         "attributes": {name: _audit(name, *groupings[name], data) for name in columns}
     }
@@ -213,7 +230,9 @@ def audit_classification(
         }
     result["min_group_size"] = data.min_group_size
     result["max_gap"] = data.max_gap
-    result["note"] = _note(data, sensitive, binned, len(columns))
+    if edges is not None or binned:
+        result["bins"] = bins_entry(binned, fixed=edges is not None)
+    result["note"] = _note(data, sensitive, binned, edges is not None, len(columns))
     return result
 
 
@@ -261,12 +280,106 @@ def _check_inputs(
 # --------------------------------------------------------------------------- grouping
 
 
-def _group_labels(column: pd.Series, name: str) -> tuple[NDArray[Any], list[str], bool]:
-    """String group label of every row, the levels in display order, and whether binned."""
+def bin_edges(development: pd.DataFrame) -> dict[str, list[float]]:
+    """Quartile edges of each numeric column with more than 5 distinct values.
+
+    Computed once on the development split and passed as ``edges`` to every audit of the run
+    (:func:`audit_classification`, :func:`representation`, :func:`mitigation_table`,
+    ``audit_survival``), so that a group holds the same patients in each table and in an
+    external cohort's audit.
+
+    Parameters
+    ----------
+    development : pandas.DataFrame
+        The development split's sensitive columns.
+
+    Returns
+    -------
+    dict
+        ``{column: [min, q25, q50, q75, max]}`` (equal quantiles merged) for the numeric
+        columns with more than 5 distinct values; the other columns are not binned.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> bin_edges(pd.DataFrame({"age": [30, 40, 50, 60, 70, 80, 90], "sex": list("FMFMFMF")}))
+    {'age': [30.0, 45.0, 60.0, 75.0, 90.0]}
+    """
+    return {str(column): [float(e) for e in _quartile_edges(_numbers(development[column]))]
+            for column in development.columns if _binnable(development[column])}
+
+
+def saved_bin_edges(fairness: Mapping[str, Any] | None) -> dict[str, list[float]] | None:
+    """The bin edges a run recorded in its metrics.json ``fairness`` section.
+
+    ``None`` for a run trained before the edges were recorded (no ``bins`` entry): its audits
+    then bin each cohort at its own quartiles, as they did.
+    """
+    if not isinstance(fairness, Mapping) or not isinstance(fairness.get("bins"), Mapping):
+        return None
+    return {str(name): list(entry["edges"]) for name, entry in fairness["bins"].items()
+            if isinstance(entry, Mapping) and "edges" in entry}
+
+
+def bins_entry(binned: Mapping[str, Sequence[float]], fixed: bool = True) -> dict[str, Any]:
+    """metrics.json's ``fairness.bins``: each binned column's edges, groups and origin."""
+    origin = DEVELOPMENT if fixed else "the audited patients (their own quartiles)"
+    return {name: {"edges": [float(e) for e in cuts],
+                   "groups": _bin_names(name, cuts, open_ends=fixed), "from": origin}
+            for name, cuts in binned.items()}
+
+
+def _check_edges(edges: Edges | None) -> dict[str, list[float]] | None:
+    if edges is None:
+        return None
+    checked = {}
+    for name, cuts in edges.items():
+        values = np.asarray(cuts, dtype=np.float64).ravel()
+        if len(values) < 2 or not np.isfinite(values).all() or np.any(np.diff(values) <= 0):
+            raise PermedError(
+                f"bin edges of '{name}' must be two or more increasing finite numbers, got "
+                f"{list(cuts)}: compute them with bin_edges on the development split")
+        checked[str(name)] = [float(v) for v in values]
+    return checked
+
+
+def _binnable(column: pd.Series) -> bool:
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-    if numeric and column.nunique(dropna=True) > MAX_LEVELS:
-        labels, levels = _quartile_labels(column.astype(np.float64).to_numpy(), name)
-        return labels, levels, True
+    return bool(numeric and column.nunique(dropna=True) > MAX_LEVELS)
+
+
+def _numbers(column: pd.Series, name: str | None = None) -> NDArray[np.float64]:
+    """The column as floats (missing as nan); text in a column binned at edges is refused."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column.astype(np.float64).to_numpy()
+    values = pd.to_numeric(column, errors="coerce")
+    text = column.notna().to_numpy() & values.isna().to_numpy()
+    if text.any():
+        examples = ", ".join(f"'{v}'" for v in pd.unique(column[text].astype(str))[:3])
+        raise PermedError(
+            f"sensitive column '{name}' is binned at the development split's edges but holds "
+            f"text {examples} in rows {rows_text(np.flatnonzero(text))}: correct the values "
+            "or leave them empty (a missing value forms its own group)")
+    return values.astype(np.float64).to_numpy()
+
+
+def _group_labels(
+    column: pd.Series, name: str, edges: Edges | None = None
+) -> tuple[NDArray[Any], list[str], list[float] | None]:
+    """String group label of every row, the levels in display order, and the bin edges used
+    (``None`` when the column is not binned).
+
+    With ``edges`` the binning is fixed: the columns it names are binned at their edges, the
+    others are not binned. Without, numeric columns with many values are binned at their own
+    quartiles.
+    """
+    if edges is not None and name in edges:
+        cuts = [float(e) for e in edges[name]]
+        return (*_binned_labels(_numbers(column, name), name, cuts, open_ends=True), cuts)
+    if edges is None and _binnable(column):
+        x = _numbers(column)
+        cuts = [float(e) for e in _quartile_edges(x)]
+        return (*_binned_labels(x, name, cuts, open_ends=False), cuts)
     present = column.dropna()
     if isinstance(column.dtype, pd.CategoricalDtype):
         observed = set(present)
@@ -281,17 +394,40 @@ def _group_labels(column: pd.Series, name: str) -> tuple[NDArray[Any], list[str]
     labels = np.array([MISSING if pd.isna(v) else str(v) for v in column], dtype=object)
     if column.isna().any():
         levels.append(MISSING)
-    return labels, levels, False
+    return labels, levels, None
 
 
-def _quartile_labels(x: NDArray[np.float64], name: str) -> tuple[NDArray[Any], list[str]]:
+def _quartile_edges(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.unique(np.quantile(x[~np.isnan(x)], [0.0, 0.25, 0.5, 0.75, 1.0]))
+
+
+def _bin_names(name: str, edges: Sequence[float], open_ends: bool) -> list[str]:
+    """Group labels of the bins between ``edges``.
+
+    With ``open_ends`` the edges come from other patients (the development split), so the
+    first and last bins also hold the values beyond them and say so (``"age < 48"``,
+    ``"age >= 70"``); otherwise they are closed at the audited patients' own extremes.
+    """
+    last = len(edges) - 2
+    if open_ends and last == 0:
+        return [f"{name} all values"]
+    names = []
+    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        if open_ends and i == 0:
+            names.append(f"{name} < {hi:g}")
+        elif open_ends and i == last:
+            names.append(f"{name} >= {lo:g}")
+        else:
+            names.append(f"{name} [{lo:g}, {hi:g}{']' if i == last else ')'}")
+    return names
+
+
+def _binned_labels(
+    x: NDArray[np.float64], name: str, edges: Sequence[float], open_ends: bool
+) -> tuple[NDArray[Any], list[str]]:
     present = ~np.isnan(x)
-    edges = np.unique(np.quantile(x[present], [0.0, 0.25, 0.5, 0.75, 1.0]))
-    bins = np.searchsorted(edges[1:-1], x, side="right")
-    names = [
-        f"{name} [{lo:g}, {hi:g}{']' if i == len(edges) - 2 else ')'}"
-        for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))
-    ]
+    bins = np.searchsorted(np.asarray(edges[1:-1], dtype=np.float64), x, side="right")
+    names = _bin_names(name, edges, open_ends)
     missing = f"{name} {MISSING}"
     labels = np.array(
         [names[b] if ok else missing for b, ok in zip(bins, present, strict=True)], dtype=object
@@ -442,6 +578,27 @@ def _spread(values: NDArray[np.float64]) -> float:
 # --------------------------------------------------------------------------- output
 
 
+def bins_note(sensitive: pd.DataFrame, binned: Mapping[str, Sequence[float]], fixed: bool) -> str:
+    """The note's sentences on how the numeric columns were binned."""
+    parts = []
+    for name, cuts in binned.items():
+        shown = ", ".join(f"{e:g}" for e in cuts)
+        if fixed:
+            parts.append(
+                f"Numeric column '{name}' is binned at edges {shown}, the quartiles of "
+                f"{DEVELOPMENT}: its groups hold the same patients in every table of the run "
+                "and in an external cohort's audit; values beyond the development range fall "
+                "in the outer groups.")
+            continue
+        column = sensitive[next(c for c in sensitive.columns if str(c) == name)]
+        parts.append(
+            f"Numeric column '{name}' has {column.nunique()} distinct values (more than "
+            f"{MAX_LEVELS}): it is binned into quartile groups of these patients' own values "
+            f"({shown}), no bin edges from {DEVELOPMENT} being given, so its groups may not "
+            "hold the same patients as those of another table or cohort.")
+    return " ".join(parts)
+
+
 def _clean(value: Any) -> float | None:
     number = float(value)
     return number if math.isfinite(number) else None
@@ -463,14 +620,11 @@ def _flags(name: str, values: dict[str, float], data: _Data) -> list[str]:
     ]
 
 
-def _note(data: _Data, sensitive: pd.DataFrame, binned: list[str], n_columns: int) -> str:
-    parts = []
-    for name in binned:
-        column = sensitive[next(c for c in sensitive.columns if str(c) == name)]
-        parts.append(
-            f"Numeric column '{name}' has {column.nunique()} distinct values (more than "
-            f"{MAX_LEVELS}): it is binned into quartile groups."
-        )
+def _note(
+    data: _Data, sensitive: pd.DataFrame, binned: Mapping[str, Sequence[float]], fixed: bool,
+    n_columns: int,
+) -> str:
+    parts = [bins_note(sensitive, binned, fixed)] if binned else []
     parts.append(
         f"Groups with fewer than {data.min_group_size} patients are reported with "
         "too_small=true and left out of the disparities."

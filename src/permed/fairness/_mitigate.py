@@ -10,7 +10,7 @@ from fairlearn.metrics import equalized_odds_difference
 from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from permed.fairness._audit import _group_labels
+from permed.fairness._audit import Edges, _check_edges, _group_labels
 
 __all__ = ["mitigation_table"]
 
@@ -56,6 +56,7 @@ def mitigation_table(
     attribute: str,
     constraint: str = "equalized_odds",
     seed: int = 0,
+    edges: Edges | None = None,
 ) -> dict[str, Any]:
     """Fit group thresholds on development predictions; compare before/after on the test split.
 
@@ -68,6 +69,10 @@ def mitigation_table(
         The model's single decision threshold ("before").
     attribute : str
         Name of the sensitive attribute.
+    edges : mapping of str to sequence of float, optional
+        Bin edges of numeric attributes, from :func:`permed.fairness.bin_edges` on the
+        development split (the groups of the run's audits); ``None`` bins a numeric attribute
+        with more than 5 values at the quartiles of both splits together.
 
     Returns
     -------
@@ -79,7 +84,7 @@ def mitigation_table(
     (y_dev, p_dev, g_dev), (y_test, p_test, g_test) = development, test
     # one labelling for both splits, so binned numeric groups have the same edges
     both = pd.concat([pd.Series(g_dev), pd.Series(g_test)], ignore_index=True)
-    labels, levels, _ = _group_labels(both, attribute)
+    labels, levels, _ = _group_labels(both, attribute, _check_edges(edges))
     dev_labels, test_labels = labels[:len(y_dev)], labels[len(y_dev):]
     optimizer = ThresholdOptimizer(
         estimator=_ScoreAsProbability().fit(None, None), constraints=constraint,

@@ -7,13 +7,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from permed.fairness._audit import _group_labels
+from permed.fairness._audit import Edges, _check_edges, _group_labels
 
 __all__ = ["representation"]
 
 
 def representation(sensitive: pd.DataFrame, positive: np.ndarray,
-                   min_group_size: int = 30, outcome: str = "positive class") -> dict[str, Any]:
+                   min_group_size: int = 30, outcome: str = "positive class",
+                   edges: Edges | None = None) -> dict[str, Any]:
     """Group sizes, shares and outcome rates in the training data, with small-group warnings.
 
     Parameters
@@ -26,6 +27,11 @@ def representation(sensitive: pd.DataFrame, positive: np.ndarray,
         Groups smaller than this are too small to validate the model on: they are flagged.
     outcome : str
         What ``positive`` means, for the text.
+    edges : mapping of str to sequence of float, optional
+        Bin edges of the numeric columns, from :func:`permed.fairness.bin_edges` on the
+        development split, so the groups are those of the run's audits; ``None`` bins numeric
+        columns with more than 5 values at these patients' own quartiles (see
+        :func:`permed.fairness.audit_classification`).
 
     Returns
     -------
@@ -34,8 +40,10 @@ def representation(sensitive: pd.DataFrame, positive: np.ndarray,
     """
     result: dict[str, Any] = {}
     positive = np.asarray(positive, dtype=bool)
+    edges = _check_edges(edges)
     for column in sensitive.columns:
-        labels, levels, _ = _group_labels(sensitive[column].reset_index(drop=True), column)
+        labels, levels, _ = _group_labels(sensitive[column].reset_index(drop=True), str(column),
+                                          edges)
         groups, warnings = {}, []
         for level in levels:
             member = labels == level

@@ -30,7 +30,7 @@ from permed.evaluate.survival import (
     replicate_counts,
 )
 from permed.exceptions import PermedError
-from permed.fairness._audit import _group_labels
+from permed.fairness._audit import Edges, _check_edges, _group_labels, bins_entry, bins_note
 
 __all__ = ["SURVIVAL_GROUP_METRICS", "audit_survival"]
 
@@ -60,7 +60,7 @@ def _observed_expected(time: NDArray[Any], event: NDArray[Any], risk_at_h: NDArr
 def audit_survival(time: ArrayLike, event: ArrayLike, risk: ArrayLike, sensitive: pd.DataFrame,
                    risk_at_horizon: ArrayLike | None = None, horizon: float | None = None,
                    min_group_size: int = 20, max_gap: float = 0.1, n_boot: int = 200,
-                   seed: int = 0) -> dict[str, Any]:
+                   seed: int = 0, edges: Edges | None = None) -> dict[str, Any]:
     """Audit a risk model's discrimination and calibration across patient groups.
 
     Parameters
@@ -69,7 +69,8 @@ def audit_survival(time: ArrayLike, event: ArrayLike, risk: ArrayLike, sensitive
         Follow-up times, event indicators and predicted risk scores of the evaluated patients.
     sensitive : pandas.DataFrame
         One column per sensitive attribute, ``n`` rows in the same order (index ignored).
-        Numeric columns with more than 5 values are binned into quartiles, as in
+        Numeric columns are binned at ``edges`` (or, without, at the quartiles of these
+        patients when they have more than 5 values), as in
         :func:`permed.fairness.audit_classification`.
     risk_at_horizon : array-like of shape (n,), optional
         Predicted absolute risk ``1 - S(horizon)``: adds the observed/expected ratio.
@@ -81,18 +82,23 @@ def audit_survival(time: ArrayLike, event: ArrayLike, risk: ArrayLike, sensitive
         A gap between groups above this is flagged.
     n_boot : int, default=200
     seed : int, default=0
+    edges : mapping of str to sequence of float, optional
+        Bin edges of the numeric columns, from :func:`permed.fairness.bin_edges` on the
+        development split; see :func:`permed.fairness.audit_classification`.
 
     Returns
     -------
     dict
         ``{"attributes": {column: {"groups": {level: {"n", "prevalence" (share with the
         event), "c_index", "observed_expected", "too_small"}}, "disparities": {"c_index_gap",
-        "calibration_gap"}, "flags": [str]}}, "min_group_size", "max_gap", "horizon", "note"}``.
+        "calibration_gap"}, "flags": [str]}}, "min_group_size", "max_gap", "horizon", "bins"
+        (given ``edges``, or when a column was binned), "note"}``.
 
     Raises
     ------
     PermedError
-        If the inputs do not have the same rows.
+        If the inputs do not have the same rows, an edge list is not increasing, or a column
+        binned at ``edges`` holds text.
 
     Examples
     --------
@@ -112,18 +118,29 @@ def audit_survival(time: ArrayLike, event: ArrayLike, risk: ArrayLike, sensitive
         raise PermedError(f"time, event, risk and sensitive must have the same rows, got "
                           f"{len(time)}, {len(event)}, {len(risk)} and {len(sensitive)}")
     absolute = None if risk_at_horizon is None else np.asarray(risk_at_horizon, np.float64)
+    edges = _check_edges(edges)
     data = (time, event, risk, absolute, horizon)
     attributes = {}
+    binned: dict[str, list[float]] = {}
     for column in sensitive.columns:
-        labels, levels, _ = _group_labels(sensitive[column].reset_index(drop=True), str(column))
+        labels, levels, used = _group_labels(sensitive[column].reset_index(drop=True),
+                                             str(column), edges)
+        if used is not None:
+            binned[str(column)] = used
         attributes[str(column)] = _audit(str(column), labels, levels, data, min_group_size,
                                          max_gap, n_boot, seed)
-    return {"attributes": attributes, "min_group_size": int(min_group_size),
-            "max_gap": float(max_gap), "horizon": horizon,
-            "note": "Harrell's C-index per group (only pairs within the group are compared)"
-                    + ("" if absolute is None else
-                       f"; observed/expected risk at {horizon_key(horizon)}: Kaplan-Meier "
-                       "risk over mean predicted risk (1 = calibrated)")}
+    note = ("Harrell's C-index per group (only pairs within the group are compared)"
+            + ("" if absolute is None else
+               f"; observed/expected risk at {horizon_key(horizon)}: Kaplan-Meier "
+               "risk over mean predicted risk (1 = calibrated)"))
+    result: dict[str, Any] = {"attributes": attributes, "min_group_size": int(min_group_size),
+                              "max_gap": float(max_gap), "horizon": horizon}
+    if edges is not None or binned:
+        result["bins"] = bins_entry(binned, fixed=edges is not None)
+    if binned:
+        note += ". " + bins_note(sensitive, binned, edges is not None)
+    result["note"] = note
+    return result
 
 
 def _audit(name: str, labels: NDArray[Any], levels: list[str],

@@ -14,7 +14,7 @@ import pandas as pd
 from permed.bundle import atomic_directory, bundle_is_encrypted, load_bundle
 from permed.evaluate import cautions, classification_report
 from permed.exceptions import BundleError, DataError
-from permed.fairness import audit_classification
+from permed.fairness import audit_classification, saved_bin_edges
 from permed.ingest import TableInfo, read_table
 from permed.privacy import active_key, write_bytes
 from permed.study import FittedSchema, Study, as_category
@@ -96,7 +96,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     sensitive = [c for c in schema.sensitive if c in cohort.columns]
     fairness = (audit_classification(y, proba, model.labels(proba),
                                      cohort[sensitive].reset_index(drop=True), schema.classes,
-                                     seed=seed)
+                                     seed=seed, edges=saved_bin_edges(development.get("fairness")))
                 if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
     metrics: dict[str, Any] = {
         "task": "diagnose",

@@ -22,7 +22,7 @@ from permed.evaluate import (
     youden_threshold,
 )
 from permed.exceptions import PermedError
-from permed.fairness import audit_classification, mitigation_table, representation
+from permed.fairness import audit_classification, bin_edges, mitigation_table, representation
 from permed.models.diagnose import DIAGNOSE_MODELS, default_models, make_model
 from permed.models.diagnose._registry import require_events
 from permed.preprocess._text import note_identifiers, scrub_notes
@@ -279,18 +279,19 @@ def _fairness(study: Study, development: tuple[pd.DataFrame, np.ndarray, np.ndar
     if not study.sensitive:
         return {"attributes": {}, "note": "no sensitive attribute declared (--sensitive COL)"}
     (dev, y_dev, p_dev), (test, y, proba) = development, held_out
+    edges = bin_edges(dev[study.sensitive])  # one set of groups for every table of the run
     audit = audit_classification(
         y, proba, model.labels(proba), test[study.sensitive].reset_index(drop=True),
-        model.classes, n_boot=min(config.n_boot, 200), seed=config.seed)
+        model.classes, n_boot=min(config.n_boot, 200), seed=config.seed, edges=edges)
     positive = len(model.classes) - 1
     audit["representation"] = representation(
         dev[study.sensitive], y_dev == positive,
-        outcome=f"{study.target} = {model.classes[positive]}")
+        outcome=f"{study.target} = {model.classes[positive]}", edges=edges)
     if len(model.classes) == 2:
         audit["mitigation"] = {
             column: mitigation_table((y_dev, p_dev[:, 1], dev[column]),
                                      (y, proba[:, 1], test[column]), model.threshold, column,
-                                     seed=config.seed)
+                                     seed=config.seed, edges=edges)
             for column in study.sensitive}
     return audit
 

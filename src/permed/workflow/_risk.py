@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time as clock
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from permed.evaluate.survival import (
 from permed.exceptions import PermedError
 from permed.explain import Explanation
 from permed.explain._outcomes import explain_outcome_frame, explain_risk
+from permed.fairness import bin_edges
 from permed.models.risk import RISK_MODELS, default_models, make_model, survival_y
 from permed.models.risk._base import curve_chunks
 from permed.preprocess import make_preprocessor
@@ -469,7 +471,8 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     with timings("proportional_hazards"):
         ph = _ph_check(pipeline if selected == "coxph" else None, data, config)
     with timings("fairness"):
-        fairness = risk_fairness(study, test, test_frame, model, config)
+        fairness = risk_fairness(study, test, test_frame, model, config,
+                                 bin_edges(dev[study.sensitive]))
     with timings("explain"):  # SHAP of the absolute risk: workflow/_explain_outcomes.py
         explained, files = explain_risk_step(model, features, test,
                                              frame.index[test_idx].to_numpy(), study,
@@ -586,7 +589,10 @@ def _ph_check(pipeline: Pipeline | None, data: _Folds, config: TrainConfig) -> d
 
 
 def risk_fairness(study: Study, test: pd.DataFrame, test_frame: pd.DataFrame, model: RiskModel,
-              config: TrainConfig) -> dict[str, Any]:
+              config: TrainConfig, edges: Mapping[str, Sequence[float]] | None = None
+              ) -> dict[str, Any]:
+    """Survival fairness audit of ``test``; numeric columns binned at ``edges`` (fixed on the
+    development split), or at ``test``'s own quartiles without."""
     if not study.sensitive:
         return {"attributes": {}, "note": "no sensitive attribute declared (--sensitive COL)"}
     from permed.fairness._survival import audit_survival
@@ -596,7 +602,8 @@ def risk_fairness(study: Study, test: pd.DataFrame, test_frame: pd.DataFrame, mo
                           test_frame["risk_score"].to_numpy(),
                           test[study.sensitive].reset_index(drop=True),
                           risk_at_horizon=test_frame[risk_columns([horizon])[0]].to_numpy(),
-                          horizon=horizon, n_boot=min(config.n_boot, 200), seed=config.seed)
+                          horizon=horizon, n_boot=min(config.n_boot, 200), seed=config.seed,
+                          edges=edges)
 
 
 def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,

@@ -11,6 +11,7 @@ import pandas as pd
 
 from permed.evaluate.survival import METRIC_ESTIMATORS
 from permed.exceptions import PermedError
+from permed.fairness import saved_bin_edges
 from permed.models.risk import survival_y
 from permed.study import Study
 from permed.study._validate_risk import RiskOptions, followed_rule, thinly_followed, time_text
@@ -76,7 +77,8 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     counts = {"censored": int((~outcome.event).sum()), "event": int(outcome.event.sum())}
     sensitive = [c for c in study.sensitive if c in frame.columns]
     fairness = (risk_fairness(study.with_overrides(sensitive=sensitive), frame, predictions,
-                              model, TrainConfig(n_boot=max(n_boot, 100), seed=seed))
+                              model, TrainConfig(n_boot=max(n_boot, 100), seed=seed),
+                              saved_bin_edges(development.get("fairness")))
                 if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
     metrics: dict[str, Any] = {
         "task": "risk",
