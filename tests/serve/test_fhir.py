@@ -286,16 +286,27 @@ def test_a_partial_birth_date_counts_from_the_middle_of_its_period(vitals_fhir, 
     assert full.notes == []
 
 
-def test_a_year_only_birth_date_is_answered_and_noted(live):
+def test_a_year_only_birth_date_is_answered_and_noted_on_both_routes(live):
     from fhir.resources.R4B.riskassessment import RiskAssessment
 
-    response = evaluate(live, small_bundle({"birthDate": "2009"}))
+    bundle = small_bundle({"birthDate": "2009"})
+    response = evaluate(live, bundle)
     assert response.status_code == 200, response.text
     resource = response.json()
     RiskAssessment.model_validate(resource)
-    assert resource["note"][1] == {
-        "text": "age 10 from the partial Patient.birthDate '2009': the birthday is taken as "
-                "2009-07-01, the middle of the period, so the age may be one year off"}
+    note = ("age 10 from the partial Patient.birthDate '2009': the birthday is taken as "
+            "2009-07-01, the middle of the period, so the age may be one year off")
+    assert resource["note"][1] == {"text": note}
+    patient, observation = (e["resource"] for e in bundle["entry"])
+    hook = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"patientId": "p1"}, "prefetch": {"patient": patient, "observations": {
+                "resourceType": "Bundle", "type": "searchset",
+                "entry": [{"resource": observation}]}}}
+    with live.client("alice") as client:
+        cards = client.post("/cds-services/permed-vitals", json=hook)
+    assert cards.status_code == 200, cards.text
+    (card,) = cards.json()["cards"]
+    assert f"*Read from the record:* {note}" in card["detail"].splitlines()
 
 
 @pytest.mark.parametrize(("patient", "on", "basis"), [

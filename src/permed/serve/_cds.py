@@ -10,6 +10,7 @@ inputs in the record) the answer is ``{"cards": []}``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from permed.serve._fhir import LOINC
@@ -80,8 +81,10 @@ def _short(text: str) -> str:
     return text if len(text) < SUMMARY_LIMIT else text[:SUMMARY_LIMIT - 2] + "…"
 
 
-def card(served: ServedModel, result: dict[str, Any], missing: list[str]) -> dict[str, Any]:
-    """One card for one answered patient."""
+def card(served: ServedModel, result: dict[str, Any], missing: list[str],
+         notes: Sequence[str] = ()) -> dict[str, Any]:
+    """One card for one answered patient; ``notes`` say how a value was read from the record
+    (an age from a partial birth date), as the RiskAssessment's ``note`` does."""
     answer = result["answer"]
     lines = [f"**{served.name}** ({served.task}, {served.selected_model}, version "
              f"{served.version})", "", f"**Answer:** {result['summary']}"]
@@ -95,6 +98,8 @@ def card(served: ServedModel, result: dict[str, Any], missing: list[str]) -> dic
         lines += [f"- {f['text']}" for f in explanation["factors"][:5]]
     if missing:
         lines += ["", f"*Not in the record (imputed):* {', '.join(missing)}"]
+    if notes:
+        lines += ["", *(f"*Read from the record:* {note}" for note in notes)]
     if answer.get("refer_to_clinician"):
         lines += ["", f"**Refer to clinician:** {answer.get('refer_reason')}"]
     return {

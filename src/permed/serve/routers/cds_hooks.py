@@ -64,4 +64,4 @@ async def call(request: Request, service_id: str, body: HookRequest,
         predict_patients, served, typed, batch=False, explain=explain, principal=principal,
         key=state.key, max_batch=1, missing=missing))
     result = answered["results"][0]
-    return {"cards": [card(served, result, found.missing)]}
+    return {"cards": [card(served, result, found.missing, found.notes)]}
