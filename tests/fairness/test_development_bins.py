@@ -16,7 +16,7 @@ from permed.fairness import (
     representation,
     saved_bin_edges,
 )
-from permed.fairness._audit import _group_labels
+from permed.fairness._audit import group_labels
 from permed.fairness._survival import audit_survival
 
 N_BOOT = 20
@@ -51,7 +51,7 @@ def test_edges_are_the_development_quartiles_of_numeric_columns_with_many_values
 def test_a_test_value_below_the_development_minimum_lands_in_the_lowest_bin_with_a_true_label():
     edges = {"age": [40.0, 50.0, 60.0, 70.0, 80.0]}
     test = pd.Series([18.0, 40.0, 49.9, 50.0, 69.0, 70.0, 80.0, 97.0, np.nan])
-    labels, levels, used = _group_labels(test, "age", edges)
+    labels, levels, used = group_labels(test, "age", edges)
     assert list(labels) == ["age < 50", "age < 50", "age < 50", "age [50, 60)", "age [60, 70)",
                             "age >= 70", "age >= 70", "age >= 70", "age missing"]
     assert levels == ["age < 50", "age [50, 60)", "age [60, 70)", "age >= 70", "age missing"]
@@ -64,8 +64,8 @@ def test_the_same_value_gets_the_same_group_in_development_and_test_tables():
     test = pd.DataFrame({"age": np.random.default_rng(1).uniform(55, 95, 120).round(),
                          "sex": "F", "site": 1})
     edges = bin_edges(development)
-    dev_labels, _, _ = _group_labels(development["age"], "age", edges)
-    test_labels, _, _ = _group_labels(test["age"], "age", edges)
+    dev_labels, _, _ = group_labels(development["age"], "age", edges)
+    test_labels, _, _ = group_labels(test["age"], "age", edges)
     dev_group = dict(zip(development["age"], dev_labels, strict=True))
     shared = [(age, label) for age, label in zip(test["age"], test_labels, strict=True)
               if age in dev_group]
@@ -86,8 +86,8 @@ def test_without_edges_each_table_keeps_its_own_quartiles():
     # the behaviour library callers get when they pass no edges (and old runs fall back to)
     development = _development()
     test = pd.Series(np.random.default_rng(1).uniform(55, 95, 120).round())
-    _, dev_levels, dev_edges = _group_labels(development["age"], "age")
-    _, test_levels, test_edges = _group_labels(test, "age")
+    _, dev_levels, dev_edges = group_labels(development["age"], "age")
+    _, test_levels, test_edges = group_labels(test, "age")
     assert dev_edges != test_edges
     assert dev_levels[0].startswith("age [40, ")
     assert test_levels[-1].endswith("95]")

@@ -7,9 +7,16 @@ development split (:func:`bin_edges`) and passed as ``edges`` to every audit of 
 edges are read back from its metrics.json by :func:`saved_bin_edges`.
 """
 
-from permed.fairness._audit import GROUP_METRICS, audit_classification, bin_edges, saved_bin_edges
+from permed.fairness._audit import (
+    GROUP_METRICS,
+    audit_classification,
+    bin_edges,
+    bins_entry,
+    group_labels,
+    saved_bin_edges,
+)
 from permed.fairness._mitigate import mitigation_table
 from permed.fairness._representation import representation
 
-__all__ = ["GROUP_METRICS", "audit_classification", "bin_edges", "mitigation_table",
-           "representation", "saved_bin_edges"]
+__all__ = ["GROUP_METRICS", "audit_classification", "bin_edges", "bins_entry", "group_labels",
+           "mitigation_table", "representation", "saved_bin_edges"]

@@ -42,7 +42,8 @@ from permed.evaluate.classification import (
 from permed.exceptions import PermedError
 from permed.study._columns import rows_text
 
-__all__ = ["GROUP_METRICS", "audit_classification", "bin_edges", "saved_bin_edges"]
+__all__ = ["GROUP_METRICS", "audit_classification", "bin_edges", "bins_entry", "group_labels",
+           "saved_bin_edges"]
 
 GROUP_METRICS = ("auroc", "sensitivity", "specificity", "ppv", "ece", "selection_rate")
 DISPARITIES = (
@@ -216,7 +217,7 @@ def audit_classification(
     groupings: dict[str, tuple[NDArray[Any], list[str]]] = {}
     binned: dict[str, list[float]] = {}
     for column in sensitive.columns:
-        group_of_row, levels, used = _group_labels(sensitive[column], str(column), edges)
+        group_of_row, levels, used = group_labels(sensitive[column], str(column), edges)
         groupings[str(column)] = (group_of_row, levels)
         if used is not None:
             binned[str(column)] = used
@@ -363,7 +364,7 @@ def _numbers(column: pd.Series, name: str | None = None) -> NDArray[np.float64]:
     return values.astype(np.float64).to_numpy()
 
 
-def _group_labels(
+def group_labels(
     column: pd.Series, name: str, edges: Edges | None = None
 ) -> tuple[NDArray[Any], list[str], list[float] | None]:
     """String group label of every row, the levels in display order, and the bin edges used

@@ -10,7 +10,7 @@ from fairlearn.metrics import equalized_odds_difference
 from fairlearn.postprocessing import ThresholdOptimizer
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from permed.fairness._audit import Edges, _check_edges, _group_labels
+from permed.fairness._audit import Edges, _check_edges, group_labels
 
 __all__ = ["mitigation_table"]
 
@@ -84,7 +84,7 @@ def mitigation_table(
     (y_dev, p_dev, g_dev), (y_test, p_test, g_test) = development, test
     # one labelling for both splits, so binned numeric groups have the same edges
     both = pd.concat([pd.Series(g_dev), pd.Series(g_test)], ignore_index=True)
-    labels, levels, _ = _group_labels(both, attribute, _check_edges(edges))
+    labels, levels, _ = group_labels(both, attribute, _check_edges(edges))
     dev_labels, test_labels = labels[:len(y_dev)], labels[len(y_dev):]
     optimizer = ThresholdOptimizer(
         estimator=_ScoreAsProbability().fit(None, None), constraints=constraint,

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from permed.fairness._audit import Edges, _check_edges, _group_labels
+from permed.fairness._audit import Edges, _check_edges, group_labels
 
 __all__ = ["representation"]
 
@@ -42,7 +42,7 @@ def representation(sensitive: pd.DataFrame, positive: np.ndarray,
     positive = np.asarray(positive, dtype=bool)
     edges = _check_edges(edges)
     for column in sensitive.columns:
-        labels, levels, _ = _group_labels(sensitive[column].reset_index(drop=True), str(column),
+        labels, levels, _ = group_labels(sensitive[column].reset_index(drop=True), str(column),
                                           edges)
         groups, warnings = {}, []
         for level in levels:

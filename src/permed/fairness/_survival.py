@@ -30,7 +30,7 @@ from permed.evaluate.survival import (
     replicate_counts,
 )
 from permed.exceptions import PermedError
-from permed.fairness._audit import Edges, _check_edges, _group_labels, bins_entry, bins_note
+from permed.fairness._audit import Edges, _check_edges, bins_entry, bins_note, group_labels
 
 __all__ = ["SURVIVAL_GROUP_METRICS", "audit_survival"]
 
@@ -123,7 +123,7 @@ def audit_survival(time: ArrayLike, event: ArrayLike, risk: ArrayLike, sensitive
     attributes = {}
     binned: dict[str, list[float]] = {}
     for column in sensitive.columns:
-        labels, levels, used = _group_labels(sensitive[column].reset_index(drop=True),
+        labels, levels, used = group_labels(sensitive[column].reset_index(drop=True),
                                              str(column), edges)
         if used is not None:
             binned[str(column)] = used

@@ -23,6 +23,7 @@ Protocol (every step fitted on development data only; the test split is touched 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ from permed.exceptions import PermedError
 from permed.explain import Explanation
 from permed.explain._effects import effect_drivers, readable_design
 from permed.explain._outcomes import explain_effect, explain_outcome_frame
+from permed.fairness import bin_edges, bins_entry, group_labels
 from permed.models.treat import (
     OUTCOME_MODELS,
     PROPENSITY_MODELS,
@@ -632,14 +634,17 @@ def _fairness(study: Study, prepared: _Prepared, split: _Split, scores: np.ndarr
               candidates: np.ndarray) -> dict[str, Any]:
     if not study.sensitive:
         return {"attributes": {}, "note": "no sensitive attribute declared (--sensitive COL)"}
+    # one set of groups for the run, as in diagnose and risk: a numeric column is binned at the
+    # development split's quartiles, not split into one group per distinct value
+    edges = bin_edges(prepared.frame.iloc[split.dev_idx][study.sensitive])
     test = prepared.frame.iloc[split.test_idx]
     arm = prepared.arm[split.test_idx]
     default = prepared.arms[ranking[0]]
     attributes: dict[str, Any] = {}
     for column in study.sensitive:
-        labels = as_category(test[column]).fillna("missing").to_numpy()
+        labels, levels, subject = _treat_groups(test[column], column, edges)
         groups, flags = {}, []
-        for level in sorted(set(labels)):
+        for level in levels:
             rows = labels == level
             entry: dict[str, Any] = {"n": int(rows.sum()), "too_small": bool(
                 rows.sum() < MIN_GROUP_SIZE)}
@@ -652,17 +657,36 @@ def _fairness(study: Study, prepared: _Prepared, split: _Split, scores: np.ndarr
                              policy_gain=figures["policy_gain"])
                 high = figures["policy_gain"]["ci_high"]
                 if not entry["too_small"] and high is not None and np.isfinite(high) and high < 0:
-                    flags.append(f"{column}={level}: following permed's recommendation does worse "
-                                 f"than giving everyone {default} (policy gain "
+                    flags.append(f"{subject(level)}: following permed's recommendation does "
+                                 f"worse than giving everyone {default} (policy gain "
                                  f"{figures['policy_gain']['value']:.3g}, 95% CI up to {high:.3g})")
             groups[str(level)] = entry
         attributes[column] = {"groups": groups, "disparities": {}, "flags": flags}
+    binned = {column: edges[column] for column in study.sensitive if column in edges}
+    note = ("Per group, on its test patients: the doubly-robust value of following permed (the "
+            f"recommended arm where it is clear, else the best single arm {default}, chosen on "
+            f"development patients) and its gain over giving everyone {default}; a group where "
+            "following permed does clearly worse (95% CI of the gain below 0) is flagged.")
+    for column, cuts in binned.items():
+        note += (f" Numeric column '{column}' is binned at edges "
+                 f"{', '.join(f'{e:g}' for e in cuts)}, the quartiles of the development split "
+                 "(the test values beyond them fall in the outer groups).")
     return {"attributes": attributes, "min_group_size": MIN_GROUP_SIZE, "max_gap": None,
-            "note": "Per group, on its test patients: the doubly-robust value of following "
-                    "permed (the recommended arm where it is clear, else the best single arm "
-                    f"{default}, chosen on development patients) and its gain over giving "
-                    f"everyone {default}; a group where following permed does clearly worse "
-                    "(95% CI of the gain below 0) is flagged."}
+            "bins": bins_entry(binned), "note": note}
+
+
+def _treat_groups(values: pd.Series, column: str, edges: dict[str, list[float]]
+                  ) -> tuple[np.ndarray, list[str], Callable[[str], str]]:
+    """Each test row's group, the groups in display order, and how a flag names a group.
+
+    A column in ``edges`` is binned at them (labels such as ``"age < 48"`` that name the
+    column already); any other column's values are its groups (``"sex=F"`` in a flag).
+    """
+    if column in edges:
+        labels, levels, _ = group_labels(values.reset_index(drop=True), column, edges)
+        return labels, levels, str
+    labels = as_category(values).fillna("missing").to_numpy()
+    return labels, sorted(set(labels)), lambda level: f"{column}={level}"
 
 
 def _predictions(model: TreatModel, prepared: _Prepared, split: _Split,
