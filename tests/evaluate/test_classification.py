@@ -393,6 +393,8 @@ def test_cv_summary_is_nan_aware():
     assert list(summary) == ["auroc", "ppv", "brier"]
     assert summary["auroc"]["mean"] == pytest.approx(0.85, abs=TOL)
     assert summary["auroc"]["std"] == pytest.approx(np.std([0.8, 0.9]), abs=TOL)
+    assert summary["auroc"]["folds"] == 2  # of 3: said, so one fold's figure is not a mean
     assert math.isnan(summary["ppv"]["mean"])
     assert math.isnan(summary["ppv"]["std"])
-    assert summary["brier"] == {"mean": 0.1, "std": 0.0}
+    assert summary["brier"] == {"mean": 0.1, "std": 0.0, "folds": 1}
+    assert "folds" not in cv_summary(folds[:2])["auroc"]

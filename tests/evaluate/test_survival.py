@@ -96,6 +96,48 @@ def test_bootstrap_shortcuts_equal_scikit_survival_on_the_resampled_data(whas, r
         assert fast[name][0] == pytest.approx(value, abs=1e-9), name
 
 
+def test_the_brier_score_is_integrated_below_a_common_end_of_follow_up():
+    # GBSG: 426 patients censored at 84 months, the longest follow-up, so the 90th percentile
+    # of the times is the last follow-up time, where scikit-survival cannot integrate: the
+    # integrated Brier score had been nan on every such split (and its interval alone shown)
+    import pandas as pd
+
+    from permed.testing import shared_data
+
+    frame = pd.read_csv(shared_data("survival_pycox_csv/gbsg.csv"))
+    frame = frame[frame["duration"] <= 84]  # 3 of 2,232 patients were followed longer
+    y = survival_y(frame["duration"], frame["event"].astype(bool))
+    train, test = y[::2], y[1::2]
+    X = frame.drop(columns=["duration", "event"]).to_numpy(dtype=float)
+    model = PenalizedCox().fit(X[::2], train)
+    assert np.quantile(test["time"], 0.9) == test["time"].max()
+    grid = SurvivalGrid.for_data(test["time"], [12.0, 36.0, 60.0])
+    assert grid.ibs.max() < test["time"].max()
+    survival = model.predict_survival_function(X[1::2], grid.times)
+    reference, _ = censoring_reference(train, test)
+    report = survival_report(reference, test["time"], test["event"], model.predict(X[1::2]),
+                             survival, grid, tau=60.0, n_boot=100)
+    ibs = report["test"]["ibs"]
+    assert ibs["value"] == integrated_brier_score(reference, test,
+                                                  survival[:, grid.columns(grid.ibs)], grid.ibs)
+    assert ibs["ci_low"] < ibs["value"] < ibs["ci_high"]
+
+
+def test_a_figure_undefined_on_the_patients_gets_no_interval(whas):
+    # a grid reaching the last follow-up time: scikit-survival's Brier score is undefined
+    # there, while the replicates' own integration is not; no interval without the figure
+    w = whas
+    end = w["time"].max()
+    grid = SurvivalGrid(w["grid"].horizons, np.linspace(w["grid"].ibs.min(), end, 30))
+    model_survival = np.exp(-np.outer(np.exp(w["risk"] - w["risk"].mean()), grid.times / 2000))
+    report = survival_report(w["reference"], w["time"], w["event"], w["risk"], model_survival,
+                             grid, tau=1095.0, n_boot=50)
+    ibs = report["test"]["ibs"]
+    assert np.isnan(ibs["value"])
+    assert np.isnan(ibs["ci_low"])
+    assert np.isnan(ibs["ci_high"])
+
+
 def test_kaplan_meier_at_matches_scikit_survival(whas):
     steps, surv = kaplan_meier_estimator(whas["event"], whas["time"])
     for horizon in (100.0, 365.0, 1000.0):

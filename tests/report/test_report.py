@@ -456,6 +456,8 @@ def test_fmt_num_and_mean_std():
     assert fmt_num(float("inf")) == "\u2014"
     assert fmt_mean_std({"mean": 0.981, "std": 0.012}) == "0.98 \u00b1 0.01"
     assert fmt_mean_std({"mean": 0.98, "std": None}) == "0.98"
+    assert fmt_mean_std({"mean": 0.2, "std": 0.0, "folds": 1}) == "0.20 (1 fold)"
+    assert fmt_mean_std({"mean": 0.2, "std": 0.01, "folds": 3}) == "0.20 (3 folds)"
 
 
 def test_net_benefit_matches_hand_computation():

@@ -699,9 +699,10 @@ def net_benefit(y: ArrayLike, p1: ArrayLike, thresholds: ArrayLike) -> dict[str,
 def cv_summary(fold_metrics: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation of each metric over cross-validation folds.
 
-    Folds where a metric is nan (undefined) are left out of its mean and standard deviation;
-    the standard deviation is the population one (``ddof=0``), as scikit-learn's
-    ``cv_results_["std_test_score"]``. A metric undefined in every fold gets nan.
+    Folds where a metric is nan (undefined) are left out of its mean and standard deviation,
+    and then ``folds`` says in how many it was defined; the standard deviation is the
+    population one (``ddof=0``), as scikit-learn's ``cv_results_["std_test_score"]``. A metric
+    undefined in every fold gets nan.
 
     Parameters
     ----------
@@ -712,12 +713,13 @@ def cv_summary(fold_metrics: Sequence[Mapping[str, float]]) -> dict[str, dict[st
     -------
     dict
         ``{metric: {"mean": float, "std": float}}`` over the union of the fold keys, in
-        first-seen order (a fold lacking a metric counts as nan for it).
+        first-seen order (a fold lacking a metric counts as nan for it), with ``"folds": int``
+        added where the metric was undefined in some folds.
 
     Examples
     --------
     >>> cv_summary([{"auroc": 0.5}, {"auroc": 1.0}, {"auroc": float("nan")}])
-    {'auroc': {'mean': 0.75, 'std': 0.25}}
+    {'auroc': {'mean': 0.75, 'std': 0.25, 'folds': 2}}
     """
     names = list(dict.fromkeys(name for fold in fold_metrics for name in fold))
     summary: dict[str, dict[str, float]] = {}
@@ -728,5 +730,7 @@ def cv_summary(fold_metrics: Sequence[Mapping[str, float]]) -> dict[str, dict[st
             summary[name] = {"mean": math.nan, "std": math.nan}
         else:
             summary[name] = {"mean": float(finite.mean()), "std": float(finite.std())}
+            if finite.size < values.size:
+                summary[name]["folds"] = int(finite.size)
     return summary
 

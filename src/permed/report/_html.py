@@ -154,12 +154,16 @@ def fmt_ci(entry: object, digits: int = 2) -> str:
 
 
 def fmt_mean_std(entry: object, digits: int = 2) -> str:
-    """Format ``{"mean", "std"}`` as ``0.98 ± 0.01`` (a dash when the mean is missing)."""
+    """Format ``{"mean", "std"}`` as ``0.98 ± 0.01`` (a dash when the mean is missing), and
+    ``0.20 (1 fold)`` when the metric was defined in only some folds (``"folds"``)."""
     if not isinstance(entry, Mapping):
         return fmt_num(entry, digits)
     mean = fmt_num(entry.get("mean"), digits)
     if mean == DASH or is_missing(entry.get("std")):
         return mean
+    folds = entry.get("folds")
+    if isinstance(folds, int):
+        return f"{mean} ({folds} fold{'' if folds == 1 else 's'})"
     return f"{mean} \u00b1 {fmt_num(entry.get('std'), digits)}"
 
 
