@@ -248,6 +248,20 @@ def test_no_sensitive_attribute_says_how_to_add_one(multiclass_html):
     assert "--sensitive COL" in html
 
 
+def test_a_multiclass_audit_without_disparities_does_not_say_no_flag_was_raised(tmp_path):
+    # more than two classes: the audit gives each group's figures but no disparity, so
+    # "raised no flag" would read as "the groups were found alike"
+    fairness = _fairness()
+    fairness["attributes"]["sex"] = {**fairness["attributes"]["sex"], "disparities": {},
+                                     "flags": []}
+    del fairness["intersections"]
+    html = render_report(_write_run(tmp_path / "multi", ["a", "b", "c"], fairness))
+    assert "raised no flag" not in html
+    assert ("The fairness audit by sex reports each group&#39;s figures but no disparity "
+            "between groups (not computed with more than two classes), so it cannot raise a "
+            "flag") in html
+
+
 def test_multiclass_report_has_one_vs_rest_and_no_decision_curve(multiclass_html):
     html = multiclass_html
     assert html.count(PNG) == 4  # ROC, PR, calibration, confusion matrix

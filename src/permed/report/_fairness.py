@@ -132,6 +132,12 @@ def fairness_sentence(run: RunFiles) -> str:
     if flags:
         return (f"The fairness audit by {names} raised {plural(len(flags), 'flag')}: see "
                 "'Fairness across patient groups'.")
+    if run.task == "diagnose" and not any(dig(a, "disparities") for a in attributes.values()):
+        # with more than two classes the audit reports each group's figures but computes no
+        # disparity, so "no flag" would say the groups were found alike when none were compared
+        return (f"The fairness audit by {names} reports each group's figures but no disparity "
+                "between groups (not computed with more than two classes), so it cannot raise a "
+                "flag: compare the groups in 'Fairness across patient groups'.")
     return f"The fairness audit by {names} raised no flag."
 
 
