@@ -383,6 +383,18 @@ def test_net_benefit_rejects_threshold_of_one():
         net_benefit([0, 1], [0.2, 0.8], [0.5, 1.0])
 
 
+def test_macro_ppv_counts_a_class_never_predicted_as_zero_like_scikit_learn():
+    # class 2 is in y but never predicted: its PPV is undefined; left out, the macro PPV would
+    # reward never predicting a rare class
+    y = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    proba = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1],
+                      [0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.7, 0.2, 0.1], [0.3, 0.6, 0.1]])
+    got = point_metrics(y, proba)["ppv"]
+    assert got == pytest.approx(precision_score(y, proba.argmax(axis=1), average="macro",
+                                                zero_division=0), abs=TOL)
+    assert got < (3 / 5 + 3 / 3) / 2  # the mean over the predicted classes alone
+
+
 def test_cv_summary_is_nan_aware():
     folds = [
         {"auroc": 0.8, "ppv": float("nan")},

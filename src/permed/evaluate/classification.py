@@ -297,6 +297,15 @@ def _macro(values: Floats) -> float:
     return float(finite.mean()) if finite.size else math.nan
 
 
+def _macro_ppv(ppv: Floats, y: Ints) -> float:
+    """Macro PPV, where a class present in ``y`` but never predicted counts 0 (scikit-learn's
+    ``zero_division=0``): left out, it would reward a model for never predicting a rare class
+    (Cleveland's 5 classes: 0.32 instead of 0.26). A class absent and never predicted is left
+    out, as for the other macro averages."""
+    present = np.bincount(y, minlength=len(ppv)) > 0
+    return _macro(np.where(np.isnan(ppv) & present, 0.0, ppv))
+
+
 def _multiclass_metrics(
     y: Ints, proba: Floats, n_bins: int = 10, per_class: dict[str, Floats] | None = None
 ) -> dict[str, float]:
@@ -305,7 +314,8 @@ def _multiclass_metrics(
     onehot = np.eye(proba.shape[1])[y]
     out = {"auroc": _macro(classes["auroc"]), "auprc": _macro(classes["auprc"])}
     out["accuracy"] = float(np.mean(pred == y))
-    out.update({m: _macro(classes[m]) for m in ("sensitivity", "specificity", "ppv", "npv", "f1")})
+    out.update({m: _macro_ppv(classes[m], y) if m == "ppv" else _macro(classes[m])
+                for m in ("sensitivity", "specificity", "ppv", "npv", "f1")})
     out["brier"] = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
     out["ece"] = _ece((pred == y).astype(np.float64), proba.max(axis=1), n_bins)
     return out

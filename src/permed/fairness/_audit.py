@@ -36,6 +36,7 @@ from permed.evaluate.classification import (
     _counts,
     _ece,
     _macro,
+    _macro_ppv,
     _per_class,
     _ratio,
 )
@@ -85,7 +86,8 @@ def _multiclass_group(
 ) -> dict[str, float]:
     per_class = _per_class(y, proba, pred)
     right = (proba.argmax(axis=1) == y).astype(np.float64)
-    out = {m: _macro(per_class[m]) for m in ("auroc", "sensitivity", "specificity", "ppv")}
+    out = {m: _macro(per_class[m]) for m in ("auroc", "sensitivity", "specificity")}
+    out["ppv"] = _macro_ppv(per_class["ppv"], y)
     out["ece"] = _ece(right, proba.max(axis=1), 10)
     out["selection_rate"] = math.nan
     return out
