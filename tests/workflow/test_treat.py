@@ -122,6 +122,43 @@ def test_predictions_and_new_patients(treat_run):
         "low overlap: few development patients like this one received every arm")).all()
 
 
+class _KnownEffects:
+    """Expected outcomes and standard errors given exactly: score_arms' arithmetic alone."""
+
+    def __init__(self, means: np.ndarray, pair_se: np.ndarray) -> None:
+        self.means, self.pair_se = means, pair_se
+
+    def contrast_inference(self, X, weights):
+        k = self.means.shape[1]
+        point = np.einsum("cnk,nk->cn", weights, self.means)
+        stderr = np.ones_like(point)
+        for c in range(k, k + k * k):
+            stderr[c] = self.pair_se[divmod(c - k, k)]
+        return point, stderr
+
+
+def test_the_advantage_is_over_the_arm_that_decides_the_recommendation():
+    # arm a is best (10); b (9) is the runner-up but clearly worse (se 0.1); c (8) is not
+    # clearly worse (se 5): no clear difference, and the advantage shown must say why
+    from permed.workflow._treat import score_arms
+
+    se = np.full((3, 3), 0.1)
+    se[0, 2] = se[2, 0] = 5.0
+    scored = score_arms(_KnownEffects(np.array([[10.0, 9.0, 8.0]]), se), np.zeros((1, 1)),
+                        ["a", "b", "c"], higher_is_better=True)
+    row = scored.iloc[0]
+    assert row["best_arm"] == "a"
+    assert row["recommended"] == "no clear difference"
+    assert row["candidates"] == "a;c"
+    assert row["advantage"] == pytest.approx(2.0)
+    assert row["advantage_low"] < 0
+    clear = score_arms(_KnownEffects(np.array([[10.0, 9.0, 8.0]]), np.full((3, 3), 0.1)),
+                       np.zeros((1, 1)), ["a", "b", "c"], higher_is_better=True).iloc[0]
+    assert clear["recommended"] == "a"
+    assert clear["advantage"] == pytest.approx(1.0)  # the nearest interval: b's
+    assert clear["advantage_low"] > 0
+
+
 def test_bundle_holds_the_treat_model(treat_run):
     _, run, _ = treat_run
     model, schema = load_bundle(run)

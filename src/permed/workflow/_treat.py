@@ -145,8 +145,10 @@ class TreatModel:
         ``outcome_<arm>_high`` for every arm; ``best_arm`` (best point estimate);
         ``recommended`` (the best arm, or "no clear difference" when another arm's
         disadvantage has a 95% CI that includes 0); ``candidates`` (the arms not clearly worse
-        than the best, separated by ``;``); ``advantage`` (best arm over the runner-up, in
-        outcome units, positive = better) with ``advantage_low`` / ``advantage_high``;
+        than the best, separated by ``;``); ``advantage`` (best arm over its closest
+        competitor, the other arm whose interval comes nearest 0, in outcome units, positive =
+        better) with ``advantage_low`` / ``advantage_high``: ``recommended`` names an arm
+        exactly when ``advantage_low`` is above 0;
         ``low_overlap`` (an arm's estimated propensity is below the threshold: the effects are
         extrapolated); ``out_of_range`` and ``out_of_range_features``.
 
@@ -188,7 +190,9 @@ def score_arms(estimator: Any, X: np.ndarray, arms: list[str], higher_is_better:
     The recommended arm is the one with the best expected outcome. Another arm is a
     candidate too when the ``1 - alpha`` interval of its disadvantage against that best arm
     includes 0; with more than one candidate the recommendation is "no clear difference" and
-    ``candidates`` names them (best first).
+    ``candidates`` names them (best first). ``advantage`` is the best arm's over its closest
+    competitor (the other arm whose interval comes nearest 0), so an arm is recommended exactly
+    when the advantage's interval excludes 0.
 
     Parameters
     ----------
@@ -231,15 +235,19 @@ def score_arms(estimator: Any, X: np.ndarray, arms: list[str], higher_is_better:
     gap, gap_se = sign * point[picked, rows], stderr[picked, rows]
     candidate = (gap - z * gap_se <= 0) | (np.arange(k)[:, None] == best[None, :])
     names = np.asarray(arms, dtype=object)
-    runner = order[:, 1]
+    # the advantage is over the closest competitor: the other arm whose interval comes nearest
+    # to 0 (not the runner-up by point estimate, whose interval may be the narrower one), so
+    # that an arm is recommended exactly when the advantage's interval excludes 0
+    lower = np.where(np.arange(k)[:, None] == best[None, :], np.inf, gap - z * gap_se)
+    closest = lower.argmin(axis=0)
     clear = candidate.sum(axis=0) == 1
     out.update({
         "best_arm": names[best],
         "recommended": np.where(clear, names[best], NO_CLEAR_DIFFERENCE),
         "candidates": [";".join(names[order[i]][candidate[order[i], i]]) for i in range(n)],
-        "advantage": gap[runner, rows],
-        "advantage_low": gap[runner, rows] - z * gap_se[runner, rows],
-        "advantage_high": gap[runner, rows] + z * gap_se[runner, rows],
+        "advantage": gap[closest, rows],
+        "advantage_low": gap[closest, rows] - z * gap_se[closest, rows],
+        "advantage_high": gap[closest, rows] + z * gap_se[closest, rows],
     })
     return pd.DataFrame(out)
 
