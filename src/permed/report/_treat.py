@@ -382,7 +382,7 @@ def overlap_section(run: RunFiles) -> Section:
         blocks.append(Note("No patient's propensity for any arm is below the threshold.",
                            tone="ok"))
     if by_arm:
-        blocks.append(Table(header=["Arm", "Patients", "Min propensity", "Mean", "Max",
+        blocks.append(Table(header=["Arm", "Share of patients", "Min propensity", "Mean", "Max",
                                     "Share below threshold"], rows=_overlap_rows(by_arm),
                             caption="Propensities of the development patients (out-of-fold)"))
         blocks.append(Figures([Figure(overlap_plot(by_arm), "Propensity histograms",
@@ -460,7 +460,9 @@ def _comparison_blocks(label: str, entry: Mapping[str, Any], digits: int) -> lis
         blocks.append(Table(header=["Subgroup", "Patients", "Mean effect"],
                             rows=[[str(s.get("rule")), fmt_num(s.get("patients")),
                                    fmt_num(s.get("effect"), digits)] for s in subgroups],
-                            caption=f"{label}: subgroups found by a depth-2 tree"))
+                            caption=f"{label}: subgroups found by a depth-2 tree on the "
+                                    "development patients' estimated effects (no intervals: "
+                                    "candidates to test, not findings)"))
     return blocks
 
 
