@@ -246,6 +246,14 @@ def test_a_study_file_round_trips_every_setting(tmp_path):
     assert Study.from_toml(tmp_path / "s.toml") == study
 
 
+@pytest.mark.parametrize("name", ["région", "Âge (years)", "dose[mg]", "blood pressure", "age-1"])
+def test_a_column_name_that_is_no_bare_toml_key_round_trips(tmp_path, name):
+    study = Study(task="diagnose", target="disease",
+                  columns={name: ColumnSpec(kind="numeric")}, deidentify={name: "drop"})
+    (tmp_path / "s.toml").write_text(study.to_toml(), encoding="utf-8")
+    assert Study.from_toml(tmp_path / "s.toml") == study
+
+
 def test_an_unknown_key_in_the_study_table_is_refused():
     with pytest.raises(StudyError, match=r"^s.toml: \[study\] has unknown key\(s\) \['target'\]; "
                                          r"expected task, text_encoder \(the column roles go "

@@ -352,5 +352,6 @@ def _toml(value: Any) -> str:
 
 
 def _toml_key(name: str) -> str:
-    bare = name.replace("_", "").replace("-", "").isalnum()
+    # a bare TOML key is ASCII letters, digits, '_' and '-' only ('région' must be quoted)
+    bare = name.isascii() and name.replace("_", "").replace("-", "").isalnum()
     return name if bare else _toml(name)
