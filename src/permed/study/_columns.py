@@ -3,12 +3,17 @@ stray text."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "as_category", "counter_restarts", "infer_kind", "is_row_number", "looks_like_dates",
-    "looks_like_identifier", "non_numeric_values", "rows_text", "spelled_twice", "to_numeric",
+    "DisguisedNumbers", "as_category", "boolean_spellings", "counter_restarts",
+    "disguised_numbers", "first_date", "guess_kind", "infer_kind", "is_row_number",
+    "looks_like_dates", "looks_like_identifier", "non_numeric_values", "rows_text",
+    "spelled_twice", "to_numeric",
 ]
 
 # A numeric column holding this few distinct whole numbers (3 to 5, e.g. chest pain type 1-4 or
@@ -18,6 +23,13 @@ CODED_LEVELS = (3, 5)
 # A text column where at least this share of the non-missing values parse as numbers is a
 # numeric column with stray text (a typo, a unit, "twelve"), not a categorical one.
 NUMERIC_SHARE = 0.8
+# A text column where at least this share of the values are numbers, bare or written with a
+# unit, a sign or separators ('145 mmHg', '<0.1', '2,330.0'), and the rest at most MAX_MARKERS
+# spellings ('unknown', 'not done'), is numbers in disguise: read as text, every number would be
+# a category of its own. Fewer than MIN_NUMBERS distinct numbers are codes (see CODED_LEVELS).
+MOSTLY_NUMBERS = 0.5
+MAX_MARKERS = 10
+MIN_NUMBERS = CODED_LEVELS[1] + 1
 # A whole-number column going up by one from row to row at this share of its steps counts rows.
 COUNTER_SHARE = 0.99
 # A numeric column with a different whole number for each of at least this many patients looks
@@ -35,6 +47,17 @@ _DATE_VALUE = (
     rf"|{_DAY_OR_MONTH}(?: {_MONTH_WORD},? |-{_MONTH_WORD}-)\d{{4}})"
     r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[AaPp][Mm]|Z|[+-]\d{2}:?\d{2})?)?"
 )
+# A number written with a comparison, a currency sign, thousands separators, a percent sign or
+# a unit: '<0.1', '>= 90', '$1,200', '2,330.0', '65%', '145 mmHg', '5.2 mmol/L'. A letter
+# before the number ('T2', 'V45.81': a stage, a code) makes it no number.
+_DECORATED_NUMBER = re.compile(
+    r"(?P<comparison>[<>]=?|[\u2264\u2265~])?\s*(?P<currency>[$\u20ac\u00a3])?\s*"
+    r"(?P<number>[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+))\s*"
+    r"(?P<unit>%|[A-Za-z\u00b5\u03bc\u00b0/][\w/\u00b5\u03bc\u00b0\u00b2\u00b3.^*-]*)?"
+)
+# The spellings of yes and no a boolean column is read with (letter case and spaces aside).
+_BOOLEAN_WORDS = {"yes": True, "y": True, "true": True, "t": True, "1": True,
+                  "no": False, "n": False, "false": False, "f": False, "0": False}
 
 
 def to_numeric(series: pd.Series) -> pd.Series:
@@ -83,22 +106,37 @@ def counter_restarts(series: pd.Series) -> int:
     return int(np.sum(np.diff(series.to_numpy(dtype=float)) != 1))
 
 
-def looks_like_dates(series: pd.Series) -> bool:
+def looks_like_dates(series: pd.Series, markers: bool = False) -> bool:
     """Whether a column holds calendar dates: a datetime dtype, or text where at least 80% of
     the first 200 values are, whole, a date like ``1997-01-13``, ``1/13/1997``, ``13.01.1997``,
     ``Jan 13, 1997`` or ``13-Jan-1997``, optionally with a time (``1997-01-13 10:00``,
     ``1997-01-13T10:00:00Z``).
 
     The whole value must be a date: a note that mentions one ("admitted 12/10/2018") or an SSN
-    (``666-91-9743``) is not a date column.
+    (``666-91-9743``) is not a date column. With ``markers``, half the values being dates is
+    enough when the others are at most ``MAX_MARKERS`` spellings (``unknown``, ``not done``):
+    missing dates marked in words.
     """
     if pd.api.types.is_datetime64_any_dtype(series):
         return True
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return False
     present = series.dropna().astype(str).head(200).str.strip()
-    shaped = present.str.fullmatch(_DATE_VALUE)
-    return len(present) > 0 and float(shaped.mean()) >= 0.8
+    if present.empty:
+        return False
+    shaped = present.str.fullmatch(_DATE_VALUE).astype(bool)
+    share = float(shaped.mean())
+    return share >= 0.8 or (markers and share >= MOSTLY_NUMBERS
+                            and present[~shaped].nunique() <= MAX_MARKERS)
+
+
+def first_date(series: pd.Series) -> object:
+    """The first value of a date column (see looks_like_dates) that is a date."""
+    present = series.dropna()
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return present.iloc[0]
+    shaped = present.astype(str).str.strip().str.fullmatch(_DATE_VALUE).astype(bool)
+    return present[shaped.to_numpy()].iloc[0]
 
 
 def non_numeric_values(series: pd.Series) -> pd.Series:
@@ -122,6 +160,101 @@ def infer_kind(series: pd.Series, declared: str | None = None) -> str:
         return "numeric"
     share = float(to_numeric(present).notna().mean())
     return "numeric" if share >= NUMERIC_SHARE else "categorical"
+
+
+@dataclass(frozen=True)
+class DisguisedNumbers:
+    """A text column that is mostly numbers (see ``disguised_numbers``).
+
+    ``written`` marks the rows holding a number written with a unit, a sign or separators and
+    ``markers`` those holding a value that is no number; ``ways`` names how the numbers are
+    written (``"unit"``, ``"percent"``, ``"comparison"``, ``"thousands"``, ``"currency"``), in
+    that order; ``units`` the units seen.
+    """
+
+    present: int
+    numbers: int
+    levels: int
+    written: np.ndarray
+    markers: np.ndarray
+    ways: tuple[str, ...]
+    units: tuple[str, ...]
+
+
+_WAYS = ("unit", "percent", "comparison", "thousands", "currency")
+
+
+def disguised_numbers(series: pd.Series) -> DisguisedNumbers | None:
+    """Whether a text column is numbers in disguise, which infer_kind reads as categories.
+
+    At least half of its values must be numbers, bare or written with a unit, a percent sign,
+    a comparison, thousands separators or a currency sign (``145 mmHg``, ``65%``, ``<0.1``,
+    ``2,330.0``), with at least ``MIN_NUMBERS`` distinct numbers (fewer are codes); the other
+    values, at most ``MAX_MARKERS`` spellings (``unknown``): markers of a missing value.
+    None when the column is not such a column.
+    """
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return None
+    text = series.dropna().astype(str).str.strip()
+    text = text[text != ""]
+    if text.empty:
+        return None
+    uniques = pd.unique(text)
+    plain = to_numeric(pd.Series(uniques, dtype=object)).to_numpy()
+    numbers: dict[str, float] = {}
+    written: dict[str, tuple[tuple[str, ...], str | None]] = {}  # value -> (ways, unit)
+    for value, number in zip(uniques, plain, strict=True):
+        if np.isfinite(number):
+            numbers[value] = float(number)
+        elif (match := _DECORATED_NUMBER.fullmatch(value)) is not None:
+            numbers[value] = float(match.group("number").replace(",", ""))
+            unit = match.group("unit")
+            written[value] = (_ways(match), unit if unit != "%" else None)
+    markers = text[~text.isin(list(numbers))]
+    if (len(text) - len(markers) < MOSTLY_NUMBERS * len(text)
+            or len(set(numbers.values())) < MIN_NUMBERS or markers.nunique() > MAX_MARKERS):
+        return None
+    stripped = series.astype("string").str.strip()  # positions, not labels: an index may repeat
+    seen = {way for ways, _ in written.values() for way in ways}
+    units = (unit for _, unit in written.values() if unit)
+    return DisguisedNumbers(
+        present=len(text), numbers=len(text) - len(markers), levels=len(uniques),
+        written=stripped.isin(list(written)).fillna(False).to_numpy(dtype=bool),
+        markers=stripped.isin(markers.unique()).fillna(False).to_numpy(dtype=bool),
+        ways=tuple(w for w in _WAYS if w in seen), units=tuple(dict.fromkeys(units)))
+
+
+def _ways(match: re.Match[str]) -> tuple[str, ...]:
+    """How a decorated number is written (names from ``_WAYS``)."""
+    unit = match.group("unit")
+    found = {"unit": bool(unit) and unit != "%", "percent": unit == "%",
+             "comparison": bool(match.group("comparison")),
+             "thousands": "," in match.group("number"), "currency": bool(match.group("currency"))}
+    return tuple(way for way, present in found.items() if present)
+
+
+def guess_kind(series: pd.Series) -> str | None:
+    """The kind ``permed init`` writes for a column: infer_kind's, or None (no kind) for text
+    that is numbers in disguise (``disguised_numbers``) or dates with missing-value markers,
+    so that validation says what is wrong with it; declared categorical, it would be kept as
+    categories without a word."""
+    kind = infer_kind(series)
+    if kind == "categorical" and (disguised_numbers(series) is not None
+                                  or looks_like_dates(series, markers=True)):
+        return None
+    return kind
+
+
+def boolean_spellings(counts: pd.Series) -> tuple[list[str], list[str]]:
+    """The labels of ``counts`` (label -> patients) meaning yes and no, when the column is a
+    yes/no column written more than two ways (``Yes``, ``Y``, ``TRUE``, ``1``...): two empty
+    lists otherwise."""
+    folded = {label: " ".join(str(label).split()).casefold() for label in counts.index}
+    if (len(set(folded.values())) <= 2 or not set(folded.values()) <= set(_BOOLEAN_WORDS)
+            or len({_BOOLEAN_WORDS[f] for f in folded.values()}) < 2):
+        return [], []
+    yes = [label for label, f in folded.items() if _BOOLEAN_WORDS[f]]
+    return yes, [label for label in counts.index if label not in yes]
 
 
 def as_category(series: pd.Series) -> pd.Series:

@@ -282,10 +282,7 @@ class Study:
         if self.on_bad_file != "fail":
             lines.append(f"on_bad_file = {_toml(self.on_bad_file)}")
         for name, spec in self.columns.items():
-            lines += ["", f"[columns.{_toml_key(name)}]"]
-            for key, value in asdict(spec).items():
-                if value is not None:
-                    lines.append(f"{key} = {_toml(value)}")
+            lines += ["", f"[columns.{_toml_key(name)}]", *_spec_lines(spec)]
         if self.deidentify:
             lines += ["", "[deidentify]"]
             lines += [f"{_toml_key(k)} = {_toml(v)}" for k, v in self.deidentify.items()]
@@ -296,6 +293,14 @@ class Study:
 
 
 FHIR_PATHS = ("Patient.birthDate", "Patient.gender")
+
+
+def _spec_lines(spec: ColumnSpec) -> list[str]:
+    lines = [f"{key} = {_toml(value)}" for key, value in asdict(spec).items() if value is not None]
+    if spec.kind is None:  # permed init leaves out a kind it would guess wrong
+        lines.insert(0, '# kind = "numeric" or "categorical": not set; permed validate says '
+                        "what the values look like")
+    return lines
 
 
 def _check_role_types(roles: dict[str, Any], source: str) -> None:

@@ -17,6 +17,7 @@ from permed.exceptions import DataError
 from permed.study._columns import (
     as_category,
     counter_restarts,
+    first_date,
     infer_kind,
     is_row_number,
     looks_like_dates,
@@ -26,12 +27,14 @@ from permed.study._columns import (
     spelled_twice,
     to_numeric,
 )
+from permed.study._leakage import near_separation
 from permed.study._study import Study
 from permed.study._validate_events import check_events
 from permed.study._validate_images import check_images
 from permed.study._validate_modalities import check_modalities
 from permed.study._validate_risk import check_risk
 from permed.study._validate_treat import check_treat
+from permed.study._validate_values import check_disguised_numbers, check_spellings
 
 __all__ = ["Finding", "ValidationReport", "check_columns_exist", "validate"]
 
@@ -145,17 +148,24 @@ def validate(frame: pd.DataFrame, study: Study, min_class_size: int = 2) -> Vali
         return report
     check_modalities(frame, study, report)  # genes and notes: kinds "gene" and "text"
     check_events(frame, study, report)  # EHR event sequences: kind "events"
+    _check_features(frame, study, report)
+    _check_ranges(frame, study, report)
+    _check_copies(frame, study, report)
+    if study.task == "diagnose" and not report.errors:
+        _check_leakage(frame, study, report)
+    return report
+
+
+def _check_features(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
     for column in study.feature_columns(list(frame.columns)):
         if column in report.kinds:
             continue
         kind = _check_feature(frame, column, study, report)
         if kind:
             report.kinds[column] = kind
-    _check_ranges(frame, study, report)
-    _check_copies(frame, study, report)
-    if study.task == "diagnose" and not report.errors:
-        _check_leakage(frame, study, report)
-    return report
+    for column in study.sensitive:  # audited for fairness: one group per way of writing it
+        if column in frame.columns and column not in report.kinds:
+            check_spellings(frame[column], column, f"sensitive column '{column}'", report)
 
 
 def _check_copies(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
@@ -276,12 +286,23 @@ def _check_feature(
                 f"in rows {rows_text(np.flatnonzero(series.index.isin(bad.index)))}: correct them, "
                 "leave them empty (or NA) to mark them missing, or declare the column "
                 "categorical in the study", column)
-    elif series.dropna().nunique() == series.notna().sum() and series.notna().sum() > 20:
+    else:
+        _check_categories(series, column, declared, report)
+    return kind
+
+
+def _check_categories(series: pd.Series, column: str, declared: str | None,
+                      report: ValidationReport) -> None:
+    # numbers in disguise ('145 mmHg', '<0.1', 'unknown' among numbers) unless declared so
+    if declared is None and check_disguised_numbers(series, column, report):
+        return
+    if series.dropna().nunique() == series.notna().sum() and series.notna().sum() > 20:
         report.error(
             f"column '{column}' has a different text value for every patient (e.g. "
             f"'{series.dropna().iloc[0]}'): it looks like an identifier or free text, not a "
             f"feature; declare it with --id '{column}' or drop it with --drop '{column}'", column)
-    return kind
+        return
+    check_spellings(series, column, f"column '{column}'", report)
 
 
 def _left_out_by_shape(series: pd.Series, column: str, report: ValidationReport) -> bool:
@@ -303,9 +324,9 @@ def _left_out_by_shape(series: pd.Series, column: str, report: ValidationReport)
                     f"record number: it is used as a feature; if it identifies patients, declare "
                     f"it with --id '{column}' or drop it with --drop '{column}' (give it a kind "
                     "in the study to keep it without this warning)", column)
-    if looks_like_dates(series):
+    if looks_like_dates(series, markers=True):  # 'unknown' for a missing date too
         report.warn(
-            f"column '{column}' holds dates (e.g. '{series.dropna().iloc[0]}'): it is left out, "
+            f"column '{column}' holds dates (e.g. '{first_date(series)}'): it is left out, "
             "since a model would learn the calendar and a date recorded at follow-up gives the "
             "outcome away; put what matters in a number of its own (age at admission, days in "
             f"hospital), or drop the column with --drop '{column}'", column)
@@ -350,6 +371,31 @@ def _check_leakage(frame: pd.DataFrame, study: Study, report: ValidationReport) 
                 f"column '{column}' predicts '{study.target}' perfectly on its own: likely "
                 "leakage (recorded after or because of the diagnosis?); if it is not known when "
                 f"the prediction is made, drop it with --drop '{column}'", column)
+        else:
+            _check_near_leak(values, labels, column, kind, study.target, report)
+
+
+def _check_near_leak(values: pd.Series, labels: pd.Series, column: str, kind: str, target: str,
+                     report: ValidationReport) -> None:
+    """Warn of a feature separating the classes almost perfectly (see permed.study._leakage):
+    for two classes, one against the other; for more, each against the rest."""
+    classes = sorted(labels.dropna().unique())
+    for cls in classes[1:] if len(classes) == 2 else classes:
+        found = near_separation(values, (labels == cls).to_numpy(), kind)
+        if found is None:
+            continue
+        if len(classes) == 2:
+            what = f"the classes of '{target}'"
+            sides = {True: f"'{cls}' patients", False: f"'{classes[0]}' patients"}
+        else:
+            what = f"'{target}' = '{cls}' from the other classes"
+            sides = {True: f"'{cls}' patients", False: "patients of other classes"}
+        report.warn(
+            f"column '{column}' separates {what} almost perfectly on its own "
+            f"({found.text(sides)}): likely leakage (recorded after or because of the "
+            "diagnosis?); if it is not known when the prediction is made, drop it with "
+            f"--drop '{column}'", column)
+        return
 
 
 def _separates(values: pd.Series, labels: pd.Series, kind: str, binary: bool) -> bool:

@@ -16,11 +16,14 @@ import pandas as pd
 
 from permed.study._columns import (
     as_category,
+    infer_kind,
     looks_like_dates,
     non_numeric_values,
     rows_text,
+    spelled_twice,
     to_numeric,
 )
+from permed.study._leakage import near_separation
 from permed.study._study import Study
 
 if TYPE_CHECKING:
@@ -161,8 +164,9 @@ def check_risk(frame: pd.DataFrame, study: Study, report: ValidationReport,
     if event is None or not times_ok:
         return
     _check_zero_times(frame, study, report, event)
-    if options is None:  # the table's own checks (permed validate, and before training)
-        _check_event_leakage(frame, study, report, event)
+    # whenever the event is known: 1/0 in the table, or a value given with --event-value (train
+    # adds the warnings the table's own checks did not raise)
+    _check_event_leakage(frame, study, report, event)
     if options is not None and options.horizons:
         _check_horizons(frame, study, report, options.horizons, event)
 
@@ -170,21 +174,41 @@ def check_risk(frame: pd.DataFrame, study: Study, report: ValidationReport,
 def _check_event_leakage(frame: pd.DataFrame, study: Study, report: ValidationReport,
                          event: pd.Series) -> None:
     """Warn of a feature value every one of whose patients (10 or more) had the event: like
-    WHAS500's discharge status, it is often recorded at or after the event."""
+    WHAS500's discharge status, it is often recorded at or after the event; and of a feature
+    separating the patients with the event from the others almost perfectly (see
+    permed.study._leakage)."""
     known = event.notna().to_numpy()
     had = event[known].astype(bool).to_numpy()
+    skip = {*study.gene_columns(list(frame.columns)), *study.notes}
     for column in study.feature_columns(list(frame.columns)):
-        values = as_category(frame[column])[known]
-        if values.nunique() > LEAKAGE_LEVELS:
+        if _all_had_event(frame, study, report, column, known, had) or column in skip:
             continue
-        for level, count in values.value_counts().items():
-            if count >= LEAKAGE_PATIENTS and had[(values == level).to_numpy()].all():
-                report.warn(
-                    f"column '{column}' is '{level}' for {count} patients and every one of them "
-                    f"had the event ('{study.event}'): likely leakage (recorded at or after the "
-                    "event, like a status at discharge?); if it is not known when the "
-                    f"prediction is made, drop it with --drop '{column}'", column)
-                break
+        spec = study.columns.get(column)
+        kind = infer_kind(frame[column], spec.kind if spec else None)
+        found = near_separation(frame.loc[known, column], had, kind)
+        if found is not None:
+            sides = {True: "patients with the event", False: "censored patients"}
+            report.warn(
+                f"column '{column}' separates the patients who had the event ('{study.event}') "
+                f"from the censored almost perfectly on its own ({found.text(sides)}): likely "
+                "leakage (recorded at or after the event?); if it is not known when the "
+                f"prediction is made, drop it with --drop '{column}'", column)
+
+
+def _all_had_event(frame: pd.DataFrame, study: Study, report: ValidationReport, column: str,
+                   known: np.ndarray, had: np.ndarray) -> bool:
+    values = as_category(frame[column])[known]
+    if values.nunique() > LEAKAGE_LEVELS:
+        return False
+    for level, count in values.value_counts().items():
+        if count >= LEAKAGE_PATIENTS and had[(values == level).to_numpy()].all():
+            report.warn(
+                f"column '{column}' is '{level}' for {count} patients and every one of them "
+                f"had the event ('{study.event}'): likely leakage (recorded at or after the "
+                "event, like a status at discharge?); if it is not known when the "
+                f"prediction is made, drop it with --drop '{column}'", column)
+            return True
+    return False
 
 
 def _check_time(frame: pd.DataFrame, study: Study, report: ValidationReport) -> bool:
@@ -234,6 +258,13 @@ def _check_event(frame: pd.DataFrame, study: Study, report: ValidationReport,
             "(1 = event, 0 = censored)", column)
         return None
     counts = labels.value_counts().sort_index()
+    twice = spelled_twice(counts)
+    if twice:
+        report.error(
+            f"event column '{column}' has values that differ only in letter case or spaces: "
+            f"{twice}; write each value one way (1 = event and 0 = censored, or the value "
+            "given with --event-value and one other)", column)
+        return None
     if len(counts) > 2:
         report.error(
             f"event column '{column}' has {len(counts)} values ({_values_text(counts.head(5))}): "
