@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import warnings
+from typing import Any
 
 import typer
 from rich.text import Text
@@ -11,6 +13,7 @@ from permed import __version__
 from permed.cli import bench, datasets, demo, ingest, privacy, serve, study, train, use
 from permed.cli._console import err
 from permed.exceptions import PermedError
+from permed.ingest import ReadWarning
 from permed.privacy import set_user
 
 __all__ = ["app", "main"]
@@ -51,9 +54,23 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
         raise typer.Exit()
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any,
+                  **kwargs: Any) -> None:
+    """How a table was read (a thousands separator removed, a Windows-1252 file) is told as
+    the other warnings are, not as Python's 'file:line: ReadWarning' with a source line."""
+    if issubclass(category, ReadWarning):
+        err.print(f"warning: {message}", highlight=False, soft_wrap=True)
+    else:
+        _python_show_warning(message, category, *args, **kwargs)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one clear message and exit 1 (a usage error: the usage
     line too, and 2), never a traceback."""
+    warnings.showwarning = _show_warning
     try:
         # Without standalone mode click returns typer.Exit's code instead of exiting.
         code = app(args=argv, prog_name="permed", standalone_mode=False)

@@ -13,8 +13,13 @@ from permed.cli._options import split_list
 from permed.exceptions import PermedError
 from permed.ingest import read_table
 from permed.privacy import audited, home_log
-from permed.study import ColumnSpec, Study, infer_kind, validate
-from permed.study._columns import is_row_number, looks_like_dates, looks_like_identifier
+from permed.study import ColumnSpec, Study, validate
+from permed.study._columns import (
+    guess_kind,
+    is_row_number,
+    looks_like_dates,
+    looks_like_identifier,
+)
 
 __all__ = ["init", "validate_command"]
 
@@ -63,7 +68,7 @@ def guess_study(frame: pd.DataFrame) -> Study:
     drop = [c for c in rest if is_row_number(frame[c]) or looks_like_dates(frame[c])]
     return Study(task=task, target=target if task else None, id=ids[0] if ids else None,
                  drop=drop,
-                 columns={c: ColumnSpec(kind=infer_kind(frame[c])) for c in rest if c not in drop})
+                 columns={c: ColumnSpec(kind=guess_kind(frame[c])) for c in rest if c not in drop})
 
 
 def validate_command(
@@ -81,9 +86,9 @@ def validate_command(
     """
     from permed.workflow import validated_study
 
-    with audited(home_log(), "validate", data=data):
-        frame, info = read_table(data)
     study = validated_study(Study.from_toml(study_file), split_list([models] if models else None))
+    with audited(home_log(), "validate", data=data):
+        frame, info = read_table(data, text_columns=[study.id] if study.id else [])
     report = validate(frame, study, min_class_size=cv)
     out.print(f"{info.path}: {info.rows} rows x {info.columns} columns ({info.fingerprint[:19]})",
               highlight=False)

@@ -1,7 +1,14 @@
 """Readers that bring patient data into permed, and the bundled datasets."""
 
 from permed.ingest._synth import synthetic_cohort
-from permed.ingest._tables import MISSING_MARKERS, TableInfo, fingerprint, read_table
+from permed.ingest._tables import (
+    MISSING_MARKERS,
+    ReadWarning,
+    TableInfo,
+    fingerprint,
+    read_table,
+    read_table_chunks,
+)
 from permed.ingest.datasets import (
     Dataset,
     export_dataset,
@@ -13,6 +20,7 @@ from permed.ingest.datasets import (
 __all__ = [
     "MISSING_MARKERS",
     "Dataset",
+    "ReadWarning",
     "TableInfo",
     "export_dataset",
     "fingerprint",
@@ -20,5 +28,6 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "read_table",
+    "read_table_chunks",
     "synthetic_cohort",
 ]

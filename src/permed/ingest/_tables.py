@@ -1,35 +1,41 @@
 """Read patient tables (CSV, TSV, Parquet) with the project's missing-value markers.
 
 A ``.csv`` may be separated by ``,``, ``;``, tabs or ``|``: hospital exports from Excel in much
-of Europe use ``;`` with decimal commas (``63;1;233,5``). The delimiter is the one that splits
-the header and the first rows into the same number (two or more) of fields; a file that stays
-ambiguous is read with ``,``.
+of Europe use ``;`` with decimal commas (``63;1;233,5``). How a CSV/TSV is written (encoding,
+delimiter, decimal mark, thousands separators, empty rows and footers at its end) is decided
+from evidence in ``permed.ingest._csv``; the same decisions serve whole-file reading
+(:func:`read_table`) and streaming (:func:`read_table_chunks`).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import re
+import warnings
 import zipfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from permed.exceptions import DataError
+from permed.exceptions import DataError, PermedError
+from permed.ingest._csv import (
+    MISSING_MARKERS,
+    Dialect,
+    ReadWarning,
+    csv_handle,
+    duplicate_names,
+    numbers_from_text,
+    read_options,
+    sniff_csv,
+)
 
-__all__ = ["MISSING_MARKERS", "SUPPORTED_SUFFIXES", "TableInfo", "fingerprint", "read_table"]
+__all__ = ["MISSING_MARKERS", "SUPPORTED_SUFFIXES", "ReadWarning", "TableInfo", "fingerprint",
+           "read_table", "read_table_chunks"]
 
-MISSING_MARKERS = ["", "NA", "N/A", "?", "NaN", "nan"]
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".parquet")
 
-_DELIMITERS = (",", ";", "\t", "|")
-_SNIFF_BYTES = 1 << 16
-_SNIFF_ROWS = 20
-_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
-_DECIMAL_POINT = re.compile(r"[+-]?\d*\.\d+")
 _ZIP = b"PK\x03\x04"
 _OLE2 = bytes.fromhex("d0cf11e0a1b11ae1")  # legacy .xls (and other old Office files)
 
@@ -38,7 +44,10 @@ _OLE2 = bytes.fromhex("d0cf11e0a1b11ae1")  # legacy .xls (and other old Office f
 class TableInfo:
     """Where a table came from and what it holds.
 
-    ``delimiter`` and ``decimal`` are how a CSV or TSV was read (``None`` for other formats).
+    ``delimiter``, ``decimal`` and ``encoding`` are how a CSV or TSV was read (``None`` for
+    other formats); ``notes`` say what was read otherwise than written (an encoding other than
+    UTF-8, thousands separators removed, empty rows at the end left out), each also issued as a
+    :class:`ReadWarning`.
     """
 
     path: str
@@ -47,6 +56,8 @@ class TableInfo:
     columns: int
     delimiter: str | None = None
     decimal: str | None = None
+    encoding: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 def fingerprint(path: str | Path) -> str:
@@ -58,29 +69,43 @@ def fingerprint(path: str | Path) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def read_table(path: str | Path) -> tuple[pd.DataFrame, TableInfo]:
+def read_table(path: str | Path,
+               text_columns: Iterable[str] = ()) -> tuple[pd.DataFrame, TableInfo]:
     """Read a CSV, TSV or Parquet table.
 
     ``""``, ``NA``, ``N/A``, ``?`` (and ``NaN``) are read as missing; column names are stripped
     of surrounding spaces. A ``.csv`` separated by ``;``, tabs or ``|`` is detected, and
-    decimal commas (``233,5``) are read as numbers in a table not separated by commas.
+    decimal commas (``233,5``) are read as numbers in a table not separated by commas; see
+    ``permed.ingest._csv`` for how encoding, decimal mark, thousands separators and the end of
+    the file are decided.
 
     Parameters
     ----------
     path : str or Path
         A ``.csv``, ``.tsv`` or ``.parquet`` file.
+    text_columns : iterable of str, optional
+        Columns of a CSV/TSV read as text as written: a patient id ``000101`` keeps its zeros
+        (as a number it was 101.0) and ``1e3`` stays ``1e3``. Names absent from the file are
+        ignored.
 
     Returns
     -------
     frame : pandas.DataFrame
     info : TableInfo
-        Path, SHA-256 fingerprint, shape, and the delimiter and decimal mark of a CSV or TSV.
+        Path, SHA-256 fingerprint, shape, and the delimiter, decimal mark, encoding and notes of
+        a CSV or TSV.
 
     Raises
     ------
     DataError
         The file does not exist, is an Excel workbook, has an unsupported suffix, cannot be
-        parsed, is empty or has duplicate column names.
+        parsed, is empty, has duplicate column names, is neither UTF-8 nor Windows-1252, mixes
+        decimal marks (or has only ambiguous ones such as ``386.000``) or ends with a footer.
+
+    Warns
+    -----
+    ReadWarning
+        For each of ``info.notes``.
 
     Examples
     --------
@@ -91,6 +116,65 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, TableInfo]:
         from permed.ingest.images import read_image_folder
 
         return read_image_folder(path)
+    suffix = _check_file(path)
+    frame, dialect, notes = _parse(path, suffix, tuple(text_columns))
+    frame.columns = [str(c).strip() for c in frame.columns]
+    _check_shape(frame, path)
+    frame.attrs["source_dir"] = str(path.resolve().parent)  # relative image paths start here
+    for note in notes:
+        warnings.warn(note, ReadWarning, stacklevel=2)
+    info = TableInfo(str(path), fingerprint(path), len(frame), frame.shape[1],
+                     dialect.delimiter if dialect else None,
+                     dialect.decimal if dialect else None,
+                     dialect.encoding if dialect else None, tuple(notes))
+    return frame, info
+
+
+def read_table_chunks(path: str | Path, rows: int,
+                      text_columns: Iterable[str] = ()) -> Iterator[pd.DataFrame]:
+    """A CSV or TSV, ``rows`` rows at a time, read as :func:`read_table` reads it whole.
+
+    The dialect (encoding, delimiter, decimal mark, end) is decided before the first partition;
+    thousands separators are removed partition by partition. Column names are stripped of
+    surrounding spaces. Parquet is streamed by ``pyarrow`` instead (``permed.workflow._batch``).
+
+    Raises
+    ------
+    DataError
+        As :func:`read_table`, when the file or a partition cannot be read.
+
+    Warns
+    -----
+    ReadWarning
+        As :func:`read_table`; a note from a partition once.
+    """
+    from permed.privacy import table_source
+
+    path = Path(path)
+    suffix = _check_file(path)
+    if suffix == ".parquet":
+        raise DataError(f"'{path}' is Parquet: stream it with pyarrow's iter_batches")
+    source = table_source(path)
+    dialect = sniff_csv(source, suffix, str(path))
+    said = set(dialect.notes)
+    for note in dialect.notes:
+        warnings.warn(note, ReadWarning, stacklevel=2)
+    skip = set(text_columns)
+    first = 0
+    with (csv_handle(source, dialect) as handle, _reading(path, suffix),
+          pd.read_csv(handle, chunksize=rows, **read_options(dialect, skip)) as reader):
+        for chunk in reader:
+            for note in numbers_from_text(chunk, dialect, str(path), source, first, skip):
+                if note not in said:
+                    said.add(note)
+                    warnings.warn(note, ReadWarning, stacklevel=2)
+            chunk.columns = [str(c).strip() for c in chunk.columns]
+            first += len(chunk)
+            yield chunk
+
+
+def _check_file(path: Path) -> str:
+    """The suffix of a readable data file."""
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist: check the path")
     _refuse_excel(path)
@@ -100,13 +184,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, TableInfo]:
             f"data file '{path}' has suffix '{suffix or '(none)'}'; expected one of "
             f"{', '.join(SUPPORTED_SUFFIXES)}: convert the file or rename it"
         )
-    frame, delimiter, decimal = _parse(path, suffix)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    _check_shape(frame, path)
-    frame.attrs["source_dir"] = str(path.resolve().parent)  # relative image paths start here
-    info = TableInfo(str(path), fingerprint(path), len(frame), frame.shape[1], delimiter,
-                     decimal)
-    return frame, info
+    return suffix
 
 
 def _refuse_excel(path: Path) -> None:
@@ -138,64 +216,29 @@ def _excel_kind(path: Path) -> str | None:
     return None
 
 
-def _sniff(source: str | Path | io.BytesIO, suffix: str) -> tuple[str, str]:
-    """The delimiter and decimal mark of a CSV/TSV, from its header and first rows."""
-    if isinstance(source, io.BytesIO):
-        head = source.getvalue()[:_SNIFF_BYTES]
-    else:
-        with open(source, "rb") as fh:
-            head = fh.read(_SNIFF_BYTES)
-    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    truncated = len(head) == _SNIFF_BYTES  # the last row may be cut short: it is not counted
-    fields = {d: _fields(text, d, truncated) for d in _DELIMITERS}
-    delimiter = "\t" if suffix == ".tsv" else _delimiter(fields)
-    rows = _records(text, delimiter, truncated)[1:]
-    values = [v.strip() for row in rows for v in row]
-    decimal_comma = (delimiter != ","
-                     and any(_DECIMAL_COMMA.fullmatch(v) for v in values)
-                     and not any(_DECIMAL_POINT.fullmatch(v) for v in values))
-    return delimiter, "," if decimal_comma else "."
-
-
-def _records(text: str, delimiter: str, truncated: bool) -> list[list[str]]:
-    try:
-        rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r]
-    except csv.Error:
-        return []
-    return (rows[:-1] if truncated else rows)[:_SNIFF_ROWS + 1]
-
-
-def _fields(text: str, delimiter: str, truncated: bool) -> int:
-    """Fields per row when the header and every sampled row agree (two or more), else 0."""
-    rows = _records(text, delimiter, truncated)
-    counts = {len(row) for row in rows}
-    return counts.pop() if len(rows) >= 2 and len(counts) == 1 and min(counts) >= 2 else 0
-
-
-def _delimiter(fields: dict[str, int]) -> str:
-    """The delimiter that splits the rows into the most fields; a tie or no split: a comma."""
-    most = max(fields.values())
-    best = [d for d, n in fields.items() if n == most]
-    return best[0] if most and len(best) == 1 else ","
-
-
-def _parse(path: Path, suffix: str) -> tuple[pd.DataFrame, str | None, str | None]:
+def _parse(path: Path, suffix: str, text_columns: tuple[str, ...]
+           ) -> tuple[pd.DataFrame, Dialect | None, list[str]]:
     from permed.privacy import table_source
 
     source = table_source(path)  # an encrypted extract is decrypted in memory with the data key
-    try:
+    with _reading(path, suffix):
         if suffix == ".parquet":
-            return pd.read_parquet(source), None, None
-        delimiter, decimal = _sniff(source, suffix)
-        frame = pd.read_csv(
-            source,
-            sep=delimiter,
-            decimal=decimal,
-            na_values=MISSING_MARKERS,
-            keep_default_na=False,
-            skipinitialspace=True,
-        )
-        return frame, delimiter, decimal
+            return pd.read_parquet(source), None, []
+        dialect = sniff_csv(source, suffix, str(path))
+        with csv_handle(source, dialect) as handle:
+            frame = pd.read_csv(handle, **read_options(dialect, text_columns))
+        notes = numbers_from_text(frame, dialect, str(path), source, skip=text_columns)
+    return frame, dialect, [*dialect.notes, *notes]
+
+
+@contextmanager
+def _reading(path: Path, suffix: str) -> Iterator[None]:
+    """Parser errors become a :class:`DataError` naming the file; permed's own pass as they
+    are."""
+    try:
+        yield
+    except PermedError:
+        raise
     except pd.errors.EmptyDataError:
         raise DataError(f"data file '{path}' is empty: it needs a header row and data") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
@@ -210,8 +253,6 @@ def _check_shape(frame: pd.DataFrame, path: Path) -> None:
     if frame.empty:
         raise DataError(f"data file '{path}' has no data rows: it holds only a header")
     # duplicated() is linear: counting per column took minutes on a 7,000-gene table
-    dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
-    if dupes:
-        raise DataError(
-            f"data file '{path}' has duplicate column names {dupes}: rename them so each is unique"
-        )
+    if frame.columns.duplicated().any():  # a CSV's header was checked as written
+        raise DataError(f"data file '{path}' has duplicate column names "
+                        f"{duplicate_names(frame.columns)}: rename them so each is unique")

@@ -1,8 +1,8 @@
 """Score a table larger than memory comfort: stream partitions, write Parquet incrementally.
 
 The input is read ``batch_size`` rows at a time (Parquet through ``pyarrow``'s
-``iter_batches``, CSV/TSV through pandas' chunked reader with the project's missing-value
-markers), each partition is scored with the run's ``predict_frame`` and appended to a Parquet
+``iter_batches``, CSV/TSV through ``permed.ingest.read_table_chunks``, as ``read_table`` reads
+them), each partition is scored with the run's ``predict_frame`` and appended to a Parquet
 file. The output is written to a hidden temporary file next to ``out`` and renamed only once
 every partition is written, so an interrupted run leaves no file that looks complete.
 
@@ -31,7 +31,7 @@ import pandas as pd
 from permed.bundle import load_bundle
 from permed.engine import Engine
 from permed.exceptions import DataError
-from permed.ingest._tables import MISSING_MARKERS, SUPPORTED_SUFFIXES
+from permed.ingest._tables import SUPPORTED_SUFFIXES, read_table_chunks
 
 __all__ = ["DEFAULT_BATCH_SIZE", "STREAM_MIN_BYTES", "OnnxScorer", "batch_scorer",
            "predict_batched", "predict_streamed", "should_stream"]
@@ -132,9 +132,10 @@ def predict_batched(
         raise DataError(f"batch scoring writes Parquet, got --out '{out}': use a .parquet name")
     if batch_size < 1:
         raise DataError(f"--batch-size must be a positive number of rows, got {batch_size}")
-    model, _ = load_bundle(run_dir)
+    model, schema = load_bundle(run_dir)
     scorer, _ = batch_scorer(run_dir, model, onnx)
-    return _write(_scored(scorer, _partitions(Path(data), batch_size), engine, wave), out)
+    parts = _partitions(Path(data), batch_size, [schema.id] if schema.id else [])
+    return _write(_scored(scorer, parts, engine, wave), out)
 
 
 def predict_streamed(run_dir: str | Path, data: str | Path, out: str | Path,
@@ -152,26 +153,24 @@ def predict_streamed(run_dir: str | Path, data: str | Path, out: str | Path,
             engine.close()
 
 
-def _partitions(path: Path, batch_size: int) -> Iterator[pd.DataFrame]:
+def _partitions(path: Path, batch_size: int,
+                text_columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     from permed.privacy import table_source
 
     suffix = path.suffix.lower()
     if not path.is_file() or suffix not in SUPPORTED_SUFFIXES:
         raise DataError(f"cannot read '{path}': expected an existing file ending in "
                         f"{', '.join(SUPPORTED_SUFFIXES)}")
-    source = table_source(path)  # an encrypted extract is decrypted in memory with the data key
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
+        source = table_source(path)  # an encrypted extract is decrypted in memory with the key
         for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_size):
             yield _clean(batch.to_pandas(), path)
         return
-    reader = pd.read_csv(source, sep="\t" if suffix == ".tsv" else ",", chunksize=batch_size,
-                         na_values=MISSING_MARKERS, keep_default_na=False,
-                         skipinitialspace=True)
-    with reader:
-        for chunk in reader:
-            yield _clean(chunk, path)
+    # delimiter, decimal mark, encoding and the file's end as read_table decides them
+    for chunk in read_table_chunks(path, batch_size, text_columns or []):
+        yield _clean(chunk, path)
 
 
 def _clean(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

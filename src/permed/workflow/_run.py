@@ -83,7 +83,7 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
         require_key("permed train --encrypt")
     timings = Timings()
     with timings("read"):
-        frame, info = read_table(data)
+        frame, info = read_table(data, text_columns=[study.id] if study.id else [])
     fusion = "fusion" in config.models  # late fusion of modalities: workflow/_fusion.py
     trainer = _trainer("fusion" if fusion else "image" if study.images else study.task)
     with timings("validate"):
@@ -97,7 +97,8 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
         result = trainer(frame, study, validation, config, engine, progress)
     finally:
         engine.close()
-    result.warnings = [f.message for f in validation.warnings]
+    # how the table was read (separators removed, an encoding) joins the manifest and report
+    result.warnings = [*info.notes, *(f.message for f in validation.warnings)]
     for caution in cautions(result.metrics):  # test figures that say little
         progress.note(f"warning: {caution}")
         result.warnings.append(caution)
