@@ -133,6 +133,35 @@ def test_binary_only_options_are_refused_for_more_classes(tmp_path, options, fla
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("classes", "warned"), [
+    (["disease", "no disease"], True), (["malade", "sain"], True), (["Healthy", "ill"], False),
+    (["sick", "healthy"], False), (["benign", "malignant"], False), (["no", "yes"], False),
+    (["negative", "positive"], False), (["0", "1"], False), (["control", "normal"], False),
+])
+def test_a_positive_class_named_like_no_disease_is_warned_about(classes, warned):
+    from permed.workflow._diagnose import positive_class_warning
+
+    found = positive_class_warning(sorted(classes), TrainConfig())
+    assert (found is not None) == warned
+    assert positive_class_warning(sorted(classes), TrainConfig(positive_class=classes[0])) is None
+
+
+def test_the_positive_class_warning_reaches_the_manifest(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.data.iloc[:, :5].assign(
+        diagnosis=np.where(data.target == 0, "cancer", "no cancer"))
+    frame.to_csv(tmp_path / "bc.csv", index=False)
+    run = train_run(tmp_path / "bc.csv", Study(task="diagnose", target="diagnosis"),
+                    TrainConfig(**FAST), tmp_path / "run")
+    warnings = json.loads((run / "manifest.json").read_text())["warnings"]
+    assert ("the positive class is 'no cancer' (the last in sorted order), which reads as the "
+            "absence of disease: sensitivity, PPV and the threshold are about finding 'no "
+            "cancer' patients; pass --positive-class 'cancer' to make 'cancer' the positive "
+            "class") in warnings
+
+
 def test_target_sensitivity_sets_the_threshold(bc_run, tmp_path):
     data, _, metrics = bc_run
     run = train_run(data, Study(task="diagnose", target="diagnosis"),

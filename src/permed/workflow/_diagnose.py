@@ -8,6 +8,7 @@ refitted on the whole development split.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,26 @@ def target_classes(labels: pd.Series, config: TrainConfig) -> list[str]:
     return [c for c in classes if c != positive] + [positive]
 
 
+# a class named like the absence of disease: counted as positive only when the user says so
+_ABSENCE = re.compile(r"(no|non|not|none|negative|neg|normal|healthy|absent|sain|control)"
+                      r"([\s_\-].*)?", re.IGNORECASE)
+
+
+def positive_class_warning(classes: list[str], config: TrainConfig) -> str | None:
+    """A warning when the default positive class (the last in sorted order) reads as the
+    absence of disease ('no disease', 'healthy', 'negative') and the other class does not:
+    sensitivity, PPV and the threshold would then be about finding healthy patients."""
+    if config.positive_class is not None or len(classes) != 2:
+        return None
+    negative, positive = (str(c).strip() for c in classes)
+    if not _ABSENCE.fullmatch(positive) or _ABSENCE.fullmatch(negative):
+        return None
+    return (f"the positive class is '{positive}' (the last in sorted order), which reads as "
+            f"the absence of disease: sensitivity, PPV and the threshold are about finding "
+            f"'{positive}' patients; pass --positive-class '{negative}' to make '{negative}' "
+            "the positive class")
+
+
 def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationReport,
                    config: TrainConfig, engine: Engine, progress: Progress) -> RunResult:
     """Run the whole diagnose protocol; return metrics, test predictions and the model."""
@@ -86,6 +107,10 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
     frame = frame[labels.notna()]
     labels = labels[labels.notna()]
     classes = target_classes(labels, config)
+    caution = positive_class_warning(classes, config)
+    if caution is not None:
+        validation.warn(caution, study.target)
+        progress.note(f"warning: {caution}")
     y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=int)
     # each note loses its own record's names and ids before any encoder reads it: row-wise
     # and fitted on nothing, so before the split (preprocess/_text.py)
