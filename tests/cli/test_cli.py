@@ -185,7 +185,11 @@ def test_task_is_required(workspace):
 
 def test_init_then_validate(workspace):
     study = workspace / "bc.toml"
-    assert permed("init", study, "--from", workspace / "bc.csv").returncode == 0
+    result = permed("init", study, "--from", workspace / "bc.csv")
+    assert result.returncode == 0
+    # the guess is said, so that a wrong target is seen before training
+    assert ("guessed: target 'diagnosis' (the last column, 2 values); no id column; no "
+            "sensitive column (add sensitive = [...])") in " ".join(result.stderr.split())
     text = study.read_text()
     assert 'target = "diagnosis"' in text
     assert 'task = "diagnose"' in text

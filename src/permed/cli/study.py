@@ -46,7 +46,23 @@ def init(
     for column in study.drop:
         what = "a row counter" if is_row_number(frame[column]) else "calendar dates"
         err.print(f"column '{column}' holds {what}: listed under drop", highlight=False)
+    if data is not None:
+        err.print(guessed_roles(study, frame), highlight=False)
     err.print("check the roles (target, id, sensitive) before training", highlight=False)
+
+
+def guessed_roles(study: Study, frame: pd.DataFrame) -> str:
+    """What init guessed, said, so that a wrong guess is seen before training."""
+    last = frame.columns[-1]
+    if study.target:
+        target = (f"target '{study.target}' (the last column, "
+                  f"{frame[study.target].nunique()} values)")
+    else:
+        target = (f"no target: the last column '{last}' has {frame[last].nunique()} values, "
+                  "too many for classes; set target (diagnose), time and event (risk) or "
+                  "treatment and outcome (treat) under [roles]")
+    ident = f"id '{study.id}'" if study.id else "no id column"
+    return f"guessed: {target}; {ident}; no sensitive column (add sensitive = [...])"
 
 
 def guess_study(frame: pd.DataFrame) -> Study:
