@@ -286,6 +286,15 @@ def test_a_partial_birth_date_counts_from_the_middle_of_its_period(vitals_fhir, 
     assert full.notes == []
 
 
+def _patient_view(bundle: dict) -> dict:
+    """A CDS Hooks patient-view request whose prefetch holds the small bundle's resources."""
+    patient, observation = (e["resource"] for e in bundle["entry"])
+    return {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"patientId": "p1"}, "prefetch": {"patient": patient, "observations": {
+                "resourceType": "Bundle", "type": "searchset",
+                "entry": [{"resource": observation}]}}}
+
+
 def test_a_year_only_birth_date_is_answered_and_noted_on_both_routes(live):
     from fhir.resources.R4B.riskassessment import RiskAssessment
 
@@ -297,11 +306,7 @@ def test_a_year_only_birth_date_is_answered_and_noted_on_both_routes(live):
     note = ("age 10 from the partial Patient.birthDate '2009': the birthday is taken as "
             "2009-07-01, the middle of the period, so the age may be one year off")
     assert resource["note"][1] == {"text": note}
-    patient, observation = (e["resource"] for e in bundle["entry"])
-    hook = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": {"patientId": "p1"}, "prefetch": {"patient": patient, "observations": {
-                "resourceType": "Bundle", "type": "searchset",
-                "entry": [{"resource": observation}]}}}
+    hook = _patient_view(bundle)
     with live.client("alice") as client:
         cards = client.post("/cds-services/permed-vitals", json=hook)
     assert cards.status_code == 200, cards.text
@@ -346,11 +351,7 @@ def test_a_value_out_of_range_is_named_by_its_observation(live, vitals_fhir):
 
 def test_a_value_out_of_range_is_named_by_its_observation_on_both_routes(live):
     bundle = small_bundle(None, {"valueQuantity": {"value": 140, "code": "[degF]"}})
-    patient, observation = (e["resource"] for e in bundle["entry"])
-    hook = {"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": {"patientId": "p1"}, "prefetch": {"patient": patient, "observations": {
-                "resourceType": "Bundle", "type": "searchset",
-                "entry": [{"resource": observation}]}}}
+    hook = _patient_view(bundle)
     with live.client("alice") as client:
         card = client.post("/cds-services/permed-vitals", json=hook)
     for response in (evaluate(live, bundle), card):
