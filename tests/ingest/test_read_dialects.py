@@ -39,6 +39,19 @@ def _raises(message):
 
 # --- 1. the decimal mark, from the whole sample ---------------------------------------------
 
+@pytest.mark.parametrize("blank", ["\u00a0", "\t", " \u00a0 "])
+def test_a_cell_of_whitespace_alone_is_missing_in_numbers_and_text(tmp_path, blank):
+    # Excel pads with non-breaking spaces; skipinitialspace strips plain spaces only
+    path = tmp_path / "t.csv"
+    path.write_text(f"lab,ward,y\n1,{blank},0\n{blank},b,1\n3,c,0\n", encoding="utf-8")
+    frame, _ = read_table(path)
+    assert pd.api.types.is_numeric_dtype(frame["lab"])
+    assert frame["lab"].isna().tolist() == [False, True, False]
+    assert frame["ward"].isna().tolist() == [True, False, False]
+    for chunk in read_table_chunks(path, rows=2):
+        assert not chunk["lab"].astype(str).str.strip().eq("").any()
+
+
 def test_decimal_commas_after_the_first_hundred_rows_are_read(tmp_path):
     # sorted by ST depression: 99 rows of '0', then decimal commas (it was read as text)
     rows = ["0"] * 99 + ["2,3", "1,5", "0,8"]

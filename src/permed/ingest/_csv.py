@@ -177,7 +177,8 @@ def numbers_from_text(frame: pd.DataFrame, dialect: Dialect, label: str,
                       source: str | Path | io.BytesIO, first_row: int = 0,
                       skip: Iterable[str] = ()) -> list[str]:
     """Read as numbers, in place, the text columns of ``frame`` whose every value is a number
-    in the file's convention with thousands separators; the notes saying so.
+    in the file's convention with thousands separators; the notes saying so. A cell of
+    whitespace alone (a tab, a non-breaking space: what ``skipinitialspace`` leaves) is missing.
 
     ``first_row`` is the position in the file of the frame's first row (a partition).
 
@@ -193,7 +194,13 @@ def numbers_from_text(frame: pd.DataFrame, dialect: Dialect, label: str,
         column = frame[name]
         if str(name).strip() in skipped or not _is_text(column):
             continue
+        blank = column.notna() & column.astype(str).str.strip().eq("")
+        if blank.any():
+            column = frame[name] = column.mask(blank)
         kinds = _column_kinds(column)
+        if kinds and blank.any() and set(kinds.values()) == {"integer"}:
+            frame[name] = pd.to_numeric(column)  # whole numbers, text only for the blanks
+            continue
         if not kinds or set(kinds.values()) == {"integer"}:
             continue
         misfits = [v for v, k in kinds.items() if k not in _FITS[dialect.decimal]]
