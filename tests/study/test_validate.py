@@ -167,6 +167,16 @@ def test_text_in_numeric_column_shows_examples_and_rows(small_cohort):
         "categorical in the study")
 
 
+def test_one_text_value_in_a_numeric_column_is_told_in_the_singular(small_cohort):
+    small_cohort["age"] = small_cohort["age"].astype(object)
+    small_cohort.loc[5, "age"] = "-"
+    (message,) = _errors(small_cohort, _study())
+    assert message == (
+        "column 'age' is numeric but has 1 non-numeric value ('-') in row 6: correct it, "
+        "leave it empty (or NA) to mark it missing, or declare the column categorical in the "
+        "study")
+
+
 def test_duplicate_ids_are_refused(small_cohort):
     small_cohort.loc[10, "patient_id"] = "P0003"
     (message,) = _errors(small_cohort, _study())

@@ -281,10 +281,12 @@ def _check_feature(
         bad = non_numeric_values(series)
         if len(bad):
             examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
+            values, them = ("values", "them") if len(bad) > 1 else ("value", "it")
+            rows = rows_text(np.flatnonzero(series.index.isin(bad.index)))
             report.error(
-                f"column '{column}' is numeric but has {len(bad)} non-numeric values ({examples}) "
-                f"in rows {rows_text(np.flatnonzero(series.index.isin(bad.index)))}: correct them, "
-                "leave them empty (or NA) to mark them missing, or declare the column "
+                f"column '{column}' is numeric but has {len(bad)} non-numeric {values} "
+                f"({examples}) in row{'s' if len(bad) > 1 else ''} {rows}: correct {them}, "
+                f"leave {them} empty (or NA) to mark {them} missing, or declare the column "
                 "categorical in the study", column)
     else:
         _check_categories(series, column, declared, report)
