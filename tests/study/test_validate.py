@@ -163,8 +163,9 @@ def test_text_in_numeric_column_shows_examples_and_rows(small_cohort):
     (message,) = _errors(small_cohort, _study())
     assert message == (
         "column 'age' is numeric but has 3 non-numeric values ('twelve') in rows 5, 6, 7: "
-        "correct them, leave them empty (or NA) to mark them missing, or declare the column "
-        "categorical in the study")
+        "correct them, leave them empty (or NA), or list the marker under missing in the "
+        "study's [study] table, to mark it missing, or declare the column categorical in the "
+        "study")
 
 
 def test_one_text_value_in_a_numeric_column_is_told_in_the_singular(small_cohort):
@@ -173,8 +174,8 @@ def test_one_text_value_in_a_numeric_column_is_told_in_the_singular(small_cohort
     (message,) = _errors(small_cohort, _study())
     assert message == (
         "column 'age' is numeric but has 1 non-numeric value ('-') in row 6: correct it, "
-        "leave it empty (or NA) to mark it missing, or declare the column categorical in the "
-        "study")
+        "leave it empty (or NA), or list the marker under missing in the study's [study] "
+        "table, to mark it missing, or declare the column categorical in the study")
 
 
 def test_duplicate_ids_are_refused(small_cohort):
@@ -251,7 +252,8 @@ def test_a_study_file_round_trips_every_setting(tmp_path):
                   text_encoder="minilm", genes=["gene_*"], drop=["admitted"],
                   columns={"age": ColumnSpec(kind="numeric", unit="years",
                                              valid_range=(np.int64(0), 120))},
-                  deidentify={"zip": "zip3"}, fhir={"age": "Patient.birthDate"})
+                  deidentify={"zip": "zip3"}, fhir={"age": "Patient.birthDate"},
+                  missing=["n/a", "-"])
     (tmp_path / "s.toml").write_text(study.to_toml())
     assert Study.from_toml(tmp_path / "s.toml") == study
 
@@ -264,9 +266,18 @@ def test_a_column_name_that_is_no_bare_toml_key_round_trips(tmp_path, name):
     assert Study.from_toml(tmp_path / "s.toml") == study
 
 
+@pytest.mark.parametrize("missing", [["n/a", ""], "n/a, -", [3]])
+def test_missing_markers_must_be_a_list_of_texts(missing):
+    with pytest.raises(StudyError, match=r"^\[study\] missing = .* must be a list of the texts "
+                                         r'that mark a missing value, e.g. \["n/a", "-", '
+                                         r'"unknown"\]$'):
+        Study(missing=missing)
+
+
 def test_an_unknown_key_in_the_study_table_is_refused():
     with pytest.raises(StudyError, match=r"^s.toml: \[study\] has unknown key\(s\) \['target'\]; "
-                                         r"expected task, text_encoder \(the column roles go "
+                                         r"expected task, text_encoder, missing \(the column "
+                                         r"roles go "
                                          r"under \[roles\]\)$"):
         Study.from_dict({"study": {"task": "diagnose", "target": "disease"}}, source="s.toml")
 

@@ -12,6 +12,7 @@ from permed.bundle import load_bundle
 from permed.exceptions import DataError, PermedError
 from permed.study import Study
 from permed.workflow import TrainConfig, predict_run, train_run
+from permed.workflow._batch import predict_batched
 
 FAST = {"models": ["logistic", "lightgbm"], "n_boot": 200, "cv": 3}
 
@@ -160,6 +161,35 @@ def test_the_positive_class_warning_reaches_the_manifest(tmp_path):
             "absence of disease: sensitivity, PPV and the threshold are about finding 'no "
             "cancer' patients; pass --positive-class 'cancer' to make 'cancer' the positive "
             "class") in warnings
+
+
+def test_the_studys_missing_markers_are_read_as_missing_in_training_and_scoring(tmp_path):
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.data.iloc[:, :4].astype(object).assign(diagnosis=data.target)
+    frame.iloc[[3, 10], 0] = "n/a"
+    frame.iloc[5, 1] = "-"
+    frame.to_csv(tmp_path / "bc.csv", index=False)
+    study = Study(task="diagnose", target="diagnosis", missing=["n/a", "-"])
+    run = train_run(tmp_path / "bc.csv", study, TrainConfig(**FAST), tmp_path / "run")
+    schema = json.loads((run / "model" / "schema.json").read_text())
+    assert schema["missing"] == ["n/a", "-"]
+    radius = next(f for f in schema["features"] if f["name"] == "mean radius")
+    assert radius["kind"] == "numeric"
+    new = frame.drop(columns="diagnosis").head(8)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    new.astype(str).to_parquet(tmp_path / "new.parquet")  # a text column, as exported
+    for path in (tmp_path / "new.csv", tmp_path / "new.parquet"):
+        scored = predict_run(run, path)
+        assert len(scored) == 8
+        assert scored["prob_1"].between(0, 1).all()
+        # streamed scoring reads partitions with the same markers
+        assert predict_batched(run, path, tmp_path / "streamed.parquet", batch_size=3) == 8
+    with pytest.raises(DataError, match=r"non-numeric value \('-'\)"):
+        train_run(tmp_path / "bc.csv", Study(task="diagnose", target="diagnosis",
+                                             missing=["n/a"]),
+                  TrainConfig(**FAST), tmp_path / "without")
 
 
 def test_target_sensitivity_sets_the_threshold(bc_run, tmp_path):

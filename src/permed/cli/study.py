@@ -104,7 +104,8 @@ def validate_command(
 
     study = validated_study(Study.from_toml(study_file), split_list([models] if models else None))
     with audited(home_log(), "validate", data=data):
-        frame, info = read_table(data, text_columns=[study.id] if study.id else [])
+        frame, info = read_table(data, text_columns=[study.id] if study.id else [],
+                                 missing=study.missing)
     report = validate(frame, study, min_class_size=cv)
     out.print(f"{info.path}: {info.rows} rows x {info.columns} columns ({info.fingerprint[:19]})",
               highlight=False)

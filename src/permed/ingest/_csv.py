@@ -132,14 +132,17 @@ def sniff_csv(source: str | Path | io.BytesIO, suffix: str, label: str) -> Diale
                    tuple(notes + ([note] if note else [])))
 
 
-def read_options(dialect: Dialect, text_columns: Iterable[str] = ()) -> dict[str, Any]:
-    """``pandas.read_csv`` keywords for a dialect; ``text_columns`` are read as text."""
+def read_options(dialect: Dialect, text_columns: Iterable[str] = (),
+                 missing: Iterable[str] = ()) -> dict[str, Any]:
+    """``pandas.read_csv`` keywords for a dialect; ``text_columns`` are read as text and
+    ``missing`` read as missing beside :data:`MISSING_MARKERS`."""
     wanted = set(text_columns)
     named = [raw for raw in dialect.header if raw.strip() in wanted]
     # skipinitialspace strips the names' leading spaces too: name both forms
     dtype = {name: str for raw in named for name in (raw, raw.lstrip())}
     return {"sep": dialect.delimiter, "decimal": dialect.decimal, "encoding": dialect.encoding,
-            "na_values": MISSING_MARKERS, "keep_default_na": False, "skipinitialspace": True,
+            "na_values": [*MISSING_MARKERS, *missing], "keep_default_na": False,
+            "skipinitialspace": True,
             "dtype": dtype or None}
 
 

@@ -32,7 +32,7 @@ from permed.ingest._csv import (
 )
 
 __all__ = ["MISSING_MARKERS", "SUPPORTED_SUFFIXES", "ReadWarning", "TableInfo", "fingerprint",
-           "read_table", "read_table_chunks"]
+           "missing_markers", "read_table", "read_table_chunks"]
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".parquet")
 
@@ -69,8 +69,8 @@ def fingerprint(path: str | Path) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def read_table(path: str | Path,
-               text_columns: Iterable[str] = ()) -> tuple[pd.DataFrame, TableInfo]:
+def read_table(path: str | Path, text_columns: Iterable[str] = (),
+               missing: Iterable[str] = ()) -> tuple[pd.DataFrame, TableInfo]:
     """Read a CSV, TSV or Parquet table.
 
     ``""``, ``NA``, ``N/A``, ``?`` (and ``NaN``) are read as missing; column names are stripped
@@ -87,6 +87,9 @@ def read_table(path: str | Path,
         Columns of a CSV/TSV read as text as written: a patient id ``000101`` keeps its zeros
         (as a number it was 101.0) and ``1e3`` stays ``1e3``. Names absent from the file are
         ignored.
+    missing : iterable of str, optional
+        The extract's own markers of a missing value (the study's ``missing``, e.g. ``n/a``,
+        ``-``), read as missing beside the ones above, in every format.
 
     Returns
     -------
@@ -117,7 +120,7 @@ def read_table(path: str | Path,
 
         return read_image_folder(path)
     suffix = _check_file(path)
-    frame, dialect, notes = _parse(path, suffix, tuple(text_columns))
+    frame, dialect, notes = _parse(path, suffix, tuple(text_columns), tuple(missing))
     frame.columns = [str(c).strip() for c in frame.columns]
     _check_shape(frame, path)
     frame.attrs["source_dir"] = str(path.resolve().parent)  # relative image paths start here
@@ -130,8 +133,8 @@ def read_table(path: str | Path,
     return frame, info
 
 
-def read_table_chunks(path: str | Path, rows: int,
-                      text_columns: Iterable[str] = ()) -> Iterator[pd.DataFrame]:
+def read_table_chunks(path: str | Path, rows: int, text_columns: Iterable[str] = (),
+                      missing: Iterable[str] = ()) -> Iterator[pd.DataFrame]:
     """A CSV or TSV, ``rows`` rows at a time, read as :func:`read_table` reads it whole.
 
     The dialect (encoding, delimiter, decimal mark, end) is decided before the first partition;
@@ -162,7 +165,8 @@ def read_table_chunks(path: str | Path, rows: int,
     skip = set(text_columns)
     first = 0
     with (csv_handle(source, dialect) as handle, _reading(path, suffix),
-          pd.read_csv(handle, chunksize=rows, **read_options(dialect, skip)) as reader):
+          pd.read_csv(handle, chunksize=rows,
+                      **read_options(dialect, skip, tuple(missing))) as reader):
         for chunk in reader:
             for note in numbers_from_text(chunk, dialect, str(path), source, first, skip):
                 if note not in said:
@@ -216,19 +220,34 @@ def _excel_kind(path: Path) -> str | None:
     return None
 
 
-def _parse(path: Path, suffix: str, text_columns: tuple[str, ...]
+def _parse(path: Path, suffix: str, text_columns: tuple[str, ...], missing: tuple[str, ...]
            ) -> tuple[pd.DataFrame, Dialect | None, list[str]]:
     from permed.privacy import table_source
 
     source = table_source(path)  # an encrypted extract is decrypted in memory with the data key
     with _reading(path, suffix):
         if suffix == ".parquet":
-            return pd.read_parquet(source), None, []
+            return missing_markers(pd.read_parquet(source), missing), None, []
         dialect = sniff_csv(source, suffix, str(path))
         with csv_handle(source, dialect) as handle:
-            frame = pd.read_csv(handle, **read_options(dialect, text_columns))
+            frame = pd.read_csv(handle, **read_options(dialect, text_columns, missing))
         notes = numbers_from_text(frame, dialect, str(path), source, skip=text_columns)
     return frame, dialect, [*dialect.notes, *notes]
+
+
+def missing_markers(frame: pd.DataFrame, markers: Iterable[str]) -> pd.DataFrame:
+    """``frame`` with the text cells equal to one of ``markers`` (spaces aside) made missing,
+    as a CSV's ``na_values`` do (Parquet and partitions streamed by pyarrow)."""
+    wanted = {str(m).strip() for m in markers}
+    if not wanted:
+        return frame
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+            hit = column.astype(str).str.strip().isin(wanted) & column.notna()
+            if hit.any():
+                frame[name] = column.mask(hit)
+    return frame
 
 
 @contextmanager

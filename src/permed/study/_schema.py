@@ -48,6 +48,8 @@ class FittedSchema:
     outcome_columns: list[str] = field(default_factory=list)
     # how note columns are encoded (Study.text_encoder); None for bundles from before notes
     text_encoder: str | None = None
+    # the study's own missing-value markers (Study.missing): new tables are read with them
+    missing: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -102,7 +104,8 @@ class FittedSchema:
             features.append(feature)
         return cls(study.task or "diagnose", features, study.target, list(classes), study.id,
                    list(study.sensitive), study.outcome_columns(),
-                   study.text_encoder if any(f.kind == "text" for f in features) else None)
+                   study.text_encoder if any(f.kind == "text" for f in features) else None,
+                   list(study.missing))
 
     # ---- checking new data --------------------------------------------------------------
     def check(self, frame: pd.DataFrame, require: list[str] | None = None) -> list[str]:

@@ -120,6 +120,10 @@ class Study:
     on_bad_file : {"fail", "skip"}
         What an unreadable image does: stop training with an error naming the file, or leave
         the patient out (a warning lists the files).
+    missing : list of str
+        ``[study] missing``: the extract's own markers of a missing value (``["n/a", "-",
+        "unknown"]``), read as missing beside ``""``, ``NA``, ``N/A`` and ``?``, in training and
+        in every table scored with the model.
     fhir : dict of str to str or dict
         ``[fhir]``: where ``permed serve`` reads each feature in a FHIR R4 Bundle: a path
         (``"Patient.birthDate"`` gives the age in years, ``"Patient.gender"`` the gender,
@@ -152,6 +156,7 @@ class Study:
     images: str | None = None
     events: str | None = None
     on_bad_file: str = "fail"
+    missing: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -159,6 +164,10 @@ class Study:
         if self.on_bad_file not in ON_BAD_FILE:
             raise StudyError(f"on_bad_file '{self.on_bad_file}' is not known; expected fail (stop "
                              "at an unreadable image) or skip (leave it out)")
+        if not isinstance(self.missing, list) or not all(
+                isinstance(m, str) and m.strip() for m in self.missing):
+            raise StudyError(f"[study] missing = {self.missing!r} must be a list of the texts "
+                             'that mark a missing value, e.g. ["n/a", "-", "unknown"]')
 
     # ---- roles -----------------------------------------------------------------------------
     def outcome_columns(self) -> list[str]:
@@ -228,10 +237,7 @@ class Study:
                 f"{source}: unknown section(s) {sorted(unknown)}; expected [study], [roles], "
                 "[columns.NAME], [deidentify], [fhir]"
             )
-        extra = sorted(set(raw.get("study", {})) - {"task", "text_encoder"})
-        if extra:
-            raise StudyError(f"{source}: [study] has unknown key(s) {extra}; expected task, "
-                             "text_encoder (the column roles go under [roles])")
+        settings = _study_section(raw.get("study", {}), source)
         roles = dict(raw.get("roles", {}))
         allowed = set(_SCALAR_ROLES) | set(_LIST_ROLES) | {"use_sensitive", "on_bad_file"}
         bad = sorted(set(roles) - allowed)
@@ -255,10 +261,7 @@ class Study:
             columns[name] = ColumnSpec(**spec)
         deidentify = {str(k): str(v) for k, v in raw.get("deidentify", {}).items()}
         fhir = {str(k): _fhir_source(k, v, source) for k, v in raw.get("fhir", {}).items()}
-        if "text_encoder" in raw.get("study", {}):
-            roles["text_encoder"] = str(raw["study"]["text_encoder"])
-        return cls(task=raw.get("study", {}).get("task"), columns=columns,
-                   deidentify=deidentify, fhir=fhir, **roles)
+        return cls(columns=columns, deidentify=deidentify, fhir=fhir, **settings, **roles)
 
     def to_dict(self) -> dict[str, Any]:
         """The study as plain data (for manifests)."""
@@ -273,6 +276,8 @@ class Study:
         lines.append(f"task = {_toml(self.task)}" if self.task else '# task = "diagnose"')
         if self.text_encoder != "tfidf":
             lines.append(f"text_encoder = {_toml(self.text_encoder)}")
+        if self.missing:
+            lines.append(f"missing = {_toml(self.missing)}")
         lines += ["", "[roles]"]
         for role in (*_SCALAR_ROLES, *_LIST_ROLES):
             value = getattr(self, role)
@@ -341,6 +346,21 @@ def _fhir_source(name: str, value: Any, source: str) -> str | dict[str, Any]:
     if not isinstance(entry.get("map", {}), dict):
         raise StudyError(f"{where}: map must be a table such as {{male = \"M\", female = \"F\"}}")
     return value if isinstance(value, str) else dict(entry)
+
+
+def _study_section(section: dict[str, Any], source: str) -> dict[str, Any]:
+    """The ``[study]`` table's settings, as keyword arguments of :class:`Study`."""
+    extra = sorted(set(section) - {"task", "text_encoder", "missing"})
+    if extra:
+        raise StudyError(f"{source}: [study] has unknown key(s) {extra}; expected task, "
+                         "text_encoder, missing (the column roles go under [roles])")
+    settings: dict[str, Any] = {"task": section.get("task")}
+    if "text_encoder" in section:
+        settings["text_encoder"] = str(section["text_encoder"])
+    if "missing" in section:
+        markers = section["missing"]
+        settings["missing"] = [markers] if isinstance(markers, str) else markers
+    return settings
 
 
 def _toml(value: Any) -> str:

@@ -286,8 +286,9 @@ def _check_feature(
             report.error(
                 f"column '{column}' is numeric but has {len(bad)} non-numeric {values} "
                 f"({examples}) in row{'s' if len(bad) > 1 else ''} {rows}: correct {them}, "
-                f"leave {them} empty (or NA) to mark {them} missing, or declare the column "
-                "categorical in the study", column)
+                f"leave {them} empty (or NA), or list the marker under missing in the study's "
+                "[study] table, to mark it missing, or declare the column categorical in the "
+                "study", column)
     else:
         _check_categories(series, column, declared, report)
     return kind

@@ -31,7 +31,7 @@ import pandas as pd
 from permed.bundle import load_bundle
 from permed.engine import Engine
 from permed.exceptions import DataError
-from permed.ingest._tables import SUPPORTED_SUFFIXES, read_table_chunks
+from permed.ingest._tables import SUPPORTED_SUFFIXES, missing_markers, read_table_chunks
 
 __all__ = ["DEFAULT_BATCH_SIZE", "STREAM_MIN_BYTES", "OnnxScorer", "batch_scorer",
            "predict_batched", "predict_streamed", "should_stream"]
@@ -134,7 +134,7 @@ def predict_batched(
         raise DataError(f"--batch-size must be a positive number of rows, got {batch_size}")
     model, schema = load_bundle(run_dir)
     scorer, _ = batch_scorer(run_dir, model, onnx)
-    parts = _partitions(Path(data), batch_size, [schema.id] if schema.id else [])
+    parts = _partitions(Path(data), batch_size, [schema.id] if schema.id else [], schema.missing)
     return _write(_scored(scorer, parts, engine, wave), out)
 
 
@@ -153,8 +153,8 @@ def predict_streamed(run_dir: str | Path, data: str | Path, out: str | Path,
             engine.close()
 
 
-def _partitions(path: Path, batch_size: int,
-                text_columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+def _partitions(path: Path, batch_size: int, text_columns: list[str] | None = None,
+                missing: list[str] | None = None) -> Iterator[pd.DataFrame]:
     from permed.privacy import table_source
 
     suffix = path.suffix.lower()
@@ -166,10 +166,10 @@ def _partitions(path: Path, batch_size: int,
 
         source = table_source(path)  # an encrypted extract is decrypted in memory with the key
         for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_size):
-            yield _clean(batch.to_pandas(), path)
+            yield _clean(missing_markers(batch.to_pandas(), missing or []), path)
         return
     # delimiter, decimal mark, encoding and the file's end as read_table decides them
-    for chunk in read_table_chunks(path, batch_size, text_columns or []):
+    for chunk in read_table_chunks(path, batch_size, text_columns or [], missing or []):
         yield _clean(chunk, path)
 
 

@@ -83,7 +83,8 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
         require_key("permed train --encrypt")
     timings = Timings()
     with timings("read"):
-        frame, info = read_table(data, text_columns=[study.id] if study.id else [])
+        frame, info = read_table(data, text_columns=[study.id] if study.id else [],
+                                 missing=study.missing)
     fusion = "fusion" in config.models  # late fusion of modalities: workflow/_fusion.py
     trainer = _trainer("fusion" if fusion else "image" if study.images else study.task)
     with timings("validate"):
