@@ -210,6 +210,13 @@ def test_summary_compares_with_the_development_choice():
             "(375.8\u2013428.2), against 403.4 (375.8\u2013428.2) if everyone received the best "
             "single arm (ZDV+ddI, chosen on the development patients): a gain of 0.0 "
             "(0.0\u20130.0)") in summary
+    # every patient gets the best single arm: the gain is not an estimate, and says so
+    assert ("Following permed gives every one of them ZDV+ddI, the best single arm, so the "
+            "gain is 0 by construction: no recommendation differs from giving everyone "
+            "ZDV+ddI.") in summary
+    metrics = _treat_metrics()
+    metrics["policy"]["policy_arm_share"] = dict(zip(ARMS, [0.1, 0.9, 0.0, 0.0], strict=True))
+    assert "by construction" not in treat_summary(_run(metrics))
 
 
 def test_an_older_run_without_the_choice_says_it_was_in_sample():

@@ -499,6 +499,11 @@ def treat_summary(run: RunFiles) -> str:
             f"received the best single arm ({best}, {_default_note(run, short=True)}): a gain of "
             f"{gain} ({_direction(run)} is better). For {unclear} of these patients no arm is "
             "clearly better than the others.")
+    given = dig(run.metrics, "policy", "policy_arm_share") or {}
+    if given.get(best) == 1.0:  # the policy is the best single arm: a gain of 0 by construction
+        text += (f" Following permed gives every one of them {best}, the best single arm, so "
+                 "the gain is 0 by construction: no recommendation differs from giving everyone "
+                 f"{best}.")
     warnings = dig(run.metrics, "overlap", "warnings") or []
     if warnings:
         text += f" Overlap warning: {warnings[0]}."
