@@ -48,6 +48,23 @@ def test_a_category_agreeing_for_90_percent_is_not_warned_about():
     assert _near(_warnings(_cohort(flips=10), Study(task="diagnose", target="disease"))) == []
 
 
+
+def test_a_large_cohort_is_screened_on_a_sample_and_told_in_whole_cohort_figures():
+    from permed.study._leakage import SCREEN_ROWS, near_separation
+
+    n = SCREEN_ROWS + 50_000
+    rng = np.random.default_rng(1)
+    disease = rng.random(n) < 0.3
+    leak = np.where(disease, "cath lab", "ward").astype(object)
+    flipped = rng.random(n) < 0.02
+    leak[flipped] = np.where(disease[flipped], "ward", "cath lab")
+    found = near_separation(pd.Series(leak), disease, "categorical")
+    assert found is not None
+    assert found.patients == n  # measured on every patient once the sample flagged it
+    assert found.held + found.others == int((leak == found.level).sum())
+    noise = pd.Series(np.where(rng.random(n) < 0.5, "a", "b").astype(object))
+    assert near_separation(noise, disease, "categorical") is None
+
 @pytest.mark.parametrize(("overlap", "warned"), [(10, True), (22, False)])
 def test_a_measurement_is_warned_about_only_above_its_own_threshold(overlap, warned):
     """A measurement may rank a diagnosis defined from it well (breast cancer's worst

@@ -34,6 +34,7 @@ NEAR_LEAK_LEVELS = 0.95
 NEAR_LEAK_MEASURE = 0.99
 MAX_LEVELS = 20
 MIN_PATIENTS = 20
+SCREEN_ROWS = 100_000
 _POOLED = "\0pooled"  # the levels under MIN_PATIENTS patients, together
 
 
@@ -64,14 +65,29 @@ class Separation:
 def near_separation(values: pd.Series, positive: np.ndarray, kind: str) -> Separation | None:
     """How well ``values`` alone separate ``positive`` (booleans, aligned), when that reaches
     ``NEAR_LEAK_LEVELS`` (categories) or ``NEAR_LEAK_MEASURE`` (measurements); else None, and
-    None when either side has fewer than ``MIN_PATIENTS`` patients with a value."""
+    None when either side has fewer than ``MIN_PATIENTS`` patients with a value.
+
+    Above ``SCREEN_ROWS`` patients a fixed random sample of them is screened first, 0.01 below
+    the thresholds: only a feature it flags is measured on every patient (the figures a warning
+    tells), so that a million patients are not ranked once per feature and class.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    if len(values) > SCREEN_ROWS:
+        rows = np.sort(np.random.default_rng(0).choice(len(values), SCREEN_ROWS, replace=False))
+        if _near(values.iloc[rows], positive[rows], kind, slack=0.01) is None:
+            return None
+    return _near(values, positive, kind)
+
+
+def _near(values: pd.Series, positive: np.ndarray, kind: str,
+          slack: float = 0.0) -> Separation | None:
     found = _separation(values, positive, kind)
     if found is None:
         return None
     auroc, patients, table = found
     if table is None:
-        return Separation(auroc, patients) if auroc >= NEAR_LEAK_MEASURE else None
-    return _best_level(table, auroc, patients) if auroc >= NEAR_LEAK_LEVELS else None
+        return Separation(auroc, patients) if auroc >= NEAR_LEAK_MEASURE - slack else None
+    return _best_level(table, auroc, patients) if auroc >= NEAR_LEAK_LEVELS - slack else None
 
 
 def univariate_auroc(values: pd.Series, positive: np.ndarray, kind: str) -> float | None:
