@@ -48,6 +48,31 @@ def test_perfect_for_one_group_random_for_other_is_flagged():
     assert any(f.startswith("auroc gap") for f in sex["flags"])
 
 
+def test_a_small_groups_proportion_of_one_gets_a_wilson_interval_not_zero_width():
+    # 17 women, all 8 with the disease found: the bootstrap (class counts kept) gave
+    # sensitivity 1.00 (1.00-1.00)
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.repeat([1, 0], [8, 9]), rng.integers(0, 2, 200)]
+    p = np.r_[np.repeat([0.9, 0.2], [8, 9]), rng.random(200)]
+    sex = pd.DataFrame({"sex": ["F"] * 17 + ["M"] * 200})
+    audit = audit_classification(y, p, (p >= 0.5).astype(int), sex, ["no", "yes"],
+                                 n_boot=N_BOOT)
+    women = audit["attributes"]["sex"]["groups"]["F"]
+    assert women["sensitivity"]["value"] == 1.0
+    wilson = binomtest(8, 8).proportion_ci(0.95, method="wilson")
+    assert women["sensitivity"]["ci_low"] == pytest.approx(wilson.low)
+    assert women["sensitivity"]["ci_low"] < 0.8
+    assert women["sensitivity"]["ci_high"] == pytest.approx(1.0)
+    men = audit["attributes"]["sex"]["groups"]["M"]
+    tp = int(((y[17:] == 1) & (p[17:] >= 0.5)).sum())
+    selected = int((p[17:] >= 0.5).sum())
+    assert men["ppv"]["ci_low"] == pytest.approx(
+        binomtest(tp, selected).proportion_ci(0.95, method="wilson").low)
+    assert "Wilson score intervals" in audit["note"]
+
+
 def test_equal_groups_have_small_gaps_and_no_flag():
     rng = np.random.default_rng(1)
     n = 2000

@@ -4,9 +4,13 @@ Per-group point values come from fairlearn's :class:`~fairlearn.metrics.MetricFr
 equalized-odds and demographic-parity differences from :mod:`fairlearn.metrics`. Their
 confidence intervals come from a percentile bootstrap over patients
 (:func:`permed.evaluate.bootstrap_dict`), resampled within each group x class so every
-replicate keeps the group sizes. MetricFrame costs tens of milliseconds per call, far too much
-to run on every replicate, so the replicates recompute the same figures with the same metric
-functions in NumPy; ``tests/fairness/test_audit.py`` checks that both paths agree.
+replicate keeps the group sizes; a binary group's proportions (sensitivity, specificity, PPV,
+selection rate) get Wilson score intervals instead (:func:`scipy.stats.binomtest`): with the
+class counts kept, a bootstrap of a proportion of 0 or 1 has zero width (a group of 17 whose
+every patient with the disease is found: sensitivity 1.00 (1.00-1.00)). MetricFrame costs
+tens of milliseconds per call, far too much to run on every replicate, so the replicates
+recompute the same figures with the same metric functions in NumPy;
+``tests/fairness/test_audit.py`` checks that both paths agree.
 
 Undefined values are ``None`` throughout the result (not nan), so it is valid JSON as it is.
 """
@@ -27,6 +31,7 @@ from fairlearn.metrics import (
     equalized_odds_difference,
 )
 from numpy.typing import ArrayLike, NDArray
+from scipy.stats import binomtest
 
 from permed.evaluate._bootstrap import bootstrap_dict
 from permed.evaluate.classification import (
@@ -476,8 +481,11 @@ def _audit(name: str, labels: NDArray[Any], levels: list[str], data: _Data) -> d
         entry: dict[str, Any] = {"n": int(sizes[g]), "prevalence": None}
         if data.binary:
             entry["prevalence"] = float(np.mean(data.y[codes == g] == 1))
+        proportions = _proportions(data, codes == g) if data.binary else {}
         for metric in GROUP_METRICS:
-            entry[metric] = _interval(by_group.loc[level, metric], intervals[(g, metric)])
+            ci = _wilson(*proportions[metric]) if metric in proportions \
+                else intervals[(g, metric)]
+            entry[metric] = _interval(by_group.loc[level, metric], ci)
         entry["too_small"] = bool(sizes[g] < data.min_group_size)
         groups[level] = entry
     if not data.binary:
@@ -607,6 +615,20 @@ def _clean(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _proportions(data: _Data, rows: NDArray[np.bool_]) -> dict[str, tuple[int, int]]:
+    """(successes, trials) of a binary group's proportions."""
+    tp, fp, fn, tn = (int(c) for c in _counts(data.y[rows] == 1, data.pred[rows] == 1))
+    return {"sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp), "ppv": (tp, tp + fp),
+            "selection_rate": (tp + fp, int(rows.sum()))}
+
+
+def _wilson(successes: int, trials: int) -> dict[str, float]:
+    if trials == 0:
+        return {"ci_low": math.nan, "ci_high": math.nan}
+    ci = binomtest(successes, trials).proportion_ci(CONFIDENCE, method="wilson")
+    return {"ci_low": float(ci.low), "ci_high": float(ci.high)}
+
+
 def _interval(value: Any, ci: dict[str, float]) -> dict[str, float | None]:
     return {
         "value": _clean(value),
@@ -651,6 +673,8 @@ def _note(
         parts.append("Intersections cross every pair of sensitive columns.")
     parts.append(
         f"Intervals: {CONFIDENCE:.0%} percentile bootstrap over patients ({data.n_boot} "
-        "replicates, resampled within each group and class). Undefined values are null."
+        "replicates, resampled within each group and class)"
+        + ("; a group's sensitivity, specificity, PPV and selection rate: Wilson score "
+           "intervals" if data.binary else "") + ". Undefined values are null."
     )
     return " ".join(parts)
