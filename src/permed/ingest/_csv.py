@@ -40,7 +40,8 @@ import pandas as pd
 from permed.exceptions import DataError
 
 __all__ = ["MISSING_MARKERS", "SAMPLE_ROWS", "Dialect", "ReadWarning", "csv_handle",
-           "duplicate_names", "numbers_from_text", "read_options", "sniff_csv"]
+           "duplicate_names", "is_text", "numbers_from_text", "read_options", "sniff_csv",
+           "written_as"]
 
 MISSING_MARKERS = ["", "NA", "N/A", "?", "NaN", "nan"]  # read as missing (permed.ingest)
 MISSING = frozenset(MISSING_MARKERS)
@@ -195,9 +196,9 @@ def numbers_from_text(frame: pd.DataFrame, dialect: Dialect, label: str,
     notes = []
     for name in frame.columns:
         column = frame[name]
-        if str(name).strip() in skipped or not _is_text(column):
+        if str(name).strip() in skipped or not is_text(column):
             continue
-        blank = column.notna() & column.astype(str).str.strip().eq("")
+        blank = written_as(column, {""})
         if blank.any():
             column = frame[name] = column.mask(blank)
         kinds = _column_kinds(column)
@@ -517,8 +518,15 @@ class _Head(io.RawIOBase):
 
 # --- after reading ---------------------------------------------------------------------------
 
-def _is_text(column: pd.Series) -> bool:
+def is_text(column: pd.Series) -> bool:
+    """Whether a column holds text (object or string dtype)."""
     return column.dtype == object or pd.api.types.is_string_dtype(column.dtype)
+
+
+def written_as(column: pd.Series, values: set[str]) -> pd.Series:
+    """The cells of a text column that read as one of ``values`` once stripped of whitespace
+    (a non-breaking space and a tab too)."""
+    return column.notna() & column.astype(str).str.strip().isin(values)
 
 
 def _column_kinds(column: pd.Series) -> dict[str, str]:

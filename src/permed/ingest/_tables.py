@@ -26,9 +26,11 @@ from permed.ingest._csv import (
     ReadWarning,
     csv_handle,
     duplicate_names,
+    is_text,
     numbers_from_text,
     read_options,
     sniff_csv,
+    written_as,
 )
 
 __all__ = ["MISSING_MARKERS", "SUPPORTED_SUFFIXES", "ReadWarning", "TableInfo", "fingerprint",
@@ -243,8 +245,8 @@ def missing_markers(frame: pd.DataFrame, markers: Iterable[str]) -> pd.DataFrame
         return frame
     for name in frame.columns:
         column = frame[name]
-        if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
-            hit = column.astype(str).str.strip().isin(wanted) & column.notna()
+        if is_text(column):
+            hit = written_as(column, wanted)
             if hit.any():
                 frame[name] = column.mask(hit)
     return frame
