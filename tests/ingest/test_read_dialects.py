@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from permed.exceptions import DataError
-from permed.ingest import ReadWarning, read_table, read_table_chunks
+from permed.ingest import ReadWarning, read_table, read_table_chunks, table_columns
 from permed.ingest import _csv as dialects
 
 FIX_MARKS = ("re-export the file so that every column uses the same decimal mark (Excel: File > "
@@ -372,3 +372,12 @@ def test_predict_reads_a_windows_1252_file(id_run, tmp_path):
     with pytest.warns(ReadWarning, match="is not UTF-8: line 2, column 'note' holds byte 0xe8"):
         predicted = predict_run(run, path)
     assert len(predicted) == len(frame)
+
+
+def test_table_columns_reads_only_the_header_as_read_table_names_it(tmp_path):
+    csv = _write(tmp_path / "t.csv", [" mrn ;age", "000101;63,5"])
+    pd.DataFrame({"mrn": ["1"], "age": [63.5]}).to_parquet(tmp_path / "t.parquet")
+    assert table_columns(csv) == list(read_table(csv)[0].columns) == ["mrn", "age"]
+    assert table_columns(tmp_path / "t.parquet") == ["mrn", "age"]
+    with pytest.raises(DataError, match="does not exist|not found"):
+        table_columns(tmp_path / "absent.csv")

@@ -135,6 +135,23 @@ def test_pseudonyms_and_date_shifts_are_stable_across_two_files(workspace):
     assert pseudonym(raw.loc[10, "patient_id"], other) != first["patient_id"].iloc[0]
 
 
+def test_record_numbers_are_read_as_written_so_leading_zeros_keep_patients_apart(workspace):
+    """000101 and 101 are two patients (read as numbers they had one pseudonym and one date
+    shift); 101.0, a number saved as a float, is still 101."""
+    tmp, _, _ = workspace
+    (tmp / "mrn.csv").write_text("mrn,visit_date\n000101,2020-01-05\n101,2020-01-05\n"
+                                 "101.0,2020-01-05\n,2020-01-05\n")
+    assert main(["deidentify", str(tmp / "mrn.csv"), "--key-file", str(tmp / "site.key"),
+                 "--out", str(tmp / "mrn_clean.csv"), "--quiet"]) == 0
+    clean = pd.read_csv(tmp / "mrn_clean.csv", dtype=str)
+    key = Key(bytes(range(32)))
+    assert clean["mrn"].tolist()[:3] == [pseudonym("000101", key), pseudonym(101, key),
+                                         pseudonym(101, key)]
+    assert clean["mrn"][0] != clean["mrn"][1]
+    assert clean["visit_date"][0] != clean["visit_date"][1]
+    assert clean["visit_date"][1] == clean["visit_date"][2]
+
+
 def test_a_deidentified_table_trains_with_the_same_study(workspace, cleaned):
     """Removed identifier columns are not an error; "90+" reads as the number 90."""
     from permed.ingest import read_table

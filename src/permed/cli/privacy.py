@@ -14,7 +14,7 @@ from rich.text import Text
 from permed.cli._console import err, out, table
 from permed.cli._options import split_list
 from permed.exceptions import StudyError
-from permed.ingest import read_table
+from permed.ingest import read_table, table_columns
 from permed.privacy import (
     ACTIONS,
     AuditLog,
@@ -25,6 +25,7 @@ from permed.privacy import (
     deidentify_frame,
     generate_key,
     home_log,
+    read_as_text,
     read_key_file,
     rotate,
     save_table,
@@ -149,10 +150,12 @@ def deidentify(
             err.print("no --key-file: pseudonyms and date shifts use a one-time key and will not "
                       "match other files; pass --key-file to link records", style="yellow",
                       highlight=False, soft_wrap=True)
-        frame, _ = read_table(data)
+        overrides = _parse_actions(action)
+        frame, _ = read_table(data, text_columns=read_as_text(table_columns(data), study,
+                                                              overrides))
         result = deidentify_frame(frame, key or generate_key(), study,
                                   text_columns=tuple(split_list(text_column)),
-                                  actions=_parse_actions(action),
+                                  actions=overrides,
                                   quasi_identifiers=split_list(quasi) or None)
         save_table(result.frame, out_file, key if encrypt else None)
         session.add(rows=len(result.frame), columns=len(result.frame.columns),

@@ -8,6 +8,7 @@ from permed.ingest._tables import (
     fingerprint,
     read_table,
     read_table_chunks,
+    table_columns,
 )
 from permed.ingest.datasets import (
     Dataset,
@@ -30,4 +31,5 @@ __all__ = [
     "read_table",
     "read_table_chunks",
     "synthetic_cohort",
+    "table_columns",
 ]

@@ -34,7 +34,7 @@ from permed.ingest._csv import (
 )
 
 __all__ = ["MISSING_MARKERS", "SUPPORTED_SUFFIXES", "ReadWarning", "TableInfo", "fingerprint",
-           "missing_markers", "read_table", "read_table_chunks"]
+           "missing_markers", "read_table", "read_table_chunks", "table_columns"]
 
 SUPPORTED_SUFFIXES = (".csv", ".tsv", ".parquet")
 
@@ -133,6 +133,29 @@ def read_table(path: str | Path, text_columns: Iterable[str] = (),
                      dialect.decimal if dialect else None,
                      dialect.encoding if dialect else None, tuple(notes))
     return frame, info
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """The column names of a CSV, TSV or Parquet table, read without its rows.
+
+    Raises
+    ------
+    DataError
+        As :func:`read_table`, when the file cannot be read.
+    """
+    from permed.privacy import table_source
+
+    path = Path(path)
+    suffix = _check_file(path)
+    source = table_source(path)
+    with _reading(path, suffix):
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(source).names
+        else:
+            names = list(sniff_csv(source, suffix, str(path)).header)
+    return [str(name).strip() for name in names]
 
 
 def read_table_chunks(path: str | Path, rows: int, text_columns: Iterable[str] = (),

@@ -44,6 +44,7 @@ from permed.privacy._deidentify import (
     deidentify_frame,
     plan_actions,
     pseudonym,
+    read_as_text,
 )
 from permed.privacy._kanon import RiskSummary, risk_summary
 from permed.privacy._keys import (
@@ -108,6 +109,7 @@ __all__ = [
     "permed_home",
     "plan_actions",
     "pseudonym",
+    "read_as_text",
     "read_bytes",
     "read_key_file",
     "reencrypt_bytes",

@@ -46,7 +46,7 @@ from permed.study import Study, as_category
 from permed.study._columns import looks_like_dates, rows_text
 
 __all__ = ["ACTIONS", "RESTRICTED_ZIP3", "Deidentified", "deidentify_frame", "plan_actions",
-           "pseudonym"]
+           "pseudonym", "read_as_text"]
 
 ACTIONS = ("drop", "pseudonymize", "shift_date", "year", "birth_year", "age", "zip3", "scrub",
            "keep")
@@ -234,8 +234,34 @@ def pseudonym(value: object, key: Key) -> str | None:
     return _pseudonyms(pd.Series([value], dtype=object), key).iloc[0]
 
 
-def _pseudonyms(series: pd.Series, key: Key) -> pd.Series:
+def read_as_text(columns: list[str], study: Study | None = None,
+                 overrides: Mapping[str, str] | None = None) -> list[str]:
+    """The columns to pseudonymize that their names already show, to be read as text.
+
+    Read as numbers, the record numbers ``000101`` and ``101`` are one patient, with one
+    pseudonym and one date shift; read as written, they are two.
+    """
+    study = study or Study()
+    declared = {**study.deidentify, **(overrides or {})}
+
+    def pseudonymized(column: str) -> bool:
+        if column in declared:
+            return declared[column] == "pseudonymize"
+        found = _lookalike(column)
+        return column == study.id or (found is not None and found[1] == "pseudonymize")
+
+    return [c for c in columns if pseudonymized(c)]
+
+
+def _id_labels(series: pd.Series) -> pd.Series:
+    """Labels of ids as written, except that ``101.0`` (a number saved as a float) is ``101``."""
     labels = as_category(series)
+    return labels.where(labels.isna(), labels.str.replace(r"^\s*(\d+)\.0*\s*$", r"\1",
+                                                           regex=True))
+
+
+def _pseudonyms(series: pd.Series, key: Key) -> pd.Series:
+    labels = _id_labels(series)
     cache: dict[str, str] = {}
     for label in labels.dropna().unique():
         cache[label] = "P" + _digest(label, key, "pseudonym").hex()[:16]
@@ -244,7 +270,7 @@ def _pseudonyms(series: pd.Series, key: Key) -> pd.Series:
 
 def _shift_days(patients: pd.Series, key: Key) -> pd.Series:
     """Each patient's offset in days: keyed, in [-365, -1] or [1, 365]; NA without a patient."""
-    labels = as_category(patients)
+    labels = _id_labels(patients)
     labels = labels.where(labels.str.strip() != "")  # a blank id is no patient
     cache: dict[str, int] = {}
     for label in labels.dropna().unique():
