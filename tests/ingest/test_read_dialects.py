@@ -381,3 +381,44 @@ def test_table_columns_reads_only_the_header_as_read_table_names_it(tmp_path):
     assert table_columns(tmp_path / "t.parquet") == ["mrn", "age"]
     with pytest.raises(DataError, match="does not exist|not found"):
         table_columns(tmp_path / "absent.csv")
+
+
+@pytest.fixture(scope="module")
+def comma_run(tmp_path_factory):
+    """A diagnose run trained on a ';' file with decimal commas and platelets '386.000'."""
+    from permed.study import Study
+    from permed.workflow import TrainConfig, train_run
+
+    rng = np.random.default_rng(6)
+    n = 150
+    frame = pd.DataFrame({"age": rng.normal(60, 10, n).round(),
+                          "st": rng.choice([0.0, 1.5, 2.3, 0.8], n),
+                          "plt": rng.integers(150, 450, n) * 1000})
+    logit = 0.08 * (frame["age"] - 60) + 0.8 * frame["st"] - 1
+    frame["disease"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    tmp = tmp_path_factory.mktemp("marks")
+    lines = ["age;st;plt;disease"] + [
+        f"{a:.0f};{str(s).replace('.', ',')};{p // 1000}.000;{d}"
+        for a, s, p, d in frame.itertuples(index=False)]
+    run = train_run(_write(tmp / "cohort.csv", lines),
+                    Study(task="diagnose", target="disease"),
+                    TrainConfig(models=["logistic"], cv=3, n_boot=100), tmp / "run")
+    return run, frame
+
+
+def test_a_new_file_with_only_ambiguous_numbers_is_read_with_the_trained_decimal_mark(
+        comma_run, tmp_path):
+    from permed.bundle import read_schema
+    from permed.workflow import predict_run
+
+    run, _ = comma_run
+    assert read_schema(run).csv_marks == [";", ","]
+    # one patient, no decimal in sight: 386.000 is 386 or 386000 by the file alone
+    ambiguous = _write(tmp_path / "one.csv", ["age;st;plt", "63;0;386.000"])
+    plain = _write(tmp_path / "plain.csv", ["age;st;plt", "63;0;386000"])
+    with pytest.warns(ReadWarning, match="read with ',', the mark of the development data"):
+        predicted = predict_run(run, ambiguous)
+    pd.testing.assert_frame_equal(predicted, predict_run(run, plain))
+    other = _write(tmp_path / "tabs.tsv", ["age\tst\tplt", "63\t0\t386.000"])
+    with pytest.raises(DataError, match="decimal mark cannot be told"):
+        predict_run(run, other)  # another delimiter: another export, nothing known

@@ -13,7 +13,9 @@ from evidence, never from a default that could change a number:
   is smaller), in columns that hold only numbers. ``2,3`` shows a decimal comma, ``2.3`` a
   decimal point; ``386.000`` and ``1,234`` show nothing by themselves (a thousands separator or
   three decimals). A file using both marks, or only ambiguous ones (in a file not separated by
-  commas), is refused with the column, values and lines. A comma-separated file uses points.
+  commas), is refused with the column, values and lines, unless the caller knows the mark of
+  the development data, written with the same delimiter (``known_marks``): a new table of a
+  trained model is then read with it, with a warning. A comma-separated file uses points.
 - **Thousands separators** are removed, after reading, from a column whose every value is a
   number in the file's convention (``386.000`` beside decimal commas is 386000; ``"2,178"``
   beside decimal points is 2178), with a warning. A column that also holds numbers in the other
@@ -102,8 +104,12 @@ class _Example:
     line: int
 
 
-def sniff_csv(source: str | Path | io.BytesIO, suffix: str, label: str) -> Dialect:
+def sniff_csv(source: str | Path | io.BytesIO, suffix: str, label: str,
+              known_marks: tuple[str, str] | None = None) -> Dialect:
     """The dialect of a CSV/TSV file (or its decrypted bytes).
+
+    ``known_marks`` is the ``(delimiter, decimal mark)`` of the development data: a file with
+    that delimiter whose numbers show no decimal mark but ambiguous ones is read with that mark.
 
     Raises
     ------
@@ -127,10 +133,11 @@ def sniff_csv(source: str | Path | io.BytesIO, suffix: str, label: str) -> Diale
             raise DataError(f"data file '{label}' has duplicate column names {duplicates}: "
                             "rename them so each is unique")
         notes = [] if bad is None else [_not_utf8(stream, bad, delimiter, header, label)]
-        decimal, evidence = _decimal(records[1:], header, delimiter, label)
+        decimal, evidence, guessed = _decimal(records[1:], header, delimiter, label,
+                                              known_marks)
         end, note = _end(stream, size, delimiter, encoding, len(header), label)
     return Dialect(delimiter, decimal, encoding, header, end, evidence,
-                   tuple(notes + ([note] if note else [])))
+                   tuple(notes + [n for n in (guessed, note) if n]))
 
 
 def read_options(dialect: Dialect, text_columns: Iterable[str] = (),
@@ -392,10 +399,11 @@ def _evidence(rows: list[tuple[int, list[str]]],
 
 
 def _decimal(rows: list[tuple[int, list[str]]], header: tuple[str, ...], delimiter: str,
-             label: str) -> tuple[str, str]:
-    """The decimal mark, and where it shows (for messages)."""
+             label: str, known: tuple[str, str] | None) -> tuple[str, str, str | None]:
+    """The decimal mark, where it shows (for messages), and a note when it was taken from
+    ``known`` rather than seen."""
     if delimiter == ",":  # a decimal comma would split the field
-        return ".", ""
+        return ".", "", None
     found = _evidence(rows, header)
     sides = {mark: [e for kind, es in found.items() if _SIDE.get(kind) == mark for e in es]
              for mark in (",", ".")}
@@ -409,11 +417,18 @@ def _decimal(rows: list[tuple[int, list[str]]], header: tuple[str, ...], delimit
     for mark, examples in sides.items():
         if examples:
             first = examples[0]
-            return mark, f"'{first.value}' in column '{first.column}' on line {first.line}"
+            return mark, f"'{first.value}' in column '{first.column}' on line {first.line}", \
+                None
     ambiguous = found.get("grouped_point", []) + found.get("grouped_comma", [])
+    if ambiguous and known is not None and known[0] == delimiter:
+        first = ambiguous[0]
+        return known[1], "the development data's decimal mark", (
+            f"data file '{label}': no number shows its decimal mark ('{first.value}' in column "
+            f"'{first.column}' on line {first.line} could be either); read with "
+            f"'{known[1]}', the mark of the development data, written with the same delimiter")
     if ambiguous:
         raise _ambiguous(ambiguous, label)
-    return ".", ""
+    return ".", "", None
 
 
 def _ambiguous(examples: list[_Example], label: str) -> DataError:

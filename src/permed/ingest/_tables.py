@@ -47,9 +47,10 @@ class TableInfo:
     """Where a table came from and what it holds.
 
     ``delimiter``, ``decimal`` and ``encoding`` are how a CSV or TSV was read (``None`` for
-    other formats); ``notes`` say what was read otherwise than written (an encoding other than
-    UTF-8, thousands separators removed, empty rows at the end left out), each also issued as a
-    :class:`ReadWarning`.
+    other formats); ``marks`` is ``(delimiter, decimal)`` when a number showed the decimal mark
+    (what a trained model reads a new table's ambiguous numbers with); ``notes`` say what was
+    read otherwise than written (an encoding other than UTF-8, thousands separators removed,
+    empty rows at the end left out), each also issued as a :class:`ReadWarning`.
     """
 
     path: str
@@ -60,6 +61,7 @@ class TableInfo:
     decimal: str | None = None
     encoding: str | None = None
     notes: tuple[str, ...] = ()
+    marks: tuple[str, str] | None = None
 
 
 def fingerprint(path: str | Path) -> str:
@@ -72,7 +74,8 @@ def fingerprint(path: str | Path) -> str:
 
 
 def read_table(path: str | Path, text_columns: Iterable[str] = (),
-               missing: Iterable[str] = ()) -> tuple[pd.DataFrame, TableInfo]:
+               missing: Iterable[str] = (), known_marks: tuple[str, str] | None = None
+               ) -> tuple[pd.DataFrame, TableInfo]:
     """Read a CSV, TSV or Parquet table.
 
     ``""``, ``NA``, ``N/A``, ``?`` (and ``NaN``) are read as missing; column names are stripped
@@ -92,6 +95,10 @@ def read_table(path: str | Path, text_columns: Iterable[str] = (),
     missing : iterable of str, optional
         The extract's own markers of a missing value (the study's ``missing``, e.g. ``n/a``,
         ``-``), read as missing beside the ones above, in every format.
+    known_marks : (str, str), optional
+        The development data's ``(delimiter, decimal mark)`` (``TableInfo.marks``): a CSV with
+        that delimiter whose numbers are all ambiguous (``386.000``) is read with that mark,
+        with a warning, rather than refused.
 
     Returns
     -------
@@ -122,7 +129,8 @@ def read_table(path: str | Path, text_columns: Iterable[str] = (),
 
         return read_image_folder(path)
     suffix = _check_file(path)
-    frame, dialect, notes = _parse(path, suffix, tuple(text_columns), tuple(missing))
+    frame, dialect, notes = _parse(path, suffix, tuple(text_columns), tuple(missing),
+                                   known_marks)
     frame.columns = [str(c).strip() for c in frame.columns]
     _check_shape(frame, path)
     frame.attrs["source_dir"] = str(path.resolve().parent)  # relative image paths start here
@@ -131,7 +139,9 @@ def read_table(path: str | Path, text_columns: Iterable[str] = (),
     info = TableInfo(str(path), fingerprint(path), len(frame), frame.shape[1],
                      dialect.delimiter if dialect else None,
                      dialect.decimal if dialect else None,
-                     dialect.encoding if dialect else None, tuple(notes))
+                     dialect.encoding if dialect else None, tuple(notes),
+                     (dialect.delimiter, dialect.decimal) if dialect and dialect.evidence
+                     else None)
     return frame, info
 
 
@@ -159,7 +169,8 @@ def table_columns(path: str | Path) -> list[str]:
 
 
 def read_table_chunks(path: str | Path, rows: int, text_columns: Iterable[str] = (),
-                      missing: Iterable[str] = ()) -> Iterator[pd.DataFrame]:
+                      missing: Iterable[str] = (), known_marks: tuple[str, str] | None = None
+                      ) -> Iterator[pd.DataFrame]:
     """A CSV or TSV, ``rows`` rows at a time, read as :func:`read_table` reads it whole.
 
     The dialect (encoding, delimiter, decimal mark, end) is decided before the first partition;
@@ -183,7 +194,7 @@ def read_table_chunks(path: str | Path, rows: int, text_columns: Iterable[str] =
     if suffix == ".parquet":
         raise DataError(f"'{path}' is Parquet: stream it with pyarrow's iter_batches")
     source = table_source(path)
-    dialect = sniff_csv(source, suffix, str(path))
+    dialect = sniff_csv(source, suffix, str(path), known_marks)
     said = set(dialect.notes)
     for note in dialect.notes:
         warnings.warn(note, ReadWarning, stacklevel=2)
@@ -245,15 +256,15 @@ def _excel_kind(path: Path) -> str | None:
     return None
 
 
-def _parse(path: Path, suffix: str, text_columns: tuple[str, ...], missing: tuple[str, ...]
-           ) -> tuple[pd.DataFrame, Dialect | None, list[str]]:
+def _parse(path: Path, suffix: str, text_columns: tuple[str, ...], missing: tuple[str, ...],
+           known_marks: tuple[str, str] | None) -> tuple[pd.DataFrame, Dialect | None, list[str]]:
     from permed.privacy import table_source
 
     source = table_source(path)  # an encrypted extract is decrypted in memory with the data key
     with _reading(path, suffix):
         if suffix == ".parquet":
             return missing_markers(pd.read_parquet(source), missing), None, []
-        dialect = sniff_csv(source, suffix, str(path))
+        dialect = sniff_csv(source, suffix, str(path), known_marks)
         with csv_handle(source, dialect) as handle:
             frame = pd.read_csv(handle, **read_options(dialect, text_columns, missing))
         notes = numbers_from_text(frame, dialect, str(path), source, skip=text_columns)

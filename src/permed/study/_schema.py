@@ -50,6 +50,8 @@ class FittedSchema:
     text_encoder: str | None = None
     # the study's own missing-value markers (Study.missing): new tables are read with them
     missing: list[str] = field(default_factory=list)
+    # the development CSV's [delimiter, decimal mark] when a number showed the mark
+    csv_marks: list[str] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -106,6 +108,12 @@ class FittedSchema:
                    list(study.sensitive), study.outcome_columns(),
                    study.text_encoder if any(f.kind == "text" for f in features) else None,
                    list(study.missing))
+
+    def reading(self) -> dict[str, Any]:
+        """``read_table`` keywords for a new table: the id read as written, the study's missing
+        markers, and the development data's decimal mark for numbers that do not show one."""
+        return {"text_columns": [self.id] if self.id else [], "missing": list(self.missing),
+                "known_marks": tuple(self.csv_marks) if self.csv_marks else None}
 
     # ---- checking new data --------------------------------------------------------------
     def check(self, frame: pd.DataFrame, require: list[str] | None = None) -> list[str]:

@@ -55,8 +55,7 @@ def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False) ->
     words) are added.
     """
     model, schema = load_bundle(run_dir)
-    frame, _ = read_table(data, text_columns=[schema.id] if schema.id else [],
-                          missing=schema.missing)
+    frame, _ = read_table(data, **schema.reading())
     predictions = model.predict_frame(frame)
     if not explain:
         return predictions
@@ -85,8 +84,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
         raise BundleError(f"permed evaluate validates diagnose and risk runs; '{run_dir}' is "
                           f"a {schema.task} run: score it with permed predict")
     development = read_json(run_dir / "metrics.json")
-    frame, info = read_table(data, text_columns=[schema.id] if schema.id else [],
-                          missing=schema.missing)
+    frame, info = read_table(data, **schema.reading())
     frame = frame.reset_index(drop=True)  # the index is the 0-based input row from here on
     schema.check(frame, require=[schema.target])
     y, labelled = _encode_target(frame, schema.target, schema.classes)

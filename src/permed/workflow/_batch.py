@@ -134,7 +134,7 @@ def predict_batched(
         raise DataError(f"--batch-size must be a positive number of rows, got {batch_size}")
     model, schema = load_bundle(run_dir)
     scorer, _ = batch_scorer(run_dir, model, onnx)
-    parts = _partitions(Path(data), batch_size, [schema.id] if schema.id else [], schema.missing)
+    parts = _partitions(Path(data), batch_size, schema.reading())
     return _write(_scored(scorer, parts, engine, wave), out)
 
 
@@ -153,8 +153,10 @@ def predict_streamed(run_dir: str | Path, data: str | Path, out: str | Path,
             engine.close()
 
 
-def _partitions(path: Path, batch_size: int, text_columns: list[str] | None = None,
-                missing: list[str] | None = None) -> Iterator[pd.DataFrame]:
+def _partitions(path: Path, batch_size: int, reading: dict[str, Any] | None = None
+                ) -> Iterator[pd.DataFrame]:
+    """The table ``batch_size`` rows at a time, read with ``FittedSchema.reading()``."""
+    reading = reading or {}
     from permed.privacy import table_source
 
     suffix = path.suffix.lower()
@@ -166,10 +168,10 @@ def _partitions(path: Path, batch_size: int, text_columns: list[str] | None = No
 
         source = table_source(path)  # an encrypted extract is decrypted in memory with the key
         for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_size):
-            yield _clean(missing_markers(batch.to_pandas(), missing or []), path)
+            yield _clean(missing_markers(batch.to_pandas(), reading.get("missing", [])), path)
         return
     # delimiter, decimal mark, encoding and the file's end as read_table decides them
-    for chunk in read_table_chunks(path, batch_size, text_columns or [], missing or []):
+    for chunk in read_table_chunks(path, batch_size, **reading):
         yield _clean(chunk, path)
 
 

@@ -61,8 +61,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     from permed.utils.jsonio import read_json
 
     development = read_json(Path(run_dir) / "metrics.json")
-    frame, info = read_table(data, text_columns=[model.schema.id] if model.schema.id else [],
-                             missing=model.schema.missing)
+    frame, info = read_table(data, **model.schema.reading())
     model.schema.check(frame, require=[model.time_column, model.event_column])
     study = Study(task="risk", time=model.time_column, event=model.event_column,
                   sensitive=list(model.schema.sensitive))

@@ -113,6 +113,8 @@ def write_run(result: RunResult, info: TableInfo, study: Study, config: TrainCon
     from permed.report import write_report
 
     metrics = _with_data(result.metrics, info)
+    # a new table whose numbers show no decimal mark is read with the development data's
+    result.schema.csv_marks = list(info.marks) if info.marks else None
     manifest = _manifest(info, study, config, metrics["timings"], result.warnings, command)
     key = require_key("permed train --encrypt") if config.encrypt else None
     with atomic_directory(out) as staging:
