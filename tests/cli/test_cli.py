@@ -107,6 +107,16 @@ def test_evaluate_titles_the_external_cohorts_figures(external, trained):
     assert "Cross-validation" not in printed
 
 
+def test_training_into_an_existing_run_says_it_replaced_it(workspace):
+    args = ["train", workspace / "bc.csv", "--target", "diagnosis", "--out",
+            workspace / "again", *FAST[:-1]]
+    assert permed(*args).returncode == 0
+    created = json.loads((workspace / "again" / "manifest.json").read_text())["created"]
+    result = permed(*args)
+    assert result.returncode == 0, result.stderr
+    assert f"warning: replaced the run trained {created} in" in " ".join(result.stderr.split())
+
+
 def test_report_is_rewritten(trained):
     (trained / "report.html").unlink()
     result = permed("report", trained)

@@ -123,8 +123,13 @@ def train(
         cluster=cluster, horizons=_floats(horizons, "--horizons"), event_value=event_value,
         higher_is_better=higher_is_better, randomized=randomized, trim=trim, encrypt=encrypt)
     out_dir = out_dir or Path("runs") / data.stem
+    progress = RichProgress(quiet)
+    earlier = _trained_on(out_dir)
     with keyed(key_file), audited(home_log(), "train", data=data, failures_only=True):
-        run_dir = train_run(data, study, config, out_dir, RichProgress(quiet))
+        run_dir = train_run(data, study, config, out_dir, progress)
+    if earlier:
+        progress.note(f"warning: replaced the run trained {earlier} in '{out_dir}'; its "
+                      "audit.log continues in the new run")
     if not quiet:
         summarize_run(run_dir)
     else:
@@ -142,6 +147,14 @@ def _floats(text: str | None, flag: str) -> list[float]:
     except ValueError:
         raise PermedError(f"{flag} takes comma-separated numbers, e.g. {flag} 365,1095; got "
                           f"'{text}'") from None
+
+
+def _trained_on(out_dir: Path) -> str | None:
+    """When the run already in ``out_dir`` was trained (``manifest.json``'s ``created``)."""
+    try:
+        return str(read_json(out_dir / "manifest.json")["created"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def summarize_run(run_dir: Path) -> None:
