@@ -64,6 +64,22 @@ def test_evaluate_on_another_cohort(workspace, trained):
     assert "External validation" in (workspace / "ext" / "report.html").read_text()
 
 
+@pytest.mark.parametrize("out", ["run", "other_run"])
+def test_evaluate_refuses_to_write_over_a_trained_run(workspace, trained, out):
+    """It had replaced the run's model/ (itself, or another run's) without a word."""
+    import shutil
+
+    if out == "other_run" and not (workspace / out).exists():
+        shutil.copytree(trained, workspace / out)
+    bundle = (workspace / out / "model" / "bundle.json").read_bytes()
+    result = permed("evaluate", trained, workspace / "bc.csv", "--out", workspace / out)
+    assert result.returncode != 0
+    assert "holds a trained run (model/bundle.json): the evaluation would replace its model" \
+        in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+    assert (workspace / out / "model" / "bundle.json").read_bytes() == bundle
+
+
 @pytest.fixture(scope="module")
 def external(workspace, trained):
     """An external validation on 150 benign and 60 malignant patients (the development file

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from permed.bundle import atomic_directory, bundle_is_encrypted, load_bundle
+from permed.bundle import BUNDLE_DIR, atomic_directory, bundle_is_encrypted, load_bundle
 from permed.evaluate import cautions, classification_report
-from permed.exceptions import BundleError, DataError
+from permed.exceptions import BundleError, DataError, PermedError
 from permed.fairness import audit_classification, saved_bin_edges
 from permed.ingest import TableInfo, read_table
 from permed.privacy import active_key, write_bytes
@@ -75,6 +75,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     are returned in ``manifest.json``, printed by ``permed evaluate`` and listed in the report.
     """
     run_dir = Path(run_dir)
+    _refuse_a_trained_run(Path(out), run_dir)
     model, schema = load_bundle(run_dir)
     if schema.task == "risk":  # time-to-event figures: permed.workflow._risk
         from permed.workflow._risk_external import evaluate_risk_run
@@ -128,6 +129,15 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
         *_cohort_warnings(metrics, outside)]
     predictions = _external_predictions(model, schema, cohort, y, proba)
     return write_external(out, run_dir, metrics, predictions, manifest)
+
+
+def _refuse_a_trained_run(out: Path, run_dir: Path) -> None:
+    """An evaluation replaces what is at ``out``: never a trained run, whose model cannot be
+    rebuilt without the development data."""
+    if out.resolve() == run_dir.resolve() or (out / BUNDLE_DIR / "bundle.json").is_file():
+        raise PermedError(
+            f"--out '{out}' holds a trained run (model/bundle.json): the evaluation would "
+            f"replace its model; choose a new folder, e.g. --out {run_dir}-external")
 
 
 def write_external(out: str | Path, run_dir: Path, metrics: dict[str, Any],
