@@ -54,3 +54,22 @@ def test_a_value_so_far_that_the_distance_overflows_is_flagged_and_told_briefly(
     assert ood.flag(far.to_numpy()).tolist() == [True, False]
     assert ood.reasons(far.head(1))[0] == ("x5 (5.1e+307 IQR from median), x4 (4.1e+307 IQR "
                                            "from median)")
+
+
+def test_a_two_valued_feature_is_named_with_its_value_and_share_not_in_iqr():
+    """fasting_blood_sugar = 1 had read '2.9 IQR from median' (its IQR is 0: the unit was SD)."""
+    import pandas as pd
+
+    from permed.uncertainty import OutOfDistribution
+
+    rng = np.random.default_rng(3)
+    numeric = pd.DataFrame({"fbs": (rng.random(300) < 0.1).astype(float),
+                            "ca": rng.choice([0.0] * 9 + [1.0, 2.0], 300),
+                            "age": rng.normal(55, 9, 300)})
+    ood = OutOfDistribution().fit(numeric.to_numpy(), numeric)
+    share = numeric["fbs"].mean()
+    patient = pd.DataFrame({"fbs": [1.0], "ca": [2.0], "age": [55.0]})
+    reasons = ood.reasons(patient, top=3)[0]
+    assert f"fbs = 1 ({share:.0%} of development patients)" in reasons
+    assert "ca (3.3 SD from median)" in reasons  # its IQR is 0: in standard deviations
+    assert "IQR" not in reasons.split("age")[0]

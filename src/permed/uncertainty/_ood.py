@@ -86,7 +86,9 @@ class OutOfDistribution:
     cholesterol of the young, where the two rise together) is far away. An isolation forest
     missed such off-axis patients in tests/uncertainty. A patient is flagged when farther than
     the ``1 - quantile`` quantile of the development patients' distances. The reason names the
-    numeric features furthest from the development median, in IQR units.
+    numeric features furthest from the development median, in IQR units (in standard
+    deviations where the IQR is 0); a feature with two values is named with its value and how
+    often the development patients had it.
 
     Parameters
     ----------
@@ -113,6 +115,9 @@ class OutOfDistribution:
         self.median_ = numeric.median()
         iqr = numeric.quantile(0.75) - numeric.quantile(0.25)
         self.scale_ = iqr.where(iqr > 0, numeric.std()).replace(0, 1.0).fillna(1.0)
+        self.unit_ = pd.Series(np.where(iqr > 0, "IQR", "SD"), index=numeric.columns)
+        self.shares_ = {column: numeric[column].value_counts(normalize=True).to_dict()
+                        for column in numeric.columns if numeric[column].nunique() <= 2}
         return self
 
     def flag(self, transformed: np.ndarray) -> np.ndarray:
@@ -133,10 +138,19 @@ class OutOfDistribution:
         order = np.argsort(-z, axis=1, kind="stable")[:, :top]
         values = np.take_along_axis(z, order, axis=1)
         names = np.asarray(distances.columns, dtype=object)[order]
-        return [", ".join(f"{name} ({_iqr_text(value)} IQR from median)"
-                          for name, value in zip(row_names, row_values, strict=True)
+        raw = np.take_along_axis(numeric.to_numpy(dtype=float), order, axis=1)
+        return [", ".join(self._reason(name, value, x)
+                          for name, value, x in zip(row_names, row_values, row_raw, strict=True)
                           if not np.isnan(value))
-                for row_names, row_values in zip(names, values, strict=True)]
+                for row_names, row_values, row_raw in zip(names, values, raw, strict=True)]
+
+    def _reason(self, name: str, distance: float, value: float) -> str:
+        shares = getattr(self, "shares_", {}).get(name)  # absent in bundles before 0.1.0's
+        if shares is not None:
+            share = shares.get(value, 0.0)
+            return f"{name} = {value:g} ({share:.0%} of development patients)"
+        unit = getattr(self, "unit_", pd.Series(dtype=object)).get(name, "IQR")
+        return f"{name} ({_iqr_text(distance)} {unit} from median)"
 
 
 def _iqr_text(value: float) -> str:

@@ -274,8 +274,8 @@ def _uncertainty(model: DiagnoseModel, test: pd.DataFrame, y: np.ndarray, proba:
         "share_out_of_distribution": float(np.mean(flags["out_of_distribution"])),
         "share_referred": float(np.mean(flags["refer_to_clinician"])),
         "ood_method": "Mahalanobis distance (Ledoit-Wolf covariance) on the preprocessed "
-                      "features, cutoff = the 1% farthest development patients; plus values "
-                      "outside the training range",
+                      "features, cutoff = the 1% farthest development patients (values outside "
+                      "the training range are referred separately, out_of_range_features)",
     }
 
 
