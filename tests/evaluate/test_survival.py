@@ -199,6 +199,22 @@ def test_calibration_table_groups_by_predicted_risk():
     assert rows[-1]["observed"] > rows[0]["observed"]
 
 
+@pytest.mark.parametrize("events", [False, True])
+def test_a_group_with_no_event_or_only_events_gets_an_exact_binomial_interval(events):
+    # 22 patients in a group; by the horizon 1.0 none (or all 20 whose status is known) had
+    # the event: Kaplan-Meier's log-log interval had zero width (observed 0.0, 0.0 to 0.0)
+    from scipy.stats import binomtest
+
+    time = np.r_[np.full(20, 0.5 if events else 2.0), 0.3, 0.4]  # 2 censored early
+    event = np.r_[np.full(20, events), False, False]
+    (row,) = calibration_table(time, event, np.linspace(0.1, 0.2, 22), 1.0, bins=1)
+    interval = binomtest(20 if events else 0, 20).proportion_ci(method="exact")
+    assert row["observed"] == (1.0 if events else 0.0)
+    assert row["observed_low"] == pytest.approx(interval.low, abs=1e-12)
+    assert row["observed_high"] == pytest.approx(interval.high, abs=1e-12)
+    assert row["observed_high"] - row["observed_low"] > 0.15
+
+
 def test_logrank_test_is_scikit_survivals():
     rng = np.random.default_rng(2)
     groups = rng.choice(["low", "high"], 300)

@@ -81,8 +81,11 @@ METRIC_ESTIMATORS = {
                          "on the evaluated patients, follow-up censored at h",
     "observed_expected": "Kaplan-Meier risk at h over the mean predicted risk at h",
     "calibration_deciles": "mean predicted risk 1 - S(h) against the Kaplan-Meier risk "
-                           "(sksurv.nonparametric.kaplan_meier_estimator, log-log 95% CI) in "
-                           "each decile of predicted risk",
+                           "(sksurv.nonparametric.kaplan_meier_estimator, log-log 95% CI; a "
+                           "group with no event by h, or only events, gets the exact binomial "
+                           "(Clopper-Pearson) 95% CI over its patients followed to h or with "
+                           "the event) in each of up to ten groups of predicted risk (deciles, "
+                           "fewer when under 20 patients a group)",
     "logrank": "log-rank test between risk groups (sksurv.compare.compare_survival)",
     "censoring_distribution": "Kaplan-Meier estimate of the censoring distribution of the "
                               "reference (development) outcomes",
@@ -340,6 +343,17 @@ def calibration_table(time: Floats, event: NDArray[np.bool_], risk_at_h: Floats,
         ``predicted`` (mean), ``observed`` (1 - Kaplan-Meier at the horizon) with its 95% CI
         ``observed_low``/``observed_high``, and ``followed`` (whether some patient of the group
         was followed to the horizon).
+
+    Notes
+    -----
+    The CI is Kaplan-Meier's log-log interval, which has zero width where the estimate is 0
+    or 1. A group with no event by the horizon (observed risk 0) gets instead the exact
+    binomial (Clopper-Pearson) interval of 0 events among its ``m`` patients whose status at
+    the horizon is known (an event by then, or followed to it): ``[0, 1 - 0.025 ** (1 / m)]``
+    (0 events in 22 patients: up to 15.4%). A group where every such patient had the event
+    (observed risk 1) gets ``[0.025 ** (1 / m), 1]``. Patients censored before the horizon are
+    left out of ``m``, so the interval is, if anything, too wide. With ``m = 0`` it is
+    ``[0, 1]``.
     """
     bins = max(1, min(bins, len(time) // 20))
     order = np.argsort(risk_at_h, kind="stable")
@@ -352,11 +366,24 @@ def calibration_table(time: Floats, event: NDArray[np.bool_], risk_at_h: Floats,
             observed, obs_low, obs_high = 1 - surv[position], 1 - high[position], 1 - low[position]
         else:
             observed, obs_low, obs_high = 0.0, 0.0, 0.0
+        if observed in (0.0, 1.0):  # log-log's interval has zero width there
+            obs_low, obs_high = _exact_risk_interval(t, e, horizon, observed)
         rows.append({"n": len(members), "events": int((e & (t <= horizon)).sum()),
                      "predicted": float(risk_at_h[members].mean()), "observed": float(observed),
                      "observed_low": float(obs_low), "observed_high": float(obs_high),
                      "followed": bool(t.max() >= horizon)})
     return rows
+
+
+def _exact_risk_interval(time: Floats, event: NDArray[np.bool_], horizon: float,
+                         observed: float) -> tuple[float, float]:
+    """Clopper-Pearson 95% interval of a risk of 0 or 1 by ``horizon`` (see
+    :func:`calibration_table`)."""
+    known = int(np.count_nonzero((time >= horizon) | (event & (time <= horizon))))
+    if known == 0:
+        return 0.0, 1.0
+    bound = 0.025 ** (1.0 / known)  # the binomial tail of 0 (or all) events of `known`
+    return (0.0, 1.0 - bound) if observed == 0.0 else (bound, 1.0)
 
 
 def logrank_test(time: ArrayLike, event: ArrayLike, groups: ArrayLike) -> dict[str, float]:
