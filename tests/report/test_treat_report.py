@@ -14,7 +14,13 @@ from permed.report import render_report
 from permed.report._card import model_card_section
 from permed.report._fairness import fairness_section
 from permed.report._html import RunFiles, Table
-from permed.report._treat import VALUE_TITLE, treat_summary, value_section
+from permed.report._treat import (
+    CONTRASTS_TITLE,
+    VALUE_TITLE,
+    outcomes_section,
+    treat_summary,
+    value_section,
+)
 from permed.report._tripod import tripod_items
 
 ARMS = ["ZDV", "ZDV+ddI", "ZDV+ddC", "ddI"]
@@ -206,9 +212,9 @@ def test_value_section_states_the_development_choices_and_the_followed_policy():
 def test_summary_compares_with_the_development_choice():
     summary = treat_summary(_run(_treat_metrics()))
     assert ("following the recommendation of the selected model (dr_learner), with ZDV+ddI "
-            "where no arm is clearly better, gives an estimated mean cd420 of 403.4 "
-            "(375.8\u2013428.2), against 403.4 (375.8\u2013428.2) if everyone received the best "
-            "single arm (ZDV+ddI, chosen on the development patients): a gain of 0.0 "
+            "where it cannot rank the arms for the patient, gives an estimated mean cd420 of "
+            "403.4 (375.8\u2013428.2), against 403.4 (375.8\u2013428.2) if everyone received the "
+            "best single arm (ZDV+ddI, chosen on the development patients): a gain of 0.0 "
             "(0.0\u20130.0)") in summary
     # every patient gets the best single arm: the gain is not an estimate, and says so
     assert ("Following permed gives every one of them ZDV+ddI, the best single arm, so the "
@@ -247,3 +253,52 @@ def test_an_example_patient_row_number_has_no_thousands_separator():
     table = _examples({"patients": [{"row": 1176, "prediction": 0.4, "base_value": 0.3,
                                      "text": "age 40 raises it"}]}, "probability", {})
     assert table.rows[0][0] == "1176"
+
+
+def test_summary_says_an_unclear_recommendation_is_not_equivalence_of_the_arms():
+    summary = treat_summary(_run(_treat_metrics()))
+    assert ("For 99% of these patients the data cannot rank the arms for the individual "
+            "patient at the 95% level (per-patient intervals, not adjusted for the 4 arms "
+            "compared). That does not make the arms equivalent: a difference between arms can "
+            "be clear over all patients while the recommendation for each patient is not.") in (
+        summary)
+    assert "no arm is clearly better than the others" not in summary
+
+
+def _contrast_metrics() -> dict:
+    metrics = _treat_metrics()
+    metrics["test"]["arm_contrasts"] = {
+        "ZDV+ddI vs ZDV": _ci(74.7, 47.8, 104.2), "ZDV+ddI vs ZDV+ddC": _ci(41.6, 12.3, 70.2),
+        "ZDV+ddI vs ddI": _ci(35.0, 6.1, 63.0), "ZDV+ddC vs ZDV": _ci(33.1, 3.7, 68.0),
+        "ddI vs ZDV": _ci(39.7, 9.8, 70.5), "ddI vs ZDV+ddC": _ci(6.6, -22.0, 35.1)}
+    return metrics
+
+
+def test_differences_between_arms_are_a_table_of_their_own():
+    section = value_section(_run(_contrast_metrics()))
+    table = next(t for t in _tables(section) if t.caption == CONTRASTS_TITLE)
+    assert table.header == ["Arms compared", "Difference in mean cd420 (95% CI)",
+                            "Clear (CI excludes 0)"]
+    assert table.rows[0] == ["ZDV+ddI vs ZDV", "74.7 (47.8\u2013104.2)", "yes"]
+    assert table.rows[-1] == ["ddI vs ZDV+ddC", "6.6 (-22.0 to 35.1)", "no"]
+    text = " ".join(getattr(b, "text", "") for b in section.blocks)
+    assert ("A difference between arms can be clear over all patients while the "
+            "recommendation for each individual patient is not") in text
+    # not a row of the test figures' table
+    assert all(row[0] != "Arm contrasts" for row in _tables(section)[0].rows)
+    assert ("over all held-out patients, 5 of the 6 differences between two arms are clear "
+            f"(95% CI excluding 0; see '{CONTRASTS_TITLE}').") in treat_summary(
+        _run(_contrast_metrics()))
+
+
+def test_a_run_without_differences_between_arms_shows_no_such_table():
+    section = value_section(_run(_treat_metrics()))
+    assert all(t.caption != CONTRASTS_TITLE for t in _tables(section))
+    assert CONTRASTS_TITLE not in " ".join(getattr(b, "text", "") for b in section.blocks)
+
+
+def test_per_patient_section_says_no_clear_difference_is_not_equivalence():
+    section = outcomes_section(_run(_treat_metrics(), _predictions()))
+    assert ("'no clear difference' means the data cannot rank these arms for this patient at "
+            "the 95% level, not that the arms are equivalent. The intervals are per "
+            "comparison, not adjusted for the number of arms compared.") in section.blocks[0].text

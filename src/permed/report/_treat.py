@@ -55,6 +55,8 @@ for _key, _info in {
         METRIC_ORDER.append(_key)
 
 NO_CLEAR = "no clear difference"
+ARM_CONTRASTS = "arm_contrasts"  # metrics["test"] key: every pair of arms, {"a vs b": entry}
+CONTRASTS_TITLE = "Differences between arms (test split, 95% CI)"
 VALUE_TITLE = "Value of the recommendation on held-out patients"
 _EXAMPLES = 8
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -177,7 +179,8 @@ def _test_table(run: RunFiles) -> Block:
     digits = _digits(run)
     comparison = run.metrics.get("ate_comparison")
     rows = [[metric_label(m) + (f" ({comparison})" if m == "ate" and comparison else ""),
-             fmt_ci(test[m], digits), metric_meaning(m)] for m in ordered_metrics(test)]
+             fmt_ci(test[m], digits), metric_meaning(m)]
+            for m in ordered_metrics(test) if m != ARM_CONTRASTS]  # a table of its own
     return Table(header=["Measure", "Value (95% CI)", "What it means"], rows=rows)
 
 
@@ -236,6 +239,40 @@ def _share_table(run: RunFiles) -> Block | None:
     return Table(header=header, rows=rows, caption="Share of held-out patients")
 
 
+def _contrasts(run: RunFiles) -> dict[str, Mapping[str, Any]]:
+    """The difference of every pair of arms on the test split (empty in older runs)."""
+    contrasts = dig(run.metrics, "test", ARM_CONTRASTS)
+    if not isinstance(contrasts, Mapping):
+        return {}
+    return {str(k): v for k, v in contrasts.items() if isinstance(v, Mapping)}
+
+
+def _is_clear(entry: Mapping[str, Any]) -> bool:
+    """Whether a 95% CI excludes 0."""
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    if not isinstance(low, int | float) or not isinstance(high, int | float):
+        return False
+    return bool(low > 0 or high < 0)
+
+
+def _contrast_blocks(run: RunFiles) -> list[Block]:
+    contrasts = _contrasts(run)
+    if not contrasts:
+        return []
+    digits = _digits(run)
+    rows = [[pair, fmt_ci(entry, digits), "yes" if _is_clear(entry) else "no"]
+            for pair, entry in contrasts.items()]
+    return [Paragraph(
+        f"Differences between arms: for each pair, the mean {run.target} if every held-out patient "
+        "received the first arm minus the mean if every one received the second (doubly "
+        "robust; each interval is for its own pair, not adjusted for the number of pairs). A "
+        "difference between arms can be clear over all patients while the recommendation for "
+        "each individual patient is not: a patient's interval rests on the patients like them, "
+        "the population's on all of them."),
+        Table(header=["Arms compared", f"Difference in mean {run.target} (95% CI)",
+                      "Clear (CI excludes 0)"], rows=rows, caption=CONTRASTS_TITLE)]
+
+
 def value_section(run: RunFiles) -> Section:
     """The value of following the recommendation against treating everyone with each arm."""
     boot = run.metrics.get("bootstrap") or {}
@@ -272,6 +309,7 @@ def value_section(run: RunFiles) -> Section:
                             rows=[[arm, fmt_ci(e, _digits(run))] for arm, e in ate.items()],
                             caption="Average treatment effects on the held-out patients "
                                     "(doubly-robust)"))
+    blocks += _contrast_blocks(run)
     curve = run.metrics.get("qini_curve")
     if isinstance(curve, Mapping) and curve.get("fraction"):
         blocks += [Figures([Figure(qini_plot(curve), "Qini curve",
@@ -326,7 +364,10 @@ def outcomes_section(run: RunFiles) -> Section:
         "95% confidence interval. The recommended arm is the one with the best expected "
         "outcome; when another arm's disadvantage against it has an interval that includes 0, "
         f"the recommendation is '{NO_CLEAR}' and the arms that cannot be told apart are "
-        "named. `permed predict RUN_DIR DATA` gives the same columns for new patients.")]
+        f"named. '{NO_CLEAR}' means the data cannot rank these arms for this patient at the "
+        "95% level, not that the arms are equivalent. The intervals are per comparison, not "
+        "adjusted for the number of arms compared. `permed predict RUN_DIR DATA` gives the "
+        "same columns for new patients.")]
     effects = _effects_from(frame, arms)
     if effects:
         blocks.append(Figures([Figure(effect_histogram(effects, run.target), "Effects",
@@ -483,6 +524,24 @@ def heterogeneity_section(run: RunFiles) -> Section:
     return Section("heterogeneity", title, blocks)
 
 
+def _unclear_sentence(run: RunFiles) -> str:
+    """How many patients get no clear recommendation, and why that is not equivalence."""
+    shares = dig(run.metrics, "policy", "recommendation_share") or {}
+    arms = _arms(run)
+    unadjusted = (f" (per-patient intervals, not adjusted for the {len(arms)} arms compared)"
+                  if len(arms) > 2 else "")
+    text = (f"For {fmt_pct(shares.get(NO_CLEAR, 0.0), 0)} of these patients the data cannot "
+            f"rank the arms for the individual patient at the 95% level{unadjusted}.")
+    contrasts = _contrasts(run)
+    clear = sum(_is_clear(entry) for entry in contrasts.values())
+    if contrasts:
+        return (f"{text} That does not make the arms equivalent: over all held-out patients, "
+                f"{clear} of the {len(contrasts)} differences between two arms are clear (95% CI "
+                f"excluding 0; see '{CONTRASTS_TITLE}').")
+    return (f"{text} That does not make the arms equivalent: a difference between arms can be "
+            "clear over all patients while the recommendation for each patient is not.")
+
+
 def treat_summary(run: RunFiles) -> str:
     """The one-paragraph plain summary of a treat run."""
     model = run.metrics.get("selected_model") or DASH
@@ -491,14 +550,11 @@ def treat_summary(run: RunFiles) -> str:
     gain = fmt_ci(run.test_entry("policy_gain"), digits)
     best = dig(run.metrics, "policy", "best_single_arm") or DASH
     best_value = fmt_ci(dig(run.metrics, "policy", "value_by_arm", best), digits)
-    shares = dig(run.metrics, "policy", "recommendation_share") or {}
-    unclear = fmt_pct(shares.get(NO_CLEAR, 0.0), 0)
     text = (f"On {fmt_num(run.test_rows)} held-out patients, following the recommendation of "
-            f"the selected model ({model}), with {best} where no arm is clearly better, gives "
-            f"an estimated mean {run.target} of {value}, against {best_value} if everyone "
-            f"received the best single arm ({best}, {_default_note(run, short=True)}): a gain of "
-            f"{gain} ({_direction(run)} is better). For {unclear} of these patients no arm is "
-            "clearly better than the others.")
+            f"the selected model ({model}), with {best} where it cannot rank the arms for the "
+            f"patient, gives an estimated mean {run.target} of {value}, against {best_value} if "
+            f"everyone received the best single arm ({best}, {_default_note(run, short=True)}): "
+            f"a gain of {gain} ({_direction(run)} is better). {_unclear_sentence(run)}")
     given = dig(run.metrics, "policy", "policy_arm_share") or {}
     if given.get(best) == 1.0:  # the policy is the best single arm: a gain of 0 by construction
         text += (f" Following permed gives every one of them {best}, the best single arm, so "
