@@ -302,3 +302,13 @@ def test_per_patient_section_says_no_clear_difference_is_not_equivalence():
     assert ("'no clear difference' means the data cannot rank these arms for this patient at "
             "the 95% level, not that the arms are equivalent. The intervals are per "
             "comparison, not adjusted for the number of arms compared.") in section.blocks[0].text
+
+
+def test_the_error_row_of_simulated_data_names_the_mean_per_patient_effect():
+    metrics = _treat_metrics()
+    metrics["test"]["ate_error"] = _ci(0.1, 0.03, 0.16)
+    rows = _tables(value_section(_run(metrics)))[0].rows
+    row = next(r for r in rows if r[1] == "0.1 (0.0\u20130.2)")
+    assert row[0] == "Error of the mean per-patient effect"
+    assert row[2].endswith("It is not the error of the doubly-robust average treatment effect "
+                           "shown above.")

@@ -45,8 +45,11 @@ __all__ = ["VALUE_TITLE", "performance_title", "treat_summary"]
 for _key, _info in {
     "pehe": ("Root PEHE", "Root mean squared error of the estimated effects against the true "
              "ones (simulated data only; lower is better)."),
-    "ate_error": ("ATE error", "Gap between the mean estimated effect and the true average "
-                  "effect (simulated data only)."),
+    "ate_error": ("Error of the mean per-patient effect",
+                  "Gap between the mean of the per-patient estimated effects and the true average "
+                  "effect (simulated data only; averaged over the arms compared with the "
+                  "reference). It is not the error of the doubly-robust average treatment "
+                  "effect shown above."),
     "dr_loss": ("DR pseudo-outcome loss", "Squared error of the effects against doubly-robust "
                 "pseudo-effects; lower is better (the selection criterion)."),
 }.items():
