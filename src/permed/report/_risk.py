@@ -125,7 +125,8 @@ def km_by_group_plot(time: np.ndarray, event: np.ndarray, groups: np.ndarray,
 
 
 def survival_calibration_plot(deciles: Sequence[Mapping[str, Any]], horizon: str) -> str:
-    """Predicted against Kaplan-Meier observed risk at one horizon, per decile (with 95% CI).
+    """Predicted against Kaplan-Meier observed risk at one horizon, per group of predicted risk
+    (deciles, fewer in a small cohort), with 95% CIs.
 
     Parameters
     ----------
@@ -150,7 +151,7 @@ def survival_calibration_plot(deciles: Sequence[Mapping[str, Any]], horizon: str
     ax.plot([0, top], [0, top], ls="--", color=_GREY, lw=1, label="perfect calibration")
     ax.errorbar(predicted, observed, yerr=[np.clip(observed - low, 0, None),
                                            np.clip(high - observed, 0, None)],
-                marker="o", ms=4, lw=1.2, capsize=2, label="decile of predicted risk")
+                marker="o", ms=4, lw=1.2, capsize=2, label="group of predicted risk")
     ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"Predicted risk by {horizon}",
            ylabel=f"Observed risk by {horizon} (Kaplan-Meier)")
     ax.set_title(f"Calibration at {horizon}", fontsize=11)
@@ -333,16 +334,30 @@ def _p_text(p: object, name: str = "") -> str:
     return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
 
 
+def calibration_groups(run: RunFiles) -> str | None:
+    """How the patients are grouped for calibration, in words: ``7 groups of about 22
+    patients`` (training makes ten groups, fewer when that leaves under 20 patients a group);
+    None when metrics.json records no groups."""
+    horizons = dig(run.metrics, "calibration", "horizons")
+    for figures_at in (horizons.values() if isinstance(horizons, Mapping) else []):
+        groups = figures_at.get("deciles") if isinstance(figures_at, Mapping) else None
+        if groups:
+            size = round(sum(int(g.get("n") or 0) for g in groups) / len(groups))
+            return (f"{len(groups)} group{'s' if len(groups) != 1 else ''} of about {size} "
+                    f"patient{'s' if size != 1 else ''}")
+    return None
+
+
 def calibration_section(run: RunFiles) -> Section:
     """Predicted against observed risk at each horizon: slope, O/E ratio and plots."""
     title = "Calibration: do predicted risks match what happened?"
     horizons = dig(run.metrics, "calibration", "horizons")
     intro = Paragraph(
-        "At each horizon, patients are split into ten groups by predicted risk; a calibrated "
-        "model's mean predicted risk matches the share who had the event by then (estimated by "
-        "Kaplan-Meier, which accounts for censoring). The calibration slope is 1 when the "
-        "spread of the predictions is right (below 1: too extreme); the observed/expected ratio "
-        "is 1 when the overall level is right.")
+        f"At each horizon, patients are split into {calibration_groups(run) or 'groups'} by "
+        "predicted risk; a calibrated model's mean predicted risk matches the share who had the "
+        "event by then (estimated by Kaplan-Meier, which accounts for censoring). The "
+        "calibration slope is 1 when the spread of the predictions is right (below 1: too "
+        "extreme); the observed/expected ratio is 1 when the overall level is right.")
     if not isinstance(horizons, Mapping) or not horizons:
         return Section("calibration", title, [intro, Note(
             "metrics.json records no calibration figures.", tone="warning")])

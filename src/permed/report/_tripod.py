@@ -32,6 +32,7 @@ from permed.report._html import (
     plural,
     todo,
 )
+from permed.report._risk import calibration_groups
 from permed.report._treat import VALUE_TITLE, performance_title
 
 MISSING_HANDLING = ("median/mode imputation with missing indicators, fitted inside each CV "
@@ -326,9 +327,11 @@ def _calibration(run: RunFiles) -> TripodItem:
     if run.task == "risk":
         figures = "; ".join(f for f in (figures, _risk_calibration(run)) if f)
     if run.task == "risk":  # the survival curves themselves: no recalibration step
+        groups = calibration_groups(run)
         return TripodItem("Calibration", f"Predicted risk against Kaplan-Meier observed risk "
-                          f"by decile at each horizon. On {run.evaluated_on}: "
-                          f"{figures or DASH}. Calibration plots in 'Calibration'.")
+                          f"by decile at each horizon{f' (here {groups})' if groups else ''}. "
+                          f"On {run.evaluated_on}: {figures or DASH}. Calibration plots in "
+                          "'Calibration'.")
     method = dig(run.metrics, "calibration", "method") or DASH
     return TripodItem("Calibration", f"Method: {method}. On {run.evaluated_on}: "
                       f"{figures or DASH}. Calibration plot in 'Performance'.")
