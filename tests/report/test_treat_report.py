@@ -312,3 +312,16 @@ def test_the_error_row_of_simulated_data_names_the_mean_per_patient_effect():
     assert row[0] == "Error of the mean per-patient effect"
     assert row[2].endswith("It is not the error of the doubly-robust average treatment effect "
                            "shown above.")
+
+
+def test_model_card_states_the_uncertainty_of_a_treat_run():
+    card = dict(_tables(model_card_section(_run(_treat_metrics())))[0].rows)
+    assert card["Uncertainty"] == (
+        "Every patient's expected cd420 under each arm, and the advantage of the best arm over "
+        "its closest competitor, come with a 95% confidence interval (refits of the model on "
+        "arm-stratified bootstrap resamples of the development patients), each for one "
+        "comparison (not adjusted for the 4 arms). An arm is recommended only when the "
+        "interval of its advantage is above 0, otherwise 'no clear difference': 98.6% of test "
+        "patients. Policy values, policy gain and average treatment effects have 95% CIs from "
+        "100 bootstrap replicates of the held-out patients (percentile, stratified by arm). See "
+        f"'Expected outcome under each arm, per patient' and '{VALUE_TITLE}'.")

@@ -27,7 +27,7 @@ from permed.report._html import (
     short_fingerprint,
     todo,
 )
-from permed.report._treat import performance_title
+from permed.report._treat import performance_title, treat_uncertainty
 
 __all__ = ["REQUIRED_SECTIONS", "model_card_section", "required_sections"]
 
@@ -110,6 +110,8 @@ def _explanations(run: RunFiles) -> str:
 
 
 def _uncertainty(run: RunFiles) -> str:
+    if run.task == "treat":
+        return treat_uncertainty(run)
     info = run.metrics.get("uncertainty")
     if not isinstance(info, Mapping):
         return "Not recorded for this run."

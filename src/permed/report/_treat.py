@@ -40,7 +40,7 @@ from permed.report._html import (
 )
 from permed.report._plots import _new_figure, _to_data_uri
 
-__all__ = ["VALUE_TITLE", "performance_title", "treat_summary"]
+__all__ = ["VALUE_TITLE", "performance_title", "treat_summary", "treat_uncertainty"]
 
 for _key, _info in {
     "pehe": ("Root PEHE", "Root mean squared error of the estimated effects against the true "
@@ -58,6 +58,15 @@ for _key, _info in {
         METRIC_ORDER.append(_key)
 
 NO_CLEAR = "no clear difference"
+OUTCOMES_TITLE = "Expected outcome under each arm, per patient"
+# how each estimator's per-patient intervals are made (models/treat: bootstrap refits, except
+# the causal forest's own inference)
+_INTERVAL_METHODS = {
+    "causal_forest": "the causal forest's bootstrap of little bags",
+    **dict.fromkeys(("t_learner", "x_learner", "dr_learner"),
+                    "refits of the model on arm-stratified bootstrap resamples of the "
+                    "development patients"),
+}
 ARM_CONTRASTS = "arm_contrasts"  # metrics["test"] key: every pair of arms, {"a vs b": entry}
 CONTRASTS_TITLE = "Differences between arms (test split, 95% CI)"
 VALUE_TITLE = "Value of the recommendation on held-out patients"
@@ -353,7 +362,7 @@ def _example_rows(frame: pd.DataFrame, arms: list[str], digits: int) -> list[lis
 
 def outcomes_section(run: RunFiles) -> Section:
     """Per patient: expected outcome under each arm with its interval, and the recommendation."""
-    title = "Expected outcome under each arm, per patient"
+    title = OUTCOMES_TITLE
     arms = _arms(run)
     frame = run.predictions
     needed = [f"outcome_{a}{s}" for a in arms for s in ("", "_low", "_high")]
@@ -525,6 +534,26 @@ def heterogeneity_section(run: RunFiles) -> Section:
     for label, comparison in comparisons.items():
         blocks += _comparison_blocks(str(label), comparison or {}, _digits(run))
     return Section("heterogeneity", title, blocks)
+
+
+def treat_uncertainty(run: RunFiles) -> str:
+    """The model card's 'Uncertainty' of a treat run: per-patient and policy intervals."""
+    arms = _arms(run)
+    method = _INTERVAL_METHODS.get(str(run.metrics.get("selected_model")))
+    how = f" ({method})" if method else ""
+    unadjusted = (f", each for one comparison (not adjusted for the {len(arms)} arms)"
+                  if len(arms) > 2 else "")
+    share = dig(run.metrics, "policy", "recommendation_share", NO_CLEAR)
+    unclear = (f": {fmt_pct(share)} of test patients" if isinstance(share, int | float) else "")
+    boot = run.metrics.get("bootstrap") or {}
+    return (f"Every patient's expected {run.target} under each arm, and the advantage of the "
+            "best arm over its closest competitor, come with a 95% confidence interval"
+            f"{how}{unadjusted}. An arm is recommended only when the interval of its advantage "
+            f"is above 0, otherwise '{NO_CLEAR}'{unclear}. Policy values, policy gain and "
+            f"average treatment effects have 95% CIs from {fmt_num(boot.get('replicates'))} "
+            "bootstrap replicates of the held-out patients "
+            f"({boot.get('method') or 'percentile'}). See '{OUTCOMES_TITLE}' and "
+            f"'{VALUE_TITLE}'.")
 
 
 def _unclear_sentence(run: RunFiles) -> str:
