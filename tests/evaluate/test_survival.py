@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sksurv.compare import compare_survival
@@ -180,6 +182,19 @@ def test_survival_report_gives_every_figure_with_an_interval(whas):
     again = survival_report(w["reference"], w["time"], w["event"], w["risk"], w["survival"],
                             w["grid"], tau=1095.0, n_boot=200, seed=0)
     assert again["test"] == report["test"]
+
+
+def test_a_horizon_without_an_event_gets_no_td_auc_and_no_numpy_warning(whas):
+    # an event column coded 1 = alive put every "event" after the first horizon: scikit-survival
+    # divided 0 by 0 there and its RuntimeWarning reached the console of permed evaluate
+    w = whas
+    event = w["event"] & (w["time"] > 365.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = survival_metrics(w["reference"], w["time"], event, w["risk"], w["survival"],
+                               w["grid"], tau=1095.0, detail=True)
+    assert np.isnan(got["td_auc@365"])
+    assert np.isfinite(got["td_auc@730"])
 
 
 def test_survival_report_refuses_a_survival_matrix_off_the_grid(whas):

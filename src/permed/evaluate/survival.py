@@ -261,8 +261,13 @@ class _SlopeFit:
 
 
 def _td_auc(reference: NDArray[Any], y: NDArray[Any], risk_at_h: Floats, horizon: float) -> float:
+    """The AUC at ``horizon``; nan when undefined there, e.g. with no event by then."""
     try:
-        return float(cumulative_dynamic_auc(reference, y, risk_at_h, horizon)[0][0])
+        with warnings.catch_warnings():
+            # no event by the horizon: scikit-survival divides 0 by 0 and returns nan
+            warnings.filterwarnings("ignore", "invalid value encountered in divide",
+                                    RuntimeWarning)
+            return float(cumulative_dynamic_auc(reference, y, risk_at_h, horizon)[0][0])
     except ValueError:
         return math.nan
 
