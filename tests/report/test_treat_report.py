@@ -17,6 +17,7 @@ from permed.report._html import RunFiles, Table
 from permed.report._treat import (
     CONTRASTS_TITLE,
     VALUE_TITLE,
+    heterogeneity_section,
     outcomes_section,
     treat_summary,
     value_section,
@@ -325,3 +326,45 @@ def test_model_card_states_the_uncertainty_of_a_treat_run():
         "patients. Policy values, policy gain and average treatment effects have 95% CIs from "
         "100 bootstrap replicates of the held-out patients (percentile, stratified by arm). See "
         f"'Expected outcome under each arm, per patient' and '{VALUE_TITLE}'.")
+
+
+def _heterogeneity(sd: float) -> dict:
+    metrics = _treat_metrics()
+    metrics["heterogeneity"] = {"method": "SHAP values of a LightGBM surrogate", "comparisons": {
+        "ZDV+ddI vs ZDV": {"mean": 73.2, "sd": sd, "surrogate_r2": 0.927,
+                           "importance": [{"feature": "age", "share": 0.6}]}}}
+    return metrics
+
+
+def _with_advantage(width: float) -> pd.DataFrame:
+    frame = _predictions()
+    frame["advantage"] = 30.0
+    frame["advantage_low"] = 30.0 - np.linspace(width / 2 - 5, width / 2 + 5, len(frame))
+    frame["advantage_high"] = 30.0 + width / 2
+    return frame  # median width: `width`
+
+
+@pytest.mark.parametrize(("sd", "verdict"), [
+    (4.4, "The spread is smaller than the intervals, so it is not evidence that this effect "
+          "differs between patients."),
+    (20.0, "The spread is wider than the intervals: the effect may differ between patients "
+           "(no formal test of this is made)."),
+])
+def test_heterogeneity_sets_the_spread_against_a_patient_interval(sd, verdict):
+    section = heterogeneity_section(_run(_heterogeneity(sd), _with_advantage(60.0)))
+    text = section.blocks[1].text
+    assert text.startswith(f"ZDV+ddI vs ZDV: mean effect 73.2, standard deviation between "
+                           f"patients {sd:.1f}; the middle 95% of patients' estimates span about "
+                           f"{4 * sd:.1f}, while one held-out patient's 95% interval for a "
+                           "difference between two arms is typically 60.0 wide (median). ")
+    assert verdict in text
+    assert text.endswith("The features explain 92.7% of the variation of the model's estimates "
+                         "(cross-validated R\u00b2 of the surrogate fitted to them).")
+    assert "the model's own estimates, not of the true effects" in section.blocks[0].text
+
+
+def test_heterogeneity_without_per_patient_intervals_makes_no_comparison():
+    text = heterogeneity_section(_run(_heterogeneity(4.4))).blocks[1].text
+    assert text == ("ZDV+ddI vs ZDV: mean effect 73.2, standard deviation between patients 4.4. "
+                    "The features explain 92.7% of the variation of the model's estimates "
+                    "(cross-validated R\u00b2 of the surrogate fitted to them).")

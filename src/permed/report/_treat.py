@@ -495,15 +495,46 @@ def selection_section(run: RunFiles) -> Section:
     return Section("selection", "How the effect model was chosen", blocks)
 
 
-def _comparison_blocks(label: str, entry: Mapping[str, Any], digits: int) -> list[Block]:
+def _typical_width(run: RunFiles) -> float | None:
+    """Median width of the held-out patients' 95% interval of the advantage (a per-patient
+    difference between two arms), from predictions.csv; None when it is not there."""
+    frame = run.predictions
+    if frame is None or not {"advantage_low", "advantage_high"} <= set(frame.columns):
+        return None
+    width = (pd.to_numeric(frame["advantage_high"], errors="coerce")
+             - pd.to_numeric(frame["advantage_low"], errors="coerce")).to_numpy(dtype=float)
+    width = width[np.isfinite(width)]
+    return float(np.median(width)) if width.size else None
+
+
+def _spread_sentence(sd: object, width: float | None, digits: int) -> str:
+    """The spread of the estimated effects set against one patient's interval."""
+    if width is None or not isinstance(sd, int | float) or not np.isfinite(sd):
+        return ""
+    # about 4 standard deviations hold the middle 95% of patients, as a 95% interval is about
+    # 4 standard errors wide: the two widths are comparable
+    span = 4 * float(sd)
+    text = (f"; the middle 95% of patients' estimates span about {fmt_num(span, digits)}, while "
+            "one held-out patient's 95% interval for a difference between two arms is typically "
+            f"{fmt_num(width, digits)} wide (median)")
+    if span < width:
+        return (f"{text}. The spread is smaller than the intervals, so it is not evidence that "
+                "this effect differs between patients")
+    return (f"{text}. The spread is wider than the intervals: the effect may differ between "
+            "patients (no formal test of this is made)")
+
+
+def _comparison_blocks(label: str, entry: Mapping[str, Any], digits: int,
+                       width: float | None) -> list[Block]:
     importance = entry.get("importance") or []
     head = (f"{label}: mean effect {fmt_num(entry.get('mean'), digits)}, standard deviation "
             f"between patients {fmt_num(entry.get('sd'), digits)}")
     if not importance:
         return [Paragraph(head + ": the effects barely vary between patients.")]
     blocks: list[Block] = [Paragraph(
-        f"{head}; the features explain {fmt_pct(entry.get('surrogate_r2'))} of that variation "
-        "(cross-validated R\u00b2 of the surrogate).")]
+        f"{head}{_spread_sentence(entry.get('sd'), width, digits)}. The features explain "
+        f"{fmt_pct(entry.get('surrogate_r2'))} of the variation of the model's estimates "
+        "(cross-validated R\u00b2 of the surrogate fitted to them).")]
     blocks.append(Table(header=["Feature", "Share of importance"],
                         rows=[[str(i.get("feature")), fmt_pct(i.get("share"))]
                               for i in importance],
@@ -530,9 +561,13 @@ def heterogeneity_section(run: RunFiles) -> Section:
     blocks: list[Block] = [Paragraph(
         f"Method: {entry.get('method') or DASH}. These describe what the effect model does: "
         "a feature that drives the estimated effect is a candidate effect modifier, to be "
-        "confirmed, not a proven one.")]
+        "confirmed, not a proven one. The spread between patients and the share of it the "
+        "features explain (R\u00b2) are those of the model's own estimates, not of the true "
+        "effects: a spread smaller than one patient's interval is not evidence that the effect "
+        "really differs between patients.")]
+    width = _typical_width(run)
     for label, comparison in comparisons.items():
-        blocks += _comparison_blocks(str(label), comparison or {}, _digits(run))
+        blocks += _comparison_blocks(str(label), comparison or {}, _digits(run), width)
     return Section("heterogeneity", title, blocks)
 
 
