@@ -25,6 +25,22 @@ def test_a_ci_reaching_one_half_is_flagged(test, label):
         "patients (or events) or better predictors and validated again")
 
 
+@pytest.mark.parametrize(("test", "label", "coding"), [
+    # WHAS year 3 with fstat = 1 - fstat: said to "reach 0.5", advised more patients
+    ({"c_index": _ci(0.391, 0.328, 0.467)}, "C-index",
+     "an event column coded 1 = alive or censored"),
+    ({"auroc": _ci(0.2, 0.1, 0.32)}, "AUROC", "a target whose positive class is swapped"),
+])
+def test_a_ci_below_one_half_points_to_the_outcome_coding(test, label, coding):
+    entry = next(iter(test.values()))
+    assert chance_warning(test) == (
+        f"the test {label} is {entry['value']:.3f}, and its 95% CI ({entry['ci_low']:.3f}-"
+        f"{entry['ci_high']:.3f}) lies below 0.5: the model ranks these patients significantly "
+        "worse than chance, which usually means the outcome is coded the other way round "
+        f"({coding}) or means something else in these patients than in the development data; "
+        "check the outcome's coding and definition before reading any other figure")
+
+
 @pytest.mark.parametrize("test", [
     {"auroc": _ci(0.62, 0.501, 0.74)},  # just above chance
     {"c_index": _ci(0.63, 0.59, 0.67)},

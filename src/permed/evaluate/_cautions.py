@@ -23,6 +23,9 @@ def cautions(metrics: Mapping[str, Any]) -> list[str]:
 def chance_warning(test: Mapping[str, Any]) -> str | None:
     """A warning when the test AUROC's (or C-index's) 95% CI reaches 0.5, else None.
 
+    A CI wholly below 0.5 is not a weak model but one that ranks the patients the wrong way
+    round: the warning then points to the coding of the outcome.
+
     Parameters
     ----------
     test : mapping
@@ -32,6 +35,9 @@ def chance_warning(test: Mapping[str, Any]) -> str | None:
     --------
     >>> chance_warning({"auroc": {"value": 0.58, "ci_low": 0.32, "ci_high": 0.82}})[:44]
     'the test AUROC is 0.580, and its 95% CI (0.3'
+    >>> "(0.330-0.470) lies below 0.5" in chance_warning(
+    ...     {"c_index": {"value": 0.39, "ci_low": 0.33, "ci_high": 0.47}})
+    True
     >>> chance_warning({"auroc": {"value": 0.91, "ci_low": 0.86, "ci_high": 0.95}}) is None
     True
     """
@@ -41,11 +47,19 @@ def chance_warning(test: Mapping[str, Any]) -> str | None:
             continue
         if entry["ci_low"] > 0.5:
             return None
-        return (f"the test {label} is {entry['value']:.3f}, and its 95% CI "
-                f"({entry['ci_low']:.3f}-{entry['ci_high']:.3f}) reaches 0.5: on these patients "
-                "the model is not shown to rank patients better than chance; do not use it for "
-                "decisions before it is trained on more patients (or events) or better "
-                "predictors and validated again")
+        figure = (f"the test {label} is {entry['value']:.3f}, and its 95% CI "
+                  f"({entry['ci_low']:.3f}-{entry['ci_high']:.3f})")
+        if entry.get("ci_high") is not None and entry["ci_high"] < 0.5:
+            coding = ("an event column coded 1 = alive or censored" if name == "c_index" else
+                      "a target whose positive class is swapped")
+            return (f"{figure} lies below 0.5: the model ranks these patients significantly "
+                    "worse than chance, which usually means the outcome is coded the other way "
+                    f"round ({coding}) or means something else in these patients than in the "
+                    "development data; check the outcome's coding and definition before "
+                    "reading any other figure")
+        return (f"{figure} reaches 0.5: on these patients the model is not shown to rank "
+                "patients better than chance; do not use it for decisions before it is trained "
+                "on more patients (or events) or better predictors and validated again")
     return None
 
 
