@@ -223,6 +223,38 @@ def test_poor_overlap_warns_with_numbers_and_trim_drops_patients(tmp_path):
     assert metrics["overlap"]["warnings"] == []
 
 
+def stepped_trial(n: int = 600, seed: int = 4) -> pd.DataFrame:
+    """Nobody aged 65 or more received the drug: the propensity is a step, found by LightGBM."""
+    rng = np.random.default_rng(seed)
+    age = rng.normal(60, 10, n).round()
+    biomarker = rng.normal(0, 1, n)
+    drug = (age < 65) & (rng.random(n) < 0.5)
+    y = 0.05 * (age - 60) + drug * (1 + biomarker) + rng.normal(0, 1, n)
+    return pd.DataFrame({"pid": [f"P{i:04d}" for i in range(n)], "age": age,
+                         "biomarker": biomarker.round(3),
+                         "treatment": np.where(drug, "drug", "control"), "y": y.round(3)})
+
+
+def test_trim_keeps_flagging_the_patients_it_left_out(tmp_path):
+    # The flag of a trimmed run came from a propensity model refitted on the rows left after
+    # trimming: it had never seen a patient of 65 or more and flagged 92 of the 137 patients the
+    # untrimmed run flags. Fitted on every development patient it flags all 137.
+    frame = stepped_trial()
+    frame.to_csv(tmp_path / "stepped.csv", index=False)
+    frame.drop(columns=["treatment", "y"]).to_csv(tmp_path / "everyone.csv", index=False)
+    study = Study(task="treat", treatment="treatment", outcome="y", id="pid")
+    flagged = {}
+    for trim in (0.0, 0.05):
+        config = TrainConfig(models=["t_learner"], cv=2, n_boot=100, trim=trim)
+        run = train_run(tmp_path / "stepped.csv", study, config, tmp_path / f"run{trim}")
+        if trim:
+            assert json.loads((run / "metrics.json").read_text())["trim"][
+                "dropped_development"] > 0
+        flagged[trim] = predict_run(run, tmp_path / "everyone.csv")["low_overlap"].to_numpy()
+    assert flagged[0.0].sum() > 100
+    assert flagged[0.05][flagged[0.0]].all()
+
+
 def _messages(frame: pd.DataFrame, **roles: object) -> list[str]:
     roles = {"task": "treat", "treatment": "treatment", "outcome": "y", "id": "pid", **roles}
     frame = frame.drop(columns="true_effect", errors="ignore")

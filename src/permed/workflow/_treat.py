@@ -495,7 +495,12 @@ def _check_trimmed(arm: np.ndarray, arms: list[str], trim: float) -> None:
 
 @dataclass
 class _Split:
-    """Development and test rows after trimming, with everything computed on them so far."""
+    """Development and test rows after trimming, with everything computed on them so far.
+
+    ``untrimmed`` holds every development patient (``data`` itself without ``--trim``): the
+    bundle's overlap flag is fitted on them, so that it recognizes the patients trimming left
+    out.
+    """
 
     data: _TreatData
     dev_idx: np.ndarray
@@ -503,6 +508,7 @@ class _Split:
     propensity: _Propensity
     overlap: dict[str, Any]
     trim: dict[str, Any]
+    untrimmed: _TreatData
 
 
 def _subset(data: _TreatData, keep: np.ndarray, config: TrainConfig, binary: bool) -> _TreatData:
@@ -527,6 +533,7 @@ def _split(prepared: _Prepared, schema: FittedSchema, config: TrainConfig, engin
     overlap = overlap_summary(propensity.dev, arm, prepared.arms, threshold)
     overlap["warnings"] = _overlap_warnings(overlap, config.trim)
     trim = {"threshold": config.trim, "dropped_development": 0, "dropped_test": 0}
+    untrimmed = data
     if config.trim > 0:
         keep_dev = _trim_mask(propensity.dev, config.trim)
         keep_test = _trim_mask(propensity.test, config.trim)
@@ -536,7 +543,7 @@ def _split(prepared: _Prepared, schema: FittedSchema, config: TrainConfig, engin
         data = _subset(data, keep_dev, config, prepared.binary)
         dev_idx, test_idx = dev_idx[keep_dev], test_idx[keep_test]
         propensity.dev, propensity.test = propensity.dev[keep_dev], propensity.test[keep_test]
-    return _Split(data, dev_idx, test_idx, propensity, overlap, trim)
+    return _Split(data, dev_idx, test_idx, propensity, overlap, trim, untrimmed)
 
 
 @dataclass
@@ -594,17 +601,23 @@ def _select(results: dict[str, _Candidate], names: list[str]) -> str:
 def _final_model(selected: str, split: _Split, nuisance: _Nuisance, prepared: _Prepared,
                  study: Study, config: TrainConfig, n_jobs: int
                  ) -> tuple[TreatModel, np.ndarray, np.ndarray]:
-    """The selected estimator refitted on all development rows, and the test AIPW scores."""
-    data = split.data
+    """The selected estimator refitted on all development rows, and the test AIPW scores.
+
+    The estimator learns from the development rows left after ``--trim``; the preprocessing
+    and the propensity model that sets ``low_overlap`` learn from every development patient,
+    so that a new patient like those trimming left out is flagged (with ``--trim``'s
+    threshold when it is above the default one).
+    """
+    data, everyone = split.data, split.untrimmed
     preprocess = make_preprocessor(data.schema.numeric, data.schema.categorical,
-                                   CLIP_QUANTILES if data.clip else None).fit(data.features)
+                                   CLIP_QUANTILES if data.clip else None).fit(everyone.features)
     X_dev = preprocess.transform(data.features)
     estimator = make_model(selected, config.seed, nuisance.family, split.propensity.kind,
                            {"n_jobs": n_jobs}).fit(X_dev, data.y, data.arm)
     propensity = None
     if split.propensity.source == "estimated":
-        propensity = make_propensity_model(split.propensity.kind, config.seed).fit(X_dev,
-                                                                                   data.arm)
+        propensity = make_propensity_model(split.propensity.kind, config.seed).fit(
+            preprocess.transform(everyone.features), everyone.arm)
     model = TreatModel(selected, data.schema, preprocess, estimator, prepared.arms,
                        study.treatment or "", study.outcome or "", config.higher_is_better,
                        prepared.binary, propensity,
