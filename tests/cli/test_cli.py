@@ -44,6 +44,20 @@ def test_predict_writes_one_row_per_patient(workspace, trained):
     assert {"prob_benign", "prob_malignant", "predicted", "out_of_range"} <= set(predictions)
 
 
+def test_predict_warns_of_a_feature_the_site_does_not_record(workspace, trained):
+    new = pd.read_csv(workspace / "bc.csv").drop(columns="diagnosis").head(30)
+    new.assign(**{"mean radius": None}).to_csv(workspace / "no_radius.csv", index=False)
+    result = permed("predict", trained, workspace / "no_radius.csv", "--out",
+                    workspace / "no_radius_p.csv")
+    assert result.returncode == 0, result.stderr
+    warned = ("warning: column 'mean radius' is empty for all 30 patients, against 0% missing "
+              "in development: its values were filled in from the development patients, so "
+              "the predictions are those of a model without 'mean radius'; record 'mean "
+              "radius' at this site, or train a model without it")
+    assert warned in " ".join(result.stderr.split())
+    assert len(pd.read_csv(workspace / "no_radius_p.csv")) == 30
+
+
 def test_predict_to_standard_output(workspace, trained):
     result = permed("predict", trained, workspace / "bc.csv")
     assert result.returncode == 0

@@ -510,6 +510,15 @@ def test_external_patients_outside_the_training_range_are_counted(developed, tmp
     assert json.loads((out / "metrics.json").read_text())["data"]["out_of_range_rows"] == 30
 
 
+def test_an_external_feature_the_site_does_not_record_is_named(developed, tmp_path):
+    out = _evaluate(developed, _external().assign(age=np.nan), tmp_path)
+    assert json.loads((out / "manifest.json").read_text())["warnings"] == [
+        "column 'age' is empty for all 150 patients, against 0% missing in development: its "
+        "values were filled in from the development patients, so the risks and figures are "
+        "those of a model without 'age'; record 'age' at this site, or train a model without "
+        "it"]
+
+
 def test_the_development_data_given_as_the_cohort_is_called_so(developed, tmp_path):
     from permed.workflow import evaluate_run
 

@@ -52,12 +52,15 @@ def predict(
         if not quiet:
             out.print(str(out_file), highlight=False)
         return
+    shifts: list[str] = []  # columns recorded unlike development: told on standard error
     with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
         with RichProgress(quiet or out_file is None).step("scoring"):
-            predictions = predict_run(run_dir, data, explain=explain)
+            predictions = predict_run(run_dir, data, explain=explain, warn=shifts.append)
         write_table(predictions, out_file)
         audit.add(rows=len(predictions), output="file" if out_file else "stdout")
         audit.output = out_file
+    for warning in [] if quiet else shifts:
+        err.print(f"warning: {warning}", style="yellow", highlight=False)
     flagged = int(predictions["out_of_range"].sum()) if "out_of_range" in predictions else 0
     if out_file is not None and not quiet:
         err.print(f"{len(predictions)} patients scored; {flagged} with values outside the "

@@ -18,6 +18,16 @@ __all__ = ["FeatureSpec", "FittedSchema"]
 
 MAX_CATEGORIES_KEPT = 200
 
+# A feature missing for this many more patients (a share, absolute) than in development is
+# warned about (FittedSchema.missing_warnings), in a table of at least SHIFT_MIN_PATIENTS
+# patients; a feature empty for every patient is warned about when development's missing share
+# to the power of the patients is below EMPTY_CHANCE. The reasons are in missing_warnings.
+MISSING_EXCESS = 0.5
+SHIFT_MIN_PATIENTS = 10
+EMPTY_CHANCE = 0.002
+# at most this many features get a warning each; more are named in one warning
+MAX_FEATURE_WARNINGS = 5
+
 
 @dataclass
 class FeatureSpec:
@@ -203,6 +213,47 @@ class FittedSchema:
                   else np.zeros((len(frame), 0), dtype=bool))
         return pd.Series(pattern_texts(matrix, checked, ";"), index=frame.index, dtype=object)
 
+    def missing_warnings(self, frame: pd.DataFrame, answers: str = "predictions") -> list[str]:
+        """A warning for each feature far more often missing in ``frame`` than in development.
+
+        The model fills a missing value in from the development patients (the median or the
+        most frequent category), so a feature a site does not record is silently replaced by
+        one constant: the answers are those of a model without it. A feature is named when
+
+        * its missing share is at least :data:`MISSING_EXCESS` (50 percentage points) above
+          its development share (``FeatureSpec.missing_share``), in a table of at least
+          :data:`SHIFT_MIN_PATIENTS` (10) patients. From 10 patients on, a site that records
+          the feature as often as development did shows such an excess by chance less than
+          1 time in 500 (binomial, the worst case over the development share), while excesses
+          of 10 or 20 points are common between sites and cost the model little; or
+        * it is empty for every patient, when development's missing share to the power of the
+          patients is below :data:`EMPTY_CHANCE` (the same 1 in 500): a site that does not
+          record it at all, however few its patients (one suffices when development had every
+          value).
+
+        ``answers`` names what rests on the filled-in values ("predictions"). The first
+        :data:`MAX_FEATURE_WARNINGS` features get a warning each; more are named in one.
+        """
+        n = len(frame)
+        if not n:
+            return []
+        missing = frame[self.names].isna().sum()
+        flagged = []
+        for feature in self.features:
+            k, before = int(missing[feature.name]), feature.missing_share
+            empty = k == n and before < 1 and before ** n < EMPTY_CHANCE
+            if empty or (n >= SHIFT_MIN_PATIENTS and k / n - before >= MISSING_EXCESS):
+                flagged.append((feature.name, k, before))
+        if len(flagged) > MAX_FEATURE_WARNINGS:
+            shown = ", ".join(f"'{name}' ({_share(k / n)} against {_share(before)})"
+                              for name, k, before in flagged[:10])
+            return [f"{len(flagged)} features are missing far more often in this table of {n} "
+                    f"patients than in development ({shown}{', ...' if len(flagged) > 10 else ''}"
+                    "): their values were filled in from the development patients, so the "
+                    f"{answers} are those of a model without them; record them at this site, "
+                    "or train a model without them"]
+        return [_missing_warning(name, k, n, before, answers) for name, k, before in flagged]
+
     # ---- persistence --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -215,6 +266,28 @@ class FittedSchema:
         features = [FeatureSpec(**f) for f in data["features"]]
         rest = {k: v for k, v in data.items() if k != "features"}
         return cls(features=features, **rest)
+
+
+def _missing_warning(name: str, k: int, n: int, before: float, answers: str) -> str:
+    """The warning of :meth:`FittedSchema.missing_warnings` for one feature."""
+    if k == n:
+        found = f"is empty for all {n} patients" if n > 1 else "is empty for the patient"
+        whom = ""
+    else:
+        found, whom = f"is missing for {k} of {n} patients ({_share(k / n)})", "for them "
+    return (f"column '{name}' {found}, against {_share(before)} missing in development: "
+            f"{'its values were' if n > 1 else 'its value was'} filled in from the development "
+            f"patients, so {whom}the {answers} are those of a model without '{name}'; record "
+            f"'{name}' at this site, or train a model without it")
+
+
+def _share(value: float) -> str:
+    """A share as a percentage that never rounds a few cases to 0% or all but one to 100%."""
+    if 0 < value < 0.005:
+        return "under 1%"
+    if 0.995 <= value < 1:
+        return "over 99%"
+    return f"{value:.0%}"
 
 
 def _named(column: str, candidates: list[str]) -> str:

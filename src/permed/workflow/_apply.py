@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,17 @@ from permed.workflow._diagnose import _calibration_figures
 from permed.workflow._fitted import DiagnoseModel, probability_columns
 from permed.workflow._run import _manifest
 
-__all__ = ["evaluate_run", "external_manifest", "predict_run", "write_table"]
+__all__ = ["ShiftWarning", "evaluate_run", "external_manifest", "predict_run", "write_table"]
+
+
+class ShiftWarning(UserWarning):
+    """A table scored by a trained run records a column unlike the development data (a
+    feature far more often missing): the predictions are made, and the message says what
+    they rest on."""
+
+
+def _warn_shift(message: str) -> None:
+    warnings.warn(message, ShiftWarning, stacklevel=3)
 
 
 def write_table(frame: pd.DataFrame, out: str | Path | None) -> None:
@@ -48,15 +60,20 @@ def write_table(frame: pd.DataFrame, out: str | Path | None) -> None:
             os.unlink(tmp)
 
 
-def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False) -> pd.DataFrame:
+def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False,
+                warn: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Score every row of a new table with a trained run; one output row per input row.
 
     With ``explain``, the columns of ``model.explain_frame`` (each patient's top factors in
-    words) are added.
+    words) are added. A feature far more often missing than in development (see
+    ``FittedSchema.missing_warnings``) is told to ``warn`` (default: a :class:`ShiftWarning`);
+    the predictions are the same.
     """
     model, schema = load_bundle(run_dir)
     frame, _ = read_table(data, **schema.reading())
     predictions = model.predict_frame(frame)
+    for message in schema.missing_warnings(frame):
+        (warn or _warn_shift)(message)
     if not explain:
         return predictions
     if not hasattr(model, "explain_frame"):
@@ -126,6 +143,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
                                  n_boot, seed)
     manifest["warnings"] = [
         *_left_out_warnings(frame, labelled, labelled.index[~scored], schema.target, len(y)),
+        *schema.missing_warnings(cohort, "probabilities and figures"),
         *_cohort_warnings(metrics, outside)]
     predictions = _external_predictions(model, schema, cohort, y, proba)
     return write_external(out, run_dir, metrics, predictions, manifest)

@@ -110,7 +110,9 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     }
     predictions = _external_predictions(model, frame, predictions)
     manifest = external_manifest(run_dir, info, study, n_boot, seed)
-    manifest["warnings"] = [w for w in [same_data_warning(metrics)] if w] + warnings
+    manifest["warnings"] = ([w for w in [same_data_warning(metrics)] if w]
+                            + model.schema.missing_warnings(frame, "risks and figures")
+                            + warnings)
     return write_external(out, run_dir, metrics, predictions, manifest)
 
 

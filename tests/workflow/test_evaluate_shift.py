@@ -1,0 +1,93 @@
+"""A cohort recorded unlike the development data (permed evaluate and permed predict): a
+feature the site does not record, warned about with the numbers, the figures unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from permed.study import Study
+from permed.workflow import TrainConfig, evaluate_run, predict_run, train_run
+from permed.workflow._apply import ShiftWarning
+
+
+def _cohort(n: int, seed: int) -> pd.DataFrame:
+    """Synthetic patients: an id, two numeric and one categorical feature, a sensitive column
+    that is not a feature, and a binary target."""
+    rng = np.random.default_rng(seed)
+    age = rng.normal(60, 10, n).round()
+    chol = rng.normal(220, 40, n).round()
+    pain = rng.choice(["1", "2", "3", "4"], n)
+    logit = 0.1 * (age - 60) + 0.02 * (chol - 220) + (pain == "4") * 1.5 - 0.5
+    disease = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    return pd.DataFrame({"patient_id": [f"P{seed}-{i:04d}" for i in range(n)], "age": age,
+                         "chol": chol, "pain": pain, "sex": rng.choice(["F", "M"], n),
+                         "disease": disease})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A binary run on 240 patients; 'chol' is missing for 10% of them (24 patients)."""
+    tmp = tmp_path_factory.mktemp("shift")
+    frame = _cohort(240, 0)
+    frame.loc[::10, "chol"] = np.nan
+    frame.to_csv(tmp / "development.csv", index=False)
+    trained = train_run(tmp / "development.csv",
+                        Study(task="diagnose", target="disease", id="patient_id",
+                              sensitive=["sex"]),
+                        TrainConfig(models=["logistic"], n_boot=100, cv=3), tmp / "run")
+    return tmp, trained
+
+
+def _evaluate(run, frame: pd.DataFrame, name: str) -> tuple[dict, list[str], str]:
+    tmp, trained = run
+    frame.to_csv(tmp / f"{name}.csv", index=False)
+    out = evaluate_run(trained, tmp / f"{name}.csv", tmp / f"ev_{name}", n_boot=100)
+    return (json.loads((out / "metrics.json").read_text()),
+            json.loads((out / "manifest.json").read_text())["warnings"],
+            (out / "report.html").read_text())
+
+
+def test_a_feature_the_site_does_not_record_is_named_with_both_shares(run):
+    frame = _cohort(150, 1).assign(age=np.nan)
+    metrics, warnings, html = _evaluate(run, frame, "no_age")
+    message = ("column 'age' is empty for all 150 patients, against 0% missing in development: "
+               "its values were filled in from the development patients, so the probabilities "
+               "and figures are those of a model without 'age'; record 'age' at this site, or "
+               "train a model without it")
+    assert message in warnings
+    assert message.replace("'", "&#39;") in html
+    assert metrics["data"]["test_rows"] == 150  # a warning: every patient is still evaluated
+
+
+def test_a_feature_missing_50_points_more_often_than_in_development_is_named(run):
+    frame = _cohort(150, 2)
+    frame.loc[:89, "chol"] = np.nan  # 60% against 10%: named
+    frame.loc[100:144, "pain"] = np.nan  # 30% against 0%: under the 50-point excess
+    _, warnings, _ = _evaluate(run, frame, "chol_missing")
+    assert [w for w in warnings if w.startswith("column ")] == [
+        "column 'chol' is missing for 90 of 150 patients (60%), against 10% missing in "
+        "development: its values were filled in from the development patients, so for them "
+        "the probabilities and figures are those of a model without 'chol'; record 'chol' at "
+        "this site, or train a model without it"]
+
+
+def test_predict_warns_of_an_unrecorded_feature_and_scores_as_before(run):
+    tmp, trained = run
+    frame = _cohort(40, 3).drop(columns="disease").assign(age=np.nan)
+    frame.to_csv(tmp / "new.csv", index=False)
+    with pytest.warns(ShiftWarning, match=(
+            r"^column 'age' is empty for all 40 patients, against 0% missing in development: "
+            r"its values were filled in from the development patients, so the predictions are "
+            r"those of a model without 'age'; record 'age' at this site, or train a model "
+            r"without it$")):
+        scored = predict_run(trained, tmp / "new.csv")
+    told: list[str] = []
+    assert predict_run(trained, tmp / "new.csv", warn=told.append).equals(scored)
+    assert len(told) == 1
+    told.clear()  # the development data themselves: nothing to tell
+    predict_run(trained, tmp / "development.csv", warn=told.append)
+    assert told == []
