@@ -91,3 +91,17 @@ def test_predict_warns_of_an_unrecorded_feature_and_scores_as_before(run):
     told.clear()  # the development data themselves: nothing to tell
     predict_run(trained, tmp / "development.csv", warn=told.append)
     assert told == []
+
+
+def test_a_sensitive_column_the_cohort_lacks_is_warned_and_not_called_undeclared(run):
+    metrics, warnings, html = _evaluate(run, _cohort(150, 4).drop(columns="sex"), "no_sex")
+    assert ("sensitive column 'sex' is not in the cohort: no fairness audit at this site; add "
+            "the column to audit it") in warnings
+    assert metrics["fairness"] == {"attributes": {}, "not_in_cohort": ["sex"],
+                                   "note": "the sensitive column(s) 'sex' are not in the cohort"}
+    assert "No sensitive attribute was declared, so" not in html
+    assert ("The sensitive attribute sex was declared, but its column is not in this cohort, so "
+            "fairness between patient groups was not audited here.") in html
+    assert ("The sensitive attribute sex was declared for the development run, but this cohort "
+            "has no such column, so performance was not compared between patient groups here. "
+            "Add the column to the cohort and run permed evaluate again to audit it.") in html

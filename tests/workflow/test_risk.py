@@ -519,6 +519,19 @@ def test_an_external_feature_the_site_does_not_record_is_named(developed, tmp_pa
         "it"]
 
 
+def test_an_external_cohort_without_the_sensitive_column_is_warned_about(tmp_path):
+    _cohort().to_csv(tmp_path / "cohort.csv", index=False)
+    study = Study(task="risk", id="pid", time="days", event="status", sensitive=["sex"])
+    run = train_run(tmp_path / "cohort.csv", study,
+                    TrainConfig(models=["coxph"], n_boot=100, cv=3, horizons=[100, 400],
+                                event_value="dead"), tmp_path / "run")
+    out = _evaluate(run, _external().drop(columns="sex"), tmp_path)
+    assert json.loads((out / "manifest.json").read_text())["warnings"] == [
+        "sensitive column 'sex' is not in the cohort: no fairness audit at this site; add the "
+        "column to audit it"]
+    assert json.loads((out / "metrics.json").read_text())["fairness"]["not_in_cohort"] == ["sex"]
+
+
 def test_the_development_data_given_as_the_cohort_is_called_so(developed, tmp_path):
     from permed.workflow import evaluate_run
 

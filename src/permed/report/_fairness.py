@@ -124,6 +124,11 @@ def fairness_flags(run: RunFiles) -> list[str]:
 def fairness_sentence(run: RunFiles) -> str:
     """One sentence for the summary: flags raised, none raised, or no audit."""
     attributes = dig(run.metrics, "fairness", "attributes") or {}
+    absent = _not_in_cohort(run)
+    if not attributes and absent:
+        column = "its column is" if len(absent) == 1 else "their columns are"
+        return (f"{_declared(absent)} declared, but {column} not in this cohort, so fairness "
+                "between patient groups was not audited here.")
     if not attributes:
         return ("No sensitive attribute was declared, so fairness between patient groups was "
                 "not audited.")
@@ -139,6 +144,28 @@ def fairness_sentence(run: RunFiles) -> str:
                 "between groups (not computed with more than two classes), so it cannot raise a "
                 "flag: compare the groups in 'Fairness across patient groups'.")
     return f"The fairness audit by {names} raised no flag."
+
+
+def _not_in_cohort(run: RunFiles) -> list[str]:
+    """The declared sensitive columns an external cohort lacks (its ``fairness.not_in_cohort``;
+    for an evaluation written before it recorded them, the development schema's sensitive
+    columns when none was audited)."""
+    if run.external is None:
+        return []
+    fairness = run.metrics.get("fairness")
+    fairness = fairness if isinstance(fairness, Mapping) else {}
+    if "not_in_cohort" in fairness:
+        return [str(c) for c in fairness["not_in_cohort"] or []]
+    if fairness.get("attributes"):
+        return []
+    return [str(c) for c in run.schema.get("sensitive") or []]
+
+
+def _declared(names: list[str]) -> str:
+    """``The sensitive attribute sex was`` / ``The sensitive attributes sex, race were``."""
+    if len(names) == 1:
+        return f"The sensitive attribute {names[0]} was"
+    return f"The sensitive attributes {', '.join(names)} were"
 
 
 def _intro(task: str, fairness: Mapping[str, Any]) -> str:
@@ -159,6 +186,14 @@ def fairness_section(run: RunFiles) -> Section:
     fairness = run.metrics.get("fairness")
     fairness = fairness if isinstance(fairness, Mapping) else {}
     attributes = fairness.get("attributes") or {}
+    absent = _not_in_cohort(run)
+    if not attributes and absent:
+        it = "it" if len(absent) == 1 else "them"
+        return Section("fairness", title, [Note(
+            f"{_declared(absent)} declared for the development run, but this cohort has no "
+            f"such column, so performance was not compared between patient groups here. Add "
+            f"the column{'s' if len(absent) > 1 else ''} to the cohort and run permed evaluate "
+            f"again to audit {it}.", tone="warning")])
     if not attributes:
         return Section("fairness", title, [Note(
             "No sensitive attribute was declared for this run, so performance was not compared "

@@ -27,7 +27,8 @@ from permed.workflow._diagnose import _calibration_figures
 from permed.workflow._fitted import DiagnoseModel, probability_columns
 from permed.workflow._run import _manifest
 
-__all__ = ["ShiftWarning", "evaluate_run", "external_manifest", "predict_run", "write_table"]
+__all__ = ["ShiftWarning", "absent_sensitive_warning", "evaluate_run", "external_manifest",
+           "predict_run", "sensitive_entry", "write_table"]
 
 
 class ShiftWarning(UserWarning):
@@ -112,10 +113,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     evaluation = classification_report(y, proba, schema.classes, threshold=model.threshold,
                                        n_boot=n_boot, seed=seed)
     sensitive = [c for c in schema.sensitive if c in cohort.columns]
-    fairness = (audit_classification(y, proba, model.labels(proba),
-                                     cohort[sensitive].reset_index(drop=True), schema.classes,
-                                     seed=seed, edges=saved_bin_edges(development.get("fairness")))
-                if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
+    fairness = sensitive_entry(schema.sensitive, cohort.columns, audit_classification(
+        y, proba, model.labels(proba), cohort[sensitive].reset_index(drop=True), schema.classes,
+        seed=seed, edges=saved_bin_edges(development.get("fairness"))) if sensitive else None)
     metrics: dict[str, Any] = {
         "task": "diagnose",
         "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
@@ -144,6 +144,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     manifest["warnings"] = [
         *_left_out_warnings(frame, labelled, labelled.index[~scored], schema.target, len(y)),
         *schema.missing_warnings(cohort, "probabilities and figures"),
+        *[w for w in [absent_sensitive_warning(schema.sensitive, cohort.columns)] if w],
         *_cohort_warnings(metrics, outside)]
     predictions = _external_predictions(model, schema, cohort, y, proba)
     return write_external(out, run_dir, metrics, predictions, manifest)
@@ -265,6 +266,34 @@ def external_entry(run_dir: Path, development: dict[str, Any], info: TableInfo
     fingerprint = development.get("data", {}).get("fingerprint")
     return {"run": str(run_dir), "development_fingerprint": fingerprint,
             "development_data": info.fingerprint == fingerprint}
+
+
+def sensitive_entry(declared: list[str], columns: pd.Index,
+                    audit: dict[str, Any] | None) -> dict[str, Any]:
+    """metrics.json's ``fairness`` of an external cohort: the audit by the declared sensitive
+    columns it has, with ``not_in_cohort`` naming those it lacks."""
+    absent = [c for c in declared if c not in columns]
+    if audit is None:
+        note = (f"the sensitive column(s) {', '.join(map(repr, absent))} are not in the cohort"
+                if absent else "no sensitive attribute was declared")
+        audit = {"attributes": {}, "note": note}
+    return {**audit, "not_in_cohort": absent} if absent else audit
+
+
+def absent_sensitive_warning(declared: list[str], columns: pd.Index) -> str:
+    """A warning naming the declared sensitive columns the cohort lacks: fairness is not
+    audited by them at this site."""
+    absent = [c for c in declared if c not in columns]
+    if not absent:
+        return ""
+    present = [c for c in declared if c in columns]
+    names = ", ".join(map(repr, absent))
+    audit = (f"the fairness audit at this site is by {', '.join(map(repr, present))} only"
+             if present else "no fairness audit at this site")
+    if len(absent) == 1:
+        return f"sensitive column {names} is not in the cohort: {audit}; add the column to audit it"
+    return (f"sensitive columns {names} are not in the cohort: {audit}; add the columns to audit "
+            "them")
 
 
 def same_data_warning(metrics: dict[str, Any]) -> str:

@@ -16,10 +16,12 @@ from permed.models.risk import survival_y
 from permed.study import Study
 from permed.study._validate_risk import RiskOptions, followed_rule, thinly_followed, time_text
 from permed.workflow._apply import (
+    absent_sensitive_warning,
     external_entry,
     external_manifest,
     out_of_range_warning,
     same_data_warning,
+    sensitive_entry,
     write_external,
 )
 from permed.workflow._config import TrainConfig
@@ -76,10 +78,10 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
                     "cohort"), n_boot, seed, horizons)
     counts = {"censored": int((~outcome.event).sum()), "event": int(outcome.event.sum())}
     sensitive = [c for c in study.sensitive if c in frame.columns]
-    fairness = (risk_fairness(study.with_overrides(sensitive=sensitive), frame, predictions,
-                              model, TrainConfig(n_boot=max(n_boot, 100), seed=seed),
-                              saved_bin_edges(development.get("fairness")))
-                if sensitive else {"attributes": {}, "note": "no sensitive column in the data"})
+    fairness = sensitive_entry(study.sensitive, frame.columns, risk_fairness(
+        study.with_overrides(sensitive=sensitive), frame, predictions, model,
+        TrainConfig(n_boot=max(n_boot, 100), seed=seed),
+        saved_bin_edges(development.get("fairness"))) if sensitive else None)
     metrics: dict[str, Any] = {
         "task": "risk",
         "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
@@ -112,6 +114,8 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     manifest = external_manifest(run_dir, info, study, n_boot, seed)
     manifest["warnings"] = ([w for w in [same_data_warning(metrics)] if w]
                             + model.schema.missing_warnings(frame, "risks and figures")
+                            + [w for w in [absent_sensitive_warning(study.sensitive,
+                                                                    frame.columns)] if w]
                             + warnings)
     return write_external(out, run_dir, metrics, predictions, manifest)
 
