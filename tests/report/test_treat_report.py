@@ -218,8 +218,8 @@ def test_summary_compares_with_the_development_choice():
             "best single arm (ZDV+ddI, chosen on the development patients): a gain of 0.0 "
             "(0.0\u20130.0)") in summary
     # every patient gets the best single arm: the gain is not an estimate, and says so
-    assert ("Following permed gives every one of them ZDV+ddI, the best single arm, so the "
-            "gain is 0 by construction: no recommendation differs from giving everyone "
+    assert ("Following permed gives every held-out patient ZDV+ddI, the best single arm, so "
+            "the gain is 0 by construction: no recommendation differs from giving everyone "
             "ZDV+ddI.") in summary
     metrics = _treat_metrics()
     metrics["policy"]["policy_arm_share"] = dict(zip(ARMS, [0.1, 0.9, 0.0, 0.0], strict=True))
@@ -368,3 +368,49 @@ def test_heterogeneity_without_per_patient_intervals_makes_no_comparison():
     assert text == ("ZDV+ddI vs ZDV: mean effect 73.2, standard deviation between patients 4.4. "
                     "The features explain 92.7% of the variation of the model's estimates "
                     "(cross-validated R\u00b2 of the surrogate fitted to them).")
+
+
+@pytest.mark.parametrize(("shares", "sentence"), [
+    ({"ZDV+ddI": 1.0}, "For every one of these patients one arm is clearly better than the "
+                       "others at the 95% level (per-patient intervals, not adjusted for the 4 "
+                       "arms compared). Following permed"),
+    ({"no clear difference": 1.0}, "For none of these patients can the data rank the arms for "
+                                   "the individual patient at the 95% level"),
+    ({"no clear difference": 0.997, "ZDV+ddI": 0.003}, "For over 99% of these patients the data "
+                                                       "cannot rank the arms"),
+    ({"no clear difference": 0.003, "ZDV+ddI": 0.997}, "For under 1% of these patients the data "
+                                                       "cannot rank the arms"),
+])
+def test_summary_of_all_or_no_clear_recommendations_says_so(shares, sentence):
+    metrics = _treat_metrics()
+    metrics["policy"]["recommendation_share"] = shares
+    summary = treat_summary(_run(metrics))
+    assert sentence in summary
+    assert "0% of these patients" not in summary
+    assert "every one of them" not in summary
+    card = dict(_tables(model_card_section(_run(metrics)))[0].rows)
+    assert (f"otherwise 'no clear difference': {shares.get('no clear difference', 0):.1%} of "
+            "test patients.") in card["Uncertainty"]
+    assert ("That does not make the arms equivalent" in summary) is ("ZDV+ddI" not in shares
+                                                                     or shares["ZDV+ddI"] < 1)
+
+
+def _left_out_metrics(missing: int, trimmed: int = 0) -> dict:
+    metrics = _treat_metrics()  # 2,139 rows read
+    metrics["data"].update(development_rows=2139 - 400 - missing - trimmed, test_rows=400)
+    metrics["trim"] = {"threshold": 0.05 if trimmed else 0.0, "dropped_development": trimmed,
+                       "dropped_test": 0}
+    return metrics
+
+
+@pytest.mark.parametrize("trimmed", [0, 31])  # patients --trim dropped are not "missing"
+def test_patients_left_out_for_a_missing_outcome_or_arm_are_counted(trimmed):
+    run = _run(_left_out_metrics(missing=139, trimmed=trimmed))
+    sentence = ("139 of the 2,139 patients read had no recorded outcome or arm and were left out "
+                "before the split (see the warnings).")
+    assert sentence in value_section(run).blocks[0].text
+    card = dict(_tables(model_card_section(run))[0].rows)
+    assert card["Training and evaluation data"].endswith(
+        f"{1600 - trimmed:,} for development, 400 held out. " + sentence)
+    complete = _run(_left_out_metrics(missing=0, trimmed=trimmed))
+    assert "no recorded outcome" not in value_section(complete).blocks[0].text

@@ -27,7 +27,7 @@ from permed.report._html import (
     short_fingerprint,
     todo,
 )
-from permed.report._treat import performance_title, treat_uncertainty
+from permed.report._treat import left_out_sentence, performance_title, treat_uncertainty
 
 __all__ = ["REQUIRED_SECTIONS", "model_card_section", "required_sections"]
 
@@ -90,7 +90,9 @@ def _data(run: RunFiles) -> str:
                 f"{fmt_num(run.test_rows)} patients, fingerprint "
                 f"{short_fingerprint(data.get('fingerprint'))}. Training: "
                 f"{_split(developed, fingerprint)}")
-    return _split(run.metrics, data.get("fingerprint"))
+    text = _split(run.metrics, data.get("fingerprint"))
+    left_out = left_out_sentence(run) if run.task == "treat" else ""
+    return f"{text} {left_out}" if left_out else text
 
 
 def _split(metrics: Mapping[str, object], fingerprint: object) -> str:

@@ -40,7 +40,8 @@ from permed.report._html import (
 )
 from permed.report._plots import _new_figure, _to_data_uri
 
-__all__ = ["VALUE_TITLE", "performance_title", "treat_summary", "treat_uncertainty"]
+__all__ = ["VALUE_TITLE", "left_out_sentence", "performance_title", "treat_summary",
+           "treat_uncertainty"]
 
 for _key, _info in {
     "pehe": ("Root PEHE", "Root mean squared error of the estimated effects against the true "
@@ -289,9 +290,11 @@ def value_section(run: RunFiles) -> Section:
     """The value of following the recommendation against treating everyone with each arm."""
     boot = run.metrics.get("bootstrap") or {}
     best = dig(run.metrics, "policy", "best_single_arm") or DASH
+    left_out = left_out_sentence(run)
     blocks: list[Block] = [Paragraph(
         f"Figures on the {fmt_num(run.test_rows)} held-out patients, who were used neither to "
-        "train nor to choose the model; they were evaluated once. The value of a policy (who "
+        "train nor to choose the model; they were evaluated once. "
+        f"{left_out + ' ' if left_out else ''}The value of a policy (who "
         "gets which arm) is estimated without counterfactual outcomes by doubly-robust (AIPW) "
         "scores: each patient's predicted outcome under an arm, corrected by the observed "
         "outcome weighted by the inverse probability of the arm received (outcome and "
@@ -578,8 +581,10 @@ def treat_uncertainty(run: RunFiles) -> str:
     how = f" ({method})" if method else ""
     unadjusted = (f", each for one comparison (not adjusted for the {len(arms)} arms)"
                   if len(arms) > 2 else "")
-    share = dig(run.metrics, "policy", "recommendation_share", NO_CLEAR)
-    unclear = (f": {fmt_pct(share)} of test patients" if isinstance(share, int | float) else "")
+    shares = dig(run.metrics, "policy", "recommendation_share")
+    # a run where every recommendation is clear records no "no clear difference" share
+    unclear = (f": {fmt_pct(shares.get(NO_CLEAR) or 0.0)} of test patients"
+               if isinstance(shares, Mapping) and shares else "")
     boot = run.metrics.get("bootstrap") or {}
     return (f"Every patient's expected {run.target} under each arm, and the advantage of the "
             "best arm over its closest competitor, come with a 95% confidence interval"
@@ -591,14 +596,32 @@ def treat_uncertainty(run: RunFiles) -> str:
             f"'{VALUE_TITLE}'.")
 
 
+def _share_words(share: float) -> str:
+    """A share of patients in words: never '0%' or '100%' unless it is exactly that."""
+    if share <= 0.0:
+        return "none"
+    if share >= 1.0:
+        return "all"
+    shown = fmt_pct(share, 0)
+    return {"0%": "under 1%", "100%": "over 99%"}.get(shown, shown)
+
+
 def _unclear_sentence(run: RunFiles) -> str:
     """How many patients get no clear recommendation, and why that is not equivalence."""
     shares = dig(run.metrics, "policy", "recommendation_share") or {}
     arms = _arms(run)
     unadjusted = (f" (per-patient intervals, not adjusted for the {len(arms)} arms compared)"
                   if len(arms) > 2 else "")
-    text = (f"For {fmt_pct(shares.get(NO_CLEAR, 0.0), 0)} of these patients the data cannot "
-            f"rank the arms for the individual patient at the 95% level{unadjusted}.")
+    share = float(shares.get(NO_CLEAR) or 0.0)
+    if share <= 0.0:
+        return (f"For every one of these patients one arm is clearly better than the others at "
+                f"the 95% level{unadjusted}.")
+    if share >= 1.0:
+        text = (f"For none of these patients can the data rank the arms for the individual "
+                f"patient at the 95% level{unadjusted}.")
+    else:
+        text = (f"For {_share_words(share)} of these patients the data cannot rank the arms for "
+                f"the individual patient at the 95% level{unadjusted}.")
     contrasts = _contrasts(run)
     clear = sum(_is_clear(entry) for entry in contrasts.values())
     if contrasts:
@@ -607,6 +630,26 @@ def _unclear_sentence(run: RunFiles) -> str:
                 f"excluding 0; see '{CONTRASTS_TITLE}').")
     return (f"{text} That does not make the arms equivalent: a difference between arms can be "
             "clear over all patients while the recommendation for each patient is not.")
+
+
+def left_out_sentence(run: RunFiles) -> str:
+    """The patients read but left out before the split for a missing outcome or arm.
+
+    A treat run records no count of its own; it is what the rows read leave beyond the
+    development and test patients and those ``--trim`` dropped (the workflow leaves out a row
+    for nothing else). Empty when there are none or the counts are not recorded.
+    """
+    data = run.metrics.get("data") or {}
+    counts = [data.get(k) for k in ("rows", "development_rows", "test_rows")]
+    if run.external is not None or not all(isinstance(c, int) for c in counts):
+        return ""
+    trim = run.metrics.get("trim") or {}
+    trimmed = sum(int(trim.get(k) or 0) for k in ("dropped_development", "dropped_test"))
+    left_out = counts[0] - counts[1] - counts[2] - trimmed
+    if left_out <= 0:
+        return ""
+    return (f"{fmt_num(left_out)} of the {fmt_num(counts[0])} patients read had no recorded "
+            f"outcome or arm and were left out before the split (see the warnings).")
 
 
 def treat_summary(run: RunFiles) -> str:
@@ -624,8 +667,8 @@ def treat_summary(run: RunFiles) -> str:
             f"a gain of {gain} ({_direction(run)} is better). {_unclear_sentence(run)}")
     given = dig(run.metrics, "policy", "policy_arm_share") or {}
     if given.get(best) == 1.0:  # the policy is the best single arm: a gain of 0 by construction
-        text += (f" Following permed gives every one of them {best}, the best single arm, so "
-                 "the gain is 0 by construction: no recommendation differs from giving everyone "
+        text += (f" Following permed gives every held-out patient {best}, the best single arm, "
+                 "so the gain is 0 by construction: no recommendation differs from giving everyone "
                  f"{best}.")
     warnings = dig(run.metrics, "overlap", "warnings") or []
     if warnings:
