@@ -414,3 +414,11 @@ def test_patients_left_out_for_a_missing_outcome_or_arm_are_counted(trimmed):
         f"{1600 - trimmed:,} for development, 400 held out. " + sentence)
     complete = _run(_left_out_metrics(missing=0, trimmed=trimmed))
     assert "no recorded outcome" not in value_section(complete).blocks[0].text
+
+
+def test_a_two_arm_run_has_no_multiplicity_caveat():
+    metrics = _treat_metrics()
+    metrics["treatment"]["arms"] = ARMS[:2]
+    text = outcomes_section(_run(metrics, _predictions())).blocks[0].text
+    assert "not that the arms are equivalent. `permed predict" in text
+    assert "adjusted" not in text

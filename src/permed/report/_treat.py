@@ -380,9 +380,10 @@ def outcomes_section(run: RunFiles) -> Section:
         "outcome; when another arm's disadvantage against it has an interval that includes 0, "
         f"the recommendation is '{NO_CLEAR}' and the arms that cannot be told apart are "
         f"named. '{NO_CLEAR}' means the data cannot rank these arms for this patient at the "
-        "95% level, not that the arms are equivalent. The intervals are per comparison, not "
-        "adjusted for the number of arms compared. `permed predict RUN_DIR DATA` gives the "
-        "same columns for new patients.")]
+        "95% level, not that the arms are equivalent."
+        + (" The intervals are per comparison, not adjusted for the number of arms compared."
+           if len(arms) > 2 else "")
+        + " `permed predict RUN_DIR DATA` gives the same columns for new patients.")]
     effects = _effects_from(frame, arms)
     if effects:
         blocks.append(Figures([Figure(effect_histogram(effects, run.target), "Effects",
