@@ -105,3 +105,15 @@ def test_a_sensitive_column_the_cohort_lacks_is_warned_and_not_called_undeclared
     assert ("The sensitive attribute sex was declared for the development run, but this cohort "
             "has no such column, so performance was not compared between patient groups here. "
             "Add the column to the cohort and run permed evaluate again to audit it.") in html
+
+
+def test_duplicated_ids_are_named_with_their_rows(run):
+    frame = _cohort(150, 5)
+    frame.loc[[7, 30], "patient_id"] = frame.loc[3, "patient_id"]
+    frame.loc[99, "patient_id"] = frame.loc[98, "patient_id"]
+    metrics, warnings, _ = _evaluate(run, frame, "dup_ids")
+    assert ("id column 'patient_id' has 2 duplicated ids ('P5-0003', 'P5-0098') in rows 4, 8, "
+            "31, 99, 100: each row is evaluated as a patient of its own, so a patient recorded "
+            "twice counts twice in the figures; remove the repeated rows (or correct the ids) "
+            "and evaluate again") in warnings
+    assert metrics["data"]["test_rows"] == 150

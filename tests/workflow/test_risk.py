@@ -532,6 +532,16 @@ def test_an_external_cohort_without_the_sensitive_column_is_warned_about(tmp_pat
     assert json.loads((out / "metrics.json").read_text())["fairness"]["not_in_cohort"] == ["sex"]
 
 
+def test_external_duplicated_ids_are_warned_about(developed, tmp_path):
+    external = _external()
+    external.loc[5, "pid"] = external.loc[4, "pid"]
+    out = _evaluate(developed, external, tmp_path)
+    assert json.loads((out / "manifest.json").read_text())["warnings"] == [
+        "id column 'pid' has 1 duplicated id ('1004') in rows 5, 6: each row is evaluated as a "
+        "patient of its own, so a patient recorded twice counts twice in the figures; remove "
+        "the repeated rows (or correct the ids) and evaluate again"]
+
+
 def test_the_development_data_given_as_the_cohort_is_called_so(developed, tmp_path):
     from permed.workflow import evaluate_run
 

@@ -254,6 +254,24 @@ class FittedSchema:
                     "or train a model without them"]
         return [_missing_warning(name, k, n, before, answers) for name, k, before in flagged]
 
+    def duplicated_ids(self, frame: pd.DataFrame) -> str:
+        """A warning naming the ids of the declared id column that more than one row of
+        ``frame`` holds ('' when none, or without an id column); ``frame`` is indexed by
+        position."""
+        if not self.id or self.id not in frame.columns:
+            return ""
+        ids = frame[self.id]
+        repeated = (ids.duplicated(keep=False) & ids.notna()).to_numpy()
+        if not repeated.any():
+            return ""
+        values = pd.unique(ids[repeated].astype(str))
+        examples = ", ".join(f"'{v}'" for v in values[:3]) + (", ..." if len(values) > 3 else "")
+        return (f"id column '{self.id}' has {len(values)} duplicated "
+                f"{'id' if len(values) == 1 else 'ids'} ({examples}) in rows "
+                f"{rows_text(np.flatnonzero(repeated))}: each row is evaluated as a patient of "
+                "its own, so a patient recorded twice counts twice in the figures; remove the "
+                "repeated rows (or correct the ids) and evaluate again")
+
     # ---- persistence --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

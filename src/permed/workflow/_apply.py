@@ -143,6 +143,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
                                  n_boot, seed)
     manifest["warnings"] = [
         *_left_out_warnings(frame, labelled, labelled.index[~scored], schema.target, len(y)),
+        *[w for w in [schema.duplicated_ids(frame)] if w],
         *schema.missing_warnings(cohort, "probabilities and figures"),
         *[w for w in [absent_sensitive_warning(schema.sensitive, cohort.columns)] if w],
         *_cohort_warnings(metrics, outside)]

@@ -65,6 +65,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     development = read_json(Path(run_dir) / "metrics.json")
     frame, info = read_table(data, **model.schema.reading())
     model.schema.check(frame, require=[model.time_column, model.event_column])
+    repeated = model.schema.duplicated_ids(frame.reset_index(drop=True))
     study = Study(task="risk", time=model.time_column, event=model.event_column,
                   sensitive=list(model.schema.sensitive))
     outcome = read_outcome(frame, study, RiskOptions(model.event_value, trained=True))
@@ -112,7 +113,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     }
     predictions = _external_predictions(model, frame, predictions)
     manifest = external_manifest(run_dir, info, study, n_boot, seed)
-    manifest["warnings"] = ([w for w in [same_data_warning(metrics)] if w]
+    manifest["warnings"] = ([w for w in [same_data_warning(metrics), repeated] if w]
                             + model.schema.missing_warnings(frame, "risks and figures")
                             + [w for w in [absent_sensitive_warning(study.sensitive,
                                                                     frame.columns)] if w]
