@@ -13,7 +13,7 @@ import pytest
 from permed.report import render_report
 from permed.report._card import model_card_section
 from permed.report._fairness import fairness_section
-from permed.report._html import RunFiles, Table
+from permed.report._html import RunFiles, Table, data_section
 from permed.report._treat import (
     CONTRASTS_TITLE,
     VALUE_TITLE,
@@ -412,8 +412,10 @@ def test_patients_left_out_for_a_missing_outcome_or_arm_are_counted(trimmed):
     card = dict(_tables(model_card_section(run))[0].rows)
     assert card["Training and evaluation data"].endswith(
         f"{1600 - trimmed:,} for development, 400 held out. " + sentence)
+    assert sentence in data_section(run).blocks[0].text
     complete = _run(_left_out_metrics(missing=0, trimmed=trimmed))
     assert "no recorded outcome" not in value_section(complete).blocks[0].text
+    assert "no recorded outcome" not in data_section(complete).blocks[0].text
 
 
 def test_a_two_arm_run_has_no_multiplicity_caveat():

@@ -624,9 +624,14 @@ def _data_paragraph(run: RunFiles) -> str:
                   "optimistic" if run.external.get("development_data")
                   else "This is an external cohort")
         return (f"{read} {origin}: {used}, which was neither refitted nor re-selected on it.")
-    return (f"{read} {fmt_num(data.get('development_rows'))} patients were used to develop the "
-            f"model (training, cross-validation, calibration) and {fmt_num(data.get('test_rows'))}"
-            " were held out to test it once at the end.")
+    developed = (f"{read} {fmt_num(data.get('development_rows'))} patients were used to "
+                 "develop the model (training, cross-validation, calibration) and "
+                 f"{fmt_num(data.get('test_rows'))} were held out to test it once at the end.")
+    if run.task != "treat":
+        return developed
+    from permed.report._treat import left_out_sentence  # _treat builds on this module
+
+    return " ".join(filter(None, [developed, left_out_sentence(run)]))
 
 
 def data_section(run: RunFiles) -> Section:
