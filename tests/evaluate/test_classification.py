@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, logit
 from sklearn.datasets import make_blobs
 from sklearn.linear_model import LogisticRegression
@@ -133,6 +133,60 @@ def test_calibration_of_well_calibrated_model_is_near_ideal():
     assert result["slope"] == pytest.approx(1.0, abs=0.06)
     assert result["intercept"] == pytest.approx(0.0, abs=0.05)
     assert expected_calibration_error(y, p) < 0.02
+
+
+def _isotonic_like_cohort():
+    """124 patients on five probabilities, 14 at exactly 0 and 27 at exactly 1 (3 of each wrong)."""
+    levels = [(0.0, 11, 3), (0.2, 15, 5), (0.45, 13, 12), (0.7, 12, 26), (1.0, 3, 24)]
+    p = np.concatenate([[value] * (neg + pos) for value, neg, pos in levels])
+    y = np.concatenate([[0] * neg + [1] * pos for _, neg, pos in levels])
+    return y, p
+
+
+def _logistic_mle(y, x):
+    """(a, b) of logit P(y=1) = a + b * x by BFGS on the log-likelihood."""
+    def neg_loglik(theta):
+        eta = theta[0] + theta[1] * x
+        return -np.sum(y * eta - np.logaddexp(0.0, eta))
+
+    def gradient(theta):
+        resid = y - expit(theta[0] + theta[1] * x)
+        return -np.array([resid.sum(), (resid * x).sum()])
+
+    return minimize(neg_loglik, np.zeros(2), jac=gradient, method="BFGS",
+                    options={"gtol": 1e-10}).x
+
+
+def test_calibration_slope_with_probabilities_of_zero_and_one_matches_the_mle():
+    # full Newton steps from (a, b) = (0, 1) at logits of +-23 diverged: the slope was nan
+    y, p = _isotonic_like_cohort()
+    result = calibration_slope_intercept(y, p)
+    x = logit(np.clip(p, 1e-10, 1 - 1e-10))
+    assert result["slope"] == pytest.approx(_logistic_mle(y, x)[1], abs=1e-6)
+    assert result["slope"] == pytest.approx(0.0795023, abs=1e-6)
+    intercept = minimize_scalar(lambda a: -np.sum(y * (a + x) - np.logaddexp(0.0, a + x)),
+                                bounds=(-5, 5), method="bounded", options={"xatol": 1e-10}).x
+    assert result["intercept"] == pytest.approx(intercept, abs=1e-6)
+
+
+def test_calibration_slope_with_probabilities_of_zero_and_one_matches_statsmodels():
+    sm = pytest.importorskip("statsmodels.api")
+    y, p = _isotonic_like_cohort()
+    x = logit(np.clip(p, 1e-10, 1 - 1e-10))
+    glm = sm.GLM(y, sm.add_constant(x), family=sm.families.Binomial()).fit()
+    assert calibration_slope_intercept(y, p)["slope"] == pytest.approx(glm.params[1], abs=1e-6)
+
+
+@pytest.mark.parametrize("p", [
+    [0.1, 0.2, 0.5, 0.5, 0.8, 0.9],  # quasi-complete: tied at the cut
+    [0.9, 0.8, 0.7, 0.3, 0.2, 0.1],  # every positive below every negative
+    [1e-12, 0.0, 1e-11, 0.0, 0.5, 0.9],  # overlapping until 0 and 1e-11 clip to one logit
+])
+def test_calibration_slope_is_nan_under_separation(p):
+    y = np.array([0, 0, 0, 1, 1, 1])
+    result = calibration_slope_intercept(y, np.array(p))
+    assert math.isnan(result["slope"])
+    assert math.isfinite(result["intercept"])  # calibration-in-the-large still exists
 
 
 def test_ece_binary_by_hand():

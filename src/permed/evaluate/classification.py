@@ -64,6 +64,10 @@ PER_CLASS_METRICS = ("auroc", "auprc", "sensitivity", "specificity", "ppv", "f1"
 
 # Probabilities are clipped to [_EPS, 1 - _EPS] before the logit of the recalibration model.
 _EPS = 1e-10
+# Newton steps of the recalibration fits are halved at most this many times, and accepted when
+# the log-likelihood drops by less than this share of itself (rounding).
+_MAX_HALVINGS = 60
+_LOGLIK_SLACK = 1e-12
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -180,16 +184,54 @@ def _logit(p: Floats) -> Floats:
     return np.log(q) - np.log1p(-q)
 
 
+_FitState = tuple[float, Floats, Floats]
+
+
+def _fit_state(y: Floats, eta: Floats) -> _FitState:
+    """Log-likelihood, Newton weights mu(1 - mu) and residuals y - mu at linear predictor eta.
+
+    ``mu`` and ``1 - mu`` both come from ``expit``, without cancellation near 0 or 1.
+    """
+    mu = expit(eta)
+    rest = expit(-eta)
+    hit = y > 0.5
+    with np.errstate(divide="ignore"):  # an underflow to log(0) = -inf rejects the step
+        loglik = float(np.log(np.where(hit, mu, rest)).sum())
+    return loglik, mu * rest, np.where(hit, rest, -mu)
+
+
+def _halve_step(y: Floats, eta: Floats, step: Floats | float,
+                loglik: float) -> tuple[float, Floats, _FitState] | None:
+    """Largest of 1, 1/2, 1/4, ... times ``step`` (on eta) that does not lower the likelihood.
+
+    Returns the factor, the new eta and its fit state, or None if even a tiny step lowers the
+    likelihood. A drop of less than ``_LOGLIK_SLACK`` of it, rounding near the optimum, passes.
+    """
+    floor = loglik - _LOGLIK_SLACK * (1.0 + abs(loglik))
+    factor = 1.0
+    for _ in range(_MAX_HALVINGS):
+        trial = eta + factor * step
+        state = _fit_state(y, trial)
+        if state[0] >= floor:
+            return factor, trial, state
+        factor *= 0.5
+    return None
+
+
 def _fit_recalibration(y: Floats, x: Floats, max_iter: int = 100, tol: float = 1e-9) -> float:
     """Slope ``b`` of the unpenalised logistic model ``logit P(y=1) = a + b * x``.
 
-    Newton-Raphson with the 2 x 2 system solved in closed form (this runs on every bootstrap
-    replicate). Returns nan when it does not converge, which is how (quasi-)complete
-    separation shows: the maximum-likelihood estimate does not exist.
+    Newton-Raphson from ``(a, b) = (0, 1)`` with the 2 x 2 system solved in closed form (this
+    runs on every bootstrap replicate), halving a step until it does not lower the
+    log-likelihood: a full step from a logit of +-23 (a probability of 0 or 1, clipped) can
+    overshoot and diverge. The log-likelihood is concave, so this converges whenever the
+    estimate exists; the caller leaves out separated classes, where it does not. Returns nan
+    if the fit fails all the same (no convergence in ``max_iter`` steps).
     """
-    a, b = 0.0, 1.0
+    b = 1.0
+    eta = x  # a + b * x with a = 0
+    loglik, w, resid = _fit_state(y, eta)
     for _ in range(max_iter):
-        w, resid = _weights_residuals(y, a + b * x)
         s_w, s_wx, s_wxx = w.sum(), (w * x).sum(), (w * x * x).sum()
         g_a, g_b = resid.sum(), (resid * x).sum()
         det = s_w * s_wxx - s_wx * s_wx
@@ -197,34 +239,39 @@ def _fit_recalibration(y: Floats, x: Floats, max_iter: int = 100, tol: float = 1
             return math.nan
         step_a = (s_wxx * g_a - s_wx * g_b) / det
         step_b = (s_w * g_b - s_wx * g_a) / det
-        a, b = a + step_a, b + step_b
         if max(abs(step_a), abs(step_b)) < tol:
-            return float(b) if math.isfinite(b) else math.nan
+            return float(b + step_b)
+        accepted = _halve_step(y, eta, step_a + step_b * x, loglik)
+        if accepted is None:
+            return math.nan
+        factor, eta, (loglik, w, resid) = accepted
+        b += factor * step_b
     return math.nan
 
 
 def _fit_offset_intercept(
     y: Floats, offset: Floats, max_iter: int = 100, tol: float = 1e-9
 ) -> float:
-    """Intercept ``a`` of ``logit P(y=1) = a + offset`` by Newton-Raphson; nan if divergent."""
+    """Intercept ``a`` of ``logit P(y=1) = a + offset`` by Newton-Raphson with step-halving.
+
+    Nan if the fit fails (no convergence in ``max_iter`` steps).
+    """
     a = 0.0
+    eta = offset
+    loglik, w, resid = _fit_state(y, eta)
     for _ in range(max_iter):
-        w, resid = _weights_residuals(y, a + offset)
         info = w.sum()
         if not info > 0.0:
             return math.nan
         step = resid.sum() / info
-        a += step
         if abs(step) < tol:
-            return float(a) if math.isfinite(a) else math.nan
+            return float(a + step)
+        accepted = _halve_step(y, eta, step, loglik)
+        if accepted is None:
+            return math.nan
+        factor, eta, (loglik, w, resid) = accepted
+        a += factor * step
     return math.nan
-
-
-def _weights_residuals(y: Floats, eta: Floats) -> tuple[Floats, Floats]:
-    """Newton weights mu(1 - mu) and residuals y - mu, accurate when mu is near 0 or 1."""
-    mu = expit(eta)
-    rest = expit(-eta)  # 1 - mu without the cancellation
-    return mu * rest, np.where(y > 0.5, rest, -mu)
 
 
 def _slope_intercept(y: Ints, p1: Floats) -> tuple[float, float]:
@@ -234,7 +281,18 @@ def _slope_intercept(y: Ints, p1: Floats) -> tuple[float, float]:
         return math.nan, math.nan
     x = _logit(p1)
     yf = y.astype(np.float64)
-    return _fit_recalibration(yf, x), _fit_offset_intercept(yf, x)
+    slope = math.nan if _separated(pos, x) else _fit_recalibration(yf, x)
+    return slope, _fit_offset_intercept(yf, x)
+
+
+def _separated(pos: NDArray[np.bool_], x: Floats) -> bool:
+    """True where a cut on ``x`` splits the classes, ties at the cut allowed.
+
+    That is (quasi-)complete separation, either way round: no finite slope maximizes the
+    likelihood. Probabilities of 0 and 1e-12 clip to the same logit and count as tied.
+    """
+    x_pos, x_neg = x[pos], x[~pos]
+    return bool(x_pos.min() >= x_neg.max() or x_pos.max() <= x_neg.min())
 
 
 def _counts(pos: NDArray[np.bool_], pred: NDArray[np.bool_]) -> tuple[int, int, int, int]:
@@ -379,8 +437,9 @@ def calibration_slope_intercept(y: ArrayLike, p1: ArrayLike) -> dict[str, float]
     ``logit P(y=1) = a + b * logit(p1)`` (ideal 1; below 1 means over-confident predictions).
     The intercept is calibration-in-the-large: ``a`` in ``logit P(y=1) = a + logit(p1)``,
     i.e. with the slope fixed at 1 through an offset (ideal 0; above 0 means risks are
-    under-estimated on average). Both are fitted by Newton-Raphson; probabilities are clipped
-    to ``[1e-10, 1 - 1e-10]`` first.
+    under-estimated on average). Both are fitted by Newton-Raphson with step-halving, so
+    probabilities of exactly 0 or 1 (clipped to ``[1e-10, 1 - 1e-10]`` first, logits of about
+    +-23) do not stop the fit from converging.
 
     Parameters
     ----------
@@ -394,8 +453,10 @@ def calibration_slope_intercept(y: ArrayLike, p1: ArrayLike) -> dict[str, float]
     dict
         ``{"slope": float, "intercept": float}``. Both are nan when ``y`` has one class or
         the predictions separate the classes perfectly (every positive above every
-        negative), where the maximum-likelihood estimates do not exist; a value is also nan
-        if its Newton-Raphson fit does not converge.
+        negative). The slope is also nan under quasi-complete separation (a cut on the
+        clipped logit with every positive on one side and every negative on the other, ties
+        at the cut allowed), where no finite slope maximizes the likelihood; a value is also
+        nan if its fit does not converge.
 
     Raises
     ------

@@ -26,6 +26,7 @@ from permed.report._html import (
     fmt_ci,
     fmt_num,
     fmt_pct,
+    is_missing,
     key_value_table,
     metric_digits,
     metric_label,
@@ -98,11 +99,24 @@ def prediction_arrays(run: RunFiles) -> tuple[np.ndarray, np.ndarray] | str:
     return y_true, frame[columns].to_numpy(dtype=float)
 
 
+def _metric_cell(test: Mapping[str, object], metric: str) -> str:
+    """The figure with its interval; a missing slope says why when the AUROC is there.
+
+    With both classes present (an AUROC) the slope is missing only where the predictions
+    separate the classes: no finite slope fits then.
+    """
+    text = fmt_ci(test[metric], metric_digits(metric))
+    if (metric == "calibration_slope" and text == DASH
+            and not is_missing(dig(test, "auroc", "value"))):
+        return f"{text} (the predictions separate the classes: no slope fits)"
+    return text
+
+
 def _metric_table(run: RunFiles) -> Block:
     test = run.metrics.get("test")
     if not isinstance(test, Mapping) or not test:
         return Note("metrics.json has no test figures.", tone="warning")
-    rows = [[metric_label(m), fmt_ci(test[m], metric_digits(m)), metric_meaning(m)]
+    rows = [[metric_label(m), _metric_cell(test, m), metric_meaning(m)]
             for m in ordered_metrics(test)]
     return Table(header=["Measure", "Value (95% CI)", "What it means"], rows=rows)
 
