@@ -39,6 +39,9 @@ FAST_BOOTSTRAP_MIN_ROWS = 5000
 # Largest weight matrix (replicates x rows) held at once: 2**22 float64 are 32 MiB.
 _MAX_CHUNK = 2**22
 _EPS = 1e-10
+# as the exact path: Newton steps halved at most this often, a drop this small passes (rounding)
+_MAX_HALVINGS = 60
+_LOGLIK_SLACK = 1e-12
 
 Floats = NDArray[np.float64]
 
@@ -185,12 +188,12 @@ def _ranked(data: _Sorted, w: Floats) -> tuple[Floats, Floats]:
 def _recalibration(data: _Sorted, w: Floats) -> tuple[Floats, Floats]:
     """Weighted recalibration slope and intercept-with-offset of every replicate."""
     defined = _overlapping(data, w)
-    # the exact path's starting values (a=0, b=1), so that both paths agree also where the
-    # fit diverges (a warm start converges on replicates where the exact path does not)
+    # the exact path's starting values (a=0, b=1), so that both paths take the same steps
     zeros = np.zeros(len(w))
     _, slope = _newton_slope(data, w, zeros, np.ones(len(w)))
     intercept = _newton_offset(data, w, zeros)
-    return np.where(defined, slope, np.nan), np.where(defined, intercept, np.nan)
+    return (np.where(defined & ~_separated(data, w), slope, np.nan),
+            np.where(defined, intercept, np.nan))
 
 
 def _overlapping(data: _Sorted, w: Floats) -> NDArray[np.bool_]:
@@ -199,6 +202,22 @@ def _overlapping(data: _Sorted, w: Floats) -> NDArray[np.bool_]:
     lowest_pos = np.where(present & (data.pos == 1), data.score, np.inf).min(axis=1)
     highest_neg = np.where(present & (data.pos == 0), data.score, -np.inf).max(axis=1)
     return np.isfinite(lowest_pos) & np.isfinite(highest_neg) & (lowest_pos <= highest_neg)
+
+
+def _separated(data: _Sorted, w: Floats) -> NDArray[np.bool_]:
+    """True where a cut on the clipped logit splits a replicate's classes, ties allowed.
+
+    (Quasi-)complete separation either way round, as the exact path's ``_separated``: the
+    slope's maximum-likelihood estimate does not exist.
+    """
+    present_pos = (w > 0) & (data.pos == 1)
+    present_neg = (w > 0) & (data.pos == 0)
+    x = data.logit
+    lowest_pos = np.where(present_pos, x, np.inf).min(axis=1)
+    highest_pos = np.where(present_pos, x, -np.inf).max(axis=1)
+    lowest_neg = np.where(present_neg, x, np.inf).min(axis=1)
+    highest_neg = np.where(present_neg, x, -np.inf).max(axis=1)
+    return (lowest_pos >= highest_neg) | (highest_pos <= lowest_neg)
 
 
 def _moments(data: _Sorted, w: Floats, eta: Floats) -> tuple[Floats, Floats]:
@@ -225,36 +244,87 @@ def _moments(data: _Sorted, w: Floats, eta: Floats) -> tuple[Floats, Floats]:
     return h, resid
 
 
+def _loglik(data: _Sorted, w: Floats, eta: Floats) -> Floats:
+    """Weighted Bernoulli log-likelihood of every replicate: ``-log(1 + exp(-+eta))`` a pair."""
+    sign = 1.0 - 2.0 * data.pos  # negatives +1, positives -1
+    return -(w * np.logaddexp(0.0, sign * eta)).sum(axis=1)
+
+
+def _halve_steps(data: _Sorted, w: Floats, eta: Floats, step: Floats, loglik: Floats,
+                 active: NDArray[np.bool_]) -> tuple[Floats, Floats, Floats]:
+    """Per active replicate, the largest of 1, 1/2, ... times ``step`` that keeps the likelihood.
+
+    The exact path's ``_halve_step``, vectorised. Returns the factors (nan where even a tiny
+    step lowers the likelihood; 0 where not active), the new eta and log-likelihoods.
+    """
+    floor = loglik - _LOGLIK_SLACK * (1.0 + np.abs(loglik))
+    factor = active.astype(np.float64)
+    eta, loglik = eta.copy(), loglik.copy()
+    pending = active.copy()
+    for _ in range(_MAX_HALVINGS):
+        rows = np.flatnonzero(pending)
+        if not rows.size:
+            break
+        trial = eta[rows] + factor[rows, None] * step[rows]
+        value = _loglik(data, w[rows], trial)
+        ok = value >= floor[rows]
+        eta[rows[ok]], loglik[rows[ok]] = trial[ok], value[ok]
+        pending[rows[ok]] = False
+        factor[rows[~ok]] *= 0.5
+    factor[pending] = np.nan
+    return factor, eta, loglik
+
+
 def _newton_slope(data: _Sorted, w: Floats, a: Floats, b: Floats, max_iter: int = 100,
                   tol: float = 1e-9) -> tuple[Floats, Floats]:
+    """Newton-Raphson with step-halving, as the exact path's ``_fit_recalibration``."""
     x = data.logit
     done = np.zeros(len(w), dtype=bool)
+    eta = a[:, None] + b[:, None] * x
+    loglik = _loglik(data, w, eta)
     with np.errstate(all="ignore"):
         for _ in range(max_iter):
-            h, resid = _moments(data, w, a[:, None] + b[:, None] * x)
+            h, resid = _moments(data, w, eta)
             s_w, s_wx, s_wxx = h.sum(axis=1), h @ x, h @ (x * x)
             g_a, g_b = resid.sum(axis=1), resid @ x
             det = s_w * s_wxx - s_wx * s_wx
             step_a = np.where(done, 0.0, (s_wxx * g_a - s_wx * g_b) / det)
             step_b = np.where(done, 0.0, (s_w * g_b - s_wx * g_a) / det)
-            a, b = a + step_a, b + step_b
-            done |= np.maximum(np.abs(step_a), np.abs(step_b)) < tol
+            last = ~done & (np.maximum(np.abs(step_a), np.abs(step_b)) < tol)
+            failed = ~done & ~(det > 0)
+            a, b = a + np.where(last, step_a, 0.0), b + np.where(last, step_b, 0.0)
+            a[failed], b[failed] = np.nan, np.nan
+            done |= last | failed
             if done.all():
                 break
+            factor, eta, loglik = _halve_steps(
+                data, w, eta, step_a[:, None] + step_b[:, None] * x, loglik, ~done)
+            a, b = a + factor * step_a, b + factor * step_b
+            done |= np.isnan(factor)
     ok = done & np.isfinite(a) & np.isfinite(b)
     return np.where(ok, a, np.nan), np.where(ok, b, np.nan)
 
 
 def _newton_offset(data: _Sorted, w: Floats, a: Floats, max_iter: int = 100,
                    tol: float = 1e-9) -> Floats:
+    """Newton-Raphson with step-halving, as the exact path's ``_fit_offset_intercept``."""
     done = np.zeros(len(w), dtype=bool)
+    eta = a[:, None] + data.logit
+    loglik = _loglik(data, w, eta)
     with np.errstate(all="ignore"):
         for _ in range(max_iter):
-            h, resid = _moments(data, w, a[:, None] + data.logit)
-            step = np.where(done, 0.0, resid.sum(axis=1) / h.sum(axis=1))
-            a = a + step
-            done |= np.abs(step) < tol
+            h, resid = _moments(data, w, eta)
+            info = h.sum(axis=1)
+            step = np.where(done, 0.0, resid.sum(axis=1) / info)
+            last = ~done & (np.abs(step) < tol)
+            failed = ~done & ~(info > 0)
+            a = a + np.where(last, step, 0.0)
+            a[failed] = np.nan
+            done |= last | failed
             if done.all():
                 break
+            factor, eta, loglik = _halve_steps(
+                data, w, eta, np.broadcast_to(step[:, None], eta.shape), loglik, ~done)
+            a = a + factor * step
+            done |= np.isnan(factor)
     return np.where(done & np.isfinite(a), a, np.nan)
-
