@@ -250,7 +250,8 @@ def _calibrate(best: CVResult, data: FoldData, config: TrainConfig,
     return {
         "calibrator": calibrator, "method": method, "threshold": threshold,
         "oof": calibrated_oof,
-        "chosen_by": ("cross-fitted Brier score on out-of-fold predictions"
+        "chosen_by": ("cross-fitted Brier score on out-of-fold predictions; a more flexible "
+                      "method only when it beats a simpler one by more than one standard error"
                       if config.calibration == "auto" else "set by --calibration"),
         "candidates": {m: _calibration_figures(data.y, p) for m, p in cross_fitted.items()},
     }
