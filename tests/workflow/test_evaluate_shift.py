@@ -117,3 +117,45 @@ def test_duplicated_ids_are_named_with_their_rows(run):
             "twice counts twice in the figures; remove the repeated rows (or correct the ids) "
             "and evaluate again") in warnings
     assert metrics["data"]["test_rows"] == 150
+
+
+def test_a_column_in_another_unit_or_coding_is_named_with_the_development_range(run):
+    tmp, trained = run
+    schema = json.loads((trained / "model" / "schema.json").read_text())
+    age = next(f for f in schema["features"] if f["name"] == "age")
+    frame = _cohort(150, 6)
+    frame["age"] = frame["age"].clip(age["min"], age["max"]) * 12  # in months
+    frame["pain"] = frame["pain"].map({"1": "typical", "2": "atypical", "3": "non-anginal",
+                                       "4": "none"})
+    _, warnings, _ = _evaluate(run, frame, "months")
+    midpoint = (age["min"] + age["max"]) / 2
+    median = frame["age"].median()
+    assert [w for w in warnings if w.startswith("column ")] == [
+        f"column 'age': 150 of 150 values (100%) lie outside the development range "
+        f"{age['min']:.4g}-{age['max']:.4g}; their median {median:.4g} is about "
+        f"{median / midpoint:.2g} times the development midpoint {midpoint:.4g}: a different "
+        "unit? Convert 'age' to the development unit and run again; as they are, the "
+        "probabilities are extrapolated",
+        "column 'pain': none of its 150 values is a category seen in development (development: "
+        "1, 2, 3, 4; this cohort: atypical, non-anginal, none, typical): a different coding? "
+        "Recode 'pain' to the development categories and run again; as they are, the model "
+        "reads every one as an unknown category"]
+    told: list[str] = []
+    predict_run(trained, tmp / "months.csv", warn=told.append)
+    assert told == [w.replace("the probabilities are", "the predictions are")
+                    for w in warnings if w.startswith("column ")]
+
+
+def test_patients_beyond_the_development_range_are_not_asked_about_the_unit(run):
+    tmp, trained = run
+    schema = json.loads((trained / "model" / "schema.json").read_text())
+    top = next(f for f in schema["features"] if f["name"] == "age")["max"]
+    frame = _cohort(150, 7).assign(age=lambda f: top + 1 + np.arange(150) % 10)  # older
+    _, warnings, _ = _evaluate(run, frame, "older")
+    [named] = [w for w in warnings if w.startswith("column ")]
+    assert named.startswith("column 'age': 150 of 150 values (100%) lie outside the "
+                            "development range ")
+    assert named.endswith("these patients lie beyond those the model was developed on, so "
+                          "their probabilities are extrapolated; check that 'age' is recorded "
+                          "in the development unit")
+    assert "a different unit?" not in named

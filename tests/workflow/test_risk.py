@@ -542,6 +542,18 @@ def test_external_duplicated_ids_are_warned_about(developed, tmp_path):
         "the repeated rows (or correct the ids) and evaluate again"]
 
 
+def test_an_external_feature_in_another_unit_is_asked_about(developed, tmp_path):
+    external = _external()
+    external["age"] = external["age"] * 12  # in months
+    out = _evaluate(developed, external, tmp_path)
+    [named] = [w for w in json.loads((out / "manifest.json").read_text())["warnings"]
+               if w.startswith("column ")]
+    assert named.startswith("column 'age': 150 of 150 values (100%) lie outside the "
+                            "development range ")
+    assert named.endswith(": a different unit? Convert 'age' to the development unit and run "
+                          "again; as they are, the risks are extrapolated")
+
+
 def test_the_development_data_given_as_the_cohort_is_called_so(developed, tmp_path):
     from permed.workflow import evaluate_run
 

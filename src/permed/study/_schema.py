@@ -27,6 +27,12 @@ SHIFT_MIN_PATIENTS = 10
 EMPTY_CHANCE = 0.002
 # at most this many features get a warning each; more are named in one warning
 MAX_FEATURE_WARNINGS = 5
+# A numeric feature with this share of its values outside the development range (or a
+# categorical one with none of its categories seen in development), in at least
+# SHIFT_MIN_PATIENTS patients, is warned about (FittedSchema.scale_warnings); a median this
+# many times the development midpoint, or this many times smaller, asks whether the unit differs.
+OUTSIDE_SHARE = 0.8
+UNIT_RATIO = 2.0
 
 
 @dataclass
@@ -254,6 +260,42 @@ class FittedSchema:
                     "or train a model without them"]
         return [_missing_warning(name, k, n, before, answers) for name, k, before in flagged]
 
+    def scale_warnings(self, frame: pd.DataFrame, answers: str = "predictions") -> list[str]:
+        """A warning for each feature whose values in ``frame`` lie almost all beyond the
+        development data's: another unit, another coding, or patients wholly unlike them.
+
+        * A numeric feature is named when at least :data:`OUTSIDE_SHARE` (80%) of its values
+          (of at least :data:`SHIFT_MIN_PATIENTS`, 10) lie outside its development range. A
+          site whose patients resemble the development ones puts a value outside that range
+          only rarely (beyond the extremes of the development patients); 80% outside means the
+          column is on another scale or the cohort lies beyond the development patients. The
+          warning sets the cohort's median against the development range and its midpoint
+          (``schema.json`` keeps no development median): a median at least :data:`UNIT_RATIO`
+          (2) times the midpoint, or that many times smaller, asks whether the unit differs
+          (a unit change is a factor: 12 for months, 2.2 for pounds, 38.7 for cholesterol in
+          mmol/L), a median nearer the midpoint says the patients lie beyond those the model
+          was developed on (a site of older patients).
+        * A categorical feature is named when none of its values (at least 10) is a category
+          seen in development: another coding (``normal`` for ``3``), listed side by side.
+
+        The values are kept as they are (a warning, not a refusal); ``answers`` names what is
+        extrapolated ("predictions"). Fewer than 10 values are left to the per-patient
+        ``out_of_range`` flags.
+        """
+        warnings = []
+        numeric = _numeric_block(frame, self.numeric)
+        for feature in self.features:
+            if feature.kind == "numeric":
+                text = _unit_warning(feature, numeric[feature.name].dropna(), answers)
+            elif (feature.kind == "categorical" and feature.categories is not None
+                  and len(feature.categories) < MAX_CATEGORIES_KEPT):
+                text = _coding_warning(feature, as_category(frame[feature.name]).dropna())
+            else:
+                continue
+            if text:
+                warnings.append(text)
+        return warnings
+
     def duplicated_ids(self, frame: pd.DataFrame) -> str:
         """A warning naming the ids of the declared id column that more than one row of
         ``frame`` holds ('' when none, or without an id column); ``frame`` is indexed by
@@ -297,6 +339,51 @@ def _missing_warning(name: str, k: int, n: int, before: float, answers: str) -> 
             f"{'its values were' if n > 1 else 'its value was'} filled in from the development "
             f"patients, so {whom}the {answers} are those of a model without '{name}'; record "
             f"'{name}' at this site, or train a model without it")
+
+
+def _unit_warning(feature: FeatureSpec, values: pd.Series, answers: str) -> str:
+    """:meth:`FittedSchema.scale_warnings` for a numeric feature ('' when not named)."""
+    low, high = (np.nan if v is None else float(v) for v in (feature.min, feature.max))
+    outside = int(((values < low) | (values > high)).sum())
+    if len(values) < SHIFT_MIN_PATIENTS or outside < OUTSIDE_SHARE * len(values):
+        return ""
+    median, midpoint = float(values.median()), (low + high) / 2
+    unit = f" {feature.unit}" if feature.unit else ""
+    head = (f"column '{feature.name}': {outside} of {len(values)} values "
+            f"({_share(outside / len(values))}) lie outside the development range "
+            f"{_num(low)}-{_num(high)}{unit}")
+    ratio = median / midpoint if median > 0 and midpoint > 0 else 1.0
+    if 1 / UNIT_RATIO < ratio < UNIT_RATIO:
+        return (f"{head} (median {_num(median)} against a development midpoint of "
+                f"{_num(midpoint)}): these patients lie beyond those the model was developed on, "
+                f"so their {answers} are extrapolated; check that '{feature.name}' is recorded "
+                "in the development unit")
+    size = f"{ratio:.2g} times" if ratio > 1 else f"1/{1 / ratio:.2g} of"
+    return (f"{head}; their median {_num(median)} is about {size} the development midpoint "
+            f"{_num(midpoint)}: a different unit? Convert '{feature.name}' to the development "
+            f"unit{unit and f' ({unit.strip()})'} and run again; as they are, the {answers} are "
+            "extrapolated")
+
+
+def _coding_warning(feature: FeatureSpec, values: pd.Series) -> str:
+    """:meth:`FittedSchema.scale_warnings` for a categorical feature ('' when not named)."""
+    known = feature.categories or []
+    if len(values) < SHIFT_MIN_PATIENTS or values.isin(known).any():
+        return ""
+    return (f"column '{feature.name}': none of its {len(values)} values is a category seen in "
+            f"development (development: {_listed(known)}; this cohort: "
+            f"{_listed(sorted(values.unique()))}): a different coding? Recode "
+            f"'{feature.name}' to the development categories and run again; as they are, the "
+            "model reads every one as an unknown category")
+
+
+def _listed(categories: list[str], limit: int = 10) -> str:
+    shown = ", ".join(map(str, categories[:limit]))
+    return f"{shown}, ... ({len(categories)} in all)" if len(categories) > limit else shown
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
 
 
 def _share(value: float) -> str:

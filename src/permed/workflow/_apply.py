@@ -33,8 +33,8 @@ __all__ = ["ShiftWarning", "absent_sensitive_warning", "evaluate_run", "external
 
 class ShiftWarning(UserWarning):
     """A table scored by a trained run records a column unlike the development data (a
-    feature far more often missing): the predictions are made, and the message says what
-    they rest on."""
+    feature far more often missing, another unit or coding): the predictions are made, and the
+    message says what they rest on."""
 
 
 def _warn_shift(message: str) -> None:
@@ -66,14 +66,15 @@ def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False,
     """Score every row of a new table with a trained run; one output row per input row.
 
     With ``explain``, the columns of ``model.explain_frame`` (each patient's top factors in
-    words) are added. A feature far more often missing than in development (see
-    ``FittedSchema.missing_warnings``) is told to ``warn`` (default: a :class:`ShiftWarning`);
-    the predictions are the same.
+    words) are added. A feature far more often missing than in development, or whose values
+    lie almost all beyond development's (another unit or coding; see
+    ``FittedSchema.missing_warnings`` and ``scale_warnings``), is told to ``warn`` (default: a
+    :class:`ShiftWarning`); the predictions are the same.
     """
     model, schema = load_bundle(run_dir)
     frame, _ = read_table(data, **schema.reading())
     predictions = model.predict_frame(frame)
-    for message in schema.missing_warnings(frame):
+    for message in [*schema.missing_warnings(frame), *schema.scale_warnings(frame)]:
         (warn or _warn_shift)(message)
     if not explain:
         return predictions
@@ -145,6 +146,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
         *_left_out_warnings(frame, labelled, labelled.index[~scored], schema.target, len(y)),
         *[w for w in [schema.duplicated_ids(frame)] if w],
         *schema.missing_warnings(cohort, "probabilities and figures"),
+        *schema.scale_warnings(cohort, "probabilities"),
         *[w for w in [absent_sensitive_warning(schema.sensitive, cohort.columns)] if w],
         *_cohort_warnings(metrics, outside)]
     predictions = _external_predictions(model, schema, cohort, y, proba)

@@ -115,6 +115,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     manifest = external_manifest(run_dir, info, study, n_boot, seed)
     manifest["warnings"] = ([w for w in [same_data_warning(metrics), repeated] if w]
                             + model.schema.missing_warnings(frame, "risks and figures")
+                            + model.schema.scale_warnings(frame, "risks")
                             + [w for w in [absent_sensitive_warning(study.sensitive,
                                                                     frame.columns)] if w]
                             + warnings)
