@@ -110,11 +110,15 @@ def test_predictions_and_new_patients(treat_run):
     for arm in ("control", "drug"):
         assert (scored[f"outcome_{arm}_low"] <= scored[f"outcome_{arm}"]).all()
         assert (scored[f"outcome_{arm}"] <= scored[f"outcome_{arm}_high"]).all()
-    assert set(scored["recommended"]) <= {"control", "drug", "no clear difference"}
+    assert set(scored["recommended"]) <= {"control", "drug", "no clear difference",
+                                          "outside the data"}
     unclear = scored["recommended"] == "no clear difference"
+    outside = scored["recommended"] == "outside the data"
+    assert (outside == scored["low_overlap"]).all()
     assert (scored.loc[unclear, "candidates"].str.split(";").str.len() == 2).all()
-    assert (scored.loc[~unclear, "advantage_low"] > 0).all()
+    assert (scored.loc[~unclear & ~outside, "advantage_low"] > 0).all()
     assert scored.loc[0, "out_of_range_features"] == "age"
+    assert scored.loc[0, "recommended"] == "outside the data"  # aged 140: no arm's patients
     referred = scored["refer_to_clinician"]
     assert scored.loc[0, "refer_reason"].startswith("outside the training range: age")
     assert (referred == (scored["out_of_range"] | scored["low_overlap"])).all()
@@ -253,6 +257,37 @@ def test_trim_keeps_flagging_the_patients_it_left_out(tmp_path):
         flagged[trim] = predict_run(run, tmp_path / "everyone.csv")["low_overlap"].to_numpy()
     assert flagged[0.0].sum() > 100
     assert flagged[0.05][flagged[0.0]].all()
+
+
+def test_no_recommendation_outside_the_data_of_an_arm(tmp_path):
+    # Nobody aged 65 or more received the drug. With --randomized the propensity is the arm
+    # share for everyone, so only the arms' own ranges can tell: a patient of 70 was told
+    # "drug" or "control" as a clear recommendation, unflagged.
+    frame = stepped_trial()
+    frame.to_csv(tmp_path / "stepped.csv", index=False)
+    study = Study(task="treat", treatment="treatment", outcome="y", id="pid")
+    config = TrainConfig(models=["t_learner"], cv=2, n_boot=100, randomized=True)
+    run = train_run(tmp_path / "stepped.csv", study, config, tmp_path / "run")
+    oldest_treated = frame.loc[frame["treatment"] == "drug", "age"].max()
+    new = pd.DataFrame({"pid": ["old", "young"], "age": [70.0, 55.0], "biomarker": [2.0, 2.0]})
+    new.to_csv(tmp_path / "new.csv", index=False)
+    scored = predict_run(run, tmp_path / "new.csv")
+    assert scored["recommended"].tolist()[0] == "outside the data"
+    assert scored["recommended"].tolist()[1] in ("drug", "no clear difference")
+    assert scored["low_overlap"].tolist() == [True, False]
+    assert scored.loc[0, "refer_reason"].startswith(
+        f"outside the data of arm 'drug': age 70 (its patients: "
+        f"{frame.loc[frame['treatment'] == 'drug', 'age'].min():g} to {oldest_treated:g})")
+    # on the test split the clinician gives such a patient the default arm
+    predictions = pd.read_csv(run / "predictions.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    outside = predictions["recommended"] == "outside the data"
+    assert (outside == (predictions["low_overlap"])).all()
+    assert outside.sum() > 10
+    assert metrics["policy"]["recommendation_share"]["outside the data"] == pytest.approx(
+        outside.mean())
+    assert metrics["policy"]["policy_rule"].endswith(
+        "outside the data (low overlap: no recommendation), the best single arm")
 
 
 def _messages(frame: pd.DataFrame, **roles: object) -> list[str]:
@@ -447,6 +482,7 @@ def test_the_best_single_arm_is_chosen_on_development_and_followed_where_unclear
                      predictions["recommended"],
                      [default if default in c.split(";") else c.split(";")[0]
                       for c in predictions["candidates"]])
+    given[predictions["recommended"] == "outside the data"] = default
     shares = pd.Series(given).value_counts(normalize=True)
     assert policy["policy_arm_share"] == pytest.approx(
         {arm: shares.get(arm, 0.0) for arm in ("control", "drug")})

@@ -278,7 +278,8 @@ def _statistics(arm: Floats, scores: Floats, policy: Floats, estimate: Floats, e
 IN_SAMPLE = "the evaluated patients (in-sample: no development ranking was given)"
 POLICY_RULE = ("each patient gets the recommended arm where the recommendation is clear; where "
                "there is no clear difference, the best single arm if it is among the patient's "
-               "candidates, else the candidate ranked best on development")
+               "candidates, else the candidate ranked best on development; outside the data "
+               "(low overlap: no recommendation), the best single arm")
 ESTIMATE_RULE = ("each patient gets the arm with the best point estimate, however uncertain "
                  "(not what permed tells the clinician when there is no clear difference)")
 

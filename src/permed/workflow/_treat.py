@@ -68,9 +68,13 @@ from permed.workflow._explain_outcomes import explain_treat_step
 from permed.workflow._referral import referral, shared_reasons
 from permed.workflow._result import RunResult, Timings
 
-__all__ = ["NO_CLEAR_DIFFERENCE", "TreatModel", "score_arms", "train_treat"]
+__all__ = ["NO_CLEAR_DIFFERENCE", "OUTSIDE_THE_DATA", "TreatModel", "arm_support", "score_arms",
+           "train_treat"]
 
 NO_CLEAR_DIFFERENCE = "no clear difference"
+# The recommendation of a low-overlap patient: some arm was (almost) never given to patients
+# like this one, so its expected outcome, and any comparison with it, is extrapolated.
+OUTSIDE_THE_DATA = "outside the data"
 # Propensities below this, for any arm, are reported (and flagged at prediction time) as poor
 # overlap: the effects of such patients are extrapolated from other patients.
 OVERLAP_THRESHOLD = 0.05
@@ -107,6 +111,10 @@ class TreatModel:
     propensity : fitted classifier or None
         Estimated propensity model (on preprocessed features), for the ``low_overlap`` flag.
     overlap_threshold : float
+    support : dict or None
+        ``{arm: {feature: (min, max)}}``: the range of each numeric feature among the
+        development patients of each arm (:func:`arm_support`); a patient outside it is
+        ``low_overlap`` too.
     """
 
     name: str
@@ -121,6 +129,7 @@ class TreatModel:
     propensity: Any = None
     overlap_threshold: float = OVERLAP_THRESHOLD
     background: pd.DataFrame | None = None  # development patients SHAP contributions start from
+    support: dict[str, dict[str, tuple[float, float]]] | None = None
 
     def explain(self, frame: pd.DataFrame, **options: Any) -> Explanation:
         """SHAP values of each arm's expected benefit over the reference arm (the service
@@ -143,14 +152,16 @@ class TreatModel:
 
         Columns: the id (when the schema has one); ``outcome_<arm>``, ``outcome_<arm>_low``,
         ``outcome_<arm>_high`` for every arm; ``best_arm`` (best point estimate);
-        ``recommended`` (the best arm, or "no clear difference" when another arm's
-        disadvantage has a 95% CI that includes 0); ``candidates`` (the arms not clearly worse
-        than the best, separated by ``;``); ``advantage`` (best arm over its closest
-        competitor, the other arm whose interval comes nearest 0, in outcome units, positive =
-        better) with ``advantage_low`` / ``advantage_high``: ``recommended`` names an arm
-        exactly when ``advantage_low`` is above 0;
-        ``low_overlap`` (an arm's estimated propensity is below the threshold: the effects are
-        extrapolated); ``out_of_range`` and ``out_of_range_features``.
+        ``recommended`` (the best arm; "no clear difference" when another arm's
+        disadvantage has a 95% CI that includes 0; "outside the data" when ``low_overlap``);
+        ``candidates`` (the arms not clearly worse than the best, separated by ``;``);
+        ``advantage`` (best arm over its closest competitor, the other arm whose interval
+        comes nearest 0, in outcome units, positive = better) with ``advantage_low`` /
+        ``advantage_high``: ``recommended`` names an arm exactly when ``advantage_low`` is
+        above 0 and the patient is not ``low_overlap``; ``low_overlap`` (an arm's estimated
+        propensity is below the threshold, or a numeric feature lies outside its range among
+        an arm's development patients: that arm's expected outcome is extrapolated);
+        ``out_of_range`` and ``out_of_range_features``.
 
         Raises
         ------
@@ -161,18 +172,23 @@ class TreatModel:
         out = pd.DataFrame(index=frame.index)
         if self.schema.id and self.schema.id in frame.columns:
             out[self.schema.id] = frame[self.schema.id].to_numpy()
+        coerced = self.schema.coerce(frame)
         with threadpool_limits(**_ONE_THREAD):
-            X = self.transform(frame)
+            X = self.preprocess.transform(coerced)
             scored = score_arms(self.estimator, X, self.arms, self.higher_is_better,
                                 self.binary_outcome)
+        low = self._low_overlap(X)
+        unsupported = self._unsupported(coerced)
+        flagged_low = low | (unsupported != "")
+        scored["recommended"] = np.where(flagged_low, OUTSIDE_THE_DATA, scored["recommended"])
         for column, values in scored.items():
             out[column] = values.to_numpy()
-        out["low_overlap"] = self._low_overlap(X)
+        out["low_overlap"] = flagged_low
         flagged = self.schema.out_of_range(frame)
         out["out_of_range"] = flagged != ""
         out["out_of_range_features"] = flagged
-        overlap = np.where(out["low_overlap"].to_numpy(), LOW_OVERLAP_REASON, "").astype(object)
-        reasons = [*shared_reasons(self.schema, frame, flagged), overlap]
+        overlap = np.where(low, LOW_OVERLAP_REASON, "").astype(object)
+        reasons = [*shared_reasons(self.schema, frame, flagged), overlap, unsupported]
         for column, values in referral(reasons).items():
             out[column] = values
         return out.reset_index(drop=True)
@@ -181,6 +197,60 @@ class TreatModel:
         if self.propensity is None:
             return np.zeros(len(X), dtype=bool)
         return self.propensity.predict_proba(X).min(axis=1) < self.overlap_threshold
+
+    def _unsupported(self, coerced: pd.DataFrame) -> np.ndarray:
+        """Per row, the arms whose development patients never had such a value, in words."""
+        reasons = np.full(len(coerced), "", dtype=object)
+        for arm, ranges in (self.support or {}).items():
+            names = list(ranges)
+            values = coerced[names].to_numpy(dtype=float)
+            bounds = np.array([ranges[n] for n in names], dtype=float).reshape(-1, 2)
+            outside = (values < bounds[:, 0]) | (values > bounds[:, 1])
+            for i in np.flatnonzero(outside.any(axis=1)):
+                found = ", ".join(f"{names[j]} {values[i, j]:g} (its patients: "
+                                  f"{bounds[j, 0]:g} to {bounds[j, 1]:g})"
+                                  for j in np.flatnonzero(outside[i]))
+                text = f"outside the data of arm '{arm}': {found}"
+                reasons[i] = f"{reasons[i]}; {text}" if reasons[i] else text
+        return reasons
+
+
+def arm_support(features: pd.DataFrame, arm: np.ndarray, arms: list[str],
+                numeric: list[str]) -> dict[str, dict[str, tuple[float, float]]]:
+    """The range of each numeric feature among the patients of each arm.
+
+    A patient beyond an arm's range is one that arm was never given to: its expected outcome
+    there is an extrapolation, however smooth the propensity model that missed it.
+
+    Parameters
+    ----------
+    features : pandas.DataFrame
+        Development features, typed (``FittedSchema.coerce``).
+    arm : ndarray of int
+        Each patient's arm code ``0..K-1``.
+    arms : list of str
+    numeric : list of str
+        The numeric features.
+
+    Returns
+    -------
+    dict
+        ``{arm: {feature: (min, max)}}``; a feature missing for every patient of an arm is left
+        out of that arm's ranges.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"cd40": [200.0, 380.0, 250.0, 700.0]})
+    >>> arm_support(frame, np.array([1, 1, 0, 0]), ["ZDV", "ZDV+ddI"], ["cd40"])
+    {'ZDV': {'cd40': (250.0, 700.0)}, 'ZDV+ddI': {'cd40': (200.0, 380.0)}}
+    """
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for k, name in enumerate(arms):
+        values = features.loc[arm == k, numeric].to_numpy(dtype=float)
+        known = ~np.isnan(values).all(axis=0)
+        out[name] = {column: (float(np.nanmin(values[:, j])), float(np.nanmax(values[:, j])))
+                     for j, column in enumerate(numeric) if known[j]}
+    return out
 
 
 def score_arms(estimator: Any, X: np.ndarray, arms: list[str], higher_is_better: bool,
@@ -618,10 +688,13 @@ def _final_model(selected: str, split: _Split, nuisance: _Nuisance, prepared: _P
     if split.propensity.source == "estimated":
         propensity = make_propensity_model(split.propensity.kind, config.seed).fit(
             preprocess.transform(everyone.features), everyone.arm)
+    # the rows the estimator learned from: after --trim its outcomes beyond them are
+    # extrapolated too
+    support = arm_support(data.features, data.arm, prepared.arms, data.schema.numeric)
     model = TreatModel(selected, data.schema, preprocess, estimator, prepared.arms,
                        study.treatment or "", study.outcome or "", config.higher_is_better,
                        prepared.binary, propensity,
-                       max(config.trim, OVERLAP_THRESHOLD))
+                       max(config.trim, OVERLAP_THRESHOLD), support=support)
     test = prepared.frame.iloc[split.test_idx]
     X_test = model.transform(test)
     outcomes = per_arm_outcomes(nuisance.family, config.seed, X_dev, data.y, data.arm, X_test,
@@ -779,6 +852,8 @@ def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
         # the best single arm (default and comparator) is chosen on development patients
         ranking = arm_ranking(nuisance.scores, config.higher_is_better)
         candidates = candidate_matrix(predictions["candidates"], prepared.arms)
+        # outside the data permed recommends nothing: the clinician gives the default arm
+        candidates[(predictions["recommended"] == OUTSIDE_THE_DATA).to_numpy()] = True
         evaluation = treatment_report(prepared.arm[split.test_idx], scores, outcomes,
                                       prepared.arms, higher_is_better=config.higher_is_better,
                                       true_effects=truth, n_boot=config.n_boot, seed=config.seed,
