@@ -159,3 +159,41 @@ def test_patients_beyond_the_development_range_are_not_asked_about_the_unit(run)
                           "their probabilities are extrapolated; check that 'age' is recorded "
                           "in the development unit")
     assert "a different unit?" not in named
+
+
+def test_the_prediction_sets_are_assessed_on_the_cohort(run):
+    tmp, trained = run
+    frame = _cohort(150, 8)
+    metrics, _, html = _evaluate(run, frame, "sets")
+    scored = predict_run(trained, tmp / "sets.csv")  # the sets permed predict gives
+    covered = [y in s.split("|") for y, s in zip(frame["disease"], scored["prediction_set"],
+                                                  strict=True)]
+    k, n, z = sum(covered), len(covered), 1.959963984540054
+    centre = (k / n + z**2 / (2 * n)) / (1 + z**2 / n)  # Wilson score interval, by hand
+    half = z / (1 + z**2 / n) * np.sqrt(k / n * (1 - k / n) / n + z**2 / (4 * n**2))
+    sets = metrics["uncertainty"]
+    assert sets["test_coverage"] == pytest.approx(
+        {"value": k / n, "ci_low": centre - half, "ci_high": centre + half}, abs=1e-9)
+    assert (sets["covered"], sets["patients"], sets["coverage_target"]) == (k, n, 0.95)
+    assert sets["mean_set_size"] == pytest.approx(
+        scored["prediction_set"].str.count(r"\|").mean() + 1, abs=1e-12)
+    assert sets["share_referred"] == pytest.approx(scored["refer_to_clinician"].mean(),
+                                                   abs=1e-12)
+    development = json.loads((trained / "metrics.json").read_text())["uncertainty"]
+    assert sets["development_test_coverage"] == development["test_coverage"]
+    assert "The prediction sets were not assessed" not in html
+    assert "Coverage on the test patients (95% CI)" in html
+
+
+def test_sets_covering_fewer_patients_than_stated_are_warned_about(run):
+    frame = _cohort(150, 9)
+    frame["disease"] = frame["disease"].map({"yes": "no", "no": "yes"})  # another outcome
+    metrics, warnings, _ = _evaluate(run, frame, "sets_flipped")
+    coverage = metrics["uncertainty"]["test_coverage"]
+    assert coverage["ci_high"] < 0.95
+    assert [w for w in warnings if w.startswith("the prediction sets")] == [
+        f"the prediction sets hold the true class of {metrics['uncertainty']['covered']} of 150 "
+        f"patients ({coverage['value']:.1%}, 95% CI {coverage['ci_low']:.1%}-"
+        f"{coverage['ci_high']:.1%}), below their stated 95% coverage: at this site a set "
+        "misses the true class more often than stated, and fewer patients are referred than "
+        "should be; read them with this coverage, or retrain with this site's patients"]

@@ -140,6 +140,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     }
     if "per_class" in evaluation:
         metrics["per_class"] = evaluation["per_class"]
+    sets = _prediction_sets(model, cohort, y, proba, outside, development.get("uncertainty"))
+    if sets is not None:
+        metrics["uncertainty"] = sets
     manifest = external_manifest(run_dir, info, Study(task="diagnose", target=schema.target),
                                  n_boot, seed)
     manifest["warnings"] = [
@@ -148,7 +151,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
         *schema.missing_warnings(cohort, "probabilities and figures"),
         *schema.scale_warnings(cohort, "probabilities"),
         *[w for w in [absent_sensitive_warning(schema.sensitive, cohort.columns)] if w],
-        *_cohort_warnings(metrics, outside)]
+        *_cohort_warnings(metrics, outside),
+        *[w for w in [_coverage_warning(sets)] if w]]
     predictions = _external_predictions(model, schema, cohort, y, proba)
     return write_external(out, run_dir, metrics, predictions, manifest)
 
@@ -196,6 +200,55 @@ def _calibration(development: dict[str, Any], model: Any, frame: pd.DataFrame,
         raw = model.pipeline.predict_proba(model.schema.coerce(frame))
         calibration["test_uncalibrated"] = _calibration_figures(y, raw)
     return calibration
+
+
+def _prediction_sets(model: Any, cohort: pd.DataFrame, y: np.ndarray, proba: np.ndarray,
+                     outside: pd.Series, development: dict[str, Any] | None
+                     ) -> dict[str, Any] | None:
+    """metrics.json's ``uncertainty`` on the cohort, as train writes it for the test split:
+    the conformal sets' coverage (the share of patients whose true class is in their set,
+    with a Wilson score 95% CI: a proportion, whose bootstrap interval would have zero width
+    at 100%), mean set size and the shares referred to a clinician, with the development
+    run's test coverage beside them. None for a model without conformal sets (an image or
+    fusion model)."""
+    from scipy.stats import binomtest
+
+    if not isinstance(model, DiagnoseModel) or model.conformal is None:
+        return None
+    members = np.asarray(model.conformal.predict_set(proba), dtype=bool)
+    flags = model.abstention(cohort, proba, outside)
+    covered = int(members[np.arange(len(y)), y].sum())
+    interval = binomtest(covered, len(y)).proportion_ci(0.95, method="wilson")
+    development = development or {}
+    return {
+        "method": development.get("method", "split-conformal LAC sets"),
+        "coverage_target": float(model.conformal.coverage),
+        "test_coverage": {"value": covered / len(y), "ci_low": float(interval.low),
+                          "ci_high": float(interval.high)},
+        "coverage_interval": "Wilson score 95% CI",
+        "covered": covered,
+        "patients": len(y),
+        "development_test_coverage": development.get("test_coverage"),
+        "mean_set_size": float(members.sum(axis=1).mean()),
+        "share_uncertain_sets": float((members.sum(axis=1) > 1).mean()),
+        "share_out_of_distribution": float(np.mean(flags["out_of_distribution"])),
+        "share_referred": float(np.mean(flags["refer_to_clinician"])),
+        **({"ood_method": development["ood_method"]} if "ood_method" in development else {}),
+    }
+
+
+def _coverage_warning(sets: dict[str, Any] | None) -> str:
+    """A warning when the sets' coverage on the cohort is below the stated one (its 95% CI
+    wholly under it): at this site they hold the true class less often than they claim."""
+    if sets is None or sets["test_coverage"]["ci_high"] >= sets["coverage_target"]:
+        return ""
+    coverage = sets["test_coverage"]
+    return (f"the prediction sets hold the true class of {sets['covered']} of "
+            f"{sets['patients']} patients ({coverage['value']:.1%}, 95% CI "
+            f"{coverage['ci_low']:.1%}-{coverage['ci_high']:.1%}), below their stated "
+            f"{sets['coverage_target']:.0%} coverage: at this site a set misses the true class "
+            "more often than stated, and fewer patients are referred than should be; read them "
+            "with this coverage, or retrain with this site's patients")
 
 
 def _probabilities(model: Any, frame: pd.DataFrame,
