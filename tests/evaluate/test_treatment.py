@@ -17,6 +17,7 @@ from permed.evaluate.treatment import (
     qini_curve,
     standardized_mean_differences,
     treatment_report,
+    weight_summary,
 )
 from permed.exceptions import PermedError
 
@@ -248,3 +249,25 @@ def test_overlap_summary_counts_patients_below_the_threshold():
     assert summary["by_arm"]["a"]["below"] == 0.25
     assert summary["by_arm"]["a"]["histogram"]["received"][19] == 1
     assert sum(summary["by_arm"]["a"]["histogram"]["other"]) == 2
+
+
+def test_weight_summary_is_kish_effective_sample_size():
+    # arm 1: weights 2, 2, 2 and 50 (propensity 0.02): ESS = 56^2 / 2512 = 1.248
+    arm = [0, 0, 1, 1, 1, 1]
+    e = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.02])
+    summary = weight_summary(arm, e, ["a", "b"])
+    assert summary["b"]["ess"] == pytest.approx(56 ** 2 / (3 * 4 + 2500))
+    assert summary["b"]["max_weight"] == pytest.approx(50.0)
+    assert summary["b"]["max_weight_share"] == pytest.approx(50 / 56)
+    assert summary["b"]["few_carry"]
+    # two arms of 2 and 4 patients with equal weights: small, but not carried by one patient
+    assert summary["a"] == {"n": 2, "ess": 2.0, "ess_share": 1.0, "max_weight": 2.0,
+                            "max_weight_share": 0.5, "few_carry": False}
+    two_columns = np.column_stack([1 - e, e])
+    assert weight_summary(arm, two_columns, ["a", "b"])["b"]["few_carry"]
+
+
+def test_weight_summary_clips_as_the_aipw_scores_do():
+    summary = weight_summary([1] * 20, np.full(20, 1e-6), ["a", "b"])
+    assert summary["b"]["max_weight"] == pytest.approx(100.0)
+    assert summary["b"]["ess"] == pytest.approx(20.0)

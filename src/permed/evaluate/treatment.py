@@ -26,6 +26,8 @@ from permed.exceptions import PermedError
 __all__ = [
     "MIN_PROPENSITY",
     "aipw_scores",
+    "MAX_WEIGHT_SHARE",
+    "MIN_ESS_SHARE",
     "arm_ranking",
     "candidate_matrix",
     "dr_loss",
@@ -35,11 +37,18 @@ __all__ = [
     "qini_curve",
     "standardized_mean_differences",
     "treatment_report",
+    "weight_summary",
 ]
 
 # AIPW weights use propensities clipped to [MIN_PROPENSITY, 1 - MIN_PROPENSITY]: without it one
 # patient with a propensity of 1e-4 would count as ten thousand.
 MIN_PROPENSITY = 0.01
+# An arm's AIPW value rests on a few patients when the Kish effective sample size of its
+# inverse-propensity weights is below this share of its patients, or when one patient carries
+# more than MAX_WEIGHT_SHARE of the arm's total weight and more than twice an equal share
+# (weight_summary; with equal weights a small arm is small, not carried by one patient).
+MIN_ESS_SHARE = 0.5
+MAX_WEIGHT_SHARE = 0.1
 QINI_POINTS = 20
 HISTOGRAM_BINS = 20
 
@@ -91,6 +100,55 @@ def aipw_scores(y: ArrayLike, arm: ArrayLike, outcomes: ArrayLike, propensity: A
     rows = np.arange(n)
     scores[rows, arm] += (y - outcomes[rows, arm]) / received
     return scores
+
+
+def weight_summary(arm: ArrayLike, propensity: ArrayLike, arms: list[str],
+                   min_propensity: float = MIN_PROPENSITY) -> dict[str, dict[str, Any]]:
+    """How evenly each arm's inverse-propensity weights spread over its patients.
+
+    The AIPW correction of arm ``k`` weights each patient who received it by
+    ``1 / e_k(x)`` (clipped as in :func:`aipw_scores`). The Kish effective sample size
+    ``(sum w)^2 / sum w^2`` is the number of equally weighted patients that would give the
+    same variance: far below the arm's count, or one patient with a large share of the
+    weight, means a few patients set the arm's value.
+
+    Parameters
+    ----------
+    arm : array-like of int, shape (n,)
+    propensity : array-like of shape (n, K), or (n,) for the arm received
+    arms : list of str
+    min_propensity : float
+
+    Returns
+    -------
+    dict
+        Per arm name: ``n`` (its patients), ``ess``, ``ess_share`` (``ess / n``),
+        ``max_weight``, ``max_weight_share`` (the largest weight over the arm's total) and
+        ``few_carry`` (``ess_share`` below :data:`MIN_ESS_SHARE`, or ``max_weight_share``
+        above both :data:`MAX_WEIGHT_SHARE` and ``2 / n``).
+
+    Examples
+    --------
+    >>> summary = weight_summary([0, 0, 1, 1, 1], [0.5, 0.5, 0.5, 0.5, 0.02], ["a", "b"])
+    >>> round(summary["b"]["ess"], 2), round(summary["b"]["max_weight_share"], 2)
+    (1.16, 0.93)
+    """
+    arm = np.asarray(arm, dtype=int)
+    e = np.asarray(propensity, dtype=float)
+    received = e if e.ndim == 1 else e[np.arange(len(arm)), arm]
+    weights = 1.0 / np.clip(received, min_propensity, 1.0 - min_propensity)
+    out: dict[str, dict[str, Any]] = {}
+    for k, name in enumerate(arms):
+        w = weights[arm == k]
+        if not len(w):
+            continue
+        ess = float(w.sum() ** 2 / np.sum(w ** 2))
+        share = float(w.max() / w.sum())
+        carried = ess / len(w) < MIN_ESS_SHARE or share > max(MAX_WEIGHT_SHARE, 2 / len(w))
+        out[name] = {"n": len(w), "ess": ess, "ess_share": ess / len(w),
+                     "max_weight": float(w.max()), "max_weight_share": share,
+                     "few_carry": bool(carried)}
+    return out
 
 
 def dr_loss(effects: ArrayLike, scores: ArrayLike) -> float:

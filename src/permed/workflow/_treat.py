@@ -22,6 +22,7 @@ Protocol (every step fitted on development data only; the test split is touched 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from threadpoolctl import threadpool_limits
 from permed.engine import Engine, Progress, as_items
 from permed.evaluate import cv_summary
 from permed.evaluate.treatment import (
+    MAX_WEIGHT_SHARE,
+    MIN_ESS_SHARE,
     aipw_scores,
     arm_ranking,
     candidate_matrix,
@@ -44,6 +47,7 @@ from permed.evaluate.treatment import (
     policy_value,
     standardized_mean_differences,
     treatment_report,
+    weight_summary,
 )
 from permed.exceptions import PermedError
 from permed.explain import Explanation
@@ -81,6 +85,8 @@ OVERLAP_THRESHOLD = 0.05
 LOW_OVERLAP_REASON = ("low overlap: few development patients like this one received every arm, "
                       "so the expected outcomes are extrapolated")
 MIN_GROUP_SIZE = 30
+# A --trim above this leaves out too many patients to be worth suggesting.
+MAX_SUGGESTED_TRIM = 0.2
 SELECTION_RULE = ("lowest mean doubly-robust pseudo-outcome loss on held-out folds: the mean "
                   "squared difference between a model's effects and each patient's AIPW "
                   "pseudo-effect from cross-fitted outcome and propensity models (needs no "
@@ -549,6 +555,29 @@ def _overlap_warnings(overlap: dict[str, Any], trim: float) -> list[str]:
     return messages
 
 
+def _weights(split: _Split, arm: np.ndarray, arms: list[str]) -> dict[str, Any]:
+    """The test AIPW weights of each arm and a warning for each arm a few patients carry."""
+    by_arm = weight_summary(arm, split.propensity.test, arms)
+    warnings = []
+    for name, entry in by_arm.items():
+        if not entry["few_carry"]:
+            continue
+        heaviest = 1 / entry["max_weight"]
+        # a --trim just above the heaviest patient's propensity leaves that patient out
+        trim = max(OVERLAP_THRESHOLD, math.ceil(100 * heaviest) / 100)
+        fix = f"consider --trim {trim:g}, or add" if trim <= MAX_SUGGESTED_TRIM else "add"
+        warnings.append(
+            f"the test figures of arm '{name}' rest on few patients: the effective sample size "
+            f"of its inverse-propensity weights is {entry['ess']:.1f} of its {entry['n']} test "
+            f"patients, and the heaviest patient carries {entry['max_weight_share']:.0%} of its "
+            f"weight (propensity {heaviest:.3f}): the test policy value, average effect and arm "
+            f"values can swing with a single outcome; {fix} patients who received '{name}'")
+    return {"scope": "the test split's AIPW figures: each patient who received an arm weighs "
+                     "1 / (propensity of that arm), clipped at 0.01",
+            "min_ess_share": MIN_ESS_SHARE, "max_weight_share": MAX_WEIGHT_SHARE,
+            "by_arm": by_arm, "warnings": warnings}
+
+
 def _trim_mask(propensity: np.ndarray, trim: float) -> np.ndarray:
     lowest = propensity if propensity.ndim == 1 else propensity.min(axis=1)
     return lowest >= trim
@@ -861,6 +890,10 @@ def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
         evaluation["recommendation_share"] = {
             str(k): float(v) for k, v in predictions["recommended"].value_counts(
                 normalize=True).items()}
+        weights = _weights(split, prepared.arm[split.test_idx], prepared.arms)
+    for message in weights["warnings"]:
+        progress.note(f"warning: {message}")
+        validation.warn(message, study.treatment)
     with timings("explain"):
         effects = model.estimator.effect(X_dev)
         labels = [f"{a} vs {prepared.arms[0]}" for a in prepared.arms[1:]]
@@ -874,7 +907,7 @@ def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
         fairness = _fairness(study, prepared, split, scores, outcomes, config,
                              ranking, candidates)
     metrics = _metrics(prepared, split, nuisance, results, selected, evaluation, study, config)
-    metrics.update(heterogeneity=heterogeneity, explanations=explained,
+    metrics.update(heterogeneity=heterogeneity, explanations=explained, aipw_weights=weights,
                    balance=balance, fairness=fairness, timings=dict(timings))
     if prepared.truth is not None:
         metrics["development"] = _truth_figures(model, X_dev, prepared, split)
