@@ -204,6 +204,7 @@ def test_randomized_multi_arm_binary_outcome(tmp_path):
                                     "randomization allows (Kruskal-Wallis p")
     shares = metrics["overlap"]["by_arm"]
     assert all(abs(s["min"] - s["share"]) < 1e-9 for s in shares.values())
+    assert metrics["balance"]["warnings"] == []  # equal weights: the balance of randomization
     predictions = pd.read_csv(run / "predictions.csv")
     outcome_columns = [f"outcome_{a}{s}" for a in "abc" for s in ("", "_low", "_high")]
     assert predictions[outcome_columns].min().min() >= 0.0
@@ -261,6 +262,47 @@ def test_a_test_arm_carried_by_few_patients_is_warned(confounded_run, treat_run)
     _, balanced, metrics = treat_run
     assert metrics["aipw_weights"]["warnings"] == []
     assert all(e["ess_share"] > 0.8 for e in metrics["aipw_weights"]["by_arm"].values())
+
+
+IHDP_BALANCE = [("x23", 0.38, 0.21), ("x4", 0.22, 0.22), ("x11", 0.18, 0.24),
+                ("x18", 0.18, 0.39), ("x5", 0.17, 0.45), ("x10", 0.14, 0.19),
+                ("x7", 0.09, 0.19), ("x2", 0.05, 0.03)]
+
+
+def test_balance_made_worse_by_weighting_is_warned():
+    # IHDP replication 1 (causal review): weighting raised x5 from 0.17 to 0.45 and x18 from
+    # 0.18 to 0.39 and left 15 of 25 features above 0.1, and nothing was said
+    from permed.workflow._treat import _balance_warnings
+
+    rows = [{"feature": f, "before": b, "after": a} for f, b, a in IHDP_BALANCE]
+    worse, left = _balance_warnings(rows, trim=0.0)
+    assert worse == (
+        "weighting by the inverse propensity makes the arms less alike: their standardized mean "
+        "difference rises on x5 (0.17 before, 0.45 after), x18 (0.18 before, 0.39 after), x7 "
+        "(0.09 before, 0.19 after); the propensity model does not balance them (misspecified, "
+        "or a few extreme weights), so the doubly-robust figures lean on the outcome model; "
+        "check the overlap and balance sections of the report and consider --trim 0.05")
+    assert left == (
+        "after weighting by the inverse propensity, 7 of 8 features still differ between the "
+        "arms by a standardized mean difference above 0.1: x5 (0.17 before, 0.45 after), x18 "
+        "(0.18 before, 0.39 after), x11 (0.18 before, 0.24 after), x4 (0.22 before, 0.22 "
+        "after), x23 (0.38 before, 0.21 after) and 2 more; the arms are not made comparable on "
+        "them, so the doubly-robust figures lean on the outcome model; consider --trim 0.05, "
+        "and check that the features hold the reasons the arms were chosen")
+    # weighting that helps, leaving at most 3 features above 0.1: nothing to say
+    better = [{"feature": f, "before": b, "after": min(b, 0.05)} for f, b, _ in IHDP_BALANCE]
+    assert _balance_warnings(better, trim=0.0) == []
+
+
+def test_balance_warnings_reach_the_run(confounded_run, treat_run):
+    _, run = confounded_run
+    balance = json.loads((run / "metrics.json").read_text())["balance"]
+    assert balance["warnings"]
+    assert balance["warnings"][0].startswith(
+        "weighting by the inverse propensity makes the arms less alike")
+    manifest = json.loads((run / "manifest.json").read_text())["warnings"]
+    assert set(balance["warnings"]) <= set(manifest)
+    assert treat_run[2]["balance"]["warnings"] == []
 
 
 def stepped_trial(n: int = 600, seed: int = 4) -> pd.DataFrame:
