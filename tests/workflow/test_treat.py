@@ -492,6 +492,21 @@ def test_actg175_columns_recorded_after_randomization_are_named():
         "assigned at random)")
 
 
+def test_a_baseline_column_far_beyond_randomization_says_first_the_arms_were_not_randomized():
+    # Causal review: an observational cohort run with --randomized (the drug given only below
+    # age 65) was told first to drop age, the confounder
+    frame = stepped_trial()
+    kinds = {"age": "numeric", "biomarker": "numeric"}
+    found = dict(randomization_imbalance(frame, frame["treatment"], kinds))
+    assert found == {"age": (
+        "column 'age' differs between the arms far more than randomization allows "
+        "(Kruskal-Wallis p < 1e-12; randomization balances every baseline column up to chance): "
+        "the arms were probably not assigned at random: leave out --randomized, so that permed "
+        "estimates each patient's propensity from 'age' and the other features; drop it with "
+        "--drop 'age' only if it was recorded after the treatment started (a later "
+        "measurement, follow-up time, going off treatment)")}
+
+
 def test_true_effect_needs_two_arms(tmp_path):
     frame = synthetic_trial(300, arms=("a", "b", "c"), confounded=0.0)
     frame["tau"] = 1.0

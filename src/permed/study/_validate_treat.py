@@ -39,6 +39,8 @@ _MAX_ENCODING_LEVELS = 20
 # ACTG 175 every baseline column has p >= 0.4, while follow-up days, censoring and the week-96
 # CD4 count have p < 1e-5 (tests/workflow/test_treat.py).
 IMBALANCE_P = 1e-4
+# Beyond this the arms were most likely not randomized at all: the message says so first.
+NOT_RANDOMIZED_P = 1e-12
 
 
 def check_treat(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
@@ -240,14 +242,26 @@ def randomization_imbalance(frame: pd.DataFrame, arms: pd.Series,
                 continue
             test, p = "chi-squared", float(chi2_contingency(table).pvalue)
         if p < IMBALANCE_P:
-            found.append((column, (
-                f"column '{column}' differs between the arms far more than randomization allows "
-                f"({test} {_p_text(p)}; randomization balances every baseline column up to "
-                "chance): it was most likely recorded after the treatment started (a later "
-                "measurement, follow-up time, going off treatment), and a feature the treatment "
-                f"changed biases every effect; drop it with --drop '{column}' (or leave out "
-                "--randomized if the arms were not assigned at random)")))
+            found.append((column, _imbalance_message(column, test, p)))
     return found
+
+
+def _imbalance_message(column: str, test: str, p: float) -> str:
+    # In ACTG 175 the columns recorded after randomization reach p = 7e-06 to 2e-08; a column
+    # beyond 1e-12 is more likely a baseline confounder of arms that were not randomized (an
+    # observational extract run with --randomized), and dropping it would confound every effect.
+    found = (f"column '{column}' differs between the arms far more than randomization allows "
+             f"({test} {_p_text(p)}; randomization balances every baseline column up to chance)")
+    if p < NOT_RANDOMIZED_P:
+        return (f"{found}: the arms were probably not assigned at random: leave out "
+                f"--randomized, so that permed estimates each patient's propensity from "
+                f"'{column}' and the other features; drop it with --drop '{column}' only if it "
+                "was recorded after the treatment started (a later measurement, follow-up time, "
+                "going off treatment)")
+    return (f"{found}: it was most likely recorded after the treatment started (a later "
+            "measurement, follow-up time, going off treatment), and a feature the treatment "
+            f"changed biases every effect; drop it with --drop '{column}' (or leave out "
+            "--randomized if the arms were not assigned at random)")
 
 
 def _p_text(p: float) -> str:
