@@ -203,6 +203,23 @@ def test_survival_report_refuses_a_survival_matrix_off_the_grid(whas):
                         whas["survival"][:, :3], whas["grid"], tau=1095.0, n_boot=100)
 
 
+def test_observed_expected_ci_is_kaplan_meiers_over_the_mean_predicted_risk(whas):
+    # the event-stratified bootstrap keeps the number of events, so the observed risk at a late
+    # horizon hardly varied: at 1095 days its CI was about half as wide as Kaplan-Meier's
+    w = whas
+    report = survival_report(w["reference"], w["time"], w["event"], w["risk"], w["survival"],
+                             w["grid"], tau=1095.0, n_boot=200)
+    steps, surv, (low, high) = kaplan_meier_estimator(w["event"], w["time"],
+                                                      conf_type="log-log")
+    for j, h in enumerate(w["grid"].horizons):
+        expected = np.mean(1.0 - w["survival"][:, w["grid"].columns(w["grid"].horizons)[j]])
+        at = np.searchsorted(steps, h, side="right") - 1
+        oe = report["calibration"][f"{h:g}"]["observed_expected"]
+        assert oe["value"] == pytest.approx((1.0 - surv[at]) / expected, rel=1e-12)
+        assert oe["ci_low"] == pytest.approx((1.0 - high[at]) / expected, rel=1e-12)
+        assert oe["ci_high"] == pytest.approx((1.0 - low[at]) / expected, rel=1e-12)
+
+
 def test_calibration_table_groups_by_predicted_risk():
     rng = np.random.default_rng(1)
     risk = rng.random(400)
