@@ -39,7 +39,9 @@ def train(
     treatment: str | None = typer.Option(None, help="Treat: treatment arm column, e.g. arms."),
     outcome: str | None = typer.Option(None, help="Treat: outcome column, e.g. cd420."),
     higher_is_better: bool = typer.Option(
-        True, "--higher-is-better/--lower-is-better", help="Treat: direction of a good outcome."),
+        True, "--higher-is-better/--lower-is-better", help="Treat: direction of a good outcome. "
+        "A binary outcome is the probability of its last level in sorted order (of alive/dead: "
+        "dead), so give --lower-is-better when that level is the one to avoid."),
     propensity: str | None = typer.Option(
         None, help="Treat: column with each patient's known probability of their arm."),
     randomized: bool = typer.Option(

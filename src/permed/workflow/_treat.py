@@ -347,7 +347,8 @@ class _Prepared:
     arm: np.ndarray
     arms: list[str]
     binary: bool
-    event: str | None
+    event: str | None    # a binary outcome's level coded 1, whose probability is modelled
+    other: str | None    # and its level coded 0
     known: np.ndarray | None
     truth: np.ndarray | None
     truth_columns: list[str]
@@ -360,13 +361,14 @@ def _arm_order(labels: list[str]) -> list[str]:
         return sorted(labels)
 
 
-def _outcome_values(series: pd.Series) -> tuple[pd.Series, bool, str | None]:
+def _outcome_values(series: pd.Series) -> tuple[pd.Series, list[str]]:
+    """The outcome as numbers and, for a binary one, its levels coded 0 and 1."""
     levels = series.dropna().astype(str).unique()
     if len(levels) == 2:
         labels = as_category(series)
         order = _arm_order(sorted(labels.dropna().unique()))
-        return labels.map({order[0]: 0.0, order[1]: 1.0}).astype(float), True, order[1]
-    return to_numeric(series), False, None
+        return labels.map({order[0]: 0.0, order[1]: 1.0}).astype(float), order
+    return to_numeric(series), []
 
 
 def _truth(frame: pd.DataFrame, study: Study, arms: list[str]) -> tuple[np.ndarray | None,
@@ -390,15 +392,16 @@ def _prepare(frame: pd.DataFrame, study: Study, config: TrainConfig) -> _Prepare
         raise PermedError(f"--randomized and --propensity '{study.propensity}' both say how "
                           "arms were assigned: give one of them")
     arms_series = as_category(frame[study.treatment])
-    y, binary, event = _outcome_values(frame[study.outcome])
+    y, levels = _outcome_values(frame[study.outcome])
     keep = arms_series.notna() & y.notna()
     frame, arms_series, y = frame[keep], arms_series[keep], y[keep]
     arms = _arm_order(sorted(arms_series.unique()))
     arm = arms_series.map({a: i for i, a in enumerate(arms)}).to_numpy(dtype=int)
     known = to_numeric(frame[study.propensity]).to_numpy() if study.propensity else None
     truth, truth_columns = _truth(frame, study, arms)
-    return _Prepared(frame, y.to_numpy(dtype=float), arm, arms, binary, event, known, truth,
-                     truth_columns)
+    other, event = levels if levels else (None, None)
+    return _Prepared(frame, y.to_numpy(dtype=float), arm, arms, bool(levels), event, other,
+                     known, truth, truth_columns)
 
 
 # ---- fold work (module-level functions: they run in worker processes) -------------------------
@@ -906,6 +909,10 @@ def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
             progress.note(f"warning: {message}")
             validation.warn(message, column)
     schema = FittedSchema.from_frame(prepared.frame, kinds, study, [])
+    if prepared.binary and config.higher_is_better:
+        message = _direction_warning(study.outcome or "", prepared)
+        progress.note(f"warning: {message}")
+        validation.warn(message, study.outcome)
     sign = 1.0 if config.higher_is_better else -1.0
     with timings("propensity"):
         split = _split(prepared, schema, config, engine, progress)
@@ -964,6 +971,17 @@ def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     return RunResult("treat", metrics, predictions, model, schema, files=files)
 
 
+def _direction_warning(column: str, prepared: _Prepared) -> str:
+    # A binary outcome's levels are coded in sorted order, so 'dead' (after 'alive') or an event
+    # column's 1 is the level modelled; with the default direction permed then recommends the
+    # arm most likely to give it (ACTG status dead/alive: the inferior arm for 194 of 211)
+    other = "" if prepared.other == "0" else (
+        f" (the other level, '{prepared.other}', counts as 0)")
+    return (f"outcome '{column}' is modelled as the probability of {column} = "
+            f"'{prepared.event}'{other} and higher is taken as better: pass --lower-is-better "
+            f"if '{prepared.event}' is the outcome to avoid")
+
+
 def _metrics(prepared: _Prepared, split: _Split, nuisance: _Nuisance,
              results: dict[str, _Candidate], selected: str, evaluation: dict[str, Any],
              study: Study, config: TrainConfig) -> dict[str, Any]:
@@ -981,6 +999,9 @@ def _metrics(prepared: _Prepared, split: _Split, nuisance: _Nuisance,
                       "assignment": _assignment(prepared, split, study)},
         "outcome": {"column": study.outcome, "kind": "binary" if prepared.binary else
                     "continuous", "coded_1": prepared.event,
+                    "modelled_level": prepared.event,
+                    "modelled_as": (f"the probability of {study.outcome} = '{prepared.event}'"
+                                    if prepared.binary else f"the mean of {study.outcome}"),
                     "higher_is_better": config.higher_is_better, "mean_by_arm": means,
                     "sd_by_arm": sds,
                     "true_effects": study.true_effect or (prepared.truth_columns or None)},
