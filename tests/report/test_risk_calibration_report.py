@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from permed.report._html import Paragraph, RunFiles
-from permed.report._risk import calibration_section
+from permed.report._risk import calibration_section, risk_summary
 from permed.report._tripod import tripod_items
 
 
@@ -57,3 +57,30 @@ def test_calibration_names_the_groups_it_is_checked_in(sizes, words):
     assert _calibration_row(run).startswith(
         f"Predicted risk against Kaplan-Meier observed risk by decile at each horizon (here "
         f"{words}). On the test patients: ")
+
+
+def test_tripod_calibration_quotes_observed_expected_beside_the_slope():
+    # Rotterdam -> GBSG: the row had listed only the slopes, not observed/expected
+    run = _run(_risk_metrics([69] * 10, oe={"12": (0.63, 0.47, 0.77), "36": (0.86, 0.8, 0.92)}))
+    assert _calibration_row(run).endswith(
+        "slope at 12 0.94 (0.68–1.46) and observed/expected 0.63 (0.47–0.77); slope at 36 0.94 "
+        "(0.68–1.46) and observed/expected 0.86 (0.80–0.92). Calibration plots in "
+        "'Calibration'.")
+    run.metrics["horizons"]["not_checkable"] = {"36": 12}
+    assert ("; slope and observed/expected at 36 not checkable (only 12 patients followed this "
+            "long)." in _calibration_row(run))
+
+
+@pytest.mark.parametrize(("external", "fix"), [
+    (True, "recalibrate it on this site's patients before using its risks"),
+    (False, "do not use its risks as they are"),
+])
+def test_the_headline_says_when_risk_is_over_or_under_estimated(external, fix):
+    metrics = _risk_metrics([69] * 10, oe={"12": (0.63, 0.47, 0.77), "36": (0.98, 0.9, 1.07)})
+    if external:
+        metrics["external"] = {"run": "runs/rott"}
+    summary = risk_summary(_run(metrics))
+    assert ("The model is miscalibrated on these patients: it over-estimates the risk by 12 "
+            "(13.5% predicted, 8.5% observed; observed/expected 0.63, 95% CI 0.47-0.77); "
+            f"{fix}.") in summary
+    assert "miscalibrated" not in risk_summary(_run(_risk_metrics([69] * 10)))  # calibrated

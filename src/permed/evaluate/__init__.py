@@ -6,9 +6,11 @@ entries of ``metrics.json`` (see ``docs/run-directory.md``).
 
 from permed.evaluate._bootstrap import bootstrap_ci, bootstrap_dict, bootstrap_many
 from permed.evaluate._cautions import (
+    calibration_warning,
     cautions,
     chance_warning,
     counts_in_test,
+    miscalibration,
     small_test_warning,
 )
 from permed.evaluate.classification import (
@@ -33,12 +35,14 @@ __all__ = [
     "bootstrap_dict",
     "bootstrap_many",
     "calibration_slope_intercept",
+    "calibration_warning",
     "cautions",
     "chance_warning",
     "counts_in_test",
     "classification_report",
     "cv_summary",
     "expected_calibration_error",
+    "miscalibration",
     "net_benefit",
     "point_metrics",
     "small_test_warning",

@@ -1,12 +1,15 @@
-"""Whether a run's test figures say anything: discrimination distinguishable from chance, and
-enough test patients in each class (or with the event) to carry them."""
+"""Whether a run's test figures say anything: discrimination distinguishable from chance,
+enough test patients in each class (or with the event) to carry them, and predicted risks that
+match what was observed (calibration)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from math import exp, isfinite
 from typing import Any
 
-__all__ = ["cautions", "chance_warning", "counts_in_test", "small_test_warning"]
+__all__ = ["calibration_warning", "cautions", "chance_warning", "counts_in_test",
+           "miscalibration", "small_test_warning"]
 
 # The discrimination figure of each task's test entry, and its name for people.
 _DISCRIMINATION = {"auroc": "AUROC", "c_index": "C-index"}
@@ -16,7 +19,8 @@ MIN_TEST_CLASS = 10
 
 def cautions(metrics: Mapping[str, Any]) -> list[str]:
     """Every warning about a run's test figures (see the functions below)."""
-    found = [chance_warning(metrics.get("test") or {}), small_test_warning(metrics)]
+    found = [chance_warning(metrics.get("test") or {}), small_test_warning(metrics),
+             calibration_warning(metrics)]
     return [w for w in found if w]
 
 
@@ -95,3 +99,157 @@ def counts_in_test(metrics: Mapping[str, Any]) -> dict[str, int]:
     matrix = metrics.get("confusion_matrix") or {}
     return {str(label): sum(row) for label, row in
             zip(matrix.get("labels") or [], matrix.get("matrix") or [], strict=False)}
+
+
+def calibration_warning(metrics: Mapping[str, Any]) -> str | None:
+    """A warning when the test predictions are shown to be miscalibrated, else None.
+
+    See :func:`miscalibration` for what is flagged. The warning says which way and by how much,
+    and the fix: recalibrate on local data (an external cohort) or retrain (a test split). When
+    no patient had the event by a horizon where risk was predicted, it points first to the
+    coding of the event and the time unit.
+
+    Examples
+    --------
+    >>> calibration_warning({"task": "risk", "external": {}, "calibration": {"horizons": {
+    ...     "12": {"observed_expected": {"value": 0.63, "ci_low": 0.47, "ci_high": 0.77},
+    ...            "predicted": 0.135, "observed": 0.084}}}})[:76]
+    'the model is miscalibrated on the evaluated cohort: it over-estimates the ri'
+    """
+    found = miscalibration(metrics)
+    if not found:
+        return None
+    external = metrics.get("external") is not None
+    where = "the evaluated cohort" if external else "the test split"
+    text = f"the model is miscalibrated on {where}: {'; '.join(found)}. "
+    eventless = _eventless_horizons(metrics)
+    if eventless:
+        text += (f"No patient had the event by {_series(eventless, 'or')}, which usually means an "
+                 "event column coded the other way round (1 = alive or censored) or times in "
+                 "another unit: check those first. ")
+    if external:
+        return (f"{text}Its risks do not hold at this site, although its ranking of patients "
+                "may: recalibrate it on local data before use, e.g. retrain it with this site's "
+                "patients (permed train; permed has no recalibrate command)")
+    if metrics.get("task") == "risk":
+        fix = "another model (--models) or more patients"
+    else:
+        method = (metrics.get("calibration") or {}).get("method") or "none"
+        fix = f"another --calibration (this run: {method}) or more patients"
+    return (f"{text}Its risks are off even for held-out patients of the development data: "
+            f"retrain it with {fix} before using its risks")
+
+
+def miscalibration(metrics: Mapping[str, Any]) -> list[str]:
+    """What is shown to be miscalibrated on the test patients, one clause each; empty if none.
+
+    Flagged when a 95% CI excludes the ideal value, read at the two decimals the clause gives
+    (slope 1.48, 95% CI 1.0009-6.55, prints as 1.00 and is not flagged):
+
+    - diagnose (binary): calibration-in-the-large (``test.calibration_intercept``) away from 0,
+      the model under-estimates (above 0) or over-estimates (below 0) the risk; the
+      calibration slope away from 1;
+    - risk, at each horizon enough patients are followed to: observed/expected away from 1
+      (below 1: risk over-estimated); the calibration slope away from 1.
+
+    A slope below 1 means predictions too extreme (high risks too high, low risks too low),
+    typical of overfitting; above 1, too moderate.
+
+    Examples
+    --------
+    >>> miscalibration({"task": "diagnose", "target": {"column": "disease",
+    ...     "positive_class": "yes"}, "test": {"calibration_intercept": {
+    ...     "value": 0.878, "ci_low": 0.391, "ci_high": 1.312}}})[0][:68]
+    'it under-estimates the risk of disease = yes (calibration-in-the-lar'
+    """
+    if metrics.get("task") == "risk":
+        return _risk_miscalibration(metrics)
+    test = metrics.get("test") or {}
+    target = metrics.get("target") or {}
+    what = (f"the risk of {target['column']} = {target['positive_class']}"
+            if target.get("column") and target.get("positive_class") is not None else "the risk")
+    found = []
+    entry = test.get("calibration_intercept")
+    side = _excludes(entry, 0.0)
+    if side:
+        odds = f"{exp(abs(entry['value'])):.1f}"
+        found.append(f"it under-estimates {what} (calibration-in-the-large {_ci_text(entry)}: "
+                     f"the observed odds are about {odds} times the predicted)" if side > 0 else
+                     f"it over-estimates {what} (calibration-in-the-large {_ci_text(entry)}: "
+                     f"the predicted odds are about {odds} times the observed)")
+    entry = test.get("calibration_slope")
+    side = _excludes(entry, 1.0)
+    if side:
+        found.append(_slope_clause(side, f"(calibration slope {_ci_text(entry)})"))
+    return found
+
+
+def _risk_miscalibration(metrics: Mapping[str, Any]) -> list[str]:
+    """Each way the risk is off (over-/under-estimated, too extreme/moderate), with the
+    horizons where it is."""
+    ways: dict[tuple[str, int], list[str]] = {}
+    for by, figures in _checked_horizons(metrics):
+        oe = figures.get("observed_expected")
+        side = _excludes(oe, 1.0)
+        if side:
+            ways.setdefault(("level", side), []).append(
+                f"{by} ({_pct(figures.get('predicted'))} predicted, "
+                f"{_pct(figures.get('observed'))} observed; observed/expected {_ci_text(oe)})")
+        side = _excludes(figures.get("slope"), 1.0)
+        if side:
+            ways.setdefault(("spread", side), []).append(
+                f"{by} (calibration slope {_ci_text(figures['slope'])})")
+    return [f"it {'under' if side > 0 else 'over'}-estimates the risk {_series(where)}"
+            if kind == "level" else _slope_clause(side, _series(where))
+            for (kind, side), where in ways.items()]
+
+
+def _checked_horizons(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """``("by 12 months", figures)`` for each horizon enough patients are followed to."""
+    horizons = (metrics.get("calibration") or {}).get("horizons") or {}
+    thin = (metrics.get("horizons") or {}).get("not_checkable") or {}
+    unit = (metrics.get("outcome") or {}).get("time_unit")
+    return [(f"by {h} {unit}" if unit else f"by {h}", figures) for h, figures in horizons.items()
+            if str(h) not in thin and isinstance(figures, Mapping)]
+
+
+def _eventless_horizons(metrics: Mapping[str, Any]) -> list[str]:
+    """The checked horizons (``"180"``) where risk was predicted and no patient had the event."""
+    if metrics.get("task") != "risk":
+        return []
+    return [by.removeprefix("by ") for by, figures in _checked_horizons(metrics)
+            if figures.get("observed") == 0.0 and _excludes(figures.get("observed_expected"), 1.0)]
+
+
+def _slope_clause(side: int, where: str) -> str:
+    if side < 0:
+        return f"its predictions are too extreme {where}: high risks too high, low risks too low"
+    return f"its predictions are too moderate {where}: high risks too low, low risks too high"
+
+
+def _excludes(entry: Any, ideal: float) -> int:
+    """1 when the 95% CI of ``entry`` lies above ``ideal`` at two decimals, -1 below, else 0."""
+    if not isinstance(entry, Mapping):
+        return 0
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    if not all(isinstance(v, int | float) and isfinite(v)
+               for v in (entry.get("value"), low, high)):
+        return 0
+    if round(low, 2) > ideal:
+        return 1
+    return -1 if round(high, 2) < ideal else 0
+
+
+def _ci_text(entry: Mapping[str, Any]) -> str:
+    low, high = entry["ci_low"], entry["ci_high"]
+    dash = " to " if min(low, high) < 0 else "-"  # -1.74 to -0.46, not -1.74--0.46
+    return f"{entry['value']:.2f}, 95% CI {low:.2f}{dash}{high:.2f}"
+
+
+def _series(items: list[str], last: str = "and") -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, int | float) else "-"

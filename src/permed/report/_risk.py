@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from sksurv.nonparametric import kaplan_meier_estimator
 
+from permed.evaluate import miscalibration
 from permed.report._explain import explanation_section
 from permed.report._fairness import fairness_sentence
 from permed.report._html import (
@@ -439,6 +440,11 @@ def risk_summary(run: RunFiles) -> str:
         text += (f" By {_at(run, h)}, {fmt_pct(dig(groups, 'high', 'observed', h), 0)} of the "
                  f"high-risk third had the event against "
                  f"{fmt_pct(dig(groups, 'low', 'observed', h), 0)} of the low-risk third.")
+    off = miscalibration(run.metrics)
+    if off:
+        fix = ("recalibrate it on this site's patients before using its risks"
+               if run.external is not None else "do not use its risks as they are")
+        text += f" The model is miscalibrated on these patients: {'; '.join(off)}; {fix}."
     if dig(run.metrics, "proportional_hazards", "violated"):
         text += " The Cox model's proportional-hazards assumption is violated (see below)."
     return f"{text} {fairness_sentence(run)}"

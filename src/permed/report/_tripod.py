@@ -295,10 +295,22 @@ _HEADLINE = ("auroc", "auprc", "sensitivity", "specificity", "ppv", "npv", "accu
 
 
 def _risk_calibration(run: RunFiles) -> str:
+    """``slope at 12 0.94 (0.57–1.55) and observed/expected 0.63 (0.47–0.77); ...``; a horizon
+    too few patients are followed to is marked, not quoted."""
     horizons = dig(run.metrics, "calibration", "horizons") or {}
-    slopes = [f"slope at {h} {fmt_ci(entry.get('slope'), 2)}" for h, entry in horizons.items()
-              if isinstance(entry, Mapping) and isinstance(entry.get("slope"), Mapping)]
-    return "; ".join(slopes)
+    thin = dig(run.metrics, "horizons", "not_checkable") or {}
+    parts = []
+    for h, entry in horizons.items():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("slope"), Mapping):
+            continue
+        if h in thin:
+            parts.append(f"slope and observed/expected at {h} not checkable (only {thin[h]} "
+                         "patients followed this long)")
+            continue
+        oe = entry.get("observed_expected")
+        parts.append(f"slope at {h} {fmt_ci(entry['slope'], 2)}" + (
+            f" and observed/expected {fmt_ci(oe, 2)}" if isinstance(oe, Mapping) else ""))
+    return "; ".join(parts)
 
 
 def _performance(run: RunFiles) -> TripodItem:
