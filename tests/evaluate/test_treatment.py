@@ -97,7 +97,9 @@ def test_treatment_report_with_the_truth():
     report = treatment_report(trial["arm"], scores, trial["mu"], ["control", "drug"],
                               true_effects=truth, n_boot=200, seed=0)
     test = report["test"]
-    assert set(test) == {"policy_value", "policy_gain", "ate", "qini", "pehe", "ate_error"}
+    assert set(test) == {"policy_value", "policy_gain", "ate", "qini", "pehe", "ate_error",
+                         "arm_contrasts"}
+    assert test.pop("arm_contrasts") == {"drug vs control": test["ate"]}
     for entry in test.values():
         assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
     assert test["pehe"]["value"] == 0.0
@@ -131,6 +133,28 @@ def test_multi_arm_report_has_no_qini_and_one_value_per_arm():
     assert "qini_curve" not in report
     assert set(report["ate_by_arm"]) == {"b", "c"}
     assert sum(report["best_arm_share"].values()) == pytest.approx(1.0)
+
+
+def test_every_pair_of_arms_is_contrasted_from_the_same_replicates():
+    # ACTG 175 review: only contrasts with the reference arm were reported, so arm 1 vs arm 2
+    # (+31 in the trial) was nowhere. Truth here: arm means 0, 1 and 0.4 (randomized, n = 3000)
+    rng = np.random.default_rng(5)
+    n = 3000
+    arm = rng.integers(0, 3, n)
+    y = np.array([0.0, 1.0, 0.4])[arm] + rng.normal(size=n)
+    scores = aipw_scores(y, arm, np.zeros((n, 3)), np.full((n, 3), 1 / 3))
+    report = treatment_report(arm, scores, np.zeros((n, 3)), ["a", "b", "c"], n_boot=200,
+                              ranking=[1, 2, 0])
+    contrasts = report["test"]["arm_contrasts"]
+    assert list(contrasts) == ["b vs a", "c vs a", "c vs b"]
+    values = report["value_by_arm"]
+    assert contrasts["c vs b"]["value"] == pytest.approx(values["c"]["value"]
+                                                         - values["b"]["value"])
+    # the reference contrasts are the ATEs, interval and all: the same bootstrap replicates
+    assert contrasts["b vs a"] == report["ate_by_arm"]["b"]
+    assert contrasts["c vs a"] == report["ate_by_arm"]["c"]
+    for (name, entry), truth in zip(contrasts.items(), [1.0, 0.4, -0.6], strict=True):
+        assert entry["ci_low"] < truth < entry["ci_high"], name
 
 
 @pytest.mark.parametrize(("higher_is_better", "expected"), [(True, [2, 0, 1]),

@@ -60,9 +60,11 @@ def test_metrics_follow_the_design_schema(treat_run):
     assert set(metrics["cv"]) == {"t_learner", "causal_forest"}
     assert metrics["selected_model"] in metrics["cv"]
     assert set(metrics["test"]) == {"policy_value", "policy_gain", "ate", "qini", "pehe",
-                                    "ate_error"}
-    for entry in metrics["test"].values():
-        assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
+                                    "ate_error", "arm_contrasts"}
+    assert metrics["test"]["arm_contrasts"] == {"drug vs control": metrics["test"]["ate"]}
+    for name, entry in metrics["test"].items():
+        if name != "arm_contrasts":
+            assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
     for model in metrics["cv"].values():
         assert set(model) == {"dr_loss", "policy_value"}
     assert metrics["selection"]["metric"] == "dr_loss"
@@ -195,8 +197,14 @@ def test_randomized_multi_arm_binary_outcome(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["outcome"]["kind"] == "binary"
     assert metrics["nuisance"]["propensity_source"] == "randomized"
-    assert set(metrics["test"]) == {"policy_value", "policy_gain", "ate"}
+    assert set(metrics["test"]) == {"policy_value", "policy_gain", "ate", "arm_contrasts"}
     assert metrics["ate_comparison"] in ("b vs a", "c vs a")
+    contrasts = metrics["test"]["arm_contrasts"]
+    assert list(contrasts) == ["b vs a", "c vs a", "c vs b"]
+    values = metrics["policy"]["value_by_arm"]
+    assert contrasts["c vs b"]["value"] == pytest.approx(values["c"]["value"]
+                                                         - values["b"]["value"])
+    assert contrasts["c vs b"]["ci_low"] <= contrasts["c vs b"]["value"]
     imbalanced = [w for w in json.loads((run / "manifest.json").read_text())["warnings"]
                   if "randomization allows" in w]
     assert [w.split("'")[1] for w in imbalanced] == ["visits"]

@@ -330,6 +330,8 @@ def _statistics(arm: Floats, scores: Floats, policy: Floats, estimate: Floats, e
         out[f"value:{k}"] = float(value)
         if k:
             out[f"ate:{k}"] = float(value - values[0])
+        for j in range(k):
+            out[f"contrast:{k}:{j}"] = float(value - values[j])
     return out
 
 
@@ -379,9 +381,12 @@ def treatment_report(arm: ArrayLike, scores: ArrayLike, outcomes: ArrayLike, arm
     -------
     dict
         ``test`` (``policy_value``, ``policy_gain``, ``ate``, ``qini`` for two arms, ``pehe``
-        and ``ate_error`` with the truth), ``value_by_arm``, ``ate_by_arm`` (each
-        ``{"value", "ci_low", "ci_high"}``), ``best_single_arm``, ``best_single_arm_chosen_on``,
-        ``ate_comparison``, ``policy_rule``, ``policy_arm_share``, ``best_arm_share``,
+        and ``ate_error`` with the truth, and ``arm_contrasts``: ``{"<arm b> vs <arm a>":
+        {"value", "ci_low", "ci_high"}}`` for every pair of arms, ``b`` after ``a`` in
+        ``arms``, the difference of their doubly-robust values), ``value_by_arm``,
+        ``ate_by_arm`` (each ``{"value", "ci_low", "ci_high"}``), ``best_single_arm``,
+        ``best_single_arm_chosen_on``, ``ate_comparison``, ``policy_rule``,
+        ``policy_arm_share``, ``best_arm_share``,
         ``best_estimate_policy`` (``rule``, ``value``, ``gain``: every patient gets their
         best point estimate) and ``qini_curve`` (two arms).
 
@@ -418,7 +423,10 @@ def treatment_report(arm: ArrayLike, scores: ArrayLike, outcomes: ArrayLike, arm
 
     result = bootstrap_dict(statistic, arm, scores, policy.astype(float),
                             estimate.astype(float), effects, truth, n_boot=n_boot, seed=seed)
-    test = {k: v for k, v in result.items() if ":" not in k}
+    test: dict[str, Any] = {k: v for k, v in result.items() if ":" not in k}
+    # every pair of arms, later vs earlier (as the ATE: "1 vs 0"), from the same replicates
+    test["arm_contrasts"] = {f"{arms[k]} vs {arms[j]}": result[f"contrast:{k}:{j}"]
+                             for k in range(len(arms)) for j in range(k)}
 
     def shares(choice: NDArray[np.int_]) -> dict[str, float]:
         counts = np.bincount(choice, minlength=len(arms)) / len(choice)
