@@ -464,3 +464,17 @@ def test_cv_summary_is_nan_aware():
     assert math.isnan(summary["ppv"]["std"])
     assert summary["brier"] == {"mean": 0.1, "std": 0.0, "folds": 1}
     assert "folds" not in cv_summary(folds[:2])["auroc"]
+
+
+def test_the_calibration_intercepts_interval_covers_a_calibrated_models_zero():
+    """The class-stratified bootstrap keeps the number of events, which the intercept measures:
+    its interval covered 0 for 65 of 100 calibrated test sets; the Wald interval for 98."""
+    rng = np.random.default_rng(0)
+    covered = 0
+    for replicate in range(100):
+        p = rng.uniform(0.05, 0.95, 200)
+        y = (rng.random(200) < p).astype(int)
+        entry = classification_report(y, p, ["no", "yes"], n_boot=100,
+                                      seed=replicate)["test"]["calibration_intercept"]
+        covered += entry["ci_low"] <= 0.0 <= entry["ci_high"]
+    assert covered >= 90
