@@ -93,6 +93,25 @@ def test_predict_warns_of_an_unrecorded_feature_and_scores_as_before(run):
     assert told == []
 
 
+def test_streamed_predict_warns_of_an_unrecorded_feature_from_its_first_partition(run):
+    from permed.workflow._batch import predict_batched
+
+    tmp, trained = run
+    frame = _cohort(40, 3).drop(columns="disease").assign(age=np.nan)
+    frame.to_csv(tmp / "new_streamed.csv", index=False)
+    told: list[str] = []
+    predict_batched(trained, tmp / "new_streamed.csv", tmp / "streamed.parquet", batch_size=25,
+                    warn=told.append)
+    assert told == ["in the first 25 rows: column 'age' is empty for all 25 patients, against "
+                    "0% missing in development: its values were filled in from the development "
+                    "patients, so the predictions are those of a model without 'age'; record "
+                    "'age' at this site, or train a model without it"]
+    told.clear()
+    predict_batched(trained, tmp / "new_streamed.csv", tmp / "streamed.parquet", batch_size=100,
+                    warn=told.append)
+    assert told[0].startswith("column 'age' is empty for all 40 patients")
+
+
 def test_a_sensitive_column_the_cohort_lacks_is_warned_and_not_called_undeclared(run):
     metrics, warnings, html = _evaluate(run, _cohort(150, 4).drop(columns="sex"), "no_sex")
     assert ("sensitive column 'sex' is not in the cohort: no fairness audit at this site; add "

@@ -44,15 +44,18 @@ def predict(
 
     Example: permed predict runs/heart new_patients.csv --out preds.csv --explain
     """
+    shifts: list[str] = []  # columns recorded unlike development: told on standard error
     if should_stream(data, out_file, batch_size, explain):  # large inputs: permed.workflow._batch
         with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
-            rows = predict_streamed(run_dir, data, out_file, batch_size, cluster)
+            rows = predict_streamed(run_dir, data, out_file, batch_size, cluster,
+                                    warn=shifts.append)
             audit.add(rows=rows, output="file")
             audit.output = out_file
         if not quiet:
+            for warning in shifts:
+                err.print(f"warning: {warning}", style="yellow", highlight=False)
             out.print(str(out_file), highlight=False)
         return
-    shifts: list[str] = []  # columns recorded unlike development: told on standard error
     with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
         with RichProgress(quiet or out_file is None).step("scoring"):
             predictions = predict_run(run_dir, data, explain=explain, warn=shifts.append)

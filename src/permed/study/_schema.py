@@ -260,6 +260,10 @@ class FittedSchema:
                     "or train a model without them"]
         return [_missing_warning(name, k, n, before, answers) for name, k, before in flagged]
 
+    def shift_warnings(self, frame: pd.DataFrame, answers: str = "predictions") -> list[str]:
+        """:meth:`missing_warnings`, then :meth:`scale_warnings`."""
+        return [*self.missing_warnings(frame, answers), *self.scale_warnings(frame, answers)]
+
     def scale_warnings(self, frame: pd.DataFrame, answers: str = "predictions") -> list[str]:
         """A warning for each feature whose values in ``frame`` lie almost all beyond the
         development data's: another unit, another coding, or patients wholly unlike them.

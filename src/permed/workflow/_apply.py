@@ -37,7 +37,8 @@ class ShiftWarning(UserWarning):
     message says what they rest on."""
 
 
-def _warn_shift(message: str) -> None:
+def warn_shift(message: str) -> None:
+    """Issue ``message`` as a :class:`ShiftWarning`."""
     warnings.warn(message, ShiftWarning, stacklevel=3)
 
 
@@ -74,8 +75,8 @@ def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False,
     model, schema = load_bundle(run_dir)
     frame, _ = read_table(data, **schema.reading())
     predictions = model.predict_frame(frame)
-    for message in [*schema.missing_warnings(frame), *schema.scale_warnings(frame)]:
-        (warn or _warn_shift)(message)
+    for message in schema.shift_warnings(frame):
+        (warn or warn_shift)(message)
     if not explain:
         return predictions
     if not hasattr(model, "explain_frame"):

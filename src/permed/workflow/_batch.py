@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from permed.bundle import load_bundle
 from permed.engine import Engine
 from permed.exceptions import DataError
 from permed.ingest._tables import SUPPORTED_SUFFIXES, missing_markers, read_table_chunks
+from permed.study import FittedSchema
+from permed.workflow._apply import warn_shift
 
 __all__ = ["DEFAULT_BATCH_SIZE", "STREAM_MIN_BYTES", "OnnxScorer", "batch_scorer",
            "predict_batched", "predict_streamed", "should_stream"]
@@ -95,6 +97,7 @@ def batch_scorer(run_dir: str | Path, model: Any, onnx: bool = True,
 def predict_batched(
     run_dir: str | Path, data: str | Path, out: str | Path, batch_size: int = DEFAULT_BATCH_SIZE,
     engine: Engine | None = None, wave: int = 4, onnx: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """Score ``data`` partition by partition with a trained run and write Parquet to ``out``.
 
@@ -115,6 +118,10 @@ def predict_batched(
     onnx : bool, default=True
         Score with ONNX Runtime when the bundle has a verified ``model.onnx`` (native
         otherwise).
+    warn : callable, optional
+        Told each feature recorded unlike the development data (far more often missing,
+        another unit or coding: ``FittedSchema.shift_warnings``), judged on the first
+        partition; default: a ``ShiftWarning``.
 
     Returns
     -------
@@ -135,11 +142,25 @@ def predict_batched(
     model, schema = load_bundle(run_dir)
     scorer, _ = batch_scorer(run_dir, model, onnx)
     parts = _partitions(Path(data), batch_size, schema.reading())
-    return _write(_scored(scorer, parts, engine, wave), out)
+    return _write(_scored(scorer, _told(parts, schema, batch_size, warn or warn_shift), engine,
+                          wave), out)
+
+
+def _told(parts: Iterator[pd.DataFrame], schema: FittedSchema, batch_size: int,
+          warn: Callable[[str], None]) -> Iterator[pd.DataFrame]:
+    """The partitions, after telling ``warn`` the first one's shift warnings (a sample of the
+    file when it fills a partition: the file is never held whole)."""
+    for index, part in enumerate(parts):
+        if index == 0:
+            sample = f"in the first {len(part):,} rows: " if len(part) == batch_size else ""
+            for message in schema.shift_warnings(part):
+                warn(sample + message)
+        yield part
 
 
 def predict_streamed(run_dir: str | Path, data: str | Path, out: str | Path,
-                     batch_size: int | None = None, cluster: str | None = None) -> int:
+                     batch_size: int | None = None, cluster: str | None = None,
+                     warn: Callable[[str], None] | None = None) -> int:
     """:func:`predict_batched` on the engine of ``cluster``/``PERMED_DASK_SCHEDULER`` (if
     any); returns the rows scored."""
     from permed.engine import get_engine
@@ -147,7 +168,8 @@ def predict_streamed(run_dir: str | Path, data: str | Path, out: str | Path,
     address = cluster or os.environ.get("PERMED_DASK_SCHEDULER")
     engine = get_engine(address) if address else None
     try:
-        return predict_batched(run_dir, data, out, batch_size or DEFAULT_BATCH_SIZE, engine)
+        return predict_batched(run_dir, data, out, batch_size or DEFAULT_BATCH_SIZE, engine,
+                               warn=warn)
     finally:
         if engine is not None:
             engine.close()
