@@ -34,7 +34,8 @@ def trained(aids) -> Path:
 def test_train_writes_the_treat_metrics(trained):
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["task"] == "treat"
-    assert set(metrics["test"]) == {"policy_value", "policy_gain", "ate", "qini"}
+    assert set(metrics["test"]) == {"policy_value", "policy_gain", "ate", "qini",
+                                    "arm_contrasts"}
     for key in ("policy_value", "policy_gain"):
         entry = metrics["test"][key]
         assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]

@@ -173,6 +173,10 @@ def summarize_run(run_dir: Path) -> None:
         err.print(comparison)
     held_out = table(f"Held-out test, {metrics['selected_model']} (95% CI)", ["metric", "value"])
     for name, entry in metrics.get("test", {}).items():
-        held_out.add_row(name, metric_cell(entry))
+        if isinstance(entry, dict) and "value" not in entry:  # a figure per pair of arms
+            for pair, figure in entry.items():
+                held_out.add_row(f"{name} {pair}", metric_cell(figure))
+        else:
+            held_out.add_row(name, metric_cell(entry))
     err.print(held_out)
     out.print(f"report: {run_dir / 'report.html'}", highlight=False)
