@@ -219,9 +219,10 @@ def test_randomized_multi_arm_binary_outcome(tmp_path):
     assert predictions[outcome_columns].max().max() <= 1.0
 
 
-@pytest.mark.parametrize("higher_is_better", [True, False])
+@pytest.mark.parametrize(("higher_is_better", "given"), [(True, False), (False, True),
+                                                         (True, True)])
 def test_a_binary_outcome_names_the_level_modelled_and_the_direction(tmp_path,
-                                                                     higher_is_better):
+                                                                     higher_is_better, given):
     # ACTG status dead/alive (causal review): 'dead' sorts after 'alive', so it is coded 1 and
     # modelled; with the default direction permed maximized the probability of death, silently
     frame = synthetic_trial(400, seed=5).drop(columns="true_effect")
@@ -229,7 +230,7 @@ def test_a_binary_outcome_names_the_level_modelled_and_the_direction(tmp_path,
     frame.drop(columns="y").to_csv(tmp_path / "status.csv", index=False)
     study = Study(task="treat", treatment="treatment", outcome="status", id="pid")
     config = TrainConfig(models=["t_learner"], cv=2, n_boot=100,
-                         higher_is_better=higher_is_better)
+                         higher_is_better=higher_is_better, direction_given=given)
     run = train_run(tmp_path / "status.csv", study, config, tmp_path / "run")
     outcome = json.loads((run / "metrics.json").read_text())["outcome"]
     assert outcome["modelled_level"] == "dead"
@@ -238,7 +239,7 @@ def test_a_binary_outcome_names_the_level_modelled_and_the_direction(tmp_path,
                "level, 'alive', counts as 0) and higher is taken as better: pass "
                "--lower-is-better if 'dead' is the outcome to avoid")
     warned = warning in json.loads((run / "manifest.json").read_text())["warnings"]
-    assert warned == higher_is_better
+    assert warned == (not given)  # --higher-is-better said on purpose: nothing to ask
 
 
 @pytest.fixture(scope="module")

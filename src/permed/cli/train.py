@@ -38,8 +38,9 @@ def train(
         None, help="Risk: comma-separated times for absolute risk, e.g. 365,1095,1825."),
     treatment: str | None = typer.Option(None, help="Treat: treatment arm column, e.g. arms."),
     outcome: str | None = typer.Option(None, help="Treat: outcome column, e.g. cd420."),
-    higher_is_better: bool = typer.Option(
-        True, "--higher-is-better/--lower-is-better", help="Treat: direction of a good outcome. "
+    higher_is_better: bool | None = typer.Option(
+        None, "--higher-is-better/--lower-is-better", help="Treat: direction of a good outcome "
+        "(default: higher; a binary outcome left at the default is warned about). "
         "A binary outcome is the probability of its last level in sorted order (of alive/dead: "
         "dead), so give --lower-is-better when that level is the one to avoid."),
     propensity: str | None = typer.Option(
@@ -123,7 +124,9 @@ def train(
         budget=budget, calibration=calibration, target_sensitivity=target_sensitivity,
         positive_class=positive_class, n_boot=bootstrap, clip=clip, device=device,
         cluster=cluster, horizons=_floats(horizons, "--horizons"), event_value=event_value,
-        higher_is_better=higher_is_better, randomized=randomized, trim=trim, encrypt=encrypt)
+        higher_is_better=higher_is_better is not False,
+        direction_given=higher_is_better is not None, randomized=randomized, trim=trim,
+        encrypt=encrypt)
     out_dir = out_dir or Path("runs") / data.stem
     progress = RichProgress(quiet)
     earlier = _trained_on(out_dir)

@@ -47,6 +47,10 @@ class TrainConfig:
         Risk: the value of the event column that means "the event happened" (default 1/True).
     higher_is_better : bool
         Treat: whether a larger outcome is better for the patient.
+    direction_given : bool
+        Treat: ``higher_is_better`` was stated by the user (``--higher-is-better`` or
+        ``--lower-is-better``), not left at its default; a binary outcome's modelled level is
+        warned about only when it was not.
     randomized : bool
         Treat: assignment was randomized (propensities are the arm shares).
     trim : float
@@ -75,6 +79,7 @@ class TrainConfig:
     horizons: list[float] = field(default_factory=list)
     event_value: str | None = None
     higher_is_better: bool = True
+    direction_given: bool = False
     randomized: bool = False
     trim: float = 0.0
     encrypt: bool = False

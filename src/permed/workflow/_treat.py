@@ -909,7 +909,7 @@ def train_treat(frame: pd.DataFrame, study: Study, validation: ValidationReport,
             progress.note(f"warning: {message}")
             validation.warn(message, column)
     schema = FittedSchema.from_frame(prepared.frame, kinds, study, [])
-    if prepared.binary and config.higher_is_better:
+    if prepared.binary and config.higher_is_better and not config.direction_given:
         message = _direction_warning(study.outcome or "", prepared)
         progress.note(f"warning: {message}")
         validation.warn(message, study.outcome)
