@@ -424,3 +424,15 @@ def test_a_two_arm_run_has_no_multiplicity_caveat():
     text = outcomes_section(_run(metrics, _predictions())).blocks[0].text
     assert "not that the arms are equivalent. `permed predict" in text
     assert "adjusted" not in text
+
+
+def test_patients_outside_the_data_are_counted_in_the_summary_and_the_share_table():
+    metrics = _treat_metrics()
+    metrics["policy"]["recommendation_share"] = {"ZDV+ddI": 0.9, "outside the data": 0.1}
+    summary = treat_summary(_run(metrics))
+    assert ("10% of these patients lie outside the data: an arm was never given to development "
+            "patients like them, so no arm is recommended for them ('outside the data'). For "
+            "every other patient one arm is clearly better") in summary
+    rows = [t.rows for t in _tables(value_section(_run(metrics, _predictions())))
+            if t.caption == "Share of held-out patients"][0]
+    assert rows[-1][:3] == ["outside the data", "—", "10.0%"]

@@ -59,6 +59,7 @@ for _key, _info in {
         METRIC_ORDER.append(_key)
 
 NO_CLEAR = "no clear difference"
+OUTSIDE = "outside the data"  # low overlap: no arm recommended (workflow._treat)
 OUTCOMES_TITLE = "Expected outcome under each arm, per patient"
 # how each estimator's per-patient intervals are made (models/treat: bootstrap refits, except
 # the causal forest's own inference)
@@ -245,10 +246,13 @@ def _share_table(run: RunFiles) -> Block | None:
     header = ["Arm", "Best point estimate", "Recommended (clear advantage)"]
     rows = [[arm, fmt_pct(best.get(arm)), fmt_pct(shares.get(arm, 0.0))] for arm in best]
     rows.append([NO_CLEAR, DASH, fmt_pct(shares.get(NO_CLEAR, 0.0))])
+    if shares.get(OUTSIDE):
+        rows.append([OUTSIDE, DASH, fmt_pct(shares[OUTSIDE])])
     if isinstance(given, Mapping):
         header.append("Given when following permed")
         for row in rows:
-            row.append(fmt_pct(given.get(row[0])) if row[0] != NO_CLEAR else DASH)
+            row.append(fmt_pct(given.get(row[0])) if row[0] not in (NO_CLEAR, OUTSIDE)
+                       else DASH)
     return Table(header=header, rows=rows, caption="Share of held-out patients")
 
 
@@ -614,15 +618,20 @@ def _unclear_sentence(run: RunFiles) -> str:
     unadjusted = (f" (per-patient intervals, not adjusted for the {len(arms)} arms compared)"
                   if len(arms) > 2 else "")
     share = float(shares.get(NO_CLEAR) or 0.0)
+    outside = float(shares.get(OUTSIDE) or 0.0)
+    beyond = (f"{_share_words(outside).capitalize()} of these patients lie outside the data: an "
+              "arm was never given to development patients like them, so no arm is recommended "
+              f"for them ('{OUTSIDE}'). " if outside > 0.0 else "")
     if share <= 0.0:
-        return (f"For every one of these patients one arm is clearly better than the others at "
-                f"the 95% level{unadjusted}.")
+        whom = "every other patient" if beyond else "every one of these patients"
+        return (f"{beyond}For {whom} one arm is clearly better than the others at the 95% "
+                f"level{unadjusted}.")
     if share >= 1.0:
-        text = (f"For none of these patients can the data rank the arms for the individual "
-                f"patient at the 95% level{unadjusted}.")
+        text = (f"{beyond}For none of these patients can the data rank the arms for the "
+                f"individual patient at the 95% level{unadjusted}.")
     else:
-        text = (f"For {_share_words(share)} of these patients the data cannot rank the arms for "
-                f"the individual patient at the 95% level{unadjusted}.")
+        text = (f"{beyond}For {_share_words(share)} of these patients the data cannot rank the "
+                f"arms for the individual patient at the 95% level{unadjusted}.")
     contrasts = _contrasts(run)
     clear = sum(_is_clear(entry) for entry in contrasts.values())
     if contrasts:
