@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from permed.evaluate import counts_in_test
+from permed.evaluate import counts_in_test, miscalibration
 from permed.report import _plots
 from permed.report._fairness import fairness_sentence
 from permed.report._html import (
@@ -326,6 +326,11 @@ def diagnose_summary(run: RunFiles) -> str:
     if run.test_entry("brier") is not None:
         calibrated = f", after {method} calibration" if method not in (None, "none") else ""
         text += f" Brier score {fmt_ci(run.test_entry('brier'), 3)}{calibrated} (lower is better)."
+    off = miscalibration(run.metrics)
+    if off:
+        fix = ("recalibrate it on this site's patients before using its probabilities"
+               if run.external is not None else "do not use its probabilities as they are")
+        text += f" The model is miscalibrated on these patients: {'; '.join(off)}; {fix}."
     return f"{text} {fairness_sentence(run)}"
 
 
