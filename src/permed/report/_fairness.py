@@ -25,7 +25,7 @@ from permed.report._html import (
     plural,
 )
 
-__all__ = ["fairness_flags", "fairness_section", "fairness_sentence"]
+__all__ = ["fairness_flags", "fairness_section", "fairness_sentence", "not_in_cohort"]
 
 
 _DISPARITY_INFO = {
@@ -124,7 +124,7 @@ def fairness_flags(run: RunFiles) -> list[str]:
 def fairness_sentence(run: RunFiles) -> str:
     """One sentence for the summary: flags raised, none raised, or no audit."""
     attributes = dig(run.metrics, "fairness", "attributes") or {}
-    absent = _not_in_cohort(run)
+    absent = not_in_cohort(run)
     if not attributes and absent:
         column = "its column is" if len(absent) == 1 else "their columns are"
         return (f"{_declared(absent)} declared, but {column} not in this cohort, so fairness "
@@ -146,7 +146,7 @@ def fairness_sentence(run: RunFiles) -> str:
     return f"The fairness audit by {names} raised no flag."
 
 
-def _not_in_cohort(run: RunFiles) -> list[str]:
+def not_in_cohort(run: RunFiles) -> list[str]:
     """The declared sensitive columns an external cohort lacks (its ``fairness.not_in_cohort``;
     for an evaluation written before it recorded them, the development schema's sensitive
     columns when none was audited)."""
@@ -186,7 +186,7 @@ def fairness_section(run: RunFiles) -> Section:
     fairness = run.metrics.get("fairness")
     fairness = fairness if isinstance(fairness, Mapping) else {}
     attributes = fairness.get("attributes") or {}
-    absent = _not_in_cohort(run)
+    absent = not_in_cohort(run)
     if not attributes and absent:
         it = "it" if len(absent) == 1 else "them"
         return Section("fairness", title, [Note(

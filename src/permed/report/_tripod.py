@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from markupsafe import Markup
 
 from permed.evaluate import counts_in_test
-from permed.report._fairness import fairness_flags
+from permed.report._fairness import fairness_flags, fairness_sentence, not_in_cohort
 from permed.report._html import (
     DASH,
     RunFiles,
@@ -351,6 +351,9 @@ def _calibration(run: RunFiles) -> TripodItem:
 
 def _fairness(run: RunFiles) -> TripodItem:
     attributes = dig(run.metrics, "fairness", "attributes") or {}
+    if not attributes and not_in_cohort(run):
+        return TripodItem("Fairness", fairness_sentence(run),
+                          "add the sensitive columns to the cohort to audit them at this site.")
     if not attributes:
         return TripodItem("Fairness", "No sensitive attribute was declared; no audit was run.",
                           "which patient groups matter for fairness in this setting; re-run "
