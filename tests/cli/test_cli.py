@@ -192,6 +192,26 @@ def test_brackets_in_a_message_are_printed_as_written(workspace):
     assert "error: column 'area[mm2]' is numeric" in " ".join(result.stdout.split())
 
 
+def test_a_sites_own_missing_markers_are_named_with_missing(workspace, trained):
+    """Site B writes 'n/a' and '-' where the development study had no such markers."""
+    frame = pd.read_csv(workspace / "bc.csv").head(40).astype(object)
+    column = frame.columns[1]
+    frame.loc[2, column], frame.loc[5, column] = "n/a", "-"
+    frame.to_csv(workspace / "site_b.csv", index=False)
+    refused = permed("predict", trained, workspace / "site_b.csv")
+    assert refused.returncode != 0
+    assert f"column '{column}' must be numeric (as in training) but has text 'n/a', '-'" in \
+        " ".join(refused.stderr.split())
+    scored = permed("predict", trained, workspace / "site_b.csv", "--missing", "n/a,-",
+                    "--out", workspace / "site_b_scored.csv")
+    assert scored.returncode == 0, scored.stderr
+    assert len(pd.read_csv(workspace / "site_b_scored.csv")) == 40
+    evaluated = permed("evaluate", trained, workspace / "site_b.csv", "--missing", "n/a",
+                       "--missing", "-", "--out", workspace / "site_b_ev", "--bootstrap", "100",
+                       "--quiet")
+    assert evaluated.returncode == 0, evaluated.stderr
+
+
 def test_predict_with_a_missing_column_is_refused(workspace, trained):
     frame = pd.read_csv(workspace / "bc.csv").drop(columns=["mean radius", "diagnosis"])
     frame.to_csv(workspace / "missing.csv", index=False)

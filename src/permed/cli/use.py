@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from permed.cli._console import RichProgress, err, metric_cell, out, table
+from permed.cli._options import split_list
 from permed.cli.privacy import key_file_option, keyed
 from permed.evaluate import cautions
 from permed.exceptions import PermedError
@@ -18,6 +19,12 @@ from permed.workflow._batch import predict_streamed, should_stream
 __all__ = ["evaluate", "predict", "report"]
 
 
+def _missing_option() -> list[str] | None:
+    return typer.Option(
+        None, "--missing", help="This table's own missing-value markers, read as missing beside "
+        "the development study's, repeated or comma-separated: --missing n/a,-.")
+
+
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by permed train."),
     data: Path = typer.Argument(..., help="New patients: .csv, .tsv or .parquet."),
@@ -26,6 +33,7 @@ def predict(
         "output."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No notes on standard error."),
     key_file: Path | None = key_file_option("an encrypted run or input"),
+    missing: list[str] | None = _missing_option(),
     explain: bool = typer.Option(
         False, "--explain", help="Add each patient's top 3 factors (SHAP) in words: columns "
         "explanation, top_factor_1..3 and explained_output."),
@@ -48,7 +56,7 @@ def predict(
     if should_stream(data, out_file, batch_size, explain):  # large inputs: permed.workflow._batch
         with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
             rows = predict_streamed(run_dir, data, out_file, batch_size, cluster,
-                                    warn=shifts.append)
+                                    warn=shifts.append, missing=split_list(missing))
             audit.add(rows=rows, output="file")
             audit.output = out_file
         if not quiet:
@@ -58,7 +66,8 @@ def predict(
         return
     with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
         with RichProgress(quiet or out_file is None).step("scoring"):
-            predictions = predict_run(run_dir, data, explain=explain, warn=shifts.append)
+            predictions = predict_run(run_dir, data, explain=explain, warn=shifts.append,
+                                      missing=split_list(missing))
         write_table(predictions, out_file)
         audit.add(rows=len(predictions), output="file" if out_file else "stdout")
         audit.output = out_file
@@ -79,6 +88,7 @@ def evaluate(
     seed: int = typer.Option(42, help="Bootstrap seed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
     key_file: Path | None = key_file_option("an encrypted run or cohort"),
+    missing: list[str] | None = _missing_option(),
 ) -> None:
     """External validation: score another cohort once and report the figures with CIs.
 
@@ -86,7 +96,8 @@ def evaluate(
     """
     with keyed(key_file), audited(run_log(run_dir), "evaluate", data=data) as audit:
         with RichProgress(quiet).step("external validation"):
-            written = evaluate_run(run_dir, data, out_dir, n_boot=bootstrap, seed=seed)
+            written = evaluate_run(run_dir, data, out_dir, n_boot=bootstrap, seed=seed,
+                                   missing=split_list(missing))
         audit.output = written / "predictions.csv"
     if quiet:
         out.print(str(written / "report.html"), highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -125,10 +126,12 @@ class FittedSchema:
                    study.text_encoder if any(f.kind == "text" for f in features) else None,
                    list(study.missing))
 
-    def reading(self) -> dict[str, Any]:
+    def reading(self, missing: Iterable[str] = ()) -> dict[str, Any]:
         """``read_table`` keywords for a new table: the id read as written, the study's missing
-        markers, and the development data's decimal mark for numbers that do not show one."""
-        return {"text_columns": [self.id] if self.id else [], "missing": list(self.missing),
+        markers and the new table's own (``missing``, e.g. ``--missing n/a``), and the
+        development data's decimal mark for numbers that do not show one."""
+        return {"text_columns": [self.id] if self.id else [],
+                "missing": list(dict.fromkeys([*self.missing, *missing])),
                 "known_marks": tuple(self.csv_marks) if self.csv_marks else None}
 
     # ---- checking new data --------------------------------------------------------------

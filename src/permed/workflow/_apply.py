@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +63,19 @@ def write_table(frame: pd.DataFrame, out: str | Path | None) -> None:
 
 
 def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False,
-                warn: Callable[[str], None] | None = None) -> pd.DataFrame:
+                warn: Callable[[str], None] | None = None,
+                missing: Sequence[str] = ()) -> pd.DataFrame:
     """Score every row of a new table with a trained run; one output row per input row.
 
     With ``explain``, the columns of ``model.explain_frame`` (each patient's top factors in
     words) are added. A feature far more often missing than in development, or whose values
     lie almost all beyond development's (another unit or coding; see
     ``FittedSchema.missing_warnings`` and ``scale_warnings``), is told to ``warn`` (default: a
-    :class:`ShiftWarning`); the predictions are the same.
+    :class:`ShiftWarning`); the predictions are the same. ``missing`` lists the table's own
+    missing-value markers, read as missing beside the development study's.
     """
     model, schema = load_bundle(run_dir)
-    frame, _ = read_table(data, **schema.reading())
+    frame, _ = read_table(data, **schema.reading(missing))
     predictions = model.predict_frame(frame)
     for message in schema.shift_warnings(frame):
         (warn or warn_shift)(message)
@@ -85,7 +87,7 @@ def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False,
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
-                 n_boot: int = 1000, seed: int = 42) -> Path:
+                 n_boot: int = 1000, seed: int = 42, missing: Sequence[str] = ()) -> Path:
     """External validation: score a cohort that carries the target, once, and write ``out``.
 
     Rows without the target (and, for an image model trained with ``--on-bad-file skip``,
@@ -93,6 +95,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     warnings (rows left out, the development data given as the cohort, values outside the
     training range, classes absent or scarce in the cohort, test figures that say little)
     are returned in ``manifest.json``, printed by ``permed evaluate`` and listed in the report.
+    ``missing`` lists the cohort's own missing-value markers, read as missing beside the
+    development study's.
     """
     run_dir = Path(run_dir)
     _refuse_a_trained_run(Path(out), run_dir)
@@ -100,12 +104,13 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     if schema.task == "risk":  # time-to-event figures: permed.workflow._risk
         from permed.workflow._risk_external import evaluate_risk_run
 
-        return evaluate_risk_run(run_dir, model, data, out, n_boot=n_boot, seed=seed)
+        return evaluate_risk_run(run_dir, model, data, out, n_boot=n_boot, seed=seed,
+                                 missing=missing)
     if schema.task != "diagnose":
         raise BundleError(f"permed evaluate validates diagnose and risk runs; '{run_dir}' is "
                           f"a {schema.task} run: score it with permed predict")
     development = read_json(run_dir / "metrics.json")
-    frame, info = read_table(data, **schema.reading())
+    frame, info = read_table(data, **schema.reading(missing))
     frame = frame.reset_index(drop=True)  # the index is the 0-based input row from here on
     schema.check(frame, require=[schema.target])
     y, labelled = _encode_target(frame, schema.target, schema.classes)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ def batch_scorer(run_dir: str | Path, model: Any, onnx: bool = True,
 def predict_batched(
     run_dir: str | Path, data: str | Path, out: str | Path, batch_size: int = DEFAULT_BATCH_SIZE,
     engine: Engine | None = None, wave: int = 4, onnx: bool = True,
-    warn: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None, missing: Sequence[str] = (),
 ) -> int:
     """Score ``data`` partition by partition with a trained run and write Parquet to ``out``.
 
@@ -122,6 +122,8 @@ def predict_batched(
         Told each feature recorded unlike the development data (far more often missing,
         another unit or coding: ``FittedSchema.shift_warnings``), judged on the first
         partition; default: a ``ShiftWarning``.
+    missing : sequence of str
+        The table's own missing-value markers, read as missing beside the development study's.
 
     Returns
     -------
@@ -141,7 +143,7 @@ def predict_batched(
         raise DataError(f"--batch-size must be a positive number of rows, got {batch_size}")
     model, schema = load_bundle(run_dir)
     scorer, _ = batch_scorer(run_dir, model, onnx)
-    parts = _partitions(Path(data), batch_size, schema.reading())
+    parts = _partitions(Path(data), batch_size, schema.reading(missing))
     return _write(_scored(scorer, _told(parts, schema, batch_size, warn or warn_shift), engine,
                           wave), out)
 
@@ -160,7 +162,8 @@ def _told(parts: Iterator[pd.DataFrame], schema: FittedSchema, batch_size: int,
 
 def predict_streamed(run_dir: str | Path, data: str | Path, out: str | Path,
                      batch_size: int | None = None, cluster: str | None = None,
-                     warn: Callable[[str], None] | None = None) -> int:
+                     warn: Callable[[str], None] | None = None,
+                     missing: Sequence[str] = ()) -> int:
     """:func:`predict_batched` on the engine of ``cluster``/``PERMED_DASK_SCHEDULER`` (if
     any); returns the rows scored."""
     from permed.engine import get_engine
@@ -169,7 +172,7 @@ def predict_streamed(run_dir: str | Path, data: str | Path, out: str | Path,
     engine = get_engine(address) if address else None
     try:
         return predict_batched(run_dir, data, out, batch_size or DEFAULT_BATCH_SIZE, engine,
-                               warn=warn)
+                               warn=warn, missing=missing)
     finally:
         if engine is not None:
             engine.close()

@@ -3,6 +3,7 @@ time and event columns (``permed evaluate``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ FOLLOW_UP_RATIO = 10.0
 
 
 def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: str | Path,
-                      n_boot: int = 1000, seed: int = 42) -> Path:
+                      n_boot: int = 1000, seed: int = 42, missing: Sequence[str] = ()) -> Path:
     """External validation of a risk run on a cohort with the time and event columns.
 
     The model is applied unchanged; the cohort's own censoring distribution weights Uno's C,
@@ -63,7 +64,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     from permed.utils.jsonio import read_json
 
     development = read_json(Path(run_dir) / "metrics.json")
-    frame, info = read_table(data, **model.schema.reading())
+    frame, info = read_table(data, **model.schema.reading(missing))
     model.schema.check(frame, require=[model.time_column, model.event_column])
     repeated = model.schema.duplicated_ids(frame.reset_index(drop=True))
     study = Study(task="risk", time=model.time_column, event=model.event_column,
