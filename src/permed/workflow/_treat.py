@@ -72,13 +72,15 @@ from permed.workflow._explain_outcomes import explain_treat_step
 from permed.workflow._referral import referral, shared_reasons
 from permed.workflow._result import RunResult, Timings
 
-__all__ = ["NO_CLEAR_DIFFERENCE", "OUTSIDE_THE_DATA", "TreatModel", "arm_support", "score_arms",
-           "train_treat"]
+__all__ = ["NO_CLEAR_DIFFERENCE", "OUTSIDE_THE_DATA", "SUPPORT_FALSE_EDGES", "TreatModel",
+           "arm_support", "score_arms", "train_treat"]
 
 NO_CLEAR_DIFFERENCE = "no clear difference"
 # The recommendation of a low-overlap patient: some arm was (almost) never given to patients
 # like this one, so its expected outcome, and any comparison with it, is extrapolated.
 OUTSIDE_THE_DATA = "outside the data"
+# chance that a randomized run shows any arm's edge as a gap in its data (arm_support)
+SUPPORT_FALSE_EDGES = 0.05
 # Propensities below this, for any arm, are reported (and flagged at prediction time) as poor
 # overlap: the effects of such patients are extrapolated from other patients.
 OVERLAP_THRESHOLD = 0.05
@@ -221,19 +223,35 @@ class TreatModel:
             outside = (values < bounds[:, 0]) | (values > bounds[:, 1])
             for i in np.flatnonzero(outside.any(axis=1)):
                 found = ", ".join(f"{names[j]} {values[i, j]:g} (its patients: "
-                                  f"{bounds[j, 0]:g} to {bounds[j, 1]:g})"
+                                  f"{_edges_text(*bounds[j])})"
                                   for j in np.flatnonzero(outside[i]))
                 text = f"outside the data of arm '{arm}': {found}"
                 reasons[i] = f"{reasons[i]}; {text}" if reasons[i] else text
         return reasons
 
 
+def _edges_text(low: float, high: float) -> str:
+    """``0 to 400``, ``up to 400`` or ``from 40``: the edges an arm's data end at."""
+    if np.isfinite(low) and np.isfinite(high):
+        return f"{low:g} to {high:g}"
+    return f"up to {high:g}" if np.isfinite(high) else f"from {low:g}"
+
+
 def arm_support(features: pd.DataFrame, arm: np.ndarray, arms: list[str],
-                numeric: list[str]) -> dict[str, dict[str, tuple[float, float]]]:
-    """The range of each numeric feature among the patients of each arm.
+                numeric: list[str], false_edges: float = SUPPORT_FALSE_EDGES
+                ) -> dict[str, dict[str, tuple[float, float]]]:
+    """The range of each numeric feature among the patients of each arm, where its edge is
+    a gap in the arm's data rather than chance at the end of everyone's.
 
     A patient beyond an arm's range is one that arm was never given to: its expected outcome
-    there is an extrapolation, however smooth the propensity model that missed it.
+    there is an extrapolation, however smooth the propensity model that missed it. An edge is
+    kept only when the development patients beyond it would have held ``m`` or more of the
+    arm's patients had the arm been given as often there as overall, ``m = ln(E /
+    false_edges)`` for the ``E`` edges (two per arm and feature): seeing none of ``m`` expected
+    happens by chance with probability ``exp(-m) = false_edges / E``, so a randomized run shows
+    a gap anywhere with probability about ``false_edges``. No ZDV+ddI patient above cd40 400
+    among 180 others is a gap; a randomized arm whose oldest patient is 67 while the trial's is
+    70 (2 patients older) is chance, and the edge is open.
 
     Parameters
     ----------
@@ -244,25 +262,40 @@ def arm_support(features: pd.DataFrame, arm: np.ndarray, arms: list[str],
     arms : list of str
     numeric : list of str
         The numeric features.
+    false_edges : float, default=0.05
+        Chance that a randomized run keeps any edge.
 
     Returns
     -------
     dict
-        ``{arm: {feature: (min, max)}}``; a feature missing for every patient of an arm is left
-        out of that arm's ranges.
+        ``{arm: {feature: (min, max)}}``, ``-inf``/``inf`` for an open edge; a feature with
+        both edges open, or missing for every patient of an arm, is left out of that arm's.
 
     Examples
     --------
-    >>> frame = pd.DataFrame({"cd40": [200.0, 380.0, 250.0, 700.0]})
-    >>> arm_support(frame, np.array([1, 1, 0, 0]), ["ZDV", "ZDV+ddI"], ["cd40"])
-    {'ZDV': {'cd40': (250.0, 700.0)}, 'ZDV+ddI': {'cd40': (200.0, 380.0)}}
+    >>> frame = pd.DataFrame({"cd40": [200.0, 380.0, 250.0] * 4 + [700.0] * 20})
+    >>> arm_support(frame, np.array([1, 1, 0] * 4 + [0] * 20), ["ZDV", "ZDV+ddI"], ["cd40"])
+    {'ZDV+ddI': {'cd40': (-inf, 380.0)}}
     """
+    min_expected = math.log(max(1, 2 * len(arms) * len(numeric)) / false_edges)
     out: dict[str, dict[str, tuple[float, float]]] = {}
+    values = features[numeric].to_numpy(dtype=float)
     for k, name in enumerate(arms):
-        values = features.loc[arm == k, numeric].to_numpy(dtype=float)
-        known = ~np.isnan(values).all(axis=0)
-        out[name] = {column: (float(np.nanmin(values[:, j])), float(np.nanmax(values[:, j])))
-                     for j, column in enumerate(numeric) if known[j]}
+        ranges = {}
+        for j, column in enumerate(numeric):
+            known = ~np.isnan(values[:, j])
+            mine = values[known & (arm == k), j]
+            if not len(mine):
+                continue
+            share = len(mine) / known.sum()
+            below = share * np.count_nonzero(values[known, j] < mine.min())
+            above = share * np.count_nonzero(values[known, j] > mine.max())
+            edges = (float(mine.min()) if below >= min_expected else -np.inf,
+                     float(mine.max()) if above >= min_expected else np.inf)
+            if np.isfinite(edges).any():
+                ranges[column] = edges
+        if ranges:
+            out[name] = ranges
     return out
 
 
