@@ -30,7 +30,7 @@ from markupsafe import Markup
 import permed
 from permed.evaluate import cautions
 from permed.exceptions import BundleError
-from permed.privacy import read_bytes, table_source
+from permed.privacy import plan_actions, read_bytes, table_source
 
 DASH = "\u2014"
 _TEMPLATES = Path(__file__).with_name("templates")
@@ -579,7 +579,12 @@ def _class_table(run: RunFiles) -> Table | None:
                  marked=frozenset(marked))
 
 
-def _feature_range(feature: Mapping[str, Any], shown: int = 8) -> str:
+def _feature_range(feature: Mapping[str, Any], shown: int = 8, action: str | None = None) -> str:
+    """A predictor's training values, generalized as Safe Harbor asks where the column is an
+    age (above 89: ``90+``) or a ZIP code (not listed): the report is shared in clear."""
+    if action == "zip3":
+        count = len(feature.get("categories") or [])
+        return f"{count} ZIP areas (not listed)" if count else "not listed (a ZIP code)"
     if feature.get("kind") == "categorical":
         categories = [str(c) for c in feature.get("categories") or []]
         more = f", \u2026 (+{len(categories) - shown} more)" if len(categories) > shown else ""
@@ -587,6 +592,8 @@ def _feature_range(feature: Mapping[str, Any], shown: int = 8) -> str:
     low, high = feature.get("min"), feature.get("max")
     if is_missing(low) and is_missing(high):
         return DASH
+    if action == "age" and not is_missing(high) and float(high) > 89:
+        return f"{fmt_general(low)} to 90+"
     return f"{fmt_general(low)} to {fmt_general(high)}"
 
 
@@ -598,12 +605,16 @@ def _feature_table(run: RunFiles) -> Block:
     if not isinstance(features, list) or not features:
         return Note(f"{run.schema_source} lists no features, so the predictors cannot be shown.",
                     tone="warning")
+    # columns named like an age or a ZIP code (the names de-identification goes by)
+    generalized, _ = plan_actions(pd.DataFrame(columns=[
+        str(f.get("name")) for f in features if f.get("kind") in ("numeric", "categorical")]))
     rows = []
     for feature in features:
         name = str(feature.get("name", DASH))
+        action = generalized.get(name)
         if feature.get("unit"):
             name = f"{name} ({feature['unit']})"
-        rows.append([name, str(feature.get("kind", DASH)), _feature_range(feature),
+        rows.append([name, str(feature.get("kind", DASH)), _feature_range(feature, action=action),
                      fmt_pct(feature.get("missing_share"))])
     return Table(header=["Predictor", "Type", "Range or categories in training", "Missing"],
                  rows=rows,
