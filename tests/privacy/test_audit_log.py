@@ -115,3 +115,29 @@ def test_cli_verify_exits_1_and_names_the_entry(log, capsys):
     _write(log, lines)
     assert main(["audit", "verify", str(log.path)]) == 1
     assert "entry 4 (line 4) was edited" in capsys.readouterr().err
+
+
+def test_a_missing_head_cannot_be_verified(log):
+    log.head_path.unlink()
+    _write(log, _lines(log)[:-1])  # the last entry deleted, then the head that records it
+    assert verify_log(log.path).problems == [
+        "cannot verify: 'audit.log.head' is missing, so deleted last entries cannot be ruled "
+        "out; restore 'audit.log.head' from a backup"]
+
+
+def test_an_emptied_log_without_its_head_cannot_be_verified(log):
+    log.head_path.unlink()
+    log.path.write_text("")
+    report = verify_log(log.path)
+    assert report.entries == 0
+    assert report.problems == [
+        "cannot verify: the log holds no entries and 'audit.log.head' is missing: it was emptied "
+        "(or its entries deleted), or nothing was ever recorded in it"]
+
+
+def test_cli_verify_exits_1_when_the_log_cannot_be_verified(log, capsys):
+    log.head_path.unlink()
+    assert main(["audit", "verify", str(log.path)]) == 1
+    captured = capsys.readouterr()
+    assert "intact" not in captured.out
+    assert "cannot verify: 'audit.log.head' is missing" in captured.err

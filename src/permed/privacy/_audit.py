@@ -5,8 +5,9 @@ One JSON object per line: ``seq`` (1, 2, ...), ``time`` (UTC), ``user``, ``actio
 ``prev`` (the MAC of the entry before) and ``mac``: HMAC-SHA256 of the rest with the integrity
 key's ``"audit"`` sub-key. Editing an entry breaks its MAC; deleting or moving one breaks the
 sequence and the chain; the ``LOG.head`` file (the last entry's number and MAC, itself MAC'd)
-shows a deleted last entry. Appends hold an exclusive lock, so concurrent commands never fork
-the chain.
+shows a deleted last entry. Every append writes the head, so a missing head, or an empty log,
+cannot be verified and is reported as a problem (fail closed). Appends hold an exclusive
+lock, so concurrent commands never fork the chain.
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ def verify_log(path: str | Path, key: Key | None = None) -> AuditReport:
     Returns
     -------
     AuditReport
-        One problem per edited, deleted, reordered or foreign entry, naming it.
+        One problem per edited, deleted, reordered or foreign entry, naming it; a missing log,
+        a missing head or an empty log is a problem too ("cannot verify").
     """
     path = Path(path)
     key = key or integrity_key()
@@ -280,9 +282,16 @@ def _check_head(log: AuditLog, entries: list[tuple[int, dict[str, Any], bool]], 
     """The head file records the last entry: a deleted last entry shows here."""
     last = max((int(e["seq"]) for _, e, _ in entries), default=0)
     if not log.head_path.is_file():
+        # every append writes the head (since the first version of the log), so a log without
+        # one was emptied, truncated with its head deleted, or is not a permed log: fail closed
+        name = log.head_path.name
         if last:
-            report.notes.append(f"'{log.head_path.name}' is missing: a deletion of the last "
-                                "entries cannot be ruled out")
+            report.problems.append(f"cannot verify: '{name}' is missing, so deleted last "
+                                   f"entries cannot be ruled out; restore '{name}' from a backup")
+        else:
+            report.problems.append(f"cannot verify: the log holds no entries and '{name}' is "
+                                   "missing: it was emptied (or its entries deleted), or nothing "
+                                   "was ever recorded in it")
         return
     try:
         head = json.loads(log.head_path.read_bytes())
