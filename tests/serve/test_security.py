@@ -330,3 +330,43 @@ def test_a_key_is_rechecked_before_its_entry_expires(runs, tmp_path, start_servi
     assert [(recheck, thread) for recheck, thread, _ in checks] == [
         (False, "AnyIO worker thread"), (True, "permed-recheck")]
     assert checks[1][2] == 19
+
+
+def test_an_edited_deleted_or_added_prediction_row_is_reported_by_verify(runs, tmp_path,
+                                                                         start_service,
+                                                                         bc_patients):
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path, database_url=None,
+                             rate_limit=0), {"ada": "admin", "alice": "clinician"})
+    try:
+        with service.client("alice") as client:
+            answer = client.post("/v1/models/bc/predict",
+                                 json={"patients": bc_patients[:2], "explain": False}).json()
+        edited_id, deleted_id = (r["prediction_id"] for r in answer["results"])
+        engine = service.app.state.storage.engine
+        with service.client("ada") as client:
+            intact = client.get("/v1/audit/verify").json()
+            with engine.begin() as connection:
+                stored = json.loads(connection.execute(
+                    text("SELECT answer FROM predictions WHERE id = :id"),
+                    {"id": edited_id}).scalar_one())
+                stored.update(prob_1=0.01, predicted="0", refer_to_clinician=False)
+                connection.execute(text("UPDATE predictions SET answer = :a WHERE id = :id"),
+                                   {"a": json.dumps(stored), "id": edited_id})
+                connection.execute(text("DELETE FROM predictions WHERE id = :id"),
+                                   {"id": deleted_id})
+                connection.execute(text(
+                    "INSERT INTO predictions SELECT 'f' || substr(id, 2), time, user, model, "
+                    "version, task, input_digest, answer FROM predictions WHERE id = :id"),
+                    {"id": edited_id})
+            tampered = client.get("/v1/audit/verify").json()
+    finally:
+        service.stop()
+    assert intact == {"ok": True, "entries": 1, "problems": [], "notes": []}
+    added_id = "f" + edited_id[1:]
+    assert tampered["ok"] is False
+    assert sorted(tampered["problems"]) == sorted([
+        f"prediction {edited_id} (audit entry 1) was edited: the stored row no longer matches "
+        "the SHA-256 recorded in the audit trail",
+        f"prediction {deleted_id} (audit entry 1) was deleted from the prediction log",
+        f"prediction {added_id} is in no audit entry: it was added to the prediction log "
+        "outside the service"])

@@ -8,11 +8,16 @@ rows: an edited row breaks its MAC, a deleted or reordered one breaks the sequen
 chain, and the stored head shows deleted last entries. ``permed audit verify`` checks an
 export (:meth:`AuditTrail.export`) the same way.
 
-``details`` never holds patient data: the endpoint, the model, the HTTP status and a request id.
+``details`` never holds patient data: the endpoint, the model, the HTTP status and a request id,
+and for a request that stored predictions, ``predictions``: each prediction's id and the SHA-256
+of its stored row (:func:`prediction_digest`). The chain's MACs cover those digests, so
+:meth:`AuditTrail.verify` reports a prediction whose stored answer (or user, model, time...)
+was changed, a deleted one, and one added to the database outside the service.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 import threading
@@ -25,13 +30,24 @@ from permed.privacy import AuditReport, Key, verify_log
 from permed.privacy._audit import _PURPOSE, _ZERO, _head_mac, _mac
 from permed.serve._storage import BUSY_SECONDS, Storage, WriterBusy
 
-__all__ = ["AuditTrail"]
+__all__ = ["AuditTrail", "prediction_digest"]
 
 _RETRIES = 20
 
 
 # Detail values stored as they are; others (numbers of numpy, paths, lists) go through JSON.
 _PLAIN = (str, int, float, bool)
+# The columns of a prediction row that its digest covers (all of them).
+_PREDICTION_FIELDS = ("id", "time", "user", "model", "version", "task", "input_digest", "answer")
+
+
+def prediction_digest(row: dict[str, Any]) -> str:
+    """``sha256:<hex>`` of a prediction row as stored (``answer`` is its JSON text).
+
+    The fields are joined by NUL, which none of them holds (JSON escapes it in the answer).
+    """
+    text = "\0".join(str(row[name]) for name in _PREDICTION_FIELDS)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 class AuditTrail:
@@ -115,11 +131,52 @@ class AuditTrail:
         return path
 
     def verify(self) -> AuditReport:
-        """Check every entry's MAC, the sequence, the chain and the head."""
+        """Check every entry's MAC, the sequence, the chain and the head, then every stored
+        prediction against the digest its audit entry recorded."""
         with tempfile.TemporaryDirectory(prefix="permed-audit-") as folder:
             report = verify_log(self.export(Path(folder) / "audit.log"), self.key)
         report.path = Path(f"database:{_safe_url(self.storage.url)}")
+        _check_predictions(self.storage, report)
         return report
+
+
+def _check_predictions(storage: Storage, report: AuditReport) -> None:
+    """Each prediction recorded in an audit entry must be stored unchanged, and each stored
+    one recorded (rows older than the first recorded one predate the digests: a note)."""
+    recorded = _recorded_predictions(storage)
+    unrecorded: list[dict[str, Any]] = []
+    found: set[str] = set()
+    first: str | None = None
+    for row in storage.prediction_records():
+        known = recorded.get(row["id"])
+        if known is None:
+            unrecorded.append(row)
+            continue
+        found.add(row["id"])
+        first = row["time"] if first is None else min(first, row["time"])
+        if prediction_digest(row) != known[1]:
+            report.problems.append(
+                f"prediction {row['id']} (audit entry {known[0]}) was edited: the stored row no "
+                "longer matches the SHA-256 recorded in the audit trail")
+    report.problems += [f"prediction {pid} (audit entry {seq}) was deleted from the prediction "
+                        "log" for pid, (seq, _) in recorded.items() if pid not in found]
+    added = [row["id"] for row in unrecorded if first is not None and row["time"] >= first]
+    report.problems += [f"prediction {pid} is in no audit entry: it was added to the prediction "
+                        "log outside the service" for pid in added]
+    if len(unrecorded) > len(added):
+        report.notes.append(f"{len(unrecorded) - len(added)} prediction(s) were stored before "
+                            "the audit trail recorded a digest of each prediction: they cannot "
+                            "be checked")
+
+
+def _recorded_predictions(storage: Storage) -> dict[str, tuple[int, str]]:
+    """Prediction id -> (audit entry, digest), from the entries' ``predictions`` details."""
+    recorded: dict[str, tuple[int, str]] = {}
+    for entry in storage.audit_rows():
+        digests = entry["details"].get("predictions")
+        if isinstance(digests, dict):
+            recorded.update((str(k), (int(entry["seq"]), str(v))) for k, v in digests.items())
+    return recorded
 
 
 class _Derived(Key):

@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
-from permed.serve._audit import AuditTrail
+from permed.serve._audit import AuditTrail, prediction_digest
 from permed.serve._journal import Journal, LoopJournal
 
 __all__ = ["SECURITY_HEADERS", "ServiceMiddleware"]
@@ -146,9 +146,12 @@ class ServiceMiddleware:
         user = principal.user if principal else "anonymous"
         action = getattr(route, "name", None) or "unmatched"
         predictions = state.get("predictions") or []
+        event = AuditTrail.event(user, action, _outcome(status), **details)
+        if predictions:  # chained with the entry: an edited prediction row shows on verify
+            event["details"]["predictions"] = {row["id"]: prediction_digest(row)
+                                               for row in predictions}
         try:
-            await self.journal.record([AuditTrail.event(user, action, _outcome(status),
-                                                        **details)], predictions)
+            await self.journal.record([event], predictions)
         except Exception:  # noqa: BLE001 - logged; an answer without predictions still goes out
             log.exception("could not write the audit event of request %s", request_id)
             return not predictions

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -414,6 +414,15 @@ class Storage:
         if row is None or not hmac.compare_digest(row.user, user):
             return None
         return _prediction(row)
+
+    def prediction_records(self) -> Iterator[dict[str, Any]]:
+        """Every stored prediction row as stored (``answer`` as its JSON text), for
+        verification against the audit trail."""
+        with self.session() as session:
+            for row in session.execute(select(PredictionRow)).scalars().yield_per(1000):
+                yield {"id": row.id, "time": row.time, "user": row.user, "model": row.model,
+                       "version": row.version, "task": row.task,
+                       "input_digest": row.input_digest, "answer": row.answer}
 
     # ---- audit rows (the chain itself lives in permed.serve._audit) --------------------------
     def write(self, chain: Callable[[tuple[int, str] | None], tuple[list[dict[str, Any]],
