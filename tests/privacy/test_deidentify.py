@@ -333,3 +333,32 @@ def test_a_note_mentioning_a_date_is_scrubbed_not_shifted():
                               "admit": "shift_date"}
     assert result.frame["note"].iloc[0] == ("Patient admitted [DATE] with chest pain, "
                                             "discharged home after a few days")
+
+
+@pytest.mark.parametrize(("values", "what"), [
+    (["123-45-6789", "234-56-7890", "345-67-8901", None], "SSNs (3 of 3 values)"),
+    (["a.smith@example.org", "rj@example.org", "al@example.org"], "e-mail addresses (3 of 3 "
+     "values)"),
+    (["617-555-0100", "(617) 555-0111", "+1 617.555.0102"], "phone numbers (3 of 3 values)"),
+    (["10.1.2.3", "192.168.0.7", "fe80::1ff:fe23:4567:890a"], "IP addresses (3 of 3 values)"),
+    (["https://example.org/a", "www.example.com", "http://10.0.0.1/x", "n/a", "x", "y", "z",
+      "w", "v", "u", "t", "s"], None),  # 3 URLs of 12 values: too few
+    (["https://example.org/a", "www.example.com", "https://example.net/b", "n/a",
+      "example.edu/x"], "web addresses (URLs) (4 of 5 values)"),
+])
+def test_columns_of_identifier_values_are_dropped_whatever_their_name(values, what):
+    """A column named 'contact' or 'social' holding e-mail addresses or SSNs is dropped with a
+    warning that counts its values and never quotes them."""
+    frame = pd.DataFrame({"contact": values, "sbp": range(len(values))})
+    result = deidentify_frame(frame, generate_key())
+    if what is None:
+        assert (result.actions, result.warnings) == ({}, [])
+        return
+    assert result.actions == {"contact": "drop"}
+    assert list(result.frame.columns) == ["sbp"]
+    assert result.warnings == [
+        f"column 'contact' holds {what} but has no de-identification action: applied 'drop'; "
+        "declare it under [deidentify] in the study (contact = \"drop\", or \"keep\" if it is "
+        "not an identifier)"]
+    kept = deidentify_frame(frame, generate_key(), actions={"contact": "keep"})
+    assert (kept.warnings, list(kept.frame.columns)) == ([], ["contact", "sbp"])

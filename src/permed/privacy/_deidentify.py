@@ -19,10 +19,11 @@ Each column gets one action:
 =================  ===================================================================
 
 Actions come from the study's ``[deidentify]`` section, then from the roles: ``identifiers``
-are dropped and the ``id`` column is pseudonymized. A column whose name or values look like an
-identifier (name, MRN, SSN, phone, e-mail, address, dates, free text...) but has no action is
-treated as one, secure by default, with a warning naming the action taken and how to choose
-another.
+are dropped and the ``id`` column is pseudonymized. A column whose name looks like an
+identifier (name, MRN, SSN, phone, e-mail, address...), or whose values are mostly SSNs, e-mail
+addresses, phone numbers, IP addresses or URLs (:func:`identifier_values`), dates or free text,
+but has no action is treated as one, secure by default, with a warning naming the action taken
+and how to choose another. Names of people are recognized by the column name only.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ import pandas as pd
 from permed.exceptions import DataError, StudyError
 from permed.privacy._kanon import RiskSummary, risk_summary
 from permed.privacy._keys import Key
-from permed.privacy._text import scrub_text
+from permed.privacy._text import _FORMATS, scrub_text
 from permed.study import Study, as_category
 from permed.study._columns import looks_like_dates, rows_text
 
-__all__ = ["ACTIONS", "RESTRICTED_ZIP3", "Deidentified", "deidentify_frame", "plan_actions",
-           "pseudonym", "read_as_text"]
+__all__ = ["ACTIONS", "RESTRICTED_ZIP3", "Deidentified", "deidentify_frame", "identifier_values",
+           "plan_actions", "pseudonym", "read_as_text"]
 
 ACTIONS = ("drop", "pseudonymize", "shift_date", "year", "birth_year", "age", "zip3", "scrub",
            "keep")
@@ -57,6 +58,15 @@ MAX_SHIFT_DAYS = 365
 AGE_LIMIT = 89
 _ZIP = r"\d{5}(?:-?\d{4})?"
 _GENERALIZING = ("age", "zip3", "year", "birth_year")
+# A text column where at least this share of the first VALUE_SAMPLE non-missing values (and at
+# least VALUE_MIN of them) are, whole, one kind of identifier holds that identifier.
+VALUE_SHARE = 0.8
+VALUE_MIN = 3
+VALUE_SAMPLE = 200
+# (what the values are, the note scrubber's tag whose patterns recognize one), checked in order.
+_VALUE_KINDS = (("SSNs", "SSN"), ("e-mail addresses", "EMAIL"), ("phone numbers", "PHONE"),
+                ("IP addresses", "IP"), ("web addresses (URLs)", "URL"))
+_VALUE_PATTERNS = {tag: [r.pattern for r in _FORMATS if r.tag == tag] for _, tag in _VALUE_KINDS}
 
 # (pattern over the normalized column name, what it looks like, default action, tag in text),
 # most specific first.
@@ -165,7 +175,7 @@ def plan_actions(frame: pd.DataFrame, study: Study | None = None,
             what, action = guess
             actions[column] = action
             warnings.append(
-                f"column '{column}' looks like {what} but has no de-identification action: "
+                f"column '{column}' {what} but has no de-identification action: "
                 f"applied '{action}'; declare it under [deidentify] in the study ({column} = "
                 f"\"{action}\", or \"keep\" if it is not an identifier)")
     return {c: a for c, a in actions.items() if a != "keep"}, warnings
@@ -185,19 +195,51 @@ def _check_declared(declared: Mapping[str, str], columns: list[str],
                              f"data: {suggest(column, columns)}")
 
 
+def identifier_values(series: pd.Series) -> tuple[str, int, int] | None:
+    """What a text column's values are when they are mostly one kind of direct identifier.
+
+    At least ``VALUE_SHARE`` of the first ``VALUE_SAMPLE`` non-missing values, and at least
+    ``VALUE_MIN`` of them, must be, whole, an SSN (``123-45-6789``), an e-mail address, a phone
+    number (``617-555-0100``, ``(617) 555-0100``), an IPv4 or IPv6 address or a URL, as the note
+    scrubber (:mod:`._text`) writes them. Names and street addresses are not recognized by value.
+
+    Returns
+    -------
+    (str, int, int) or None
+        ``("SSNs", matched, sampled)``, or None when the column is no such column.
+    """
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series) or \
+            pd.api.types.is_datetime64_any_dtype(series):
+        return None
+    present = [str(v).strip() for v in series.dropna().head(VALUE_SAMPLE)]
+    present = [v for v in present if v]
+    if len(present) < VALUE_MIN:
+        return None
+    for what, tag in _VALUE_KINDS:
+        matched = sum(any(p.fullmatch(v) for p in _VALUE_PATTERNS[tag]) for v in present)
+        if matched >= VALUE_MIN and matched >= VALUE_SHARE * len(present):
+            return what, matched, len(present)
+    return None
+
+
 def _guess(series: pd.Series, column: str, has_id: bool) -> tuple[str, str] | None:
+    """``(what the column looks like, as a message says it, default action)``, or None."""
     found = _lookalike(column)
     if found is not None and found[1] == "age" and not _numeric_like(series):
         found = None  # e.g. an age group "40-49": not an age in years
     if found is not None and found[1] == "zip3" and not _zip_like(series):
-        return found[0], "drop"
+        return f"looks like {found[0]}", "drop"
     if found is not None:
-        return found[0], found[1]
+        return f"looks like {found[0]}", found[1]
+    values = identifier_values(series)
+    if values is not None:  # counted, never quoted: the warning goes into reports
+        what, matched, sampled = values
+        return f"holds {what} ({matched} of {sampled} values)", "drop"
     # Free text first: a note that mentions a date is a note to scrub, not a date to shift.
     if _looks_like_text(series):
-        return "free text", "scrub"
+        return "looks like free text", "scrub"
     if looks_like_dates(series):
-        return "dates", "shift_date" if has_id else "year"
+        return "looks like dates", "shift_date" if has_id else "year"
     return None
 
 

@@ -260,7 +260,7 @@ def _check_feature(
     series = frame[column]
     spec = study.columns.get(column)
     declared = spec.kind if spec else None
-    if declared is None and _refused_identifier(column, report):  # first: no message quotes it
+    if declared is None and _refused_identifier(series, column, report):  # first: none quotes it
         return None
     if series.isna().all():
         report.error(f"column '{column}' is entirely missing: drop it with --drop '{column}'",
@@ -418,15 +418,24 @@ _DIRECT = ("a name", "an SSN", "a fax number", "a phone number", "an e-mail addr
            "a web address")
 
 
-def _refused_identifier(column: str, report: ValidationReport) -> bool:
+def _refused_identifier(series: pd.Series, column: str, report: ValidationReport) -> bool:
+    """Refuse a feature named like a direct identifier, or whose values mostly are SSNs, e-mail
+    addresses, phone numbers, IP addresses or URLs: counted, never quoted."""
+    from permed.privacy._deidentify import identifier_values  # privacy imports study
+
     identifier = direct_identifier(column)
     if identifier:
-        report.error(f"column '{column}' looks like {identifier}, a direct identifier: a model "
-                     "must not learn from it, and its values would be written into the report "
-                     f"and the model; drop it with --drop '{column}' or list it under "
-                     "identifiers in the study (give it a kind in the study if it is not one)",
-                     column)
-    return identifier is not None
+        found = f"looks like {identifier}"
+    elif (values := identifier_values(series)) is not None:
+        what, matched, sampled = values
+        found = f"holds {what} ({matched} of {sampled} values)"
+    else:
+        return False
+    report.error(f"column '{column}' {found}, a direct identifier: a model must not learn from "
+                 "it, and its values would be written into the report and the model; drop it "
+                 f"with --drop '{column}' or list it under identifiers in the study (give it a "
+                 "kind in the study if it is not one)", column)
+    return True
 
 
 def direct_identifier(column: str) -> str | None:
