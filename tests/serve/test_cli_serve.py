@@ -62,7 +62,36 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
+    key_path.chmod(0o600)
     return cert_path, key_path
+
+
+def test_a_tls_key_readable_by_others_is_refused(tmp_path, capsys):
+    from permed.cli.main import main
+
+    cert, key = _self_signed(tmp_path)
+    key.chmod(0o644)
+    assert main(["serve", "x", "--tls-cert", str(cert), "--tls-key", str(key),
+                 "--data-dir", str(tmp_path)]) == 1
+    assert " ".join(capsys.readouterr().err.split()) == (
+        f"error: --tls-key '{key}' can be read by other users (mode 0644): restrict it with "
+        f"`chmod 600 {key}`")
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("10.1.2.3", True),
+                                              ("127.0.0.1", False), ("localhost", False),
+                                              ("::1", False)])
+def test_a_non_loopback_address_without_tls_is_warned_about(tmp_path, capsys, host, warned):
+    from permed.cli.main import main
+
+    assert main(["serve", "no-such-run", "--host", host, "--data-dir", str(tmp_path)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    warning = (f"warning: --host {host} without --tls-cert/--tls-key: API keys, tokens and "
+               "patient data will cross the network in clear; give a certificate, or bind "
+               "127.0.0.1 behind a TLS proxy")
+    assert err.startswith(warning) is warned
+    assert err.endswith("error: 'no-such-run' is not a permed run: no model/bundle.json; train "
+                        "one with permed train ... --out RUN_DIR")
 
 
 def test_serve_speaks_https_with_hsts_when_given_a_certificate(runs, tmp_path):

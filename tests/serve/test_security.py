@@ -4,6 +4,8 @@ headers and verified bundles."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -370,3 +372,33 @@ def test_an_edited_deleted_or_added_prediction_row_is_reported_by_verify(runs, t
         f"prediction {deleted_id} (audit entry 1) was deleted from the prediction log",
         f"prediction {added_id} is in no audit entry: it was added to the prediction log "
         "outside the service"])
+
+
+def test_the_database_and_its_new_folder_are_owner_only(runs, tmp_path, start_service):
+    data = tmp_path / "data"
+    umask = os.umask(0o022)
+    try:
+        service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=data,
+                                         database_url=None, rate_limit=0),
+                                {"alice": "clinician"})
+        try:
+            with service.client("alice") as client:
+                assert client.get("/v1/models").status_code == 200
+            modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in data.iterdir()}
+            modes[data.name] = stat.S_IMODE(data.stat().st_mode)
+        finally:
+            service.stop()
+    finally:
+        os.umask(umask)
+    assert modes == {"data": 0o700, "permed.db": 0o600, "permed.db-wal": 0o600,
+                     "permed.db-shm": 0o600}
+
+
+def test_a_database_readable_by_others_is_restricted_when_opened(runs, tmp_path, start_service):
+    database = tmp_path / "permed.db"
+    database.touch()
+    database.chmod(0o644)
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0), {})
+    service.stop()
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600

@@ -67,11 +67,18 @@ def serve(
     import uvicorn
 
     from permed.serve import create_app, parse_runs
+    from permed.serve._settings import check_tls_key, is_loopback
 
     if (tls_cert is None) != (tls_key is None):
         raise PermedError("--tls-cert and --tls-key go together: give both, or neither")
     if workers < 1:
         raise PermedError(f"--workers must be at least 1; got {workers}")
+    if tls_key is not None:
+        check_tls_key(tls_key)
+    elif not is_loopback(host):
+        err.print(f"warning: --host {host} without --tls-cert/--tls-key: API keys, tokens and "
+                  "patient data will cross the network in clear; give a certificate, or bind "
+                  "127.0.0.1 behind a TLS proxy", style="yellow", highlight=False, soft_wrap=True)
     settings = _settings(data_dir, runs=parse_runs(list(runs)), rate_limit=rate_limit,
                          max_batch=max_batch, onnx=not no_onnx, tls=tls_cert is not None)
     app = create_app(settings)  # loads and verifies every run before listening

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from permed.exceptions import PermedError
+from permed.exceptions import PermedError, SecurityError
 from permed.privacy import permed_home
 
-__all__ = ["ENV_DATABASE", "ENV_JWT_SECRET", "ROLES", "Settings", "default_data_dir",
-           "parse_runs"]
+__all__ = ["ENV_DATABASE", "ENV_JWT_SECRET", "ROLES", "Settings", "check_tls_key",
+           "default_data_dir", "is_loopback", "parse_runs"]
 
 ENV_DATABASE = "PERMED_DATABASE_URL"
 ENV_JWT_SECRET = "PERMED_JWT_SECRET"
@@ -42,6 +44,32 @@ def parse_runs(runs: list[str | Path]) -> dict[str, Path]:
                               f"{name}-b={path}")
         named[name] = Path(path)
     return named
+
+
+def check_tls_key(path: Path) -> None:
+    """Refuse a TLS private key that group or others can read, as data keys are refused.
+
+    Raises
+    ------
+    SecurityError
+        The file is missing or readable by other users (the message gives the ``chmod``).
+    """
+    if not path.is_file():
+        raise SecurityError(f"--tls-key '{path}' does not exist: check the path")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if os.name == "posix" and mode & 0o077:
+        raise SecurityError(f"--tls-key '{path}' can be read by other users (mode {mode:04o}): "
+                            f"restrict it with `chmod 600 {path}`")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (``localhost``, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
 
 
 @dataclass

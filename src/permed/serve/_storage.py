@@ -12,7 +12,9 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import stat
 import threading
 import time
 import uuid
@@ -137,7 +139,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _private_database(Path(path))
         engine = create_engine(url, connect_args={"check_same_thread": False,
                                                   "timeout": BUSY_SECONDS})
 
@@ -151,6 +153,24 @@ def make_engine(url: str) -> Engine:
             cursor.close()
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _private_database(path: Path) -> None:
+    """Make the SQLite file owner-only before SQLite opens it: a new folder 0700, the database
+    0600 (SQLite gives its -wal and -shm files the database's mode). It holds users, key hashes,
+    the audit trail and every answer; with the usual umask it was readable by every local user.
+    An existing folder keeps its mode; database files readable by others are restricted."""
+    folder = path.parent
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.name == "posix":
+            folder.chmod(0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):  # absent, or another user's file: SQLite will say
+            if os.name == "posix" and stat.S_IMODE(file.stat().st_mode) & 0o077:
+                file.chmod(0o600)
 
 
 class Storage:
