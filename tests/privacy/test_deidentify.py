@@ -295,12 +295,12 @@ def test_shifted_intervals_stay_whole_with_day_first_dates():
 
 @pytest.mark.parametrize(("values", "message"), [
     (["13.05.2019", "05.13.2019"], "column 'seen' has dates written with dots in both orders: "
-     "day first in rows 1 (e.g. '13.05.2019') and month first in rows 2 (e.g. '05.13.2019'), "
+     "day first in rows 1 (written DD.MM.YYYY) and month first in rows 2 (written MM.DD.YYYY), "
      "so '05.09.2019' could be 5 September or 9 May: write the dates as YYYY-MM-DD, or in one "
      "order throughout the column"),
     (["12/19/2018", "2019-01-01", "13/12/2018"], "column 'seen' has dates written with slashes "
-     "in both orders: day first in rows 3 (e.g. '13/12/2018') and month first in rows 1 (e.g. "
-     "'12/19/2018'), so '05/09/2019' could be 5 September or 9 May"),
+     "in both orders: day first in rows 3 (written DD/MM/YYYY) and month first in rows 1 "
+     "(written MM/DD/YYYY), so '05/09/2019' could be 5 September or 9 May"),
 ])
 def test_a_column_with_both_day_month_orders_is_refused(values, message):
     frame = pd.DataFrame({"seen": values})

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from permed.study import ColumnSpec, Study, validate
-from permed.study._columns import guess_kind
+from permed.study._columns import date_format, guess_kind
 
 N = 60
 
@@ -111,7 +111,7 @@ def test_dates_with_a_missing_value_marker_are_left_out_as_dates():
     report = validate(frame, Study(task="diagnose", target="disease"))
     assert "admitted" not in report.kinds
     (message,) = [f.message for f in report.warnings]
-    assert message.startswith("column 'admitted' holds dates (e.g. '2019-01-02'): it is left out")
+    assert message.startswith("column 'admitted' holds dates (written YYYY-MM-DD): it is left out")
 
 
 @pytest.mark.parametrize(("roles", "what"), [
@@ -148,3 +148,13 @@ def test_an_event_written_several_ways_says_they_differ_only_in_case_or_spaces()
         "(12) and 'alive' (12); 'DEAD ' (12) and 'Dead' (12) and 'dead' (12); write each value "
         "one way (1 = event and 0 = censored, or the value given with --event-value and one "
         "other)"]
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    ("04/15/1922", "MM/DD/YYYY"), ("15/04/1922", "DD/MM/YYYY"), ("1/3/97", "M/D/YY"),
+    ("15.04.1922", "DD.MM.YYYY"), ("1922-04-15", "YYYY-MM-DD"), ("Apr 15, 1922", "Mon DD, YYYY"),
+    ("15-April-1922", "DD-Month-YYYY"), ("2022-04-30T10:05:00Z", "YYYY-MM-DDThh:mm:ssZ"),
+    ("4/30/2022 10:05 PM", "M/DD/YYYY hh:mm PM"), (pd.Timestamp("2022-04-30"), "YYYY-MM-DD"),
+])
+def test_a_date_is_shown_by_its_format_never_its_value(value, written):
+    assert date_format(value) == written

@@ -44,7 +44,7 @@ from permed.privacy._kanon import RiskSummary, risk_summary
 from permed.privacy._keys import Key
 from permed.privacy._text import _FORMATS, scrub_text
 from permed.study import Study, as_category
-from permed.study._columns import looks_like_dates, rows_text
+from permed.study._columns import date_format, looks_like_dates, rows_text
 
 __all__ = ["ACTIONS", "RESTRICTED_ZIP3", "Deidentified", "deidentify_frame", "identifier_values",
            "plan_actions", "pseudonym", "read_as_text"]
@@ -348,10 +348,10 @@ def _day_first(text: pd.Series, column: str) -> pd.Series:
             ambiguous = separator.join(("05", "09", "2019"))
             raise DataError(
                 f"column '{column}' has dates written with {_SEPARATOR_NAMES[separator]} in "
-                f"both orders: day first in rows {rows_text(np.flatnonzero(days_first))} (e.g. "
-                f"'{text[days_first].iloc[0].strip()}') and month first in rows "
-                f"{rows_text(np.flatnonzero(months_first))} (e.g. "
-                f"'{text[months_first].iloc[0].strip()}'), so '{ambiguous}' could be 5 "
+                f"both orders: day first in rows {rows_text(np.flatnonzero(days_first))} "
+                f"(written {date_format(text[days_first].iloc[0])}) and month first in rows "
+                f"{rows_text(np.flatnonzero(months_first))} (written "
+                f"{date_format(text[months_first].iloc[0])}), so '{ambiguous}' could be 5 "
                 "September or 9 May: write the dates as YYYY-MM-DD, or in one order throughout "
                 "the column")
         day_first[group] = bool(days_first.any()) or (separator == "." and

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "DisguisedNumbers", "as_category", "boolean_spellings", "counter_restarts",
+    "DisguisedNumbers", "as_category", "boolean_spellings", "counter_restarts", "date_format",
     "disguised_numbers", "first_date", "guess_kind", "infer_kind", "is_row_number",
     "looks_like_dates", "looks_like_identifier", "non_numeric_values", "rows_text",
     "spelled_twice", "to_numeric",
@@ -137,6 +137,46 @@ def first_date(series: pd.Series) -> object:
         return present.iloc[0]
     shaped = present.astype(str).str.strip().str.fullmatch(_DATE_VALUE).astype(bool)
     return present[shaped.to_numpy()].iloc[0]
+
+
+_TIME = re.compile(r"(?P<sep>[T ])(?P<h>\d{1,2}):\d{2}(?P<s>:\d{2}(?:\.\d+)?)?\s*"
+                   r"(?P<zone>[AaPp][Mm]|Z|[+-]\d{2}:?\d{2})?$")
+_NUMERIC_DATE = re.compile(r"(\d{1,4})([-/.])(\d{1,2})\2(\d{1,4})")
+
+
+def date_format(value: object) -> str:
+    """How a date is written, without the date: ``'04/15/1922'`` is ``MM/DD/YYYY``.
+
+    A message quoting a patient's date of birth or admission would carry it into the console,
+    the manifest and the report; its format says as much about how the column is written.
+    Numbers are read month first unless the first is over 12 or the separator is a dot (the
+    convention of ``permed deidentify``); a month written out is ``Mon`` or ``Month``.
+    """
+    if not isinstance(value, str):  # a datetime value
+        return "YYYY-MM-DD"
+    text = value.strip()
+    time = _TIME.search(text)
+    date = text[:time.start()] if time else text
+    numeric = _NUMERIC_DATE.fullmatch(date)
+    shape = _numeric_date_format(numeric) if numeric else re.sub(
+        r"\d+", lambda m: "YYYY" if len(m.group()) == 4 else "D" * len(m.group()),
+        re.sub(r"[A-Za-z]+", lambda m: "Mon" if len(m.group()) == 3 else "Month", date))
+    if time:
+        zone = time.group("zone") or ""
+        zone = zone.upper() if zone.upper() in ("AM", "PM", "Z") else "+hh:mm" if zone else ""
+        shape += (f"{time.group('sep')}hh:mm{':ss' if time.group('s') else ''}"
+                  f"{' ' + zone if zone in ('AM', 'PM') else zone}")
+    return shape
+
+
+def _numeric_date_format(match: re.Match[str]) -> str:
+    first, separator, second, last = match.groups()
+    if len(first) == 4:
+        return separator.join(("YYYY", "M" * len(second), "D" * len(last)))
+    day_first = int(first) > 12 or (separator == "." and int(second) <= 12)
+    day, month = (first, second) if day_first else (second, first)
+    parts = ("D" * len(day), "M" * len(month)) if day_first else ("M" * len(month), "D" * len(day))
+    return separator.join((*parts, "Y" * len(last)))
 
 
 def non_numeric_values(series: pd.Series) -> pd.Series:

@@ -17,6 +17,7 @@ from permed.exceptions import DataError
 from permed.study._columns import (
     as_category,
     counter_restarts,
+    date_format,
     first_date,
     infer_kind,
     is_row_number,
@@ -329,10 +330,10 @@ def _left_out_by_shape(series: pd.Series, column: str, report: ValidationReport)
                     "in the study to keep it without this warning)", column)
     if looks_like_dates(series, markers=True):  # 'unknown' for a missing date too
         report.warn(
-            f"column '{column}' holds dates (e.g. '{first_date(series)}'): it is left out, "
-            "since a model would learn the calendar and a date recorded at follow-up gives the "
-            "outcome away; put what matters in a number of its own (age at admission, days in "
-            f"hospital), or drop the column with --drop '{column}'", column)
+            f"column '{column}' holds dates (written {date_format(first_date(series))}): it is "
+            "left out, since a model would learn the calendar and a date recorded at follow-up "
+            "gives the outcome away; put what matters in a number of its own (age at admission, "
+            f"days in hospital), or drop the column with --drop '{column}'", column)
         return True
     return False
 
