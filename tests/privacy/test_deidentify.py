@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -362,3 +363,20 @@ def test_columns_of_identifier_values_are_dropped_whatever_their_name(values, wh
         "not an identifier)"]
     kept = deidentify_frame(frame, generate_key(), actions={"contact": "keep"})
     assert (kept.warnings, list(kept.frame.columns)) == ([], ["contact", "sbp"])
+
+
+@pytest.mark.parametrize("zip_codes", [["02139", None, "10001"], [2139, np.nan, 10001]])
+def test_a_missing_zip_code_stays_missing(zip_codes):
+    frame = pd.DataFrame({"pid": ["a", "b", "c"], "zip": zip_codes, "sex": ["F", "M", "F"]})
+    result = deidentify_frame(frame, generate_key(), Study(id="pid", deidentify={"zip": "zip3"}),
+                              quasi_identifiers=["zip", "sex"])
+    assert result.frame["zip"].tolist() == ["021", None, "100"]
+    assert result.risk["after"].k == 1
+
+
+def test_cli_deidentifies_a_table_with_an_empty_zip_code(tmp_path):
+    (tmp_path / "raw.csv").write_text("pid,zip,sbp\n1,02139,120\n2,,130\n3,10001,125\n")
+    assert main(["deidentify", str(tmp_path / "raw.csv"), "--id", "pid", "--action", "zip=zip3",
+                 "--quasi", "sbp,zip", "--out", str(tmp_path / "clean.csv"), "--quiet"]) == 0
+    clean = pd.read_csv(tmp_path / "clean.csv", dtype=str)
+    assert clean["zip"].tolist() == ["021", np.nan, "100"]

@@ -419,9 +419,12 @@ def _birth_years(series: pd.Series, column: str, reference_year: int) -> pd.Seri
 
 
 def _zip_text(series: pd.Series) -> pd.Series:
-    return series.map(lambda v: None if pd.isna(v) else
-                      f"{int(v):05d}" if isinstance(v, (int, float, np.integer, np.floating))
-                      else str(v).strip()).astype(object)
+    """ZIP codes as 5-digit text (``2139.0`` is ``02139``); a missing one stays None (``map``
+    would turn it into NaN, which no pattern can read)."""
+    text = series.map(lambda v: f"{int(v):05d}" if isinstance(v, (int, float, np.integer,
+                                                                  np.floating))
+                      else str(v).strip(), na_action="ignore")
+    return text.astype(object).where(series.notna(), None)
 
 
 def _zip3(series: pd.Series, column: str) -> pd.Series:
@@ -431,9 +434,8 @@ def _zip3(series: pd.Series, column: str) -> pd.Series:
         raise DataError(f"ZIP column '{column}' has {int((~valid).sum())} values that are not "
                         f"5-digit ZIP codes in rows {rows_text(np.flatnonzero(~valid))}: fix "
                         "them or drop the column")
-    head = text.map(lambda v: None if v is None else "000" if v[:3] in RESTRICTED_ZIP3
-                    else v[:3])
-    return head.astype(object)
+    head = text.map(lambda v: "000" if v[:3] in RESTRICTED_ZIP3 else v[:3], na_action="ignore")
+    return head.astype(object).where(text.notna(), None)
 
 
 def _known_identifiers(frame: pd.DataFrame, actions: Mapping[str, str]) -> dict[str, str]:
