@@ -167,6 +167,23 @@ def test_a_deidentified_table_trains_with_the_same_study(workspace, cleaned):
     assert report.kinds["age"] == "numeric"
 
 
+def test_grouped_years_of_birth_read_as_their_bound_when_training():
+    """birth_year writes '<=1934' for people over 89: training reads it as 1934, as it reads
+    '90+' as 90, and the de-identified table trains with the same study."""
+    from permed.study import to_numeric, validate
+
+    raw = pd.DataFrame({"pid": [f"p{i}" for i in range(40)],
+                        "dob": [f"19{10 + i % 60}-05-01" for i in range(40)],
+                        "disease": [i % 2 for i in range(40)]})
+    study = Study(task="diagnose", id="pid", target="disease",
+                  deidentify={"dob": "birth_year"})
+    clean = deidentify_frame(raw, generate_key(), study, reference_year=2024).frame
+    assert clean["dob"].iloc[0] == "<=1934"
+    assert to_numeric(clean["dob"]).iloc[:3].tolist() == [1934.0, 1934.0, 1934.0]
+    report = validate(clean, study)
+    assert (report.errors, report.kinds["dob"]) == ([], "numeric")
+
+
 def test_without_a_key_the_pseudonyms_are_one_time(workspace, capsys):
     tmp, _, _ = workspace
     assert main(["deidentify", str(tmp / "raw.csv"), "--study", str(tmp / "study.toml"),

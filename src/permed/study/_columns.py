@@ -55,6 +55,8 @@ _DECORATED_NUMBER = re.compile(
     r"(?P<number>[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+))\s*"
     r"(?P<unit>%|[A-Za-z\u00b5\u03bc\u00b0/][\w/\u00b5\u03bc\u00b0\u00b2\u00b3.^*-]*)?"
 )
+# What permed deidentify's birth_year writes for a year of birth implying an age over 89.
+_BIRTH_YEAR_BOUND = r"^\s*<=\s*((?:18|19|20)\d\d)\s*$"
 # The spellings of yes and no a boolean column is read with (letter case and spaces aside).
 _BOOLEAN_WORDS = {"yes": True, "y": True, "true": True, "t": True, "1": True,
                   "no": False, "n": False, "false": False, "f": False, "0": False}
@@ -65,11 +67,15 @@ def to_numeric(series: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(series):
         return series.astype(float)
     if not pd.api.types.is_numeric_dtype(series):
-        # A top-coded value ("90+": de-identification groups ages over 89) reads as its bound.
+        # A value de-identification groups reads as its bound: "90+" (an age over 89) as 90,
+        # "<=1934" (a year of birth implying an age over 89) as 1934.
         text = series.astype("string")
         top = text.str.fullmatch(r"\s*\d+(?:\.\d+)?\+\s*", na=False).astype(bool)
         if top.any():
             series = series.where(~top, text.str.strip().str.rstrip("+"))
+        bound = text.str.extract(_BIRTH_YEAR_BOUND, expand=False)
+        if bound.notna().any():
+            series = series.where(bound.isna(), bound)
     return pd.to_numeric(series, errors="coerce").astype(float)
 
 
