@@ -235,14 +235,15 @@ class Study:
         if unknown:
             raise StudyError(
                 f"{source}: unknown section(s) {sorted(unknown)}; expected [study], [roles], "
-                "[columns.NAME], [deidentify], [fhir]"
+                f"[columns.NAME], [deidentify], [fhir]{_misplaced(unknown, 'the top level')}"
             )
         settings = _study_section(raw.get("study", {}), source)
         roles = dict(raw.get("roles", {}))
         allowed = set(_SCALAR_ROLES) | set(_LIST_ROLES) | {"use_sensitive", "on_bad_file"}
         bad = sorted(set(roles) - allowed)
         if bad:
-            raise StudyError(f"{source}: unknown role(s) {bad}; expected {sorted(allowed)}")
+            raise StudyError(f"{source}: unknown role(s) {bad}; expected {sorted(allowed)}"
+                             f"{_misplaced(set(bad), '[roles]')}")
         for role in _LIST_ROLES:
             if isinstance(roles.get(role), str):
                 roles[role] = [roles[role]]
@@ -346,6 +347,17 @@ def _fhir_source(name: str, value: Any, source: str) -> str | dict[str, Any]:
     if not isinstance(entry.get("map", {}), dict):
         raise StudyError(f"{where}: map must be a table such as {{male = \"M\", female = \"F\"}}")
     return value if isinstance(value, str) else dict(entry)
+
+
+def _misplaced(keys: set[str], where: str) -> str:
+    """The fix for [study] settings written elsewhere (``task = "diagnose"`` at the top of the
+    file, before any section, or under [roles])."""
+    found = sorted(keys & {"task", "text_encoder", "missing"})
+    if not found:
+        return ""
+    named = " and ".join(found)
+    return (f": {named} {'is a setting' if len(found) == 1 else 'are settings'} of [study], "
+            f"not of {where}: put {named} under [study]")
 
 
 def _study_section(section: dict[str, Any], source: str) -> dict[str, Any]:
