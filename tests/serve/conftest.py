@@ -132,7 +132,8 @@ USERS = {"alice": "clinician", "bob": "clinician", "sam": "scientist", "ada": "a
 @pytest.fixture(scope="session")
 def live(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     settings = Settings(runs=runs, data_dir=tmp_path_factory.mktemp("serve-data"),
-                        database_url=None, rate_limit=0, max_batch=20, max_body_bytes=200_000)
+                        database_url=None, rate_limit=0, max_auth_failures=0, max_batch=20,
+                        max_body_bytes=200_000)
     service = start(settings, USERS)
     yield service
     service.stop()

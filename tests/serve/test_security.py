@@ -402,3 +402,40 @@ def test_a_database_readable_by_others_is_restricted_when_opened(runs, tmp_path,
                                      database_url=None, rate_limit=0), {})
     service.stop()
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
+
+
+def test_failed_authentications_are_throttled_per_address_before_argon2(runs, tmp_path,
+                                                                        start_service):
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0, max_auth_failures=3),
+                            {"sam": "scientist", "alice": "clinician"})
+    storage = service.app.state.storage
+    checks = []
+    check = storage._check_key
+    storage._check_key = lambda key: checks.append(key) or check(key)
+    key_id = service.keys["alice"].split("_")[1]
+    try:
+        with service.client("sam") as client:
+            assert client.get("/v1/models").status_code == 200  # verified and cached
+        with service.client(Authorization=f"Bearer pmd_{key_id}_wrong") as client:
+            codes = [client.get("/v1/models").status_code for _ in range(3)]
+            throttled = client.get("/v1/models")
+        with service.client("alice") as client:
+            valid_but_throttled = client.get("/v1/models").status_code
+        with service.client("sam") as client:
+            cached = client.get("/v1/models").status_code
+        entries = storage.audit_rows()
+    finally:
+        service.stop()
+    assert codes == [401, 401, 401]
+    assert throttled.status_code == 429
+    assert 1 <= int(throttled.headers["retry-after"]) <= 60
+    assert throttled.json() == {"detail": "3 failed authentications from this address in 60 s: "
+                                "retry later", "errors": []}
+    assert len(checks) == 4  # sam's first check and the three wrong secrets: no argon2 after
+    assert valid_but_throttled == 429
+    assert cached == 200
+    denied = [entry for entry in entries if entry["user"] == "anonymous"]
+    assert [(e["outcome"], e["details"].get("attempted_key")) for e in denied] == [
+        ("denied: 401", key_id)] * 3 + [("failure: 429", key_id), ("failure: 429", key_id)]
+    assert "wrong" not in json.dumps(entries)

@@ -43,6 +43,9 @@ def serve(
     data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
     rate_limit: int = typer.Option(600, "--rate-limit",
                                    help="Requests per minute per API key (0: unlimited)."),
+    max_auth_failures: int = typer.Option(
+        10, "--max-auth-failures", help="Failed authentications per client address per "
+        "minute; more are answered 429 before the credential is checked (0: unlimited)."),
     max_batch: int = typer.Option(100, "--max-batch", help="Most patients per request."),
     no_onnx: bool = typer.Option(False, "--no-onnx", help="Score natively even where a "
                                  "verified model.onnx exists."),
@@ -80,7 +83,8 @@ def serve(
                   "patient data will cross the network in clear; give a certificate, or bind "
                   "127.0.0.1 behind a TLS proxy", style="yellow", highlight=False, soft_wrap=True)
     settings = _settings(data_dir, runs=parse_runs(list(runs)), rate_limit=rate_limit,
-                         max_batch=max_batch, onnx=not no_onnx, tls=tls_cert is not None)
+                         max_auth_failures=max_auth_failures, max_batch=max_batch,
+                         onnx=not no_onnx, tls=tls_cert is not None)
     app = create_app(settings)  # loads and verifies every run before listening
     scheme = "https" if tls_cert else "http"
     processes = f"; {workers} workers" if workers > 1 else ""

@@ -20,7 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from permed import __version__
 from permed.privacy import integrity_key
 from permed.serve._audit import AuditTrail
-from permed.serve._auth import RateLimiter, TokenIssuer, Verifications, token_secret
+from permed.serve._auth import (
+    FailedLogins,
+    RateLimiter,
+    TokenIssuer,
+    Verifications,
+    token_secret,
+)
 from permed.serve._checkpoint import Checkpoints
 from permed.serve._fhir import FhirError
 from permed.serve._journal import journal_for
@@ -165,6 +171,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.tokens = TokenIssuer(token_secret(settings.jwt_secret, key), settings.jwt_audience,
                                    settings.token_minutes)
     app.state.limiter = RateLimiter(settings.rate_limit)
+    app.state.failed_logins = FailedLogins(settings.max_auth_failures)
     app.state.verifications = Verifications()
     _handlers(app)
     # predict first: routes are matched in order, and predict is by far the most called

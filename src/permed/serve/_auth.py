@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -26,11 +28,12 @@ from permed.exceptions import SecurityError
 from permed.serve._priority import lower_priority
 from permed.serve._storage import Principal, Storage
 
-__all__ = ["JWT_ALGORITHMS", "RateLimiter", "TokenIssuer", "Verifications", "admit",
-           "authenticate", "authorize", "require"]
+__all__ = ["JWT_ALGORITHMS", "FailedLogins", "RateLimiter", "TokenIssuer", "Verifications",
+           "admit", "authenticate", "authorize", "require"]
 
 JWT_ALGORITHMS = ["HS256"]
 _BEARER = {"WWW-Authenticate": "Bearer"}
+_KEY_ID = re.compile(r"pmd_([0-9a-f]{12})_")  # the form Storage issues; anything else unrecorded
 
 
 class TokenIssuer:
@@ -102,6 +105,48 @@ class RateLimiter:
                 return (1.0 - tokens) / rate
             self._buckets[credential] = (tokens - 1.0, now)
         return 0.0
+
+
+class FailedLogins:
+    """Failed authentications per client address, in a sliding window of ``window`` seconds.
+
+    After ``limit`` failures an address is answered 429 until the oldest of them leaves the
+    window, before its credential is checked: each wrong secret for a known key id would
+    otherwise cost an argon2 verification (0.3-0.4 s of CPU), which any client could spend.
+    A key already verified and cached still works from that address (it costs nothing).
+    """
+
+    def __init__(self, limit: int, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def wait_time(self, address: str) -> float:
+        """0 when ``address`` may try to authenticate, else the seconds until it may."""
+        if self.limit <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            failures = self._failures.get(address)
+            if failures is None:
+                return 0.0
+            while failures and failures[0] <= now - self.window:
+                failures.popleft()
+            if len(failures) < self.limit:
+                return 0.0
+            return failures[0] + self.window - now
+
+    def failed(self, address: str) -> None:
+        """Count one failed authentication from ``address``."""
+        if self.limit <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 10_000:  # forget addresses whose failures have expired
+                self._failures = {a: f for a, f in self._failures.items()
+                                  if f and f[-1] > now - self.window}
+            self._failures.setdefault(address, deque(maxlen=self.limit)).append(now)
 
 
 def _unauthorized(message: str) -> HTTPException:
@@ -197,22 +242,40 @@ async def authenticate(request: Request) -> Principal:
         raise _unauthorized("authentication required: send Authorization: Bearer <API key>")
     token = token.strip()
     state = request.app.state
-    try:
-        cached = state.storage.cached(token)
-        if cached is None:
-            principal: Principal = await state.verifications.principal(request, token)
-        else:
-            principal, due = cached
-            if due:
-                state.verifications.refresh(request, token)
-    except SecurityError as exc:
-        raise _unauthorized(str(exc)) from None
+    cached = state.storage.cached(token)
+    if cached is None:
+        principal = await _verified(request, token)
+    else:
+        principal, due = cached
+        if due:
+            state.verifications.refresh(request, token)
     request.state.principal = principal
     wait = request.app.state.limiter.wait_time(principal.credential)
     if wait > 0:
         raise HTTPException(429, detail=f"rate limit of {request.app.state.limiter.per_minute} "
                             "requests per minute reached for this key: retry later",
                             headers={"Retry-After": str(max(1, round(wait)))})
+    return principal
+
+
+async def _verified(request: Request, token: str) -> Principal:
+    """The caller of a credential not in the cache; 429 for an address with too many failed
+    attempts (before any argon2), 401 for a failed one (counted, its key id audited)."""
+    failures: FailedLogins = request.app.state.failed_logins
+    address = request.client.host if request.client is not None else "unknown"
+    attempted = _KEY_ID.match(token)
+    request.state.attempted = attempted.group(1) if attempted else None
+    wait = failures.wait_time(address)
+    if wait > 0:
+        raise HTTPException(429, detail=f"{failures.limit} failed authentications from this "
+                            f"address in {failures.window:g} s: retry later",
+                            headers={"Retry-After": str(max(1, round(wait)))})
+    try:
+        principal: Principal = await request.app.state.verifications.principal(request, token)
+    except SecurityError as exc:
+        failures.failed(address)
+        raise _unauthorized(str(exc)) from None
+    request.state.attempted = None
     return principal
 
 

@@ -143,6 +143,8 @@ class ServiceMiddleware:
                    "status": status, "request_id": request_id,
                    "model": (params.get("name") or query.get("model") or "")[:64] or None,
                    "credential": principal.credential if principal else None}
+        if principal is None and state.get("attempted"):  # the key id tried, never the secret
+            details["attempted_key"] = state["attempted"]
         user = principal.user if principal else "anonymous"
         action = getattr(route, "name", None) or "unmatched"
         predictions = state.get("predictions") or []

@@ -93,6 +93,9 @@ class Settings:
         Lifetime of the tokens ``POST /v1/auth/token`` issues.
     rate_limit : int
         Requests per minute per API key or token subject (0: unlimited).
+    max_auth_failures : int
+        Failed authentications per client address per minute; more are answered 429 before
+        the credential is checked (0: unlimited).
     max_body_bytes : int
         Larger request bodies are refused with 413.
     max_batch : int
@@ -114,6 +117,7 @@ class Settings:
     jwt_audience: str = "permed"
     token_minutes: int = 15
     rate_limit: int = 600
+    max_auth_failures: int = 10
     max_body_bytes: int = 1_000_000
     max_batch: int = 100
     explain: bool = True

@@ -53,8 +53,8 @@ ENV_SETTINGS = "PERMED_SERVE_SETTINGS"
 WORKER_APP = "permed.serve._workers:worker_app"
 
 # Settings fields that travel as they are (JSON numbers, booleans, strings or null)
-_PLAIN = ("database_url", "jwt_audience", "token_minutes", "rate_limit", "max_body_bytes",
-          "max_batch", "explain", "onnx", "tls", "key_cache_seconds")
+_PLAIN = ("database_url", "jwt_audience", "token_minutes", "rate_limit", "max_auth_failures",
+          "max_body_bytes", "max_batch", "explain", "onnx", "tls", "key_cache_seconds")
 
 
 def settings_to_json(settings: Settings) -> str:
