@@ -8,12 +8,17 @@ regular expressions of three sorts, from most to least specific:
    fields, and the literal values of its other identifier columns (MRN, phone, ...);
 2. **labelled values**: a cue word and the value after it (``MRN: 00482913``, ``member ID
    XHP1234``, ``license plate 7ABC123``, ``serial no. PM-88213``); the cue decides the tag;
-3. **formats**: dates in numeric and written forms, phone and fax numbers, e-mail, SSN, URLs,
-   IPv4/IPv6, street addresses, ``City, ST 02139``, ages over 89 (in digits or words), image file
-   names, VINs, long digit runs and letter-digit codes; names after a title, a relation or a
-   label. Names and places are matched in any alphabet with capitals (García, Tromsø).
+3. **formats**: dates in numeric and written forms (``03/2021``, ``04.03.21``, ``Christmas
+   2020``, ``3/4`` after a date cue such as "seen" or "admitted"), phone and fax numbers (7 digits
+   after a cue), e-mail, SSN, URLs, IPv4/IPv6, street addresses (``221B Baker Street``, ``on Elm
+   Street``), ``City, ST 02139``, ages over 89 (in digits or words: ``90 years of age``, ``93F``,
+   ``the patient, 96,``), image file names, VINs, long digit runs and letter-digit codes; names
+   after a title (with particles: ``Ms. de la Cruz``), after "Patient", "Pt" or "Nurse", before
+   "(wife)" or "(patient)", after a relation or a label. Names and places are matched in any
+   alphabet with capitals (García, Tromsø).
 
-Ages of 89 and below, lone years, doses, vital signs and laboratory values are left alone.
+Ages of 89 and below, lone years, doses, vital signs, laboratory values, fractions and scores
+(``pain 7/10``, ``3/4 of the tablet``) and temperatures (``T 99 F``) are left alone.
 Recall and precision on a seeded synthetic corpus are measured by ``benchmarks/privacy.py``.
 """
 
@@ -77,6 +82,12 @@ class _Recognizer:
     group: int | str = 0
     priority: int = 1
     labelled: bool = False
+    # A match is dropped when this is found just before it, in the same clause: "T 99 F" is a
+    # temperature, "pain from 7/10" a score, not an age and a date.
+    unless: re.Pattern[str] | None = None
+    # A cheap pattern (one that starts with a literal or a character set) that a text must hold
+    # for the recognizer to be run on it at all: most notes have no "(wife)" and no "93F".
+    needs: re.Pattern[str] | None = None
 
 
 # ---- the patterns ---------------------------------------------------------------------------
@@ -128,7 +139,12 @@ _ONES = "one|two|three|four|five|six|seven|eight|nine"
 _SPELLED_OVER_89 = (rf"(?:ninety(?:[-\s](?:{_ONES}))?|(?:a|one)[-\s]hundred(?:(?:[-\s]and)?"
                     rf"[-\s](?:{_ONES}|ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)"
                     r"teen))?)")
+_AGE_OVER_89 = rf"(?:9\d|1[01]\d|{_SPELLED_OVER_89})"
 _TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sr|Sra|Rev)"
+# Lowercase particles inside a surname (de la Cruz, van der Berg) and ones glued to it (d'Arcy,
+# al-Hassan); a name part is a capitalized word with any of them before it.
+_PARTICLES = ("de|del|della|der|den|di|da|das|do|dos|du|la|le|van|von|ter|ten|bin|ibn|ben|al|"
+              "el|y|zu")
 # A state is not an identifier under Safe Harbor: a place found by context that is a state is
 # left in the text.
 _STATE_NAMES = frozenset((
@@ -141,6 +157,29 @@ _STATE_NAMES = frozenset((
     "utah", "vermont", "virginia", "washington", "west virginia", "wisconsin", "wyoming",
     "puerto rico"))
 _CAP = rf"{_UPPER}[{_UP}{_LOW}'\-]+"
+_NAME_PART = rf"(?:(?:(?:{_PARTICLES})\s+){{1,3}}|(?:d|l|al|el)['\u2019-])?{_CAP}"
+# Words that follow "Patient", "Pt" or "Nurse", or stand before "(patient)", capitalized but
+# not names: headers, roles, verbs of a sentence in title case.
+_NOT_NAMES = ("reports?|reported|denies|denied|states?|stated|is|was|has|had|have|presents?|"
+              "presented|complains?|seen|examined|notes?|feels|remains|agrees|declined|refused|"
+              "understands|verbalized|tolerat\\w*|ambulat\\w*|endorses|alert|awake|oriented|stable|"
+              "doing|resting|and|or|the|with|for|on|in|at|to|of|an?|no|not|care|education|"
+              "information|info|history|name|portal|instructions?|summary|plan|identification|"
+              "demographics|safety|navigator|advocate|practitioners?|manager|assessment|visit|"
+              "consent|status|records?|room|age|sex|gender|address|phone|transport|transfer|"
+              "controlled|analgesia|satisfaction|experience|services?|relations|representative|"
+              "registration|access|account|centered|centred|outcomes?|health|questionnaire|"
+              "tech|technician|aide|assistant|supervisor|educator|specialist|anesthetist|"
+              "midwife|triage|station|call|light|bell|line|unit|ward|floor|sitter|progress|"
+              "admission|discharge|intake|flow|sheet|chart|profile|list|problems?|medications?|"
+              "allergy|allergies|label|band|belongings|family|preferences?|goals|case|charge|"
+              "home|liaison|coordinator|clinician|manual|handoff|report|medicare|medicaid|"
+              "identifiers?|number|id|mrn|dob|social|work|worker|self|checklist|pain|unknown")
+_NOT_NAME = rf"(?!(?i:{_NOT_NAMES})\b)"
+# A name word that holds a small letter (Jane, O'Brien, Garcia-Lopez), so that abbreviations
+# such as "PT INR" or "CHF COPD" are not names.
+_TITLE_WORD = rf"(?={_UPPER}[{_UP}{_LOW}'\-]*{_LOWER}){_NOT_NAME}{_CAP}"
+_PERSON_NAME = rf"{_TITLE_WORD}(?:\s+(?:{_UPPER}\.|{_TITLE_WORD})){{1,2}}"
 _RELATIONS = ("wife|husband|spouse|partner|daughter|son|mother|father|mom|dad|sister|brother|"
               "aunt|uncle|niece|nephew|grandson|granddaughter|grandmother|grandfather|friend|"
               "neighbou?r|caregiver|guardian|fianc[eé]e?|boyfriend|girlfriend|roommate|employer|"
@@ -192,11 +231,44 @@ def _looks_like_id(value: str) -> bool:
     return any(c.isdigit() for c in value) and sum(c.isalnum() for c in value) >= 5
 
 
+# What before a number makes it a temperature, a score or a titer rather than an age or a date.
+_TEMPERATURE = _compile(r"\b(?:t|temp\w*|tmax|tm|fever\w*|febrile|afebrile|pyrex\w*|"
+                        r"hypotherm\w*|hypertherm\w*)\b", re.IGNORECASE)
+_SCORE = _compile(r"\b(?:pain|scores?|scored|scale|rated?|rating|VAS|NRS|strength|power|motor|"
+                  r"reflex\w*|grades?|graded|murmur|GCS|apgar|out of|nausea|dyspn\w*|fatigue)\b",
+                  re.IGNORECASE)
+_TITER = _compile(r"\b(?:titer|titre|dilution|diluted|ratio|ANA|antibod\w*)\b", re.IGNORECASE)
+# Words after which "3/4" is a date (month/day or month/year), not a fraction.
+_DATE_CUES = (r"on|since|from|until|till|through|thru|dated|date|DOB|seen|admit(?:ted)?|"
+              r"admission|discharged?|visits?|follow(?:ed)?[- ]?up|f/u|returned|presented")
+_FRACTION_OF = (r"(?!\s*(?:of\b|tabs?\b|tablets?\b|caps?\b|capsules?\b|pills?\b|doses?\b|"
+                r"strength\b|mg\b|mcg\b|ml\b|units?\b|cups?\b|tsp\b|inch|%))")
+_HOLIDAYS = (r"Christmas(?:\s+(?:Day|Eve))?|X-?mas|Thanksgiving(?:\s+Day)?|"
+             r"Easter(?:\s+(?:Sunday|Monday))?|New\s+Year['\u2019]?s(?:\s+(?:Day|Eve))?|Halloween|"
+             r"Independence\s+Day|Fourth\s+of\s+July|July\s+4th|Memorial\s+Day|"
+             r"Labou?r\s+Day|Valentine['\u2019]?s\s+Day|Mother['\u2019]?s\s+Day|"
+             r"Father['\u2019]?s\s+Day|Veterans\s+Day|MLK\s+Day|Presidents['\u2019]?\s+Day|"
+             r"Good\s+Friday|Boxing\s+Day|Hanukkah|Chanukah|Passover|Ramadan|Diwali|"
+             r"Yom\s+Kippur|Rosh\s+Hashanah|(?:Lunar|Chinese)\s+New\s+Year")
+_PERSON_NOUNS = (r"[Pp]atient|[Pp]t|[Mm]an|[Ww]oman|[Gg]entleman|[Ll]ady|[Mm]ale|[Ff]emale|"
+                 r"[Ww]idow(?:er)?|[Rr]esident|[Vv]eteran")
+_ROLE_CUES = r"(?:[Pp]atient(?:\s+[Nn]ame)?|PATIENT(?:\s+NAME)?|[Pp]t\.?|[Nn]urse|NURSE|RN)"
+_IN_PARENTHESES = (rf"(?i:patient|pt|self|{_RELATIONS}|nurse|doctor|physician|POA|HCP|"
+                   r"health care proxy|interpreter)")
+_STREET_WORDS = "Street|Avenue|Road|Boulevard|Lane|Drive|Terrace|Highway|Parkway"
+
 _FORMATS: list[_Recognizer] = [
     # dates
     _Recognizer("DATE", _compile(rf"\b{_MON}[/-]{_DAY}[/-](?:\d{{4}}|\d{{2}})\b")),
     _Recognizer("DATE", _compile(rf"\b(?:1[3-9]|2\d|3[01])[/.]{_MON}[/.](?:\d{{4}}|\d{{2}})\b")),
     _Recognizer("DATE", _compile(rf"\b{_DAY}\.{_MON}\.\d{{4}}\b")),
+    # 04.03.21, day or month first, not inside a longer dotted run (an IP, a version)
+    _Recognizer("DATE", _compile(rf"(?<![\d.])\b{_DAY}\.{_DAY}\.\d{{2}}\b(?!\.\d)"),
+                unless=_compile(r"\b(?:version|ver|v|release|build)\b", re.IGNORECASE),
+                needs=_compile(r"\d\.\d\d?\.\d")),
+    # 03/2021, 11-2019 (month and year)
+    _Recognizer("DATE", _compile(r"(?<![\d/.-])\b(?:0?[1-9]|1[0-2])[/-](?:19|20)\d{2}\b(?![/-]\d)"),
+                unless=_TITER, needs=_compile(r"[/-](?:19|20)\d\d")),
     _Recognizer("DATE", _compile(r"\b(?:19|20)\d{2}[-/.](?:0?[1-9]|1[0-2])[-/.]"
                                  r"(?:0?[1-9]|[12]\d|3[01])(?:[T ]\d{1,2}:\d{2}(?::\d{2})?)?\b")),
     _Recognizer("DATE", _compile(rf"\b{_MONTH}\.?\s+{_DAY}{_ORD}(?:,?\s+(?:19|20)\d{{2}})?\b")),
@@ -204,14 +276,27 @@ _FORMATS: list[_Recognizer] = [
                                  r"(?:,?\s+(?:19|20)\d{2})?\b")),
     _Recognizer("DATE", _compile(rf"\b{_MONTH}\.?,?\s+(?:of\s+)?(?:19|20)\d{{2}}\b")),
     _Recognizer("DATE", _compile(rf"\b{_DAY}([-/]){_MONTH}\1(?:\d{{4}}|\d{{2}})\b")),
-    _Recognizer("DATE", _compile(rf"\b(?:on|since|from|until|till|dated|date:?|DOB:?)\s+"
-                                 rf"(?P<value>{_MON}/{_DAY})\b", re.IGNORECASE), "value"),
+    # 3/4, 3/21 after a cue: seen, admitted, discharged, on, since, visit, follow up ...
+    _Recognizer("DATE", _compile(rf"\b(?:{_DATE_CUES})(?:\s*:\s*|\s+)(?:on\s+)?"
+                                 rf"(?P<value>{_MON}/(?:\d{{2}}|[1-9]))\b(?![/.]\d){_FRACTION_OF}",
+                                 re.IGNORECASE), "value", unless=_SCORE,
+                needs=_compile(r"\d/\d")),
+    # a holiday and a year: "Christmas 2020" (capitalized: case-blind matching is 3x slower)
+    _Recognizer("DATE", _compile(rf"\b(?:{_HOLIDAYS}),?\s+(?:of\s+)?(?:19|20)\d{{2}}\b")),
     _Recognizer("DATE", _compile(r"\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
                                  r"(?:_\d{4,6})?\b")),
     # ages over 89
-    _Recognizer("AGE", _compile(rf"\b(?:9\d|1[01]\d|{_SPELLED_OVER_89})\s*-?\s*(?:years?|yrs?)"
-                                r"\s*-?\s*old\b|\b(?:9\d|1[01]\d)\s*(?:y/?o|yo|y\.o\.)(?!\w)",
+    _Recognizer("AGE", _compile(rf"\b{_AGE_OVER_89}\s*-?\s*(?:years?|yrs?)(?:\s*-?\s*old\b|"
+                                rf"\s+of\s+age\b)|\b{_AGE_OVER_89}\s*-?\s*(?:y/?o|yo|y\.o\.)(?!\w)",
                                 re.IGNORECASE), priority=2),
+    # 93F, 101 M: an age and a sex, unless a temperature ("T 99 F")
+    _Recognizer("AGE", _compile(r"(?<![\d.,/:])\b(?:9\d|1[01]\d)\s?[FM]\b"), priority=2,
+                unless=_TEMPERATURE, needs=_compile(r"\d\s?[FM]\b")),
+    # "the patient, 96, lives alone"; "Mrs. Smith (94)"
+    _Recognizer("AGE", _compile(rf"(?:\b(?:{_PERSON_NOUNS})|\b{_TITLES}\.?\s+{_CAP}"
+                                rf"(?:\s+{_CAP})?)\s*[,(]\s*(?P<value>(?i:{_AGE_OVER_89}))\s*[,)]"),
+                "value", priority=2,
+                needs=_compile(rf"[,(]\s*(?i:{_AGE_OVER_89})\s*[,)]")),
     _Recognizer("AGE", _compile(rf"\b(?:age[ds]?|aged)\s*:?\s*(?P<value>9\d|1[01]\d|"
                                 rf"{_SPELLED_OVER_89})\b", re.IGNORECASE), "value", priority=2),
     # contact
@@ -225,6 +310,12 @@ _FORMATS: list[_Recognizer] = [
     _Recognizer("PHONE", _compile(r"(?<![\w.])(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}"
                                   r"[\s.-]\d{4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?\b", re.IGNORECASE),
                 priority=2),
+    # a 7-digit number or a 5-digit extension after a cue: "phone 555-0100", "pager 4-5678"
+    _Recognizer("PHONE", _compile(r"\b(?:phone|ph|tel|telephone|cell|mobile|pager|beeper|fax|call|"
+                                  r"ext|extension)\b\.?(?:\s*(?:#|no\.?|number|back|at)\b)*\s*:?\s*"
+                                  r"(?P<value>\d{3}[\s.-]?\d{4}|\d[\s.-]\d{4})(?![\d/-]|\.\d)",
+                                  re.IGNORECASE), "value", priority=2,
+                needs=_compile(r"\d(?:\d\d[\s.-]?|[\s.-])\d{4}")),
     _Recognizer("IP", _compile(r"\b(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d))"
                                r"{3}\b"), priority=3),
     _Recognizer("DEVICE", _compile(r"\b(?:[0-9A-F]{2}[:-]){5}[0-9A-F]{2}\b", re.IGNORECASE),
@@ -234,9 +325,13 @@ _FORMATS: list[_Recognizer] = [
                                re.IGNORECASE), priority=3),
     # places
     _Recognizer("ADDRESS", _compile(
-        rf"\b\d{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:{_WORD}\s+){{1,3}}(?:{_STREET})\b\.?"
+        rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:{_WORD}\s+){{1,3}}(?:{_STREET})\b\.?"
         r"(?:,?\s+(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s*#?\s*[A-Z0-9-]+)?"), priority=2),
     _Recognizer("ADDRESS", _compile(r"\bP\.?\s?O\.?\s+Box\s+\d+\b", re.IGNORECASE), priority=2),
+    # a street without a number: "lives on Elm Street"
+    _Recognizer("ADDRESS", _compile(rf"\b(?i:on|at|off)\s+(?P<value>(?:{_WORD}\s+){{1,3}}"
+                                    rf"(?:{_STREET_WORDS}))\b"), "value", priority=2,
+                needs=_compile(_STREET_WORDS)),
     _Recognizer("LOCATION", _compile(rf"\b{_WORD}(?:\s+{_WORD}){{0,2}},\s+(?:{_STATES})"
                                      r"(?:\s+\d{5}(?:-\d{4})?)?\b"), priority=2),
     _Recognizer("LOCATION", _compile(
@@ -247,9 +342,15 @@ _FORMATS: list[_Recognizer] = [
     _Recognizer("ZIP", _compile(r"\b(?:zip(?:\s*code)?|postal\s*code|postcode)\s*:?\s*"
                                 r"(?P<value>\d{5}(?:-\d{4})?)\b", re.IGNORECASE), "value", 3),
     # names by context
-    _Recognizer("NAME", _compile(rf"\b{_TITLES}\.?\s+(?:{_UPPER}\.\s*)?{_CAP}"
-                                 rf"(?:\s+{_CAP}){{0,2}}"),
+    _Recognizer("NAME", _compile(rf"\b{_TITLES}\.?\s+(?:{_UPPER}\.\s*)?{_NAME_PART}"
+                                 rf"(?:\s+{_NAME_PART}){{0,2}}"),
                 priority=2),
+    # "Patient Jane Doe", "Pt John Q. Public", "Nurse Kelly Brown": two or three name words
+    _Recognizer("NAME", _compile(rf"\b{_ROLE_CUES}\s+(?P<value>{_PERSON_NAME})"), "value",
+                priority=2),
+    # "Bob Johnson (patient)", "Maria Garcia-Lopez (wife)"
+    _Recognizer("NAME", _compile(rf"\b(?P<value>{_PERSON_NAME})\s*\({_IN_PARENTHESES}\)"),
+                "value", priority=2, needs=_compile(rf"\({_IN_PARENTHESES}\)")),
     _Recognizer("NAME", _compile(rf"\b(?i:{_RELATIONS})(?:,|\s+named|\s+is)?\s+"
                                  rf"(?P<value>{_CAP}(?:\s+{_CAP}){{0,2}})"), "value", priority=2),
     _Recognizer("NAME", _compile(rf"\b(?i:{_NAME_LABELS})\s*[:\-]\s*"
@@ -311,8 +412,19 @@ def _name_case_ok(recognizer: _Recognizer, match: re.Match[str]) -> bool:
     return value[:1].isupper()
 
 
+_CLAUSE_END = re.compile(r"[;\n]|\.\s")
+
+
+def _said_before(cue: re.Pattern[str], match: re.Match[str]) -> bool:
+    """Whether ``cue`` is in the 40 characters before the match, within its clause."""
+    before = match.string[max(0, match.start() - 40):match.start()]
+    return cue.search(_CLAUSE_END.split(before)[-1]) is not None
+
+
 def _accepted(recognizer: _Recognizer, match: re.Match[str]) -> bool:
-    """Checks a regular expression cannot express: case, the shape of an id, states."""
+    """Checks a regular expression cannot express: case, the shape of an id, states, context."""
+    if recognizer.unless is not None and _said_before(recognizer.unless, match):
+        return False
     if recognizer.labelled:
         return _looks_like_id(match.group("value"))
     if recognizer.tag == "LOCATION" and recognizer.group == "value":
@@ -328,6 +440,8 @@ def find_spans(text: str, known: Mapping[str, Iterable[object]] | None = None) -
     """Every identifier span in ``text``, overlapping spans merged (higher priority names it)."""
     spans = []
     for recognizer in _known_recognizers(known) + _RECOGNIZERS:
+        if recognizer.needs is not None and recognizer.needs.search(text) is None:
+            continue
         for match in recognizer.pattern.finditer(text):
             if not _accepted(recognizer, match):
                 continue
