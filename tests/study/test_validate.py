@@ -214,10 +214,11 @@ def test_severe_imbalance_warns_with_ratio(small_cohort):
                               "(8 of 200), ratio 1:24 to '0'")
 
 
-def test_identifier_like_text_column_is_refused(small_cohort):
+def test_identifier_like_text_column_is_refused_without_quoting_a_value(small_cohort):
     (message,) = _errors(small_cohort, _study(id=None))
-    assert message.startswith("column 'patient_id' has a different text value for every "
-                              "patient (e.g. 'P0000'): it looks like an identifier")
+    assert message == ("column 'patient_id' has a different text value for every patient: it "
+                       "looks like an identifier or free text, not a feature; declare it with "
+                       "--id 'patient_id' or drop it with --drop 'patient_id'")
 
 
 def test_class_smaller_than_folds_is_refused(small_cohort):

@@ -11,7 +11,7 @@ import pandas as pd
 
 __all__ = [
     "DisguisedNumbers", "as_category", "boolean_spellings", "counter_restarts", "date_format",
-    "disguised_numbers", "first_date", "guess_kind", "infer_kind", "is_row_number",
+    "disguised_numbers", "first_date", "guess_kind", "infer_kind", "is_row_number", "is_zip_code",
     "looks_like_dates", "looks_like_identifier", "non_numeric_values", "rows_text",
     "spelled_twice", "to_numeric",
 ]
@@ -55,6 +55,11 @@ _DECORATED_NUMBER = re.compile(
     r"(?P<number>[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+))\s*"
     r"(?P<unit>%|[A-Za-z\u00b5\u03bc\u00b0/][\w/\u00b5\u03bc\u00b0\u00b2\u00b3.^*-]*)?"
 )
+# A column named like a ZIP code (zip, zip3, zipcode, zip_code, postal, postcode), as
+# permed deidentify names one, over the name in lower case with '_' between words.
+_ZIP_NAME = re.compile(r"(^|_)(zip|zip3|zip5|zipcode|zip_code|postal|postal_code|postcode)"
+                       r"($|_)")
+_ZIP_TEXT = re.compile(r"\s*(?:\d{3}|\d{5}(?:-?\d{4})?)\s*")
 # What permed deidentify's birth_year writes for a year of birth implying an age over 89.
 _BIRTH_YEAR_BOUND = r"^\s*<=\s*((?:18|19|20)\d\d)\s*$"
 # The spellings of yes and no a boolean column is read with (letter case and spaces aside).
@@ -194,9 +199,16 @@ def non_numeric_values(series: pd.Series) -> pd.Series:
 
 
 def infer_kind(series: pd.Series, declared: str | None = None) -> str:
-    """``"numeric"`` or ``"categorical"``: the declared kind, else what the values look like."""
+    """``"numeric"`` or ``"categorical"``: the declared kind, else what the values look like.
+
+    A column named like a ZIP code (``series.name``: zip, zip3, zipcode, postal...) holding 3- or
+    5-digit codes is categorical: a ZIP code is a place, not a quantity (``021`` is no smaller
+    than ``100``), and ``permed deidentify``'s ``zip3`` writes it as text.
+    """
     if declared:
         return declared
+    if is_zip_code(series):
+        return "categorical"
     if pd.api.types.is_bool_dtype(series):
         return "categorical"
     if pd.api.types.is_numeric_dtype(series):
@@ -303,15 +315,49 @@ def boolean_spellings(counts: pd.Series) -> tuple[list[str], list[str]]:
     return yes, [label for label in counts.index if label not in yes]
 
 
+def is_zip_code(series: pd.Series) -> bool:
+    """Whether a column is named like a ZIP code and holds 3- or 5-digit codes (``02139``,
+    ``021``, ``02139-1234``; or whole numbers up to 99999, a ZIP code read as a number)."""
+    if not isinstance(series.name, str) or pd.api.types.is_bool_dtype(series):
+        return False
+    name = re.sub(r"[^a-z0-9]+", "_", re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", series.name)
+                  .lower()).strip("_")
+    if not _ZIP_NAME.search(name):
+        return False
+    present = series.dropna()
+    if present.empty:
+        return False
+    if pd.api.types.is_numeric_dtype(present):
+        values = present.to_numpy(dtype=float)
+        return bool(np.all(np.mod(values, 1) == 0) and values.min() >= 0
+                    and values.max() <= 99999)
+    return bool(present.astype(str).str.fullmatch(_ZIP_TEXT).all())
+
+
+def _zip_labels(uniques: np.ndarray) -> list[str | float] | None:
+    """Labels of a ZIP code column's distinct values with their leading zeros: ``21`` (a ZIP3
+    ``021`` read as a number) is ``021``, ``2139`` is ``02139``; 3 digits when every number is
+    under 1000, else 5. Text stays as written."""
+    numbers = [v for v in uniques if isinstance(v, (int, float, np.integer, np.floating))
+               and not pd.isna(v)]
+    if not numbers:
+        return None
+    width = 3 if max(numbers) < 1000 else 5
+    return [f"{int(v):0{width}d}" if isinstance(v, (int, float, np.integer, np.floating))
+            and not pd.isna(v) else _label(v) for v in uniques]
+
+
 def as_category(series: pd.Series) -> pd.Series:
     """Values as category labels (object dtype, NaN when missing, which scikit-learn's imputer
-    fills; it would keep None as a category of its own); 3.0 and 3 both read '3'.
+    fills; it would keep None as a category of its own); 3.0 and 3 both read '3'. A ZIP code
+    column (``is_zip_code``) keeps its leading zeros: ``21`` reads ``'021'``, as written.
 
     Each distinct value is labelled once and the labels are spread back with the factorized
     codes, so a million rows with a handful of levels cost a handful of Python calls.
     """
     codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
-    labels = np.array([_label(v) for v in uniques] + [np.nan], dtype=object)
+    zipped = _zip_labels(uniques) if is_zip_code(series) else None
+    labels = np.array([*(zipped or [_label(v) for v in uniques]), np.nan], dtype=object)
     return pd.Series(labels[codes], index=series.index, dtype=object)
 
 

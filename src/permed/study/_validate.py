@@ -21,6 +21,7 @@ from permed.study._columns import (
     first_date,
     infer_kind,
     is_row_number,
+    is_zip_code,
     looks_like_dates,
     looks_like_identifier,
     non_numeric_values,
@@ -277,7 +278,9 @@ def _check_feature(
         return None
     if declared is None and _left_out_by_shape(series, column, report):
         return None
-    kind = infer_kind(series, declared)
+    # a column deidentify cut to 3 ZIP digits is a place, whatever its name
+    zip3 = "categorical" if study.deidentify.get(column) == "zip3" else None
+    kind = infer_kind(series, declared or zip3)
     if kind == "numeric":
         bad = non_numeric_values(series)
         if len(bad):
@@ -298,13 +301,19 @@ def _check_feature(
 def _check_categories(series: pd.Series, column: str, declared: str | None,
                       report: ValidationReport) -> None:
     # numbers in disguise ('145 mmHg', '<0.1', 'unknown' among numbers) unless declared so
-    if declared is None and check_disguised_numbers(series, column, report):
+    if declared is None and not is_zip_code(series) and \
+            check_disguised_numbers(series, column, report):
         return
     if series.dropna().nunique() == series.notna().sum() and series.notna().sum() > 20:
+        # no value quoted: a value of its own for each patient is what an identifier looks like
         report.error(
-            f"column '{column}' has a different text value for every patient (e.g. "
-            f"'{series.dropna().iloc[0]}'): it looks like an identifier or free text, not a "
-            f"feature; declare it with --id '{column}' or drop it with --drop '{column}'", column)
+            f"column '{column}' has a different text value for every patient: it looks like an "
+            f"identifier or free text, not a feature; declare it with --id '{column}' or drop "
+            f"it with --drop '{column}'" if not is_zip_code(series) else
+            f"column '{column}' holds a different ZIP code for every patient: a full ZIP code "
+            "identifies where a patient lives (a Safe Harbor identifier); cut it to 3 digits "
+            f"with permed deidentify (--action {column}=zip3) or drop it with --drop "
+            f"'{column}'", column)
         return
     check_spellings(series, column, f"column '{column}'", report)
 
