@@ -188,12 +188,12 @@ def _set(frame: pd.DataFrame, column: str, rows: list[int], value) -> pd.DataFra
      r"^time column 'days' has 1 values that are not numbers \('ten'\) in rows 5: follow-up "
      r"times must be numbers in one unit \(e.g. days\); correct them$"),
     (lambda f: f.assign(days=pd.Timestamp("2020-01-01") + pd.to_timedelta(f["days"], "D")),
-     r"^time column 'days' holds dates \(e.g. '2020-\d\d-\d\d'\), not follow-up "
+     r"^time column 'days' holds dates \(written YYYY-MM-DD\), not follow-up "
      r"times: --time is the time from the start of follow-up \(diagnosis, admission\) to the "
      r"event or the last contact, in one unit; put the days between the start date and 'days' "
      r"in a column of its own and pass that$"),
     (lambda f: f.assign(days=[f"12/{1 + i % 28}/2002" for i in range(len(f))]),
-     r"^time column 'days' holds dates \(e.g. '12/1/2002'\), not follow-up times"),
+     r"^time column 'days' holds dates \(written MM/D/YYYY\), not follow-up times"),
     (lambda f: _set(f, "status", [1, 2], 2),
      r"^event column 'status' has 3 values \('0' \(\d+\), '1' \(\d+\), '2' \(2\)\): expected "
      r"two, the event and censoring \(1/0, True/False, or a value named with --event-value "

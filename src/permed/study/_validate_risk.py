@@ -16,6 +16,7 @@ import pandas as pd
 
 from permed.study._columns import (
     as_category,
+    date_format,
     infer_kind,
     looks_like_dates,
     non_numeric_values,
@@ -215,8 +216,9 @@ def _check_time(frame: pd.DataFrame, study: Study, report: ValidationReport) -> 
     column = study.time
     series = frame[column]
     if looks_like_dates(series):
+        written = date_format(series.dropna().iloc[0])
         report.error(
-            f"time column '{column}' holds dates (e.g. '{series.dropna().iloc[0]}'), not "
+            f"time column '{column}' holds dates (written {written}), not "
             "follow-up times: --time is the time from the start of follow-up (diagnosis, "
             "admission) to the event or the last contact, in one unit; put the days between "
             f"the start date and '{column}' in a column of its own and pass that", column)
