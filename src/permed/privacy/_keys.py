@@ -41,6 +41,7 @@ __all__ = [
     "ENV_KEY",
     "Key",
     "active_key",
+    "check_owner_only",
     "create_key_file",
     "generate_key",
     "integrity_key",
@@ -160,6 +161,23 @@ def _write_private(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def check_owner_only(path: Path, source: str, missing: str) -> None:
+    """Refuse a secret file (a key) that is missing or that group or others can read.
+
+    Raises
+    ------
+    SecurityError
+        Naming ``source``; ``missing`` is the fix for an absent file, the ``chmod`` the fix for
+        a readable one.
+    """
+    if not path.is_file():
+        raise SecurityError(f"{source} does not exist: {missing}")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if os.name == "posix" and mode & 0o077:
+        raise SecurityError(f"{source} can be read by other users (mode {mode:04o}): restrict it "
+                            f"with `chmod 600 {path}`")
+
+
 def read_key_file(path: str | Path) -> Key:
     """Read a key file, refusing one that other users can read.
 
@@ -170,12 +188,7 @@ def read_key_file(path: str | Path) -> Key:
     """
     path = Path(path)
     source = f"key file '{path}'"
-    if not path.is_file():
-        raise SecurityError(f"{source} does not exist: check the path, or {_CREATE_HINT}")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if os.name == "posix" and mode & 0o077:
-        raise SecurityError(f"{source} can be read by other users (mode {mode:04o}): restrict it "
-                            f"with `chmod 600 {path}`")
+    check_owner_only(path, source, f"check the path, or {_CREATE_HINT}")
     return parse_key(path.read_text(encoding="ascii", errors="replace"), source)
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from permed.exceptions import PermedError, SecurityError
-from permed.privacy import permed_home
+from permed.exceptions import PermedError
+from permed.privacy import check_owner_only, permed_home
 
 __all__ = ["ENV_DATABASE", "ENV_JWT_SECRET", "ROLES", "Settings", "check_tls_key",
            "default_data_dir", "is_loopback", "parse_runs"]
@@ -54,12 +53,7 @@ def check_tls_key(path: Path) -> None:
     SecurityError
         The file is missing or readable by other users (the message gives the ``chmod``).
     """
-    if not path.is_file():
-        raise SecurityError(f"--tls-key '{path}' does not exist: check the path")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if os.name == "posix" and mode & 0o077:
-        raise SecurityError(f"--tls-key '{path}' can be read by other users (mode {mode:04o}): "
-                            f"restrict it with `chmod 600 {path}`")
+    check_owner_only(path, f"--tls-key '{path}'", "check the path")
 
 
 def is_loopback(host: str) -> bool:
