@@ -205,3 +205,16 @@ def test_exported_trail_verifies_with_permed_audit_verify_logic(storage, tmp_pat
     exported = trail.export(tmp_path / "audit.log")
     assert verify_log(exported, key).ok
     assert (tmp_path / "audit.log.head").is_file()
+
+
+def test_a_trail_with_no_entry_cannot_be_verified_and_says_why(storage):
+    """A new service (or one whose every entry was deleted): the report had named the head file
+    of a temporary export, 'audit.log.head', which the service has no such file of."""
+    trail = AuditTrail(storage, generate_key())
+    report = trail.verify()
+    assert not report.ok
+    assert report.problems == [
+        "cannot verify: the service's audit trail holds no entries: nothing has been recorded "
+        "yet (a new service), or every entry was deleted"]
+    trail.append("ada", "list_users", "success")
+    assert trail.verify().ok

@@ -133,9 +133,14 @@ class AuditTrail:
     def verify(self) -> AuditReport:
         """Check every entry's MAC, the sequence, the chain and the head, then every stored
         prediction against the digest its audit entry recorded."""
+        path = Path(f"database:{_safe_url(self.storage.url)}")
+        if self.storage.audit_head() is None and not self.storage.audit_rows(limit=1):
+            return AuditReport(path, problems=[
+                "cannot verify: the service's audit trail holds no entries: nothing has been "
+                "recorded yet (a new service), or every entry was deleted"])
         with tempfile.TemporaryDirectory(prefix="permed-audit-") as folder:
             report = verify_log(self.export(Path(folder) / "audit.log"), self.key)
-        report.path = Path(f"database:{_safe_url(self.storage.url)}")
+        report.path = path
         _check_predictions(self.storage, report)
         return report
 
