@@ -39,7 +39,9 @@ FAST_BOOTSTRAP_MIN_ROWS = 5000
 # Largest weight matrix (replicates x rows) held at once: 2**22 float64 are 32 MiB.
 _MAX_CHUNK = 2**22
 _EPS = 1e-10
-# as the exact path: Newton steps halved at most this often, a drop this small passes (rounding)
+# Newton steps of the recalibration fits (here and in the exact path, classification.py) are
+# halved at most this many times, and accepted when the log-likelihood drops by less than this
+# share of itself (rounding)
 _MAX_HALVINGS = 60
 _LOGLIK_SLACK = 1e-12
 

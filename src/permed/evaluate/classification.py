@@ -28,7 +28,12 @@ from scipy.stats import norm, rankdata
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from permed.evaluate._bootstrap import _check_options, bootstrap_dict
-from permed.evaluate._fastboot import FAST_BOOTSTRAP_MIN_ROWS, fast_binary_report
+from permed.evaluate._fastboot import (
+    _LOGLIK_SLACK,
+    _MAX_HALVINGS,
+    FAST_BOOTSTRAP_MIN_ROWS,
+    fast_binary_report,
+)
 from permed.exceptions import PermedError
 
 __all__ = [
@@ -64,10 +69,6 @@ PER_CLASS_METRICS = ("auroc", "auprc", "sensitivity", "specificity", "ppv", "f1"
 
 # Probabilities are clipped to [_EPS, 1 - _EPS] before the logit of the recalibration model.
 _EPS = 1e-10
-# Newton steps of the recalibration fits are halved at most this many times, and accepted when
-# the log-likelihood drops by less than this share of itself (rounding).
-_MAX_HALVINGS = 60
-_LOGLIK_SLACK = 1e-12
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
