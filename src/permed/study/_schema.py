@@ -12,7 +12,7 @@ import pandas as pd
 from permed.exceptions import SchemaMismatchError
 from permed.study._columns import as_category, non_numeric_values, rows_text, to_numeric
 from permed.study._study import Study
-from permed.study._validate import suggest
+from permed.study._validate import SHOWN_COLUMNS, suggest
 from permed.utils.patterns import pattern_texts
 
 __all__ = ["FeatureSpec", "FittedSchema"]
@@ -144,22 +144,26 @@ class FittedSchema:
             Listing every missing column and every numeric column holding text.
         """
         needed = self.names + list(require or [])
+        known = set(needed) | set(self.outcome_columns) | set(self.sensitive)
+        if self.id:
+            known.add(self.id)
         missing = [c for c in self.names if c not in frame.columns]
         # a renamed column is among those the model does not know: only they are suggested
-        unknown = [str(c) for c in frame.columns if c not in set(needed)]
+        unknown = [str(c) for c in frame.columns if c not in known]
         problems = []
         if missing:
             problems.append(
                 f"{len(missing)} column(s) the model was trained on are missing: "
                 + ", ".join(_named(c, unknown) for c in missing)
-                + ": add them (empty values are allowed and are imputed)")
+                + ": add them (empty values are allowed and are imputed)"
+                + _unused(missing, unknown))
         unrecorded = [c for c in require or [] if c not in frame.columns]
         if unrecorded:
             problems.append(
                 "the outcome column(s) " + ", ".join(_named(c, unknown) for c in unrecorded)
                 + " are missing: evaluating a model needs each patient's recorded outcome, in "
                 "the columns named as in training (to score patients without it, use permed "
-                "predict)")
+                "predict)" + _unused(unrecorded, unknown))
         for name in [*self.numeric, *self.genes]:
             if name not in frame.columns:
                 continue
@@ -174,9 +178,6 @@ class FittedSchema:
             message = problems[0] if len(problems) == 1 else (
                 "the data does not match the model's schema:\n- " + "\n- ".join(problems))
             raise SchemaMismatchError(message, problems)
-        known = set(needed) | set(self.outcome_columns) | set(self.sensitive)
-        if self.id:
-            known.add(self.id)
         return [c for c in frame.columns if c not in known]
 
     def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -410,6 +411,16 @@ def _named(column: str, candidates: list[str]) -> str:
         return f"'{column}'"
     hint = hint.replace("? (names are case-sensitive)", "? names are case-sensitive")
     return f"'{column}' ({hint})"
+
+
+def _unused(absent: list[str], unknown: list[str]) -> str:
+    """The table's columns the model does not use, where one of the ``absent`` columns has no
+    ``did you mean`` among them: one may be the absent column under another name."""
+    if not unknown or all(_named(c, unknown) != f"'{c}'" for c in absent):
+        return ""
+    shown = ", ".join(f"'{c}'" for c in unknown[:SHOWN_COLUMNS])
+    more = f" and {len(unknown) - SHOWN_COLUMNS} more" if len(unknown) > SHOWN_COLUMNS else ""
+    return f"; the table's columns the model does not use are {shown}{more}"
 
 
 def _numeric_block(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ Every finding names the column, what was expected, what was found and the fix. E
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,11 @@ __all__ = ["Finding", "ValidationReport", "check_columns_exist", "validate"]
 
 MAX_CLASSES = 50
 IMBALANCE_RATIO = 0.1
+# A column list in a message stops after this many names.
+SHOWN_COLUMNS = 12
+# How alike (difflib's ratio) a name and a column must be to be suggested: the whole names,
+# or the name and one word of the column's name (stricter: 'age' is not 'stage_at_dx').
+_CLOSE_NAME, _CLOSE_WORD = 0.6, 0.8
 
 
 @dataclass(frozen=True)
@@ -85,15 +91,51 @@ class ValidationReport:
 
 
 def suggest(name: str, columns: list[str]) -> str:
-    """A ``did you mean`` hint for a column name that is not in the table."""
+    """A ``did you mean`` hint for a column name that is not in the table, else the table's
+    columns (the first ``SHOWN_COLUMNS`` of a wide one).
+
+    Close means close once letter case and ``_``, ``-``, ``.`` and spaces are set aside
+    (``event status`` and ``Event_Status``), or close to one word of a column's name
+    (``event`` or ``evnt`` and ``Event_Status``, ``time`` and ``time_days``).
+    """
+    columns = [str(c) for c in columns]
     lowered = {c.lower(): c for c in columns}
     if name.lower() in lowered:
         return f"did you mean '{lowered[name.lower()]}'? (names are case-sensitive)"
-    close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
+    close = close_columns(name, columns)
     if close:
         return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
-    shown = ", ".join(f"'{c}'" for c in columns[:12]) + (" ..." if len(columns) > 12 else "")
+    shown = ", ".join(f"'{c}'" for c in columns[:SHOWN_COLUMNS])
+    if len(columns) > SHOWN_COLUMNS:
+        return (f"the table's {len(columns)} columns are {shown} and "
+                f"{len(columns) - SHOWN_COLUMNS} more")
     return f"the table's columns are {shown}"
+
+
+def close_columns(name: str, columns: list[str], limit: int = 3) -> list[str]:
+    """The columns most like ``name`` (see :func:`suggest`), closest first."""
+    key = _name_key(name)
+    if not key:
+        return []
+    scores: dict[str, float] = {}
+    for column in columns:
+        whole = difflib.SequenceMatcher(None, key, _name_key(column)).ratio()
+        word = max((difflib.SequenceMatcher(None, key, w).ratio() for w in _name_words(column)),
+                   default=0.0)
+        score = max(whole if whole >= _CLOSE_NAME else 0.0, word if word >= _CLOSE_WORD else 0.0)
+        if score:
+            scores[column] = score
+    return sorted(scores, key=lambda c: -scores[c])[:limit]
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[\s_.-]+", "", name).casefold()
+
+
+def _name_words(name: str) -> list[str]:
+    """The words of a column's name: split at ``_ - .``, spaces and ``camelCase`` humps."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)
+    return [w.casefold() for w in re.split(r"[\s_.-]+", spaced) if w]
 
 
 def check_columns_exist(frame: pd.DataFrame, study: Study) -> None:
