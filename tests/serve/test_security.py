@@ -82,10 +82,88 @@ def test_issued_token_works_and_carries_no_role(live):
     with live.client("alice") as client:
         issued = client.post("/v1/auth/token").json()
     claims = jwt.decode(issued["access_token"], options={"verify_signature": False})
-    assert set(claims) == {"sub", "aud", "iat", "exp"}
+    assert set(claims) == {"sub", "aud", "iat", "exp", "auth_time"}
     with live.client(Authorization=f"Bearer {issued['access_token']}") as client:
         assert client.get("/v1/models").status_code == 200
         assert client.get("/v1/users").status_code == 403
+
+
+def _claims(token):
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def test_a_renewed_token_keeps_the_time_of_the_login(live):
+    with live.client("alice") as client:
+        first = client.post("/v1/auth/token").json()
+    with live.client(Authorization=f"Bearer {first['access_token']}") as client:
+        renewed = client.post("/v1/auth/token").json()
+    login = _claims(first["access_token"])
+    assert abs(login["auth_time"] - datetime.now(UTC).timestamp()) < 60
+    assert _claims(renewed["access_token"])["auth_time"] == login["auth_time"]
+    assert 0 < renewed["expires_in"] <= 15 * 60
+
+
+def _session_token(live, minutes_ago, claim="auth_time", **claims):
+    started = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return _token(live, **{claim: int(started.timestamp())}, **claims)
+
+
+@pytest.mark.parametrize(("minutes_ago", "claim", "began"), [
+    (12 * 60 + 5, "auth_time", "12 h 5 min"),
+    (3 * 24 * 60, "auth_time", "72 h"),
+    (12 * 60 + 1, "iat", "12 h 1 min"),  # a token from before auth_time was written
+])
+def test_a_token_is_not_renewed_past_the_sessions_maximum_lifetime(live, minutes_ago, claim,
+                                                                  began):
+    # the token itself is still valid (a stolen one, renewed every few minutes while the
+    # user is active): it keeps working until it expires, but gets no successor
+    token = _session_token(live, minutes_ago, claim)
+    with live.client(Authorization=f"Bearer {token}") as client:
+        used = client.get("/v1/models")
+        renewal = client.post("/v1/auth/token")
+    assert used.status_code == 200
+    assert renewal.status_code == 401
+    assert renewal.headers["www-authenticate"] == "Bearer"
+    assert renewal.json() == {"detail": f"the session began {began} ago and reached its maximum "
+                              "lifetime of 12 h: log in again with your API key (POST "
+                              "/v1/auth/token with Authorization: Bearer <API key>)",
+                              "errors": []}
+
+
+def test_a_token_without_a_session_start_is_not_renewed(live):
+    with live.client(Authorization=f"Bearer {_token(live)}") as client:  # no auth_time, no iat
+        renewal = client.post("/v1/auth/token")
+    assert renewal.status_code == 401
+    assert renewal.json()["detail"] == (
+        "the bearer token does not say when its session began (no auth_time or iat claim): "
+        "log in again with your API key")
+
+
+def test_the_maximum_session_lifetime_is_a_setting_and_bounds_the_last_token(
+        runs, tmp_path, start_service):
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0, max_session_minutes=60),
+                            {"alice": "clinician"})
+    try:
+        near_end = _session_token(service, 55)
+        over = _session_token(service, 61)
+        with service.client(Authorization=f"Bearer {near_end}") as client:
+            last = client.post("/v1/auth/token").json()
+        with service.client(Authorization=f"Bearer {over}") as client:
+            refused = client.post("/v1/auth/token")
+        with service.client("alice") as client:  # the API key starts a new session
+            login = client.post("/v1/auth/token")
+    finally:
+        service.stop()
+    # the session's last token ends with the session (5 minutes left), not 15 minutes later
+    claims = _claims(last["access_token"])
+    assert claims["exp"] - claims["auth_time"] <= 60 * 60
+    assert 4 * 60 <= last["expires_in"] <= 5 * 60
+    assert refused.status_code == 401
+    assert refused.json()["detail"].startswith(
+        "the session began 1 h 1 min ago and reached its maximum lifetime of 1 h: log in again")
+    assert login.status_code == 200
+    assert login.json()["expires_in"] == 15 * 60
 
 
 @pytest.mark.parametrize(("user", "method", "path", "body"), [

@@ -169,7 +169,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.journal = journal_for(app.state.audit)
     app.state.checkpoints = Checkpoints(app.state.storage)
     app.state.tokens = TokenIssuer(token_secret(settings.jwt_secret, key), settings.jwt_audience,
-                                   settings.token_minutes)
+                                   settings.token_minutes, settings.max_session_minutes)
     app.state.limiter = RateLimiter(settings.rate_limit)
     app.state.failed_logins = FailedLogins(settings.max_auth_failures)
     app.state.verifications = Verifications()

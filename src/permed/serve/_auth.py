@@ -39,6 +39,11 @@ _KEY_ID = re.compile(r"pmd_([0-9a-f]{12})_")  # the form Storage issues; anythin
 class TokenIssuer:
     """Issues and checks the service's bearer tokens.
 
+    A token records when its session began (``auth_time``, seconds since the epoch, as OpenID
+    Connect names it): the API key login. A token renewed with a token keeps that time, and
+    renewal is refused once the session is older than ``max_session_minutes``: a token taken
+    from a user cannot be renewed for ever while they stay active.
+
     Parameters
     ----------
     secret : bytes
@@ -46,21 +51,61 @@ class TokenIssuer:
     audience : str
     minutes : int
         Lifetime of an issued token.
+    max_session_minutes : int, default 720
+        Absolute lifetime of a session: no renewal after it.
     """
 
-    def __init__(self, secret: bytes, audience: str, minutes: int) -> None:
+    def __init__(self, secret: bytes, audience: str, minutes: int,
+                 max_session_minutes: int = 12 * 60) -> None:
         self._secret = secret
         self.audience = audience
         self.minutes = minutes
+        self.max_session_minutes = max_session_minutes
 
-    def issue(self, user: str, audience: str | None = None, minutes: int | None = None) -> str:
+    def issue(self, user: str, audience: str | None = None, minutes: int | None = None,
+              auth_time: int | None = None) -> str:
+        """A token for ``user`` whose session began at ``auth_time`` (default: now)."""
+        return self._issue(user, audience, minutes, auth_time)[0]
+
+    def _issue(self, user: str, audience: str | None, minutes: int | None,
+               auth_time: int | None) -> tuple[str, int]:
         now = datetime.now(UTC)
-        claims = {"sub": user, "aud": audience or self.audience, "iat": now,
-                  "exp": now + timedelta(minutes=minutes or self.minutes)}
-        return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHMS[0])
+        started = int(now.timestamp()) if auth_time is None else auth_time
+        # a token never outlives its session: the lifetime is absolute, not per renewal
+        ends = min(now + timedelta(minutes=minutes or self.minutes),
+                   datetime.fromtimestamp(started, UTC)
+                   + timedelta(minutes=self.max_session_minutes))
+        claims = {"sub": user, "aud": audience or self.audience, "iat": now, "exp": ends,
+                  "auth_time": started}
+        token = jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHMS[0])
+        return token, max(0, int((ends - now).total_seconds()))
 
-    def subject(self, token: str, audience: str | None = None) -> str:
-        """The ``sub`` of a valid token.
+    def renew(self, principal: Principal) -> tuple[str, int]:
+        """A token for the caller, and its lifetime in seconds: a new session for an API key,
+        the same session (its ``auth_time``) for a token, ending with it at the latest.
+
+        Raises
+        ------
+        SecurityError
+            The caller's token does not say when its session began, or the session has
+            lasted ``max_session_minutes``.
+        """
+        if not principal.credential.startswith("jwt:"):
+            return self._issue(principal.user, None, None, None)  # a login: a new session
+        began = principal.auth_time
+        if began is None:
+            raise SecurityError("the bearer token does not say when its session began (no "
+                                "auth_time or iat claim): log in again with your API key")
+        age = int(datetime.now(UTC).timestamp()) - began
+        if age >= 60 * self.max_session_minutes:
+            raise SecurityError(f"the session began {_span(age // 60)} ago and reached its "
+                                f"maximum lifetime of {_span(self.max_session_minutes)}: log "
+                                "in again with your API key (POST /v1/auth/token with "
+                                "Authorization: Bearer <API key>)")
+        return self._issue(principal.user, None, None, began)
+
+    def claims(self, token: str, audience: str | None = None) -> dict[str, Any]:
+        """The claims of a valid token.
 
         Raises
         ------
@@ -68,9 +113,9 @@ class TokenIssuer:
             Expired, wrong audience, bad signature, unexpected algorithm, or not a JWT.
         """
         try:
-            claims = jwt.decode(token, self._secret, algorithms=JWT_ALGORITHMS,
-                                audience=audience or self.audience,
-                                options={"require": ["exp", "aud", "sub"]})
+            claims: dict[str, Any] = jwt.decode(
+                token, self._secret, algorithms=JWT_ALGORITHMS,
+                audience=audience or self.audience, options={"require": ["exp", "aud", "sub"]})
         except jwt.ExpiredSignatureError:
             raise SecurityError("the bearer token has expired: request a new one") from None
         except jwt.InvalidAudienceError:
@@ -80,7 +125,31 @@ class TokenIssuer:
                                 f"{', '.join(JWT_ALGORITHMS)})") from None
         except jwt.InvalidTokenError:
             raise SecurityError("the bearer token is not valid") from None
-        return str(claims["sub"])
+        return claims
+
+    def subject(self, token: str, audience: str | None = None) -> str:
+        """The ``sub`` of a valid token (:meth:`claims` raises for an invalid one)."""
+        return str(self.claims(token, audience)["sub"])
+
+
+def _session_start(claims: dict[str, Any]) -> int | None:
+    """When a token's session began: ``auth_time``; for a token issued before the service
+    wrote it, ``iat`` (such a token is at most ``token_minutes`` old, so its chain of renewals
+    starts over once, from there); None when the token has neither (not one this service
+    issued)."""
+    for name in ("auth_time", "iat"):
+        value = claims.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value)
+    return None
+
+
+def _span(minutes: int) -> str:
+    """``12 h``, ``1 h 5 min``, ``40 min``."""
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{rest} min"
+    return f"{hours} h" + (f" {rest} min" if rest else "")
 
 
 class RateLimiter:
@@ -159,11 +228,12 @@ def _principal(request: Request, token: str, recheck: bool = False) -> Principal
     if token.startswith("pmd_"):
         return storage.verify_key(token, recheck)
     if token.count(".") == 2:
-        user = state.tokens.subject(token)
+        claims = state.tokens.claims(token)
+        user = str(claims["sub"])
         role = storage.user_role(user)
         if role is None:
             raise SecurityError(f"the bearer token names user '{user}', who is not active")
-        return Principal(user, role, f"jwt:{user}")
+        return Principal(user, role, f"jwt:{user}", _session_start(claims))
     raise SecurityError("the bearer credential is neither an API key nor a token")
 
 

@@ -85,6 +85,10 @@ class Settings:
         The ``aud`` every token must carry.
     token_minutes : int
         Lifetime of the tokens ``POST /v1/auth/token`` issues.
+    max_session_minutes : int
+        Absolute lifetime of a session: a token renews itself (``POST /v1/auth/token`` with
+        the token) only until this long after the API key login that began it; then the user
+        logs in again with their key. Without it a stolen token could be renewed for ever.
     rate_limit : int
         Requests per minute per API key or token subject (0: unlimited).
     max_auth_failures : int
@@ -110,6 +114,7 @@ class Settings:
     jwt_secret: str | None = field(default_factory=lambda: os.environ.get(ENV_JWT_SECRET))
     jwt_audience: str = "permed"
     token_minutes: int = 15
+    max_session_minutes: int = 12 * 60
     rate_limit: int = 600
     max_auth_failures: int = 10
     max_body_bytes: int = 1_000_000

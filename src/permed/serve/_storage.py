@@ -126,6 +126,7 @@ class Principal:
     user: str
     role: str
     credential: str  # an API key id, or "jwt:<subject>"
+    auth_time: int | None = None  # a token's: when its session (the API key login) began
 
 
 def _now() -> str:
