@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,7 @@ from permed.study._columns import (
     is_row_number,
     looks_like_dates,
     looks_like_identifier,
+    written_code,
 )
 
 __all__ = ["init", "validate_command"]
@@ -39,6 +41,7 @@ def init(
     if data is not None:
         with audited(home_log(), "init", data=data):
             frame, _ = read_table(data)
+            frame = codes_as_written(frame, data)
         study = guess_study(frame)
     study_file.parent.mkdir(parents=True, exist_ok=True)
     study_file.write_text(study.to_toml())
@@ -49,6 +52,23 @@ def init(
     if data is not None:
         err.print(guessed_roles(study, frame), highlight=False)
     err.print("check the roles (target, id, sensitive) before training", highlight=False)
+
+
+def codes_as_written(frame: pd.DataFrame, data: Path) -> pd.DataFrame:
+    """``frame`` with the columns that are codes written with leading zeros (an MRN
+    ``000101``, see ``written_code``) as the text of the file, not as the numbers they were
+    read as (101): read as numbers, a record number looks like a measurement, or like a row
+    counter when the table is sorted by it. Only whole-number columns with a different value for
+    every patient can be such codes: only they are read again, as text."""
+    candidates = [c for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])
+                  and not pd.api.types.is_bool_dtype(frame[c]) and frame[c].is_unique]
+    if not candidates or data.suffix.lower() == ".parquet":  # Parquet keeps text as text
+        return frame
+    with warnings.catch_warnings():  # the first read said what there is to say of the file
+        warnings.simplefilter("ignore")
+        written, _ = read_table(data, text_columns=candidates)
+    codes = {c: written[c] for c in candidates if written_code(written[c])}
+    return frame.assign(**codes) if codes else frame
 
 
 def guessed_roles(study: Study, frame: pd.DataFrame) -> str:
@@ -62,6 +82,8 @@ def guessed_roles(study: Study, frame: pd.DataFrame) -> str:
                   "too many for classes; set target (diagnose), time and event (risk) or "
                   "treatment and outcome (treat) under [roles]")
     ident = f"id '{study.id}'" if study.id else "no id column"
+    if study.identifiers:  # record numbers beside the id: never features
+        ident += f"; identifiers {', '.join(repr(c) for c in study.identifiers)}"
     return f"guessed: {target}; {ident}; no sensitive column (add sensitive = [...])"
 
 
@@ -69,21 +91,27 @@ def guess_study(frame: pd.DataFrame) -> Study:
     """A study whose column kinds are guessed; the last column is taken as the target.
 
     A row counter and calendar dates are listed under ``drop``, not given a kind: a
-    declared kind would make validation keep them as features. Without a column named like an
-    id (``id``, ``mrn``, ``*_id``), the first holding a different whole number for every
-    patient is taken as the id.
+    declared kind would make validation keep them as features. The id is the first column
+    named like one (``id``, ``mrn``, ``*_id``) or, after them, holding digits written with
+    leading zeros (``000101``: see ``written_code``; ``codes_as_written`` keeps them as
+    written); without either, the first holding a different whole number for every patient.
+    Further such columns (an admission number beside the patient's) are listed under
+    ``identifiers``: never features.
     """
     target = frame.columns[-1]
     ids = [c for c in frame.columns
            if c.lower() in ("id", "patient_id", "subject_id", "mrn")
            or (c.lower().endswith("_id") and frame[c].is_unique)]
-    ids = ids or [c for c in frame.columns[:-1]
-                  if looks_like_identifier(frame[c]) and not is_row_number(frame[c])]
+    ids += [c for c in frame.columns[:-1] if c not in ids and written_code(frame[c])]
+    # whole numbers unique to each patient may be a measurement too: besides the first, taken
+    # as the id, they get no kind, so that validation says what they look like
+    numbers = [] if ids else [c for c in frame.columns[:-1]
+                              if looks_like_identifier(frame[c]) and not is_row_number(frame[c])]
     task = "diagnose" if frame[target].nunique() <= 50 else None
-    rest = [c for c in frame.columns if c != target and c not in ids]
+    rest = [c for c in frame.columns if c != target and c not in ids + numbers]
     drop = [c for c in rest if is_row_number(frame[c]) or looks_like_dates(frame[c])]
-    return Study(task=task, target=target if task else None, id=ids[0] if ids else None,
-                 drop=drop,
+    return Study(task=task, target=target if task else None, id=(ids + numbers or [None])[0],
+                 identifiers=ids[1:], drop=drop,
                  columns={c: ColumnSpec(kind=guess_kind(frame[c])) for c in rest if c not in drop})
 
 

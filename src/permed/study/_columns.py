@@ -13,7 +13,7 @@ __all__ = [
     "DisguisedNumbers", "as_category", "boolean_spellings", "counter_restarts", "date_format",
     "disguised_numbers", "first_date", "guess_kind", "infer_kind", "is_row_number", "is_zip_code",
     "looks_like_dates", "looks_like_identifier", "non_numeric_values", "rows_text",
-    "spelled_twice", "to_numeric",
+    "spelled_twice", "to_numeric", "written_code",
 ]
 
 # A numeric column holding this few distinct whole numbers (3 to 5, e.g. chest pain type 1-4 or
@@ -110,6 +110,20 @@ def looks_like_identifier(series: pd.Series) -> bool:
     present = series.dropna()
     return bool(len(present) >= ID_MIN_ROWS and present.is_unique
                 and np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
+
+
+def written_code(series: pd.Series) -> bool:
+    """Whether a column read as text holds a different string of digits for every patient,
+    some written with leading zeros, like a medical record number ``000101``: an identifier,
+    which read as a number (101) looks like a measurement, or a row counter when sorted. A
+    column named like a ZIP code (``is_zip_code``) is a place, not an identifier."""
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    present = series.dropna().astype(str).str.strip()
+    if present.empty or not present.is_unique or is_zip_code(series):
+        return False
+    digits = present.str.fullmatch(r"\d+").astype(bool)
+    return bool(digits.all() and (present.str.startswith("0") & (present.str.len() > 1)).any())
 
 
 def counter_restarts(series: pd.Series) -> int:
