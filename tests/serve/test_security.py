@@ -4,6 +4,7 @@ headers and verified bundles."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 from datetime import UTC, datetime, timedelta
@@ -450,6 +451,94 @@ def test_an_edited_deleted_or_added_prediction_row_is_reported_by_verify(runs, t
         f"prediction {deleted_id} (audit entry 1) was deleted from the prediction log",
         f"prediction {added_id} is in no audit entry: it was added to the prediction log "
         "outside the service"])
+
+
+def _edit_answer(db, pid):
+    answer = json.loads(db.execute("SELECT answer FROM predictions WHERE id = ?",
+                                   (pid,)).fetchone()[0])
+    answer.update(prob_1=0.01, predicted="0", refer_to_clinician=False)
+    db.execute("UPDATE predictions SET answer = ? WHERE id = ?", (json.dumps(answer), pid))
+    return pid
+
+
+def _edit_answer_and_its_digest(db, pid):
+    from permed.serve._audit import prediction_digest
+
+    _edit_answer(db, pid)
+    names = ("id", "time", "user", "model", "version", "task", "input_digest", "answer")
+    row = dict(zip(names, db.execute(f"SELECT {', '.join(names)} FROM predictions WHERE id = ?",
+                                     (pid,)).fetchone(), strict=True))
+    details = json.loads(db.execute("SELECT details FROM audit_events WHERE seq = 1").fetchone()[0])
+    details["predictions"][pid] = prediction_digest(row)
+    db.execute("UPDATE audit_events SET details = ? WHERE seq = 1", (json.dumps(details),))
+    return pid
+
+
+def _copy_row(db, pid, time=None):
+    copy = ("e" if pid.startswith("f") else "f") + pid[1:]
+    db.execute("INSERT INTO predictions SELECT ?, coalesce(?, time), user, model, version, task, "
+               "input_digest, answer FROM predictions WHERE id = ?", (copy, time, pid))
+    return copy
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    (_edit_answer, "the stored row no longer matches the SHA-256 recorded in audit entry 1: it "
+                   "was changed after it was recorded"),
+    (_edit_answer_and_its_digest, "audit entry 1, which records it, was edited: its MAC does "
+                                  "not match its content"),
+    (_copy_row, "it is in no audit entry, though it was stored after the service began "
+                "recording each prediction's digest: it was added to the prediction log "
+                "outside the service"),
+])
+def test_a_stored_prediction_that_no_longer_matches_its_audit_record_is_withheld(
+        runs, tmp_path, start_service, bc_patients, caplog, edit, problem):
+    import sqlite3
+
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0), {"alice": "clinician"})
+    try:
+        with service.client("alice") as client:
+            answer = client.post("/v1/models/bc/predict",
+                                 json={"patient": bc_patients[0], "explain": False}).json()
+            pid = answer["results"][0]["prediction_id"]
+            intact = client.get(f"/v1/predictions/{pid}")
+            with sqlite3.connect(tmp_path / "permed.db") as db:  # the file, outside the service
+                edited = edit(db, pid)
+            with caplog.at_level(logging.ERROR, logger="permed.serve"):
+                withheld = client.get(f"/v1/predictions/{edited}")
+        entries = service.app.state.storage.audit_rows()
+    finally:
+        service.stop()
+    assert (intact.status_code, intact.json()["id"]) == (200, pid)
+    assert withheld.status_code == 500
+    assert withheld.json() == {"detail": (
+        f"the stored prediction '{edited}' does not match its audit record ({problem}), so it "
+        "is withheld: ask the service's administrator to run its audit verification "
+        "(GET /v1/audit/verify) and restore the prediction log from a backup"), "errors": []}
+    assert [r.getMessage() for r in caplog.records if r.name == "permed.serve"] == [
+        f"prediction {edited} does not match its audit record: {problem}"]
+    assert entries[-1]["outcome"] == "failure: 500"
+
+
+def test_a_prediction_stored_before_the_audit_recorded_digests_is_still_served(
+        runs, tmp_path, start_service, bc_patients):
+    import sqlite3
+
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0), {"alice": "clinician"})
+    try:
+        with service.client("alice") as client:
+            answer = client.post("/v1/models/bc/predict",
+                                 json={"patient": bc_patients[0], "explain": False}).json()
+            pid = answer["results"][0]["prediction_id"]
+            with sqlite3.connect(tmp_path / "permed.db") as db:
+                older = _copy_row(db, pid, time="2025-01-01T00:00:00.000+00:00")
+            response = client.get(f"/v1/predictions/{older}")
+    finally:
+        service.stop()
+    # it predates the first entry that recorded a digest: it cannot be checked (verify notes it)
+    assert response.status_code == 200
+    assert response.json()["id"] == older
 
 
 def test_the_database_and_its_new_folder_are_owner_only(runs, tmp_path, start_service):

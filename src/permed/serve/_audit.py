@@ -18,6 +18,7 @@ was changed, a deleted one, and one added to the database outside the service.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import tempfile
 import threading
@@ -64,6 +65,7 @@ class AuditTrail:
         self.storage = storage
         self.key = _Derived(key)
         self._lock = threading.Lock()
+        self._first: str | None = None
 
     def append(self, user: str, action: str, outcome: str, **details: Any) -> dict[str, Any]:
         """Chain one entry to the last one and store it; return it."""
@@ -143,6 +145,47 @@ class AuditTrail:
         report.path = path
         _check_predictions(self.storage, report)
         return report
+
+    def check_prediction(self, row: dict[str, Any]) -> str | None:
+        """Why a stored prediction ``row`` (:meth:`Storage.prediction_record`) does not match
+        the audit trail, or None when it does.
+
+        The audit entry that recorded the row must still hold its MAC (with the integrity key,
+        which the database does not hold: a digest rewritten with the row is caught) and the
+        row's SHA-256. A row no entry records is refused once the service records digests
+        (stored after the first entry that did: added outside the service); one stored before
+        cannot be checked and passes, as :meth:`verify` notes it. The chain as a whole (deleted
+        or reordered entries) is :meth:`verify`'s work: it reads every entry.
+        """
+        pid = str(row["id"])
+        entry = self.storage.audit_entry_with(f'"{pid}": "sha256:', accept=lambda e: isinstance(
+            e["details"].get("predictions"), dict) and pid in e["details"]["predictions"])
+        if entry is None:
+            first = self._first_recorded()
+            if first is None or str(row["time"]) < first:
+                return None
+            return ("it is in no audit entry, though it was stored after the service began "
+                    "recording each prediction's digest: it was added to the prediction log "
+                    "outside the service")
+        seq = entry["seq"]
+        if not hmac.compare_digest(_mac(entry, self.key), str(entry["mac"])):
+            return (f"audit entry {seq}, which records it, was edited: its MAC does not match "
+                    "its content")
+        if not hmac.compare_digest(prediction_digest(row),
+                                   str(entry["details"]["predictions"][pid])):
+            return (f"the stored row no longer matches the SHA-256 recorded in audit entry "
+                    f"{seq}: it was changed after it was recorded")
+        return None
+
+    def _first_recorded(self) -> str | None:
+        """The time of the first audit entry that recorded prediction digests (remembered once
+        found: it does not change), None when none has."""
+        if self._first is None:
+            entry = self.storage.audit_entry_with('"predictions": {', newest=False,
+                                                  accept=lambda e: isinstance(
+                                                      e["details"].get("predictions"), dict))
+            self._first = None if entry is None else str(entry["time"])
+        return self._first
 
 
 def _check_predictions(storage: Storage, report: AuditReport) -> None:

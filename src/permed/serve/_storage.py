@@ -436,14 +436,22 @@ class Storage:
             return None
         return _prediction(row)
 
+    def prediction_record(self, user: str, prediction_id: str) -> dict[str, Any] | None:
+        """One of a user's predictions as stored (``answer`` as its JSON text, as
+        :func:`permed.serve._audit.prediction_digest` reads it); None when it does not exist
+        *or belongs to another*."""
+        with self.session() as session:
+            row = session.get(PredictionRow, prediction_id)
+        if row is None or not hmac.compare_digest(row.user, user):
+            return None
+        return _stored(row)
+
     def prediction_records(self) -> Iterator[dict[str, Any]]:
         """Every stored prediction row as stored (``answer`` as its JSON text), for
         verification against the audit trail."""
         with self.session() as session:
             for row in session.execute(select(PredictionRow)).scalars().yield_per(1000):
-                yield {"id": row.id, "time": row.time, "user": row.user, "model": row.model,
-                       "version": row.version, "task": row.task,
-                       "input_digest": row.input_digest, "answer": row.answer}
+                yield _stored(row)
 
     # ---- audit rows (the chain itself lives in permed.serve._audit) --------------------------
     def write(self, chain: Callable[[tuple[int, str] | None], tuple[list[dict[str, Any]],
@@ -500,9 +508,30 @@ class Storage:
             if limit is not None:
                 query = query.limit(limit)
             rows = list(session.execute(query).scalars())[::-1]
-        return [{"seq": r.seq, "time": r.time, "user": r.user, "action": r.action,
-                 "outcome": r.outcome, "details": json.loads(r.details), "key_id": r.key_id,
-                 "prev": r.prev, "mac": r.mac} for r in rows]
+        return [_entry(r) for r in rows]
+
+    def audit_entry_with(self, text: str, newest: bool = True,
+                         accept: Callable[[dict[str, Any]], bool] = lambda entry: True
+                         ) -> dict[str, Any] | None:
+        """The newest (or oldest) audit entry whose stored details contain ``text`` and that
+        ``accept`` takes (the text match is a cheap filter; ``accept`` reads the parsed
+        details); None when there is none.
+
+        The entries are walked by their sequence number (the key) from the end it starts at,
+        so an entry near that end is found without reading the others.
+        """
+        order = AuditRow.seq.desc() if newest else AuditRow.seq.asc()
+        query = (select(AuditRow).where(AuditRow.details.contains(text, autoescape=True))
+                 .order_by(order))
+        with self.session() as session:
+            for row in session.execute(query).scalars().yield_per(100):
+                try:
+                    entry = _entry(row)
+                except ValueError:  # details that are not JSON: not an entry the service wrote
+                    continue
+                if accept(entry):
+                    return entry
+        return None
 
     def audit_head(self) -> dict[str, Any] | None:
         with self.session() as session:
@@ -586,6 +615,18 @@ class _Statements:
             cursor.execute(sql, params[0])
         else:
             cursor.executemany(sql, params)
+
+
+def _entry(row: AuditRow) -> dict[str, Any]:
+    return {"seq": row.seq, "time": row.time, "user": row.user, "action": row.action,
+            "outcome": row.outcome, "details": json.loads(row.details), "key_id": row.key_id,
+            "prev": row.prev, "mac": row.mac}
+
+
+def _stored(row: PredictionRow) -> dict[str, Any]:
+    return {"id": row.id, "time": row.time, "user": row.user, "model": row.model,
+            "version": row.version, "task": row.task, "input_digest": row.input_digest,
+            "answer": row.answer}
 
 
 def _prediction(row: PredictionRow) -> dict[str, Any]:

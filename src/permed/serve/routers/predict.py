@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from permed.serve._auth import authorize, require
-from permed.serve._schemas import PredictionRecord, PredictRequest, PredictResponse
+from permed.serve._schemas import ErrorBody, PredictionRecord, PredictRequest, PredictResponse
 from permed.serve._service import predict_patients
 from permed.serve._storage import Principal
 from permed.serve._validation import FieldError, PatientError, duplicate_keys
@@ -24,6 +26,7 @@ from permed.serve.routers._deps import (
     storage,
 )
 
+log = logging.getLogger("permed.serve")
 router = APIRouter(tags=["predict"], responses=ERRORS)
 clinicians = require("clinician")
 
@@ -71,10 +74,24 @@ async def my_predictions(request: Request, limit: int = Query(50, ge=1, le=500),
 
 
 @router.get("/v1/predictions/{prediction_id}", response_model=PredictionRecord,
-            summary="One of your predictions")
-async def my_prediction(request: Request, prediction_id: str,
-                        principal: Principal = Depends(clinicians)) -> dict[str, Any]:
-    record = storage(request).prediction(principal.user, prediction_id)
+            summary="One of your predictions, checked against its audit record",
+            responses={500: {"model": ErrorBody, "description": (
+                "The stored prediction does not match its audit record: it is withheld.")}})
+def my_prediction(request: Request, prediction_id: str,
+                  principal: Principal = Depends(clinicians)) -> dict[str, Any]:
+    # a def route: FastAPI runs it in a worker thread, and finding the audit entry that
+    # records the prediction is a database search that must not hold up the event loop
+    record = storage(request).prediction_record(principal.user, prediction_id)
     if record is None:  # someone else's is "not found" too: existence is not revealed
         raise HTTPException(404, detail=f"no prediction '{prediction_id}' of yours")
-    return record
+    problem = request.app.state.audit.check_prediction(record)
+    if problem is not None:
+        # 500, not 409: the caller's request is sound and no change to it can help; it is the
+        # service's own stored data that is corrupt (or was tampered with), a server failure
+        # for its administrator, and a clinician must not act on that answer
+        log.error("prediction %s does not match its audit record: %s", record["id"], problem)
+        raise HTTPException(500, detail=(
+            f"the stored prediction '{record['id']}' does not match its audit record ({problem})"
+            ", so it is withheld: ask the service's administrator to run its audit "
+            "verification (GET /v1/audit/verify) and restore the prediction log from a backup"))
+    return {**record, "answer": json.loads(record["answer"])}
