@@ -130,9 +130,10 @@ def test_a_body_that_is_not_json_or_not_the_api_names_the_problem(live):
     assert broken.status_code == 422
     assert broken.json()["errors"][0]["field"] == "body"
     assert broken.json()["errors"][0]["expected"].startswith("Invalid JSON")
+    assert broken.json()["errors"][0]["received"] == "a body that is not valid JSON"
     assert unknown.json()["errors"] == [{
-        "field": "dose", "expected": "Extra inputs are not permitted", "received": 3,
-        "message": "body.dose: Extra inputs are not permitted"}]
+        "field": "dose", "expected": "Extra inputs are not permitted", "received": "a number",
+        "message": "body.dose: Extra inputs are not permitted: remove it"}]
 
 
 @pytest.mark.parametrize("body", [
@@ -328,9 +329,46 @@ def test_explain_must_be_a_boolean(live, bc_patients, explain):
     assert response.status_code == 422
     assert response.json()["errors"] == [{
         "field": "explain", "expected": "Input should be a valid boolean",
-        "received": json.loads(explain),
-        "message": "body.explain: Input should be a valid boolean"}]
+        "received": "a number" if explain == "1" else "text",
+        "message": "body.explain: Input should be a valid boolean: correct it (the API's "
+                   "schema: GET /openapi.json)"}]
     assert _audit_entry(live, response)["outcome"] == "failure: 422"
+
+
+SSN = "SSN 123-45-6789"
+
+
+@pytest.mark.parametrize(("user", "method", "path", "body", "field", "received"), [
+    ("alice", "POST", "/v1/models/bc/predict", {"patient": {}, "explain": SSN}, "explain",
+     "text"),
+    ("alice", "POST", "/v1/models/bc/predict", {"patients": SSN}, "patients", "text"),
+    ("alice", "POST", "/v1/models/bc/predict", {"patient": [{"mean radius": 14, "note": SSN}]},
+     "patient", "a list"),
+    ("alice", "POST", "/v1/models/bc/explain", {"patient": {}, "explain_scale": SSN},
+     "explain_scale", "text"),
+    ("alice", "POST", "/v1/models/bc/predict", '{"patient": {"name": "' + SSN + '", ',
+     "body", "a body that is not valid JSON"),
+    ("alice", "GET", f"/v1/predictions?limit={SSN}", None, "query.limit", "text"),
+    ("ada", "POST", "/v1/users", {"name": SSN, "role": "clinician"}, "name", "text"),
+])
+def test_a_rejected_request_never_gets_its_values_back(live, user, method, path, body, field,
+                                                       received):
+    # an error body lands in client logs, screens and proxies: a value sent in the wrong
+    # place (an SSN, a name, a whole patient) must not come back in it, even cut short
+    with live.client(user) as client:
+        if isinstance(body, str):
+            response = client.request(method, path, content=body.encode(),
+                                      headers={"content-type": "application/json"})
+        else:
+            response = client.request(method, path, json=body)
+    assert response.status_code == 422, response.text
+    assert "123-45-6789" not in response.text
+    assert "SSN" not in response.text
+    errors = response.json()["errors"]
+    assert [(e["field"], e["received"]) for e in errors] == [(field, received)]
+    assert errors[0]["message"].startswith(field if "." in field else f"body.{field}"
+                                           if field != "body" else "body")
+    assert errors[0]["expected"]
 
 
 @pytest.mark.parametrize(("value", "shown"), [

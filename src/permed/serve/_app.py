@@ -36,7 +36,7 @@ from permed.serve._schemas import PredictRequest
 from permed.serve._service import BatchTooLarge
 from permed.serve._settings import Settings
 from permed.serve._storage import Storage
-from permed.serve._validation import PatientError, shown
+from permed.serve._validation import PatientError, api_errors
 from permed.serve.routers import audit, auth, cds_hooks, explain, fhir, models, predict, users
 from permed.serve.routers._deps import NotJson
 
@@ -68,11 +68,9 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        errors = [{"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
-                   "expected": e.get("msg", ""), "received": _plain(e.get("input")),
-                   "message": f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"}
-                  for e in exc.errors()]
-        return _error(422, "the request does not match the API: see errors", errors)
+        # never FastAPI's default body, which echoes each value sent ("input")
+        return _error(422, "the request does not match the API: see errors",
+                      api_errors(exc.errors()))
 
     @app.exception_handler(PatientError)
     async def bad_patient(request: Request, exc: PatientError) -> Response:
@@ -91,13 +89,6 @@ def _handlers(app: FastAPI) -> None:
     @app.exception_handler(BatchTooLarge)
     async def too_many(request: Request, exc: BatchTooLarge) -> Response:
         return _error(413, str(exc))
-
-
-def _plain(value: Any) -> Any:
-    """A received value as JSON (pydantic may hand back arbitrary objects, infinities, a whole
-    broken body)."""
-    return shown(value if isinstance(value, str | int | float | bool | type(None))
-                 else str(value))
 
 
 def _document(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import typing
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from pydantic_core.core_schema import ErrorType
 
 from permed.serve._images import EXPECTED as IMAGE_EXPECTED
 from permed.serve._images import check_image
 from permed.study import FittedSchema
 from permed.study._schema import MAX_CATEGORIES_KEPT
 
-__all__ = ["FieldError", "PatientError", "check_patient", "duplicate_keys", "expected_text",
-           "number_text", "shown"]
+__all__ = ["FieldError", "PatientError", "api_errors", "check_patient", "duplicate_keys",
+           "expected_text", "number_text", "received_kind", "shown"]
 
 # received text longer than this is cut in error bodies (an image's data URL, a broken body)
 SHOWN_CHARS = 200
@@ -91,6 +94,66 @@ def shown(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): shown(v) for k, v in value.items()}
     return shown(str(value))
+
+
+def received_kind(value: Any) -> str | None:
+    """What kind of value was sent, never the value: ``"text"``, ``"a number"``, ``"a
+    boolean"``, ``"a list"``, ``"an object"``; None for null.
+
+    An error body goes into the client's logs and screens, and through proxies: a value sent
+    back there can be a patient's (a name in the wrong field, an SSN, a birth date).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float | Decimal):
+        return "a number"
+    if isinstance(value, str | bytes):
+        return "text"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a value of another kind"
+
+
+# Pydantic error types (of pydantic-core 2.x) whose message quotes what was sent: a custom
+# validator's error, a union's tag, an attribute's or a mapping's error, a time zone offset.
+# The others name the schema's constraints only (a parser's ``error``, for JSON, dates, URLs,
+# UUIDs, is a fixed phrase and a position). A type pydantic-core does not list (a custom
+# error) is described without its message as well.
+_QUOTING = {"value_error", "assertion_error", "union_tag_invalid", "timezone_offset",
+            "no_such_attribute", "get_attribute_error", "iteration_error", "mapping_type",
+            "datetime_object_invalid", "bytes_invalid_encoding"}
+_SAFE = set(typing.get_args(ErrorType)) - _QUOTING
+_FIXES = {"missing": "add it", "extra_forbidden": "remove it",
+          "json_invalid": "send the body as valid JSON"}
+# received, where the value pydantic hands back is not the field's own
+_RECEIVED = {"missing": None, "json_invalid": "a body that is not valid JSON"}
+
+
+def api_errors(errors: Any) -> list[dict[str, Any]]:
+    """One error entry per problem pydantic (or FastAPI) found in a request: the field, what
+    was expected and the fix, and the kind of value received (:func:`received_kind`).
+
+    Nothing that was sent comes back: pydantic's ``input`` is left out, and so is a message
+    that would quote it (a custom validator's ``ctx``), for the reason
+    :func:`received_kind` gives.
+    """
+    entries = []
+    for error in errors:
+        kind, sent = str(error.get("type", "")), error.get("input")
+        location = [str(p) for p in error.get("loc", ())]
+        field = ".".join(p for p in location if p != "body") or "body"
+        expected = str(error.get("msg", ""))
+        if kind not in _SAFE:
+            expected = "a value of the type and form the API's schema gives (GET /openapi.json)"
+        fix = _FIXES.get(kind, "correct it (the API's schema: GET /openapi.json)")
+        entries.append({"field": field, "expected": expected,
+                        "received": _RECEIVED[kind] if kind in _RECEIVED else received_kind(sent),
+                        "message": f"{'.'.join(location)}: {expected}: {fix}"})
+    return entries
 
 
 def expected_text(feature: Any) -> str:
