@@ -171,8 +171,8 @@ def test_text_in_a_numeric_column_is_named(workspace):
     frame.to_csv(workspace / "garbage.csv", index=False)
     result = permed("train", workspace / "garbage.csv", "--target", "diagnosis", *FAST)
     assert result.returncode == 1
-    assert ("column 'mean radius' is numeric but has 3 non-numeric values ('twelve') in rows "
-            "5, 6, 7") in " ".join(result.stderr.split())
+    assert ("column 'mean radius' is numeric but 3 of 569 values are text (rows 5, 6, 7; a "
+            "value of 6 characters with letters)") in " ".join(result.stderr.split())
 
 
 def test_brackets_in_a_message_are_printed_as_written(workspace):
@@ -200,7 +200,8 @@ def test_a_sites_own_missing_markers_are_named_with_missing(workspace, trained):
     frame.to_csv(workspace / "site_b.csv", index=False)
     refused = permed("predict", trained, workspace / "site_b.csv")
     assert refused.returncode != 0
-    assert f"column '{column}' must be numeric (as in training) but has text 'n/a', '-'" in \
+    assert (f"column '{column}' must be numeric (as in training) but 2 of 40 values are text "
+            "(rows 3, 6; 'n/a' and '-', which mark missing values)") in \
         " ".join(refused.stderr.split())
     scored = permed("predict", trained, workspace / "site_b.csv", "--missing", "n/a,-",
                     "--out", workspace / "site_b_scored.csv")

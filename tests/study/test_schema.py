@@ -35,7 +35,8 @@ def test_text_in_a_numeric_column_is_refused(schema, small_cohort):
     small_cohort["chol"] = small_cohort["chol"].astype(object)
     small_cohort.loc[2, "chol"] = "high"
     with pytest.raises(SchemaMismatchError, match=(
-            r"column 'chol' must be numeric \(as in training\) but has text 'high' in rows 3")):
+            r"column 'chol' must be numeric \(as in training\) but 1 of 200 values is text "
+            r"\(row 3; a value of 4 characters with letters\)")):
         schema.check(small_cohort)
 
 

@@ -67,8 +67,8 @@ def test_entirely_missing_column_is_refused(small_cohort):
 def test_constant_column_is_refused(small_cohort):
     small_cohort["smoker"] = "never"
     assert _errors(small_cohort, _study()) == [
-        "column 'smoker' is constant (every value is 'never'): it carries no information; "
-        "drop it with --drop 'smoker'"]
+        "column 'smoker' has one value, a text of 5 characters with letters, in all 200 rows: "
+        "it carries no information; drop it with --drop 'smoker'"]
 
 
 def test_saved_row_index_is_left_out_with_a_warning(small_cohort):
@@ -159,15 +159,15 @@ def test_shuffled_integers_are_not_read_as_a_row_index(small_cohort):
     assert validate(small_cohort, _study()).kinds["visit"] == "numeric"
 
 
-def test_text_in_numeric_column_shows_examples_and_rows(small_cohort):
+def test_text_in_numeric_column_is_described_with_its_rows(small_cohort):
     small_cohort["age"] = small_cohort["age"].astype(object)
     small_cohort.loc[[4, 5, 6], "age"] = "twelve"
     (message,) = _errors(small_cohort, _study())
     assert message == (
-        "column 'age' is numeric but has 3 non-numeric values ('twelve') in rows 5, 6, 7: "
-        "correct them, leave them empty (or NA), or list the marker under missing in the "
-        "study's [study] table, to mark it missing, or declare the column categorical in the "
-        "study")
+        "column 'age' is numeric but 3 of 200 values are text (rows 5, 6, 7; a value of 6 "
+        "characters with letters): correct them, leave them empty (or NA), or list the marker "
+        "under missing in the study's [study] table, to mark it missing, or declare the column "
+        "categorical in the study")
 
 
 def test_one_text_value_in_a_numeric_column_is_told_in_the_singular(small_cohort):
@@ -175,9 +175,10 @@ def test_one_text_value_in_a_numeric_column_is_told_in_the_singular(small_cohort
     small_cohort.loc[5, "age"] = "-"
     (message,) = _errors(small_cohort, _study())
     assert message == (
-        "column 'age' is numeric but has 1 non-numeric value ('-') in row 6: correct it, "
-        "leave it empty (or NA), or list the marker under missing in the study's [study] "
-        "table, to mark it missing, or declare the column categorical in the study")
+        "column 'age' is numeric but 1 of 200 values is text (row 6; '-', which marks a "
+        "missing value): correct it, leave it empty (or NA), or list the marker under missing "
+        "in the study's [study] table, to mark it missing, or declare the column categorical "
+        "in the study")
 
 
 def test_duplicate_ids_are_refused(small_cohort):

@@ -28,20 +28,20 @@ def test_numbers_with_a_unit_are_refused_with_the_fix():
     frame["bp"] = [f"{v} mmHg" for v in frame["bp"]]
     assert _errors(frame) == [
         "column 'bp' holds numbers in 60 of its 60 values, 60 of them written with a unit "
-        "('100 mmHg' in row 1, '101 mmHg' in row 2, '102 mmHg' in row 3, ...): read as text, "
-        "it would be a categorical feature of 40 levels, each number a category of its own; "
-        "strip the unit 'mmHg' (the study can record it: unit = \"mmHg\"); or declare kind = "
-        "\"categorical\" under [columns.bp] in the study to keep the values as categories"]
+        "(rows 1, 2, 3, 4, 5 and 55 more): read as text, it would be a categorical feature of "
+        "40 levels, each number a category of its own; strip the unit 'mmHg' (the study can "
+        "record it: unit = \"mmHg\"); or declare kind = \"categorical\" under [columns.bp] in "
+        "the study to keep the values as categories"]
 
 
 @pytest.mark.parametrize(("write", "found", "fix"), [
-    (lambda v: f"{v}%", "60 of them written with a percent sign ('100%' in row 1",
+    (lambda v: f"{v}%", "60 of them written with a percent sign (rows 1, 2,",
      "drop the percent sign"),
-    (lambda v: f"{v * 10:,.1f}", "60 of them written with thousands separators ('1,000.0' in "
-     "row 1", "drop the thousands separators ('1,000.0' as 1000.0)"),
+    (lambda v: f"{v * 10:,.1f}", "60 of them written with thousands separators (rows 1, 2,",
+     "drop the thousands separators (1,200 as 1200)"),
     (lambda v: "<0.1" if v % 3 == 0 else str(v), "19 of them written with a comparison sign "
-     "('<0.1' in row 3", "write '<0.1' as a number (e.g. the detection limit), with a column "
-     "of its own flagging it if that matters"),
+     "(rows 3, 6,", "write each value with '<' as a number (e.g. the detection limit), with a "
+     "column of its own flagging it if that matters"),
     (lambda v: "$1,200" if v == 100 else f"{v} mg/dL", "60 of them written with a unit, "
      "thousands separators or a currency sign", "strip the unit 'mg/dL'"),
 ])

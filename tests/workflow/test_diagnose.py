@@ -186,7 +186,7 @@ def test_the_studys_missing_markers_are_read_as_missing_in_training_and_scoring(
         assert scored["prob_1"].between(0, 1).all()
         # streamed scoring reads partitions with the same markers
         assert predict_batched(run, path, tmp_path / "streamed.parquet", batch_size=3) == 8
-    with pytest.raises(DataError, match=r"non-numeric value \('-'\)"):
+    with pytest.raises(DataError, match=r"is text \(row 6; '-', which marks a missing value\)"):
         train_run(tmp_path / "bc.csv", Study(task="diagnose", target="diagnosis",
                                              missing=["n/a"]),
                   TrainConfig(**FAST), tmp_path / "without")

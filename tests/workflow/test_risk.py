@@ -185,8 +185,9 @@ def _set(frame: pd.DataFrame, column: str, rows: list[int], value) -> pd.DataFra
      r"^time column 'days' is missing for 2 patients in rows 1, 6: every patient needs a "
      r"follow-up time; fill it in or drop those rows$"),
     (lambda f: _set(f, "days", [4], "ten"),
-     r"^time column 'days' has 1 values that are not numbers \('ten'\) in rows 5: follow-up "
-     r"times must be numbers in one unit \(e.g. days\); correct them$"),
+     r"^time column 'days' must hold numbers but 1 of 120 values is text \(row 5; a value of "
+     r"3 characters with letters\): follow-up times must be numbers in one unit \(e.g. "
+     r"days\); correct them$"),
     (lambda f: f.assign(days=pd.Timestamp("2020-01-01") + pd.to_timedelta(f["days"], "D")),
      r"^time column 'days' holds dates \(written YYYY-MM-DD\), not follow-up "
      r"times: --time is the time from the start of follow-up \(diagnosis, admission\) to the "

@@ -3,6 +3,7 @@ stray text."""
 
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 
@@ -10,10 +11,12 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "DisguisedNumbers", "as_category", "boolean_spellings", "counter_restarts", "date_format",
-    "disguised_numbers", "first_date", "guess_kind", "infer_kind", "is_row_number", "is_zip_code",
-    "looks_like_dates", "looks_like_identifier", "non_numeric_values", "rows_text",
-    "spelled_twice", "to_numeric", "written_code",
+    "MISSING_WORDS", "DisguisedNumbers", "as_category", "boolean_spellings", "counter_restarts",
+    "date_format", "disguised_numbers", "first_date", "guess_kind", "infer_kind",
+    "is_missing_word", "is_row_number", "is_zip_code", "looks_like_dates",
+    "looks_like_identifier", "non_numeric_values", "one_value", "rows_text",
+    "spelled_twice",
+    "text_among_numbers", "texts_text", "to_numeric", "value_shape", "written_code",
 ]
 
 # A numeric column holding this few distinct whole numbers (3 to 5, e.g. chest pain type 1-4 or
@@ -62,6 +65,13 @@ _ZIP_NAME = re.compile(r"(^|_)(zip|zip3|zip5|zipcode|zip_code|postal|postal_code
 _ZIP_TEXT = re.compile(r"\s*(?:\d{3}|\d{5}(?:-?\d{4})?)\s*")
 # What permed deidentify's birth_year writes for a year of birth implying an age over 89.
 _BIRTH_YEAR_BOUND = r"^\s*<=\s*((?:18|19|20)\d\d)\s*$"
+# Spellings of a missing value common in extracts (letter case and spaces aside). A message
+# may quote one: it quotes this list, not a patient's data; any other text is described.
+MISSING_WORDS = frozenset({
+    "-", "--", "---", ".", "?", "na", "n/a", "n.a.", "nan", "null", "none", "missing",
+    "unknown", "unk", "not known", "not done", "nd", "n.d.", "pending", "not available",
+    "not recorded", "not measured", "not applicable", "no data", "no result", "refused",
+    "declined", "tbd", "blank", "empty", "x", "nr", "ns"})
 # The spellings of yes and no a boolean column is read with (letter case and spaces aside).
 _BOOLEAN_WORDS = {"yes": True, "y": True, "true": True, "t": True, "1": True,
                   "no": False, "n": False, "false": False, "f": False, "0": False}
@@ -398,6 +408,80 @@ def spelled_twice(counts: pd.Series) -> str:
         groups.setdefault(" ".join(str(label).split()).casefold(), []).append(label)
     return "; ".join(" and ".join(f"'{label}' ({int(counts[label])})" for label in labels)
                      for labels in groups.values() if len(labels) > 1)
+
+
+def is_missing_word(value: object) -> bool:
+    """Whether a text is one of the common spellings of a missing value (``MISSING_WORDS``)."""
+    return " ".join(str(value).split()).casefold() in MISSING_WORDS
+
+
+def value_shape(value: object) -> str:
+    """What a value is, without the value: ``a number``, ``a yes/no value``, ``a text of 6
+    characters with letters`` (a value may be protected health information: messages are
+    printed, and written into the manifest and the report, which are shared in clear)."""
+    if isinstance(value, bool | np.bool_):
+        return "a yes/no value"
+    if isinstance(value, numbers.Number):
+        return "a number"
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        return "a date"
+    return f"a text of {_characters(str(value))}"
+
+
+def _characters(text: str) -> str:
+    """``6 characters with letters``, ``4 characters with letters and digits``..."""
+    kinds = [kind for kind, found in (
+        ("letters", any(c.isalpha() for c in text)), ("digits", any(c.isdigit() for c in text)),
+        ("spaces", any(c.isspace() for c in text)),
+        ("other signs", any(not (c.isalnum() or c.isspace()) for c in text))) if found]
+    listed = ", ".join(kinds[:-1]) + " and " + kinds[-1] if len(kinds) > 1 else "".join(kinds)
+    return f"{len(text)} character{'s' if len(text) != 1 else ''} with {listed}"
+
+
+def texts_text(values: pd.Series) -> str:
+    """Text values for a message, none of a patient's quoted: the common spellings of a
+    missing value named (``'n/a' and '-', which mark missing values``), any other text
+    described by its length and its characters (``a value of 6 characters with letters``,
+    ``3 different texts, e.g. one of 6 characters with letters``)."""
+    distinct = list(dict.fromkeys(" ".join(str(v).split()) if str(v).strip() else str(v)
+                                  for v in values))
+    words = [v for v in distinct if is_missing_word(v)]
+    others = [v for v in distinct if not is_missing_word(v)]
+    parts = []
+    if words:
+        named = [f"'{w}'" for w in words[:3]] + (["..."] if len(words) > 3 else [])
+        parts.append((", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1
+                      else named[0])
+                     + (", which mark missing values" if len(words) > 1
+                        else ", which marks a missing value"))
+    if others:
+        parts.append((f"{'another' if words else 'a'} value of {_characters(others[0])}")
+                     if len(others) == 1 else
+                     f"{len(others)} {'other' if words else 'different'} texts, e.g. one of "
+                     f"{_characters(others[0])}")
+    return ", and ".join(parts)
+
+
+def text_among_numbers(series: pd.Series, bad: pd.Series | None = None) -> str:
+    """``3 of 200 values are text (rows 5, 6, 7; a value of 6 characters with letters)``: the
+    values of a numeric ``series`` that do not parse (``bad``, by default
+    ``non_numeric_values(series)``), counted, with their rows, and described (``texts_text``)."""
+    bad = non_numeric_values(series) if bad is None else bad
+    rows = np.flatnonzero(series.index.isin(bad.index))
+    one = len(bad) == 1
+    return (f"{len(bad)} of {int(series.notna().sum())} values {'is' if one else 'are'} text "
+            f"(row{'' if one else 's'} {rows_text(rows)}; {texts_text(bad)})")
+
+
+def one_value(series: pd.Series) -> str:
+    """``has one value, a text of 5 characters with letters, in all 200 rows``, for a column
+    with one distinct value: its kind and length, never the value (it may identify a site or
+    a patient, and findings are written into the manifest and the report)."""
+    present = series.dropna()
+    empty = len(series) - len(present)
+    where = (f"in all {len(present)} rows where it is recorded ({empty} are empty)" if empty
+             else f"in all {len(series)} rows")
+    return f"has one value, {value_shape(present.iloc[0])}, {where}"
 
 
 def rows_text(index: pd.Index | np.ndarray, limit: int = 5) -> str:

@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 
 from permed.exceptions import SchemaMismatchError
-from permed.study._columns import as_category, non_numeric_values, rows_text, to_numeric
+from permed.study._columns import (
+    as_category,
+    non_numeric_values,
+    rows_text,
+    text_among_numbers,
+    to_numeric,
+)
 from permed.study._study import Study
 from permed.study._validate import SHOWN_COLUMNS, suggest
 from permed.utils.patterns import pattern_texts
@@ -168,12 +174,11 @@ class FittedSchema:
             if name not in frame.columns:
                 continue
             bad = non_numeric_values(frame[name])
-            if len(bad):
-                examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
-                rows = rows_text(np.flatnonzero(frame.index.isin(bad.index)))
+            if len(bad):  # described, not quoted: a stray text may be a name or a note
                 problems.append(
-                    f"column '{name}' must be numeric (as in training) but has text {examples} "
-                    f"in rows {rows}: correct the values or leave them empty")
+                    f"column '{name}' must be numeric (as in training) but "
+                    f"{text_among_numbers(frame[name], bad)}: correct the values or leave "
+                    "them empty")
         if problems:
             message = problems[0] if len(problems) == 1 else (
                 "the data does not match the model's schema:\n- " + "\n- ".join(problems))

@@ -26,8 +26,10 @@ from permed.study._columns import (
     looks_like_dates,
     looks_like_identifier,
     non_numeric_values,
+    one_value,
     rows_text,
     spelled_twice,
+    text_among_numbers,
     to_numeric,
 )
 from permed.study._leakage import near_separation
@@ -311,8 +313,7 @@ def _check_feature(
                      column)
         return None
     if series.dropna().nunique() == 1:
-        constant = (f"column '{column}' is constant (every value is "
-                    f"'{series.dropna().iloc[0]}'): it carries no information; ")
+        constant = f"column '{column}' {one_value(series)}: it carries no information; "
         if study.task == "treat":  # trial extracts hold eligibility criteria (ACTG 175 zprior)
             report.warn(constant + "it is left out", column)
         else:
@@ -325,16 +326,13 @@ def _check_feature(
     kind = infer_kind(series, declared or zip3)
     if kind == "numeric":
         bad = non_numeric_values(series)
-        if len(bad):
-            examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
-            values, them = ("values", "them") if len(bad) > 1 else ("value", "it")
-            rows = rows_text(np.flatnonzero(series.index.isin(bad.index)))
+        if len(bad):  # described, not quoted: a stray text may be a name or a note
+            them = "them" if len(bad) > 1 else "it"
             report.error(
-                f"column '{column}' is numeric but has {len(bad)} non-numeric {values} "
-                f"({examples}) in row{'s' if len(bad) > 1 else ''} {rows}: correct {them}, "
-                f"leave {them} empty (or NA), or list the marker under missing in the study's "
-                "[study] table, to mark it missing, or declare the column categorical in the "
-                "study", column)
+                f"column '{column}' is numeric but {text_among_numbers(series, bad)}: correct "
+                f"{them}, leave {them} empty (or NA), or list the marker under missing in the "
+                "study's [study] table, to mark it missing, or declare the column categorical "
+                "in the study", column)
     else:
         _check_categories(series, column, declared, report)
     return kind

@@ -10,10 +10,9 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
-from permed.study._columns import non_numeric_values, rows_text
+from permed.study._columns import non_numeric_values, text_among_numbers
 from permed.study._study import Study
 
 if TYPE_CHECKING:
@@ -55,11 +54,10 @@ def _check_genes(frame: pd.DataFrame, genes: list[str], report: ValidationReport
     for column in [c for c in genes if c not in numeric][:5]:
         bad = non_numeric_values(values[column])
         if len(bad):
-            examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
             report.error(
-                f"gene column '{column}' must hold numeric expression values but has text "
-                f"{examples} in rows {rows_text(np.flatnonzero(values.index.isin(bad.index)))}: "
-                "correct the values or leave them empty", column)
+                f"gene column '{column}' must hold numeric expression values but "
+                f"{text_among_numbers(values[column], bad)}: correct the values or leave them "
+                "empty", column)
     missing = float(values.isna().to_numpy().mean())
     if missing > 0.2:
         report.warn(

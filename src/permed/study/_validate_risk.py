@@ -22,6 +22,7 @@ from permed.study._columns import (
     non_numeric_values,
     rows_text,
     spelled_twice,
+    text_among_numbers,
     to_numeric,
 )
 from permed.study._leakage import near_separation
@@ -225,11 +226,9 @@ def _check_time(frame: pd.DataFrame, study: Study, report: ValidationReport) -> 
         return False
     bad = non_numeric_values(series)
     if len(bad):
-        examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
         report.error(
-            f"time column '{column}' has {len(bad)} values that are not numbers ({examples}) in "
-            f"rows {rows_text(np.flatnonzero(series.index.isin(bad.index)))}: follow-up times "
-            "must be numbers in one unit (e.g. days); correct them", column)
+            f"time column '{column}' must hold numbers but {text_among_numbers(series, bad)}: "
+            "follow-up times must be numbers in one unit (e.g. days); correct them", column)
         return False
     times = to_numeric(series)
     missing = times.isna().to_numpy()

@@ -14,8 +14,10 @@ import pandas as pd
 from permed.study._columns import (
     as_category,
     non_numeric_values,
+    one_value,
     rows_text,
     spelled_twice,
+    text_among_numbers,
     to_numeric,
 )
 from permed.study._study import Study
@@ -136,15 +138,13 @@ def _check_outcome(frame: pd.DataFrame, study: Study, report: ValidationReport) 
     bad = non_numeric_values(values)
     levels = values.dropna().astype(str).unique()
     if len(bad) and len(levels) > 2:
-        examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
         report.error(
             f"outcome column '{column}' must be numeric (continuous) or have two values "
-            f"(binary), but has text values ({examples}) in rows "
-            f"{rows_text(np.flatnonzero(values.index.isin(bad.index)))}: correct them or leave "
-            "them empty", column)
+            f"(binary), but {text_among_numbers(values, bad)}: correct them or leave them "
+            "empty", column)
     elif values.dropna().nunique() < 2:
-        report.error(f"outcome column '{column}' is constant ('{values.dropna().iloc[0]}'): "
-                     "there is no effect to estimate; choose another --outcome", column)
+        report.error(f"outcome column '{column}' {one_value(values)}: there is no effect to "
+                     "estimate; choose another --outcome", column)
 
 
 def _check_propensity(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
@@ -172,10 +172,8 @@ def _check_numeric_role(frame: pd.DataFrame, column: str | None, role: str,
         return False
     bad = non_numeric_values(frame[column])
     if len(bad):
-        examples = ", ".join(f"'{v}'" for v in pd.unique(bad.astype(str))[:3])
-        report.error(f"{role} column '{column}' must be numeric but has text ({examples}) in rows "
-                     f"{rows_text(np.flatnonzero(frame.index.isin(bad.index)))}: correct the "
-                     "values", column)
+        report.error(f"{role} column '{column}' must be numeric but "
+                     f"{text_among_numbers(frame[column], bad)}: correct the values", column)
         return False
     return True
 

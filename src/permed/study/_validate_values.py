@@ -18,8 +18,10 @@ from permed.study._columns import (
     as_category,
     boolean_spellings,
     disguised_numbers,
+    is_missing_word,
     rows_text,
     spelled_twice,
+    texts_text,
 )
 from permed.study._study import _toml_key
 
@@ -40,16 +42,15 @@ def check_disguised_numbers(series: pd.Series, column: str, report: ValidationRe
         return False
     text = series.astype("string").str.strip()
     what = f"column '{column}' holds numbers in {found.numbers} of its {found.present} values"
+    # rows and how the values are written, never a value: messages go into the manifest
     if found.written.any():
         ways = [_WRITTEN_WITH[w] for w in found.ways]
         how = ", ".join(ways[:-1]) + " or " + ways[-1] if len(ways) > 1 else ways[0]
-        examples = ", ".join(f"'{text.iloc[p]}' in row {p + 1}"
-                             for p in np.flatnonzero(found.written)[:3])
-        more = ", ..." if found.written.sum() > 3 else ""
-        what += f", {int(found.written.sum())} of them written with {how} ({examples}{more})"
+        what += (f", {int(found.written.sum())} of them written with {how} (rows "
+                 f"{rows_text(np.flatnonzero(found.written))})")
     if found.markers.any():
-        shown = ", ".join(f"'{v}' ({n})" for v, n in text[found.markers].value_counts().items())
-        what += (f", and {int(found.markers.sum())} values that are not numbers ({shown}; rows "
+        what += (f", and {int(found.markers.sum())} values that are not numbers ("
+                 f"{_markers_text(text[found.markers])}; rows "
                  f"{rows_text(np.flatnonzero(found.markers))})")
     report.error(
         f"{what}: read as text, it would be a categorical feature of {found.levels} levels, "
@@ -69,19 +70,32 @@ def _fixes(found: DisguisedNumbers, text: pd.Series) -> str:
     if "percent" in found.ways:
         fixes.append("drop the percent sign")
     if "comparison" in found.ways:
-        example = written[written.str.match(r"[<>\u2264\u2265~]")].iloc[0]
-        fixes.append(f"write '{example}' as a number (e.g. the detection limit), with a column "
-                     "of its own flagging it if that matters")
+        signs = written.str.extract(r"^\s*([<>]=?|[\u2264\u2265~])", expand=False).dropna()
+        shown = " or ".join(f"'{sign}'" for sign in pd.unique(signs))
+        fixes.append(f"write each value with {shown} as a number (e.g. the detection limit), "
+                     "with a column of its own flagging it if that matters")
     if "thousands" in found.ways:
-        example = written[written.str.contains(",", regex=False)].iloc[0]
-        fixes.append(f"drop the thousands separators ('{example}' as "
-                     f"{example.replace(',', '')})")
+        fixes.append("drop the thousands separators (1,200 as 1200)")
     if "currency" in found.ways:
         fixes.append("drop the currency sign")
     if found.markers.any():
         marker = text[found.markers].value_counts().index[0]
-        fixes.append(f"leave missing values empty (or NA) rather than '{marker}'")
+        fixes.append(f"leave missing values empty (or NA) rather than '{marker}'"
+                     if is_missing_word(marker) else
+                     "leave missing values empty (or NA) rather than written in words")
     return "; ".join(fixes)
+
+
+def _markers_text(markers: pd.Series) -> str:
+    """``'unknown' (15), 'not done' (1)``: the common spellings of a missing value with their
+    counts; any other text described (``texts_text``), not quoted."""
+    counts = markers.value_counts()
+    words = [f"'{v}' ({n})" for v, n in counts.items() if is_missing_word(v)]
+    others = [v for v in counts.index if not is_missing_word(v)]
+    if others:
+        words.append(texts_text(pd.Series(others, dtype=object)))
+    return ", ".join(words[:-1]) + ", and " + words[-1] if len(words) > 1 and others else \
+        ", ".join(words)
 
 
 def check_spellings(series: pd.Series, column: str, what: str, report: ValidationReport) -> None:
