@@ -127,3 +127,24 @@ def test_new_data_with_text_in_a_numeric_column_is_described(small_cohort):
         "column 'age' must be numeric (as in training) but 2 of 200 values are text (rows 2, 7; "
         "'-', which marks a missing value, and another value of 8 characters with letters and "
         "spaces): correct the values or leave them empty")
+
+
+def test_duplicated_ids_are_told_by_their_rows_not_quoted(small_cohort):
+    # an id may be a medical record number: a Safe Harbor identifier
+    small_cohort["patient_id"] = [f"{i:06d}" for i in range(101, 301)]
+    small_cohort.loc[[7, 30], "patient_id"] = small_cohort.loc[3, "patient_id"]
+    small_cohort.loc[99, "patient_id"] = small_cohort.loc[98, "patient_id"]
+    for row in (120, 140, 160, 180):
+        small_cohort.loc[row + 1, "patient_id"] = small_cohort.loc[row, "patient_id"]
+    assert [f.message for f in validate(small_cohort, _diagnose()).errors] == [
+        "id column 'patient_id' has 6 duplicated ids (rows 4, 8 and 31 share one; rows 99 and "
+        "100 another; rows 121 and 122 another; and 3 more): one row per patient is expected; "
+        "de-duplicate or aggregate the rows first"]
+    study = _diagnose()
+    kept = small_cohort.drop_duplicates("patient_id")
+    schema = FittedSchema.from_frame(kept, validate(kept, study).kinds, study, ["0", "1"])
+    warning = schema.duplicated_ids(small_cohort.reset_index(drop=True))
+    assert warning.startswith("id column 'patient_id' has 6 duplicated ids (rows 4, 8 and 31 "
+                              "share one; rows 99 and 100 another; rows 121 and 122 another; "
+                              "and 3 more): each row is evaluated")
+    assert "000104" not in warning

@@ -185,7 +185,7 @@ def test_duplicate_ids_are_refused(small_cohort):
     small_cohort.loc[10, "patient_id"] = "P0003"
     (message,) = _errors(small_cohort, _study())
     assert message == (
-        "id column 'patient_id' has 1 duplicated ids ('P0003') in rows 4, 11: one row per "
+        "id column 'patient_id' has 1 duplicated id (rows 4 and 11 share one): one row per "
         "patient is expected; de-duplicate or aggregate the rows first")
 
 

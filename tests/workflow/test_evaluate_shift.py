@@ -131,10 +131,10 @@ def test_duplicated_ids_are_named_with_their_rows(run):
     frame.loc[[7, 30], "patient_id"] = frame.loc[3, "patient_id"]
     frame.loc[99, "patient_id"] = frame.loc[98, "patient_id"]
     metrics, warnings, _ = _evaluate(run, frame, "dup_ids")
-    assert ("id column 'patient_id' has 2 duplicated ids ('P5-0003', 'P5-0098') in rows 4, 8, "
-            "31, 99, 100: each row is evaluated as a patient of its own, so a patient recorded "
-            "twice counts twice in the figures; remove the repeated rows (or correct the ids) "
-            "and evaluate again") in warnings
+    assert ("id column 'patient_id' has 2 duplicated ids (rows 4, 8 and 31 share one; rows 99 "
+            "and 100 another): each row is evaluated as a patient of its own, so a patient "
+            "recorded twice counts twice in the figures; remove the repeated rows (or correct "
+            "the ids) and evaluate again") in warnings
     assert metrics["data"]["test_rows"] == 150
 
 

@@ -538,8 +538,8 @@ def test_external_duplicated_ids_are_warned_about(developed, tmp_path):
     external.loc[5, "pid"] = external.loc[4, "pid"]
     out = _evaluate(developed, external, tmp_path)
     assert json.loads((out / "manifest.json").read_text())["warnings"] == [
-        "id column 'pid' has 1 duplicated id ('1004') in rows 5, 6: each row is evaluated as a "
-        "patient of its own, so a patient recorded twice counts twice in the figures; remove "
+        "id column 'pid' has 1 duplicated id (rows 5 and 6 share one): each row is evaluated as "
+        "a patient of its own, so a patient recorded twice counts twice in the figures; remove "
         "the repeated rows (or correct the ids) and evaluate again"]
 
 

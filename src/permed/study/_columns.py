@@ -12,7 +12,7 @@ import pandas as pd
 
 __all__ = [
     "MISSING_WORDS", "DisguisedNumbers", "as_category", "boolean_spellings", "counter_restarts",
-    "date_format", "disguised_numbers", "first_date", "guess_kind", "infer_kind",
+    "date_format", "disguised_numbers", "duplicated_text", "first_date", "guess_kind", "infer_kind",
     "is_missing_word", "is_row_number", "is_zip_code", "looks_like_dates",
     "looks_like_identifier", "non_numeric_values", "one_value", "rows_text",
     "spelled_twice",
@@ -482,6 +482,30 @@ def one_value(series: pd.Series) -> str:
     where = (f"in all {len(present)} rows where it is recorded ({empty} are empty)" if empty
              else f"in all {len(series)} rows")
     return f"has one value, {value_shape(present.iloc[0])}, {where}"
+
+
+def duplicated_text(ids: pd.Series, limit: int = 3) -> str:
+    """``2 duplicated ids (rows 4, 8 and 31 share one; rows 99 and 100 another)``: the rows
+    each repeated id is held in, by position, never the id (an id may be a medical record
+    number, and findings are written into the manifest and the report)."""
+    repeated = (ids.duplicated(keep=False) & ids.notna()).to_numpy()
+    groups: dict[object, list[int]] = {}
+    for position, value in zip(np.flatnonzero(repeated), ids.to_numpy()[repeated], strict=True):
+        groups.setdefault(value, []).append(int(position))
+    shown = [_rows_and(rows) + (" share one" if i == 0 else " another")
+             for i, rows in enumerate(list(groups.values())[:limit])]
+    if len(groups) > limit:
+        shown.append(f"and {len(groups) - limit} more")
+    return (f"{len(groups)} duplicated id{'s' if len(groups) > 1 else ''} "
+            f"({'; '.join(shown)})")
+
+
+def _rows_and(positions: list[int], limit: int = 4) -> str:
+    """``rows 4, 8 and 31`` (1-based), or ``rows 4, 8, 31, 40 and 2 more``."""
+    rows = [str(p + 1) for p in positions[:limit]]
+    if len(positions) > limit:
+        return f"rows {', '.join(rows)} and {len(positions) - limit} more"
+    return f"rows {', '.join(rows[:-1])} and {rows[-1]}"
 
 
 def rows_text(index: pd.Index | np.ndarray, limit: int = 5) -> str:

@@ -12,8 +12,8 @@ import pandas as pd
 from permed.exceptions import SchemaMismatchError
 from permed.study._columns import (
     as_category,
+    duplicated_text,
     non_numeric_values,
-    rows_text,
     text_among_numbers,
     to_numeric,
 )
@@ -316,16 +316,13 @@ class FittedSchema:
         if not self.id or self.id not in frame.columns:
             return ""
         ids = frame[self.id]
-        repeated = (ids.duplicated(keep=False) & ids.notna()).to_numpy()
-        if not repeated.any():
+        if not (ids.duplicated(keep=False) & ids.notna()).any():
             return ""
-        values = pd.unique(ids[repeated].astype(str))
-        examples = ", ".join(f"'{v}'" for v in values[:3]) + (", ..." if len(values) > 3 else "")
-        return (f"id column '{self.id}' has {len(values)} duplicated "
-                f"{'id' if len(values) == 1 else 'ids'} ({examples}) in rows "
-                f"{rows_text(np.flatnonzero(repeated))}: each row is evaluated as a patient of "
-                "its own, so a patient recorded twice counts twice in the figures; remove the "
-                "repeated rows (or correct the ids) and evaluate again")
+        # the rows, not the ids: an id may be a medical record number, and this warning is
+        # written into the manifest and the report
+        return (f"id column '{self.id}' has {duplicated_text(ids)}: each row is evaluated as a "
+                "patient of its own, so a patient recorded twice counts twice in the figures; "
+                "remove the repeated rows (or correct the ids) and evaluate again")
 
     # ---- persistence --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from permed.study._columns import (
     as_category,
     counter_restarts,
     date_format,
+    duplicated_text,
     first_date,
     infer_kind,
     is_row_number,
@@ -291,13 +292,10 @@ def _check_ids(frame: pd.DataFrame, study: Study, report: ValidationReport) -> N
         report.error(f"id column '{study.id}' is missing for {missing} patients in rows "
                      f"{rows_text(np.flatnonzero(ids.isna()))}: every patient needs an id",
                      study.id)
-    dupes = ids[ids.duplicated(keep=False) & ids.notna()]
-    if len(dupes):
-        examples = ", ".join(f"'{v}'" for v in dupes.astype(str).unique()[:3])
+    if (ids.duplicated(keep=False) & ids.notna()).any():  # the rows, not the ids: PHI
         report.error(
-            f"id column '{study.id}' has {dupes.nunique()} duplicated ids ({examples}) in rows "
-            f"{rows_text(np.flatnonzero(ids.duplicated(keep=False) & ids.notna()))}: one row per "
-            "patient is expected; de-duplicate or aggregate the rows first", study.id)
+            f"id column '{study.id}' has {duplicated_text(ids)}: one row per patient is "
+            "expected; de-duplicate or aggregate the rows first", study.id)
 
 
 def _check_feature(
