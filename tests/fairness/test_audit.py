@@ -325,3 +325,14 @@ def test_bad_inputs_raise_permed_error(change, message):
     kwargs.update(change)
     with pytest.raises(PermedError, match=message):
         audit_classification(**kwargs, n_boot=5)
+
+
+def test_group_auroc_of_one_has_an_interval_of_nonzero_width():
+    # every positive of group F outranks every negative: a class-kept bootstrap resamples 1.0
+    # every time, so the interval read 1.00 (1.00-1.00)
+    y, p, pred, sensitive = _perfect_vs_random(n=60, seed=4)
+    audit = audit_classification(y, p, pred, sensitive, ["no", "yes"], n_boot=N_BOOT)
+    female = audit["attributes"]["sex"]["groups"]["F"]
+    assert female["auroc"]["value"] == 1.0
+    assert female["auroc"]["ci_high"] == 1.0
+    assert 0.5 < female["auroc"]["ci_low"] < 0.95

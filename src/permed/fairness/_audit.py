@@ -7,7 +7,11 @@ confidence intervals come from a percentile bootstrap over patients
 replicate keeps the group sizes; a binary group's proportions (sensitivity, specificity, PPV,
 selection rate) get Wilson score intervals instead (:func:`scipy.stats.binomtest`): with the
 class counts kept, a bootstrap of a proportion of 0 or 1 has zero width (a group of 17 whose
-every patient with the disease is found: sensitivity 1.00 (1.00-1.00)). MetricFrame costs
+every patient with the disease is found: sensitivity 1.00 (1.00-1.00)); a binary group's AUROC
+gets Newcombe's score interval (:func:`permed.evaluate._auroc_interval.auroc_score_interval`)
+for the same reason (a group whose every positive outranks every negative read 1.00
+(1.00-1.00)), and because the bootstrap under-covers in small groups
+(``benchmarks/group_auroc.py``). MetricFrame costs
 tens of milliseconds per call, far too much to run on every replicate, so the replicates
 recompute the same figures with the same metric functions in NumPy;
 ``tests/fairness/test_audit.py`` checks that both paths agree.
@@ -33,6 +37,7 @@ from fairlearn.metrics import (
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import binomtest
 
+from permed.evaluate._auroc_interval import auroc_score_interval
 from permed.evaluate._bootstrap import bootstrap_dict
 from permed.evaluate.classification import (
     _auroc,
@@ -481,10 +486,10 @@ def _audit(name: str, labels: NDArray[Any], levels: list[str], data: _Data) -> d
         entry: dict[str, Any] = {"n": int(sizes[g]), "prevalence": None}
         if data.binary:
             entry["prevalence"] = float(np.mean(data.y[codes == g] == 1))
-        proportions = _proportions(data, codes == g) if data.binary else {}
+        closed = _binary_intervals(data, codes == g, float(by_group.loc[level, "auroc"])) \
+            if data.binary else {}
         for metric in GROUP_METRICS:
-            ci = _wilson(*proportions[metric]) if metric in proportions \
-                else intervals[(g, metric)]
+            ci = closed.get(metric) or intervals[(g, metric)]
             entry[metric] = _interval(by_group.loc[level, metric], ci)
         entry["too_small"] = bool(sizes[g] < data.min_group_size)
         groups[level] = entry
@@ -620,6 +625,16 @@ def _proportions(data: _Data, rows: NDArray[np.bool_]) -> dict[str, tuple[int, i
     tp, fp, fn, tn = (int(c) for c in _counts(data.y[rows] == 1, data.pred[rows] == 1))
     return {"sensitivity": (tp, tp + fn), "specificity": (tn, tn + fp), "ppv": (tp, tp + fp),
             "selection_rate": (tp + fp, int(rows.sum()))}
+
+
+def _binary_intervals(data: _Data, rows: NDArray[np.bool_], auroc: float) -> dict[str, Any]:
+    """Closed-form intervals of a binary group's figures: Wilson for the proportions,
+    Newcombe's score interval for the AUROC."""
+    intervals = {metric: _wilson(*counts) for metric, counts in _proportions(data, rows).items()}
+    positives = int(np.sum(data.y[rows] == 1))
+    low, high = auroc_score_interval(auroc, positives, int(rows.sum()) - positives, CONFIDENCE)
+    intervals["auroc"] = {"ci_low": low, "ci_high": high}
+    return intervals
 
 
 def _wilson(successes: int, trials: int) -> dict[str, float]:
