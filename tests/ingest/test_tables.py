@@ -165,3 +165,16 @@ def test_a_zip_that_is_no_workbook_is_not_called_one(tmp_path):
     with pytest.raises(DataError, match="could not be read as CSV") as raised:
         read_table(path)
     assert "Excel" not in str(raised.value)
+
+
+@pytest.mark.parametrize("name", [d.name for d in list_datasets()])
+def test_every_bundled_dataset_validates_for_the_tasks_it_advertises(name):
+    # `permed datasets show flchain` advertised risk on futime/death, and training refused the
+    # three deaths on day 0
+    from permed.study import validate
+
+    dataset = get_dataset(name)
+    frame = dataset.loader()
+    for task in dataset.tasks:
+        report = validate(frame, dataset.study(task))
+        assert [f.message for f in report.errors] == [], task

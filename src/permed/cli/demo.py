@@ -29,7 +29,7 @@ def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Folder for the demo runs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summaries."),
 ) -> None:
-    """Run diagnose end to end on bundled data and print where the reports are.
+    """Run diagnose, risk and treat end to end on bundled data and print where the reports are.
 
     Example: permed demo --out demo-output
     """

@@ -50,7 +50,7 @@ class Dataset:
             tasks.append("diagnose")
         if "time" in self.roles:
             tasks.append("risk")
-        if "treatment" in self.roles:
+        if "treatment" in self.roles and "outcome" in self.roles:
             tasks.append("treat")
         return tasks
 
@@ -79,6 +79,15 @@ def _survival(loader_name: str, event: str, time: str, **kwargs: object) -> pd.D
     return frame
 
 
+def _flchain() -> pd.DataFrame:
+    frame = _survival("load_flchain", "death", "futime")
+    # Three people died on the day their serum was sampled (futime 0). A survival model
+    # needs follow-up > 0, so, as is usual for this cohort, they count half a day; dropping
+    # them would hide three early deaths.
+    frame.loc[frame["futime"] == 0, "futime"] = 0.5
+    return frame
+
+
 _REGISTRY: dict[str, Dataset] = {
     d.name: d
     for d in (
@@ -94,7 +103,7 @@ _REGISTRY: dict[str, Dataset] = {
             "German Breast Cancer Study Group 2: 686 patients, recurrence-free survival (days)",
             "scikit-survival sksurv.datasets.load_gbsg2 (Schumacher et al. 1994)",
             lambda: _survival("load_gbsg2", "cens", "time"),
-            {"task": "risk", "time": "time", "event": "cens", "treatment": "horTh"},
+            {"task": "risk", "time": "time", "event": "cens"},
         ),
         Dataset(
             "whas500",
@@ -116,9 +125,10 @@ _REGISTRY: dict[str, Dataset] = {
         ),
         Dataset(
             "flchain",
-            "Serum free light chain cohort (Olmsted County): 7,874 people, all-cause death",
+            "Serum free light chain cohort (Olmsted County): 7,874 people, all-cause death "
+            "(days; the 3 deaths on day 0 count half a day)",
             "scikit-survival sksurv.datasets.load_flchain (Dispenzieri et al. 2012)",
-            lambda: _survival("load_flchain", "death", "futime"),
+            _flchain,
             {"task": "risk", "time": "futime", "event": "death", "drop": ["chapter"],
              "sensitive": ["sex"]},
         ),
