@@ -51,7 +51,7 @@ from permed.evaluate.classification import (
     _ratio,
 )
 from permed.exceptions import PermedError
-from permed.study._columns import rows_text
+from permed.study._columns import text_among_numbers
 
 __all__ = ["GROUP_METRICS", "audit_classification", "bin_edges", "bins_entry", "group_labels",
            "saved_bin_edges"]
@@ -368,11 +368,10 @@ def _numbers(column: pd.Series, name: str | None = None) -> NDArray[np.float64]:
     values = pd.to_numeric(column, errors="coerce")
     text = column.notna().to_numpy() & values.isna().to_numpy()
     if text.any():
-        examples = ", ".join(f"'{v}'" for v in pd.unique(column[text].astype(str))[:3])
         raise PermedError(
-            f"sensitive column '{name}' is binned at the development split's edges but holds "
-            f"text {examples} in rows {rows_text(np.flatnonzero(text))}: correct the values "
-            "or leave them empty (a missing value forms its own group)")
+            f"sensitive column '{name}' is binned at the development split's edges but "
+            f"{text_among_numbers(column, column[text])}: correct the values or leave them "
+            "empty (a missing value forms its own group)")
     return values.astype(np.float64).to_numpy()
 
 
