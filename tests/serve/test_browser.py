@@ -59,5 +59,5 @@ def test_a_bad_value_is_shown_on_its_field(page):
     page.fill("#f-temperature", "37")  # Celsius typed into a Fahrenheit field
     page.click("#predict")
     page.wait_for_selector("[data-field='temperature'].bad")
-    assert ("field 'patient.temperature' is 37 [degF], outside its valid range [86, 113] "
-            "[degF]") in page.text_content("#errors")
+    assert ("field 'patient.temperature' is below its valid range [86, 113] [degF]: check "
+            "the value and its unit") in page.text_content("#errors")

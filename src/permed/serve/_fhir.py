@@ -24,7 +24,6 @@ well (max = 100)", RiskAssessment.prediction.probability[x]).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -36,12 +35,11 @@ from permed.ingest.fhir import (
     age_on,
     birth_date,
     fhir_datetime,
-    found_text,
     latest_date,
     resource_date,
     resource_problems,
 )
-from permed.serve._validation import FieldError, PatientError
+from permed.serve._validation import FieldError, PatientError, received_kind
 
 __all__ = ["FhirError", "FhirInput", "UCUM", "UnitError", "convert", "features_from_bundle",
            "name_sources", "risk_assessment"]
@@ -169,19 +167,16 @@ def _quantities(resource: dict[str, Any], loinc: str) -> list[dict[str, Any]]:
     return found
 
 
-def _received(value: Any) -> Any:
-    """A found value as strict JSON can carry it: a non-finite number as its JSON text
-    (``"Infinity"``), a large object described."""
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except ValueError:
-        return json.dumps(value)[:200]
-    return value if len(text) <= 200 else found_text(value)
+def _found(value: Any) -> str:
+    """What was found instead, for a message: its kind (:func:`received_kind`), never the value
+    (a Bundle is a patient's record)."""
+    if isinstance(value, str):
+        return "text not of that form"
+    return received_kind(value) or "null"
 
 
 def _shape_error(where: str, expected: str, value: Any, what: str) -> FieldError:
-    return FieldError(where, expected, _received(value),
-                      f"{what} must be {expected}, found {found_text(value)}")
+    return FieldError(where, expected, value, f"{what} must be {expected}, found {_found(value)}")
 
 
 def _entry_errors(index: int, entry: Any) -> list[FieldError]:
@@ -287,9 +282,11 @@ def _observation_value(name: str, source: dict[str, Any], found: _Found) -> floa
     try:
         return convert(float(value), str(unit), source["unit"])
     except UnitError as exc:
-        raise _fhir_error(label, f"a UCUM unit convertible to '{source['unit']}'", unit,
-                          f"{label} for feature '{name}' is in unit '{unit}': {exc}; send it "
-                          f"in '{source['unit']}' or a unit convertible to it") from None
+        # the unit is the sender's format, not the patient's: named, since the fix is about it
+        raise FhirError([FieldError(
+            label, f"a UCUM unit convertible to '{source['unit']}'", unit,
+            f"{label} for feature '{name}' is in unit '{unit}': {exc}; send it in "
+            f"'{source['unit']}' or a unit convertible to it", format=True)]) from None
 
 
 def _age(name: str, patient: dict[str, Any], on: date, basis: str) -> tuple[int | None, str]:
@@ -299,10 +296,11 @@ def _age(name: str, patient: dict[str, Any], on: date, basis: str) -> tuple[int 
         return None, ""
     try:
         age = age_on(birth, on)
-    except BornAfterError as exc:
-        raise _fhir_error("Patient.birthDate", f"a date on or before {on.isoformat()}",
-                          birth.text, f"{exc} ({basis}): a patient is not born after their "
-                          "record; check Patient.birthDate and the dates of the Bundle") from None
+    except BornAfterError:  # its message quotes both dates: neither goes into the error body
+        raise _fhir_error("Patient.birthDate", f"a date on or before {basis}", birth.text,
+                          f"Patient.birthDate is after the date age is computed on ({basis}): "
+                          "a patient is not born after their record; check Patient.birthDate "
+                          "and the dates of the Bundle") from None
     if not birth.partial:
         return age, ""
     return age, (f"{name} {age} from the partial Patient.birthDate '{birth.text}': the birthday "
@@ -317,8 +315,8 @@ def _gender(name: str, source: dict[str, Any], patient: dict[str, Any]) -> Any:
         return gender
     if gender not in recode:
         raise _fhir_error("Patient.gender", "one of " + ", ".join(recode), gender,
-                          f"Patient.gender '{gender}' has no code for feature '{name}' in the "
-                          f"study's [fhir] map ({', '.join(recode)})")
+                          f"Patient.gender has no code for feature '{name}' in the study's "
+                          f"[fhir] map ({', '.join(recode)}): send one of them")
     return recode[gender]
 
 
@@ -398,8 +396,8 @@ def name_sources(error: PatientError, found: FhirInput) -> PatientError:
 
     Examples
     --------
-    ``field 'patient.chol' is 5000 mg/dL, outside ...`` becomes ``Observation/c1 (LOINC
-    2093-3) for feature 'chol' is 5000 mg/dL, outside ...``, its field ``Observation/c1
+    ``field 'patient.chol' is above its valid range ...`` becomes ``Observation/c1 (LOINC
+    2093-3) for feature 'chol' is above its valid range ...``, its field ``Observation/c1
     (LOINC 2093-3)``.
     """
     named = []
@@ -411,7 +409,7 @@ def name_sources(error: PatientError, found: FhirInput) -> PatientError:
             continue
         message = item.message.replace(f"field '{item.field}'",
                                        f"{source} for feature '{feature}'", 1)
-        named.append(FieldError(source, item.expected, item.received, message))
+        named.append(FieldError(source, item.expected, item.received, message, item.format))
     return PatientError(named)
 
 

@@ -31,7 +31,10 @@ class FieldProblem(BaseModel):
 
     field: str = Field(description="The field, e.g. 'patient.chol'.")
     expected: str = Field(description="Type, range and unit expected.")
-    received: Any = Field(None, description="The value received.")
+    received: Any = Field(None, description=(
+        "The kind of value received ('text', 'a number', 'a list', 'an object', 'a boolean'; "
+        "null for null or nothing), never the value, which may be a patient's; only a "
+        "format (a Content-Type, a FHIR unit code) is given as sent."))
     message: str
 
 

@@ -21,7 +21,7 @@ from permed.study._schema import MAX_CATEGORIES_KEPT
 __all__ = ["FieldError", "PatientError", "api_errors", "check_patient", "duplicate_keys",
            "expected_text", "number_text", "received_kind", "shown"]
 
-# received text longer than this is cut in error bodies (an image's data URL, a broken body)
+# a received format value (a media type, a unit) longer than this is cut in error bodies
 SHOWN_CHARS = 200
 # features named in an unknown field's message (a gene panel has thousands)
 LISTED_FEATURES = 40
@@ -29,15 +29,24 @@ LISTED_FEATURES = 40
 
 @dataclass
 class FieldError:
-    """One bad field: what it is, what was expected, what came."""
+    """One bad field: what it is, what was expected, what came.
+
+    Its body (:meth:`to_dict`) says what kind of value came (:func:`received_kind`), never the
+    value: an error body goes into client logs and screens, and through proxies, and a value
+    sent in the wrong place can be a patient's. ``format`` marks a received value that is the
+    sender's format, not data about a patient (a media type, a unit code): sent back as it
+    came, since it is what the fix is about.
+    """
 
     field: str
     expected: str
     received: Any
     message: str
+    format: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"field": self.field, "expected": self.expected, "received": shown(self.received),
+        received = shown(self.received) if self.format else received_kind(self.received)
+        return {"field": self.field, "expected": self.expected, "received": received,
                 "message": self.message}
 
 
@@ -194,15 +203,16 @@ def _check_numeric(feature: Any, value: Any) -> tuple[Any, str | None]:
         return None, f"field '{feature.name}' must be a number (or null when unknown)"
     number = _finite(value)
     if number is None:
-        return None, (f"field '{feature.name}' is {number_text(value)}, not a finite number: "
-                      "send a finite number (or null when unknown)")
+        return None, (f"field '{feature.name}' is not a finite number (infinite, NaN, or "
+                      "beyond a float's range): send a finite number (or null when unknown)")
     if feature.valid_range is not None:
         low, high = feature.valid_range
         if not low <= number <= high:
             unit = f" {feature.unit}" if feature.unit else ""
-            return None, (f"field '{feature.name}' is {number_text(value)}{unit}, outside its "
-                          f"valid range [{number_text(low)}, {number_text(high)}]{unit}: check "
-                          "the value and its unit")
+            side = "below" if number < low else "above"
+            return None, (f"field '{feature.name}' is {side} its valid range "
+                          f"[{number_text(low)}, {number_text(high)}]{unit}: check the value "
+                          "and its unit")
     return number, None
 
 
@@ -225,8 +235,8 @@ def _check_categorical(feature: Any, value: Any) -> tuple[Any, str | None]:
     categories = feature.categories or []
     if categories and len(categories) < MAX_CATEGORIES_KEPT and label not in categories:
         known = ", ".join(f"'{c}'" for c in categories)
-        return None, (f"field '{feature.name}' is '{shown(label)}', a value the model never "
-                      f"saw; expected one of {known} (or null when unknown)")
+        return None, (f"field '{feature.name}' holds a value the model never saw; expected "
+                      f"one of {known} (or null when unknown)")
     return label, None
 
 

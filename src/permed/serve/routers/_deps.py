@@ -69,7 +69,7 @@ def require_json(request: Request, expected: str = "application/json") -> None:
     found = f"is '{declared}'" if declared else "is missing"
     raise NotJson(FieldError("header Content-Type", expected, declared, (
         f"header 'Content-Type' {found}, so the body is not read as JSON: send the body with "
-        f"the header 'Content-Type: {expected.split(' ')[0]}'")))
+        f"the header 'Content-Type: {expected.split(' ')[0]}'"), format=True))
 
 
 def json_content(request: Request) -> None:
