@@ -413,6 +413,11 @@ def test_a_key_is_rechecked_before_its_entry_expires(runs, tmp_path, start_servi
     assert checks[1][2] == 19
 
 
+def _other_id(pid):
+    """Another id of the same form (a uuid hex that starts with f would give itself back)."""
+    return ("e" if pid.startswith("f") else "f") + pid[1:]
+
+
 def test_an_edited_deleted_or_added_prediction_row_is_reported_by_verify(runs, tmp_path,
                                                                          start_service,
                                                                          bc_patients):
@@ -436,14 +441,14 @@ def test_an_edited_deleted_or_added_prediction_row_is_reported_by_verify(runs, t
                 connection.execute(text("DELETE FROM predictions WHERE id = :id"),
                                    {"id": deleted_id})
                 connection.execute(text(
-                    "INSERT INTO predictions SELECT 'f' || substr(id, 2), time, user, model, "
-                    "version, task, input_digest, answer FROM predictions WHERE id = :id"),
-                    {"id": edited_id})
+                    "INSERT INTO predictions SELECT :copy, time, user, model, version, task, "
+                    "input_digest, answer FROM predictions WHERE id = :id"),
+                    {"copy": _other_id(edited_id), "id": edited_id})
             tampered = client.get("/v1/audit/verify").json()
     finally:
         service.stop()
     assert intact == {"ok": True, "entries": 1, "problems": [], "notes": []}
-    added_id = "f" + edited_id[1:]
+    added_id = _other_id(edited_id)
     assert tampered["ok"] is False
     assert sorted(tampered["problems"]) == sorted([
         f"prediction {edited_id} (audit entry 1) was edited: the stored row no longer matches "
@@ -475,7 +480,7 @@ def _edit_answer_and_its_digest(db, pid):
 
 
 def _copy_row(db, pid, time=None):
-    copy = ("e" if pid.startswith("f") else "f") + pid[1:]
+    copy = _other_id(pid)
     db.execute("INSERT INTO predictions SELECT ?, coalesce(?, time), user, model, version, task, "
                "input_digest, answer FROM predictions WHERE id = ?", (copy, time, pid))
     return copy
