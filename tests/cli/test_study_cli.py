@@ -79,3 +79,40 @@ def test_init_keeps_zip_codes_and_repeated_codes_out_of_the_id():
     assert study.id is None
     assert study.identifiers == []
     assert {"zip", "ward"} <= set(study.columns)
+
+
+def test_init_guesses_a_risk_study_from_follow_up_times_and_an_event(tmp_path):
+    # GBSG2 as exported (time in days, then cens 0/1 last) had been scaffolded as
+    # task = "diagnose", target = "cens": a classifier that reads every censored patient as
+    # recurrence-free
+    permed("datasets", "export", "gbsg2", tmp_path / "gbsg2.csv")
+    result = permed("init", tmp_path / "gbsg2.toml", "--from", tmp_path / "gbsg2.csv")
+    assert result.returncode == 0, result.stderr
+    study = (tmp_path / "gbsg2.toml").read_text()
+    assert 'task = "risk"' in study
+    assert 'time = "time"' in study
+    assert 'event = "cens"' in study
+    assert "\ntarget =" not in study
+    assert "a risk study: time 'time', event 'cens'" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(("columns", "expected"), [
+    ({"os_months": [1.5, 30.0], "death": [0, 1]}, ("risk", "os_months", "death")),
+    ({"duration": [3.0, 99.3], "event": [1, 0]}, ("risk", "duration", "event")),
+    # a length of stay is a feature, not follow-up: the binary last column stays a target
+    ({"days_in_hospital": [3.0, 12.0], "readmitted": [0, 1]}, ("diagnose", None, None)),
+    # an event coded by name is not guessed: its event value must be given
+    ({"time": [3.0, 12.0], "status": ["alive", "dead"]}, ("diagnose", None, None)),
+])
+def test_follow_up_times_are_recognised_by_name_and_values(columns, expected):
+    from permed.cli.study import guess_study
+
+    rng = np.random.default_rng(2)
+    n = 60
+    frame = pd.DataFrame({"age": rng.integers(30, 80, n)})
+    for name, (low, high) in columns.items():
+        frame[name] = rng.choice([low, high], n) if isinstance(low, str) \
+            else rng.integers(0, 2, n) if name in ("death", "event", "readmitted") \
+            else rng.uniform(low, high, n).round(1)
+    study = guess_study(frame)
+    assert (study.task, study.time, study.event) == expected

@@ -51,7 +51,8 @@ def init(
         err.print(f"column '{column}' holds {what}: listed under drop", highlight=False)
     if data is not None:
         err.print(guessed_roles(study, frame), highlight=False)
-    err.print("check the roles (target, id, sensitive) before training", highlight=False)
+    err.print("check the roles (target or time and event, id, sensitive) before training",
+              highlight=False)
 
 
 def codes_as_written(frame: pd.DataFrame, data: Path) -> pd.DataFrame:
@@ -74,7 +75,10 @@ def codes_as_written(frame: pd.DataFrame, data: Path) -> pd.DataFrame:
 def guessed_roles(study: Study, frame: pd.DataFrame) -> str:
     """What init guessed, said, so that a wrong guess is seen before training."""
     last = frame.columns[-1]
-    if study.target:
+    if study.time:
+        target = (f"a risk study: time '{study.time}', event '{study.event}' (1 = event; "
+                  "censored patients are not event-free)")
+    elif study.target:
         target = (f"target '{study.target}' (the last column, "
                   f"{frame[study.target].nunique()} values)")
     else:
@@ -88,7 +92,8 @@ def guessed_roles(study: Study, frame: pd.DataFrame) -> str:
 
 
 def guess_study(frame: pd.DataFrame) -> Study:
-    """A study whose column kinds are guessed; the last column is taken as the target.
+    """A study whose column kinds are guessed; the last column is taken as the target, or as
+    the event of a risk study beside a column of follow-up times (``follow_up_column``).
 
     A row counter and calendar dates are listed under ``drop``, not given a kind: a
     declared kind would make validation keep them as features. The id is the first column
@@ -107,12 +112,44 @@ def guess_study(frame: pd.DataFrame) -> Study:
     # as the id, they get no kind, so that validation says what they look like
     numbers = [] if ids else [c for c in frame.columns[:-1]
                               if looks_like_identifier(frame[c]) and not is_row_number(frame[c])]
-    task = "diagnose" if frame[target].nunique() <= 50 else None
-    rest = [c for c in frame.columns if c != target and c not in ids + numbers]
+    time = follow_up_column(frame, target)
+    task = "risk" if time else "diagnose" if frame[target].nunique() <= 50 else None
+    outcome = [target, time] if time else [target]
+    rest = [c for c in frame.columns if c not in outcome and c not in ids + numbers]
     drop = [c for c in rest if is_row_number(frame[c]) or looks_like_dates(frame[c])]
-    return Study(task=task, target=target if task else None, id=(ids + numbers or [None])[0],
+    roles = {"time": time, "event": target} if time else {"target": target if task else None}
+    return Study(task=task, **roles, id=(ids + numbers or [None])[0],
                  identifiers=ids[1:], drop=drop,
                  columns={c: ColumnSpec(kind=guess_kind(frame[c])) for c in rest if c not in drop})
+
+
+# A follow-up time column: one of these names, or a name whose first or last word is one of
+# _TIME_WORDS (time_days, os_months, survival_time, followup_years); not days_in_hospital.
+_TIME_NAMES = ("time", "duration", "futime", "lenfol", "follow_up", "followup", "survival",
+               "days", "months", "years", "t", "os", "pfs", "dfs", "rfs")
+_TIME_WORDS = ("time", "duration", "futime", "survival", "followup", "os", "pfs", "dfs", "rfs")
+
+
+def follow_up_column(frame: pd.DataFrame, event: str) -> str | None:
+    """The column of follow-up times when ``event`` (the last column) codes an event 0/1
+    and a column named like a time (``_TIME_NAMES``) holds positive numbers; else ``None``.
+
+    Taken as a classification target, an event column would treat every censored patient as
+    event-free: a risk study is guessed instead, and said.
+    """
+    codes = set(pd.unique(frame[event].dropna()))
+    if not codes or not codes <= {0, 1}:  # True and False are 1 and 0
+        return None
+    for column in frame.columns:
+        words = column.lower().replace("-", "_").replace(" ", "_").split("_")
+        if column == event or not ("_".join(words) in _TIME_NAMES
+                                   or words[0] in _TIME_WORDS or words[-1] in _TIME_WORDS):
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.notna().mean() > 0.9 and (values.dropna() >= 0).all() \
+                and values.nunique() > 10:
+            return column
+    return None
 
 
 def validate_command(
