@@ -179,8 +179,9 @@ def _set(frame: pd.DataFrame, column: str, rows: list[int], value) -> pd.DataFra
      r"^time column 'days' has 2 negative times \(min -5\) in rows 4, 8: follow-up times count "
      r"from the start of follow-up and must be positive; check how they were computed$"),
     (lambda f: _set(_set(f, "days", [2], 0), "status", [2], 1),
-     r"^time column 'days' is 0 for 1 patients with an event in rows 3: an event at time 0 "
-     r"happened before follow-up started; check the time origin, or drop those rows$"),
+     r"^time column 'days' is 0 for 1 patient with an event in row 3: an event at time 0 "
+     r"happened before follow-up started; check the time origin, give a same-day event a "
+     r"part of a day \(0\.5 for days\), or drop those rows$"),
     (lambda f: _set(f, "days", [0, 5], np.nan),
      r"^time column 'days' is missing for 2 patients in rows 1, 6: every patient needs a "
      r"follow-up time; fill it in or drop those rows$"),

@@ -334,15 +334,29 @@ def _check_zero_times(frame: pd.DataFrame, study: Study, report: ValidationRepor
     zero = (to_numeric(frame[column]) == 0).to_numpy()
     died = event.astype(bool).to_numpy()
     if (zero & died).any():
+        rows = np.flatnonzero(zero & died)
         report.error(
-            f"time column '{column}' is 0 for {int((zero & died).sum())} patients with an event "
-            f"in rows {rows_text(np.flatnonzero(zero & died))}: an event at time 0 happened "
-            "before follow-up started; check the time origin, or drop those rows", column)
+            f"time column '{column}' is 0 for {_patients(len(rows))} with an event in "
+            f"{_rows(rows)}: an event at time 0 happened before follow-up started; check the "
+            "time origin, give a same-day event a part of a day (0.5 for days), or drop those "
+            "rows", column)
     if (zero & ~died).any():
+        rows = np.flatnonzero(zero & ~died)
+        one = len(rows) == 1
         report.warn(
-            f"time column '{column}' is 0 for {int((zero & ~died).sum())} censored patients in "
-            f"rows {rows_text(np.flatnonzero(zero & ~died))}: they were followed for no time, "
-            "contribute nothing to a survival model and are left out", column)
+            f"time column '{column}' is 0 for {_patients(len(rows), 'censored ')} in "
+            f"{_rows(rows)}: "
+            f"{'it was' if one else 'they were'} followed for no time, contribute"
+            f"{'s' if one else ''} nothing to a survival model and {'is' if one else 'are'} "
+            "left out", column)
+
+
+def _patients(n: int, kind: str = "") -> str:
+    return f"{n} {kind}patient{'' if n == 1 else 's'}"
+
+
+def _rows(rows: np.ndarray) -> str:
+    return f"row{'' if len(rows) == 1 else 's'} {rows_text(rows)}"
 
 
 def _check_horizons(frame: pd.DataFrame, study: Study, report: ValidationReport,
