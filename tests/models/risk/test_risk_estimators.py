@@ -7,6 +7,7 @@ import pytest
 from sklearn.base import clone
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.metrics import concordance_index_censored
+from sksurv.nonparametric import kaplan_meier_estimator
 
 from permed.exceptions import PermedError
 from permed.models.risk import (
@@ -138,12 +139,35 @@ def test_cox_gradient_matches_finite_differences():
     np.testing.assert_allclose(hess, second, atol=1e-5)
 
 
-def test_coarsened_times_keep_events_up_and_censoring_down():
-    time = np.array([1.0, 2.0, 3.0, 2.5, 0.5])
-    event = np.array([True, True, True, False, False])
+def test_coarsened_times_move_events_to_the_nearest_point_and_censoring_down():
+    # grid: 1 and 3; the event at 1.5 had moved up to 3
+    time = np.array([1.0, 1.5, 2.5, 3.0, 2.0, 0.5])
+    event = np.array([True, True, True, True, False, False])
     coarse = coarsen_times(time, event, 2)
-    assert coarse.tolist() == [1.0, 3.0, 3.0, 1.0, 0.5]
+    assert coarse.tolist() == [1.0, 1.0, 3.0, 3.0, 1.0, 0.5]
     assert coarsen_times(time, event, None) is time
+
+
+def _km_risk(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> np.ndarray:
+    steps, survival = kaplan_meier_estimator(event, time)
+    index = np.searchsorted(steps, at, side="right") - 1
+    return 1.0 - np.where(index >= 0, survival[np.maximum(index, 0)], 1.0)
+
+
+def test_coarsened_times_leave_the_kaplan_meier_risk_unbiased():
+    # events moved up to the next of 50 grid points came on average half a cell late: the
+    # Kaplan-Meier risk here was 0.0065 too low on average (the forest's mean predicted risk
+    # on METABRIC at the median event time 0.291 against 0.299 uncoarsened); to the nearest
+    # of the default 100 points it is 0.0004 too high
+    rng = np.random.default_rng(0)
+    latent, censor = rng.weibull(1.5, 3000) * 10, rng.uniform(0, 25, 3000)
+    time, event = np.minimum(latent, censor), latent <= censor
+    at = np.quantile(time[event], np.linspace(0.1, 0.9, 41))
+    coarse = coarsen_times(time, event, SurvivalForest().time_bins)
+    assert len(np.unique(coarse[event])) <= 100
+    gap = _km_risk(coarse, event, at) - _km_risk(time, event, at)
+    assert abs(gap.mean()) < 0.0015
+    assert np.abs(gap).max() < 0.01
 
 
 def test_forest_with_coarse_times_ranks_like_the_full_forest():
