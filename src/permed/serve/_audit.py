@@ -152,9 +152,10 @@ class AuditTrail:
 
         The audit entry that recorded the row must still hold its MAC (with the integrity key,
         which the database does not hold: a digest rewritten with the row is caught) and the
-        row's SHA-256. A row no entry records is refused once the service records digests
-        (stored after the first entry that did: added outside the service); one stored before
-        cannot be checked and passes, as :meth:`verify` notes it. The chain as a whole (deleted
+        row's SHA-256. A row no entry records is refused when it is stamped no earlier than the
+        first prediction an entry recorded (added outside the service, as :meth:`verify` says);
+        one stored before the service recorded digests cannot be checked and passes, as
+        :meth:`verify` notes it. The chain as a whole (deleted
         or reordered entries) is :meth:`verify`'s work: it reads every entry.
         """
         pid = str(row["id"])
@@ -178,13 +179,16 @@ class AuditTrail:
         return None
 
     def _first_recorded(self) -> str | None:
-        """The time of the first audit entry that recorded prediction digests (remembered once
-        found: it does not change), None when none has."""
+        """When the service began recording digests: the time of the earliest prediction the
+        first such audit entry records (its rows are stamped before the entry), else of the
+        entry; None when no entry has. Remembered once found: it does not change."""
         if self._first is None:
             entry = self.storage.audit_entry_with('"predictions": {', newest=False,
                                                   accept=lambda e: isinstance(
                                                       e["details"].get("predictions"), dict))
-            self._first = None if entry is None else str(entry["time"])
+            if entry is not None:
+                ids = [str(pid) for pid in entry["details"]["predictions"]]
+                self._first = self.storage.earliest_prediction(ids) or str(entry["time"])
         return self._first
 
 

@@ -446,6 +446,14 @@ class Storage:
             return None
         return _stored(row)
 
+    def earliest_prediction(self, ids: list[str]) -> str | None:
+        """The time of the earliest stored prediction among ``ids``; None when none is
+        stored."""
+        with self.session() as session:
+            earliest: str | None = session.scalar(
+                select(func.min(PredictionRow.time)).where(PredictionRow.id.in_(ids)))
+        return earliest
+
     def prediction_records(self) -> Iterator[dict[str, Any]]:
         """Every stored prediction row as stored (``answer`` as its JSON text), for
         verification against the audit trail."""
