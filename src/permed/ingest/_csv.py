@@ -30,7 +30,7 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -105,11 +105,13 @@ class _Example:
 
 
 def sniff_csv(source: str | Path | io.BytesIO, suffix: str, label: str,
-              known_marks: tuple[str, str] | None = None) -> Dialect:
+              known_marks: tuple[str, str] | None = None,
+              repeatable: Callable[[str], bool] | None = None) -> Dialect:
     """The dialect of a CSV/TSV file (or its decrypted bytes).
 
     ``known_marks`` is the ``(delimiter, decimal mark)`` of the development data: a file with
     that delimiter whose numbers show no decimal mark but ambiguous ones is read with that mark.
+    ``repeatable`` says which column names may repeat (see :func:`duplicate_names`).
 
     Raises
     ------
@@ -128,7 +130,7 @@ def sniff_csv(source: str | Path | io.BytesIO, suffix: str, label: str,
         delimiter = "\t" if suffix == ".tsv" else _delimiter(text, truncated)
         records = _numbered(text, delimiter, truncated)
         header = tuple(records[0][1]) if records else ()
-        duplicates = duplicate_names(header)
+        duplicates = duplicate_names(header, repeatable)
         if duplicates:
             raise DataError(f"data file '{label}' has duplicate column names {duplicates}: "
                             "rename them so each is unique")
@@ -167,15 +169,19 @@ def csv_handle(source: str | Path | io.BytesIO, dialect: Dialect) -> Iterator[An
         yield io.BufferedReader(_Head(stream, dialect.end))
 
 
-def duplicate_names(names: Iterable[str]) -> str:
+def duplicate_names(names: Iterable[str],
+                    repeatable: Callable[[str], bool] | None = None) -> str:
     """Column names that are the same once stripped of surrounding spaces, with their 1-based
-    positions: ``'age' (columns 1 and 6)``, ``'age' (column 1) and 'age ' (column 6)``."""
+    positions: ``'age' (columns 1 and 6)``, ``'age' (column 1) and 'age ' (column 6)``.
+
+    A name for which ``repeatable`` (given the stripped name) is true is not counted: a reader
+    that leaves such columns out (the Affymetrix ``call`` columns of an expression matrix)."""
     groups: dict[str, list[tuple[int, str]]] = {}
     for position, name in enumerate(names, start=1):
         groups.setdefault(str(name).strip(), []).append((position, str(name)))
     found = []
     for name, spelled in groups.items():
-        if len(spelled) < 2:
+        if len(spelled) < 2 or (repeatable is not None and repeatable(name)):
             continue
         if len({raw for _, raw in spelled}) == 1:
             found.append(f"'{name}' (columns {_and([str(p) for p, _ in spelled])})")

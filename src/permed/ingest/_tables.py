@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +74,8 @@ def fingerprint(path: str | Path) -> str:
 
 
 def read_table(path: str | Path, text_columns: Iterable[str] = (),
-               missing: Iterable[str] = (), known_marks: tuple[str, str] | None = None
+               missing: Iterable[str] = (), known_marks: tuple[str, str] | None = None,
+               *, repeatable: Callable[[str], bool] | None = None
                ) -> tuple[pd.DataFrame, TableInfo]:
     """Read a CSV, TSV or Parquet table.
 
@@ -130,9 +131,9 @@ def read_table(path: str | Path, text_columns: Iterable[str] = (),
         return read_image_folder(path)
     suffix = _check_file(path)
     frame, dialect, notes = _parse(path, suffix, tuple(text_columns), tuple(missing),
-                                   known_marks)
+                                   known_marks, repeatable)
     frame.columns = [str(c).strip() for c in frame.columns]
-    _check_shape(frame, path)
+    _check_shape(frame, path, repeatable)
     frame.attrs["source_dir"] = str(path.resolve().parent)  # relative image paths start here
     for note in notes:
         warnings.warn(note, ReadWarning, stacklevel=2)
@@ -257,14 +258,15 @@ def _excel_kind(path: Path) -> str | None:
 
 
 def _parse(path: Path, suffix: str, text_columns: tuple[str, ...], missing: tuple[str, ...],
-           known_marks: tuple[str, str] | None) -> tuple[pd.DataFrame, Dialect | None, list[str]]:
+           known_marks: tuple[str, str] | None, repeatable: Callable[[str], bool] | None
+           ) -> tuple[pd.DataFrame, Dialect | None, list[str]]:
     from permed.privacy import table_source
 
     source = table_source(path)  # an encrypted extract is decrypted in memory with the data key
     with _reading(path, suffix):
         if suffix == ".parquet":
             return missing_markers(pd.read_parquet(source), missing), None, []
-        dialect = sniff_csv(source, suffix, str(path), known_marks)
+        dialect = sniff_csv(source, suffix, str(path), known_marks, repeatable)
         with csv_handle(source, dialect) as handle:
             frame = pd.read_csv(handle, **read_options(dialect, text_columns, missing))
         notes = numbers_from_text(frame, dialect, str(path), source, skip=text_columns)
@@ -304,10 +306,13 @@ def _reading(path: Path, suffix: str) -> Iterator[None]:
         ) from None
 
 
-def _check_shape(frame: pd.DataFrame, path: Path) -> None:
+def _check_shape(frame: pd.DataFrame, path: Path,
+                 repeatable: Callable[[str], bool] | None = None) -> None:
     if frame.empty:
         raise DataError(f"data file '{path}' has no data rows: it holds only a header")
     # duplicated() is linear: counting per column took minutes on a 7,000-gene table
     if frame.columns.duplicated().any():  # a CSV's header was checked as written
-        raise DataError(f"data file '{path}' has duplicate column names "
-                        f"{duplicate_names(frame.columns)}: rename them so each is unique")
+        duplicates = duplicate_names(frame.columns, repeatable)
+        if duplicates:
+            raise DataError(f"data file '{path}' has duplicate column names {duplicates}: "
+                            "rename them so each is unique")

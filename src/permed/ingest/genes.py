@@ -145,7 +145,9 @@ def read_expression(path: str | Path, orientation: str = "auto", labels: str | P
     if orientation not in ORIENTATIONS:
         raise DataError(f"orientation '{orientation}' is not known; expected one of "
                         f"{', '.join(ORIENTATIONS)}")
-    frame, _ = read_table(path)
+    # an Affymetrix export repeats 'call' after every sample: the one repeat this reader allows
+    frame, _ = read_table(path, repeatable=_is_call)
+    frame = frame.loc[:, [not _is_call(c) for c in frame.columns]]
     chosen = _orientation(frame) if orientation == "auto" else orientation
     table = (_transpose(frame, prefix) if chosen == "genes-by-samples"
              else _samples_first(frame, prefix, sample_column))
