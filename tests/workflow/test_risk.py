@@ -233,11 +233,13 @@ def test_a_horizon_few_patients_reach_is_warned_about_and_recorded(cohort, tmp_p
     html = (run / "report.html").read_text().replace("&#39;", "'")
     assert f"<li>{warnings[0]}</li>" in html
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["horizons"]["not_checkable"] == {f"{late:g}": 3}
+    # judged on the 24 test patients the figures are computed on, 2 of whom reach it
+    assert metrics["horizons"]["not_checkable"] == {f"{late:g}": 2}
+    assert metrics["horizons"]["checkable_rule"].startswith("at least 20 of the 24 test patients")
     # the figures training computed on those few patients are marked, not shown as findings
-    assert "not checkable (only 3 patients followed this long)" in html
-    assert "By 100, " in html
-    assert f"By {late:g}," not in html
+    assert "not checkable (only 2 patients followed this long)" in html
+    assert "By time 100 (in the unit of column 'days'), " in html
+    assert f"By time {late:g}" not in html
 
 
 def test_a_feature_value_whose_patients_all_had_the_event_is_warned_about(cohort):

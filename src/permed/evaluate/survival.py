@@ -695,7 +695,8 @@ def _horizon_replicates(data: _Evaluated, counts: Floats, aucs: Floats) -> dict[
 
 def survival_report(reference: NDArray[Any], time: ArrayLike, event: ArrayLike, risk: ArrayLike,
                     survival: ArrayLike, grid: SurvivalGrid, tau: float, n_boot: int = 1000,
-                    seed: int = 0, confidence: float = 0.95) -> dict[str, Any]:
+                    seed: int = 0, confidence: float = 0.95,
+                    averaged: ArrayLike | None = None) -> dict[str, Any]:
     """Test figures of a risk model with percentile bootstrap confidence intervals.
 
     Point values come from :func:`survival_metrics` (scikit-survival's functions). Patients
@@ -715,6 +716,9 @@ def survival_report(reference: NDArray[Any], time: ArrayLike, event: ArrayLike, 
     n_boot : int, default=1000
     seed : int, default=0
     confidence : float, default=0.95
+    averaged : array-like, optional
+        The horizons of ``grid`` the headline ``td_auc`` averages (default: all of them; none:
+        nan). The others keep their own figures in ``td_auc_by_horizon``.
 
     Returns
     -------
@@ -740,6 +744,15 @@ def survival_report(reference: NDArray[Any], time: ArrayLike, event: ArrayLike, 
     point = survival_metrics(reference, time, event, risk, survival, grid, tau, detail=True)
     data = _Evaluated.build(reference, time, event, risk, survival, grid, tau)
     replicates = _replicates(data, replicate_counts(event, n_boot, seed))
+    if averaged is not None:  # e.g. the horizons enough evaluated patients are followed to
+        keys = [f"td_auc@{horizon_key(h)}" for h in np.asarray(averaged, dtype=np.float64)]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no horizon, or all undefined
+            point["td_auc"] = (float(np.nanmean([point[k] for k in keys])) if keys
+                               else math.nan)
+            replicates["td_auc"] = (np.nanmean(np.column_stack([replicates[k] for k in keys]),
+                                               axis=1) if keys
+                                    else np.full(n_boot, math.nan))
     # a figure undefined on the patients themselves gets no interval either
     figures = {name: {"value": value, **_percentile_ci(
         replicates[name] if np.isfinite(value) else np.full(1, math.nan), confidence)}

@@ -66,6 +66,15 @@ def _at(run: RunFiles, horizon: str) -> str:
     return f"{horizon} {unit}" if unit else horizon
 
 
+def _by(run: RunFiles, horizon: str) -> str:
+    """``By 3 years``; without a declared unit ``By time 1825 (in the unit of column
+    'time')``, which a bare ``By 1825`` left to guess."""
+    if _unit(run):
+        return f"By {_at(run, horizon)}"
+    column = dig(run.metrics, "outcome", "time") or "time"
+    return f"By time {horizon} (in the unit of column '{column}')"
+
+
 def _not_checkable(run: RunFiles) -> dict[str, int]:
     """Horizons too few patients are followed to (``{horizon: followed}``): their calibration,
     AUC and observed risks cannot be checked (metrics.json ``horizons.not_checkable``)."""
@@ -196,16 +205,30 @@ def td_auc_plot(by_horizon: Mapping[str, Mapping[str, Any]], xlabel: str) -> str
 def _meaning(run: RunFiles, metric: str) -> str:
     evaluation = run.metrics.get("evaluation") or {}
     if metric == "uno_c":
+        # runs before uno_c_tau_rule was recorded: evaluate truncated at the last checkable
+        # horizon, train at the last horizon
+        rule = evaluation.get("uno_c_tau_rule") or (
+            "the last checkable horizon" if run.external is not None and _not_checkable(run)
+            else "the last horizon")
         return (f"C-index weighted for censoring, for events up to tau = "
-                f"{fmt_general(evaluation.get('uno_c_tau'))}{_unit(run)} (the last horizon).")
+                f"{fmt_general(evaluation.get('uno_c_tau'))}{_unit(run)} ({rule}).")
     if metric == "ibs":
         times = evaluation.get("ibs_times") or {}
         return (f"Error of the predicted survival curves, averaged from "
                 f"{fmt_general(times.get('from'))} to {fmt_general(times.get('to'))}{_unit(run)} "
                 "(lower is better; 0.25 is a constant 50% guess).")
     if metric == "td_auc":
-        return (f"AUROC for events by each horizon ({', '.join(_horizons(run))}{_unit(run)}), "
-                "averaged.")
+        averaged = evaluation.get("td_auc_horizons")
+        if not isinstance(averaged, list):  # runs before it was recorded
+            return (f"AUROC for events by each horizon ({', '.join(_horizons(run))}"
+                    f"{_unit(run)}), averaged.")
+        shown = [f"{float(h):g}" for h in averaged]
+        if not shown:
+            return "AUROC for events by each horizon: no horizon is checkable, none averaged."
+        left = [h for h in _horizons(run) if h not in shown]
+        return (f"AUROC for events by each horizon ({', '.join(shown)}{_unit(run)}), averaged"
+                + (f"; not by {', '.join(left)}, which too few patients are followed to."
+                   if left else "."))
     return metric_meaning(metric)
 
 
@@ -279,9 +302,18 @@ def _group_rows(run: RunFiles) -> list[list[str]]:
         for h in horizons:
             cells.append(_unchecked(run, h) if h in thin else
                          f"{fmt_pct(dig(figures, 'predicted', h))} / "
-                         f"{fmt_pct(dig(figures, 'observed', h))}")
+                         + (f"{fmt_pct(dig(figures, 'observed', h))}" if _followed(figures, h)
+                            else "none followed this long"))
         rows.append(cells)
     return rows
+
+
+def _followed(group: object, horizon: str) -> bool:
+    """Whether some patient of a risk group is followed to ``horizon`` (runs that did not
+    record it: assumed); if none is, the group's Kaplan-Meier risk there is its curve carried
+    flat from an earlier time, not an observed risk."""
+    followed = dig(group, "followed", horizon)
+    return not isinstance(followed, int | float) or followed > 0
 
 
 def _km_figure(run: RunFiles) -> Block:
@@ -371,11 +403,9 @@ def calibration_section(run: RunFiles) -> Section:
         rows.append([_at(run, h), fmt_pct(figures_at.get("predicted")),
                      fmt_pct(figures_at.get("observed")), fmt_ci(figures_at.get("slope")),
                      fmt_ci(figures_at.get("observed_expected"))])
-        deciles = figures_at.get("deciles") or []
-        if deciles:
-            figures.append(Figure(survival_calibration_plot(deciles, _at(run, h)),
-                                  f"Calibration at {_at(run, h)}",
-                                  "Error bars: 95% CI of the Kaplan-Meier risk in the group."))
+        figure = _calibration_figure(run, h, figures_at.get("deciles") or [])
+        if figure is not None:
+            figures.append(figure)
     rows += [[_at(run, h), DASH, _unchecked(run, h), "not checkable", "not checkable"]
              for h in thin if h not in horizons]
     blocks: list[Block] = [intro, Table(
@@ -387,6 +417,23 @@ def calibration_section(run: RunFiles) -> Section:
     if figures:
         blocks.append(Figures(figures))
     return Section("calibration", title, blocks)
+
+
+def _calibration_figure(run: RunFiles, horizon: str,
+                        deciles: Sequence[Mapping[str, Any]]) -> Figure | None:
+    """The calibration plot at ``horizon``, without the groups none of whose patients is
+    followed that long (``followed`` false): their Kaplan-Meier risk is the curve carried flat
+    from an earlier time, not a risk observed by the horizon."""
+    shown = [d for d in deciles if d.get("followed", True) is not False]
+    left = len(deciles) - len(shown)
+    caption = "Error bars: 95% CI of the Kaplan-Meier risk in the group." + (
+        f" {left} of the {len(deciles)} groups of predicted risk are left out: none of their "
+        f"patients is followed to {_at(run, horizon)}, so no risk by then was observed in "
+        "them." if left else "")
+    if not shown:
+        return None
+    return Figure(survival_calibration_plot(shown, _at(run, horizon)),
+                  f"Calibration at {_at(run, horizon)}", caption)
 
 
 def ph_section(run: RunFiles) -> Section | None:
@@ -434,10 +481,12 @@ def risk_summary(run: RunFiles) -> str:
             f"{fmt_ci(run.test_entry('c_index'))} (Uno's C {fmt_ci(run.test_entry('uno_c'))}); "
             f"integrated Brier score {fmt_ci(run.test_entry('ibs'), 3)}.")
     groups = dig(run.metrics, "risk_groups", "groups") or {}
-    horizons = [h for h in _horizons(run) if h not in _not_checkable(run)]
+    # the last horizon enough patients are followed to, and some of each group
+    horizons = [h for h in _horizons(run) if h not in _not_checkable(run)
+                and all(_followed(groups.get(g), h) for g in ("high", "low"))]
     if horizons and "high" in groups and "low" in groups:
-        h = horizons[-1]  # the last horizon enough patients are followed to
-        text += (f" By {_at(run, h)}, {fmt_pct(dig(groups, 'high', 'observed', h), 0)} of the "
+        h = horizons[-1]
+        text += (f" {_by(run, h)}, {fmt_pct(dig(groups, 'high', 'observed', h), 0)} of the "
                  f"high-risk third had the event against "
                  f"{fmt_pct(dig(groups, 'low', 'observed', h), 0)} of the low-risk third.")
     off = miscalibration(run.metrics)

@@ -49,6 +49,7 @@ from permed.study._validate_risk import (
     follow_up_times,
     followed_rule,
     thinly_followed,
+    time_text,
     time_unit,
 )
 from permed.workflow._config import TrainConfig
@@ -58,7 +59,7 @@ from permed.workflow._referral import referral, shared_reasons
 from permed.workflow._result import RunResult, Timings
 
 __all__ = ["RISK_GROUPS", "RiskModel", "checkable_horizons", "evaluate_cohort", "read_outcome",
-           "risk_columns", "risk_fairness", "train_risk"]
+           "risk_columns", "risk_estimators", "risk_fairness", "train_risk"]
 
 RISK_GROUPS = ("low", "intermediate", "high")
 CLIP_QUANTILES = (0.005, 0.995)
@@ -465,9 +466,13 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
                       float(data.time.max()), config.event_value, time_unit(study),
                       median_limit=thinly_followed(data.time, [])[1])
 
+    # the figures on the test split are checkable where enough test patients are followed
+    checks = checkable_horizons(time[test_idx], horizons, "test patients")
+    _warn_unchecked(validation, progress, study, time, time[test_idx], horizons)
     with timings("test"):
         evaluation, test_frame = _evaluate_test(model, test, time[test_idx], event[test_idx],
-                                                data, config)
+                                                data, config, [h for h in horizons if horizon_key(
+                                                    h) not in checks["not_checkable"]])
     with timings("proportional_hazards"):
         ph = _ph_check(pipeline if selected == "coxph" else None, data, config)
     with timings("fairness"):
@@ -479,7 +484,7 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
                                              config.seed)
     metrics = _metrics(study, config, names, selected, results, tuned, evaluation, data, ph,
                        fairness, (event, outcome.left_out, len(dev), len(test)))
-    metrics["horizons"].update(checkable_horizons(time, horizons, "patients"))
+    metrics["horizons"].update(checks)
     metrics["outcome"]["median_follow_up"] = float(np.median(data.time))
     metrics["outcome"]["median_survival_limit"] = model.median_limit
     metrics["explanations"] = explained
@@ -489,16 +494,46 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
 
 
 def _evaluate_test(model: RiskModel, test: pd.DataFrame, time: np.ndarray, event: np.ndarray,
-                   data: _Folds, config: TrainConfig) -> tuple[dict[str, Any], pd.DataFrame]:
+                   data: _Folds, config: TrainConfig, checkable: list[float]
+                   ) -> tuple[dict[str, Any], pd.DataFrame]:
     reference, censoring = censoring_reference(survival_y(data.time, data.event),
                                                survival_y(time, event))
     return evaluate_cohort(model, test, time, event, (reference, censoring), config.n_boot,
-                           config.seed)
+                           config.seed, checkable=checkable)
+
+
+def _warn_unchecked(validation: ValidationReport, progress: Progress, study: Study,
+                    cohort: np.ndarray, test: np.ndarray, horizons: list[float]) -> None:
+    """Warn of the horizons too few test patients are followed to (those too few patients of
+    the whole cohort reach are already warned about by validation)."""
+    thin, reach = thinly_followed(test, horizons)
+    known = thinly_followed(cohort, horizons)[0]
+    new = [h for h in thin if h not in known]
+    if not new:
+        return
+    unit, enough = time_unit(study), followed_rule(len(test))
+    checked = [h for h in horizons if float(h) not in thin]
+    which = ", ".join(time_text(h, unit) for h in new)
+    counts = ", ".join(str(thin[h]) for h in new)
+    uses = (f"the headline td_auc and Uno's C use the horizons up to "
+            f"{time_text(max(checked), unit)}" if checked else
+            "no headline td_auc is given and Uno's C is truncated at the first horizon")
+    fix = (f"choose horizons up to {time_text(reach, unit, floor=True)}, which {enough} test "
+           "patients reach" if reach > 0 else
+           f"the test split holds fewer than {enough} patients: train on more patients")
+    message = (f"horizon{'s' if len(new) > 1 else ''} {which}: only {counts} of the "
+               f"{len(test)} test patients ({enough} needed) are followed that long in "
+               f"'{study.time}', so the risk by then cannot be checked on the test split: its "
+               f"calibration, AUC and observed risks there are marked not checkable and {uses}; "
+               f"{fix}")
+    validation.warn(message, study.time)
+    progress.note(f"warning: {message}")
 
 
 def evaluate_cohort(model: RiskModel, frame: pd.DataFrame, time: np.ndarray, event: np.ndarray,
                     censoring: tuple[np.ndarray, str], n_boot: int, seed: int,
-                    horizons: list[float] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+                    horizons: list[float] | None = None,
+                    checkable: list[float] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """Test figures of a fitted risk model on one cohort, and its per-patient predictions.
 
     Parameters
@@ -513,6 +548,10 @@ def evaluate_cohort(model: RiskModel, frame: pd.DataFrame, time: np.ndarray, eve
     horizons : list of float, optional
         The horizons the figures are computed at (default: the model's); the predictions
         hold the risk at every horizon of the model.
+    checkable : list of float, optional
+        The horizons enough of these patients are followed to (default: all of ``horizons``):
+        the headline td_auc averages them and Uno's C is truncated at the last of them (at the
+        first horizon when there is none); the others keep their own figures.
 
     Returns
     -------
@@ -528,14 +567,21 @@ def evaluate_cohort(model: RiskModel, frame: pd.DataFrame, time: np.ndarray, eve
     risk = model.pipeline.predict(features)
     survival = _survival(model.pipeline, features, grid.times)
     every = 1.0 - _survival(model.pipeline, features, np.asarray(model.horizons, np.float64))
-    tau = float(horizons.max())
+    checked = horizons if checkable is None else np.asarray(sorted(checkable), np.float64)
+    # Uno's C weighs events by 1/G(t)^2: truncated where enough patients are still followed
+    tau = float(checked.max()) if len(checked) else float(horizons.min())
     report = survival_report(censoring[0], time, event, risk, survival, grid, tau,
-                             n_boot=n_boot, seed=seed)
+                             n_boot=n_boot, seed=seed, averaged=checked)
     at_horizons = 1.0 - survival[:, grid.columns(grid.horizons)]
     groups = model.groups(risk)
     report["risk_groups"] = _group_figures(time, event, groups, at_horizons, horizons)
     report["evaluation"] = {
-        "uno_c_tau": tau, "censoring_distribution": censoring[1],
+        "uno_c_tau": tau, "uno_c_tau_rule": (
+            "the last horizon" if len(checked) == len(model.horizons) else
+            "the last checkable horizon" if len(checked) else
+            "the first horizon: no horizon is checkable on these patients"),
+        "td_auc_horizons": [float(h) for h in checked],
+        "censoring_distribution": censoring[1],
         "ibs_times": {"from": float(grid.ibs[0]), "to": float(grid.ibs[-1]),
                       "points": len(grid.ibs),
                       "rule": f"{len(grid.ibs)} evenly spaced times between the "
@@ -561,7 +607,9 @@ def _group_figures(time: np.ndarray, event: np.ndarray, groups: np.ndarray,
             "predicted": {horizon_key(h): float(at_horizons[mine, j].mean()) if mine.any()
                           else None for j, h in enumerate(horizons)},
             "observed": {horizon_key(h): 1.0 - kaplan_meier_at(time[mine], event[mine], h)
-                         if mine.any() else None for h in horizons}}
+                         if mine.any() else None for h in horizons},
+            # 0: the group's observed risk there is its Kaplan-Meier curve carried flat
+            "followed": {horizon_key(h): int((time[mine] >= h).sum()) for h in horizons}}
     return {"groups": figures, "logrank": logrank_test(time, event, groups)}
 
 
@@ -646,13 +694,23 @@ def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,
                         **evaluation["risk_groups"]},
         "proportional_hazards": ph,
         "evaluation": evaluation["evaluation"],
-        "metric_estimators": dict(METRIC_ESTIMATORS),
+        "metric_estimators": risk_estimators(evaluation["evaluation"]),
         "bootstrap": {"replicates": config.n_boot, "confidence": 0.95,
                       "method": "percentile, resampled within events and within censored "
                                 "patients", "seed": config.seed},
         "fairness": fairness,
         "split": {"development_rows": n_dev, "test_rows": n_test},
     }
+
+
+def risk_estimators(evaluation: Mapping[str, Any]) -> dict[str, str]:
+    """:data:`METRIC_ESTIMATORS` as used on one cohort: the censoring distribution actually
+    estimated, and the horizons td_auc averages (``evaluate_cohort``'s ``evaluation``)."""
+    averaged = ", ".join(f"{h:g}" for h in evaluation.get("td_auc_horizons") or []) or "none"
+    return {**METRIC_ESTIMATORS,
+            "td_auc": f"{METRIC_ESTIMATORS['td_auc']} checkable on the evaluated patients "
+                      f"({averaged}; the others keep their own figure in td_auc_by_horizon)",
+            "censoring_distribution": evaluation["censoring_distribution"]}
 
 
 def checkable_horizons(time: np.ndarray, horizons: list[float], who: str) -> dict[str, Any]:

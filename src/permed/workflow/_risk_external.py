@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from permed.evaluate.survival import METRIC_ESTIMATORS
 from permed.exceptions import PermedError
 from permed.fairness import saved_bin_edges
 from permed.models.risk import survival_y
@@ -33,6 +32,7 @@ from permed.workflow._risk import (
     evaluate_cohort,
     read_outcome,
     risk_columns,
+    risk_estimators,
     risk_fairness,
 )
 
@@ -105,8 +105,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
         "risk_groups": {"labels": list(RISK_GROUPS), "method": "the development run's risk-score "
                         "cut points", **figures["risk_groups"]},
         "evaluation": figures["evaluation"],
-        "metric_estimators": {**METRIC_ESTIMATORS, "censoring_distribution":
-                              figures["evaluation"]["censoring_distribution"]},
+        "metric_estimators": risk_estimators(figures["evaluation"]),
         "bootstrap": {"replicates": n_boot, "confidence": 0.95, "method": "percentile, "
                       "resampled within events and within censored patients", "seed": seed},
         "fairness": fairness,

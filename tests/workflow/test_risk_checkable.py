@@ -1,0 +1,104 @@
+"""Train's test figures at each horizon judged on the test split they are computed on, the
+headline td_auc and Uno's tau over the checkable horizons only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sksurv.metrics import concordance_index_ipcw
+
+from permed.models.risk import survival_y
+from permed.study import Study
+from permed.workflow import TrainConfig, evaluate_run, train_run
+
+STUDY = Study(task="risk", time="time", event="cens")
+
+
+@pytest.fixture(scope="module")
+def late(tmp_path_factory):
+    """GBSG2 (686 patients) with a horizon at 2150 days: 44 of the 686 patients are followed
+    that long (35 needed), but only 8 of the 138 test patients (20 needed)."""
+    from permed.ingest import export_dataset
+
+    tmp = tmp_path_factory.mktemp("late")
+    data = export_dataset("gbsg2", tmp / "gbsg2.csv")
+    run = train_run(data, STUDY, TrainConfig(models=["coxph"], cv=3, n_boot=100,
+                                             horizons=[365, 1095, 2150]), tmp / "run")
+    return data, run, json.loads((run / "metrics.json").read_text())
+
+
+def test_a_horizon_few_test_patients_reach_is_not_checkable(late):
+    # it had been judged on the whole cohort (44 of 686 reach 2150): "checkable", no warning
+    data, run, metrics = late
+    assert metrics["horizons"]["not_checkable"] == {"2150": 8}
+    assert metrics["horizons"]["checkable_rule"] == (
+        "at least 20 of the 138 test patients (20, or 5% when more) still followed at the "
+        "horizon")
+    warnings = json.loads((run / "manifest.json").read_text())["warnings"]
+    assert warnings == [
+        "horizon 2150: only 8 of the 138 test patients (20 needed) are followed that long in "
+        "'time', so the risk by then cannot be checked on the test split: its calibration, AUC "
+        "and observed risks there are marked not checkable and the headline td_auc and Uno's C "
+        "use the horizons up to 1095; choose horizons up to 1959, which 20 test patients reach"]
+    # nobody of the high-risk third is followed to 2150: its KM there is carried flat
+    assert metrics["risk_groups"]["groups"]["high"]["followed"] == {
+        "365": 40, "1095": 13, "2150": 0}
+
+
+def test_the_headline_td_auc_and_uno_tau_leave_out_unchecked_horizons(late):
+    # td_auc had averaged in the 2150-day AUC and Uno's C was truncated at tau = 2150
+    data, run, metrics = late
+    by_horizon = metrics["td_auc_by_horizon"]
+    assert set(by_horizon) == {"365", "1095", "2150"}  # still recorded, marked not checkable
+    assert metrics["test"]["td_auc"]["value"] == pytest.approx(
+        (by_horizon["365"]["value"] + by_horizon["1095"]["value"]) / 2, abs=1e-12)
+    assert metrics["evaluation"]["td_auc_horizons"] == [365, 1095]
+    assert metrics["evaluation"]["uno_c_tau"] == 1095
+    assert metrics["evaluation"]["uno_c_tau_rule"] == "the last checkable horizon"
+    # Uno's C is scikit-survival's at tau = 1095, with the censoring distribution recorded
+    frame = pd.read_csv(data)
+    predictions = pd.read_csv(run / "predictions.csv")
+    test = predictions["row"].to_numpy()
+    development = frame.drop(index=test)
+    assert metrics["evaluation"]["censoring_distribution"].startswith(
+        "Kaplan-Meier estimate of the censoring distribution of the development and evaluated "
+        "outcomes pooled")
+    assert metrics["metric_estimators"]["censoring_distribution"] == \
+        metrics["evaluation"]["censoring_distribution"]
+    reference = np.concatenate([
+        survival_y(development["time"].to_numpy(float), development["cens"].to_numpy(bool)),
+        survival_y(predictions["time"].to_numpy(float), predictions["event"].to_numpy(bool))])
+    expected = concordance_index_ipcw(
+        reference, survival_y(predictions["time"].to_numpy(float),
+                              predictions["event"].to_numpy(bool)),
+        predictions["risk_score"].to_numpy(), tau=1095)[0]
+    assert metrics["test"]["uno_c"]["value"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_report_states_no_figure_at_an_unchecked_horizon(late):
+    _, run, _ = late
+    html = (run / "report.html").read_text().replace("&#39;", "'")
+    # had been "By 2150, 70% of the high-risk third had the event against 44%"
+    assert "By time 1095 (in the unit of column 'time'), " in html
+    assert "By time 2150" not in html
+    assert "By 2150" not in html
+    assert "tau = 1095 (the last checkable horizon)" in html
+    assert "AUROC for events by each horizon (365, 1095), averaged; not by 2150" in html
+    assert ("development and evaluated outcomes pooled (the evaluated follow-up extends beyond "
+            "the development follow-up)") in html
+
+
+def test_evaluate_says_tau_is_the_last_checkable_horizon(late, tmp_path):
+    data, run, _ = late
+    cohort = pd.read_csv(data)
+    cohort["time"] = cohort["time"].clip(upper=1500)  # nobody followed to 2150
+    cohort.to_csv(tmp_path / "cohort.csv", index=False)
+    out = evaluate_run(run, tmp_path / "cohort.csv", tmp_path / "ext", n_boot=100)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["evaluation"]["uno_c_tau_rule"] == "the last checkable horizon"
+    assert "tau = 1095 (the last checkable horizon)" in (out / "report.html").read_text()
+
+
