@@ -128,6 +128,17 @@ def test_a_horizon_that_is_not_checkable_or_calibrated_is_not_flagged():
     assert calibration_warning(metrics) is None
 
 
+@pytest.mark.parametrize(("events", "flagged"), [([0, 1, 0], False), ([3, 3, 3], False),
+                                                ([3, 3, 4], True)])
+def test_no_calibration_verdict_from_under_ten_test_events(events, flagged):
+    # few.csv: 1 test event, and "the model is miscalibrated ... (calibration slope 0.32, 95%
+    # CI 0.17-0.66)" beside the warning that the test figures cannot be trusted
+    metrics = {**_risk_calibration(False, h12=(1.2, 1.05, 1.4, 0.1, 0.12)),
+               "risk_groups": _risk(events)["risk_groups"]}
+    assert (calibration_warning(metrics) is not None) is flagged
+    assert bool(miscalibration(metrics)) is flagged
+
+
 def test_no_event_by_a_horizon_points_to_the_event_coding_first():
     # WHAS year 3 with fstat = 1 - fstat: no "event" before 365 days
     metrics = _risk_calibration(True, h180=(0.0, 0.0, 0.0, 0.222, 0.0))

@@ -1,5 +1,6 @@
 """Report wording of a risk run where the figures say less than they seem: a group nobody of
-which is followed to a horizon, Uno's tau at the last checkable horizon."""
+which is followed to a horizon, bootstrap CIs from too few events, Uno's tau at the last
+checkable horizon."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from permed.report._html import Figures, RunFiles, Table
+from permed.report._html import Figures, Note, RunFiles, Table
 from permed.report._risk import (
     calibration_section,
     performance_section,
@@ -103,6 +104,21 @@ def test_without_a_unit_the_summary_names_the_time_column():
     run = _run(outcome__time_unit=None)
     assert "By time 12 (in the unit of column 'months'), 30% of the high-risk third" in \
         risk_summary(run)
+
+
+def test_too_few_events_are_said_to_give_no_interval_and_no_group_figure():
+    note = ("only 3 evaluated patients had the event (fewer than 10): resampling within events "
+            "keeps the same events in every replicate, so a bootstrap CI would reflect only the "
+            "censored patients; the bootstrap CIs are left empty (null) and no calibration "
+            "verdict is given")
+    run = _run(bootstrap={"replicates": 200, "intervals_estimable": False, "note": note},
+               test={m: _ci(0.7, None, None) for m in ("c_index", "uno_c", "ibs", "td_auc")})
+    warning = next(b for b in performance_section(run).blocks if isinstance(b, Note))
+    assert warning.title == "Confidence intervals not estimable"
+    assert warning.text.startswith(f"No bootstrap confidence interval is shown: {note}.")
+    assert any(isinstance(b, Note) and b.title == "Calibration not judged"
+               for b in calibration_section(run).blocks)
+    assert "high-risk third" not in risk_summary(run)
 
 
 @pytest.mark.parametrize(("evaluation", "external", "thin", "words"), [

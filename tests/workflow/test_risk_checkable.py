@@ -1,5 +1,6 @@
 """Train's test figures at each horizon judged on the test split they are computed on, the
-headline td_auc and Uno's tau over the checkable horizons only."""
+headline td_auc and Uno's tau over the checkable horizons only, and no bootstrap CI nor
+calibration verdict from a handful of test events."""
 
 from __future__ import annotations
 
@@ -102,3 +103,38 @@ def test_evaluate_says_tau_is_the_last_checkable_horizon(late, tmp_path):
     assert "tau = 1095 (the last checkable horizon)" in (out / "report.html").read_text()
 
 
+def _few_events(n: int = 300, events: int = 7, seed: int = 0) -> pd.DataFrame:
+    """few.csv's shape: 300 patients, 7 events (1 of them in the test split)."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    time = rng.exponential(20 * np.exp(-0.5 * x1), n).clip(0.5, 30)
+    event = np.zeros(n, dtype=int)
+    event[np.argsort(-x1)[:events]] = 1  # the events among the highest risks
+    return pd.DataFrame({"x1": x1.round(3), "x2": x2.round(3), "time": time.round(2),
+                         "event": event})
+
+
+def test_under_ten_test_events_give_no_bootstrap_ci_and_no_calibration_verdict(tmp_path):
+    # few.csv: 1 test event, yet "the model is miscalibrated ... slope 0.32, 95% CI 0.17-0.66"
+    _few_events().to_csv(tmp_path / "few.csv", index=False)
+    run = train_run(tmp_path / "few.csv", Study(task="risk", time="time", event="event"),
+                    TrainConfig(models=["coxph"], cv=3, n_boot=100), tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    test_events = sum(g["events"] for g in metrics["risk_groups"]["groups"].values())
+    assert test_events < 10
+    assert metrics["bootstrap"]["intervals_estimable"] is False
+    assert metrics["bootstrap"]["note"].startswith(
+        f"only {test_events} evaluated patient{'s' if test_events != 1 else ''} had the event "
+        "(fewer than 10): resampling within events keeps the same events in every replicate")
+    entries = [*metrics["test"].values(), *metrics["td_auc_by_horizon"].values(),
+               *(c["slope"] for c in metrics["calibration"]["horizons"].values())]
+    assert all(set(e) == {"value", "ci_low", "ci_high"} for e in entries)
+    assert all(e["ci_low"] is None and e["ci_high"] is None for e in entries)
+    assert metrics["test"]["c_index"]["value"] is not None
+    warnings = json.loads((run / "manifest.json").read_text())["warnings"]
+    assert not [w for w in warnings if "miscalibrated" in w]
+    assert [w for w in warnings if w.startswith("the test split holds")]
+    html = (run / "report.html").read_text()
+    assert "Confidence intervals not estimable" in html
+    assert "Calibration not judged" in html
+    assert "miscalibrated" not in html

@@ -248,6 +248,22 @@ def _estimator_table(run: RunFiles) -> Table | None:
                  caption="Estimators behind each figure")
 
 
+def _intervals_note(run: RunFiles, where: str = "performance") -> Note | None:
+    """A warning when metrics.json records the bootstrap CIs as not estimable (too few
+    events: ``bootstrap.intervals_estimable``)."""
+    boot = run.metrics.get("bootstrap") or {}
+    if boot.get("intervals_estimable") is not False:
+        return None
+    if where == "calibration":
+        return Note("The calibration slopes have no confidence interval and no verdict on "
+                    "calibration is given: too few patients had the event (see "
+                    "'Performance').", tone="warning", title="Calibration not judged")
+    why = boot.get("note") or "too few events"
+    return Note(f"No bootstrap confidence interval is shown: {why}. The figures below are "
+                "point values on too few events to be relied on.", tone="warning",
+                title="Confidence intervals not estimable")
+
+
 def _td_auc_blocks(run: RunFiles) -> list[Block]:
     """The time-dependent AUC at each horizon, in a table and a plot; a horizon too few
     patients are followed to is marked not checkable and left out of the plot."""
@@ -280,6 +296,9 @@ def performance_section(run: RunFiles) -> Section:
     blocks: list[Block] = [Paragraph(
         f"Figures on {who}. 95% confidence intervals from {fmt_num(boot.get('replicates'))} "
         f"bootstrap replicates ({boot.get('method') or 'percentile'}).")]
+    note = _intervals_note(run)
+    if note is not None:
+        blocks.append(note)
     rows = _metric_rows(run)
     if not rows:
         return Section("performance", "Performance", [Note("metrics.json has no test figures.",
@@ -411,9 +430,9 @@ def calibration_section(run: RunFiles) -> Section:
     blocks: list[Block] = [intro, Table(
         header=["Horizon", "Mean predicted risk", "Observed risk (Kaplan-Meier)",
                 "Calibration slope (95% CI)", "Observed / expected (95% CI)"], rows=rows)]
-    note = _checkable_note(run)
-    if note is not None:
-        blocks.insert(1, note)
+    for note in (_checkable_note(run), _intervals_note(run, "calibration")):
+        if note is not None:
+            blocks.insert(1, note)
     if figures:
         blocks.append(Figures(figures))
     return Section("calibration", title, blocks)
@@ -484,6 +503,8 @@ def risk_summary(run: RunFiles) -> str:
     # the last horizon enough patients are followed to, and some of each group
     horizons = [h for h in _horizons(run) if h not in _not_checkable(run)
                 and all(_followed(groups.get(g), h) for g in ("high", "low"))]
+    if dig(run.metrics, "bootstrap", "intervals_estimable") is False:
+        horizons = []  # too few events for the groups' risks to say anything
     if horizons and "high" in groups and "low" in groups:
         h = horizons[-1]
         text += (f" {_by(run, h)}, {fmt_pct(dig(groups, 'high', 'observed', h), 0)} of the "

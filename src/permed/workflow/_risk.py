@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from permed.engine import Engine, Progress, as_items
 from permed.evaluate import cv_summary
+from permed.evaluate._cautions import MIN_TEST_CLASS
 from permed.evaluate.survival import (
     IBS_QUANTILES,
     METRIC_ESTIMATORS,
@@ -557,7 +558,8 @@ def evaluate_cohort(model: RiskModel, frame: pd.DataFrame, time: np.ndarray, eve
     -------
     figures : dict
         :func:`permed.evaluate.survival.survival_report` plus ``risk_groups`` and
-        ``evaluation``.
+        ``evaluation``. With fewer than :data:`MIN_TEST_CLASS` events the bootstrap CIs are
+        null (see :func:`_without_intervals`).
     predictions : pandas.DataFrame
         time, event, risk_score, risk_group, risk_at_<h>, median_survival_time per patient.
     """
@@ -587,6 +589,9 @@ def evaluate_cohort(model: RiskModel, frame: pd.DataFrame, time: np.ndarray, eve
                       "rule": f"{len(grid.ibs)} evenly spaced times between the "
                               f"{IBS_QUANTILES[0]:.0%} and {IBS_QUANTILES[1]:.0%} quantiles of "
                               "the evaluated follow-up times"}}
+    report["bootstrap"] = _interval_status(int(event.sum()))
+    if not report["bootstrap"]["intervals_estimable"]:
+        _without_intervals(report)
     predictions = pd.DataFrame({"time": time, "event": event.astype(int), "risk_score": risk,
                                 "risk_group": groups})
     for column, values in zip(risk_columns(model.horizons), every.T, strict=True):
@@ -611,6 +616,35 @@ def _group_figures(time: np.ndarray, event: np.ndarray, groups: np.ndarray,
             # 0: the group's observed risk there is its Kaplan-Meier curve carried flat
             "followed": {horizon_key(h): int((time[mine] >= h).sum()) for h in horizons}}
     return {"groups": figures, "logrank": logrank_test(time, event, groups)}
+
+
+def _interval_status(events: int) -> dict[str, Any]:
+    """Whether the bootstrap CIs of ``events`` evaluated events say anything.
+
+    Patients are resampled within events and within censored patients, so every replicate
+    holds the same events: with 1 event every replicate holds that patient and the CIs
+    reflect only which censored patients were drawn (few.csv: calibration slope 0.32, "95% CI
+    0.17-0.66", from 1 event). Below :data:`MIN_TEST_CLASS` events, the number under which
+    the test figures are already warned about, they are left out.
+    """
+    if events >= MIN_TEST_CLASS:
+        return {"intervals_estimable": True}
+    return {"intervals_estimable": False,
+            "note": f"only {events} evaluated patient{'s' if events != 1 else ''} had the "
+                    f"event (fewer than {MIN_TEST_CLASS}): resampling within events keeps the "
+                    "same events in every replicate, so a bootstrap CI would reflect only the "
+                    "censored patients; the bootstrap CIs are left empty (null) and no "
+                    "calibration verdict is given"}
+
+
+def _without_intervals(report: dict[str, Any]) -> None:
+    """Null the bootstrap CIs of ``report`` (the keys stay): the headline figures, the AUC at
+    each horizon and the calibration slopes. The observed/expected CI, from the Kaplan-Meier
+    interval, stays."""
+    entries = [*report["test"].values(), *report["td_auc_by_horizon"].values(),
+               *(figures["slope"] for figures in report["calibration"].values())]
+    for entry in entries:
+        entry["ci_low"] = entry["ci_high"] = None
 
 
 def _ph_check(pipeline: Pipeline | None, data: _Folds, config: TrainConfig) -> dict[str, Any]:
@@ -697,7 +731,7 @@ def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,
         "metric_estimators": risk_estimators(evaluation["evaluation"]),
         "bootstrap": {"replicates": config.n_boot, "confidence": 0.95,
                       "method": "percentile, resampled within events and within censored "
-                                "patients", "seed": config.seed},
+                                "patients", "seed": config.seed, **evaluation["bootstrap"]},
         "fairness": fairness,
         "split": {"development_rows": n_dev, "test_rows": n_test},
     }

@@ -107,7 +107,8 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
         "evaluation": figures["evaluation"],
         "metric_estimators": risk_estimators(figures["evaluation"]),
         "bootstrap": {"replicates": n_boot, "confidence": 0.95, "method": "percentile, "
-                      "resampled within events and within censored patients", "seed": seed},
+                      "resampled within events and within censored patients", "seed": seed,
+                      **figures["bootstrap"]},
         "fairness": fairness,
         "timings": {},
     }
