@@ -83,8 +83,11 @@ def test_external_risk_report_describes_the_external_cohort(gbsg, trained):
     assert manifest["permed_version"] == permed_version
     assert manifest["created"].startswith("20")
     html = (gbsg / "rest" / "report.html").read_text()
-    assert f"Outcome classes of the {len(cohort)} patients evaluated" in html
-    assert f"censored: {counts['censored']}, event: {counts['event']}." in html
+    # a time to event with its follow-up, not "Outcome classes" with an "event (positive)"
+    assert "Outcome classes" not in html
+    assert (f"{counts['event']} patients had the event and {counts['censored']} were censored "
+            "(the patients evaluated).") in html
+    assert '<th scope="col">Development (from its run)</th><th scope="col">External cohort' in html
     assert "is missing" not in html
     assert "predictors the model uses (from model/schema.json of the development run" in html
     assert "<th scope=\"row\">tsize</th>" in html

@@ -1,6 +1,7 @@
 """Report wording of a risk run where the figures say less than they seem: a group nobody of
 which is followed to a horizon, bootstrap CIs from too few events, Uno's tau at the last
-checkable horizon."""
+checkable horizon; and the time-to-event outcome with its follow-up in the data section and
+the TRIPOD row."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from permed.report._html import Figures, Note, RunFiles, Table
+from permed.report._html import Figures, Note, Paragraph, RunFiles, Table, data_section
 from permed.report._risk import (
     calibration_section,
     performance_section,
     risk_groups_section,
     risk_summary,
 )
+from permed.report._tripod import tripod_items
 
 
 def _ci(value: float, low: float | None, high: float | None) -> dict[str, float | None]:
@@ -135,3 +137,35 @@ def test_uno_tau_is_named_for_what_it_is(evaluation, external, thin, words):
     assert words in table.rows[1][2]
 
 
+def test_the_data_section_describes_a_time_to_event_outcome_and_its_follow_up():
+    # it had shown "Outcome classes in all 500 rows" with "event (positive)"
+    blocks = data_section(_run()).blocks
+    tables = [b for b in blocks if isinstance(b, Table)]
+    assert not any("Outcome classes" in t.caption for t in tables)
+    follow_up = next(t for t in tables if t.caption.startswith("Follow-up"))
+    assert follow_up.header == ["", "Development", "Test"]
+    assert follow_up.rows[2] == ["Median follow-up, reverse Kaplan-Meier (IQR)",
+                                 "30 (10–40)", "31 (10–40)"]
+    assert follow_up.rows[4] == ["Observed risk by 12 months (Kaplan-Meier)",
+                                 "10.0% (80 followed)", "10.0% (80 followed)"]
+    assert follow_up.rows[5][1] == "none followed this long"
+    text = next(b.text for b in blocks if isinstance(b, Paragraph)
+                and str(b.text).startswith("Time to event"))
+    assert text == (
+        "Time to event. Column 'months' is each patient's follow-up (in months) from the start "
+        "of follow-up to the event or the last contact; the event is 'status' = dead. A patient "
+        "without the event is censored at the last contact: followed event-free until then, "
+        "unknown after. 200 patients had the event and 300 were censored (all rows).")
+
+
+def test_the_tripod_outcome_row_is_a_time_to_event_with_its_follow_up():
+    row = next(item.recorded for item in tripod_items(_run()) if item.topic == "Outcome")
+    assert "positive class" not in row
+    assert "classes" not in row
+    assert row.startswith("Time to event. Column 'months' is each patient's follow-up")
+    assert row.endswith(
+        "Follow-up (median and IQR by reverse Kaplan-Meier): development: 400 patients, 160 "
+        "events, median follow-up 30 (IQR 10–40), longest 60; Kaplan-Meier risk by 12 months "
+        "10.0% (80 followed), by 36 months none followed this long; test: 100 patients, 40 "
+        "events, median follow-up 31 (IQR 10–40), longest 60; Kaplan-Meier risk by 12 months "
+        "10.0% (80 followed), by 36 months none followed this long.")

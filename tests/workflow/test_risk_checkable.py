@@ -1,6 +1,6 @@
 """Train's test figures at each horizon judged on the test split they are computed on, the
-headline td_auc and Uno's tau over the checkable horizons only, and no bootstrap CI nor
-calibration verdict from a handful of test events."""
+headline td_auc and Uno's tau over the checkable horizons only, no bootstrap CI nor
+calibration verdict from a handful of test events, and the follow-up of each split."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sksurv.metrics import concordance_index_ipcw
 from permed.models.risk import survival_y
 from permed.study import Study
 from permed.workflow import TrainConfig, evaluate_run, train_run
+from permed.workflow._risk import follow_up_summary
 
 STUDY = Study(task="risk", time="time", event="cens")
 
@@ -92,8 +93,58 @@ def test_the_report_states_no_figure_at_an_unchecked_horizon(late):
             "the development follow-up)") in html
 
 
+def test_train_records_the_follow_up_of_each_split(late):
+    _, run, metrics = late
+    outcome = metrics["outcome"]
+    follow_up = outcome["follow_up"]
+    assert follow_up["development"]["patients"] == 548
+    assert follow_up["test"]["patients"] == 138
+    assert follow_up["development"]["events"] + follow_up["test"]["events"] == outcome["event"]
+    assert outcome["median_follow_up_reverse_km"] == follow_up["development"]["median"]
+    # the plain median of the times, kept: far below the reverse Kaplan-Meier median
+    assert outcome["median_follow_up"] == follow_up["development"]["observed_median"] < \
+        outcome["median_follow_up_reverse_km"]
+    assert follow_up["test"]["followed"]["2150"] == 8
+    html = (run / "report.html").read_text().replace("&#39;", "'")
+    assert "Median follow-up, reverse Kaplan-Meier (IQR)" in html
+    assert "Outcome classes" not in html
+    assert "(positive)" not in html
+    from permed.report import render_markdown
+
+    checklist = render_markdown(run)
+    assert "positive class 'event'" not in checklist
+    assert "Time to event. Column 'time' is each patient's follow-up" in checklist
+    assert "median follow-up 1645 (IQR 1095–1965), longest 2612" in checklist
+
+
+def test_reverse_kaplan_meier_follow_up_matches_a_hand_count():
+    # censored at 2, 4, 5: reverse KM 3/4 after 2 (4 at risk), 3/8 after 4 (2 at risk), 0 at 5;
+    # Kaplan-Meier risk by 2.5: the event at 1 of 5 at risk
+    time = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    event = np.array([True, False, True, False, False])
+    summary = follow_up_summary(time, event, [2.5, 6.0])
+    assert (summary["median"], summary["iqr"], summary["max"]) == (4.0, [2.0, 5.0], 5.0)
+    assert summary["observed_median"] == 3.0
+    assert summary["km_risk"] == {"2.5": pytest.approx(1 / 5), "6": None}
+    assert summary["followed"] == {"2.5": 3, "6": 0}
+
+
+def test_reverse_kaplan_meier_follow_up_of_gbsg2_is_lifelines(tmp_path):
+    from permed.ingest import export_dataset
+
+    frame = pd.read_csv(export_dataset("gbsg2", tmp_path / "gbsg2.csv"))
+    summary = follow_up_summary(frame["time"].to_numpy(float), frame["cens"].to_numpy(bool),
+                                [365, 1825])
+    # lifelines 0.30.3: KaplanMeierFitter().fit(time, 1 - cens): median_survival_time_ 1645,
+    # percentile(0.75) 1100, percentile(0.25) 1976; fit(time, cens): 1 - S(365) 0.084442,
+    # 1 - S(1825) 0.508355
+    assert (summary["median"], summary["iqr"]) == (1645.0, [1100.0, 1976.0])
+    assert summary["km_risk"]["365"] == pytest.approx(0.084442, abs=1e-6)
+    assert summary["km_risk"]["1825"] == pytest.approx(0.508355, abs=1e-6)
+
+
 def test_evaluate_says_tau_is_the_last_checkable_horizon(late, tmp_path):
-    data, run, _ = late
+    data, run, development = late
     cohort = pd.read_csv(data)
     cohort["time"] = cohort["time"].clip(upper=1500)  # nobody followed to 2150
     cohort.to_csv(tmp_path / "cohort.csv", index=False)
@@ -101,6 +152,11 @@ def test_evaluate_says_tau_is_the_last_checkable_horizon(late, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["evaluation"]["uno_c_tau_rule"] == "the last checkable horizon"
     assert "tau = 1095 (the last checkable horizon)" in (out / "report.html").read_text()
+    follow_up = metrics["outcome"]["follow_up"]
+    assert follow_up["development"] == development["outcome"]["follow_up"]["development"]
+    assert follow_up["test"]["patients"] == 686
+    assert follow_up["test"]["km_risk"]["2150"] is None
+    assert metrics["outcome"]["median_follow_up_reverse_km"] == follow_up["test"]["median"]
 
 
 def _few_events(n: int = 300, events: int = 7, seed: int = 0) -> pd.DataFrame:

@@ -646,9 +646,14 @@ def _data_paragraph(run: RunFiles) -> str:
 
 
 def data_section(run: RunFiles) -> Section:
-    """Rows, development and test sizes, outcome classes and the predictors."""
+    """Rows, development and test sizes, outcome classes (a risk run: the time-to-event
+    outcome and its follow-up) and the predictors."""
     blocks: list[Block] = [Paragraph(_data_paragraph(run))]
-    classes = _class_table(run)
+    if run.task == "risk":  # a time to event, not classes: _risk builds on this module
+        from permed.report._risk import outcome_blocks
+
+        blocks += outcome_blocks(run)
+    classes = _class_table(run) if run.task != "risk" else None
     if classes is not None:
         blocks.append(classes)
     blocks.append(_feature_table(run))

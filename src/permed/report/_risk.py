@@ -202,6 +202,80 @@ def td_auc_plot(by_horizon: Mapping[str, Mapping[str, Any]], xlabel: str) -> str
 # --------------------------------------------------------------------------- sections
 
 
+def outcome_blocks(run: RunFiles) -> list[Block]:
+    """The data section's account of a time-to-event outcome (in place of outcome classes):
+    what the time and event columns mean, and the follow-up of each set of patients."""
+    outcome = run.metrics.get("outcome") or {}
+    blocks: list[Block] = [Paragraph(outcome_text(run))]
+    sets = _follow_up_sets(run)
+    if not sets:
+        return blocks
+    horizons = _horizons(run)
+    rows = [["Patients", *(fmt_num(f.get("patients")) for _, f in sets)],
+            ["Events", *(fmt_num(f.get("events")) for _, f in sets)],
+            ["Median follow-up, reverse Kaplan-Meier (IQR)",
+             *(_median_iqr(f) for _, f in sets)],
+            ["Longest follow-up", *(fmt_general(f.get("max")) for _, f in sets)]]
+    rows += [[f"Observed risk by {_at(run, h)} (Kaplan-Meier)",
+              *(_km_cell(f, h) for _, f in sets)] for h in horizons]
+    return [*blocks, Table(
+        header=["", *(name for name, _ in sets)], rows=rows,
+        caption=f"Follow-up ({_time_label(run)}) and outcome of the patients; "
+                f"{dig(outcome, 'follow_up', 'method') or 'reverse Kaplan-Meier'}")]
+
+
+def outcome_text(run: RunFiles) -> str:
+    """The outcome in words: time column and unit, event definition, censoring, counts."""
+    outcome = run.metrics.get("outcome") or {}
+    column = outcome.get("time") or "time"
+    unit = outcome.get("time_unit")
+    event = dig(run.metrics, "target", "column") or ""
+    event_column = outcome.get("event_column") or str(event).split(" (time:")[0] or "event"
+    return (f"Time to event. Column '{column}' is each patient's follow-up "
+            f"({f'in {unit}' if unit else 'in no declared unit'}) from the start of follow-up "
+            f"to the event or the last contact; the event is '{event_column}' = "
+            f"{outcome.get('event_value') or '1 (or True)'}. A patient without the event is "
+            "censored at the last contact: followed event-free until then, unknown after. "
+            f"{fmt_num(outcome.get('event'))} patients had the event and "
+            f"{fmt_num(outcome.get('censored'))} were censored"
+            + (" (the patients evaluated)." if run.external is not None else " (all rows)."))
+
+
+def follow_up_text(run: RunFiles) -> str:
+    """``development: median 1645 (IQR 1095-1965), longest 2612, 239 events, Kaplan-Meier
+    risk by 365 9.0%, ...; test: ...`` (empty for runs that did not record it)."""
+    parts = []
+    for name, f in _follow_up_sets(run):
+        risks = ", ".join(f"by {_at(run, h)} {_km_cell(f, h)}" for h in _horizons(run))
+        parts.append(f"{name.lower()}: {fmt_num(f.get('patients'))} patients, "
+                     f"{fmt_num(f.get('events'))} events, median follow-up "
+                     f"{_median_iqr(f, 'IQR ')}, "
+                     f"longest {fmt_general(f.get('max'))}; Kaplan-Meier risk {risks or DASH}")
+    return "; ".join(parts)
+
+
+def _follow_up_sets(run: RunFiles) -> list[tuple[str, Mapping[str, Any]]]:
+    found = dig(run.metrics, "outcome", "follow_up") or {}
+    names = (("development", "Development (from its run)"), ("test", "External cohort")) \
+        if run.external is not None else (("development", "Development"), ("test", "Test"))
+    return [(label, found[key]) for key, label in names
+            if isinstance(found, Mapping) and isinstance(found.get(key), Mapping)]
+
+
+def _median_iqr(follow_up: Mapping[str, Any], label: str = "") -> str:
+    iqr = follow_up.get("iqr") or [None, None]
+    return (f"{fmt_general(follow_up.get('median'))} ({label}{fmt_general(iqr[0])}\u2013"
+            f"{fmt_general(iqr[1])})")
+
+
+def _km_cell(follow_up: Mapping[str, Any], horizon: str) -> str:
+    followed = dig(follow_up, "followed", horizon)
+    if followed == 0:
+        return "none followed this long"
+    return (f"{fmt_pct(dig(follow_up, 'km_risk', horizon))}"
+            + (f" ({fmt_num(followed)} followed)" if isinstance(followed, int) else ""))
+
+
 def _meaning(run: RunFiles, metric: str) -> str:
     evaluation = run.metrics.get("evaluation") or {}
     if metric == "uno_c":

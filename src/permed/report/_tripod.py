@@ -32,7 +32,7 @@ from permed.report._html import (
     plural,
     todo,
 )
-from permed.report._risk import calibration_groups
+from permed.report._risk import calibration_groups, follow_up_text, outcome_text
 from permed.report._treat import VALUE_TITLE, performance_title
 
 MISSING_HANDLING = ("median/mode imputation with missing indicators, fitted inside each CV "
@@ -124,9 +124,21 @@ def _treat_outcome(run: RunFiles) -> TripodItem:
         "predictors and the treatment.")
 
 
+def _risk_outcome(run: RunFiles) -> TripodItem:
+    follow_up = follow_up_text(run)
+    return TripodItem(
+        "Outcome",
+        outcome_text(run) + (f" Follow-up (median and IQR by reverse Kaplan-Meier): "
+                             f"{follow_up}." if follow_up else ""),
+        "how and when the event was determined, whether it was assessed blind to the "
+        "predictors, and how patients lost to follow-up were handled.")
+
+
 def _outcome(run: RunFiles) -> TripodItem:
     if run.task == "treat":
         return _treat_outcome(run)
+    if run.task == "risk":
+        return _risk_outcome(run)
     positive = f"; positive class '{run.positive_class}'" if len(run.classes) == 2 else ""
     return TripodItem(
         "Outcome",

@@ -59,8 +59,9 @@ from permed.workflow._large import cohort_folds, folds_note
 from permed.workflow._referral import referral, shared_reasons
 from permed.workflow._result import RunResult, Timings
 
-__all__ = ["RISK_GROUPS", "RiskModel", "checkable_horizons", "evaluate_cohort", "read_outcome",
-           "risk_columns", "risk_estimators", "risk_fairness", "train_risk"]
+__all__ = ["FOLLOW_UP_METHOD", "RISK_GROUPS", "RiskModel", "checkable_horizons", "evaluate_cohort",
+           "follow_up_entry", "follow_up_summary", "read_outcome", "risk_columns",
+           "risk_estimators", "risk_fairness", "train_risk"]
 
 RISK_GROUPS = ("low", "intermediate", "high")
 CLIP_QUANTILES = (0.005, 0.995)
@@ -487,6 +488,9 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
                        fairness, (event, outcome.left_out, len(dev), len(test)))
     metrics["horizons"].update(checks)
     metrics["outcome"]["median_follow_up"] = float(np.median(data.time))
+    metrics["outcome"].update(follow_up_entry(
+        follow_up_summary(data.time, data.event, horizons),
+        follow_up_summary(time[test_idx], event[test_idx], horizons)))
     metrics["outcome"]["median_survival_limit"] = model.median_limit
     metrics["explanations"] = explained
     metrics["timings"] = dict(timings)
@@ -745,6 +749,56 @@ def risk_estimators(evaluation: Mapping[str, Any]) -> dict[str, str]:
             "td_auc": f"{METRIC_ESTIMATORS['td_auc']} checkable on the evaluated patients "
                       f"({averaged}; the others keep their own figure in td_auc_by_horizon)",
             "censoring_distribution": evaluation["censoring_distribution"]}
+
+
+# The reverse Kaplan-Meier follow-up (Schemper & Smith 1996): censoring is the "event", so a
+# patient who had the event counts as followed up to then and no further.
+FOLLOW_UP_METHOD = ("reverse Kaplan-Meier (censoring as the event; Schemper & Smith 1996): "
+                    "median and interquartile range of the potential follow-up")
+
+
+def follow_up_summary(time: np.ndarray, event: np.ndarray, horizons: Sequence[float]
+                      ) -> dict[str, Any]:
+    """How long a set of patients was followed, and their observed risk at each horizon.
+
+    Returns
+    -------
+    dict
+        ``patients``, ``events``, ``median`` (reverse Kaplan-Meier), ``iqr`` ([25th, 75th
+        percentile], reverse Kaplan-Meier; None where the curve does not fall that far),
+        ``max`` (the longest follow-up), ``observed_median`` (the plain median of the times),
+        and per horizon ``km_risk`` (1 - Kaplan-Meier, None when nobody is followed that long)
+        and ``followed`` (patients still followed there).
+    """
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    from permed.evaluate.survival import kaplan_meier_at
+
+    time, event = np.asarray(time, dtype=np.float64), np.asarray(event, dtype=bool)
+    steps, curve = kaplan_meier_estimator(~event, time)
+
+    def reached(level: float) -> float | None:
+        below = np.flatnonzero(curve <= level)
+        return float(steps[below[0]]) if len(below) else None
+
+    followed = {horizon_key(h): int((time >= h).sum()) for h in horizons}
+    return {"patients": len(time), "events": int(event.sum()), "median": reached(0.5),
+            "iqr": [reached(0.75), reached(0.25)], "max": float(time.max()),
+            "observed_median": float(np.median(time)),
+            "km_risk": {horizon_key(h): 1.0 - kaplan_meier_at(time, event, h)
+                        if followed[horizon_key(h)] else None for h in horizons},
+            "followed": followed}
+
+
+def follow_up_entry(development: Mapping[str, Any] | None, test: Mapping[str, Any],
+                    median_of: str = "development") -> dict[str, Any]:
+    """``outcome``'s follow-up keys: ``follow_up`` (:func:`follow_up_summary` of the
+    development and test patients) and ``median_follow_up_reverse_km``, the reverse
+    Kaplan-Meier median of ``median_of`` (``median_follow_up`` beside it is the plain median
+    of the same patients' times: the development split in train, the cohort in evaluate)."""
+    own = development if median_of == "development" else test
+    return {"median_follow_up_reverse_km": (own or {}).get("median"),
+            "follow_up": {"method": FOLLOW_UP_METHOD, "development": development, "test": test}}
 
 
 def checkable_horizons(time: np.ndarray, horizons: list[float], who: str) -> dict[str, Any]:

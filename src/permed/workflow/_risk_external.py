@@ -30,6 +30,8 @@ from permed.workflow._risk import (
     RiskModel,
     checkable_horizons,
     evaluate_cohort,
+    follow_up_entry,
+    follow_up_summary,
     read_outcome,
     risk_columns,
     risk_estimators,
@@ -98,6 +100,9 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
         "outcome": {**development.get("outcome", {}), **counts,
                     "max_follow_up": float(outcome.time.max()),
                     "median_follow_up": float(np.median(outcome.time)),
+                    **follow_up_entry(
+                        _development_follow_up(development),
+                        follow_up_summary(outcome.time, outcome.event, model.horizons), "test"),
                     "left_out_zero_time": outcome.left_out},
         "test": figures["test"], "td_auc_by_horizon": figures["td_auc_by_horizon"],
         "calibration": {"method": "none", "chosen_by": "the model's own survival curves, "
@@ -121,6 +126,13 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
                                                                     frame.columns)] if w]
                             + warnings)
     return write_external(out, run_dir, metrics, predictions, manifest)
+
+
+def _development_follow_up(development: dict[str, Any]) -> dict[str, Any] | None:
+    """The development split's follow-up as its run recorded it (None for runs before it was
+    recorded)."""
+    found = (development.get("outcome") or {}).get("follow_up") or {}
+    return found.get("development") if isinstance(found, dict) else None
 
 
 def _external_warnings(model: RiskModel, development: dict[str, Any], outside: pd.Series,
