@@ -52,10 +52,12 @@ from permed.exceptions import DataError
 if TYPE_CHECKING:
     from permed.study import Study
 
-__all__ = ["BirthDate", "BornAfterError", "FhirTable", "age_on", "birth_date", "fhir_datetime",
-           "latest_date", "read_fhir", "resource_problems"]
+__all__ = ["IGNORED_STATUS", "BirthDate", "BornAfterError", "FhirTable", "age_on", "birth_date",
+           "fhir_datetime", "latest_date", "read_fhir", "resource_problems"]
 
 LOINC = "http://loinc.org"
+# Observation statuses that say the result does not stand: neither training nor serving reads it
+IGNORED_STATUS = ("entered-in-error", "cancelled")
 _ACTIVE = {"active", "recurrence", "relapse"}
 _US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-"
 _STATS = ("latest", "mean", "min", "max", "count")

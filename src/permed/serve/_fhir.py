@@ -30,6 +30,8 @@ from typing import Any
 
 import pandas as pd
 
+from permed.ingest._ucum import UCUM, UnitError, convert
+from permed.ingest.fhir import IGNORED_STATUS as _IGNORED_STATUS
 from permed.ingest.fhir import (
     BornAfterError,
     age_on,
@@ -46,66 +48,7 @@ __all__ = ["FhirError", "FhirInput", "UCUM", "UnitError", "convert", "features_f
 
 LOINC = "http://loinc.org"
 UCUM_SYSTEM = "http://unitsofmeasure.org"
-_IGNORED_STATUS = ("entered-in-error", "cancelled")
 _EPOCH = pd.Timestamp(0, tz="UTC")
-
-# UCUM code -> (dimension, factor, offset): value in the dimension's base = value * factor + offset
-UCUM: dict[str, tuple[str, float, float]] = {
-    "kg": ("mass", 1.0, 0.0), "g": ("mass", 1e-3, 0.0), "mg": ("mass", 1e-6, 0.0),
-    "[lb_av]": ("mass", 0.45359237, 0.0), "[oz_av]": ("mass", 0.028349523125, 0.0),
-    "m": ("length", 1.0, 0.0), "cm": ("length", 0.01, 0.0), "mm": ("length", 1e-3, 0.0),
-    "[in_i]": ("length", 0.0254, 0.0), "[ft_i]": ("length", 0.3048, 0.0),
-    "K": ("temperature", 1.0, 0.0), "Cel": ("temperature", 1.0, 273.15),
-    "[degF]": ("temperature", 5 / 9, 459.67 * 5 / 9),
-    "/s": ("frequency", 1.0, 0.0), "/min": ("frequency", 1 / 60, 0.0),
-    "{beats}/min": ("frequency", 1 / 60, 0.0), "{breaths}/min": ("frequency", 1 / 60, 0.0),
-    "/h": ("frequency", 1 / 3600, 0.0),
-    "%": ("fraction", 0.01, 0.0), "1": ("fraction", 1.0, 0.0),
-    "Pa": ("pressure", 1.0, 0.0), "kPa": ("pressure", 1000.0, 0.0),
-    "mm[Hg]": ("pressure", 133.322387415, 0.0), "cm[H2O]": ("pressure", 98.0665, 0.0),
-    "g/L": ("mass concentration", 1.0, 0.0), "g/dL": ("mass concentration", 10.0, 0.0),
-    "mg/dL": ("mass concentration", 0.01, 0.0), "mg/L": ("mass concentration", 1e-3, 0.0),
-    "ug/mL": ("mass concentration", 1e-3, 0.0), "ng/mL": ("mass concentration", 1e-6, 0.0),
-    "mol/L": ("substance concentration", 1000.0, 0.0),
-    "mmol/L": ("substance concentration", 1.0, 0.0),
-    "umol/L": ("substance concentration", 1e-3, 0.0),
-    "nmol/L": ("substance concentration", 1e-6, 0.0),
-    "kg/m2": ("body mass index", 1.0, 0.0),
-    "a": ("time", 365.25, 0.0), "mo": ("time", 365.25 / 12, 0.0), "wk": ("time", 7.0, 0.0),
-    "d": ("time", 1.0, 0.0), "h": ("time", 1 / 24, 0.0), "min": ("time", 1 / 1440, 0.0),
-    "U/L": ("catalytic concentration", 1.0, 0.0),
-    "10*3/uL": ("number concentration", 1.0, 0.0), "10*9/L": ("number concentration", 1.0, 0.0),
-}
-
-
-class UnitError(ValueError):
-    """A unit that is not known, or not convertible to the one expected."""
-
-
-def convert(value: float, unit: str, target: str) -> float:
-    """``value`` in UCUM ``unit`` expressed in ``target``.
-
-    Raises
-    ------
-    UnitError
-        Either unit is unknown, or they measure different things.
-
-    Examples
-    --------
-    >>> round(convert(98.6, "[degF]", "Cel"), 2)
-    37.0
-    """
-    if unit == target:
-        return value
-    if unit not in UCUM:
-        raise UnitError(f"unit '{unit}' is not a UCUM unit permed can convert")
-    if target not in UCUM:
-        raise UnitError(f"the model's unit '{target}' is not a UCUM unit permed can convert")
-    dimension, factor, offset = UCUM[unit]
-    expected, target_factor, target_offset = UCUM[target]
-    if dimension != expected:
-        raise UnitError(f"unit '{unit}' measures {dimension}, not {expected} ('{target}')")
-    return (value * factor + offset - target_offset) / target_factor
 
 
 @dataclass
