@@ -13,7 +13,7 @@ from permed.cli.main import app
 from permed.exceptions import DataError, PermedError
 from permed.ingest.images import ImageReadError, export_npz_images
 from permed.study import Study
-from permed.testing import shared_data
+from permed.testing import run_permed, shared_data
 from permed.workflow import TrainConfig, train_run
 
 pytest.importorskip("monai")
@@ -105,6 +105,22 @@ def test_a_corrupt_image_stops_training_by_default(xrays, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_every_corrupt_image_is_named_in_one_error(xrays, tmp_path):
+    # training stopped at the first corrupt file: a second one was found only on the next run
+    table = _with_a_corrupt_image(xrays, tmp_path)
+    frame = pd.read_csv(table)
+    (tmp_path / "empty.png").write_bytes(b"")
+    frame.loc[7, "image_path"] = str(tmp_path / "empty.png")
+    frame.to_csv(table, index=False)
+    study = Study(task="diagnose", target="label", images="image_path")
+    with pytest.raises(ImageReadError, match=re.escape(
+            f"2 image files cannot be read; the first: image file '{tmp_path / 'broken.png'}' "
+            "could not be read as PNG/JPEG")) as caught:
+        train_run(table, study, TrainConfig(n_boot=100, image_settings={"max_epochs": 1}),
+                  tmp_path / "run")
+    assert str(caught.value).endswith("the others: 'empty.png'")
+
+
 def test_on_bad_file_skip_leaves_the_image_out(xrays, tmp_path):
     table = _with_a_corrupt_image(xrays, tmp_path)
     study = Study(task="diagnose", target="label", images="image_path", on_bad_file="skip")
@@ -114,6 +130,29 @@ def test_on_bad_file_skip_leaves_the_image_out(xrays, tmp_path):
     assert images["read"] == 39
     (skipped,) = images["skipped"]
     assert skipped.startswith(f"image file '{tmp_path / 'broken.png'}' could not be read")
+    # the manifest lists it with the other warnings (it had only been printed)
+    warnings = json.loads((run / "manifest.json").read_text())["warnings"]
+    assert f"image left out: {skipped}" in warnings
+
+    # a run trained to stop at a bad file scores a batch around one with --on-bad-file skip
+    strict = train_run(xrays, Study(task="diagnose", target="label", images="image_path"),
+                       TrainConfig(n_boot=100, image_settings={"max_epochs": 1}),
+                       tmp_path / "strict")
+    result = run_permed("predict", strict, table)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "broken.png" in result.stderr
+    assert "or pass --on-bad-file skip" in " ".join(result.stderr.split())
+    scored = tmp_path / "scored.csv"
+    result = CliRunner().invoke(app, ["predict", str(strict), str(table), "--out", str(scored),
+                                      "--on-bad-file", "skip"])
+    assert result.exit_code == 0, result.output
+    assert "1 of 40 images could not be read" in " ".join(result.output.split())
+    scored = pd.read_csv(scored, keep_default_na=False)
+    assert len(scored) == 40
+    assert scored.loc[3, "prob_1"] == ""
+    assert scored.loc[3, "image_error"].startswith("image file")
+    assert (scored.drop(index=3)["image_error"] == "").all()
 
 
 def test_missing_files_are_reported_before_training(xrays, tmp_path):
@@ -123,8 +162,8 @@ def test_missing_files_are_reported_before_training(xrays, tmp_path):
     study = Study(task="diagnose", target="label", images="image_path")
     try:
         with pytest.raises(DataError, match=re.escape(
-                "image column 'image_path' names 2 unusable files (row 0: "
-                f"'{(xrays / 'gone.png').resolve()}' does not exist; row 5: "
+                "image column 'image_path' names 2 unusable files (row 1: "
+                f"'{(xrays / 'gone.png').resolve()}' does not exist; row 6: "
                 f"'{(xrays / 'notes.txt').resolve()}' suffix '.txt' is not an image format): "
                 "fix them, or pass --on-bad-file skip to leave them out")):
             train_run(xrays / "bad.csv", study, TrainConfig(n_boot=100), tmp_path / "run")

@@ -43,6 +43,9 @@ def predict(
     cluster: str | None = typer.Option(
         None, "--cluster", help="Score partitions on a Dask scheduler (tcp://HOST:8786); "
         "default: PERMED_DASK_SCHEDULER, else in this process."),
+    on_bad_file: str | None = typer.Option(
+        None, help="Image models: fail | skip: stop at an unreadable image, or score the other "
+        "rows and give its row the reason in image_error (default: the run's training setting)."),
 ) -> None:
     """Score new patients: one output row per input row.
 
@@ -53,7 +56,8 @@ def predict(
     Example: permed predict runs/heart new_patients.csv --out preds.csv --explain
     """
     shifts: list[str] = []  # columns recorded unlike development: told on standard error
-    if should_stream(data, out_file, batch_size, explain):  # large inputs: permed.workflow._batch
+    # large inputs: permed.workflow._batch (tables; an image model reads its files here)
+    if on_bad_file is None and should_stream(data, out_file, batch_size, explain):
         with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
             rows = predict_streamed(run_dir, data, out_file, batch_size, cluster,
                                     warn=shifts.append, missing=split_list(missing))
@@ -67,7 +71,7 @@ def predict(
     with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
         with RichProgress(quiet or out_file is None).step("scoring"):
             predictions = predict_run(run_dir, data, explain=explain, warn=shifts.append,
-                                      missing=split_list(missing))
+                                      missing=split_list(missing), on_bad_file=on_bad_file)
         write_table(predictions, out_file)
         audit.add(rows=len(predictions), output="file" if out_file else "stdout")
         audit.output = out_file

@@ -247,22 +247,36 @@ def load_images(paths: Sequence[str | Path], shape: Sequence[int],
     Raises
     ------
     ImageReadError
-        With ``"fail"``: the first file that cannot be read.
+        With ``"fail"``: after trying every file, the unreadable ones (the first named in
+        full, the others counted and listed by row), so that one run shows all to fix.
     """
     if on_bad_file not in ON_BAD_FILE:
         raise DataError(f"--on-bad-file '{on_bad_file}' is not known; use fail or skip")
     images, read, problems = [], np.zeros(len(paths), dtype=bool), []
+    failures: list[tuple[int, ImageReadError]] = []
     for i, path in enumerate(paths):
         try:
             images.append(load_image(path, shape))
         except ImageReadError as exc:
-            if on_bad_file == "fail":
-                raise
+            failures.append((i, exc))
             problems.append(str(exc).split(": check")[0].split(", or pass")[0])
         else:
             read[i] = True
+    if failures and on_bad_file == "fail":
+        raise _all_failures(failures)
     empty = np.zeros((0, 1, *shape), dtype=np.float32)
     return (np.stack(images) if images else empty), read, problems
+
+
+def _all_failures(failures: list[tuple[int, ImageReadError]]) -> ImageReadError:
+    """One error for every unreadable file: the first as it was, the others by name."""
+    first = failures[0][1]
+    if len(failures) == 1:
+        return first
+    others = ", ".join(f"'{Path(exc.path).name}'" for _, exc in failures[1:6])
+    more = f" and {len(failures) - 6} more" if len(failures) > 6 else ""
+    return ImageReadError(first.path, f"{len(failures)} image files cannot be read; the first: "
+                                      f"{first}; the others: {others}{more}")
 
 
 def resolve_image_paths(frame: pd.DataFrame, column: str) -> pd.Series:

@@ -21,7 +21,8 @@ _SHOWN = 3
 
 
 def _problem_files(paths: pd.Series) -> list[tuple[int, str, str]]:
-    """(row, path, reason) for each path that is missing or not an image format."""
+    """(row position from 0, path, reason) for each path that is missing or not an image
+    format; messages count rows from 1, as ``rows_text`` does."""
     from pathlib import Path
 
     from permed.ingest.images import IMAGE_SUFFIXES
@@ -61,7 +62,7 @@ def check_images(frame: pd.DataFrame, study: Study, report: ValidationReport) ->
              f"{consequence}{fusion}", column)
     problems = _problem_files(paths)
     if problems:
-        shown = "; ".join(f"row {r}: '{p}' {why}" for r, p, why in problems[:_SHOWN])
+        shown = "; ".join(f"row {r + 1}: '{p}' {why}" for r, p, why in problems[:_SHOWN])
         more = f" and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
         flag(f"image column '{column}' names {len(problems)} unusable files ({shown}{more}): "
              f"{consequence}", column)

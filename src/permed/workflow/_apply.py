@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from permed.evaluate import cautions, classification_report
 from permed.exceptions import BundleError, DataError, PermedError
 from permed.fairness import audit_classification, saved_bin_edges
 from permed.ingest import TableInfo, read_table
+from permed.ingest.images import ON_BAD_FILE
 from permed.privacy import active_key, write_bytes
 from permed.study import FittedSchema, Study, as_category
 from permed.study._columns import rows_text
@@ -64,7 +66,7 @@ def write_table(frame: pd.DataFrame, out: str | Path | None) -> None:
 
 def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False,
                 warn: Callable[[str], None] | None = None,
-                missing: Sequence[str] = ()) -> pd.DataFrame:
+                missing: Sequence[str] = (), on_bad_file: str | None = None) -> pd.DataFrame:
     """Score every row of a new table with a trained run; one output row per input row.
 
     With ``explain``, the columns of ``model.explain_frame`` (each patient's top factors in
@@ -72,18 +74,38 @@ def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False,
     lie almost all beyond development's (another unit or coding; see
     ``FittedSchema.missing_warnings`` and ``scale_warnings``), is told to ``warn`` (default: a
     :class:`ShiftWarning`); the predictions are the same. ``missing`` lists the table's own
-    missing-value markers, read as missing beside the development study's.
+    missing-value markers, read as missing beside the development study's. ``on_bad_file``
+    (``"fail"`` or ``"skip"``) replaces, for an image or fusion model, the training setting
+    for this table: with ``"skip"`` an unreadable image gives its row empty probabilities and
+    the reason in ``image_error``, told to ``warn``.
     """
     model, schema = load_bundle(run_dir)
+    if on_bad_file is not None:
+        model = _reading_images(model, on_bad_file)
     frame, _ = read_table(data, **schema.reading(missing))
     predictions = model.predict_frame(frame)
     for message in schema.shift_warnings(frame):
         (warn or warn_shift)(message)
+    unread = int((predictions.get("image_error", pd.Series(dtype=object)) != "").sum())
+    if unread:
+        (warn or warn_shift)(f"{unread} of {len(predictions)} images could not be read: their "
+                             "rows have no probabilities, and the reason is in image_error")
     if not explain:
         return predictions
     if not hasattr(model, "explain_frame"):
         raise BundleError(f"--explain is not available for {schema.task} runs yet; leave it out")
     return pd.concat([predictions, model.explain_frame(frame).reset_index(drop=True)], axis=1)
+
+
+def _reading_images(model: Any, on_bad_file: str) -> Any:
+    """``model`` reading unreadable images as ``on_bad_file`` says (a model without images:
+    refused, the option would do nothing)."""
+    if on_bad_file not in ON_BAD_FILE:
+        raise PermedError(f"--on-bad-file '{on_bad_file}' is not known; use fail or skip")
+    if getattr(model, "image_column", None) is None:
+        raise PermedError("--on-bad-file applies to image models; this run reads no images: "
+                          "leave it out")
+    return dataclasses.replace(model, on_bad_file=on_bad_file)
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,

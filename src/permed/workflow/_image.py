@@ -127,8 +127,9 @@ def train_image(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     size = _image_size(paths)
     with timings("read_images"):
         images, read, skipped = load_images(list(paths), size, study.on_bad_file)
-    for problem in skipped:
-        progress.note(f"warning: left out: {problem}")
+    left_out = [f"image left out: {problem}" for problem in skipped]
+    for warning in left_out:
+        progress.note(f"warning: {warning}")
     frame = frame[read]
     labels = as_category(frame[study.target])
     classes = target_classes(labels, config)
@@ -184,7 +185,8 @@ def train_image(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     if "per_class" in evaluation:
         metrics["per_class"] = evaluation["per_class"]
     predictions = _predictions(frame, test_idx, study, classes, y[test_idx], proba, model)
-    return RunResult("diagnose", metrics, predictions, model, schema, files=files)
+    return RunResult("diagnose", metrics, predictions, model, schema, warnings=left_out,
+                     files=files)
 
 
 def _image_size(paths: pd.Series) -> tuple[int, ...]:

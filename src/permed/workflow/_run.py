@@ -98,8 +98,9 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
         result = trainer(frame, study, validation, config, engine, progress)
     finally:
         engine.close()
-    # how the table was read (separators removed, an encoding) joins the manifest and report
-    result.warnings = [*info.notes, *(f.message for f in validation.warnings)]
+    # how the table was read (separators removed, an encoding) and what validation and the
+    # trainer found (images left out) join the manifest and report
+    result.warnings = [*info.notes, *(f.message for f in validation.warnings), *result.warnings]
     for caution in cautions(result.metrics):  # test figures that say little
         progress.note(f"warning: {caution}")
         result.warnings.append(caution)
