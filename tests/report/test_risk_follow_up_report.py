@@ -169,3 +169,12 @@ def test_the_tripod_outcome_row_is_a_time_to_event_with_its_follow_up():
         "10.0% (80 followed), by 36 months none followed this long; test: 100 patients, 40 "
         "events, median follow-up 31 (IQR 10–40), longest 60; Kaplan-Meier risk by 12 months "
         "10.0% (80 followed), by 36 months none followed this long.")
+
+
+def test_the_model_card_describes_a_time_to_event_not_classes():
+    # it said "predicting status (time: months) (classes censored, event)"
+    from permed.report._card import _details
+
+    details = _details(_run())
+    assert "classes" not in details
+    assert "(time to event, censored patients followed until their last contact)" in details

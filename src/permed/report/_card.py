@@ -50,7 +50,9 @@ def _details(run: RunFiles) -> str:
     calibration = dig(run.metrics, "calibration", "method")
     threshold = dig(run.metrics, "threshold", "value")
     parts = [f"{run.task} model '{model}' predicting {run.target}"]
-    if run.classes:
+    if run.task == "risk":  # a time to event, not classes: censored patients are not 'no event'
+        parts.append("(time to event, censored patients followed until their last contact)")
+    elif run.classes:
         parts.append(f"(classes {', '.join(run.classes)})")
     text = " ".join(parts) + "."
     if calibration:
