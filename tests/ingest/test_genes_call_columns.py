@@ -29,9 +29,9 @@ def test_repeated_call_columns_are_left_out_of_an_expression_matrix(tmp_path, ca
 
 
 def test_other_repeated_names_of_an_expression_matrix_are_refused(tmp_path):
-    path = _write(tmp_path / "g.csv", "Gene Description,Gene Accession Number,1,call,1,call")
+    path = _write(tmp_path / "g.csv", "Gene Description,Gene Accession Number,s1,call,s1,call")
     with pytest.raises(DataError, match=re.escape(
-            f"data file '{path}' has duplicate column names '1' (columns 3 and 5): rename "
+            f"data file '{path}' has duplicate column names 's1' (columns 3 and 5): rename "
             "them so each is unique")):
         read_expression(path)
 

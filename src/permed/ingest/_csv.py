@@ -116,8 +116,9 @@ def sniff_csv(source: str | Path | io.BytesIO, suffix: str, label: str,
     Raises
     ------
     DataError
-        The file is not text, is neither UTF-8 nor Windows-1252, repeats a column name, mixes
-        decimal marks, has only ambiguous numbers, or ends with a footer line.
+        The file is not text, is neither UTF-8 nor Windows-1252, has no header row (see
+        :func:`_header_as_data`), repeats a column name, mixes decimal marks, has only
+        ambiguous numbers, or ends with a footer line.
     """
     with _opened(source) as stream:
         size = stream.seek(0, io.SEEK_END)
@@ -130,6 +131,7 @@ def sniff_csv(source: str | Path | io.BytesIO, suffix: str, label: str,
         delimiter = "\t" if suffix == ".tsv" else _delimiter(text, truncated)
         records = _numbered(text, delimiter, truncated)
         header = tuple(records[0][1]) if records else ()
+        _refuse_headless(header, records[1:], label)
         duplicates = duplicate_names(header, repeatable)
         if duplicates:
             raise DataError(f"data file '{label}' has duplicate column names {duplicates}: "
@@ -342,6 +344,69 @@ def _numbered(text: str, delimiter: str, truncated: bool) -> list[tuple[int, lis
     except csv.Error:
         pass
     return records
+
+
+def _header_as_data(header: tuple[str, ...], rows: list[tuple[int, list[str]]]) -> str:
+    """Why the first row of a file reads as data rather than column names ('' when it does not),
+    in words that quote none of its cells (they may be a patient's values).
+
+    A file exported without its header row starts with the first patient. Its first row is
+    taken for data when
+
+    * every cell (of two or more) is a number;
+    * a cell is a number written with a decimal mark or a sign (``2.3``, ``-1``): no name is;
+    * a number repeats (``1`` in columns 2, 3 and 6): numbered columns (Golub's samples
+      ``1``, ``2``...) and years are named once each; or
+    * a cell is text longer than any name (over :data:`_LONG_NAME` characters, or more than
+      one line holding a sentence's end) above a column of text that long: a note written
+      where its name should be. A long question label (a REDCap export) above short answers
+      is a name.
+
+    So a header of names with some numbers (``patient,2019,2020``; ``1007_s_at``, a probe id)
+    is kept; a header of numbers alone (``2019,2020``) is not.
+    """
+    cells = [cell.strip() for cell in header]
+    filled = [(position, cell) for position, cell in enumerate(cells, start=1) if cell]
+    numbers = [(position, cell) for position, cell in filled if _kind(cell) is not None]
+    if len(filled) >= 2 and len(numbers) == len(filled):
+        return f"all {len(filled)} of its cells are numbers"
+    for position, cell in numbers:
+        if _kind(cell) != "integer" or cell[0] in "+-":
+            return f"column {position} holds a number written with a decimal mark or a sign"
+    seen: dict[str, list[int]] = {}
+    for position, cell in numbers:
+        seen.setdefault(cell, []).append(position)
+    repeated = next((p for p in seen.values() if len(p) > 1), None)
+    if repeated:
+        return f"one number stands in columns {_and([str(p) for p in repeated])}"
+    for position, cell in filled:
+        if _long_text(cell) and _long_column(rows, position - 1):
+            return (f"column {position} holds {len(cell)} characters of text, as long as the "
+                    "values below it")
+    return ""
+
+
+_LONG_NAME = 100  # characters: longer than a column name (a REDCap question aside)
+_SENTENCE_END = re.compile(r"[.!?](\s|$)")
+
+
+def _long_text(cell: str) -> bool:
+    return len(cell) > _LONG_NAME or ("\n" in cell and bool(_SENTENCE_END.search(cell)))
+
+
+def _long_column(rows: list[tuple[int, list[str]]], position: int) -> bool:
+    """Whether the column's sampled values are mostly (the median) over ``_LONG_NAME``."""
+    lengths = sorted(len(row[position].strip()) for _, row in rows
+                     if position < len(row) and row[position].strip() not in MISSING)
+    return bool(lengths) and lengths[len(lengths) // 2] > _LONG_NAME
+
+
+def _refuse_headless(header: tuple[str, ...], rows: list[tuple[int, list[str]]],
+                     label: str) -> None:
+    why = _header_as_data(header, rows)
+    if why:
+        raise DataError(f"data file '{label}': the first row looks like data, not column names "
+                        f"({why}): add a header row naming each column")
 
 
 def _fields(records: list[tuple[int, list[str]]]) -> tuple[int, float]:
