@@ -60,9 +60,8 @@ def fhir(
                   f"learn from; validation refuses them as features), so {written} lists them "
                   f"under drop: {', '.join(study.drop)}", highlight=False, markup=False)
     _print_served(table.frame, study)
-    for code, count in table.dropped_units.items():
-        err.print(f"warning: LOINC {code}: {count} value(s) in a unit other than the code's "
-                  "main unit were left out", highlight=False)
+    for note in table.notes:  # the warnings are issued by read_fhir (ReadWarning)
+        out.print(note, highlight=False, soft_wrap=True)
 
 
 def _print_served(frame: pd.DataFrame, study: Study) -> None:

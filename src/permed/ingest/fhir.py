@@ -19,8 +19,11 @@ Per patient:
   are protected health information and no model needs them.
 - Each LOINC-coded Observation with a quantity, including the components of panels such as
   blood pressure (85354-9 -> 8480-6 systolic, 8462-4 diastolic): ``<name>_<code>_latest``,
-  ``_mean``, ``_min``, ``_max`` and ``_count``. Each code keeps its most frequent UCUM unit;
-  values in another unit are left out and counted in :attr:`FhirTable.dropped_units`.
+  ``_mean``, ``_min``, ``_max`` and ``_count``, in the code's most frequent UCUM unit. A value
+  in another unit is converted with the table ``permed serve`` uses (:mod:`permed.ingest._ucum`;
+  ``mg/dl`` is ``mg/dL``); one that cannot be (another dimension, a unit not in the table) is
+  left out, counted in :attr:`FhirTable.dropped_units` and in a warning naming the code, both
+  units and how many values and patients.
 - Each Condition that is active (``clinicalStatus`` active, recurrence or relapse, or no
   status and no abatement) as a 0/1 indicator ``condition_<code>_<name>``.
 
@@ -38,6 +41,7 @@ import calendar
 import json
 import math
 import re
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -48,6 +52,8 @@ import numpy as np
 import pandas as pd
 
 from permed.exceptions import DataError
+from permed.ingest._csv import ReadWarning
+from permed.ingest._ucum import UCUM, UnitError, convert, ucum_unit
 
 if TYPE_CHECKING:
     from permed.study import Study
@@ -78,9 +84,15 @@ class FhirTable:
     loinc : dict of str to str
         The LOINC code behind each ``_latest`` column (for a study's ``[fhir]`` section).
     dropped_units : dict of str to int
-        Per LOINC code, values left out because their unit differs from the code's main unit.
+        Per LOINC code, values left out because their unit cannot be converted to the code's
+        main unit.
     files : int
         Files read.
+    notes : list of str
+        What was done to the values as the rules say (units converted), for the record.
+    warnings : list of str
+        What was left out or read with a caveat, with counts (each also issued as a
+        :class:`~permed.ingest.ReadWarning`).
     """
 
     frame: pd.DataFrame
@@ -88,6 +100,12 @@ class FhirTable:
     loinc: dict[str, str] = field(default_factory=dict)
     dropped_units: dict[str, int] = field(default_factory=dict)
     files: int = 0
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        warnings.warn(message, ReadWarning, stacklevel=3)
 
     def constant(self) -> list[str]:
         """The columns with one value (or none) for every patient: nothing to learn from.
@@ -532,15 +550,58 @@ def _collect(resources: list[dict[str, Any]], into: _Collected) -> None:
                 into.conditions[who].add(code)
 
 
+def _why_not(unit: str, expected: str) -> str:
+    """Why a value in ``unit`` cannot be expressed in ``expected``, and the fix."""
+    if not unit or not expected:
+        return "a value without a unit cannot be compared with one in a unit: send " \
+               "valueQuantity.code in UCUM"
+    for code in (unit, expected):
+        if ucum_unit(code) not in UCUM:
+            return (f"'{code}' is not in permed's table of UCUM units: correct the unit code, or "
+                    "convert the values before ingest")
+    dimensions = [UCUM[ucum_unit(code)][0] for code in (unit, expected)]
+    why = f"'{unit}' measures {dimensions[0]}, '{expected}' {dimensions[1]}"
+    if set(dimensions) == {"mass concentration", "substance concentration"}:
+        return (f"{why}, and converting between them needs the analyte's molar mass: convert "
+                "them before ingest, or give them the LOINC code of the molar measurement")
+    return f"{why}: correct the unit code, or the Observation's code"
+
+
+def _unit_text(unit: str) -> str:
+    return f"'{unit}'" if unit else "no unit"
+
+
+def _convert_units(obs: pd.DataFrame, table: FhirTable) -> tuple[pd.DataFrame, pd.Series]:
+    """Each code's values in its most frequent unit: the others converted, or left out (and
+    warned about) where they cannot be."""
+    obs = obs.assign(unit=obs["unit"].map(ucum_unit)).reset_index(drop=True)
+    main_unit = obs.groupby("code")["unit"].agg(lambda u: Counter(u).most_common(1)[0][0])
+    other = obs[obs["unit"].to_numpy() != main_unit.reindex(obs["code"]).to_numpy()]
+    values, keep = obs["value"].to_numpy(copy=True), np.ones(len(obs), dtype=bool)
+    for (code, unit), rows in other.groupby(["code", "unit"], sort=True):
+        expected = str(main_unit[code])
+        try:
+            values[rows.index] = [convert(v, unit, expected) for v in rows["value"]]
+        except UnitError:
+            keep[rows.index] = False
+            table.dropped_units[code] = table.dropped_units.get(code, 0) + len(rows)
+            table.warn(f"LOINC {code}: {len(rows)} value(s) of {rows['patient_id'].nunique()} "
+                       f"patient(s) in {_unit_text(unit)} cannot be converted to "
+                       f"{_unit_text(expected)} (the code's most frequent unit), so they are "
+                       f"left out: {_why_not(unit, expected)}")
+            continue
+        table.notes.append(f"LOINC {code}: {len(rows)} value(s) in '{unit}' converted to "
+                           f"'{expected}', the code's most frequent unit")
+    return obs.assign(value=values)[keep], main_unit
+
+
 def _observation_columns(collected: _Collected, table: FhirTable) -> pd.DataFrame:
     if not collected.observations:
         return pd.DataFrame()
     obs = pd.DataFrame(collected.observations,
                        columns=["patient_id", "code", "name", "value", "unit", "when"])
-    main_unit = obs.groupby("code")["unit"].agg(lambda u: Counter(u).most_common(1)[0][0])
-    keep = obs["unit"].to_numpy() == main_unit.reindex(obs["code"]).to_numpy()
-    table.dropped_units = {str(k): int(v) for k, v in obs[~keep]["code"].value_counts().items()}
-    obs = obs[keep].sort_values("when", na_position="first", kind="stable")
+    obs, main_unit = _convert_units(obs, table)
+    obs = obs.sort_values("when", na_position="first", kind="stable")
     names = obs.groupby("code")["name"].first()
     grouped = obs.groupby(["patient_id", "code"])["value"]
     stats = grouped.agg(["last", "mean", "min", "max", "count"]).rename(columns={"last": "latest"})

@@ -1,0 +1,83 @@
+"""How permed ingest fhir reads what a hospital's FHIR export holds: units, statuses, the as-of
+date, references, coded values, duplicates (small Bundles written for each case)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from permed.ingest.fhir import read_fhir
+
+LOINC = "http://loinc.org"
+GLUCOSE = "glucose_2345_7"
+
+
+def observation(patient: str, value: float, unit: str = "mg/dL", *,
+                when: str = "2024-01-01T08:00:00Z", code: str = "2345-7",
+                display: str = "Glucose", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final",
+            "subject": {"reference": f"Patient/{patient}"}, "effectiveDateTime": when,
+            "code": {"coding": [{"system": LOINC, "code": code, "display": display}]},
+            "valueQuantity": {"value": value, "unit": unit,
+                              "system": "http://unitsofmeasure.org", "code": unit}, **extra}
+
+
+def patient(pid: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1970-05-02",
+            **extra}
+
+
+def write_bundle(path: Path, *resources: dict[str, Any], patients: tuple[str, ...] = ("p1",),
+                 ) -> Path:
+    entries = [{"resource": r} for r in [*map(patient, patients), *resources]]
+    path.write_text(json.dumps({"resourceType": "Bundle", "type": "collection",
+                                "entry": entries}))
+    return path
+
+
+def rows(table) -> dict[str, dict[str, Any]]:
+    return table.frame.set_index("patient_id").to_dict(orient="index")
+
+
+def test_values_in_another_unit_are_converted_as_serve_converts_them(tmp_path):
+    path = write_bundle(
+        tmp_path / "b.json", observation("p1", 37.0, "Cel", code="8310-5", display="Body temp"),
+        observation("p2", 98.6, "[degF]", code="8310-5", display="Body temp"),
+        observation("p3", 37.5, "Cel", code="8310-5", display="Body temp"),
+        patients=("p1", "p2", "p3"))
+    table = read_fhir(path)
+    assert table.frame["body_temp_8310_5_latest"].tolist() == pytest.approx([37.0, 37.0, 37.5])
+    assert table.units["body_temp_8310_5_latest"] == "Cel"
+    assert table.notes == [
+        "LOINC 8310-5: 1 value(s) in '[degF]' converted to 'Cel', the code's most frequent unit"]
+    assert table.warnings == []
+
+
+def test_a_unit_spelled_another_way_that_ucum_allows_is_the_same_unit(tmp_path):
+    path = write_bundle(tmp_path / "b.json", observation("p1", 100), observation("p2", 180),
+                        observation("p3", 120, "mg/dl"), patients=("p1", "p2", "p3"))
+    table = read_fhir(path)
+    assert table.frame[f"{GLUCOSE}_latest"].tolist() == [100, 180, 120]
+    assert table.units[f"{GLUCOSE}_latest"] == "mg/dL"
+    assert (table.warnings, table.dropped_units) == ([], {})
+
+
+def test_a_value_that_cannot_be_converted_is_left_out_and_named(tmp_path):
+    path = write_bundle(tmp_path / "b.json", observation("p1", 100), observation("p2", 180),
+                        observation("p3", 5.5, "mmol/L"), observation("p3", 6.1, "mmol/L"),
+                        patients=("p1", "p2", "p3"))
+    with pytest.warns(UserWarning, match=re.escape("LOINC 2345-7: 2 value(s) of 1 patient(s)")):
+        table = read_fhir(path)
+    assert table.frame[f"{GLUCOSE}_count"].tolist()[:2] == [1, 1]
+    assert table.frame[f"{GLUCOSE}_latest"].isna().tolist() == [False, False, True]
+    assert table.dropped_units == {"2345-7": 2}
+    assert table.warnings == [
+        "LOINC 2345-7: 2 value(s) of 1 patient(s) in 'mmol/L' cannot be converted to 'mg/dL' "
+        "(the code's most frequent unit), so they are left out: 'mmol/L' measures "
+        "substance concentration, 'mg/dL' mass concentration, and converting between them "
+        "needs the analyte's molar mass: convert them before ingest, or give them the LOINC "
+        "code of the molar measurement"]
