@@ -81,3 +81,32 @@ def test_a_value_that_cannot_be_converted_is_left_out_and_named(tmp_path):
         "substance concentration, 'mg/dL' mass concentration, and converting between them "
         "needs the analyte's molar mass: convert them before ingest, or give them the LOINC "
         "code of the molar measurement"]
+
+
+def test_results_that_do_not_stand_are_left_out_as_serve_leaves_them_out(tmp_path):
+    from permed.serve._fhir import features_from_bundle
+
+    diabetes = {"coding": [{"system": "http://snomed.info/sct", "code": "44054006",
+                            "display": "Diabetes"}]}
+    path = write_bundle(
+        tmp_path / "b.json", observation("p1", 100, when="2024-01-01"),
+        observation("p1", 999, when="2024-01-02", status="entered-in-error"),
+        observation("p2", 120, when="2024-01-01"),
+        observation("p2", 5, when="2024-01-02", status="cancelled"),
+        {"resourceType": "Condition", "subject": {"reference": "Patient/p2"}, "code": diabetes,
+         "verificationStatus": {"coding": [{"code": "entered-in-error"}]}},
+        patients=("p1", "p2"))
+    table = read_fhir(path)
+    found = rows(table)
+    assert (found["p1"][f"{GLUCOSE}_latest"], found["p1"][f"{GLUCOSE}_count"]) == (100, 1)
+    assert (found["p2"][f"{GLUCOSE}_latest"], found["p2"][f"{GLUCOSE}_mean"]) == (120, 120)
+    assert not any(c.startswith("condition_") for c in table.frame.columns)
+    assert table.notes == [
+        "3 resource(s) that do not stand are left out (1 Condition with verificationStatus "
+        "entered-in-error, 1 Observation with status cancelled, 1 Observation with status "
+        "entered-in-error), as permed serve leaves them out"]
+    # one record, read the same way for training and serving
+    bundle = json.loads(path.read_text())
+    bundle["entry"] = [e for e in bundle["entry"] if "p2" not in json.dumps(e)]
+    served = features_from_bundle(bundle, table.study().fhir, [f"{GLUCOSE}_latest"])
+    assert served.values[f"{GLUCOSE}_latest"] == found["p1"][f"{GLUCOSE}_latest"]

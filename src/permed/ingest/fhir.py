@@ -24,6 +24,9 @@ Per patient:
   ``mg/dl`` is ``mg/dL``); one that cannot be (another dimension, a unit not in the table) is
   left out, counted in :attr:`FhirTable.dropped_units` and in a warning naming the code, both
   units and how many values and patients.
+- Observations entered-in-error or cancelled (:data:`IGNORED_STATUS`, as ``permed serve``
+  reads a Bundle) and Conditions whose ``verificationStatus`` is entered-in-error or refuted
+  are left out, and counted in :attr:`FhirTable.notes`.
 - Each Condition that is active (``clinicalStatus`` active, recurrence or relapse, or no
   status and no abatement) as a 0/1 indicator ``condition_<code>_<name>``.
 
@@ -513,6 +516,7 @@ class _Collected:
         default_factory=list)
     conditions: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
     latest: dict[str, pd.Timestamp] = field(default_factory=dict)
+    ignored: Counter[str] = field(default_factory=Counter)
 
 
 def _check(resources: list[dict[str, Any]], path: Path) -> None:
@@ -530,6 +534,20 @@ def _check(resources: list[dict[str, Any]], path: Path) -> None:
                         + ": fix the resource or leave the file out", problems)
 
 
+def _ignored_status(resource: dict[str, Any]) -> str | None:
+    """The status that says a result or a diagnosis does not stand: an Observation
+    entered-in-error or cancelled (as permed serve reads them), a Condition whose
+    verificationStatus is entered-in-error or refuted."""
+    if resource.get("resourceType") == "Observation":
+        status = resource.get("status")
+        return f"with status {status}" if status in IGNORED_STATUS else None
+    if resource.get("resourceType") == "Condition":
+        verified = _coding(resource.get("verificationStatus"))
+        if verified and verified[0] in ("entered-in-error", "refuted"):
+            return f"with verificationStatus {verified[0]}"
+    return None
+
+
 def _collect(resources: list[dict[str, Any]], into: _Collected) -> None:
     for resource in resources:
         kind, who = resource.get("resourceType"), _subject(resource)
@@ -541,7 +559,10 @@ def _collect(resources: list[dict[str, Any]], into: _Collected) -> None:
         when = resource_date(resource)
         if when is not None and not pd.isna(when):
             into.latest[who] = max(into.latest.get(who, when), when)
-        if kind == "Observation":
+        status = _ignored_status(resource)
+        if status:
+            into.ignored[f"{kind} {status}"] += 1
+        elif kind == "Observation":
             into.observations += [(who, code, name, value, unit, when)
                                   for code, name, value, unit in _quantities(resource)]
         elif kind == "Condition" and _active(resource):
@@ -656,6 +677,11 @@ def read_fhir(path: str | Path, as_of: str | None = None) -> FhirTable:
     frame = pd.DataFrame(rows).set_index("patient_id")
     frame = frame.dropna(axis=1, how="all")
     table = FhirTable(frame, files=len(files))
+    if collected.ignored:
+        table.notes.append(
+            f"{sum(collected.ignored.values())} resource(s) that do not stand are left out ("
+            + ", ".join(f"{n} {what}" for what, n in sorted(collected.ignored.items()))
+            + "), as permed serve leaves them out")
     observations = _observation_columns(collected, table)
     conditions = {pid: {f"condition_{_slug(c)}_{_slug(name)}": 1 for c, name in codes}
                   for pid, codes in collected.conditions.items()}
