@@ -14,7 +14,7 @@ __all__ = [
     "MISSING_WORDS", "DisguisedNumbers", "as_category", "boolean_spellings", "counter_restarts",
     "date_format", "disguised_numbers", "duplicated_text", "first_date", "guess_kind", "infer_kind",
     "is_missing_word", "is_row_number", "is_zip_code", "looks_like_dates",
-    "looks_like_identifier", "non_numeric_values", "one_value", "rows_text",
+    "looks_like_identifier", "non_numeric_values", "one_value", "rows_text", "share_text",
     "spelled_twice",
     "text_among_numbers", "texts_text", "to_numeric", "value_shape", "written_code",
 ]
@@ -408,6 +408,15 @@ def spelled_twice(counts: pd.Series) -> str:
         groups.setdefault(" ".join(str(label).split()).casefold(), []).append(label)
     return "; ".join(" and ".join(f"'{label}' ({int(counts[label])})" for label in labels)
                      for labels in groups.values() if len(labels) > 1)
+
+
+def share_text(value: float) -> str:
+    """A share as a percentage that never rounds a few cases to 0% or all but one to 100%."""
+    if 0 < value < 0.005:
+        return "under 1%"
+    if 0.995 <= value < 1:
+        return "over 99%"
+    return f"{value:.0%}"
 
 
 def is_missing_word(value: object) -> bool:

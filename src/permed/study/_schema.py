@@ -14,6 +14,7 @@ from permed.study._columns import (
     as_category,
     duplicated_text,
     non_numeric_values,
+    share_text,
     text_among_numbers,
     to_numeric,
 )
@@ -396,13 +397,7 @@ def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _share(value: float) -> str:
-    """A share as a percentage that never rounds a few cases to 0% or all but one to 100%."""
-    if 0 < value < 0.005:
-        return "under 1%"
-    if 0.995 <= value < 1:
-        return "over 99%"
-    return f"{value:.0%}"
+_share = share_text
 
 
 def _named(column: str, candidates: list[str]) -> str:

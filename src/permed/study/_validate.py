@@ -29,6 +29,7 @@ from permed.study._columns import (
     non_numeric_values,
     one_value,
     rows_text,
+    share_text,
     spelled_twice,
     text_among_numbers,
     to_numeric,
@@ -46,6 +47,8 @@ __all__ = ["Finding", "ValidationReport", "check_columns_exist", "validate"]
 
 MAX_CLASSES = 50
 IMBALANCE_RATIO = 0.1
+# A feature missing for more than this share of patients is warned about (imputed for most).
+MOSTLY_MISSING = 0.5
 # A column list in a message stops after this many names.
 SHOWN_COLUMNS = 12
 # How alike (difflib's ratio) a name and a column must be to be suggested: the whole names,
@@ -210,9 +213,28 @@ def _check_features(frame: pd.DataFrame, study: Study, report: ValidationReport)
         kind = _check_feature(frame, column, study, report)
         if kind:
             report.kinds[column] = kind
+            _check_mostly_missing(frame[column], column, kind, report)
     for column in study.sensitive:  # audited for fairness: one group per way of writing it
         if column in frame.columns and column not in report.kinds:
             check_spellings(frame[column], column, f"sensitive column '{column}'", report)
+
+
+def _check_mostly_missing(series: pd.Series, column: str, kind: str,
+                          report: ValidationReport) -> None:
+    """Warn of a feature missing for more than :data:`MOSTLY_MISSING` of the patients: the
+    model sees a filled-in value for most of them, and learns who was tested."""
+    n, k = len(series), int(series.isna().sum())
+    if not n or k / n <= MOSTLY_MISSING:
+        return
+    filled = ("the median of the recorded values, beside a was-missing indicator"
+              if kind == "numeric" else "the most frequent category")
+    report.warn(
+        f"column '{column}' is missing for {k} of {n} patients ({share_text(k / n)}): each "
+        f"gap is imputed with {filled} of the {n - k} patients who have it, so for most "
+        f"patients the model sees a filled-in value and learns whether '{column}' was "
+        "recorded (who was tested) more than what it measures; drop it with --drop "
+        f"'{column}' if it is rarely recorded, or check the extract if most patients should have "
+        "it", column)
 
 
 def _check_copies(frame: pd.DataFrame, study: Study, report: ValidationReport) -> None:
