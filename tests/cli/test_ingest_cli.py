@@ -78,6 +78,49 @@ def test_ingest_fhir_hands_over_a_study_that_validates(permed, tmp_path, monkeyp
     assert "0 error(s), 0 warning(s)" in checked.stdout
 
 
+def _glucose_bundle(path, *dated_values):
+    entries = [{"resource": {"resourceType": "Patient", "id": "p1", "birthDate": "1970-05-02"}}]
+    entries += [{"resource": {
+        "resourceType": "Observation", "status": "final", "effectiveDateTime": when,
+        "subject": {"reference": "Patient/p1"},
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7",
+                             "display": "Glucose"}]},
+        "valueQuantity": {"value": value, "code": "mg/dL"}}} for when, value in dated_values]
+    path.write_text(json.dumps({"resourceType": "Bundle", "type": "collection",
+                                "entry": entries}))
+    return path
+
+
+def test_ingest_fhir_as_of_leaves_out_what_came_after(permed, tmp_path):
+    bundle = _glucose_bundle(tmp_path / "b.json", ("2023-01-01", 100), ("2025-06-01", 400))
+    result = permed("ingest", "fhir", bundle, "--out", tmp_path / "o.csv", "--as-of",
+                    "2024-01-01")
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(tmp_path / "o.csv")
+    assert frame[["glucose_2345_7_latest", "glucose_2345_7_mean"]].values.tolist() == [
+        [100, 100]]
+    assert ("--as-of 2024-01-01: 1 Observation(s) of 1 patient(s) dated after it are left out"
+            in result.stdout)
+    helped = permed("ingest", "fhir", "--help")
+    assert "only Observations and Conditions dated on or before it feed" in " ".join(
+        helped.stdout.replace("│", " ").split())
+
+
+@pytest.mark.parametrize(("as_of", "message"), [
+    ("garbage", "error: --as-of 'garbage' is not a date: expected an ISO 8601 date, YYYY-MM-DD, "
+     "or date and time, YYYY-MM-DDThh:mm:ss with Z or an offset such as +01:00"),
+    ("01/02/2024", "error: --as-of '01/02/2024' is not an ISO date: a date written with "
+     "slashes or dots reads differently from country to country (day or month first); write "
+     "it as YYYY-MM-DD (2024-01-02 or 2024-02-01)"),
+])
+def test_ingest_fhir_refuses_an_as_of_that_is_not_iso(permed, tmp_path, as_of, message):
+    bundle = _glucose_bundle(tmp_path / "b.json", ("2023-01-01", 100))
+    result = permed("ingest", "fhir", bundle, "--out", tmp_path / "o.csv", "--as-of", as_of)
+    assert result.returncode == 1
+    assert " ".join(result.stderr.split()) == message
+    assert not (tmp_path / "o.csv").exists()
+
+
 def test_ingest_refuses_an_unknown_output_suffix(permed, tmp_path):
     result = permed("ingest", "mimic", shared_data("mimic3_demo"), "--out", tmp_path / "x.xlsx")
     assert result.returncode == 1

@@ -110,3 +110,50 @@ def test_results_that_do_not_stand_are_left_out_as_serve_leaves_them_out(tmp_pat
     bundle["entry"] = [e for e in bundle["entry"] if "p2" not in json.dumps(e)]
     served = features_from_bundle(bundle, table.study().fhir, [f"{GLUCOSE}_latest"])
     assert served.values[f"{GLUCOSE}_latest"] == found["p1"][f"{GLUCOSE}_latest"]
+
+
+def test_as_of_reads_the_record_as_it_stood_on_that_date(tmp_path):
+    diabetes = {"coding": [{"system": "http://snomed.info/sct", "code": "44054006",
+                            "display": "Diabetes"}]}
+    path = write_bundle(
+        tmp_path / "b.json",
+        observation("p1", 100, when="2023-01-01T08:00:00Z"),
+        observation("p1", 400, when="2025-06-01T08:00:00Z"),
+        observation("p1", 300, when="2024-01-01T23:00:00Z"),  # on the day: read
+        observation("p2", 120, when="2023-01-01T08:00:00Z"),
+        {**observation("p2", 500), "effectiveDateTime": None},  # undated: left out
+        # diagnosed after the date: not yet; resolved after it: still active then
+        {"resourceType": "Condition", "subject": {"reference": "Patient/p1"}, "code": diabetes,
+         "onsetDateTime": "2024-06-01"},
+        {"resourceType": "Condition", "subject": {"reference": "Patient/p2"}, "code": diabetes,
+         "onsetDateTime": "2020-01-01", "clinicalStatus": {"coding": [{"code": "resolved"}]},
+         "abatementDateTime": "2024-06-01"},
+        patients=("p1", "p2", "p3"))
+    bundle = json.loads(path.read_text())
+    bundle["entry"][2]["resource"]["deceasedDateTime"] = "2024-03-01"
+    path.write_text(json.dumps(bundle))
+    table = read_fhir(path, as_of="2024-01-01")
+    found = rows(table)
+    assert (found["p1"][f"{GLUCOSE}_latest"], found["p1"][f"{GLUCOSE}_mean"]) == (300, 200)
+    assert (found["p2"][f"{GLUCOSE}_latest"], found["p2"][f"{GLUCOSE}_count"]) == (120, 1)
+    assert {p: found[p]["condition_44054006_diabetes"] for p in found} == {
+        "p1": 0, "p2": 1, "p3": 0}
+    assert (found["p3"]["deceased"], found["p3"]["age_years"]) == (0, 53)
+    assert table.notes == [
+        "--as-of 2024-01-01: 1 Observation(s) of 1 patient(s) and 1 Condition(s) of 1 "
+        "patient(s) dated after it are left out",
+        "--as-of 2024-01-01: 1 patient(s) died after it: deceased is 0 for them and their age "
+        "is on --as-of"]
+    assert table.warnings == [
+        "--as-of 2024-01-01: 1 Observation(s) of 1 patient(s) have no date, so nothing shows "
+        "they precede it: they are left out; date them (effective[x], onset[x] or "
+        "recordedDate) to have them read"]
+
+
+def test_as_of_a_time_of_day_cuts_at_that_instant(tmp_path):
+    path = write_bundle(tmp_path / "b.json",
+                        observation("p1", 100, when="2024-01-01T09:00:00+01:00"),
+                        observation("p1", 200, when="2024-01-01T10:30:00+01:00"))
+    found = rows(read_fhir(path, as_of="2024-01-01T10:00:00+01:00"))
+    assert found["p1"][f"{GLUCOSE}_latest"] == 100
+    assert rows(read_fhir(path, as_of="2024-01-01T10:00:00Z"))["p1"][f"{GLUCOSE}_count"] == 2

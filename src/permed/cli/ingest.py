@@ -40,11 +40,17 @@ def fhir(
     source: Path = typer.Argument(..., help="A FHIR R4 Bundle (.json/.ndjson) or a folder."),
     out_file: Path = typer.Option(..., "--out", help="Table to write: .parquet, .csv or .tsv."),
     as_of: str | None = typer.Option(
-        None, help="ISO date for ages (default: each patient's latest dated resource)."),
+        None, help="Read the record as it stood on this ISO date, YYYY-MM-DD (the whole day), "
+        "or date and time, YYYY-MM-DDThh:mm:ss (UTC unless Z or an offset is given): only "
+        "Observations and Conditions dated on or before it feed the features (those after "
+        "it and undated ones are left out and counted), a death after it is not counted, and "
+        "ages are computed on it. Give the prediction date, so that nothing after it leaks "
+        "into the table. Default: everything is read, ages at each patient's latest dated "
+        "resource."),
 ) -> None:
-    """FHIR bundles -> one row per patient; a study with units and [fhir] sources beside it.
+    """FHIR bundles -> one row per patient; a study with units and \\[fhir] sources beside it.
 
-    Example: permed ingest fhir bundles/ --out patients.parquet
+    Example: permed ingest fhir bundles/ --out patients.parquet --as-of 2024-01-01
     """
     from permed.ingest.fhir import read_fhir
 

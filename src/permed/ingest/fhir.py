@@ -9,6 +9,11 @@ string, a ``code`` that is not a CodeableConcept, a non-finite value...) is refu
 :class:`~permed.exceptions.DataError` naming the file, the resource and the field, by the same
 rule (:func:`resource_problems`) as ``permed serve`` applies to a live Bundle.
 
+With ``as_of`` (``--as-of``) the record is read as it stood on that date: only Observations and
+Conditions dated on or before it feed the features (those after it, and undated ones, are left
+out and counted), and a death after it is not counted: nothing from after the prediction date
+leaks into the table.
+
 Per patient:
 
 - ``patient_id``, ``gender``, ``age_years`` (completed years at ``as_of``, or at the patient's
@@ -61,8 +66,9 @@ from permed.ingest._ucum import UCUM, UnitError, convert, ucum_unit
 if TYPE_CHECKING:
     from permed.study import Study
 
-__all__ = ["IGNORED_STATUS", "BirthDate", "BornAfterError", "FhirTable", "age_on", "birth_date",
-           "fhir_datetime", "latest_date", "read_fhir", "resource_problems"]
+__all__ = ["AS_OF_EXPECTED", "IGNORED_STATUS", "AsOf", "BirthDate", "BornAfterError", "FhirTable",
+           "age_on", "as_of_date", "birth_date", "fhir_datetime", "latest_date", "read_fhir",
+           "resource_problems"]
 
 LOINC = "http://loinc.org"
 # Observation statuses that say the result does not stand: neither training nor serving reads it
@@ -266,6 +272,72 @@ def fhir_datetime(value: Any) -> pd.Timestamp | None:
         return None
     when = pd.to_datetime(value, utc=True, errors="coerce")
     return None if pd.isna(when) else when
+
+
+AS_OF_EXPECTED = ("an ISO 8601 date, YYYY-MM-DD, or date and time, YYYY-MM-DDThh:mm:ss with Z "
+                  "or an offset such as +01:00")
+_AS_OF_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
+                       r"(?:Z|[+-][0-9]{2}:[0-9]{2})?)?")
+_NUMERIC_DATE_RE = re.compile(r"([0-9]{1,2})[/.]([0-9]{1,2})[/.]([0-9]{4})")
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """The date a record is read as it stood on (``--as-of``): ages are computed on ``day``,
+    and only resources dated on or before ``last`` (the end of the day for a date) are read."""
+
+    text: str
+    day: date
+    last: pd.Timestamp
+
+    def includes(self, when: pd.Timestamp | None) -> bool:
+        return when is not None and when <= self.last
+
+
+def _readings(first: str, second: str, year: str) -> list[str]:
+    """The ISO dates a numeric date may mean: month first, then day first."""
+    found = []
+    for m, d in ((first, second), (second, first)):
+        try:
+            found.append(date(int(year), int(m), int(d)).isoformat())
+        except ValueError:
+            continue
+    return list(dict.fromkeys(found))
+
+
+def as_of_date(text: str) -> AsOf:
+    """``--as-of`` read as ISO 8601; anything else is refused, never guessed.
+
+    Raises
+    ------
+    DataError
+        Not an ISO date or date-time (``01/02/2024`` is 1 February or 2 January), or not a
+        date of the calendar.
+
+    Examples
+    --------
+    >>> as_of_date("2024-01-01").last
+    Timestamp('2024-01-01 23:59:59.999999999+0000', tz='UTC')
+    """
+    numeric = _NUMERIC_DATE_RE.fullmatch(text)
+    if numeric is not None:
+        readings = _readings(*numeric.groups())
+        raise DataError(
+            f"--as-of '{text}' is not an ISO date: a date written with slashes or dots reads "
+            "differently from country to country (day or month first); write it as "
+            f"YYYY-MM-DD ({' or '.join(readings) or 'a valid date'})")
+    if _AS_OF_RE.fullmatch(text) is None:
+        raise DataError(f"--as-of '{text}' is not a date: expected {AS_OF_EXPECTED}")
+    try:
+        day = date.fromisoformat(text[:10])
+        when = pd.Timestamp(text)
+    except ValueError:
+        raise DataError(f"--as-of '{text}' is not a date of the calendar: expected "
+                        f"{AS_OF_EXPECTED}") from None
+    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    if len(text) == 10:  # a whole day: up to its last instant
+        when += pd.Timedelta(days=1) - pd.Timedelta(1, unit="ns")
+    return AsOf(text, day, when)
 
 
 class BornAfterError(DataError):
@@ -482,9 +554,16 @@ def _extension_text(patient: dict[str, Any], kind: str) -> str | None:
     return None
 
 
-def _demographics(patient: dict[str, Any], as_of: pd.Timestamp | None) -> dict[str, Any]:
+def _death(patient: dict[str, Any], cutoff: AsOf | None) -> tuple[bool, pd.Timestamp | None]:
+    """Whether the patient had died (by ``--as-of``, when given) and when."""
     died = fhir_datetime(patient.get("deceasedDateTime"))
-    deceased = bool(patient.get("deceasedBoolean")) or died is not None
+    if died is not None and cutoff is not None and not cutoff.includes(died):
+        return False, None  # a death after --as-of is the future
+    return bool(patient.get("deceasedBoolean")) or died is not None, died
+
+
+def _demographics(patient: dict[str, Any], as_of: Any, cutoff: AsOf | None) -> dict[str, Any]:
+    deceased, died = _death(patient, cutoff)
     end = died if died is not None else as_of
     try:
         age = age_on(patient.get("birthDate"), end) if end is not None else None
@@ -509,6 +588,16 @@ def _active(condition: dict[str, Any]) -> bool:
                 or condition.get("abatementString"))
 
 
+def _abated_after(condition: dict[str, Any], cutoff: AsOf | None) -> bool:
+    """The condition abated after ``--as-of``: it was active then, whatever its status now."""
+    if cutoff is None:
+        return False
+    period = condition.get("abatementPeriod")
+    ended = fhir_datetime(condition.get("abatementDateTime") or (
+        period.get("start") if isinstance(period, dict) else None))
+    return ended is not None and not cutoff.includes(ended)
+
+
 @dataclass
 class _Collected:
     patients: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -517,6 +606,8 @@ class _Collected:
     conditions: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
     latest: dict[str, pd.Timestamp] = field(default_factory=dict)
     ignored: Counter[str] = field(default_factory=Counter)
+    # --as-of: the resources left out, per (kind, "after" | "undated"), and their patients
+    cut: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
 def _check(resources: list[dict[str, Any]], path: Path) -> None:
@@ -548,7 +639,7 @@ def _ignored_status(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def _collect(resources: list[dict[str, Any]], into: _Collected) -> None:
+def _collect(resources: list[dict[str, Any]], into: _Collected, cutoff: AsOf | None) -> None:
     for resource in resources:
         kind, who = resource.get("resourceType"), _subject(resource)
         if kind == "Patient":
@@ -559,16 +650,58 @@ def _collect(resources: list[dict[str, Any]], into: _Collected) -> None:
         when = resource_date(resource)
         if when is not None and not pd.isna(when):
             into.latest[who] = max(into.latest.get(who, when), when)
-        status = _ignored_status(resource)
-        if status:
-            into.ignored[f"{kind} {status}"] += 1
-        elif kind == "Observation":
-            into.observations += [(who, code, name, value, unit, when)
-                                  for code, name, value, unit in _quantities(resource)]
-        elif kind == "Condition" and _active(resource):
-            code = _coding(resource.get("code"))
-            if code:
-                into.conditions[who].add(code)
+        if kind in ("Observation", "Condition"):
+            _add(resource, who, when, into, cutoff)
+
+
+def _add(resource: dict[str, Any], who: str, when: pd.Timestamp | None, into: _Collected,
+         cutoff: AsOf | None) -> None:
+    """An Observation's values, or a Condition if active, unless it does not stand or comes
+    after --as-of."""
+    kind = resource["resourceType"]
+    status = _ignored_status(resource)
+    if status:
+        into.ignored[f"{kind} {status}"] += 1
+    elif cutoff is not None and not cutoff.includes(when):
+        into.cut[kind, "undated" if when is None else "after"].append(who)
+    elif kind == "Observation":
+        into.observations += [(who, code, name, value, unit, when)
+                              for code, name, value, unit in _quantities(resource)]
+    elif _active(resource) or _abated_after(resource, cutoff):
+        code = _coding(resource.get("code"))
+        if code:
+            into.conditions[who].add(code)
+
+
+def _cut_messages(collected: _Collected, cutoff: AsOf, table: FhirTable) -> None:
+    """Say what --as-of left out: resources dated after it (a note), undated ones (a warning:
+    nothing shows they precede it) and deaths after it."""
+    def counted(kind: str, which: str) -> str:
+        who = collected.cut.get((kind, which), [])
+        return f"{len(who)} {kind}(s) of {len(set(who))} patient(s)" if who else ""
+
+    after = [c for c in (counted("Observation", "after"), counted("Condition", "after")) if c]
+    if after:
+        table.notes.append(f"--as-of {cutoff.text}: {' and '.join(after)} dated after it are "
+                           "left out")
+    undated = [c for c in (counted("Observation", "undated"), counted("Condition", "undated"))
+               if c]
+    if undated:
+        table.warn(f"--as-of {cutoff.text}: {' and '.join(undated)} have no date, so nothing "
+                   "shows they precede it: they are left out; date them (effective[x], "
+                   "onset[x] or recordedDate) to have them read")
+    died = [p for p in collected.patients.values()
+            if fhir_datetime(p.get("deceasedDateTime")) is not None and not _death(p, cutoff)[0]]
+    if died:
+        table.notes.append(f"--as-of {cutoff.text}: {len(died)} patient(s) died after it: "
+                           "deceased is 0 for them and their age is on --as-of")
+    undated_deaths = sum(1 for p in collected.patients.values() if p.get("deceasedBoolean")
+                         and not p.get("deceasedDateTime"))
+    if undated_deaths:
+        table.warn(f"--as-of {cutoff.text}: {undated_deaths} patient(s) are marked deceased "
+                   "(deceasedBoolean) with no date, so nothing shows whether they died before "
+                   "it: deceased is 1 for them; give deceasedDateTime to have it read as of "
+                   "the date")
 
 
 def _why_not(unit: str, expected: str) -> str:
@@ -649,7 +782,12 @@ def read_fhir(path: str | Path, as_of: str | None = None) -> FhirTable:
     path : str or Path
         A Bundle (or NDJSON) file, or a folder searched recursively for ``.json``/``.ndjson``.
     as_of : str, optional
-        ISO date at which ages are computed (default: each patient's latest dated resource).
+        Read the record as it stood on this ISO 8601 date (``YYYY-MM-DD``, the whole day) or
+        date and time (``YYYY-MM-DDThh:mm:ss``, UTC unless it carries ``Z`` or an offset):
+        Observations and Conditions dated after it, and undated ones, are left out (counted in
+        :attr:`FhirTable.notes` and :attr:`FhirTable.warnings`), a Condition that abated after
+        it counts as active, a death after it is not counted, and ages are computed on it.
+        Default: everything is read, ages at each patient's latest dated resource.
 
     Returns
     -------
@@ -660,23 +798,26 @@ def read_fhir(path: str | Path, as_of: str | None = None) -> FhirTable:
     Raises
     ------
     DataError
-        When a file is not JSON or not FHIR, or no Patient resource is found.
+        When ``as_of`` is not an ISO date, a file is not JSON or not FHIR, or no Patient
+        resource is found.
     """
+    cutoff = as_of_date(as_of) if as_of else None
     files = _files(Path(path))
     collected = _Collected()
     for file in files:
         resources = _load(file)
         _check(resources, file)
-        _collect(resources, collected)
+        _collect(resources, collected, cutoff)
     if not collected.patients:
         raise DataError(f"no Patient resource in the {len(files)} file(s) under '{path}': each "
                         "Bundle must include its Patient")
-    fixed = pd.to_datetime(as_of, utc=True) if as_of else None
-    rows = [_demographics(p, fixed if fixed is not None else collected.latest.get(pid))
+    rows = [_demographics(p, cutoff.day if cutoff else collected.latest.get(pid), cutoff)
             for pid, p in collected.patients.items()]
     frame = pd.DataFrame(rows).set_index("patient_id")
     frame = frame.dropna(axis=1, how="all")
     table = FhirTable(frame, files=len(files))
+    if cutoff is not None:
+        _cut_messages(collected, cutoff, table)
     if collected.ignored:
         table.notes.append(
             f"{sum(collected.ignored.values())} resource(s) that do not stand are left out ("
