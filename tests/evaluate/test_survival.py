@@ -275,6 +275,86 @@ def test_proportional_hazards_test_flags_a_time_varying_effect(proportional, low
     assert result["events"] == int(event.sum())
 
 
+def _crossing_hazards(n: int = 600, seed: int = 0):
+    """x1 with proportional hazards, noise, and two groups whose hazards cross (Weibull shape
+    0.5 in B, 2 in A, same median); continuous times, no ties."""
+    rng = np.random.default_rng(seed)
+    x1, group, noise = rng.normal(size=n), rng.integers(0, 2, n), rng.normal(size=n)
+    shape = np.where(group == 1, 0.5, 2.0)
+    latent = (5 * np.log(2) ** (-1 / shape) * (-np.log(rng.uniform(size=n))) ** (1 / shape)
+              * np.exp(-0.5 * x1 / shape))
+    censor = rng.uniform(0, 20, n)
+    return x1, group, noise, np.minimum(latent, censor), latent <= censor
+
+
+def test_a_two_level_categorical_is_tested_as_one_term_like_lifelines():
+    # the workflow passes every level one-hot encoded and the ridge fit: the redundant
+    # direction got variance 1/alpha and each level's chi-squared was 0.29 (p = 0.59) where
+    # lifelines finds 156 with one level as the reference (permed train on ph_bad_cat.csv)
+    x1, group, noise, time, event = _crossing_hazards()
+    full = np.column_stack([x1, noise, group == 0, group == 1]).astype(float)
+    model = PenalizedCox(alpha=1.0).fit(full, survival_y(time, event))
+    result = proportional_hazards_test(model.scaler_.transform(full), time, event, model.coef_,
+                                       ["x1", "noise", "grp_A", "grp_B"], penalty=1.0,
+                                       terms={"x1": [0], "noise": [1], "grp": [2, 3]})
+    # lifelines 0.30.3: CoxPHFitter() (unpenalized, Efron) on x1, noise, grp_B;
+    # proportional_hazard_test(time_transform=lambda t, c, w: 1 - KM(t-)) (the left-continuous
+    # KM of R's cox.zph, transform "km"); global: sum over events of (1 - KM(t-), centred)
+    # times lifelines' Schoenfeld residuals, through its variance_matrix_ (3 df). The ridge
+    # fit's coefficients differ from the unpenalized ones by under 1%.
+    assert set(result["features"]) == {"x1", "noise", "grp"}
+    grp = result["features"]["grp"]
+    assert grp["df"] == 1
+    assert grp["statistic"] == pytest.approx(159.905, rel=5e-3)
+    assert grp["p_value"] < 1e-30
+    assert result["features"]["x1"]["statistic"] == pytest.approx(2.2776, rel=5e-3)
+    assert result["global"]["df"] == 3
+    assert result["global"]["statistic"] == pytest.approx(167.347, rel=5e-3)
+
+
+def test_a_categorical_term_does_not_depend_on_its_coding():
+    # GBSG2, unpenalized: 5 numeric columns, horTh and menostat (2 levels), tgrade (3 levels)
+    import pandas as pd
+    from sksurv.datasets import load_gbsg2
+
+    X, y = load_gbsg2()
+    X = X.astype(dict.fromkeys(("horTh", "menostat", "tgrade"), str))
+    time, event = y["time"], y["cens"]
+    reference = pd.get_dummies(X, drop_first=True, dtype=float)  # levels no, Post, I dropped
+    model = PenalizedCox(alpha=0.0).fit(reference.to_numpy(), survival_y(time, event))
+    coef = pd.Series(model.coef_ / model.scaler_.scale_, index=reference.columns)
+
+    def term_test(design: pd.DataFrame, coef: pd.Series) -> dict:
+        terms: dict[str, list[int]] = {}
+        for j, column in enumerate(design.columns):
+            terms.setdefault(column.split("_")[0], []).append(j)
+        return proportional_hazards_test(design.to_numpy(), time, event,
+                                         coef.reindex(design.columns, fill_value=0.0),
+                                         list(design.columns), terms=terms)
+
+    every_level = pd.get_dummies(X, dtype=float)  # the reference levels' coefficients 0
+    # the same linear predictor with tgrade III as the reference level
+    other = every_level.drop(columns=["horTh_no", "menostat_Post", "tgrade_III"])
+    other_coef = coef.drop("tgrade_III")
+    other_coef["tgrade_I"] = -coef["tgrade_III"]
+    other_coef["tgrade_II"] = coef["tgrade_II"] - coef["tgrade_III"]
+    results = [term_test(reference, coef), term_test(every_level, coef),
+               term_test(other, other_coef)]
+    # lifelines 0.30.3 on the drop-first coding (as in the test above): age 2.957, global
+    # 22.684 on 9 df; tgrade's 2-df Wald test of its two time trends through lifelines'
+    # variance_matrix_ block: 6.683. GBSG2 has 29 tied event times: lifelines' Schoenfeld
+    # residuals use Efron's weights, permed's the risk set's mean (0.1% apart).
+    for result in results:
+        assert result["global"]["df"] == 9
+        assert result["global"]["statistic"] == pytest.approx(22.684, rel=2e-3)
+        assert result["features"]["tgrade"]["df"] == 2
+        assert result["features"]["tgrade"]["statistic"] == pytest.approx(6.683, rel=2e-3)
+        assert result["features"]["age"]["statistic"] == pytest.approx(2.957, rel=2e-3)
+        for name, figures in results[0]["features"].items():
+            assert result["features"][name]["statistic"] == pytest.approx(
+                figures["statistic"], rel=1e-8)
+
+
 def test_large_cohorts_get_the_same_point_figures_from_the_pair_sums(whas, monkeypatch):
     w = whas
     expected = survival_metrics(w["reference"], w["time"], w["event"], w["risk"], w["survival"],

@@ -58,6 +58,12 @@ def test_calibration_risk_groups_and_ph_check_are_recorded(gbsg):
     ph = metrics["proportional_hazards"]
     assert ph["model"] == "coxph"
     assert set(ph["global"]) == {"statistic", "df", "p_value"}
+    # each categorical predictor one term of its levels less one df (it was one term a level:
+    # 10 columns, global df 10, where a drop-first coding has 8; menostat is the sensitive
+    # attribute here, not a predictor)
+    assert {name: f["df"] for name, f in ph["features"].items()} == {
+        "age": 1, "estrec": 1, "pnodes": 1, "progrec": 1, "tsize": 1, "horTh": 1, "tgrade": 2}
+    assert ph["global"]["df"] == 8
     fairness = metrics["fairness"]["attributes"]["menostat"]
     assert set(fairness["groups"]) == {"Post", "Pre"}
     assert "c_index" in fairness["groups"]["Pre"]

@@ -541,25 +541,40 @@ def ph_section(run: RunFiles) -> Section | None:
         f"The Cox model assumes each predictor multiplies the hazard by the same factor at all "
         f"times. Test: {ph.get('method') or DASH}; {fmt_num(ph.get('events'))} events.")]
     global_p = dig(ph, "global", "p_value")
-    violating = list(ph.get("violating_features") or [])
     if ph.get("violated"):
-        blocks.append(Note(
-            f"The proportional-hazards assumption is violated ({_p_text(global_p, 'global p')}):"
-            " the Cox model's hazard ratios average effects that change over time, and its "
-            "absolute risks may be off at some horizons. Prefer a model without this assumption "
-            "(random survival forest) or stratify the variables below.", tone="warning",
-            title="Proportional hazards violated", items=violating[:10]))
+        blocks.append(_ph_violation(ph, global_p))
     else:
         blocks.append(Note(f"No violation detected ({_p_text(global_p, 'global p')}).",
                            tone="ok"))
     features = ph.get("features") or {}
     rows = [[str(name), fmt_num(f.get("rho")), fmt_num(f.get("statistic")),
-             _p_text(f.get("p_value"))]
+             fmt_num(f.get("df", 1)), _p_text(f.get("p_value"))]
             for name, f in sorted(features.items(), key=lambda kv: kv[1].get("p_value") or 1)]
-    rows.append(["global", DASH, fmt_num(dig(ph, "global", "statistic")), _p_text(global_p)])
-    blocks.append(Table(header=["Predictor", "Correlation with time", "Chi-squared", "p"],
-                        rows=rows[:25], caption="Scaled Schoenfeld residuals against time"))
+    rows.append(["global", DASH, fmt_num(dig(ph, "global", "statistic")),
+                 fmt_num(dig(ph, "global", "df")), _p_text(global_p)])
+    blocks.append(Table(header=["Predictor", "Correlation with time", "Chi-squared", "df", "p"],
+                        rows=rows[:25],
+                        caption="Scaled Schoenfeld residuals against time; a categorical "
+                                "predictor is tested as one term (df: its levels less one)"))
     return Section("proportional-hazards", title, blocks)
+
+
+def _ph_violation(ph: Mapping[str, Any], global_p: object) -> Note:
+    """The warning of a violated proportional-hazards test: the predictors to stratify, or,
+    when no single one is flagged, that the violation is spread over several."""
+    violating = list(ph.get("violating_features") or [])
+    text = (f"The proportional-hazards assumption is violated ({_p_text(global_p, 'global p')}):"
+            " the Cox model's hazard ratios average effects that change over time, and its "
+            "absolute risks may be off at some horizons.")
+    if violating:
+        return Note(f"{text} Prefer a model without this assumption (random survival forest) "
+                    "or stratify the variables below.", tone="warning",
+                    title="Proportional hazards violated", items=violating[:10])
+    alpha = ph.get("alpha", 0.05)
+    return Note(f"{text} No single predictor's test reaches p < {fmt_num(alpha)}: the "
+                "departure is spread over several predictors, none of which can be singled "
+                "out to stratify. Prefer a model without this assumption (random survival "
+                "forest).", tone="warning", title="Proportional hazards violated")
 
 
 def risk_summary(run: RunFiles) -> str:

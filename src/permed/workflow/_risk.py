@@ -662,16 +662,36 @@ def _ph_check(pipeline: Pipeline | None, data: _Folds, config: TrainConfig) -> d
     design = cox.scaler_.transform(pipeline[:-1].transform(data.features))
     names = [str(n).split("__", 1)[-1] for n in pipeline[:-1].get_feature_names_out()]
     test = proportional_hazards_test(design, data.time, data.event, cox.coef_, names,
-                                     penalty=cox.alpha)
+                                     penalty=cox.alpha, terms=_ph_terms(pipeline[0], names))
     violated = sorted((n for n, f in test["features"].items() if f["p_value"] < PH_ALPHA),
                       key=lambda n: test["features"][n]["p_value"])
     test.update({
         "model": "coxph",
         "method": "Grambsch-Therneau test on scaled Schoenfeld residuals against 1 - KM(t) "
-                  "(R survival::cox.zph, transform 'km'), on the development split",
+                  "(R survival::cox.zph, transform 'km'), on the development split; a "
+                  "categorical predictor is one term, with its levels less one degrees of "
+                  "freedom",
         "alpha": PH_ALPHA, "violated": test["global"]["p_value"] < PH_ALPHA,
         "violating_features": violated})
     return test
+
+
+def _ph_terms(preprocess: Any, names: list[str]) -> dict[str, list[int]]:
+    """The terms the proportional-hazards test reports, with their design columns: a numeric
+    column (or missing-value indicator) alone, a categorical column's one-hot levels together
+    under the column's name (one level per patient: tested level by level, the levels'
+    statistics meant nothing)."""
+    terms = {name: [j] for j, name in enumerate(names)}
+    encoded = preprocess.output_indices_.get("categorical", slice(0, 0))
+    if encoded.stop > encoded.start:
+        _, steps, columns = next(t for t in preprocess.transformers_ if t[0] == "categorical")
+        start = encoded.start
+        for column, levels in zip(columns, steps.named_steps["encode"].categories_, strict=True):
+            for name in names[start:start + len(levels)]:
+                del terms[name]
+            terms[str(column)] = list(range(start, start + len(levels)))
+            start += len(levels)
+    return terms
 
 
 def risk_fairness(study: Study, test: pd.DataFrame, test_frame: pd.DataFrame, model: RiskModel,

@@ -1,0 +1,54 @@
+"""The proportional-hazards check of a risk run, through training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from permed.study import Study
+from permed.workflow import TrainConfig, train_run
+
+STUDY = Study(task="risk", time="time", event="event")
+
+
+@pytest.fixture(scope="module")
+def crossing(tmp_path_factory) -> pd.DataFrame:
+    """Two groups whose hazards cross (Weibull shape 0.5 in B, 2 in A, same median), x1 with
+    proportional hazards, noise: the reviewer's ph_bad_cat.csv, continuous times."""
+    rng = np.random.default_rng(0)
+    n = 600
+    x1, group, noise = rng.normal(size=n), rng.integers(0, 2, n), rng.normal(size=n)
+    shape = np.where(group == 1, 0.5, 2.0)
+    latent = (5 * np.log(2) ** (-1 / shape) * (-np.log(rng.uniform(size=n))) ** (1 / shape)
+              * np.exp(-0.5 * x1 / shape))
+    censor = rng.uniform(0, 20, n)
+    return pd.DataFrame({"x1": x1, "grp": np.where(group == 1, "B", "A"), "noise": noise,
+                         "time": np.minimum(latent, censor),
+                         "event": (latent <= censor).astype(int)})
+
+
+def _train(frame: pd.DataFrame, tmp_path, models: list[str]):
+    path = tmp_path / "cohort.csv"
+    frame.to_csv(path, index=False)
+    run = train_run(path, STUDY, TrainConfig(models=models, horizons=[2, 5, 8], n_boot=100,
+                                             cv=2), tmp_path / "run")
+    return run, json.loads((run / "metrics.json").read_text())
+
+
+def test_a_categorical_predictor_whose_hazards_cross_is_flagged_as_one_term(crossing,
+                                                                              tmp_path):
+    # every level one-hot encoded under a ridge penalty: grp_A and grp_B had 0.29 each
+    # (p = 0.59), the global test flagged, violating_features was empty, global df 4
+    run, metrics = _train(crossing, tmp_path, ["coxph"])
+    ph = metrics["proportional_hazards"]
+    assert set(ph["features"]) == {"x1", "noise", "grp"}
+    assert ph["features"]["grp"]["df"] == 1
+    assert ph["features"]["grp"]["statistic"] > 100  # lifelines on the full cohort: 160
+    assert ph["violating_features"] == ["grp"]
+    assert ph["global"]["df"] == 3
+    html = (run / "report.html").read_text()
+    assert "stratify the variables below" in html
+    assert "<li>grp</li>" in html
