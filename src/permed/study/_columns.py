@@ -12,7 +12,8 @@ import pandas as pd
 
 __all__ = [
     "MISSING_WORDS", "DisguisedNumbers", "as_category", "boolean_spellings", "counter_restarts",
-    "date_format", "disguised_numbers", "duplicated_text", "first_date", "guess_kind", "infer_kind",
+    "date_format", "disguised_numbers", "duplicated_text", "excel_serial_dates", "first_date",
+    "guess_kind", "infer_kind",
     "is_missing_word", "is_row_number", "is_zip_code", "looks_like_dates",
     "looks_like_identifier", "non_numeric_values", "one_value", "rows_text", "share_text",
     "spelled_twice",
@@ -163,6 +164,33 @@ def looks_like_dates(series: pd.Series, markers: bool = False) -> bool:
     share = float(shaped.mean())
     return share >= 0.8 or (markers and share >= MOSTLY_NUMBERS
                             and present[~shaped].nunique() <= MAX_MARKERS)
+
+
+# Excel keeps a date as the days since 1899-12-30: 20000 is 1954-10-03, 60000 is 2064-04-08, the
+# span of admissions, visits and follow-ups in a clinical extract. A date of birth may be older:
+# from 7000 (1919-03-01), above any birth weight in grams.
+EXCEL_DATES = (20_000, 60_000)
+EXCEL_BIRTHS = 7_000
+_DATE_NAME = re.compile(r"(^|_)(dates?|dt|dttm|datetime|timestamp|dob|dod|doa|admit|admitted|"
+                        r"admission|discharged?|birthday|birthdate)($|_)|date($|_)")
+_BIRTH_NAME = re.compile(r"(^|_)(dob|birthday|birthdate|date_of_birth|birth_date|birth_dt)($|_)")
+
+
+def excel_serial_dates(series: pd.Series, name: str) -> bool:
+    """Whether a numeric column is named like a date (``admit_date``, ``AdmitDt``, ``dob``,
+    ``time of admission``) and holds only whole numbers that Excel would show as dates
+    (``EXCEL_DATES``; from ``EXCEL_BIRTHS`` for a birth): a date column exported as its serial
+    numbers."""
+    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(name))
+    normalized = re.sub(r"[^a-z0-9]+", "_", spaced.lower()).strip("_")
+    if not _DATE_NAME.search(normalized):
+        return False
+    values = series.dropna().to_numpy(dtype=float)
+    low = EXCEL_BIRTHS if _BIRTH_NAME.search(normalized) else EXCEL_DATES[0]
+    return bool(len(values)) and bool(np.all(values == np.round(values))) and \
+        bool(values.min() >= low) and bool(values.max() <= EXCEL_DATES[1])
 
 
 def first_date(series: pd.Series) -> object:

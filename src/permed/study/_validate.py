@@ -41,7 +41,11 @@ from permed.study._validate_images import check_images
 from permed.study._validate_modalities import check_modalities
 from permed.study._validate_risk import check_risk
 from permed.study._validate_treat import check_treat
-from permed.study._validate_values import check_disguised_numbers, check_spellings
+from permed.study._validate_values import (
+    check_disguised_numbers,
+    check_serial_dates,
+    check_spellings,
+)
 
 __all__ = ["Finding", "ValidationReport", "check_columns_exist", "validate"]
 
@@ -214,6 +218,8 @@ def _check_features(frame: pd.DataFrame, study: Study, report: ValidationReport)
         if kind:
             report.kinds[column] = kind
             _check_mostly_missing(frame[column], column, kind, report)
+            if kind == "numeric":  # even declared: permed init declares every number numeric
+                check_serial_dates(frame[column], column, report)
     for column in study.sensitive:  # audited for fairness: one group per way of writing it
         if column in frame.columns and column not in report.kinds:
             check_spellings(frame[column], column, f"sensitive column '{column}'", report)

@@ -18,6 +18,7 @@ from permed.study._columns import (
     as_category,
     boolean_spellings,
     disguised_numbers,
+    excel_serial_dates,
     is_missing_word,
     rows_text,
     spelled_twice,
@@ -28,10 +29,27 @@ from permed.study._study import _toml_key
 if TYPE_CHECKING:
     from permed.study._validate import ValidationReport
 
-__all__ = ["check_disguised_numbers", "check_spellings"]
+__all__ = ["check_disguised_numbers", "check_serial_dates", "check_spellings"]
 
 _WRITTEN_WITH = {"unit": "a unit", "percent": "a percent sign", "comparison": "a comparison sign",
                  "thousands": "thousands separators", "currency": "a currency sign"}
+
+
+def check_serial_dates(series: pd.Series, column: str, report: ValidationReport) -> None:
+    """Warn of a numeric feature that holds dates as Excel's serial numbers (see
+    ``excel_serial_dates``): a model would learn the calendar. A warning, not a refusal: the
+    numbers may be genuine (a count, an amount). No value is quoted: a date may be PHI."""
+    if not excel_serial_dates(series, column):
+        return
+    n = int(series.notna().sum())
+    report.warn(
+        f"column '{column}' is named like a date and {'all ' if n > 1 else ''}{n} of its values "
+        f"{'are whole numbers' if n > 1 else 'is a whole number'} in the range where Excel "
+        "keeps dates (days since 1899-12-30; 20000-60000 is 1954-2064): if it is a date "
+        "exported as a number, the model learns the calendar (and a date recorded at follow-up "
+        f"gives the outcome away): drop it with --drop '{column}', or convert it into a number "
+        "of its own (age at admission, days in hospital); if it is a genuine number, keep it",
+        column)
 
 
 def check_disguised_numbers(series: pd.Series, column: str, report: ValidationReport) -> bool:
