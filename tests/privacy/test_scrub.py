@@ -38,7 +38,8 @@ from permed.privacy._text import find_spans
     ("Photo on file: IMG_2034.jpg.", "Photo on file: [PHOTO]."),
     ("Study ID RX-55-2019-A; participant code ZQ7741K.", "Study ID [ID]; participant code [ID]."),
     ("Lives at 45 Oak Ave., Apt 4B.", "Lives at [ADDRESS]."),
-    ("Mail to PO Box 1234, Springfield, MA 01103.", "Mail to [ADDRESS], [LOCATION]."),
+    ("Mail to PO Box 1234, Springfield, MA 01103.", "Mail to [ADDRESS], [LOCATION], MA "
+     "[ZIP]."),
     ("Lives in New Bedford with her son; ZIP 02139.", "Lives in [LOCATION] with her son; ZIP "
      "[ZIP]."),
     ("Seen with her daughter Maria Lopez and Dr. Alvarez.", "Seen with her daughter [NAME] and "

@@ -11,15 +11,20 @@ regular expressions of three sorts, from most to least specific:
 3. **formats**: dates in numeric and written forms (``03/2021``, ``04.03.21``, ``Christmas
    2020``, ``3/4`` after a date cue such as "seen" or "admitted"), phone and fax numbers (7 digits
    after a cue), e-mail, SSN, URLs, IPv4/IPv6, street addresses (``221B Baker Street``, ``on Elm
-   Street``), ``City, ST 02139``, ages over 89 (in digits or words: ``90 years of age``, ``93F``,
-   ``the patient, 96,``), image file names, VINs, long digit runs and letter-digit codes; names
-   after a title (with particles: ``Ms. de la Cruz``), after "Patient", "Pt" or "Nurse", before
-   "(wife)" or "(patient)", after a relation or a label. Names and places are matched in any
-   alphabet with capitals (García, Tromsø).
+   Street``), cities after an address, before a state or a country or after a location cue
+   (``12 Main St, Boston``, ``Cambridge MA 02139``, ``lives in Tromsø``, ``discharged to
+   Boston``; states and countries stay), ZIP codes after a state, such a city or a cue, ages
+   over 89 (in digits or words: ``90 years of age``, ``93F``, ``the patient, 96,``), image
+   file names, VINs, long digit runs and letter-digit codes; names after a title (with
+   particles: ``Ms. de la Cruz``), after "Patient", "Pt" or "Nurse", before "(wife)" or
+   "(patient)", after a relation or a label. Names and places are matched in any alphabet with
+   capitals (García, Tromsø).
 
 Ages of 89 and below, lone years, doses, vital signs, laboratory values, fractions and scores
-(``pain 7/10``, ``3/4 of the tablet``) and temperatures (``T 99 F``) are left alone.
-Recall and precision on a seeded synthetic corpus are measured by ``benchmarks/privacy.py``.
+(``pain 7/10``, ``3/4 of the tablet``), temperatures (``T 99 F``) and services, wards and
+eponyms after a location cue (``transferred to Medicine``, ``from Hodgkin lymphoma``) are left
+alone. Recall and precision on a seeded synthetic corpus are measured by
+``benchmarks/privacy.py``.
 """
 
 from __future__ import annotations
@@ -88,6 +93,12 @@ class _Recognizer:
     # A cheap pattern (one that starts with a literal or a character set) that a text must hold
     # for the recognizer to be run on it at all: most notes have no "(wife)" and no "93F".
     needs: re.Pattern[str] | None = None
+    # Further groups replaced with their own tag when the match is accepted: the ZIP code after
+    # a city ("Cambridge MA 02139" is "[LOCATION] MA [ZIP]").
+    also: tuple[tuple[str, str], ...] = ()
+    # A place found by a cue ("lives in", "from") that is a state or a country is left in the
+    # text: Safe Harbor removes only geographic subdivisions smaller than a state.
+    regions_kept: bool = False
 
 
 # ---- the patterns ---------------------------------------------------------------------------
@@ -257,6 +268,101 @@ _IN_PARENTHESES = (rf"(?i:patient|pt|self|{_RELATIONS}|nurse|doctor|physician|PO
                    r"health care proxy|interpreter)")
 _STREET_WORDS = "Street|Avenue|Road|Boulevard|Lane|Drive|Terrace|Highway|Parkway"
 
+
+def _word_set(words: str) -> frozenset[str]:
+    """The words of a ``|``-separated list."""
+    return frozenset(words.split("|"))
+
+
+# ---- places: cities, towns and ZIP codes (Safe Harbor (B): every geographic subdivision smaller
+# than a state, and the ZIP code; a state or a country stays) ----------------------------------
+
+# A place name: capitalized words (Zürich, Wilkes-Barre, O'Fallon, McAllen, St. Louis), with
+# lowercase particles inside (Rio de Janeiro); acronyms (ICU, ED, OR) are not places.
+_PLACE_WORD = (rf"{_UPPER}(?:['\u2019]{_UPPER})?{_LOWER}+(?:{_UPPER}{_LOWER}+)?"
+               rf"(?:-{_UPPER}?{_LOWER}+)*")
+_PLACE = (rf"(?:(?:St|Ste|Mt|Ft)\.?\s+)?{_PLACE_WORD}(?:\s+(?:(?:de|da|del|do|dos|das|du|des|"
+          rf"la|le|los|las|am|an|der|sur|upon)\s+)?{_PLACE_WORD}){{0,2}}")
+_STATE_NAME = "|".join(sorted((name.title() for name in _STATE_NAMES), key=len, reverse=True))
+_STATE = rf"(?:(?:{_STATES})\b|(?:{_STATE_NAME})\b)"
+# State codes that are also clinical abbreviations or words ("Vitals, OK", "Hypertension, MI",
+# "Heparin, SC"): after "City," they name a state only with a ZIP code or a preposition before.
+_CLINICAL_STATES = "OK|OR|IN|ME|MD|PA|CT|MI|MS|CO|GA|DC|NC|SC|ND|SD|PR|VA|AR|VT|LA|ID|TX"
+_ZIP_CODE = r"(?<![\d-])\d{5}(?:-\d{4})?(?![\d-])"
+# After a city: its state, then its ZIP code, both optional ("Boston, MA 02115", "Boston 02115").
+_PLACE_TAIL = rf"(?:,?\s+{_STATE})?(?:,?\s+(?P<zip>{_ZIP_CODE}))?"
+_COUNTRIES = _word_set(
+    "afghanistan|albania|algeria|andorra|angola|argentina|armenia|australia|austria|azerbaijan|"
+    "bahamas|bahrain|bangladesh|barbados|belarus|belgium|belize|benin|bhutan|bolivia|bosnia|"
+    "botswana|brazil|brunei|bulgaria|burkina faso|burundi|cambodia|cameroon|canada|cape verde|"
+    "chad|chile|china|colombia|comoros|congo|costa rica|croatia|cuba|cyprus|czechia|"
+    "czech republic|denmark|djibouti|dominica|dominican republic|ecuador|egypt|el salvador|"
+    "england|eritrea|estonia|eswatini|ethiopia|fiji|finland|france|gabon|gambia|germany|ghana|"
+    "greece|grenada|guatemala|guinea|guyana|haiti|honduras|hungary|iceland|india|indonesia|iran|"
+    "iraq|ireland|israel|italy|ivory coast|jamaica|japan|jordan|kazakhstan|kenya|korea|kosovo|"
+    "kuwait|kyrgyzstan|laos|latvia|lebanon|lesotho|liberia|libya|liechtenstein|lithuania|"
+    "luxembourg|madagascar|malawi|malaysia|maldives|mali|malta|mauritania|mauritius|mexico|"
+    "moldova|monaco|mongolia|montenegro|morocco|mozambique|myanmar|namibia|nepal|netherlands|"
+    "new zealand|nicaragua|niger|nigeria|north korea|north macedonia|northern ireland|norway|"
+    "oman|pakistan|palestine|panama|papua new guinea|paraguay|peru|philippines|poland|"
+    "portugal|qatar|romania|russia|rwanda|samoa|san marino|saudi arabia|scotland|senegal|serbia|"
+    "sierra leone|singapore|slovakia|slovenia|somalia|south africa|south korea|south sudan|"
+    "spain|sri lanka|sudan|suriname|sweden|switzerland|syria|taiwan|tajikistan|tanzania|"
+    "thailand|togo|tonga|trinidad|tunisia|turkey|turkmenistan|uganda|ukraine|"
+    "united arab emirates|united kingdom|united states|uruguay|uzbekistan|venezuela|vietnam|"
+    "wales|yemen|zambia|zimbabwe")
+_COUNTRY = "|".join(sorted((name.title() for name in _COUNTRIES), key=len, reverse=True))
+# Words after the same cues that are not places: services, wards and facilities ("transferred to
+# Medicine", "discharged to Skilled Nursing Facility"), people, titles, time words, and the
+# eponyms of diseases ("suffers from Hodgkin lymphoma"). A place is what is left once these are
+# taken off its start; nothing left, no place.
+_NOT_PLACES = _word_set(
+    "the|a|an|this|that|these|those|his|her|their|our|my|your|he|she|they|we|it|there|here|"
+    "patient|patients|pt|pts|dr|mr|mrs|ms|miss|mx|prof|nurse|doctor|physician|provider|team|"
+    "service|staff|wife|husband|spouse|partner|mother|father|mom|dad|son|daughter|sister|"
+    "brother|family|friend|friends|children|child|parents|home|house|apartment|shelter|rehab|"
+    "rehabilitation|hospice|hospital|facility|nursing|skilled|assisted|living|long|term|care|"
+    "acute|subacute|inpatient|outpatient|observation|telemetry|tele|floor|ward|unit|room|bed|"
+    "clinic|office|department|emergency|urgent|intensive|critical|step|stepdown|intermediate|"
+    "medicine|medical|surgery|surgical|cardiology|cardiac|oncology|neurology|neuro|nephrology|"
+    "pulmonary|pulmonology|gastroenterology|urology|orthopedics|ortho|psychiatry|psych|"
+    "pediatrics|peds|obstetrics|gynecology|radiology|pathology|pharmacy|dermatology|"
+    "endocrinology|hematology|rheumatology|infectious|internal|trauma|burn|labor|delivery|"
+    "operating|recovery|post|pre|main|general|outside|other|another|same|local|nearby|"
+    "lab|laboratory|imaging|dialysis|infusion|transplant|cath|palliative|geriatrics|"
+    "anesthesia|anaesthesia|postanesthesia|postanaesthesia|post-anesthesia|pacu|holding|"
+    "tower|wing|pavilion|building|bldg|med|transitional|behavioral|behavioural|health|mental|"
+    "adult|day|group|foster|memory|independent|sub|veterans|short|stay|respite|residential|"
+    "treatment|detox|psychiatric|pediatric|neonatal|physical|occupational|speech|therapy|"
+    "primary|surg|baseline|admission|discharge|today|tonight|yesterday|tomorrow|morning|"
+    "afternoon|evening|night|week|weekend|month|year|work|school|college|church|jail|prison|"
+    "street|chair|wheelchair|stretcher|left|right|upper|lower|bilateral|covid|influenza|"
+    "hodgkin|non-hodgkin|crohn|parkinson|alzheimer|hashimoto|graves|addison|cushing|bell|raynaud|"
+    "sjogren|sjögren|huntington|kaposi|wilms|ewing|burkitt|barrett|guillain|gehrig|tourette|"
+    "asperger|down|lyme|marfan|kawasaki|meniere|ménière|paget|reiter|wegener|whipple")
+# What after a capitalized word makes it an eponym, not a place: "from Lyme disease".
+_EPONYM_NOUN = re.compile(r"(?:['\u2019]s)?\s+(?i:disease|syndrome|lymphoma|sarcoma|tumou?r|"
+                          r"palsy|phenomenon|sign|test|score|criteria|classification|scale|"
+                          r"procedure|operation|repair|fracture|ulcer|esophagus|anomaly|"
+                          r"encephalopathy|thyroiditis|cyst|virus|fever|disorder|dystrophy|"
+                          r"ataxia|chorea|type)\b")
+# The cues before a place: where a patient lives, comes from or goes to.
+_PLACE_CUES = (
+    r"(?:lives|living|lived|resides|residing|resided|grew\s+up|raised|born|settled|home)\s+"
+    r"(?:in|at|near|outside(?:\s+of)?)"
+    r"|(?:moved|moving|relocated|relocating)(?:\s+back)?\s+(?:to|from|in)"
+    r"|(?:originally|hails|immigrated|emigrated|visiting|arrived|arriving|travell?ed|returned|"
+    r"returning)\s+from"
+    r"|(?:transferred|transfer|transported|discharged|d/c'?d)\s+(?:to|from)"
+    r"|(?:native|resident)\s+of|hometown(?:\s+is)?"
+    # "she is from", "a 45 yo from", "patient originally from": a person comes from a place
+    r"|(?:patient|pt|man|woman|gentleman|lady|male|female|boy|girl|he|she|they|who|family|"
+    r"parents|veteran|y/?o|yo|year[- ]old)(?:\s+(?:is|was|are|were|originally|recently))*\s+from")
+_STREET_ADDRESS = (rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:{_WORD}\s+){{1,3}}"
+                   rf"(?:{_STREET})\b\.?"
+                   r"(?:,?\s+(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s*#?\s*[A-Z0-9-]+)?")
+_PO_BOX = r"\b(?i:P\.?\s?O\.?\s+Box)\s+\d+\b"
+
 _FORMATS: list[_Recognizer] = [
     # dates
     _Recognizer("DATE", _compile(rf"\b{_MON}[/-]{_DAY}[/-](?:\d{{4}}|\d{{2}})\b")),
@@ -324,23 +430,36 @@ _FORMATS: list[_Recognizer] = [
                                r"\b(?:[0-9a-f]{1,4}:){1,6}:(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?",
                                re.IGNORECASE), priority=3),
     # places
-    _Recognizer("ADDRESS", _compile(
-        rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:{_WORD}\s+){{1,3}}(?:{_STREET})\b\.?"
-        r"(?:,?\s+(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s*#?\s*[A-Z0-9-]+)?"), priority=2),
-    _Recognizer("ADDRESS", _compile(r"\bP\.?\s?O\.?\s+Box\s+\d+\b", re.IGNORECASE), priority=2),
+    _Recognizer("ADDRESS", _compile(_STREET_ADDRESS), priority=2),
+    _Recognizer("ADDRESS", _compile(_PO_BOX), priority=2),
     # a street without a number: "lives on Elm Street"
     _Recognizer("ADDRESS", _compile(rf"\b(?i:on|at|off)\s+(?P<value>(?:{_WORD}\s+){{1,3}}"
                                     rf"(?:{_STREET_WORDS}))\b"), "value", priority=2,
                 needs=_compile(_STREET_WORDS)),
-    _Recognizer("LOCATION", _compile(rf"\b{_WORD}(?:\s+{_WORD}){{0,2}},\s+(?:{_STATES})"
-                                     r"(?:\s+\d{5}(?:-\d{4})?)?\b"), priority=2),
+    # the city after an address: "12 Main Street, Boston", "PO Box 12, Springfield MA 01103"
+    _Recognizer("LOCATION", _compile(rf"(?:{_STREET_ADDRESS}|{_PO_BOX}),\s+(?P<value>{_PLACE})"
+                                     rf"{_PLACE_TAIL}"), "value", priority=2,
+                also=(("zip", "ZIP"),), regions_kept=True),
+    # "City, ST", "City, State", "City ST 02139": the state stays
     _Recognizer("LOCATION", _compile(
-        r"\b(?i:lives|living|resides|residing|moved|relocated|born|grew up|hometown|"
-        r"originally from|hails from)\s+(?i:in|to|at|is|from)?\s*"
-        rf"(?P<value>{_WORD}(?:\s+{_WORD}){{0,2}})"), "value", priority=2),
+        rf"\b(?P<value>{_PLACE})(?:,\s*|\s+(?={_STATE},?\s+{_ZIP_CODE}))"
+        rf"(?:{_STATE}(?=,?\s+{_ZIP_CODE})|(?!(?:{_CLINICAL_STATES})\b){_STATE})"
+        rf"(?:,?\s+(?P<zip>{_ZIP_CODE}))?"), "value", priority=2, also=(("zip", "ZIP"),)),
+    _Recognizer("LOCATION", _compile(rf"\b(?i:in|at|to|from|of|near)\s+(?P<value>{_PLACE}),\s*"
+                                     rf"(?:{_CLINICAL_STATES})\b"), "value", priority=2),
+    # a place after a cue: "lives in Tromsø", "discharged to Boston", "Mr. Müller from Zürich"
+    _Recognizer("LOCATION", _compile(
+        rf"\b(?:(?i:{_PLACE_CUES})|{_TITLES}\.?\s+{_NAME_PART}(?:\s+{_NAME_PART}){{0,2}}\s+from|"
+        rf"{_ROLE_CUES}\s+{_PERSON_NAME}\s+from)(?:\s*:\s*|\s+)(?P<value>{_PLACE}){_PLACE_TAIL}"),
+        "value", priority=2, also=(("zip", "ZIP"),), regions_kept=True),
+    # "from Zurich, Switzerland": a place before a country
+    _Recognizer("LOCATION", _compile(rf"\b(?i:from)\s+(?P<value>{_PLACE}),\s+(?:{_COUNTRY})\b"),
+                "value", priority=2, regions_kept=True),
     _Recognizer("LOCATION", _compile(rf"\b{_WORD}(?:\s+{_WORD})?\s+County\b"), priority=2),
     _Recognizer("ZIP", _compile(r"\b(?:zip(?:\s*code)?|postal\s*code|postcode)\s*:?\s*"
                                 r"(?P<value>\d{5}(?:-\d{4})?)\b", re.IGNORECASE), "value", 3),
+    # a ZIP code after a state: "MA 02139", "Massachusetts 02139-1234"
+    _Recognizer("ZIP", _compile(rf"(?<![\w-]){_STATE},?\s+(?P<value>{_ZIP_CODE})"), "value", 3),
     # names by context
     _Recognizer("NAME", _compile(rf"\b{_TITLES}\.?\s+(?:{_UPPER}\.\s*)?{_NAME_PART}"
                                  rf"(?:\s+{_NAME_PART}){{0,2}}"),
@@ -427,10 +546,28 @@ def _accepted(recognizer: _Recognizer, match: re.Match[str]) -> bool:
         return False
     if recognizer.labelled:
         return _looks_like_id(match.group("value"))
-    if recognizer.tag == "LOCATION" and recognizer.group == "value":
-        value = match.group("value")
-        return value.lower() not in _STATE_NAMES and not _MONTH_WORD.match(value)
     return _name_case_ok(recognizer, match)
+
+
+def _place_span(recognizer: _Recognizer, match: re.Match[str]) -> tuple[int, int] | None:
+    """The span of the place a LOCATION recognizer found, once the words that are no place are
+    taken off its start ("Patient Springfield, MA"); None when nothing is left, or when it is a
+    month or a day, the first word of an eponym ("from Lyme disease"), or, after a cue, a state
+    or a country."""
+    start, end = match.span(recognizer.group)
+    text = match.string
+    for word in re.finditer(r"\S+", text[start:end]):
+        if re.sub(r"(?:['\u2019]s|\.)$", "", word.group()).lower() not in _NOT_PLACES:
+            start += word.start()
+            break
+    else:
+        return None
+    value = text[start:end]
+    if _MONTH_WORD.fullmatch(value) or _EPONYM_NOUN.match(text, end):
+        return None
+    if recognizer.regions_kept and value.lower() in _STATE_NAMES | _COUNTRIES:
+        return None
+    return start, end
 
 
 # ---- scrubbing --------------------------------------------------------------------------------
@@ -443,16 +580,26 @@ def find_spans(text: str, known: Mapping[str, Iterable[object]] | None = None) -
         if recognizer.needs is not None and recognizer.needs.search(text) is None:
             continue
         for match in recognizer.pattern.finditer(text):
-            if not _accepted(recognizer, match):
-                continue
-            start, end = match.span(recognizer.group)
-            if end <= start:
-                continue
-            tag = recognizer.tag
-            if tag == "PHONE" and _is_fax(text[max(0, start - 30):start]):
-                tag = "FAX"
-            spans.append(Span(start, end, tag, recognizer.priority))
+            spans += _match_spans(recognizer, match)
     return _merge(spans, text)
+
+
+def _match_spans(recognizer: _Recognizer, match: re.Match[str]) -> list[Span]:
+    """The spans one match of a recognizer replaces: none when it is not accepted."""
+    if not _accepted(recognizer, match):
+        return []
+    place = recognizer.tag == "LOCATION" and recognizer.group == "value"
+    found = _place_span(recognizer, match) if place else match.span(recognizer.group)
+    if found is None or found[1] <= found[0]:
+        return []
+    start, end = found
+    tag = recognizer.tag
+    if tag == "PHONE" and _is_fax(match.string[max(0, start - 30):start]):
+        tag = "FAX"
+    spans = [Span(start, end, tag, recognizer.priority)]
+    spans += [Span(*match.span(group), also, recognizer.priority + 1)
+              for group, also in recognizer.also if match.group(group)]
+    return spans
 
 
 def _is_fax(before: str) -> bool:
