@@ -12,9 +12,9 @@ from rich.text import Text
 from permed.cli._console import err, out
 from permed.cli._options import split_list
 from permed.exceptions import PermedError
-from permed.ingest import read_table
+from permed.ingest import ReadWarning, read_table
 from permed.privacy import audited, home_log
-from permed.study import ColumnSpec, Study, validate
+from permed.study import ColumnSpec, Finding, Study, validate
 from permed.study._columns import (
     guess_kind,
     is_row_number,
@@ -168,10 +168,12 @@ def validate_command(
     from permed.workflow import validated_study
 
     study = validated_study(Study.from_toml(study_file), split_list([models] if models else None))
-    with audited(home_log(), "validate", data=data):
+    with audited(home_log(), "validate", data=data), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReadWarning)  # info.notes: told and counted below
         frame, info = read_table(data, text_columns=[study.id] if study.id else [],
                                  missing=study.missing)
     report = validate(frame, study, min_class_size=cv)
+    report.findings[:0] = [Finding("warning", note) for note in info.notes]
     out.print(f"{info.path}: {info.rows} rows x {info.columns} columns ({info.fingerprint[:19]})",
               highlight=False)
     for finding in report.findings:
