@@ -65,7 +65,9 @@ def test_active_conditions_are_indicators(tmp_path):
                       "birthDate": "1950-01-01"}},
         {"resource": {"resourceType": "Patient", "id": "p2", "gender": "female",
                       "birthDate": "1960-01-01"}},
+        # dated: with --as-of an undated Condition is left out (nothing shows it came before)
         *[{"resource": {"resourceType": "Condition", "subject": {"reference": f"Patient/{p}"},
+                        "onsetDateTime": "2015-01-01",
                         "clinicalStatus": {"coding": [{"code": status}]},
                         "code": {"coding": [{"system": "http://snomed.info/sct",
                                              "code": "44054006", "display": "Diabetes"}]}}}

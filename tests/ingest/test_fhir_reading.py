@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from permed.ingest.fhir import read_fhir
@@ -157,3 +158,64 @@ def test_as_of_a_time_of_day_cuts_at_that_instant(tmp_path):
     found = rows(read_fhir(path, as_of="2024-01-01T10:00:00+01:00"))
     assert found["p1"][f"{GLUCOSE}_latest"] == 100
     assert rows(read_fhir(path, as_of="2024-01-01T10:00:00Z"))["p1"][f"{GLUCOSE}_count"] == 2
+
+
+def test_a_versioned_or_absolute_reference_names_its_patient(tmp_path):
+    path = write_bundle(
+        tmp_path / "b.json",
+        observation("p1", 100, subject={"reference": "Patient/p1/_history/2"}),
+        observation("p2", 150, subject={"reference": "https://ehr.example.org/fhir/Patient/p2"}),
+        patients=("p1", "p2"))
+    table = read_fhir(path)
+    assert table.frame["patient_id"].tolist() == ["p1", "p2"]
+    assert table.frame[f"{GLUCOSE}_latest"].tolist() == [100, 150]
+    assert table.warnings == []
+
+
+def test_patients_without_an_id_are_known_by_their_full_url(tmp_path):
+    born = {"resourceType": "Patient", "gender": "male", "birthDate": "1980-01-01"}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:aaa", "resource": born},
+        {"fullUrl": "urn:uuid:bbb", "resource": {**born, "gender": "female"}},
+        {"resource": {**born, "gender": "other"}},  # nothing can refer to it
+        {"fullUrl": "urn:uuid:o1",
+         "resource": observation("x", 100, subject={"reference": "urn:uuid:bbb"})}]}))
+    with pytest.warns(UserWarning, match="neither an id nor a fullUrl"):
+        table = read_fhir(path, as_of="2024-01-01")
+    found = rows(table)
+    assert list(found) == ["urn:uuid:aaa", "urn:uuid:bbb"]
+    assert found["urn:uuid:bbb"]["gender"] == "female"
+    assert found["urn:uuid:bbb"][f"{GLUCOSE}_latest"] == 100
+    assert pd.isna(found["urn:uuid:aaa"][f"{GLUCOSE}_latest"])
+    assert table.warnings == [
+        "1 Patient resource(s) have neither an id nor a fullUrl (in b.json), so nothing can "
+        "refer to them: they are left out; give each Patient an id"]
+
+
+def test_one_id_given_to_patients_that_disagree_is_warned_of_by_file(tmp_path):
+    write_bundle(tmp_path / "a.json", observation("p1", 100, when="2023-01-01"),
+                 patients=("p1", "p2"))
+    bundle = json.loads(write_bundle(tmp_path / "b.json", observation("p1", 300),
+                                     patients=("p1", "p2")).read_text())
+    bundle["entry"][0]["resource"].update(gender="male", birthDate="1950-01-01")
+    (tmp_path / "b.json").write_text(json.dumps(bundle))
+    table = read_fhir(tmp_path)
+    assert table.frame["patient_id"].tolist() == ["p1", "p2"]
+    # p2 is the same in both files: not a conflict; p1's id is never named (it may be an MRN)
+    assert table.warnings == [
+        "1 Patient id(s) are given to more than one Patient resource that differ in gender, "
+        "birthDate (in a.json, b.json): the one read last is used and their Observations and "
+        "Conditions are pooled in one row; give different patients different ids, or leave "
+        "the older record out"]
+
+
+def test_observations_of_a_patient_not_in_the_input_are_counted(tmp_path):
+    path = write_bundle(tmp_path / "b.json", observation("p1", 100), observation("p9", 300),
+                        observation("p9", 310), observation("p8", 320))
+    table = read_fhir(path)
+    assert table.frame[f"{GLUCOSE}_latest"].tolist() == [100]
+    assert table.warnings == [
+        "3 Observation value(s) refer to 2 patient(s) not in the input (no Patient with that id "
+        "or fullUrl), so they are left out: include those Patients, or check the subject "
+        "references"]

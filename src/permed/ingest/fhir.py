@@ -2,7 +2,11 @@
 
 Each Bundle (``batch``, ``transaction``, ``collection`` or ``searchset``; one file may also hold
 a single resource or an NDJSON export) is read resource by resource; resources are tied to their
-patient by ``subject``/``patient`` references (``Patient/ID`` or ``urn:uuid:ID``).
+patient by ``subject``/``patient`` references: ``Patient/ID`` (relative or absolute, a version
+``/_history/N`` ignored), or an entry's ``fullUrl`` (``urn:uuid:...``; a Patient without an id
+is known by its fullUrl, which is then its ``patient_id``). Resources whose reference names no
+Patient of the input, and Patients with neither id nor fullUrl, are left out with a warning; one
+id given to Patients that disagree (in gender, birthDate...) is warned of, by count and file.
 
 A resource whose fields permed reads are malformed (a ``birthDate`` that is not a FHIR date
 string, a ``code`` that is not a CodeableConcept, a non-finite value...) is refused with a
@@ -170,8 +174,12 @@ def _readable_entry(entry: Any) -> bool:
         resource.get("resourceType"), str))
 
 
-def _load(path: Path) -> list[dict[str, Any]]:
-    """Every resource in one file (a Bundle, a single resource or NDJSON lines)."""
+_Loaded = list[tuple[dict[str, Any], str | None]]
+
+
+def _load(path: Path) -> _Loaded:
+    """Every resource in one file (a Bundle, a single resource or NDJSON lines), each with its
+    Bundle entry's ``fullUrl`` (None outside a Bundle)."""
     text = path.read_text(encoding="utf-8")
     try:
         documents = ([json.loads(line) for line in text.splitlines() if line.strip()]
@@ -179,7 +187,7 @@ def _load(path: Path) -> list[dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise DataError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno}): "
                         "fix or remove the file") from None
-    resources: list[dict[str, Any]] = []
+    resources: _Loaded = []
     for document in documents:
         if not isinstance(document, dict) or "resourceType" not in document:
             raise DataError(f"'{path}' holds JSON without a resourceType: it is not FHIR")
@@ -189,17 +197,23 @@ def _load(path: Path) -> list[dict[str, Any]]:
                 raise DataError(f"'{path}' holds a Bundle whose entry is not a list of objects "
                                 "with a resource (an object with a resourceType): fix or "
                                 "remove the file")
-            resources += [e["resource"] for e in entries if "resource" in e]
+            resources += [(e["resource"], e.get("fullUrl") if isinstance(e.get("fullUrl"), str)
+                           else None) for e in entries if "resource" in e]
         else:
-            resources.append(document)
+            resources.append((document, None))
     return resources
 
 
+_HISTORY_RE = re.compile(r"/_history/[^/]*$")
+
+
 def _subject(resource: dict[str, Any]) -> str | None:
+    """The patient reference of a resource, without a version (``Patient/p1/_history/2`` is
+    ``Patient/p1``)."""
     for key in ("subject", "patient"):
         reference = (resource.get(key) or {}).get("reference")
-        if isinstance(reference, str):
-            return reference.rsplit("/", 1)[-1].removeprefix("urn:uuid:")
+        if isinstance(reference, str) and reference:
+            return _HISTORY_RE.sub("", reference)
     return None
 
 
@@ -562,18 +576,19 @@ def _death(patient: dict[str, Any], cutoff: AsOf | None) -> tuple[bool, pd.Times
     return bool(patient.get("deceasedBoolean")) or died is not None, died
 
 
-def _demographics(patient: dict[str, Any], as_of: Any, cutoff: AsOf | None) -> dict[str, Any]:
+def _demographics(key: str, patient: dict[str, Any], as_of: Any,
+                  cutoff: AsOf | None) -> dict[str, Any]:
     deceased, died = _death(patient, cutoff)
     end = died if died is not None else as_of
     try:
         age = age_on(patient.get("birthDate"), end) if end is not None else None
     except BornAfterError as exc:
         raise DataError(
-            f"Patient/{patient.get('id')}: {exc} (its "
+            f"{key}: {exc} (its "
             f"{'death' if died is not None else 'latest dated resource or --as-of'}): fix the "
             "birthDate, or give --as-of a date after it") from None
     marital = _coding(patient.get("maritalStatus"))
-    return {"patient_id": str(patient.get("id")), "gender": patient.get("gender"),
+    return {"patient_id": key.removeprefix("Patient/"), "gender": patient.get("gender"),
             "age_years": np.nan if age is None else age,
             "deceased": int(deceased), "marital_status": marital[0] if marital else None,
             "race": _extension_text(patient, "race"),
@@ -598,9 +613,23 @@ def _abated_after(condition: dict[str, Any], cutoff: AsOf | None) -> bool:
     return ended is not None and not cutoff.includes(ended)
 
 
+# what a row of the table reads from a Patient: two Patients with one id that differ in these
+# are two records of one id that disagree
+_PATIENT_FIELDS = ("gender", "birthDate", "deceasedBoolean", "deceasedDateTime",
+                   "maritalStatus", "extension")
+
+
 @dataclass
 class _Collected:
+    """What the files hold, per patient reference as written; references are resolved to
+    Patients once every file is read (a Bundle may come before its Patient's)."""
+
+    # "Patient/ID", or the entry's fullUrl for a Patient without an id
     patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    full_urls: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    conflicts: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    unreferenceable: list[str] = field(default_factory=list)
     observations: list[tuple[str, str, str, float, str, pd.Timestamp | None]] = field(
         default_factory=list)
     conditions: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
@@ -610,10 +639,10 @@ class _Collected:
     cut: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
-def _check(resources: list[dict[str, Any]], path: Path) -> None:
+def _check(resources: _Loaded, path: Path) -> None:
     """Refuse a file with a malformed resource, naming every problem."""
     problems = []
-    for number, resource in enumerate(resources, 1):
+    for number, (resource, _) in enumerate(resources, 1):
         kind = resource.get("resourceType")
         name = f"{kind}/{resource['id']}" if isinstance(resource.get("id"), str) else kind
         problems += [f"{name} (resource {number} of the file): {kind}.{where} must be "
@@ -639,11 +668,44 @@ def _ignored_status(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def _collect(resources: list[dict[str, Any]], into: _Collected, cutoff: AsOf | None) -> None:
-    for resource in resources:
+def _add_patient(patient: dict[str, Any], full_url: str | None, source: str,
+                 into: _Collected) -> None:
+    key = f"Patient/{patient['id']}" if patient.get("id") else full_url
+    if not key:
+        into.unreferenceable.append(source)
+        return
+    if full_url:
+        into.full_urls[full_url] = key
+    if key in into.patients:
+        into.conflicts[key] |= {name for name in _PATIENT_FIELDS
+                                if into.patients[key].get(name) != patient.get(name)}
+    into.patients[key] = patient
+    into.sources[key].append(source)
+
+
+def _patient_key(reference: str, into: _Collected) -> str | None:
+    """The Patient a reference names: by its entry's fullUrl (``urn:uuid:...``, an absolute
+    URL), by ``Patient/ID`` (relative or absolute), or by ``urn:uuid:ID`` where the Patient's
+    id is that uuid (Synthea); None when it names no Patient of the input."""
+    if reference in into.full_urls:
+        return into.full_urls[reference]
+    if reference.startswith(("urn:uuid:", "urn:oid:")):
+        key = "Patient/" + reference.split(":", 2)[2]
+    elif "/" not in reference:
+        key = f"Patient/{reference}"
+    else:
+        kind, _, rest = reference.rstrip("/").rpartition("/")
+        if kind.rpartition("/")[2] != "Patient":
+            return None
+        key = f"Patient/{rest}"
+    return key if key in into.patients else None
+
+
+def _collect(resources: _Loaded, source: str, into: _Collected, cutoff: AsOf | None) -> None:
+    for resource, full_url in resources:
         kind, who = resource.get("resourceType"), _subject(resource)
         if kind == "Patient":
-            into.patients[str(resource.get("id"))] = resource
+            _add_patient(resource, full_url, source, into)
             continue
         if who is None:
             continue
@@ -702,6 +764,55 @@ def _cut_messages(collected: _Collected, cutoff: AsOf, table: FhirTable) -> None
                    "(deceasedBoolean) with no date, so nothing shows whether they died before "
                    "it: deceased is 1 for them; give deceasedDateTime to have it read as of "
                    "the date")
+
+
+def _files_text(sources: list[str]) -> str:
+    named = list(dict.fromkeys(sources))
+    more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+    return ", ".join(named[:5]) + more
+
+
+def _patient_messages(collected: _Collected, table: FhirTable) -> None:
+    """Warn of Patients nothing can refer to, and of one id given to records that disagree
+    (counted and located by file: an id may be a medical record number)."""
+    if collected.unreferenceable:
+        table.warn(f"{len(collected.unreferenceable)} Patient resource(s) have neither an id nor "
+                   f"a fullUrl (in {_files_text(collected.unreferenceable)}), so nothing can "
+                   "refer to them: they are left out; give each Patient an id")
+    conflicts = {k: fields for k, fields in collected.conflicts.items() if fields}
+    if conflicts:
+        fields = sorted(set().union(*conflicts.values()), key=_PATIENT_FIELDS.index)
+        sources = [s for key in conflicts for s in collected.sources[key]]
+        table.warn(f"{len(conflicts)} Patient id(s) are given to more than one Patient resource "
+                   f"that differ in {', '.join(fields)} (in {_files_text(sources)}): the one "
+                   "read last is used and their Observations and Conditions are pooled in one "
+                   "row; give different patients different ids, or leave the older record out")
+
+
+def _resolve(collected: _Collected, table: FhirTable) -> None:
+    """Tie each Observation value and Condition to its Patient's row (``patient_id``); those
+    whose reference names no Patient of the input are left out, and counted."""
+    ids = {ref: key for ref in {*collected.conditions, *collected.latest,
+                                *(row[0] for row in collected.observations)}
+           if (key := _patient_key(ref, collected)) is not None}
+    orphans = [row for row in collected.observations if row[0] not in ids]
+    orphan_conditions = [ref for ref in collected.conditions if ref not in ids]
+    if orphans or orphan_conditions:
+        refs = {row[0] for row in orphans} | set(orphan_conditions)
+        what = [f"{len(orphans)} Observation value(s)" if orphans else "",
+                f"{sum(len(collected.conditions[r]) for r in orphan_conditions)} active "
+                "Condition(s)" if orphan_conditions else ""]
+        table.warn(f"{' and '.join(w for w in what if w)} refer to {len(refs)} patient(s) not "
+                   "in the input (no Patient with that id or fullUrl), so they are left out: "
+                   "include those Patients, or check the subject references")
+    pid = {ref: key.removeprefix("Patient/") for ref, key in ids.items()}
+    collected.observations = [(pid[row[0]], *row[1:]) for row in collected.observations
+                              if row[0] in pid]
+    conditions: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for ref, codes in collected.conditions.items():
+        if ref in pid:
+            conditions[pid[ref]] |= codes
+    collected.conditions = conditions
 
 
 def _why_not(unit: str, expected: str) -> str:
@@ -802,20 +913,31 @@ def read_fhir(path: str | Path, as_of: str | None = None) -> FhirTable:
         resource is found.
     """
     cutoff = as_of_date(as_of) if as_of else None
-    files = _files(Path(path))
+    root = Path(path)
+    files = _files(root)
     collected = _Collected()
     for file in files:
         resources = _load(file)
         _check(resources, file)
-        _collect(resources, collected, cutoff)
+        _collect(resources, str(file.relative_to(root)) if root.is_dir() else file.name,
+                 collected, cutoff)
+    table = FhirTable(pd.DataFrame(), files=len(files))
+    _patient_messages(collected, table)
     if not collected.patients:
-        raise DataError(f"no Patient resource in the {len(files)} file(s) under '{path}': each "
-                        "Bundle must include its Patient")
-    rows = [_demographics(p, cutoff.day if cutoff else collected.latest.get(pid), cutoff)
-            for pid, p in collected.patients.items()]
+        without = (f" ({len(collected.unreferenceable)} without an id or fullUrl)"
+                   if collected.unreferenceable else "")
+        raise DataError(f"no Patient resource{without} in the {len(files)} file(s) under "
+                        f"'{path}': each Bundle must include its Patient, with an id")
+    latest: dict[str, pd.Timestamp] = {}
+    for ref, when in collected.latest.items():
+        key = _patient_key(ref, collected)
+        if key is not None:
+            latest[key] = max(latest.get(key, when), when)
+    rows = [_demographics(key, p, cutoff.day if cutoff else latest.get(key), cutoff)
+            for key, p in collected.patients.items()]
     frame = pd.DataFrame(rows).set_index("patient_id")
-    frame = frame.dropna(axis=1, how="all")
-    table = FhirTable(frame, files=len(files))
+    table.frame = frame.dropna(axis=1, how="all")
+    _resolve(collected, table)
     if cutoff is not None:
         _cut_messages(collected, cutoff, table)
     if collected.ignored:
@@ -827,6 +949,7 @@ def read_fhir(path: str | Path, as_of: str | None = None) -> FhirTable:
     conditions = {pid: {f"condition_{_slug(c)}_{_slug(name)}": 1 for c, name in codes}
                   for pid, codes in collected.conditions.items()}
     condition_frame = pd.DataFrame.from_dict(conditions, orient="index")
+    frame = table.frame
     parts = [frame, observations.reindex(frame.index)]
     if not condition_frame.empty:
         parts.append(condition_frame.reindex(frame.index).fillna(0).astype(int)
