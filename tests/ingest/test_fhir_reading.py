@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from permed.exceptions import DataError
 from permed.ingest.fhir import read_fhir
 
 LOINC = "http://loinc.org"
@@ -219,3 +220,39 @@ def test_observations_of_a_patient_not_in_the_input_are_counted(tmp_path):
         "3 Observation value(s) refer to 2 patient(s) not in the input (no Patient with that id "
         "or fullUrl), so they are left out: include those Patients, or check the subject "
         "references"]
+
+
+def test_an_instant_or_a_period_dates_an_observation(tmp_path):
+    instant = observation("p1", 100)
+    del instant["effectiveDateTime"]
+    instant["effectiveInstant"] = "2024-01-05T00:00:00Z"
+    # measured on 2 January, released on the 9th: measured is what dates it
+    period = observation("p1", 300, effectivePeriod={"start": "2024-01-02T00:00:00Z"},
+                         issued="2024-01-09T00:00:00Z")
+    del period["effectiveDateTime"]
+    path = write_bundle(tmp_path / "b.json", instant, observation("p1", 200, when="2024-01-03"),
+                        period)
+    assert rows(read_fhir(path))["p1"][f"{GLUCOSE}_latest"] == 100
+    found = rows(read_fhir(path, as_of="2024-01-02"))["p1"]
+    assert (found[f"{GLUCOSE}_latest"], found[f"{GLUCOSE}_count"]) == (300, 1)
+
+
+def test_a_bundle_saved_with_a_byte_order_mark_is_read(tmp_path):
+    path = write_bundle(tmp_path / "b.json", observation("p1", 100))
+    path.write_text(path.read_text(), encoding="utf-8-sig")
+    assert rows(read_fhir(path))["p1"][f"{GLUCOSE}_latest"] == 100
+
+
+def test_a_bad_ndjson_line_is_named_by_its_number(tmp_path):
+    lines = [json.dumps(patient("p1")), "", json.dumps(observation("p1", 100)),
+             '{"resourceType": "Observation", "id": "bad"', json.dumps(observation("p1", 110))]
+    path = tmp_path / "Observation.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=re.escape(
+            f"'{path}' is not valid JSON (Expecting ',' delimiter at line 4, column 44): fix or "
+            "remove the file")):
+        read_fhir(path)
+    path.write_text("\n".join([*lines[:3], "[1, 2]"]) + "\n")
+    with pytest.raises(DataError, match=re.escape(
+            f"'{path}' holds JSON without a resourceType at line 4: it is not FHIR")):
+        read_fhir(path)

@@ -180,17 +180,29 @@ _Loaded = list[tuple[dict[str, Any], str | None]]
 def _load(path: Path) -> _Loaded:
     """Every resource in one file (a Bundle, a single resource or NDJSON lines), each with its
     Bundle entry's ``fullUrl`` (None outside a Bundle)."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        documents = ([json.loads(line) for line in text.splitlines() if line.strip()]
-                     if path.suffix == ".ndjson" else [json.loads(text)])
-    except json.JSONDecodeError as exc:
-        raise DataError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno}): "
-                        "fix or remove the file") from None
+    try:  # a byte-order mark, which some Windows tools write, is not part of the JSON
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"'{path}' is not UTF-8 text (byte {exc.start}): FHIR JSON is UTF-8; "
+                        "save the file as UTF-8") from None
+    # split on newlines only: a JSON string may hold U+2028, which splitlines() would cut at
+    lines = text.split("\n") if path.suffix == ".ndjson" else [text]
+    documents = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() and path.suffix == ".ndjson":
+            continue
+        where = f"line {number}" if path.suffix == ".ndjson" else None
+        try:
+            documents.append((json.loads(line), where))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"'{path}' is not valid JSON ({exc.msg} at line "
+                            f"{number if where else exc.lineno}, column {exc.colno}): fix or "
+                            "remove the file") from None
     resources: _Loaded = []
-    for document in documents:
+    for document, where in documents:
         if not isinstance(document, dict) or "resourceType" not in document:
-            raise DataError(f"'{path}' holds JSON without a resourceType: it is not FHIR")
+            raise DataError(f"'{path}' holds JSON without a resourceType"
+                            f"{f' at {where}' if where else ''}: it is not FHIR")
         if document["resourceType"] == "Bundle":
             entries = document.get("entry", [])
             if not isinstance(entries, list) or not all(map(_readable_entry, entries)):
@@ -398,20 +410,33 @@ def latest_date(resources: list[dict[str, Any]]) -> pd.Timestamp | None:
     return max(dates) if dates else None
 
 
-def resource_date(resource: dict[str, Any]) -> pd.Timestamp | None:
-    for key in ("effectiveDateTime", "issued", "onsetDateTime", "recordedDate"):
-        if resource.get(key):
-            return fhir_datetime(resource[key])
-    period = resource.get("effectivePeriod") or resource.get("period") or {}
+def _period_start(period: Any) -> pd.Timestamp | None:
     if not isinstance(period, dict):
         return None
     start = period.get("start") or period.get("end")
     return fhir_datetime(start) if start else None
 
 
+def resource_date(resource: dict[str, Any]) -> pd.Timestamp | None:
+    """When a resource happened: an Observation's effective[x] (dateTime, instant or the start
+    of its period), a Condition's onset or recording, an Encounter's period; an Observation's
+    ``issued`` (when the result was released, often later) only when nothing else is given."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if resource.get(key):
+            return fhir_datetime(resource[key])
+    if resource.get("effectivePeriod"):
+        return _period_start(resource["effectivePeriod"])
+    for key in ("onsetDateTime", "recordedDate"):
+        if resource.get(key):
+            return fhir_datetime(resource[key])
+    if resource.get("period"):
+        return _period_start(resource["period"])
+    return fhir_datetime(resource["issued"]) if resource.get("issued") else None
+
+
 # ---- the shape of what is read: one rule for permed ingest fhir and permed serve ----------
 
-_DATED = ("effectiveDateTime", "issued", "onsetDateTime", "recordedDate")
+_DATED = ("effectiveDateTime", "effectiveInstant", "issued", "onsetDateTime", "recordedDate")
 _CONCEPTS = {"Patient": ("maritalStatus",), "Observation": ("code",),
              "Condition": ("code", "clinicalStatus")}
 
