@@ -256,3 +256,38 @@ def test_a_bad_ndjson_line_is_named_by_its_number(tmp_path):
     with pytest.raises(DataError, match=re.escape(
             f"'{path}' holds JSON without a resourceType at line 4: it is not FHIR")):
         read_fhir(path)
+
+
+def test_a_value_beyond_a_limit_is_kept_at_the_limit_with_a_warning(tmp_path):
+    def crp(pid: str, value: float, comparator: str | None, when: str) -> dict[str, Any]:
+        found = observation(pid, value, "mg/L", code="1988-5", display="CRP", when=when)
+        if comparator:
+            found["valueQuantity"]["comparator"] = comparator
+        return found
+
+    path = write_bundle(tmp_path / "b.json", crp("p1", 3.0, None, "2024-01-01"),
+                        crp("p1", 0.5, "<", "2024-02-01"), crp("p2", 200, ">", "2024-02-01"),
+                        crp("p2", 250, ">", "2024-03-01"), patients=("p1", "p2"))
+    table = read_fhir(path)
+    # as permed serve reads them: the latest is the limit, never an older value
+    assert table.frame["crp_1988_5_latest"].tolist() == [0.5, 250]
+    assert table.warnings == [
+        "LOINC 1988-5: 3 value(s) of 2 patient(s) are given beyond a limit ('<' 1, '>' 2): each "
+        "is read at its limit, as permed serve reads it, so the true value lies beyond what "
+        "the table holds; they are kept, since leaving them out would drop the most abnormal "
+        "results and let an older value stand as the latest"]
+
+
+def test_an_observation_sent_twice_is_counted_once(tmp_path):
+    path = write_bundle(
+        tmp_path / "b.json",
+        observation("p1", 100, when="2024-01-01T23:00:00-05:00", id="a"),
+        observation("p1", 200, when="2024-01-02T02:00:00+00:00", id="b"),
+        observation("p1", 100, "mg/dl", when="2024-01-02T04:00:00Z", id="c"))  # a, again
+    table = read_fhir(path)
+    found = rows(table)["p1"]
+    assert (found[f"{GLUCOSE}_latest"], found[f"{GLUCOSE}_mean"]) == (100, 150)
+    assert found[f"{GLUCOSE}_count"] == 2
+    assert table.notes == [
+        "1 Observation value(s) of 1 patient(s) repeat another exactly (same patient, code, "
+        "time, value and unit) and are counted once"]

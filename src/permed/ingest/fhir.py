@@ -572,15 +572,17 @@ def _coding(concept: dict[str, Any] | None, system: str | None = None
     return None
 
 
-def _quantities(resource: dict[str, Any]) -> list[tuple[str, str, float, str]]:
-    """(code, display, value, unit) of an Observation and of each of its components."""
+def _quantities(resource: dict[str, Any]) -> list[tuple[str, str, float, str, str]]:
+    """(code, display, value, unit, comparator) of an Observation and of each of its
+    components."""
     found = []
     for part in [resource, *resource.get("component", [])]:
         code = _coding(part.get("code"), LOINC)
         quantity = part.get("valueQuantity")
         if code and quantity is not None and quantity.get("value") is not None:
             unit = str(quantity.get("code") or quantity.get("unit") or "")
-            found.append((code[0], code[1], float(quantity["value"]), unit))
+            found.append((code[0], code[1], float(quantity["value"]), unit,
+                          str(quantity.get("comparator") or "")))
     return found
 
 
@@ -655,7 +657,8 @@ class _Collected:
     sources: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     conflicts: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     unreferenceable: list[str] = field(default_factory=list)
-    observations: list[tuple[str, str, str, float, str, pd.Timestamp | None]] = field(
+    # (reference, code, display, value, unit, comparator, when)
+    observations: list[tuple[str, str, str, float, str, str, pd.Timestamp | None]] = field(
         default_factory=list)
     conditions: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
     latest: dict[str, pd.Timestamp] = field(default_factory=dict)
@@ -752,8 +755,7 @@ def _add(resource: dict[str, Any], who: str, when: pd.Timestamp | None, into: _C
     elif cutoff is not None and not cutoff.includes(when):
         into.cut[kind, "undated" if when is None else "after"].append(who)
     elif kind == "Observation":
-        into.observations += [(who, code, name, value, unit, when)
-                              for code, name, value, unit in _quantities(resource)]
+        into.observations += [(who, *quantity, when) for quantity in _quantities(resource)]
     elif _active(resource) or _abated_after(resource, cutoff):
         code = _coding(resource.get("code"))
         if code:
@@ -864,7 +866,7 @@ def _unit_text(unit: str) -> str:
 def _convert_units(obs: pd.DataFrame, table: FhirTable) -> tuple[pd.DataFrame, pd.Series]:
     """Each code's values in its most frequent unit: the others converted, or left out (and
     warned about) where they cannot be."""
-    obs = obs.assign(unit=obs["unit"].map(ucum_unit)).reset_index(drop=True)
+    obs = obs.reset_index(drop=True)
     main_unit = obs.groupby("code")["unit"].agg(lambda u: Counter(u).most_common(1)[0][0])
     other = obs[obs["unit"].to_numpy() != main_unit.reindex(obs["code"]).to_numpy()]
     values, keep = obs["value"].to_numpy(copy=True), np.ones(len(obs), dtype=bool)
@@ -885,12 +887,42 @@ def _convert_units(obs: pd.DataFrame, table: FhirTable) -> tuple[pd.DataFrame, p
     return obs.assign(value=values)[keep], main_unit
 
 
+def _without_duplicates(obs: pd.DataFrame, table: FhirTable) -> pd.DataFrame:
+    """One value where Observations repeat one another (same patient, code, time, value and
+    unit: one result sent twice, under two ids or in two files), so that it is not counted
+    twice in a mean or a count. Undated values are kept: nothing shows they are one."""
+    same = obs.duplicated(["patient_id", "code", "when", "value", "unit", "comparator"])
+    repeated = same.to_numpy() & obs["when"].notna().to_numpy()
+    if repeated.any():
+        patients = obs[repeated]["patient_id"].nunique()
+        table.notes.append(
+            f"{int(repeated.sum())} Observation value(s) of {patients} patient(s) repeat another "
+            "exactly (same patient, code, time, value and unit) and are counted once")
+    return obs[~repeated]
+
+
+def _warn_comparators(obs: pd.DataFrame, table: FhirTable) -> None:
+    """Values given as beyond a limit (``<0.5``, ``>600``) are kept at the limit, as permed
+    serve reads them: leaving them out would drop the most abnormal results and let an older
+    value stand as the latest. The warning says so, per code."""
+    limited = obs[obs["comparator"] != ""]
+    for code, rows in limited.groupby("code", sort=True):
+        kinds = ", ".join(f"'{c}' {n}" for c, n in sorted(Counter(rows["comparator"]).items()))
+        table.warn(f"LOINC {code}: {len(rows)} value(s) of {rows['patient_id'].nunique()} "
+                   f"patient(s) are given beyond a limit ({kinds}): each is read at its limit, as "
+                   "permed serve reads it, so the true value lies beyond what the table holds; "
+                   "they are kept, since leaving them out would drop the most abnormal results "
+                   "and let an older value stand as the latest")
+
+
 def _observation_columns(collected: _Collected, table: FhirTable) -> pd.DataFrame:
     if not collected.observations:
         return pd.DataFrame()
-    obs = pd.DataFrame(collected.observations,
-                       columns=["patient_id", "code", "name", "value", "unit", "when"])
+    obs = pd.DataFrame(collected.observations, columns=[
+        "patient_id", "code", "name", "value", "unit", "comparator", "when"])
+    obs = _without_duplicates(obs.assign(unit=obs["unit"].map(ucum_unit)), table)
     obs, main_unit = _convert_units(obs, table)
+    _warn_comparators(obs, table)
     obs = obs.sort_values("when", na_position="first", kind="stable")
     names = obs.groupby("code")["name"].first()
     grouped = obs.groupby(["patient_id", "code"])["value"]
