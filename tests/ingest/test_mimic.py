@@ -40,7 +40,7 @@ def test_no_feature_comes_from_after_admission(patients):
 def test_ages_handle_two_digit_years_and_the_over_89_shift(patients):
     ages = patients.set_index("hadm_id")["age_years"]
     assert ages.between(15, 90).all()
-    assert ages.loc[142345] == pytest.approx(70.6)  # DOB 3/5/94 and admission 10/23/64
+    assert ages.loc["142345"] == pytest.approx(70.6)  # DOB 3/5/94 and admission 10/23/64
     assert (ages == 90).sum() == 8  # over 89: birth dates shifted by 300 years
 
 

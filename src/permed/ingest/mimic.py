@@ -79,6 +79,7 @@ LEVELS = ("patient", "admission")
 _NEEDED = {"ADMISSIONS": ("SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME",
                           "HOSPITAL_EXPIRE_FLAG"),
            "PATIENTS": ("SUBJECT_ID", "GENDER", "DOB")}
+_IDS = ("SUBJECT_ID", "HADM_ID", "ICUSTAY_ID")  # read as text, as written: 000101 stays 000101
 _CATEGORIES = ("ADMISSION_TYPE", "ADMISSION_LOCATION", "INSURANCE", "LANGUAGE", "RELIGION",
                "MARITAL_STATUS", "ETHNICITY")
 _TWO_DIGIT = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
@@ -96,7 +97,10 @@ def _read(folder: Path, name: str) -> pd.DataFrame:
                       f"{name.lower()}.csv.gz"):
         path = folder / candidate
         if path.is_file():
-            frame = pd.read_csv(path, low_memory=False)
+            header = pd.read_csv(path, nrows=0).columns
+            # ids as written (a number would turn 000101 into 101); tables are joined on the text
+            frame = pd.read_csv(path, low_memory=False,
+                                dtype={c: str for c in header if str(c).upper() in _IDS})
             frame.columns = [str(c).upper() for c in frame.columns]
             missing = [c for c in _NEEDED.get(name, ()) if c not in frame.columns]
             if missing:
@@ -209,8 +213,8 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
     Returns
     -------
     pandas.DataFrame
-        ``hadm_id`` (and ``subject_id`` at admission level), the features known at admission,
-        and ``died_in_hospital`` (0/1).
+        ``hadm_id`` (and ``subject_id`` at admission level) as written (text: ``000101``), the
+        features known at admission, and ``died_in_hospital`` (0/1).
 
     Raises
     ------
@@ -244,11 +248,7 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
     out = out.merge(_history(admissions, diagnoses).rename(columns={"HADM_ID": "hadm_id"}),
                     on="hadm_id", how="left")
     out["died_in_hospital"] = pd.to_numeric(table["HOSPITAL_EXPIRE_FLAG"]).astype(int).to_numpy()
-    out["_admit"] = table["ADMITTIME"].to_numpy()
-    out = out.sort_values(["subject_id", "_admit", "hadm_id"], kind="stable")
-    if level == "patient":
-        out = out.groupby("subject_id", sort=False).head(1).drop(columns="subject_id")
-    out = out.drop(columns="_admit").reset_index(drop=True)
+    out = _order(out, table["ADMITTIME"], level)
     if events:
         from permed.ingest._mimic_events import add_events
 
@@ -258,3 +258,17 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
              if c not in ("hadm_id", "subject_id", "died_in_hospital", "events")
              and out[c].nunique(dropna=True) <= 1]
     return out.drop(columns=empty)
+
+
+def _order(out: pd.DataFrame, admit: pd.Series, level: str) -> pd.DataFrame:
+    """Each patient's admissions in time order (numeric ids by number, as before they were
+    kept as text); at patient level the first admission only."""
+    keys = out.assign(_admit=admit.to_numpy(),
+                      _subject=pd.to_numeric(out["subject_id"], errors="coerce"),
+                      _hadm=pd.to_numeric(out["hadm_id"], errors="coerce"))
+    order = keys.sort_values(["_subject", "subject_id", "_admit", "_hadm", "hadm_id"],
+                             kind="stable").index
+    out = out.loc[order]
+    if level == "patient":
+        out = out.groupby("subject_id", sort=False).head(1).drop(columns="subject_id")
+    return out.reset_index(drop=True)
