@@ -38,7 +38,17 @@ class StudyError(PermedError):
 
 
 class SchemaMismatchError(DataError):
-    """New data does not match the columns a model was fitted on."""
+    """New data does not match the columns a model was fitted on.
+
+    ``markers`` are the common spellings of a missing value (``n/a``, ``-``) found as text in
+    its numeric columns: a caller that can read a table's own markers as missing (``permed
+    predict --missing``) names them.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None,
+                 markers: list[str] | None = None) -> None:
+        self.markers = markers or []
+        super().__init__(message, problems)
 
 
 class BundleError(PermedError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -10,7 +13,7 @@ from permed.cli._console import RichProgress, err, metric_cell, out, table
 from permed.cli._options import split_list
 from permed.cli.privacy import key_file_option, keyed
 from permed.evaluate import cautions
-from permed.exceptions import PermedError
+from permed.exceptions import PermedError, SchemaMismatchError
 from permed.privacy import audited, run_log
 from permed.utils.jsonio import read_json
 from permed.workflow import evaluate_run, predict_run, write_table
@@ -23,6 +26,23 @@ def _missing_option() -> list[str] | None:
     return typer.Option(
         None, "--missing", help="This table's own missing-value markers, read as missing beside "
         "the development study's, repeated or comma-separated: --missing n/a,-.")
+
+
+@contextmanager
+def _missing_hint() -> Iterator[None]:
+    """A numeric column holding a common spelling of a missing value (``n/a``, ``-``): the
+    error names ``--missing``, which reads this table's own markers as missing."""
+    try:
+        yield
+    except SchemaMismatchError as exc:
+        if not exc.markers:
+            raise
+        spelled = " and ".join(f"'{m}'" for m in exc.markers)
+        hint = (f"to read {spelled} as missing (imputed), add --missing "
+                f"{shlex.quote(','.join(exc.markers))}")
+        joint = "; " if len(exc.problems) == 1 else "\n"
+        raise SchemaMismatchError(f"{exc}{joint}{hint}", [*exc.problems, hint],
+                                  exc.markers) from None
 
 
 def predict(
@@ -58,7 +78,8 @@ def predict(
     shifts: list[str] = []  # columns recorded unlike development: told on standard error
     # large inputs: permed.workflow._batch (tables; an image model reads its files here)
     if on_bad_file is None and should_stream(data, out_file, batch_size, explain):
-        with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
+        with _missing_hint(), keyed(key_file), \
+                audited(run_log(run_dir), "predict", data=data) as audit:
             rows = predict_streamed(run_dir, data, out_file, batch_size, cluster,
                                     warn=shifts.append, missing=split_list(missing))
             audit.add(rows=rows, output="file")
@@ -68,7 +89,8 @@ def predict(
                 err.print(f"warning: {warning}", style="yellow", highlight=False)
             out.print(str(out_file), highlight=False)
         return
-    with keyed(key_file), audited(run_log(run_dir), "predict", data=data) as audit:
+    with _missing_hint(), keyed(key_file), \
+            audited(run_log(run_dir), "predict", data=data) as audit:
         with RichProgress(quiet or out_file is None).step("scoring"):
             predictions = predict_run(run_dir, data, explain=explain, warn=shifts.append,
                                       missing=split_list(missing), on_bad_file=on_bad_file)
@@ -98,7 +120,8 @@ def evaluate(
 
     Example: permed evaluate runs/heart other_hospital.csv --out runs/heart-external
     """
-    with keyed(key_file), audited(run_log(run_dir), "evaluate", data=data) as audit:
+    with _missing_hint(), keyed(key_file), \
+            audited(run_log(run_dir), "evaluate", data=data) as audit:
         with RichProgress(quiet).step("external validation"):
             written = evaluate_run(run_dir, data, out_dir, n_boot=bootstrap, seed=seed,
                                    missing=split_list(missing))

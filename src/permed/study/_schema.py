@@ -13,6 +13,7 @@ from permed.exceptions import SchemaMismatchError
 from permed.study._columns import (
     as_category,
     duplicated_text,
+    is_missing_word,
     non_numeric_values,
     share_text,
     text_among_numbers,
@@ -171,11 +172,14 @@ class FittedSchema:
                 + " are missing: evaluating a model needs each patient's recorded outcome, in "
                 "the columns named as in training (to score patients without it, use permed "
                 "predict)" + _unused(unrecorded, unknown))
+        markers: dict[str, None] = {}  # missing-value spellings among the text, in order
         for name in [*self.numeric, *self.genes]:
             if name not in frame.columns:
                 continue
             bad = non_numeric_values(frame[name])
             if len(bad):  # described, not quoted: a stray text may be a name or a note
+                markers.update(dict.fromkeys(
+                    v for v in bad.astype(str).str.strip().unique() if is_missing_word(v)))
                 problems.append(
                     f"column '{name}' must be numeric (as in training) but "
                     f"{text_among_numbers(frame[name], bad)}: correct the values or leave "
@@ -183,7 +187,7 @@ class FittedSchema:
         if problems:
             message = problems[0] if len(problems) == 1 else (
                 "the data does not match the model's schema:\n- " + "\n- ".join(problems))
-            raise SchemaMismatchError(message, problems)
+            raise SchemaMismatchError(message, problems, list(markers))
         return [c for c in frame.columns if c not in known]
 
     def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
