@@ -13,9 +13,12 @@ Kaplan-Meier risk, by decile of predicted risk, and summarizes it by
 
 - the calibration slope: the coefficient of ``log(-log S(h))`` in a Cox model refitted on the
   evaluated patients with follow-up censored at ``h`` (1 is ideal; below 1, predictions are
-  too extreme). It is a one-parameter Newton fit in NumPy, run on every replicate; it agrees
-  with ``sksurv.linear_model.CoxPHSurvivalAnalysis(ties="breslow")`` to 1e-6
-  (``tests/evaluate/test_survival.py``), at a fraction of its cost;
+  too extreme). It is a one-parameter Newton fit in NumPy, run on every replicate, with
+  Efron's handling of tied times, as the Cox-type models are fitted; it agrees with
+  ``sksurv.linear_model.CoxPHSurvivalAnalysis(ties="efron")`` to 1e-6
+  (``tests/evaluate/test_survival.py``), at a fraction of its cost. It used Breslow's, which
+  with heavy ties pulls the slope towards 0: integer months with 152 patients censored at 24
+  gave 1.36/1.37/1.38 at 4/8/12 months against Efron's 1.47/1.49/1.49;
 - the observed/expected ratio: Kaplan-Meier risk at ``h`` over the mean predicted risk. Its CI
   is the Kaplan-Meier (log-log) CI of the observed risk over the mean predicted risk, held
   fixed, not a bootstrap one: the bootstrap resamples within events and within censored
@@ -83,7 +86,7 @@ METRIC_ESTIMATORS = {
     "td_auc": "cumulative/dynamic AUC of the predicted risk 1 - S(h) at each horizon h "
               "(sksurv.metrics.cumulative_dynamic_auc; from 20 000 patients the same value "
               "from permed's pair sums); td_auc is the plain mean over the horizons",
-    "calibration_slope": "coefficient of log(-log S(h)) in a Cox model (Breslow ties) refitted "
+    "calibration_slope": "coefficient of log(-log S(h)) in a Cox model (Efron ties) refitted "
                          "on the evaluated patients, follow-up censored at h",
     "observed_expected": "Kaplan-Meier risk at h over the mean predicted risk at h; 95% CI: "
                          "the Kaplan-Meier log-log CI of that risk (exact binomial when it is "
@@ -235,9 +238,11 @@ class _SlopeFit:
         self.x = x[self.order]
         died = (event & (time <= horizon))[self.order]
         self.deaths = np.flatnonzero(died)
-        # each death's risk set starts at the first patient with the same follow-up time
-        self.first = np.searchsorted(followed[self.order], followed[self.order][self.deaths],
-                                     side="left")
+        followed = followed[self.order]
+        # the deaths at one follow-up time are tied: where each tie starts among the deaths,
+        # and its risk set among the patients
+        times, self.tie_start = np.unique(followed[self.deaths], return_index=True)
+        self.first = np.searchsorted(followed, times, side="left")
 
     def solve(self, weights: Floats, start: float = 1.0) -> float:
         return float(self.solve_many(weights[None, :], np.array([start]))[0])
@@ -245,22 +250,44 @@ class _SlopeFit:
     def solve_many(self, weights: Floats, start: Floats) -> Floats:
         """Calibration slope for each row of ``weights`` (shape (n_boot, n))."""
         weights = weights[:, self.order]
-        x, deaths, first = self.x, self.deaths, self.first
+        x, deaths, first, ties = self.x, self.deaths, self.first, self.tie_start
         death_weights = weights[:, deaths]
         beta = np.array(start, dtype=np.float64)
+        if not len(deaths):
+            return np.full(len(beta), np.nan)
         done = np.zeros(len(beta), dtype=bool)
         valid = (death_weights.sum(axis=1) > 0) & np.array(
             [np.ptp(x[row > 0]) > 0 if (row > 0).any() else False for row in weights])
         event_sum = death_weights @ x[deaths]
+        # Efron's handling of ties, as the models' own fits: the m deaths at one time (a
+        # patient a replicate draws c times counting c times, as in the resampled data) have m
+        # risk sets, the r-th without r/m of the dying patients' weighted risk
+        dying = np.add.reduceat(death_weights, ties, axis=1)
+        # times by their most deaths in a replicate, most first: the times with more than r
+        # deaths in some replicate are a leading block
+        most = dying.max(axis=0)
+        by_most = np.argsort(-most, kind="stable")
+        dying, first = dying[:, by_most], first[by_most]
+        more_than = [int(np.sum(most > r)) for r in range(math.ceil(most.max()))]
+        powers = (np.ones_like(x), x, x * x)
         for _ in range(_NEWTON_STEPS):
             eta = beta[:, None] * x[None, :]
             w = weights * np.exp(eta - eta.max(axis=1, keepdims=True))
-            s0, s1, s2 = (np.cumsum((w * v)[:, ::-1], axis=1)[:, ::-1][:, first]
-                          for v in (1.0, x, x * x))
+            s0, s1, s2 = (np.cumsum((w * v)[:, ::-1], axis=1)[:, ::-1][:, first] for v in powers)
+            e0, e1, e2 = (np.add.reduceat(w[:, deaths] * v[deaths], ties, axis=1)[:, by_most]
+                          for v in powers)
+            score, information = event_sum.copy(), np.zeros(len(beta))
             with np.errstate(invalid="ignore", divide="ignore"):
-                mean = s1 / s0
-                information = np.einsum("bd,bd->b", death_weights, s2 / s0 - mean**2)
-                step = (event_sum - np.einsum("bd,bd->b", death_weights, mean)) / information
+                for r, k in enumerate(more_than):
+                    m = dying[:, :k]
+                    term = r < m
+                    part = np.where(term, r / np.where(term, m, 1.0), 0.0)
+                    d0 = s0[:, :k] - part * e0[:, :k]
+                    mean = np.where(term, (s1[:, :k] - part * e1[:, :k]) / d0, 0.0)
+                    second = np.where(term, (s2[:, :k] - part * e2[:, :k]) / d0, 0.0)
+                    score -= mean.sum(axis=1)
+                    information += (second - mean**2).sum(axis=1)
+                step = score / information
             valid &= information > 0
             step = np.where(valid & ~done, step, 0.0)
             beta = beta + step
