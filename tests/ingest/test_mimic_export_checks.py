@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from permed.cli.main import main
+from permed.exceptions import DataError
+from permed.ingest import ReadWarning
 from permed.ingest.mimic import read_mimic
 
 ADMISSIONS = [
@@ -21,6 +23,8 @@ ADMISSIONS = [
 PATIENTS = [{"SUBJECT_ID": 1, "GENDER": "F", "DOB": "2100-01-01 00:00:00"},
             {"SUBJECT_ID": 2, "GENDER": "M", "DOB": "2080-06-01 00:00:00"},
             {"SUBJECT_ID": 3, "GENDER": "F", "DOB": "2120-01-01 00:00:00"}]
+FIX_CLOCK = ("export every time with its offset, or every time as local time without one "
+             r"\(as MIMIC-III does\)")
 
 
 def _export(folder, admissions=None, patients=None, **tables):
@@ -29,6 +33,12 @@ def _export(folder, admissions=None, patients=None, **tables):
                        **tables}.items():
         pd.DataFrame(rows).to_csv(folder / f"{name}.csv", index=False)
     return folder
+
+
+def _changed(rows, index, **fields):
+    rows = [dict(r) for r in rows]
+    rows[index].update(fields)
+    return rows
 
 
 @pytest.fixture
@@ -40,6 +50,111 @@ def permed(capsys):
         return code, captured.out, " ".join(captured.err.split())
 
     return run
+
+
+def test_offsets_beside_times_without_one_are_refused(tmp_path):
+    admissions = _changed(_changed(ADMISSIONS, 0, ADMITTIME="2150-01-01T10:00:00-05:00"), 1,
+                          ADMITTIME="2150-02-01T10:00:00Z")
+    with pytest.raises(DataError, match=(
+            r"^ADMISSIONS.ADMITTIME mixes times with a UTC offset \(2 rows: rows 1, 2\) and "
+            r"times without one \(1 row: row 3\): a time without an offset is on an unknown "
+            f"clock, so the two cannot be ordered; {FIX_CLOCK}$")):
+        read_mimic(_export(tmp_path, admissions))
+
+
+def test_event_times_with_offsets_beside_local_admissions_are_refused(tmp_path):
+    services = [{"SUBJECT_ID": 1, "HADM_ID": 101, "TRANSFERTIME": "2150-01-01T10:05:00-05:00",
+                 "CURR_SERVICE": "MED"},
+                {"SUBJECT_ID": 1, "HADM_ID": 101, "TRANSFERTIME": "2150-01-02T10:05:00Z",
+                 "CURR_SERVICE": "SURG"}]
+    with pytest.raises(DataError, match=(
+            r"^times carry a UTC offset in SERVICES.TRANSFERTIME but none in "
+            r"ADMISSIONS.ADMITTIME, ADMISSIONS.DISCHTIME: a time without an offset is on an "
+            f"unknown clock, so they cannot be compared; {FIX_CLOCK}$")):
+        read_mimic(_export(tmp_path, SERVICES=services), events=True)
+
+
+def test_an_export_with_offsets_throughout_is_read_on_utc(tmp_path):
+    # Patient 1 leaves at 15:00 UTC and is admitted again at 12:00 -05:00 (17:00 UTC): an
+    # earlier admission, though its wall clock reads later. The drug dated that day (local) is
+    # known only at the end of that day, 05:00 UTC the next.
+    admissions = [
+        {"SUBJECT_ID": 1, "HADM_ID": 10, "ADMITTIME": "2150-01-01T10:00:00-05:00",
+         "DISCHTIME": "2150-01-05T15:00:00Z", "HOSPITAL_EXPIRE_FLAG": 0,
+         "ADMISSION_TYPE": "ELECTIVE"},
+        {"SUBJECT_ID": 1, "HADM_ID": 11, "ADMITTIME": "2150-01-05T12:00:00-05:00",
+         "DISCHTIME": "2150-01-09T10:00:00-0500", "HOSPITAL_EXPIRE_FLAG": 1,
+         "ADMISSION_TYPE": "EMERGENCY"},
+        {"SUBJECT_ID": 2, "HADM_ID": 20, "ADMITTIME": "2150-02-01T10:00:00Z",
+         "DISCHTIME": "2150-02-03T10:00:00Z", "HOSPITAL_EXPIRE_FLAG": 0,
+         "ADMISSION_TYPE": "EMERGENCY"}]
+    services = [{"SUBJECT_ID": 1, "HADM_ID": 11, "TRANSFERTIME": "2150-01-05T12:30:00-05:00",
+                 "CURR_SERVICE": "MED"}]
+    drugs = [{"SUBJECT_ID": 1, "HADM_ID": 11, "STARTDATE": "2150-01-05T00:00:00-05:00",
+              "DRUG": "Aspirin"}]
+    folder = _export(tmp_path, admissions, PATIENTS[:2], SERVICES=services, PRESCRIPTIONS=drugs)
+    with pytest.warns(ReadWarning, match=(
+            r"^times carry UTC offsets \(ADMISSIONS.ADMITTIME, ADMISSIONS.DISCHTIME, "
+            r"SERVICES.TRANSFERTIME, PRESCRIPTIONS.STARTDATE\): every time was converted to UTC, "
+            "one clock for ordering stays and events")):
+        table = read_mimic(folder, level="admission", events=True, events_hours=0).set_index(
+            "hadm_id")
+    assert table["prior_admissions"].to_dict() == {"10": 0, "11": 1, "20": 0}
+    assert table.loc["11", "events"] == "ADM:ELECTIVE ADM:EMERGENCY"
+    with pytest.warns(ReadWarning, match="^times carry UTC offsets"):
+        later = read_mimic(folder, level="admission", events=True, events_hours=12)
+    assert later.set_index("hadm_id").loc["11", "events"] == (
+        "ADM:ELECTIVE ADM:EMERGENCY SVC:MED RX:Aspirin")
+
+
+def test_an_expire_flag_written_y_n_is_read_with_a_warning(tmp_path):
+    admissions = _changed(_changed(ADMISSIONS, 0, HOSPITAL_EXPIRE_FLAG="Y"), 2,
+                          HOSPITAL_EXPIRE_FLAG="n")
+    with pytest.warns(ReadWarning, match=(
+            r"^ADMISSIONS.HOSPITAL_EXPIRE_FLAG is written Y/N in 2 admissions: Y was read as 1 "
+            r"\(died in hospital\), N as 0$")):
+        table = read_mimic(_export(tmp_path, admissions))
+    assert table["died_in_hospital"].tolist() == [1, 1, 0]
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    (None, r"^ADMISSIONS.HOSPITAL_EXPIRE_FLAG, the outcome, is empty for 1 admission \(row 2\): "
+           r"fill it in \(1 died in hospital, 0 discharged alive\) or remove those admissions; "
+           "they are not left out silently"),
+    ("2", r"^ADMISSIONS.HOSPITAL_EXPIRE_FLAG must be 0 or 1 \(or Y/N\); 1 admission hold "
+          r"another value \(row 2\): recode them as 1 \(died in hospital\) or 0"),
+    ("died", r"^ADMISSIONS.HOSPITAL_EXPIRE_FLAG must be 0 or 1 \(or Y/N\); 1 admission hold "),
+])
+def test_an_empty_or_unknown_expire_flag_is_refused(tmp_path, flag, message):
+    with pytest.raises(DataError, match=message):
+        read_mimic(_export(tmp_path, _changed(ADMISSIONS, 1, HOSPITAL_EXPIRE_FLAG=flag)))
+
+
+def test_exact_repeats_of_rows_are_read_once(tmp_path):
+    folder = _export(tmp_path, [*ADMISSIONS, ADMISSIONS[0]], [*PATIENTS, PATIENTS[0]])
+    with pytest.warns(ReadWarning) as caught:
+        table = read_mimic(folder, level="admission")
+    assert [str(w.message) for w in caught] == [
+        "ADMISSIONS repeats 1 row exactly (ROW_ID aside; row 4): each was read once",
+        "PATIENTS repeats 1 row exactly (ROW_ID aside; row 4): each was read once"]
+    assert table["hadm_id"].tolist() == ["101", "102", "103"]
+    assert table["age_years"].tolist() == [50.0, 69.7, 30.2]
+
+
+@pytest.mark.parametrize(("name", "rows", "message"), [
+    ("PATIENTS", [*PATIENTS, {"SUBJECT_ID": 1, "GENDER": "M", "DOB": "2050-01-01 00:00:00"}],
+     r"^PATIENTS has 1 SUBJECT_ID with rows that differ \(in GENDER, DOB; 2 rows: rows 1, 4\): "
+     "PATIENTS holds one row per SUBJECT_ID, and which of them is right cannot be told; keep "
+     "the right row of each and remove the others$"),
+    ("ADMISSIONS", [*ADMISSIONS, {**ADMISSIONS[2], "HOSPITAL_EXPIRE_FLAG": 1}],
+     r"^ADMISSIONS has 1 HADM_ID with rows that differ \(in HOSPITAL_EXPIRE_FLAG; 2 rows: "
+     r"rows 3, 4\)"),
+    ("ADMISSIONS", _changed(ADMISSIONS, 1, HADM_ID=None),
+     r"^ADMISSIONS.HADM_ID is empty in 1 row \(row 2\): every row needs its HADM_ID"),
+])
+def test_rows_that_differ_under_one_id_are_refused(tmp_path, name, rows, message):
+    with pytest.raises(DataError, match=message):
+        read_mimic(_export(tmp_path, **{name.lower(): rows}), level="admission")
 
 
 def test_ids_keep_their_leading_zeros(tmp_path, permed):
@@ -54,3 +169,20 @@ def test_ids_keep_their_leading_zeros(tmp_path, permed):
     code, _, err = permed("ingest", "mimic", folder, "--out", tmp_path / "out.csv")
     assert code == 0, err
     assert (tmp_path / "out.csv").read_text().splitlines()[1].startswith("000101,")
+
+
+@pytest.mark.parametrize("case", [
+    {"admissions": _changed(ADMISSIONS, 0, ADMITTIME="2150-01-01T10:00:00-05:00")},
+    {"admissions": _changed(ADMISSIONS, 0, HOSPITAL_EXPIRE_FLAG=None)},
+    {"admissions": _changed(ADMISSIONS, 0, HOSPITAL_EXPIRE_FLAG="?!")},
+    {"patients": [*PATIENTS, {"SUBJECT_ID": 1, "GENDER": "M", "DOB": "2050-01-01"}]},
+])
+def test_the_command_line_names_the_problem_without_a_traceback(tmp_path, permed, case):
+    code, _, err = permed("ingest", "mimic", _export(tmp_path, **case), "--out",
+                          tmp_path / "out.csv")
+    assert code == 1
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+    assert "garbage" not in err
+    assert "?!" not in err
+    assert not (tmp_path / "out.csv").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from permed.exceptions import DataError
+from permed.ingest._mimic_checks import Clock
 
 __all__ = ["add_events", "event_tokens"]
 
@@ -50,7 +51,8 @@ def _coded(folder: Path, name: str, kind: str, admissions: pd.DataFrame) -> pd.D
     return _rows(codes, codes["DISCHTIME"], kind, "ICD9_CODE")
 
 
-def event_tokens(folder: Path, admissions: pd.DataFrame) -> pd.DataFrame:
+def event_tokens(folder: Path, admissions: pd.DataFrame,
+                 clock: Clock | None = None) -> pd.DataFrame:
     """Every event of every patient: ``SUBJECT_ID``, ``TIME`` (when known), ``TOKEN``, ``ORDER``.
 
     Parameters
@@ -60,33 +62,36 @@ def event_tokens(folder: Path, admissions: pd.DataFrame) -> pd.DataFrame:
         and ``PROCEDURES_ICD`` are used when present.
     admissions : pandas.DataFrame
         ``ADMISSIONS`` with parsed ``ADMITTIME`` and ``DISCHTIME``.
+    clock : Clock, optional
+        Where the times of ``admissions`` were read: event times are read on the same clock
+        (an export that gives offsets in some columns and none in others is refused).
     """
-    from permed.ingest.mimic import parse_times
-
+    clock = clock or Clock()
     parts = [_rows(admissions, admissions["ADMITTIME"], "ADM", "ADMISSION_TYPE")
              if "ADMISSION_TYPE" in admissions.columns else None,
              _coded(folder, "DIAGNOSES_ICD", "DX", admissions),
              _coded(folder, "PROCEDURES_ICD", "PX", admissions)]
     services = _table(folder, "SERVICES")
     if services is not None and {"TRANSFERTIME", "CURR_SERVICE"} <= set(services.columns):
-        parts.append(_rows(services, parse_times(services["TRANSFERTIME"]), "SVC",
-                           "CURR_SERVICE"))
+        parts.append(_rows(services, clock.read(services, "SERVICES", "TRANSFERTIME").times,
+                           "SVC", "CURR_SERVICE"))
     transfers = _table(folder, "TRANSFERS")
     if transfers is not None and {"INTIME", "CURR_CAREUNIT"} <= set(transfers.columns):
         if "EVENTTYPE" in transfers.columns:  # the discharge row: the stay's end
             transfers = transfers[transfers["EVENTTYPE"].astype(str).str.lower() != "discharge"]
-        parts.append(_rows(transfers, parse_times(transfers["INTIME"]), "CU", "CURR_CAREUNIT"))
+        parts.append(_rows(transfers, clock.read(transfers, "TRANSFERS", "INTIME").times, "CU",
+                           "CURR_CAREUNIT"))
     drugs = _table(folder, "PRESCRIPTIONS")
     if drugs is not None and {"STARTDATE", "DRUG"} <= set(drugs.columns):
         # a date without a time: known for sure only once the start day is over
-        known = parse_times(drugs["STARTDATE"]).dt.normalize() + pd.Timedelta(days=1)
+        known = clock.read(drugs, "PRESCRIPTIONS", "STARTDATE", end_of_day=True).times
         parts.append(_rows(drugs, known, "RX", "DRUG"))
     events = pd.concat([p for p in parts if p is not None], ignore_index=True)
     return events.dropna(subset=["TIME", "TOKEN"])
 
 
 def add_events(out: pd.DataFrame, folder: Path, admissions: pd.DataFrame,
-               horizon: pd.Timedelta) -> pd.DataFrame:
+               horizon: pd.Timedelta, clock: Clock | None = None) -> pd.DataFrame:
     """``out`` with an ``events`` column, less the admissions that ended before the horizon.
 
     Parameters
@@ -99,6 +104,8 @@ def add_events(out: pd.DataFrame, folder: Path, admissions: pd.DataFrame,
         ``ADMISSIONS`` with parsed ``ADMITTIME`` and ``DISCHTIME``.
     horizon : pandas.Timedelta
         The prediction time after admission.
+    clock : Clock, optional
+        Where the times of ``admissions`` were read (see :func:`event_tokens`).
     """
     stays = admissions.set_index("HADM_ID").loc[out["hadm_id"], ["SUBJECT_ID", "ADMITTIME",
                                                                   "DISCHTIME"]]
@@ -107,7 +114,7 @@ def add_events(out: pd.DataFrame, folder: Path, admissions: pd.DataFrame,
     index = pd.DataFrame({"hadm_id": out["hadm_id"].to_numpy(),
                           "SUBJECT_ID": stays["SUBJECT_ID"].to_numpy(),
                           "CUTOFF": cutoff.to_numpy()})
-    events = event_tokens(folder, admissions).merge(index, on="SUBJECT_ID")
+    events = event_tokens(folder, admissions, clock).merge(index, on="SUBJECT_ID")
     events = events[events["TIME"] <= events["CUTOFF"]]
     events = events.sort_values(["hadm_id", "TIME", "ORDER", "TOKEN"], kind="stable")
     joined = events.groupby("hadm_id")["TOKEN"].agg(" ".join)

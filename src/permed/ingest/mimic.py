@@ -65,24 +65,28 @@ history of first admissions is empty by construction) are left out.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 
 from permed.exceptions import DataError
+from permed.ingest._mimic_checks import (
+    IDS,
+    Clock,
+    died_in_hospital,
+    parse_times,
+    unique_rows,
+)
 
-__all__ = ["LEVELS", "TASKS", "read_mimic"]
+__all__ = ["LEVELS", "TASKS", "parse_times", "read_mimic"]
 
 TASKS = ("mortality",)
 LEVELS = ("patient", "admission")
 _NEEDED = {"ADMISSIONS": ("SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME",
                           "HOSPITAL_EXPIRE_FLAG"),
            "PATIENTS": ("SUBJECT_ID", "GENDER", "DOB")}
-_IDS = ("SUBJECT_ID", "HADM_ID", "ICUSTAY_ID")  # read as text, as written: 000101 stays 000101
 _CATEGORIES = ("ADMISSION_TYPE", "ADMISSION_LOCATION", "INSURANCE", "LANGUAGE", "RELIGION",
                "MARITAL_STATUS", "ETHNICITY")
-_TWO_DIGIT = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 # ICD-9-CM chapters by the first three digits (V and E codes on their own).
 _CHAPTERS = ((1, 139, "infectious"), (140, 239, "neoplasms"), (240, 279, "endocrine"),
              (280, 289, "blood"), (290, 319, "mental"), (320, 389, "nervous"),
@@ -100,7 +104,7 @@ def _read(folder: Path, name: str) -> pd.DataFrame:
             header = pd.read_csv(path, nrows=0).columns
             # ids as written (a number would turn 000101 into 101); tables are joined on the text
             frame = pd.read_csv(path, low_memory=False,
-                                dtype={c: str for c in header if str(c).upper() in _IDS})
+                                dtype={c: str for c in header if str(c).upper() in IDS})
             frame.columns = [str(c).upper() for c in frame.columns]
             missing = [c for c in _NEEDED.get(name, ()) if c not in frame.columns]
             if missing:
@@ -109,20 +113,6 @@ def _read(folder: Path, name: str) -> pd.DataFrame:
             return frame
     raise DataError(f"'{folder}' has no {name}.csv: point permed ingest mimic at the folder "
                     "holding the MIMIC-III tables (ADMISSIONS.csv, PATIENTS.csv, ...)")
-
-
-def parse_times(values: pd.Series) -> pd.Series:
-    """MIMIC timestamps: ISO (``2164-10-23 21:10:15``) or spreadsheet-mangled ``10/23/64 21:09``.
-
-    Two-digit years are read as 21yy (MIMIC-III shifts admissions into 2100-2210); ages are
-    then taken modulo 100 years (see ``_age``).
-    """
-    text = values.astype("string").str.strip()
-    short = text.str.extract(_TWO_DIGIT)
-    rebuilt = ("21" + short[2] + "-" + short[0].str.zfill(2) + "-" + short[1].str.zfill(2)
-               + " " + short[3].fillna("0").str.zfill(2) + ":" + short[4].fillna("00"))
-    text = text.where(short[2].isna(), rebuilt)
-    return pd.to_datetime(text, errors="coerce", format="mixed")
 
 
 def _age(admit: pd.Series, born: pd.Series, newborn: pd.Series) -> pd.Series:
@@ -219,22 +209,30 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
     Raises
     ------
     DataError
-        When a table or a needed column is missing, or the task or level is unknown.
+        When a table or a needed column is missing, or the task or level is unknown; when
+        HOSPITAL_EXPIRE_FLAG is empty or not 0/1/Y/N, two rows of one admission or patient
+        differ, or times with a UTC offset stand beside times without one (see
+        ``permed.ingest._mimic_checks``).
+
+    Warns
+    -----
+    ReadWarning
+        When rows repeat exactly (read once), the flag is written Y/N, or times carry offsets
+        (read as UTC).
     """
     folder = _check_arguments(Path(folder), task, level)
     if events and not events_hours >= 0:
         raise DataError(f"--events-hours {events_hours} must be 0 (at admission) or more, "
                         "e.g. 24")
-    admissions = _read(folder, "ADMISSIONS")
-    patients = _read(folder, "PATIENTS")
+    clock = Clock()
+    admissions = _admissions(_read(folder, "ADMISSIONS"), clock)
+    patients = unique_rows(_read(folder, "PATIENTS"), "PATIENTS", "SUBJECT_ID").copy()
+    # hours do not change an age: DOB is not compared with the other times
+    patients["DOB"] = clock.read(patients, "PATIENTS", "DOB", compared=False).times
     try:
         diagnoses = _read(folder, "DIAGNOSES_ICD")
     except DataError:
         diagnoses = None
-    for column in ("ADMITTIME", "DISCHTIME", "EDREGTIME", "EDOUTTIME"):
-        if column in admissions.columns:
-            admissions[column] = parse_times(admissions[column])
-    patients["DOB"] = parse_times(patients["DOB"])
     table = admissions.merge(patients[["SUBJECT_ID", "GENDER", "DOB"]], on="SUBJECT_ID",
                              how="left")
     newborn = table.get("ADMISSION_TYPE", pd.Series("", index=table.index)).eq("NEWBORN")
@@ -247,17 +245,29 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
     _admission_notes_and_ed(table, out)
     out = out.merge(_history(admissions, diagnoses).rename(columns={"HADM_ID": "hadm_id"}),
                     on="hadm_id", how="left")
-    out["died_in_hospital"] = pd.to_numeric(table["HOSPITAL_EXPIRE_FLAG"]).astype(int).to_numpy()
+    out["died_in_hospital"] = table["_DIED"].to_numpy()
     out = _order(out, table["ADMITTIME"], level)
     if events:
         from permed.ingest._mimic_events import add_events
 
-        out = add_events(out, folder, admissions, pd.Timedelta(hours=events_hours))
+        out = add_events(out, folder, admissions, pd.Timedelta(hours=events_hours), clock)
+    clock.check()
     # e.g. the history of first admissions: empty by construction, no information
     empty = [c for c in out.columns
              if c not in ("hadm_id", "subject_id", "died_in_hospital", "events")
              and out[c].nunique(dropna=True) <= 1]
     return out.drop(columns=empty)
+
+
+def _admissions(frame: pd.DataFrame, clock: Clock) -> pd.DataFrame:
+    """ADMISSIONS with one row per HADM_ID, parsed times and the outcome (``_DIED``)."""
+    frame = unique_rows(frame, "ADMISSIONS", "HADM_ID", ids=("SUBJECT_ID",)).copy()
+    frame["_DIED"] = died_in_hospital(frame)
+    for column in ("ADMITTIME", "DISCHTIME", "EDREGTIME", "EDOUTTIME"):
+        if column in frame.columns:
+            frame[column] = clock.read(frame, "ADMISSIONS", column).times
+    clock.refuse_mixed()
+    return frame
 
 
 def _order(out: pd.DataFrame, admit: pd.Series, level: str) -> pd.DataFrame:
