@@ -38,10 +38,10 @@ def _cohort(flips: int) -> pd.DataFrame:
 def test_a_category_agreeing_with_the_diagnosis_for_96_percent_is_warned_about():
     assert _near(_warnings(_cohort(flips=4), Study(task="diagnose", target="disease"))) == [
         "column 'near_leak' separates the classes of 'disease' almost perfectly on its own "
-        "(univariate AUROC 0.960 over 200 patients; it is 'cath lab' for 96 of the 100 'yes' "
-        "patients and for only 4 others): likely leakage (recorded after or because of the "
-        "diagnosis?); if it is not known when the prediction is made, drop it with --drop "
-        "'near_leak'"]
+        "(univariate AUROC 0.960 over 200 patients; 96 of the 100 'yes' patients and only 4 "
+        "others have one of its values, a text of 8 characters with letters and spaces): likely "
+        "leakage (recorded after or because of the diagnosis?); if it is not known when the "
+        "prediction is made, drop it with --drop 'near_leak'"]
 
 
 def test_a_category_agreeing_for_90_percent_is_not_warned_about():
@@ -89,8 +89,9 @@ def test_one_class_of_several_separated_is_named():
     (message,) = _near(_warnings(frame, Study(task="diagnose", target="disease")))
     assert message.startswith(
         "column 'near_leak' separates 'disease' = 'yes' from the other classes almost perfectly "
-        "on its own (univariate AUROC 0.970 over 200 patients; it is 'ward' for 98 of the 100 "
-        "patients of other classes and for only 4 others): likely leakage")
+        "on its own (univariate AUROC 0.970 over 200 patients; 98 of the 100 patients of other "
+        "classes and only 4 others have its most common value, a text of 4 characters with "
+        "letters): likely leakage")
 
 
 def _whas_like(event: np.ndarray) -> pd.DataFrame:
@@ -107,10 +108,10 @@ def test_a_status_every_patient_of_which_died_is_warned_about_with_a_named_event
     report = ValidationReport()
     check_risk(frame, study, report, RiskOptions(event_value="dead"))
     assert [f.message for f in report.warnings] == [
-        "column 'dstat' is 'Died in hospital' for 20 patients and every one of them had the "
-        "event ('fstat'): likely leakage (recorded at or after the event, like a status at "
-        "discharge?); if it is not known when the prediction is made, drop it with --drop "
-        "'dstat'"]
+        "column 'dstat': all 20 patients with its 2nd most common value, a text of 16 "
+        "characters with letters and spaces, had the event ('fstat'): likely leakage (recorded "
+        "at or after the event, like a status at discharge?); if it is not known when the "
+        "prediction is made, drop it with --drop 'dstat'"]
 
 
 def test_a_feature_separating_who_had_the_event_is_warned_about():
@@ -121,10 +122,10 @@ def test_a_feature_separating_who_had_the_event_is_warned_about():
     (message,) = _near(_warnings(frame, Study(task="risk", time="days", event="status")))
     assert message == (
         "column 'ward' separates the patients who had the event ('status') from the censored "
-        "almost perfectly on its own (univariate AUROC 0.960 over 200 patients; it is 'icu' "
-        "for 96 of the 100 patients with the event and for only 4 others): likely leakage "
-        "(recorded at or after the event?); if it is not known when the prediction is made, "
-        "drop it with --drop 'ward'")
+        "almost perfectly on its own (univariate AUROC 0.960 over 200 patients; 96 of the 100 "
+        "patients with the event and only 4 others have one of its values, a text of 3 "
+        "characters with letters): likely leakage (recorded at or after the event?); if it is "
+        "not known when the prediction is made, drop it with --drop 'ward'")
 
 
 # --------------------------------------------------------------------------- real datasets

@@ -255,8 +255,8 @@ def test_a_feature_value_whose_patients_all_had_the_event_is_warned_about(cohort
     died_in_hospital.loc[died_in_hospital.index[cohort["status"] == 1][:12], "discharge"] = 1
     study = Study(task="risk", time="days", event="status")
     assert [f.message for f in validate(died_in_hospital, study).warnings] == [
-        "column 'discharge' is '1' for 12 patients and every one of them had the event "
-        "('status'): likely leakage (recorded at or after the event, like a status at "
+        "column 'discharge': all 12 patients with its 2nd most common value, a number, had "
+        "the event ('status'): likely leakage (recorded at or after the event, like a status at "
         "discharge?); if it is not known when the prediction is made, drop it with --drop "
         "'discharge'"]
     # 9 such patients are not enough to say

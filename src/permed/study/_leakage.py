@@ -16,15 +16,21 @@ category that agrees with a binary diagnosis for 95% of the patients has an AURO
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from permed.study._columns import as_category, to_numeric
+from permed.study._columns import (
+    as_category,
+    date_format,
+    looks_like_dates,
+    to_numeric,
+    value_shape,
+)
 
-__all__ = ["NEAR_LEAK_LEVELS", "NEAR_LEAK_MEASURE", "Separation", "near_separation",
+__all__ = ["NEAR_LEAK_LEVELS", "NEAR_LEAK_MEASURE", "Separation", "level_text", "near_separation",
            "univariate_auroc"]
 
 # A category (or a flag, a code) this good on its own is the outcome recorded another way.
@@ -36,6 +42,32 @@ MAX_LEVELS = 20
 MIN_PATIENTS = 20
 SCREEN_ROWS = 100_000
 _POOLED = "\0pooled"  # the levels under MIN_PATIENTS patients, together
+
+
+def level_text(level: str, counts: pd.Series) -> str:
+    """A category of a feature for a message, never quoted: ``its most common value, a date
+    written MM/DD/YYYY``, ``its 2nd most common value, a text of 4 characters with letters``;
+    ``counts`` holds the patients of each value (``one of its values`` for a value sharing its
+    count with another).
+
+    A cell may be protected health information (a date, a ZIP code, a place, a name), and these
+    messages are printed and written into manifest.json and report.html, shared in clear; the
+    rank and the count of patients the message gives find the value in the data.
+    """
+    if looks_like_dates(pd.Series([level])):
+        shape = f"a date written {date_format(level)}"
+    elif pd.notna(to_numeric(pd.Series([level])).iloc[0]):
+        shape = "a number"
+    else:
+        shape = value_shape(level)
+    count = counts[level]
+    rank = 1 + int((counts > count).sum())
+    if int((counts == count).sum()) > 1:
+        return f"one of its values, {shape}"
+    if rank == 1:
+        return f"its most common value, {shape}"
+    suffix = "th" if 10 <= rank % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(rank % 10, "th")
+    return f"its {rank}{suffix} most common value, {shape}"
 
 
 @dataclass(frozen=True)
@@ -51,15 +83,21 @@ class Separation:
     held: int = 0
     side_size: int = 0
     others: int = 0
+    # the patients of each value (the pooled rare ones left out), to describe the level
+    counts: pd.Series | None = field(default=None, compare=False, repr=False)
 
     def text(self, sides: dict[bool, str]) -> str:
-        """``univariate AUROC 0.953 over 303 patients; it is 'ward' for 157 of the 164 'no'
-        patients and for only 7 others``, ``sides`` naming the patients of each side."""
+        """``univariate AUROC 0.953 over 303 patients; 157 of the 164 'no' patients and only 7
+        others have its most common value, a text of 4 characters with letters``, ``sides``
+        naming the patients of each side. The value is described, never quoted (see
+        ``level_text``)."""
         figure = f"univariate AUROC {self.auroc:.3f} over {self.patients} patients"
         if self.level is None:
             return figure
-        return (f"{figure}; it is '{self.level}' for {self.held} of the {self.side_size} "
-                f"{sides[self.side]} and for only {self.others} others")
+        counts = (pd.Series({self.level: self.held + self.others}) if self.counts is None
+                  else self.counts)
+        return (f"{figure}; {self.held} of the {self.side_size} {sides[self.side]} and only "
+                f"{self.others} others have {level_text(self.level, counts)}")
 
 
 def near_separation(values: pd.Series, positive: np.ndarray, kind: str) -> Separation | None:
@@ -130,12 +168,15 @@ def _best_level(table: pd.DataFrame, auroc: float, patients: int) -> Separation:
     """The named level and side where the level holds most of the side and little else."""
     best = Separation(auroc, patients)
     score = -1.0
+    levels = table.drop(index=_POOLED, errors="ignore")
+    counts = levels.sum(axis=1).rename(index=str)
     for side in (True, False):
         side_size = int(table[side].sum())
-        for level, row in table.drop(index=_POOLED, errors="ignore").iterrows():
+        for level, row in levels.iterrows():
             held, others = int(row[side]), int(row[not side])
             fit = min(held / side_size, held / max(held + others, 1))
             if fit > score:
                 score = fit
-                best = Separation(auroc, patients, str(level), side, held, side_size, others)
+                best = Separation(auroc, patients, str(level), side, held, side_size, others,
+                                  counts)
     return best

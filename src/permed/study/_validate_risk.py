@@ -25,7 +25,7 @@ from permed.study._columns import (
     text_among_numbers,
     to_numeric,
 )
-from permed.study._leakage import near_separation
+from permed.study._leakage import level_text, near_separation
 from permed.study._study import Study
 
 if TYPE_CHECKING:
@@ -202,10 +202,12 @@ def _all_had_event(frame: pd.DataFrame, study: Study, report: ValidationReport, 
     values = as_category(frame[column])[known]
     if values.nunique() > LEAKAGE_LEVELS:
         return False
-    for level, count in values.value_counts().items():
+    counts = values.value_counts()
+    for level, count in counts.items():
         if count >= LEAKAGE_PATIENTS and had[(values == level).to_numpy()].all():
+            # the value described, never quoted: it may be a date or a place (see level_text)
             report.warn(
-                f"column '{column}' is '{level}' for {count} patients and every one of them "
+                f"column '{column}': all {count} patients with {level_text(level, counts)}, "
                 f"had the event ('{study.event}'): likely leakage (recorded at or after the "
                 "event, like a status at discharge?); if it is not known when the "
                 f"prediction is made, drop it with --drop '{column}'", column)
