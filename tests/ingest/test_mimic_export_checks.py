@@ -157,6 +157,37 @@ def test_rows_that_differ_under_one_id_are_refused(tmp_path, name, rows, message
         read_mimic(_export(tmp_path, **{name.lower(): rows}), level="admission")
 
 
+def test_a_discharge_before_its_admission_is_never_its_own_prior(tmp_path):
+    # admission 101 ends before it begins; patient 2 has a real earlier stay (104)
+    admissions = [*_changed(ADMISSIONS, 0, DISCHTIME="2149-01-01 00:00:00"),
+                  {**ADMISSIONS[1], "HADM_ID": 104, "ADMITTIME": "2150-01-10 10:00:00",
+                   "DISCHTIME": "2150-01-12 10:00:00", "HOSPITAL_EXPIRE_FLAG": 0}]
+    diagnoses = [{"SUBJECT_ID": 1, "HADM_ID": 101, "ICD9_CODE": "4275"},
+                 {"SUBJECT_ID": 2, "HADM_ID": 104, "ICD9_CODE": "4019"}]
+    folder = _export(tmp_path, admissions, DIAGNOSES_ICD=diagnoses)
+    with pytest.warns(ReadWarning, match=(
+            r"^ADMISSIONS.DISCHTIME is before ADMITTIME for 1 admission \(row 1\): kept as "
+            "written, but never counted as an earlier admission of itself")):
+        table = read_mimic(folder, level="admission").set_index("hadm_id")
+    assert table["prior_admissions"].to_dict() == {"101": 0, "104": 0, "102": 1, "103": 0}
+    assert table["prior_dx_circulatory"].to_dict() == {"101": 0, "104": 0, "102": 1, "103": 0}
+    # its discharge codes are not known at its admission (its own codes never are)
+    with pytest.warns(ReadWarning, match="^ADMISSIONS.DISCHTIME is before ADMITTIME"):
+        events = read_mimic(folder, level="admission", events=True, events_hours=0)
+    assert events.set_index("hadm_id").loc["101", "events"] == "ADM:EMERGENCY"
+
+
+def test_a_stay_ending_at_the_prediction_time_does_not_show_its_own_codes(tmp_path):
+    # 24 hours exactly: its codes, known at discharge, were known at the cut-off (the demo's
+    # admission 159647 showed its six discharge codes)
+    admissions = _changed(ADMISSIONS, 2, DISCHTIME="2150-03-02 10:00:00")
+    folder = _export(tmp_path, admissions,
+                     DIAGNOSES_ICD=[{"SUBJECT_ID": 3, "HADM_ID": 103, "ICD9_CODE": "4275"}])
+    table = read_mimic(folder, level="admission", events=True, events_hours=24)
+    assert table.set_index("hadm_id")["events"].to_dict() == {
+        "101": "ADM:EMERGENCY", "102": "ADM:EMERGENCY", "103": "ADM:EMERGENCY"}
+
+
 def test_ids_keep_their_leading_zeros(tmp_path, permed):
     admissions = [{**r, "SUBJECT_ID": f"00{r['SUBJECT_ID']}", "HADM_ID": f"000{r['HADM_ID']}"}
                   for r in ADMISSIONS]

@@ -20,6 +20,7 @@ __all__ = ["add_events", "event_tokens"]
 _BLANK = re.compile(r"\s+")
 # Among events known at the same moment: the admission first, then its setting, then orders.
 _ORDER = {"ADM": 0, "SVC": 1, "CU": 2, "DX": 3, "PX": 4, "RX": 5}
+_CODES = (_ORDER["DX"], _ORDER["PX"])
 
 
 def _token(kind: str, values: pd.Series) -> pd.Series:
@@ -39,21 +40,28 @@ def _table(folder: Path, name: str) -> pd.DataFrame | None:
 def _rows(frame: pd.DataFrame, time: pd.Series, kind: str, column: str) -> pd.DataFrame:
     return pd.DataFrame({"SUBJECT_ID": frame["SUBJECT_ID"].to_numpy(), "TIME": time.to_numpy(),
                          "TOKEN": _token(kind, frame[column]).to_numpy(),
-                         "ORDER": _ORDER[kind]})
+                         "ORDER": _ORDER[kind],
+                         "HADM_ID": frame.get("HADM_ID", pd.Series(None, index=frame.index,
+                                                                    dtype=object)).to_numpy()})
 
 
 def _coded(folder: Path, name: str, kind: str, admissions: pd.DataFrame) -> pd.DataFrame | None:
-    """Billing codes, known when their admission was discharged."""
+    """Billing codes, known when their admission was discharged (never before it began: a
+    discharge written before its admission is an error in the data)."""
     codes = _table(folder, name)
     if codes is None or "ICD9_CODE" not in codes.columns:
         return None
-    codes = codes.merge(admissions[["HADM_ID", "DISCHTIME"]], on="HADM_ID", how="inner")
-    return _rows(codes, codes["DISCHTIME"], kind, "ICD9_CODE")
+    codes = codes.merge(admissions[["HADM_ID", "ADMITTIME", "DISCHTIME"]], on="HADM_ID",
+                        how="inner")
+    known = codes["DISCHTIME"].where(codes["DISCHTIME"] >= codes["ADMITTIME"],
+                                     codes["ADMITTIME"])
+    return _rows(codes, known, kind, "ICD9_CODE")
 
 
 def event_tokens(folder: Path, admissions: pd.DataFrame,
                  clock: Clock | None = None) -> pd.DataFrame:
-    """Every event of every patient: ``SUBJECT_ID``, ``TIME`` (when known), ``TOKEN``, ``ORDER``.
+    """Every event of every patient: ``SUBJECT_ID``, ``TIME`` (when known), ``TOKEN``, ``ORDER``
+    and ``HADM_ID`` (of a code; empty for other events).
 
     Parameters
     ----------
@@ -115,7 +123,8 @@ def add_events(out: pd.DataFrame, folder: Path, admissions: pd.DataFrame,
                           "SUBJECT_ID": stays["SUBJECT_ID"].to_numpy(),
                           "CUTOFF": cutoff.to_numpy()})
     events = event_tokens(folder, admissions, clock).merge(index, on="SUBJECT_ID")
-    events = events[events["TIME"] <= events["CUTOFF"]]
+    own_codes = events["ORDER"].isin(_CODES) & events["HADM_ID"].eq(events["hadm_id"])
+    events = events[(events["TIME"] <= events["CUTOFF"]) & ~own_codes]
     events = events.sort_values(["hadm_id", "TIME", "ORDER", "TOKEN"], kind="stable")
     joined = events.groupby("hadm_id")["TOKEN"].agg(" ".join)
     out = out.assign(events=out["hadm_id"].map(joined).fillna("").to_numpy())

@@ -16,10 +16,12 @@ Used, from the admission and the patient's past:
   ``--note admit_diagnosis``).
 - ``ed_hours``: time in the emergency department before admission (``EDOUTTIME - EDREGTIME``),
   and ``via_ed``.
-- History: ``prior_admissions`` and ``days_since_last_discharge`` count only admissions that
-  were discharged before this one began; ``prior_dx_<chapter>`` count the ICD-9 codes of those
-  earlier admissions by chapter (codes are assigned at discharge, so an earlier admission's
-  codes are known now; this admission's are not).
+- History: ``prior_admissions`` and ``days_since_last_discharge`` count only other admissions
+  that began and were discharged before this one began (a discharge written before its own
+  admission, an error MIMIC-III has 98 of, never makes a stay its own prior);
+  ``prior_dx_<chapter>`` count the ICD-9 codes of those earlier admissions by chapter (codes
+  are assigned at discharge, so an earlier admission's codes are known now; this admission's
+  are not).
 
 Left out, because they are recorded during or after the stay:
 
@@ -43,7 +45,8 @@ only events known at or before the prediction time enter:
 
 - ``ADM:<type>`` at each admission's ``ADMITTIME`` (earlier admissions and this one);
 - ``DX:<ICD-9>`` and ``PX:<ICD-9>`` of earlier admissions, at their ``DISCHTIME`` (codes are
-  assigned at discharge: this admission's codes are never known in time);
+  assigned at discharge: this admission's codes never enter, even for a stay discharged at the
+  prediction time; a discharge written before its admission counts at the admission);
 - ``SVC:<service>`` at ``SERVICES.TRANSFERTIME`` and ``CU:<care unit>`` at
   ``TRANSFERS.INTIME`` (admit and transfer rows; the discharge row is left out);
 - ``RX:<drug>`` from ``PRESCRIPTIONS``: ``STARTDATE`` is a date without a time, so a
@@ -75,7 +78,10 @@ from permed.ingest._mimic_checks import (
     Clock,
     died_in_hospital,
     parse_times,
+    plural,
+    rows,
     unique_rows,
+    warn,
 )
 
 __all__ = ["LEVELS", "TASKS", "parse_times", "read_mimic"]
@@ -141,9 +147,13 @@ def _chapter(code: object) -> str | None:
 def _history(admissions: pd.DataFrame, diagnoses: pd.DataFrame | None) -> pd.DataFrame:
     """Per admission: earlier admissions (discharged before it began) and their ICD chapters."""
     pairs = admissions[["SUBJECT_ID", "HADM_ID", "ADMITTIME"]].merge(
-        admissions[["SUBJECT_ID", "HADM_ID", "DISCHTIME"]], on="SUBJECT_ID",
+        admissions[["SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME"]], on="SUBJECT_ID",
         suffixes=("", "_PRIOR"))
-    pairs = pairs[pairs["DISCHTIME"] <= pairs["ADMITTIME"]]
+    # another admission, begun and ended by then: a discharge written before its own admission
+    # (an error in the data) makes a stay neither its own prior nor one of a stay begun before it
+    pairs = pairs[(pairs["HADM_ID_PRIOR"] != pairs["HADM_ID"])
+                  & (pairs["ADMITTIME_PRIOR"] <= pairs["ADMITTIME"])
+                  & (pairs["DISCHTIME"] <= pairs["ADMITTIME"])]
     out = pd.DataFrame(index=admissions["HADM_ID"])
     out["prior_admissions"] = pairs.groupby("HADM_ID").size().reindex(out.index).fillna(0)
     last = pairs.groupby("HADM_ID").agg(admit=("ADMITTIME", "first"), last=("DISCHTIME", "max"))
@@ -218,7 +228,7 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
     -----
     ReadWarning
         When rows repeat exactly (read once), the flag is written Y/N, or times carry offsets
-        (read as UTC).
+        (read as UTC), or a discharge precedes its admission (kept, never its own prior).
     """
     folder = _check_arguments(Path(folder), task, level)
     if events and not events_hours >= 0:
@@ -267,6 +277,13 @@ def _admissions(frame: pd.DataFrame, clock: Clock) -> pd.DataFrame:
         if column in frame.columns:
             frame[column] = clock.read(frame, "ADMISSIONS", column).times
     clock.refuse_mixed()
+    inverted = frame.index[frame["DISCHTIME"] < frame["ADMITTIME"]]
+    if len(inverted):
+        warn(f"ADMISSIONS.DISCHTIME is before ADMITTIME for {plural(len(inverted), 'admission')} "
+             f"({rows(inverted)}): kept as written, but never counted as an earlier admission "
+             "of itself or of a stay begun before it, and its codes are known no earlier than "
+             "its admission; check those rows (MIMIC-III v1.4 has 98, same-day administrative "
+             "errors)")
     return frame
 
 
