@@ -5,6 +5,8 @@ wrong. Three admissions of three patients, one field changed per case (as a test
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
@@ -157,6 +159,22 @@ def test_rows_that_differ_under_one_id_are_refused(tmp_path, name, rows, message
         read_mimic(_export(tmp_path, **{name.lower(): rows}), level="admission")
 
 
+def test_a_birth_after_the_admission_leaves_the_age_missing(tmp_path):
+    patients = _changed(PATIENTS, 0, DOB="2151-01-01 00:00:00")  # was read as 99 years
+    with pytest.warns(ReadWarning, match=(
+            r"^PATIENTS.DOB is after ADMISSIONS.ADMITTIME for 1 admission \(ADMISSIONS row 1\): "
+            r"age_years is left missing for them \(a model imputes it\); check those birth "
+            "dates")):
+        ages = read_mimic(_export(tmp_path, patients=patients))["age_years"].tolist()
+    assert math.isnan(ages[0])
+    assert ages[1:] == [69.7, 30.2]
+    # a two-digit year moves a date by a century: the age is taken modulo 100, as before
+    spreadsheet = _changed(PATIENTS, 0, DOB="3/5/94 0:00")
+    admissions = _changed(ADMISSIONS, 0, ADMITTIME="10/23/64 21:09", DISCHTIME="11/1/64 17:15")
+    table = read_mimic(_export(tmp_path, admissions, spreadsheet))
+    assert table["age_years"].iloc[0] == pytest.approx(70.6)
+
+
 def test_a_discharge_before_its_admission_is_never_its_own_prior(tmp_path):
     # admission 101 ends before it begins; patient 2 has a real earlier stay (104)
     admissions = [*_changed(ADMISSIONS, 0, DISCHTIME="2149-01-01 00:00:00"),
@@ -202,11 +220,63 @@ def test_ids_keep_their_leading_zeros(tmp_path, permed):
     assert (tmp_path / "out.csv").read_text().splitlines()[1].startswith("000101,")
 
 
+def test_ids_written_otherwise_in_another_table_are_refused(tmp_path):
+    patients = [{**r, "SUBJECT_ID": f"00{r['SUBJECT_ID']}"} for r in PATIENTS]
+    with pytest.raises(DataError, match=(
+            r"^ADMISSIONS.SUBJECT_ID writes 3 ids otherwise than PATIENTS.SUBJECT_ID \(rows 1, "
+            r"2, 3\): the same number with other leading zeros or decimals .*: export the ids "
+            "the same way in every table$")):
+        read_mimic(_export(tmp_path, patients=patients))
+    codes = [{"SUBJECT_ID": 1, "HADM_ID": "101.0", "ICD9_CODE": "4019"}]
+    with pytest.raises(DataError, match=r"^DIAGNOSES_ICD.HADM_ID writes 1 id otherwise than "
+                                        r"ADMISSIONS.HADM_ID \(row 1\)"):
+        read_mimic(_export(tmp_path, DIAGNOSES_ICD=codes))
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("ADMITTIME", "not a date", r"^ADMISSIONS.ADMITTIME is not a time for 1 admission \(row 1\): "
+     "every admission needs it, the time of the prediction and of its history; correct those "
+     r"rows \(YYYY-MM-DD HH:MM:SS\) or remove the admissions$"),
+    ("DISCHTIME", None, r"^ADMISSIONS.DISCHTIME is empty for 1 admission \(row 1\): every "
+     r"admission needs it, the end of the stay \(one still in hospital has no outcome yet\)"),
+])
+def test_an_admission_without_its_times_is_refused(tmp_path, column, value, message):
+    with pytest.raises(DataError, match=message):
+        read_mimic(_export(tmp_path, _changed(ADMISSIONS, 0, **{column: value})))
+
+
+def test_ages_and_genders_left_missing_are_counted(tmp_path):
+    patients = _changed(PATIENTS[:2], 1, DOB="unknown")
+    admissions = [*ADMISSIONS, {**ADMISSIONS[0], "HADM_ID": 104, "ADMITTIME": "2160-01-01",
+                                "DISCHTIME": "2160-01-02"}]
+    with pytest.warns(ReadWarning) as caught:
+        table = read_mimic(_export(tmp_path, admissions, patients), level="admission")
+    assert [str(w.message) for w in caught] == [
+        "PATIENTS.DOB is empty or not a date in 1 row (row 2): age_years is left missing for "
+        "those patients (a model imputes it); write DOB as YYYY-MM-DD",
+        "ADMISSIONS: 1 admission (row 3) without a PATIENTS row for the SUBJECT_ID: age_years "
+        "and gender are left missing for them (a model imputes them); export the PATIENTS row "
+        "of every patient"]
+    assert table["hadm_id"].tolist() == ["101", "104", "102", "103"]
+    assert table["age_years"].isna().tolist() == [False, False, True, True]
+    assert table["gender"].isna().tolist() == [False, False, False, True]
+
+
+def test_unreadable_event_times_are_counted(tmp_path):
+    drugs = [{"SUBJECT_ID": 1, "HADM_ID": 101, "STARTDATE": "2150-01-01", "DRUG": "Aspirin"},
+             {"SUBJECT_ID": 1, "HADM_ID": 101, "STARTDATE": "garbage", "DRUG": "Vancomycin"}]
+    with pytest.warns(ReadWarning, match=r"^PRESCRIPTIONS.STARTDATE is not a time in 1 row "
+                                         r"\(row 2\): their events were left out$"):
+        table = read_mimic(_export(tmp_path, PRESCRIPTIONS=drugs), events=True)
+    assert table["events"].iloc[0] == "ADM:EMERGENCY RX:Aspirin"
+
+
 @pytest.mark.parametrize("case", [
     {"admissions": _changed(ADMISSIONS, 0, ADMITTIME="2150-01-01T10:00:00-05:00")},
     {"admissions": _changed(ADMISSIONS, 0, HOSPITAL_EXPIRE_FLAG=None)},
     {"admissions": _changed(ADMISSIONS, 0, HOSPITAL_EXPIRE_FLAG="?!")},
     {"patients": [*PATIENTS, {"SUBJECT_ID": 1, "GENDER": "M", "DOB": "2050-01-01"}]},
+    {"admissions": _changed(ADMISSIONS, 0, ADMITTIME="garbage")},
 ])
 def test_the_command_line_names_the_problem_without_a_traceback(tmp_path, permed, case):
     code, _, err = permed("ingest", "mimic", _export(tmp_path, **case), "--out",

@@ -88,14 +88,19 @@ def _print_served(frame: pd.DataFrame, study: Study) -> None:
 
 
 def _kinds(columns: list[str]) -> str:
-    """``observation mean, min, max``, ``active conditions`` and the other names, in short."""
+    """``observation mean, min, max``, ``coded results``, ``active conditions``, ``latest values
+    under other codes`` and the other names, in short."""
     stats = [s for s in ("mean", "min", "max", "count")
              if any(c.endswith(f"_{s}") and not c.startswith("condition_") for c in columns)]
-    conditions = any(c.startswith("condition_") for c in columns)
-    others = [c for c in columns if not c.startswith("condition_")
+    kinds = {"coded results": [c for c in columns if c.endswith("_result")],
+             "active conditions": [c for c in columns if c.startswith("condition_")],
+             # a non-LOINC code's latest value: [fhir] maps LOINC codes only
+             "latest values under other codes": [c for c in columns if c.endswith("_latest")]}
+    named = {c for found in kinds.values() for c in found}
+    others = [c for c in columns if c not in named
               and not c.endswith(("_mean", "_min", "_max", "_count"))]
-    parts = ([f"observation {', '.join(stats)}"] if stats else []) + (
-        ["active conditions"] if conditions else []) + others
+    parts = ([f"observation {', '.join(stats)}"] if stats else []) + [
+        kind for kind, found in kinds.items() if found] + others
     return ", ".join(parts)
 
 

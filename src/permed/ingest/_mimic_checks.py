@@ -26,7 +26,7 @@ from permed.ingest._csv import ReadWarning
 from permed.study._columns import rows_text
 
 __all__ = ["IDS", "Clock", "Times", "died_in_hospital", "parse_times", "plural", "rows",
-           "unique_rows", "warn"]
+           "unique_rows", "unmatched_ids", "warn"]
 
 IDS = ("SUBJECT_ID", "HADM_ID", "ICUSTAY_ID")  # read as text, as written: 000101 stays 000101
 _FIX_CLOCK = ("export every time with its offset, or every time as local time without one (as "
@@ -190,6 +190,22 @@ def unique_rows(frame: pd.DataFrame, table: str, key: str,
             f"{table} holds one row per {key}, and which of them is right cannot be told; keep "
             "the right row of each and remove the others")
     return frame
+
+
+def unmatched_ids(ids: pd.Series, known: pd.Series, where: str, known_where: str) -> pd.Series:
+    """Rows whose id is none of ``known``; refuses ids written otherwise than ``known``
+    (``000101`` beside ``101``, ``101.0``): ids are matched as written, as text."""
+    unmatched = ids.notna() & ~ids.isin(known.dropna().unique())
+    if unmatched.any():
+        numbers = pd.to_numeric(ids[unmatched], errors="coerce")
+        other = numbers.isin(pd.to_numeric(known, errors="coerce").dropna().unique())
+        if other.any():
+            raise DataError(
+                f"{where} writes {plural(int(other.sum()), 'id')} otherwise than {known_where} "
+                f"({rows(other[other].index)}): the same number with other leading zeros or "
+                "decimals (000101 and 101, 101.0); ids are matched as written, so these rows "
+                "would match nothing: export the ids the same way in every table")
+    return unmatched
 
 
 def died_in_hospital(admissions: pd.DataFrame) -> np.ndarray:

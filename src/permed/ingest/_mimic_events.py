@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from permed.exceptions import DataError
-from permed.ingest._mimic_checks import Clock
+from permed.ingest._mimic_checks import Clock, plural, rows, unmatched_ids, warn
 
 __all__ = ["add_events", "event_tokens"]
 
@@ -28,13 +27,15 @@ def _token(kind: str, values: pd.Series) -> pd.Series:
     return (kind + ":" + text.map(lambda v: _BLANK.sub("_", v))).where(text != "")
 
 
-def _table(folder: Path, name: str) -> pd.DataFrame | None:
-    from permed.ingest.mimic import _read
+def _table(folder: Path, name: str, admissions: pd.DataFrame) -> pd.DataFrame | None:
+    """An optional table (absent: its events are simply absent), its ids as ADMISSIONS'."""
+    from permed.ingest.mimic import _optional
 
-    try:
-        return _read(folder, name)
-    except DataError:
-        return None  # an optional table: its events are simply absent
+    frame = _optional(folder, name)
+    if frame is not None and "SUBJECT_ID" in frame.columns:
+        unmatched_ids(frame["SUBJECT_ID"], admissions["SUBJECT_ID"], f"{name}.SUBJECT_ID",
+                      "ADMISSIONS.SUBJECT_ID")
+    return frame
 
 
 def _rows(frame: pd.DataFrame, time: pd.Series, kind: str, column: str) -> pd.DataFrame:
@@ -45,12 +46,23 @@ def _rows(frame: pd.DataFrame, time: pd.Series, kind: str, column: str) -> pd.Da
                                                                     dtype=object)).to_numpy()})
 
 
+def _timed(clock: Clock, frame: pd.DataFrame, name: str, column: str,
+           end_of_day: bool = False) -> pd.Series:
+    parsed = clock.read(frame, name, column, end_of_day=end_of_day)
+    if parsed.unreadable.any():
+        warn(f"{name}.{column} is not a time in {plural(int(parsed.unreadable.sum()), 'row')} "
+             f"({rows(frame.index[parsed.unreadable])}): their events were left out")
+    return parsed.times
+
+
 def _coded(folder: Path, name: str, kind: str, admissions: pd.DataFrame) -> pd.DataFrame | None:
     """Billing codes, known when their admission was discharged (never before it began: a
     discharge written before its admission is an error in the data)."""
-    codes = _table(folder, name)
-    if codes is None or "ICD9_CODE" not in codes.columns:
+    codes = _table(folder, name, admissions)
+    if codes is None:
         return None
+    unmatched_ids(codes["HADM_ID"], admissions["HADM_ID"], f"{name}.HADM_ID",
+                  "ADMISSIONS.HADM_ID")
     codes = codes.merge(admissions[["HADM_ID", "ADMITTIME", "DISCHTIME"]], on="HADM_ID",
                         how="inner")
     known = codes["DISCHTIME"].where(codes["DISCHTIME"] >= codes["ADMITTIME"],
@@ -79,20 +91,20 @@ def event_tokens(folder: Path, admissions: pd.DataFrame,
              if "ADMISSION_TYPE" in admissions.columns else None,
              _coded(folder, "DIAGNOSES_ICD", "DX", admissions),
              _coded(folder, "PROCEDURES_ICD", "PX", admissions)]
-    services = _table(folder, "SERVICES")
+    services = _table(folder, "SERVICES", admissions)
     if services is not None and {"TRANSFERTIME", "CURR_SERVICE"} <= set(services.columns):
-        parts.append(_rows(services, clock.read(services, "SERVICES", "TRANSFERTIME").times,
+        parts.append(_rows(services, _timed(clock, services, "SERVICES", "TRANSFERTIME"),
                            "SVC", "CURR_SERVICE"))
-    transfers = _table(folder, "TRANSFERS")
+    transfers = _table(folder, "TRANSFERS", admissions)
     if transfers is not None and {"INTIME", "CURR_CAREUNIT"} <= set(transfers.columns):
         if "EVENTTYPE" in transfers.columns:  # the discharge row: the stay's end
             transfers = transfers[transfers["EVENTTYPE"].astype(str).str.lower() != "discharge"]
-        parts.append(_rows(transfers, clock.read(transfers, "TRANSFERS", "INTIME").times, "CU",
+        parts.append(_rows(transfers, _timed(clock, transfers, "TRANSFERS", "INTIME"), "CU",
                            "CURR_CAREUNIT"))
-    drugs = _table(folder, "PRESCRIPTIONS")
+    drugs = _table(folder, "PRESCRIPTIONS", admissions)
     if drugs is not None and {"STARTDATE", "DRUG"} <= set(drugs.columns):
         # a date without a time: known for sure only once the start day is over
-        known = clock.read(drugs, "PRESCRIPTIONS", "STARTDATE", end_of_day=True).times
+        known = _timed(clock, drugs, "PRESCRIPTIONS", "STARTDATE", end_of_day=True)
         parts.append(_rows(drugs, known, "RX", "DRUG"))
     events = pd.concat([p for p in parts if p is not None], ignore_index=True)
     return events.dropna(subset=["TIME", "TOKEN"])

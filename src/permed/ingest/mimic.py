@@ -9,7 +9,9 @@ Used, from the admission and the patient's past:
 
 - ``age_years`` at admission from ``PATIENTS.DOB`` and ``ADMISSIONS.ADMITTIME``. MIMIC shifts
   the birth dates of patients older than 89 by 300 years; such ages (and, in exports whose
-  dates lost their century, ages below one year outside a ``NEWBORN`` admission) read 90.
+  dates lost their century, ages below one year outside a ``NEWBORN`` admission) read 90. With
+  two-digit years the age is taken modulo 100; with four-digit years a birth date after the
+  admission is an error in the data: that age is left missing, with a warning.
 - ``gender``; ``admission_type``, ``admission_location``, ``insurance``, ``language``,
   ``religion``, ``marital_status``, ``ethnicity`` (recorded at registration).
 - ``admit_diagnosis``: the free-text working diagnosis written at admission (a note column:
@@ -64,6 +66,20 @@ has no later one), and no patient appears in both the training and the test spli
 ``level="admission"`` keeps every admission with ``subject_id``; one patient's admissions can
 then fall on both sides of a random split. Columns with a single value at the chosen level (the
 history of first admissions is empty by construction) are left out.
+
+What the export must satisfy (``permed.ingest._mimic_checks``)
+---------------------------------------------------------------
+Problems are told with the table, the column, a count and the rows (row 1 is the first data row
+under the header), never a value. Ids (``SUBJECT_ID``, ``HADM_ID``) are read as text, as written
+(``000101`` stays ``000101``), and matched as text: an id written otherwise in another table
+(``101`` beside ``000101``) is refused. Refused, with the fix: ``ADMITTIME`` or ``DISCHTIME``
+empty or not a time; ``HOSPITAL_EXPIRE_FLAG`` empty (an outcome may be missing for a reason tied
+to it, and leaving out a first stay would make a later one look like the first) or other than
+0/1/Y/N; two rows of one ``HADM_ID`` or ``SUBJECT_ID`` that differ; times with a UTC offset
+beside times without one. Read with a warning: rows repeated exactly (read once); the flag
+written Y/N; times that all carry offsets (converted to UTC); an age or gender left missing (no
+``PATIENTS`` row, a ``DOB`` empty, unreadable or after the admission); event times that cannot
+be read (those events left out).
 """
 
 from __future__ import annotations
@@ -81,6 +97,7 @@ from permed.ingest._mimic_checks import (
     plural,
     rows,
     unique_rows,
+    unmatched_ids,
     warn,
 )
 
@@ -90,7 +107,9 @@ TASKS = ("mortality",)
 LEVELS = ("patient", "admission")
 _NEEDED = {"ADMISSIONS": ("SUBJECT_ID", "HADM_ID", "ADMITTIME", "DISCHTIME",
                           "HOSPITAL_EXPIRE_FLAG"),
-           "PATIENTS": ("SUBJECT_ID", "GENDER", "DOB")}
+           "PATIENTS": ("SUBJECT_ID", "GENDER", "DOB"),
+           "DIAGNOSES_ICD": ("SUBJECT_ID", "HADM_ID", "ICD9_CODE"),
+           "PROCEDURES_ICD": ("SUBJECT_ID", "HADM_ID", "ICD9_CODE")}
 _CATEGORIES = ("ADMISSION_TYPE", "ADMISSION_LOCATION", "INSURANCE", "LANGUAGE", "RELIGION",
                "MARITAL_STATUS", "ETHNICITY")
 # ICD-9-CM chapters by the first three digits (V and E codes on their own).
@@ -102,33 +121,48 @@ _CHAPTERS = ((1, 139, "infectious"), (140, 239, "neoplasms"), (240, 279, "endocr
              (780, 799, "symptoms"), (800, 999, "injury"))
 
 
+def _find(folder: Path, name: str) -> Path | None:
+    candidates = (f"{name}.csv", f"{name}.csv.gz", f"{name.lower()}.csv",
+                  f"{name.lower()}.csv.gz")
+    return next((folder / c for c in candidates if (folder / c).is_file()), None)
+
+
 def _read(folder: Path, name: str) -> pd.DataFrame:
-    for candidate in (f"{name}.csv", f"{name}.csv.gz", f"{name.lower()}.csv",
-                      f"{name.lower()}.csv.gz"):
-        path = folder / candidate
-        if path.is_file():
-            header = pd.read_csv(path, nrows=0).columns
-            # ids as written (a number would turn 000101 into 101); tables are joined on the text
-            frame = pd.read_csv(path, low_memory=False,
-                                dtype={c: str for c in header if str(c).upper() in IDS})
-            frame.columns = [str(c).upper() for c in frame.columns]
-            missing = [c for c in _NEEDED.get(name, ()) if c not in frame.columns]
-            if missing:
-                raise DataError(f"'{path}' lacks column(s) {missing}: a MIMIC-III {name} table "
-                                f"has {list(_NEEDED[name])}")
-            return frame
-    raise DataError(f"'{folder}' has no {name}.csv: point permed ingest mimic at the folder "
-                    "holding the MIMIC-III tables (ADMISSIONS.csv, PATIENTS.csv, ...)")
+    path = _find(folder, name)
+    if path is None:
+        raise DataError(f"'{folder}' has no {name}.csv: point permed ingest mimic at the folder "
+                        "holding the MIMIC-III tables (ADMISSIONS.csv, PATIENTS.csv, ...)")
+    header = pd.read_csv(path, nrows=0).columns
+    # ids as written (a number would turn 000101 into 101); tables are then joined on the text
+    frame = pd.read_csv(path, low_memory=False,
+                        dtype={c: str for c in header if str(c).upper() in IDS})
+    frame.columns = [str(c).upper() for c in frame.columns]
+    missing = [c for c in _NEEDED.get(name, ()) if c not in frame.columns]
+    if missing:
+        raise DataError(f"'{path}' lacks column(s) {missing}: a MIMIC-III {name} table "
+                        f"has {list(_NEEDED[name])}")
+    return frame
 
 
-def _age(admit: pd.Series, born: pd.Series, newborn: pd.Series) -> pd.Series:
+def _optional(folder: Path, name: str) -> pd.DataFrame | None:
+    """A table whose absence only removes what it adds; one present must be well formed."""
+    return _read(folder, name) if _find(folder, name) else None
+
+
+def _age(admit: pd.Series, born: pd.Series, newborn: pd.Series,
+         short: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Ages in years, and where a birth date written with four-digit years follows admission.
+
+    ``short``: a date of the row was written with a two-digit year.
+    """
     years = (admit - born).dt.days / 365.25
     # A two-digit year puts a date in the wrong century: the age is right modulo 100.
     # MIMIC's 300-year shift of the over-89s then shows as an age below one year.
     shifted = years >= 150
-    years = years.where(shifted, years % 100)
-    old = shifted | ((years < 1) & ~newborn)
-    return years.where(~old, 90.0).round(1)
+    years = years.where(shifted | ~short, years % 100)
+    old = shifted | ((years < 1) & ~newborn & short)
+    after = years < 0  # only with four-digit years: born after the admission, an error
+    return years.where(~old, 90.0).where(~after).round(1), after
 
 
 def _chapter(code: object) -> str | None:
@@ -187,7 +221,7 @@ def _admission_notes_and_ed(table: pd.DataFrame, out: pd.DataFrame) -> None:
         out["admit_diagnosis"] = table["DIAGNOSIS"].fillna("")
     if {"EDREGTIME", "EDOUTTIME"} <= set(table.columns):
         hours = (table["EDOUTTIME"] - table["EDREGTIME"]).dt.total_seconds() / 3600
-        out["via_ed"] = table["EDREGTIME"].notna().astype(int)
+        out["via_ed"] = table["_VIA_ED"].astype(int)
         out["ed_hours"] = hours.where(hours >= 0).round(2)
 
 
@@ -219,16 +253,18 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
     Raises
     ------
     DataError
-        When a table or a needed column is missing, or the task or level is unknown; when
-        HOSPITAL_EXPIRE_FLAG is empty or not 0/1/Y/N, two rows of one admission or patient
-        differ, or times with a UTC offset stand beside times without one (see
-        ``permed.ingest._mimic_checks``).
+        When a table or a needed column is missing, or the task or level is unknown; when the
+        data would make a feature or the outcome wrong (see ``permed.ingest._mimic_checks``):
+        ADMITTIME or DISCHTIME empty or not a time, HOSPITAL_EXPIRE_FLAG empty or not 0/1/Y/N,
+        two differing rows of one admission or patient, ids written otherwise in another table,
+        times with a UTC offset beside times without one.
 
     Warns
     -----
     ReadWarning
-        When rows repeat exactly (read once), the flag is written Y/N, or times carry offsets
-        (read as UTC), or a discharge precedes its admission (kept, never its own prior).
+        When rows repeat exactly (read once), the flag is written Y/N, times carry offsets
+        (read as UTC), a discharge precedes its admission (kept, never its own prior), or an
+        age is left missing (no PATIENTS row, no readable DOB, a DOB after the admission).
     """
     folder = _check_arguments(Path(folder), task, level)
     if events and not events_hours >= 0:
@@ -236,19 +272,16 @@ def read_mimic(folder: str | Path, task: str = "mortality", level: str = "patien
                         "e.g. 24")
     clock = Clock()
     admissions = _admissions(_read(folder, "ADMISSIONS"), clock)
-    patients = unique_rows(_read(folder, "PATIENTS"), "PATIENTS", "SUBJECT_ID").copy()
-    # hours do not change an age: DOB is not compared with the other times
-    patients["DOB"] = clock.read(patients, "PATIENTS", "DOB", compared=False).times
-    try:
-        diagnoses = _read(folder, "DIAGNOSES_ICD")
-    except DataError:
-        diagnoses = None
-    table = admissions.merge(patients[["SUBJECT_ID", "GENDER", "DOB"]], on="SUBJECT_ID",
-                             how="left")
-    newborn = table.get("ADMISSION_TYPE", pd.Series("", index=table.index)).eq("NEWBORN")
+    patients = _patients(_read(folder, "PATIENTS"), admissions, clock)
+    diagnoses = _optional(folder, "DIAGNOSES_ICD")
+    if diagnoses is not None:
+        unmatched_ids(diagnoses["HADM_ID"], admissions["HADM_ID"], "DIAGNOSES_ICD.HADM_ID",
+                      "ADMISSIONS.HADM_ID")
+    table = admissions.merge(patients[["SUBJECT_ID", "GENDER", "DOB", "_DOB_2Y"]],
+                             on="SUBJECT_ID", how="left")
+    table.index = admissions.index  # one patient row at most each: the rows of ADMISSIONS
     out = pd.DataFrame({"hadm_id": table["HADM_ID"], "subject_id": table["SUBJECT_ID"],
-                        "age_years": _age(table["ADMITTIME"], table["DOB"], newborn),
-                        "gender": table["GENDER"]})
+                        "age_years": _ages(table), "gender": table["GENDER"]})
     for column in _CATEGORIES:
         if column in table.columns:
             out[column.lower()] = table[column]
@@ -273,9 +306,8 @@ def _admissions(frame: pd.DataFrame, clock: Clock) -> pd.DataFrame:
     """ADMISSIONS with one row per HADM_ID, parsed times and the outcome (``_DIED``)."""
     frame = unique_rows(frame, "ADMISSIONS", "HADM_ID", ids=("SUBJECT_ID",)).copy()
     frame["_DIED"] = died_in_hospital(frame)
-    for column in ("ADMITTIME", "DISCHTIME", "EDREGTIME", "EDOUTTIME"):
-        if column in frame.columns:
-            frame[column] = clock.read(frame, "ADMISSIONS", column).times
+    _stay_times(frame, clock)
+    _ed_times(frame, clock)
     clock.refuse_mixed()
     inverted = frame.index[frame["DISCHTIME"] < frame["ADMITTIME"]]
     if len(inverted):
@@ -285,6 +317,70 @@ def _admissions(frame: pd.DataFrame, clock: Clock) -> pd.DataFrame:
              "its admission; check those rows (MIMIC-III v1.4 has 98, same-day administrative "
              "errors)")
     return frame
+
+
+def _stay_times(frame: pd.DataFrame, clock: Clock) -> None:
+    """ADMITTIME and DISCHTIME, which every admission needs."""
+    for column, what in (("ADMITTIME", "the time of the prediction and of its history"),
+                         ("DISCHTIME", "the end of the stay (one still in hospital has no "
+                                       "outcome yet)")):
+        parsed = clock.read(frame, "ADMISSIONS", column)
+        found = [f"{text} for {plural(n, 'admission')} ({rows(frame.index[mask])})"
+                 for text, mask in (("empty", ~parsed.written), ("not a time", parsed.unreadable))
+                 if (n := int(mask.sum()))]
+        if found:
+            raise DataError(f"ADMISSIONS.{column} is {' and '.join(found)}: every admission "
+                            f"needs it, {what}; correct those rows (YYYY-MM-DD HH:MM:SS) or "
+                            "remove the admissions")
+        frame[column] = parsed.times
+        if column == "ADMITTIME":
+            frame["_ADMIT_2Y"] = parsed.short  # a two-digit year: ages modulo 100 (_age)
+
+
+def _ed_times(frame: pd.DataFrame, clock: Clock) -> None:
+    """EDREGTIME and EDOUTTIME (empty: not admitted through the ED); ``_VIA_ED``."""
+    for column in ("EDREGTIME", "EDOUTTIME"):
+        if column not in frame.columns:
+            continue
+        parsed = clock.read(frame, "ADMISSIONS", column)
+        bad = frame.index[parsed.unreadable]
+        if len(bad):
+            warn(f"ADMISSIONS.{column} is not a time for {plural(len(bad), 'admission')} "
+                 f"({rows(bad)}): their ed_hours is left missing")
+        frame[column] = parsed.times
+        if column == "EDREGTIME":
+            frame["_VIA_ED"] = parsed.written  # written, even if unreadable: came via the ED
+
+
+def _patients(frame: pd.DataFrame, admissions: pd.DataFrame, clock: Clock) -> pd.DataFrame:
+    """PATIENTS with one row per SUBJECT_ID and parsed DOB; warns of ages left missing."""
+    frame = unique_rows(frame, "PATIENTS", "SUBJECT_ID").copy()
+    parsed = clock.read(frame, "PATIENTS", "DOB", compared=False)  # hours do not change ages
+    frame["DOB"], frame["_DOB_2Y"] = parsed.times, parsed.short
+    lacking = frame.index[~parsed.written | parsed.unreadable]
+    if len(lacking):
+        warn(f"PATIENTS.DOB is empty or not a date in {plural(len(lacking), 'row')} "
+             f"({rows(lacking)}): age_years is left missing for those patients (a model imputes "
+             "it); write DOB as YYYY-MM-DD")
+    absent = admissions.index[unmatched_ids(admissions["SUBJECT_ID"], frame["SUBJECT_ID"],
+                                            "ADMISSIONS.SUBJECT_ID", "PATIENTS.SUBJECT_ID")]
+    if len(absent):
+        warn(f"ADMISSIONS: {plural(len(absent), 'admission')} ({rows(absent)}) without a "
+             "PATIENTS row for the SUBJECT_ID: age_years and gender are left missing for them "
+             "(a model imputes them); export the PATIENTS row of every patient")
+    return frame
+
+
+def _ages(table: pd.DataFrame) -> pd.Series:
+    newborn = table.get("ADMISSION_TYPE", pd.Series("", index=table.index)).eq("NEWBORN")
+    short = table["_ADMIT_2Y"] | table["_DOB_2Y"].astype("boolean").fillna(False)
+    ages, after = _age(table["ADMITTIME"], table["DOB"], newborn, short.astype(bool))
+    if after.any():
+        warn(f"PATIENTS.DOB is after ADMISSIONS.ADMITTIME for "
+             f"{plural(int(after.sum()), 'admission')} (ADMISSIONS {rows(table.index[after])}): "
+             "age_years is left missing for them (a model imputes it); check those birth dates "
+             "(MIMIC-III moves those of patients over 89 about 300 years earlier, never later)")
+    return ages
 
 
 def _order(out: pd.DataFrame, admit: pd.Series, level: str) -> pd.DataFrame:
