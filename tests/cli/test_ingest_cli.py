@@ -62,17 +62,28 @@ def test_ingest_fhir_hands_over_a_study_that_validates(permed, tmp_path, monkeyp
         "body_temperature_8310_5", "body_weight_29463_7", "diastolic_blood_pressure_8462_4",
         "heart_rate_8867_4", "oxygen_saturation_in_arterial_blood_2708_6",
         "respiratory_rate_9279_1", "systolic_blood_pressure_8480_6"))
+    # every respiratory virus but SARS-CoV-2 is negative for every patient
+    negative = ", ".join(f"{name}_result" for name in (
+        "adenovirus_a_b_c_d_e_dna_presence_in_res_94040_3",
+        "human_metapneumovirus_rna_presence_in_re_92134_6",
+        "influenza_virus_a_rna_presence_in_respir_92142_9",
+        "influenza_virus_b_rna_presence_in_respir_92141_1",
+        "parainfluenza_virus_1_rna_presence_in_re_92140_3",
+        "parainfluenza_virus_2_rna_presence_in_re_92139_5",
+        "parainfluenza_virus_3_rna_presence_in_re_92138_7",
+        "respiratory_syncytial_virus_rna_presence_92131_2",
+        "rhinovirus_rna_presence_in_respiratory_s_92130_4"))
     assert " ".join(result.stdout.split()) == (
-        "10 patients x 41 features from 12 file(s): patients.parquet; column roles and units: "
+        "10 patients x 51 features from 12 file(s): patients.parquet; column roles and units: "
         "patients.study.toml "
-        "9 column(s) hold one value for every patient (nothing to learn from; validation "
+        "18 column(s) hold one value for every patient (nothing to learn from; validation "
         "refuses them as features), so patients.study.toml lists them under drop: deceased, "
-        f"marital_status, {counts} "
-        "permed serve reads 9 of the 32 features from a live Bundle ([fhir] in the study: "
+        f"marital_status, {counts}, {negative} "
+        "permed serve reads 9 of the 33 features from a live Bundle ([fhir] in the study: "
         "gender, age_years, the latest value of 7 observation(s)) "
-        "the other 23 (observation mean, min, max, active conditions) are not read from a "
-        "Bundle: when serving they are missing and the model imputes them; drop them to train "
-        "on what serving reads")
+        "the other 24 (observation mean, min, max, coded results, active conditions) are not "
+        "read from a Bundle: when serving they are missing and the model imputes them; drop "
+        "them to train on what serving reads")
     checked = permed("validate", "patients.parquet", "--study", "patients.study.toml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "0 error(s), 0 warning(s)" in checked.stdout

@@ -113,17 +113,41 @@ def cohort():
 
 
 def test_the_study_drops_the_constant_columns(cohort):
-    # one COVID-19 visit each: every vital sign counted once, nobody deceased, all single
+    # one COVID-19 visit each: every vital sign counted once, nobody deceased, all single,
+    # every respiratory virus but SARS-CoV-2 negative
     study = cohort.study()
     assert study.drop == ["deceased", "marital_status", *(
         f"{name}_count" for name in (
             "body_temperature_8310_5", "body_weight_29463_7",
             "diastolic_blood_pressure_8462_4", "heart_rate_8867_4",
             "oxygen_saturation_in_arterial_blood_2708_6", "respiratory_rate_9279_1",
-            "systolic_blood_pressure_8480_6"))]
+            "systolic_blood_pressure_8480_6")), *(
+        f"{name}_result" for name in (
+            "adenovirus_a_b_c_d_e_dna_presence_in_res_94040_3",
+            "human_metapneumovirus_rna_presence_in_re_92134_6",
+            "influenza_virus_a_rna_presence_in_respir_92142_9",
+            "influenza_virus_b_rna_presence_in_respir_92141_1",
+            "parainfluenza_virus_1_rna_presence_in_re_92140_3",
+            "parainfluenza_virus_2_rna_presence_in_re_92139_5",
+            "parainfluenza_virus_3_rna_presence_in_re_92138_7",
+            "respiratory_syncytial_virus_rna_presence_92131_2",
+            "rhinovirus_rna_presence_in_respiratory_s_92130_4"))]
     assert study.drop == cohort.constant()
     assert study.id == "patient_id"
     assert study.columns["body_temperature_8310_5_mean"].unit == "Cel"
+
+
+def test_every_code_of_the_synthea_bundles_is_read(cohort):
+    # 16 codes a patient: 6 quantities (blood pressure in 2 components) and 10 coded results;
+    # only the quantities were read before (the SARS-CoV-2 test was left out without a word)
+    frame = cohort.frame.set_index("patient_id")
+    read = {c.rsplit("_", 1)[0] for c in frame.columns if c.endswith(("_latest", "_result"))}
+    assert len(read) == 17  # 16 codes, blood pressure as its 2 components
+    sars = frame["sars_cov_2_rna_pnl_resp_naa_probe_94531_1_result"]
+    assert sars.value_counts().to_dict() == {"Detected (qualifier value)": 8,
+                                              "Not detected (qualifier value)": 1}
+    assert "sars_cov_2_rna_pnl_resp_naa_probe_94531_1_result" not in cohort.study().fhir
+    assert (cohort.warnings, cohort.notes) == ([], [])
 
 
 def test_the_study_maps_what_serve_reads_from_a_bundle(cohort):

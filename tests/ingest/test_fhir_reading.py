@@ -291,3 +291,61 @@ def test_an_observation_sent_twice_is_counted_once(tmp_path):
     assert table.notes == [
         "1 Observation value(s) of 1 patient(s) repeat another exactly (same patient, code, "
         "time, value and unit) and are counted once"]
+
+
+def coded(pid: str, result: str, when: str, **extra: Any) -> dict[str, Any]:
+    found = observation(pid, 0, code="94531-1", display="SARS-CoV-2 RNA", when=when, **extra)
+    del found["valueQuantity"]
+    found["valueCodeableConcept"] = {"coding": [
+        {"system": "http://snomed.info/sct", "code": "260373001" if result == "Detected"
+         else "260415000", "display": result}]}
+    return found
+
+
+def test_a_coded_result_is_the_latest_category_of_its_code(tmp_path):
+    path = write_bundle(
+        tmp_path / "b.json", coded("p1", "Not detected", "2024-01-01"),
+        coded("p1", "Detected", "2024-01-05"), coded("p2", "Not detected", "2024-01-03"),
+        patients=("p1", "p2", "p3"))
+    table = read_fhir(path)
+    assert rows(table)["p1"]["sars_cov_2_rna_94531_1_result"] == "Detected"
+    assert table.frame["sars_cov_2_rna_94531_1_result"].tolist()[1] == "Not detected"
+    assert pd.isna(table.frame["sars_cov_2_rna_94531_1_result"].tolist()[2])
+    # a category: no unit, and not among what permed serve reads by LOINC code and unit
+    assert "sars_cov_2_rna_94531_1_result" not in {**table.units, **table.loinc}
+    as_of = rows(read_fhir(path, as_of="2024-01-02"))["p1"]
+    assert as_of["sars_cov_2_rna_94531_1_result"] == "Not detected"
+
+
+def test_a_local_code_is_read_apart_from_the_loinc_code(tmp_path):
+    local = observation("p1", 100)
+    local["code"]["coding"][0]["system"] = "http://hospital.local/labcodes"
+    both = observation("p3", 120)
+    both["code"]["coding"].insert(0, {"system": "http://hospital.local/labcodes",
+                                      "code": "GLU"})
+    path = write_bundle(tmp_path / "b.json", local, observation("p2", 180), both,
+                        patients=("p1", "p2", "p3"))
+    table = read_fhir(path)
+    found = rows(table)
+    local_column = "glucose_hospital_local_labcodes_2345_7_latest"
+    assert found["p1"][local_column] == 100
+    # a coding in LOINC is read as LOINC, whatever comes first
+    assert [found[p][f"{GLUCOSE}_latest"] for p in ("p2", "p3")] == [180, 120]
+    assert table.units[local_column] == "mg/dL"
+    assert local_column not in table.loinc
+    assert table.warnings == []
+
+
+def test_values_that_are_not_read_are_counted_per_code(tmp_path):
+    text = observation("p2", 0, valueString="105")
+    del text["valueQuantity"]
+    absent = observation("p1", 0, dataAbsentReason={"text": "not done"})
+    del absent["valueQuantity"]
+    path = write_bundle(tmp_path / "b.json", text, absent, observation("p2", 90),
+                        patients=("p1", "p2"))
+    table = read_fhir(path)
+    assert table.frame[f"{GLUCOSE}_latest"].tolist()[1] == 90
+    assert table.warnings == [
+        "2 Observation value(s) are not read: 1 valueString (LOINC 2345-7 1); 1 without a "
+        "value (LOINC 2345-7 1). Only quantities and coded results (valueCodeableConcept) become "
+        "features; free text is never read, as it may name people"]

@@ -26,13 +26,23 @@ Per patient:
   see :class:`BirthDate`), ``deceased``, ``marital_status``, and the US Core ``race`` and
   ``ethnicity`` where present. Names, addresses, telecom and identifiers are never read: they
   are protected health information and no model needs them.
-- Each LOINC-coded Observation with a quantity, including the components of panels such as
-  blood pressure (85354-9 -> 8480-6 systolic, 8462-4 diastolic): ``<name>_<code>_latest``,
-  ``_mean``, ``_min``, ``_max`` and ``_count``, in the code's most frequent UCUM unit. A value
+- Each Observation code with a quantity, including the components of panels such as blood
+  pressure (85354-9 -> 8480-6 systolic, 8462-4 diastolic): ``<name>_<code>_latest``,
+  ``_mean``, ``_min``, ``_max`` and ``_count``, in the code's most frequent UCUM unit. A LOINC
+  coding is taken where the code has one; another coding is kept apart by its system,
+  ``<name>_<system>_<code>_...`` (a local ``2345-7`` is not LOINC 2345-7), and is not among the
+  features ``permed serve`` reads from a live Bundle (its ``[fhir]`` map is by LOINC). A value
   in another unit is converted with the table ``permed serve`` uses (:mod:`permed.ingest._ucum`;
   ``mg/dl`` is ``mg/dL``); one that cannot be (another dimension, a unit not in the table) is
   left out, counted in :attr:`FhirTable.dropped_units` and in a warning naming the code, both
-  units and how many values and patients.
+  units and how many values and patients. A value given beyond a limit (``comparator`` ``<``,
+  ``>``) is read at its limit, as ``permed serve`` reads it, with a warning; one result sent
+  twice (same patient, code, time, value and unit) counts once.
+- Each Observation code with a coded result (``valueCodeableConcept``, such as SARS-CoV-2 RNA
+  detected / not detected): ``<name>_<code>_result``, the display (else the code) of the
+  patient's latest result, a categorical feature. Other kinds of value (``valueString``: free
+  text, which may name people; ``valueBoolean``, ``valueInteger``, ``valueRange``...) and
+  Observations without a value are not read, and are counted per code in a warning.
 - Observations entered-in-error or cancelled (:data:`IGNORED_STATUS`, as ``permed serve``
   reads a Bundle) and Conditions whose ``verificationStatus`` is entered-in-error or refuted
   are left out, and counted in :attr:`FhirTable.notes`.
@@ -572,18 +582,88 @@ def _coding(concept: dict[str, Any] | None, system: str | None = None
     return None
 
 
-def _quantities(resource: dict[str, Any]) -> list[tuple[str, str, float, str, str]]:
-    """(code, display, value, unit, comparator) of an Observation and of each of its
-    components."""
-    found = []
-    for part in [resource, *resource.get("component", [])]:
-        code = _coding(part.get("code"), LOINC)
-        quantity = part.get("valueQuantity")
-        if code and quantity is not None and quantity.get("value") is not None:
-            unit = str(quantity.get("code") or quantity.get("unit") or "")
-            found.append((code[0], code[1], float(quantity["value"]), unit,
-                          str(quantity.get("comparator") or "")))
-    return found
+def _observation_code(concept: Any) -> tuple[str, str] | None:
+    """The key of an Observation's code (the LOINC code where there is one, else
+    ``system|code`` of its first coding) and its display."""
+    codings = [c for c in (concept or {}).get("coding", []) if c.get("code")]
+    chosen = next((c for c in codings if c.get("system") == LOINC), codings[0] if codings else None)
+    if chosen is None:
+        return None
+    key = chosen["code"] if chosen.get("system") == LOINC else (
+        f"{chosen.get('system') or ''}|{chosen['code']}")
+    return key, str(chosen.get("display") or concept.get("text") or chosen["code"])
+
+
+def _concept_text(concept: Any) -> str | None:
+    """A coded result as a category: its first coding's display, else its code, else the
+    concept's text (a valueCodeableConcept is not checked as a code is: read with care)."""
+    if not isinstance(concept, dict):
+        return None
+    codings = concept.get("coding") if isinstance(concept.get("coding"), list) else []
+    for coding in (c for c in codings if isinstance(c, dict)):
+        for key in ("display", "code"):
+            if isinstance(coding.get(key), str) and coding[key].strip():
+                return str(coding[key]).strip()
+    text = concept.get("text")
+    return text.strip() if isinstance(text, str) and text.strip() else None
+
+
+# (code key, display, number, category, unit, comparator): a quantity has a number, a coded
+# result a category
+_Value = tuple[str, str, float, str | None, str, str]
+
+
+def _part_value(key: str, name: str, part: dict[str, Any]) -> _Value | str:
+    """What one Observation (or component) holds, or the kind of value that is not read."""
+    quantity = part.get("valueQuantity")
+    if quantity is not None:
+        if quantity.get("value") is None:
+            return "valueQuantity without a value"
+        unit = str(quantity.get("code") or quantity.get("unit") or "")
+        return (key, name, float(quantity["value"]), None, unit,
+                str(quantity.get("comparator") or ""))
+    if "valueCodeableConcept" in part:
+        category = _concept_text(part["valueCodeableConcept"])
+        return (key, name, math.nan, category, "", "") if category else (
+            "valueCodeableConcept without a coding or text")
+    return next((k for k in part if k.startswith("value")), "without a value")
+
+
+def _observation_values(resource: dict[str, Any]) -> tuple[list[_Value], list[tuple[str, str]]]:
+    """The values of an Observation and of each of its components, and (kind of value, code)
+    of those that are not read (a panel without a value of its own is not counted)."""
+    components = resource.get("component", [])
+    parts = [resource, *components] if not components or any(
+        k.startswith("value") for k in resource) else components
+    found: list[_Value] = []
+    skipped: list[tuple[str, str]] = []
+    for part in parts:
+        code = _observation_code(part.get("code"))
+        if code is None:
+            skipped.append(("a code without a coding", "no code"))
+            continue
+        value = _part_value(*code, part)
+        if isinstance(value, str):
+            skipped.append((value, code[0]))
+        else:
+            found.append(value)
+    return found, skipped
+
+
+def _code_label(key: str) -> str:
+    """A code for a message: ``LOINC 2345-7``, ``code 2345-7 of http://lab.local``."""
+    if "|" not in key:
+        return f"LOINC {key}"
+    system, code = key.split("|", 1)
+    return f"code {code} of {system}" if system else f"code {code} (no system)"
+
+
+def _column_base(key: str, name: str) -> str:
+    if "|" not in key:
+        return f"{_slug(name)}_{_slug(key)}"
+    system, code = key.split("|", 1)
+    source = _slug(system.split("://")[-1]) if system else "no_system"
+    return f"{_slug(name)}_{source}_{_slug(code)}"
 
 
 def _extension_text(patient: dict[str, Any], kind: str) -> str | None:
@@ -657,9 +737,9 @@ class _Collected:
     sources: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     conflicts: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     unreferenceable: list[str] = field(default_factory=list)
-    # (reference, code, display, value, unit, comparator, when)
-    observations: list[tuple[str, str, str, float, str, str, pd.Timestamp | None]] = field(
-        default_factory=list)
+    # (reference, *_Value, when)
+    observations: list[tuple[Any, ...]] = field(default_factory=list)
+    unread: Counter[tuple[str, str]] = field(default_factory=Counter)
     conditions: dict[str, set[tuple[str, str]]] = field(default_factory=lambda: defaultdict(set))
     latest: dict[str, pd.Timestamp] = field(default_factory=dict)
     ignored: Counter[str] = field(default_factory=Counter)
@@ -755,7 +835,9 @@ def _add(resource: dict[str, Any], who: str, when: pd.Timestamp | None, into: _C
     elif cutoff is not None and not cutoff.includes(when):
         into.cut[kind, "undated" if when is None else "after"].append(who)
     elif kind == "Observation":
-        into.observations += [(who, *quantity, when) for quantity in _quantities(resource)]
+        found, skipped = _observation_values(resource)
+        into.observations += [(who, *value, when) for value in found]
+        into.unread.update(skipped)
     elif _active(resource) or _abated_after(resource, cutoff):
         code = _coding(resource.get("code"))
         if code:
@@ -877,12 +959,12 @@ def _convert_units(obs: pd.DataFrame, table: FhirTable) -> tuple[pd.DataFrame, p
         except UnitError:
             keep[rows.index] = False
             table.dropped_units[code] = table.dropped_units.get(code, 0) + len(rows)
-            table.warn(f"LOINC {code}: {len(rows)} value(s) of {rows['patient_id'].nunique()} "
-                       f"patient(s) in {_unit_text(unit)} cannot be converted to "
-                       f"{_unit_text(expected)} (the code's most frequent unit), so they are "
-                       f"left out: {_why_not(unit, expected)}")
+            table.warn(f"{_code_label(code)}: {len(rows)} value(s) of "
+                       f"{rows['patient_id'].nunique()} patient(s) in {_unit_text(unit)} cannot "
+                       f"be converted to {_unit_text(expected)} (the code's most frequent "
+                       f"unit), so they are left out: {_why_not(unit, expected)}")
             continue
-        table.notes.append(f"LOINC {code}: {len(rows)} value(s) in '{unit}' converted to "
+        table.notes.append(f"{_code_label(code)}: {len(rows)} value(s) in '{unit}' converted to "
                            f"'{expected}', the code's most frequent unit")
     return obs.assign(value=values)[keep], main_unit
 
@@ -891,7 +973,8 @@ def _without_duplicates(obs: pd.DataFrame, table: FhirTable) -> pd.DataFrame:
     """One value where Observations repeat one another (same patient, code, time, value and
     unit: one result sent twice, under two ids or in two files), so that it is not counted
     twice in a mean or a count. Undated values are kept: nothing shows they are one."""
-    same = obs.duplicated(["patient_id", "code", "when", "value", "unit", "comparator"])
+    same = obs.duplicated(["patient_id", "code", "when", "value", "category", "unit",
+                           "comparator"])
     repeated = same.to_numpy() & obs["when"].notna().to_numpy()
     if repeated.any():
         patients = obs[repeated]["patient_id"].nunique()
@@ -908,38 +991,76 @@ def _warn_comparators(obs: pd.DataFrame, table: FhirTable) -> None:
     limited = obs[obs["comparator"] != ""]
     for code, rows in limited.groupby("code", sort=True):
         kinds = ", ".join(f"'{c}' {n}" for c, n in sorted(Counter(rows["comparator"]).items()))
-        table.warn(f"LOINC {code}: {len(rows)} value(s) of {rows['patient_id'].nunique()} "
-                   f"patient(s) are given beyond a limit ({kinds}): each is read at its limit, as "
-                   "permed serve reads it, so the true value lies beyond what the table holds; "
-                   "they are kept, since leaving them out would drop the most abnormal results "
+        table.warn(f"{_code_label(code)}: {len(rows)} value(s) of "
+                   f"{rows['patient_id'].nunique()} patient(s) are given beyond a limit ({kinds}): "
+                   "each is read at its limit, as permed serve reads it, so the true value lies "
+                   "beyond what the table holds; they are kept, since leaving them out would "
+                   "drop the most abnormal results "
                    "and let an older value stand as the latest")
 
 
-def _observation_columns(collected: _Collected, table: FhirTable) -> pd.DataFrame:
-    if not collected.observations:
+def _warn_unread(unread: Counter[tuple[str, str]], table: FhirTable) -> None:
+    """Count, per kind of value and code, the Observation values that are not read."""
+    if not unread:
+        return
+    kinds: dict[str, Counter[str]] = defaultdict(Counter)
+    for (kind, code), n in unread.items():
+        kinds[kind][code] += n
+    parts = []
+    for kind, codes in sorted(kinds.items(), key=lambda k: -k[1].total()):
+        listed = ", ".join(f"{_code_label(c) if c != 'no code' else c} {n}"
+                           for c, n in codes.most_common(5))
+        more = f" and {len(codes) - 5} more code(s)" if len(codes) > 5 else ""
+        parts.append(f"{codes.total()} {kind} ({listed}{more})")
+    table.warn(f"{unread.total()} Observation value(s) are not read: {'; '.join(parts)}. Only "
+               "quantities and coded results (valueCodeableConcept) become features; free text "
+               "is never read, as it may name people")
+
+
+def _numeric_columns(obs: pd.DataFrame, table: FhirTable) -> pd.DataFrame:
+    """latest, mean, min, max and count of each code's quantities, in its main unit."""
+    if obs.empty:
         return pd.DataFrame()
-    obs = pd.DataFrame(collected.observations, columns=[
-        "patient_id", "code", "name", "value", "unit", "comparator", "when"])
-    obs = _without_duplicates(obs.assign(unit=obs["unit"].map(ucum_unit)), table)
     obs, main_unit = _convert_units(obs, table)
     _warn_comparators(obs, table)
-    obs = obs.sort_values("when", na_position="first", kind="stable")
     names = obs.groupby("code")["name"].first()
     grouped = obs.groupby(["patient_id", "code"])["value"]
     stats = grouped.agg(["last", "mean", "min", "max", "count"]).rename(columns={"last": "latest"})
     wide = stats.unstack("code")
     columns = {}
     for stat, code in wide.columns:
-        column = f"{_slug(names[code])}_{_slug(code)}_{stat}"
+        column = f"{_column_base(code, names[code])}_{stat}"
         columns[(stat, code)] = column
         if stat != "count":
             table.units[column] = str(main_unit[code])
-        if stat == "latest":
+        if stat == "latest" and "|" not in code:  # permed serve maps LOINC codes
             table.loinc[column] = str(code)
     wide.columns = [columns[c] for c in wide.columns]
     order = sorted(wide.columns, key=lambda c: (c.rsplit("_", 1)[0], _STATS.index(
         c.rsplit("_", 1)[1])))
     return wide[order]
+
+
+def _coded_columns(obs: pd.DataFrame) -> pd.DataFrame:
+    """Each code's latest coded result, as a category."""
+    if obs.empty:
+        return pd.DataFrame()
+    names = obs.groupby("code")["name"].first()
+    wide = obs.groupby(["patient_id", "code"])["category"].last().unstack("code")
+    wide.columns = [f"{_column_base(code, names[code])}_result" for code in wide.columns]
+    return wide.sort_index(axis=1)
+
+
+def _observation_columns(collected: _Collected, table: FhirTable) -> pd.DataFrame:
+    _warn_unread(collected.unread, table)
+    if not collected.observations:
+        return pd.DataFrame()
+    obs = pd.DataFrame(collected.observations, columns=[
+        "patient_id", "code", "name", "value", "category", "unit", "comparator", "when"])
+    obs = _without_duplicates(obs.assign(unit=obs["unit"].map(ucum_unit)), table)
+    obs = obs.sort_values("when", na_position="first", kind="stable")
+    coded = obs["category"].notna()
+    return pd.concat([_numeric_columns(obs[~coded], table), _coded_columns(obs[coded])], axis=1)
 
 
 def read_fhir(path: str | Path, as_of: str | None = None) -> FhirTable:
