@@ -59,3 +59,40 @@ def test_a_categorical_predictor_is_one_row_with_its_degrees_of_freedom(violated
         ["tgrade", DASH, "5.60", "2", "0.061"],
         ["age", "0.09", "3.10", "1", "0.078"],
         ["global", DASH, "9.90", "3", "0.019" if violated else "0.200"]]
+
+
+def _selected(model: str, description: str, assumes: bool) -> dict:
+    return {"selected_model": model, "selected_description": description,
+            "selected_assumes_proportional_hazards": assumes}
+
+
+def test_a_selected_boosted_cox_model_is_said_to_make_the_same_assumption():
+    # the section had said only "no Cox model among the candidates" for --models
+    # gradient_boosting, whose curves S0(t) ** exp(score) cannot cross either
+    section = _section({**_ph(True, ["tgrade"]),
+                        **_selected("gradient_boosting", "gradient-boosted Cox model", True)})
+    intro = section.blocks[0].text
+    assert intro.startswith(
+        "The selected model (gradient-boosted Cox model) makes the same assumption as a Cox "
+        "model: its hazard is a baseline hazard times exp(risk score), so one patient's hazard "
+        "is the same multiple of another's at every time and two patients' survival curves "
+        "never cross.")
+    assert "in a ridge Cox model on the same predictors. Test: Grambsch-Therneau test" in intro
+    note = _note(section)
+    assert note.tone == "warning"
+    assert note.text.startswith("The proportional-hazards assumption is violated (global p = "
+                                "0.019): the selected model, like the Cox model, averages")
+
+
+def test_a_selected_forest_is_said_not_to_make_the_assumption():
+    section = _section({**_ph(True, ["tgrade"]),
+                        **_selected("random_survival_forest", "random survival forest", False)})
+    assert section.blocks[0].text.startswith(
+        "The selected model (random survival forest) does not assume proportional hazards: "
+        "its survival curves may cross. The test below is of the Cox model among the "
+        "candidates")
+    note = _note(section)
+    assert (note.tone, list(note.items)) == ("info", ["tgrade"])
+    assert note.text == ("The Cox model's proportional-hazards assumption is violated (global "
+                         "p = 0.019); the selected model (random survival forest) does not "
+                         "make it.")

@@ -52,3 +52,33 @@ def test_a_categorical_predictor_whose_hazards_cross_is_flagged_as_one_term(cros
     html = (run / "report.html").read_text()
     assert "stratify the variables below" in html
     assert "<li>grp</li>" in html
+
+
+def test_a_selected_boosted_cox_model_is_checked_for_the_assumption_it_makes(crossing,
+                                                                              tmp_path):
+    # --models gradient_boosting: the section said "no Cox model among the candidates", but
+    # the boosted Cox model's curves, S0(t) ** exp(score), cannot cross either
+    run, metrics = _train(crossing, tmp_path, ["gradient_boosting"])
+    ph = metrics["proportional_hazards"]
+    assert ph["selected_model"] == "gradient_boosting"
+    assert ph["selected_assumes_proportional_hazards"] is True
+    assert ph["model"] == "coxph"  # the test: a ridge Cox model on the same predictors
+    assert ph["violating_features"] == ["grp"]
+    html = (run / "report.html").read_text().replace("&#39;", "'")
+    assert "no Cox model among the candidates" not in html
+    assert ("The selected model (gradient-boosted Cox model (LightGBM trees)) makes the same "
+            "assumption as a Cox model" in html)
+    assert "two patients' survival curves never cross" in html
+    assert "The selected model assumes proportional hazards, and a Cox model" in html
+
+
+def test_a_selected_forest_without_a_cox_candidate_is_said_not_to_assume_them(crossing,
+                                                                               tmp_path):
+    run, metrics = _train(crossing, tmp_path, ["random_survival_forest"])
+    ph = metrics["proportional_hazards"]
+    assert "global" not in ph
+    assert ph["selected_assumes_proportional_hazards"] is False
+    assert ph["note"] == ("the selected model (random survival forest (scikit-survival)) does "
+                          "not assume proportional hazards, and no Cox model was among the "
+                          "candidates: nothing to test")
+    assert ph["note"] in (run / "report.html").read_text()

@@ -530,7 +530,8 @@ def _calibration_figure(run: RunFiles, horizon: str,
 
 
 def ph_section(run: RunFiles) -> Section | None:
-    """The proportional-hazards check of the Cox model, with a warning when violated."""
+    """The proportional-hazards check of the Cox model, what it means for the selected model,
+    and a warning when violated."""
     ph = run.metrics.get("proportional_hazards")
     if not isinstance(ph, Mapping):
         return None
@@ -538,8 +539,8 @@ def ph_section(run: RunFiles) -> Section | None:
     if "global" not in ph:
         return Section("proportional-hazards", title, [Paragraph(str(ph.get("note") or DASH))])
     blocks: list[Block] = [Paragraph(
-        f"The Cox model assumes each predictor multiplies the hazard by the same factor at all "
-        f"times. Test: {ph.get('method') or DASH}; {fmt_num(ph.get('events'))} events.")]
+        f"{_ph_assumption(ph)} Test: {ph.get('method') or DASH}; "
+        f"{fmt_num(ph.get('events'))} events.")]
     global_p = dig(ph, "global", "p_value")
     if ph.get("violated"):
         blocks.append(_ph_violation(ph, global_p))
@@ -559,13 +560,46 @@ def ph_section(run: RunFiles) -> Section | None:
     return Section("proportional-hazards", title, blocks)
 
 
+def _ph_assumption(ph: Mapping[str, Any]) -> str:
+    """What the proportional-hazards assumption is, for the selected model."""
+    selected = ph.get("selected_model")
+    if selected in (None, "coxph"):  # runs before the selected model was recorded: the Cox's
+        return ("The Cox model assumes each predictor multiplies the hazard by the same factor "
+                "at all times.")
+    described = ph.get("selected_description") or selected
+    if ph.get("selected_assumes_proportional_hazards"):
+        return (f"The selected model ({described}) makes the same assumption as a Cox model: "
+                "its hazard is a baseline hazard times exp(risk score), so one patient's hazard "
+                "is the same multiple of another's at every time and two patients' survival "
+                "curves never cross. A predictor whose effect fades, grows or reverses over "
+                "follow-up (a treatment that helps early and harms later) cannot be shown by "
+                "it: its risks then average that effect over time, too high at some horizons "
+                "and too low at others. The test below checks each predictor's effect over "
+                "time in a ridge Cox model on the same predictors.")
+    return (f"The selected model ({described}) does not assume proportional hazards: its "
+            "survival curves may cross. The test below is of the Cox model among the "
+            "candidates, which assumes each predictor multiplies the hazard by the same factor "
+            "at all times.")
+
+
 def _ph_violation(ph: Mapping[str, Any], global_p: object) -> Note:
     """The warning of a violated proportional-hazards test: the predictors to stratify, or,
     when no single one is flagged, that the violation is spread over several."""
     violating = list(ph.get("violating_features") or [])
+    selected = ph.get("selected_model")
+    if selected in (None, "coxph"):
+        who = "the Cox model's hazard ratios average effects that change over time, and its"
+    elif ph.get("selected_assumes_proportional_hazards"):
+        who = ("the selected model, like the Cox model, averages effects that change over "
+               "time, and its")
+    else:
+        return Note(f"The Cox model's proportional-hazards assumption is violated "
+                    f"({_p_text(global_p, 'global p')}); the selected model "
+                    f"({ph.get('selected_description') or selected}) does not make it.",
+                    tone="info", title="Proportional hazards violated (Cox model)",
+                    items=violating[:10])
     text = (f"The proportional-hazards assumption is violated ({_p_text(global_p, 'global p')}):"
-            " the Cox model's hazard ratios average effects that change over time, and its "
-            "absolute risks may be off at some horizons.")
+            f" {who} absolute risks may be off at some horizons.")
     if violating:
         return Note(f"{text} Prefer a model without this assumption (random survival forest) "
                     "or stratify the variables below.", tone="warning",
@@ -605,7 +639,12 @@ def risk_summary(run: RunFiles) -> str:
                if run.external is not None else "do not use its risks as they are")
         text += f" The model is miscalibrated on these patients: {'; '.join(off)}; {fix}."
     if dig(run.metrics, "proportional_hazards", "violated"):
-        text += " The Cox model's proportional-hazards assumption is violated (see below)."
+        ph = run.metrics["proportional_hazards"]
+        text += (" The selected model assumes proportional hazards, and a Cox model on the same "
+                 "predictors finds them violated (see below)."
+                 if ph.get("selected_model") not in (None, "coxph")
+                 and ph.get("selected_assumes_proportional_hazards") else
+                 " The Cox model's proportional-hazards assumption is violated (see below).")
     return f"{text} {fairness_sentence(run)}"
 
 

@@ -69,6 +69,9 @@ CLIP_QUANTILES = (0.005, 0.995)
 DEFAULT_HORIZON_QUANTILES = (0.25, 0.5, 0.75)
 # p-value under which the proportional-hazards assumption is reported as violated.
 PH_ALPHA = 0.05
+# The families whose survival curves are S0(t) ** exp(score): proportional hazards by
+# construction, with a hazard ratio between two patients that is the same at every time.
+PROPORTIONAL_HAZARDS_MODELS = ("coxph", "gradient_boosting", "deepsurv", "ft_transformer")
 
 
 def risk_columns(horizons: list[float]) -> list[str]:
@@ -476,7 +479,7 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
                                                 data, config, [h for h in horizons if horizon_key(
                                                     h) not in checks["not_checkable"]])
     with timings("proportional_hazards"):
-        ph = _ph_check(pipeline if selected == "coxph" else None, data, config)
+        ph = _ph_check(selected, pipeline, data, config)
     with timings("fairness"):
         fairness = risk_fairness(study, test, test_frame, model, config,
                                  bin_edges(dev[study.sensitive]))
@@ -651,11 +654,24 @@ def _without_intervals(report: dict[str, Any]) -> None:
         entry["ci_low"] = entry["ci_high"] = None
 
 
-def _ph_check(pipeline: Pipeline | None, data: _Folds, config: TrainConfig) -> dict[str, Any]:
-    """Grambsch-Therneau test of the Cox model on the development split."""
-    if pipeline is None:
-        if "coxph" not in (config.models or default_models()):
-            return {"note": "no Cox model among the candidates"}
+def _ph_check(selected: str, pipeline: Pipeline, data: _Folds, config: TrainConfig
+              ) -> dict[str, Any]:
+    """Grambsch-Therneau test of the Cox model on the development split, and whether the
+    selected model assumes proportional hazards.
+
+    A selected model that assumes them by construction (a gradient-boosted or neural Cox
+    model) is checked with a ridge Cox model on the same predictors, even when the Cox model
+    was not a candidate: a predictor whose effect changes over time breaks its assumption too.
+    """
+    assumes = selected in PROPORTIONAL_HAZARDS_MODELS
+    about = {"selected_model": selected,
+             "selected_description": RISK_MODELS[selected].description,
+             "selected_assumes_proportional_hazards": assumes}
+    if selected != "coxph":
+        if not assumes and "coxph" not in (config.models or default_models()):
+            return {"note": f"the selected model ({RISK_MODELS[selected].description}) does "
+                            "not assume proportional hazards, and no Cox model was among the "
+                            "candidates: nothing to test", **about}
         pipeline = build_risk_pipeline("coxph", data.schema, config).fit(
             data.features, survival_y(data.time, data.event))
     cox = pipeline[-1]
@@ -672,7 +688,7 @@ def _ph_check(pipeline: Pipeline | None, data: _Folds, config: TrainConfig) -> d
                   "categorical predictor is one term, with its levels less one degrees of "
                   "freedom",
         "alpha": PH_ALPHA, "violated": test["global"]["p_value"] < PH_ALPHA,
-        "violating_features": violated})
+        "violating_features": violated, **about})
     return test
 
 
