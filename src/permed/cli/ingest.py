@@ -19,9 +19,16 @@ app = typer.Typer(help="Turn FHIR bundles, MIMIC-III tables or expression matric
 _SUFFIXES = (".csv", ".tsv", ".parquet")
 
 
-def _write(frame: pd.DataFrame, path: Path) -> None:
+def _check_out(path: Path) -> None:
+    """Refuse an --out the table cannot be written to before any input is read."""
     if path.suffix not in _SUFFIXES:
-        raise PermedError(f"--out '{path}' must end in {', '.join(_SUFFIXES)}")
+        found = f"ends in '{path.suffix}'" if path.suffix else "has no suffix"
+        raise PermedError(f"--out '{path}' {found}; expected {', '.join(_SUFFIXES)}: name the "
+                          "table to write with one of them (Excel opens a .csv)")
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    _check_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         frame.to_parquet(path, index=False)
@@ -54,6 +61,7 @@ def fhir(
     """
     from permed.ingest.fhir import read_fhir
 
+    _check_out(out_file)
     table = read_fhir(source, as_of=as_of)
     _write(table.frame, out_file)
     study = table.study()
@@ -124,6 +132,7 @@ def mimic(
     """
     from permed.ingest.mimic import read_mimic
 
+    _check_out(out_file)
     frame = read_mimic(folder, task=task, level=level, events=events,
                        events_hours=events_hours)
     _write(frame, out_file)
@@ -160,6 +169,7 @@ def genes(
     """
     from permed.ingest.genes import read_expression, read_vcf_gene_counts
 
+    _check_out(out_file)
     if vcf:
         frame = read_vcf_gene_counts(source, prefix=prefix)
         if not keep_ids:
