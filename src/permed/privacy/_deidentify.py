@@ -8,7 +8,8 @@ Each column gets one action:
                    gives the same pseudonym in every file de-identified with the same key,
                    so records still link
 ``shift_date``     move every date of a patient by the same keyed offset (1 to 365 days,
-                   earlier or later): intervals within a patient are kept exactly
+                   earlier or later): intervals within a patient are kept exactly; a date
+                   stays a date, a time keeps its clock and its zone as written
 ``year``           keep only the year
 ``birth_year``     the year of birth; years that imply an age over 89 become ``<=YYYY``
 ``age``            ages over 89 become ``90+``
@@ -362,17 +363,39 @@ def _day_first(text: pd.Series, column: str) -> pd.Series:
 def _parse(text: pd.Series, day_first: bool) -> pd.Series:
     try:
         parsed = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=day_first)
-    except ValueError:  # time zones in some values only: read them all in UTC
+    except ValueError:  # a time zone written in a way _ZONE does not take off: read it in UTC
         parsed = pd.to_datetime(text, errors="coerce", format="mixed", dayfirst=day_first,
                                 utc=True)
     return parsed.dt.tz_convert(None) if parsed.dt.tz is not None else parsed
 
 
+# A clock time's zone as written after it: "08:00:00+01:00", "23:30-0500", "08:00Z", "08:00 UTC".
+_ZONE = re.compile(r"(?<=\d)(?P<zone>\s?(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?))\s*$",
+                   re.IGNORECASE)
+_CLOCK = re.compile(r"\d{1,2}:\d{2}")
+
+
+def _zones(text: pd.Series) -> pd.Series:
+    """The zone written after each value's clock time ('' without one): a date-only value's
+    '-09' (2019-05-09) is its day, not a zone."""
+    found = text.str.extract(_ZONE)["zone"]
+    timed = text.str.contains(_CLOCK, na=False)
+    return found.where(timed & found.notna(), "").astype(object)
+
+
 def _dates(series: pd.Series, column: str) -> pd.Series:
-    """The column as datetimes, each numeric day-month order decided once (see _day_first)."""
+    """The column as datetimes, each numeric day-month order decided once (see _day_first).
+
+    A value written with a time zone (``2024-01-05T08:00:00+01:00``) is read at its own clock
+    time, 08:00, the zone left aside (``_zones``): converting it to UTC would move its time, and
+    its day, by hours (``shift_date`` writes the zone back as written).
+    """
     if pd.api.types.is_datetime64_any_dtype(series):
-        return series
+        return series.dt.tz_localize(None) if series.dt.tz is not None else series
     text = as_category(series)  # 1919.0 reads '1919', a year; missing stays NaN
+    zones = _zones(text.astype("string"))
+    text = pd.Series([t[:len(t) - len(z)] if z else t for t, z in zip(text, zones, strict=True)],
+                     index=series.index, dtype=object)
     day_first = _day_first(text.astype("string"), column)
     parsed = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns]")
     for flag in (False, True):
@@ -388,16 +411,34 @@ def _dates(series: pd.Series, column: str) -> pd.Series:
     return parsed
 
 
-def _format_dates(parsed: pd.Series) -> pd.Series:
-    present = parsed.dropna()
-    midnight = bool((present == present.dt.normalize()).all()) if len(present) else True
-    text = parsed.dt.strftime("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M:%S")
-    return text.astype(object).where(parsed.notna(), None)
+def _written_forms(series: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """For each value: whether it holds a clock time, the separator before that time ('T' or a
+    space), and its zone as written ('' without one). A datetime column's values hold a time
+    unless every one is at midnight; a zone-aware one's zone is each value's UTC offset."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        present = series.dropna()
+        timed = bool(len(present)) and bool((present != present.dt.normalize()).any())
+        zones = (series.dt.strftime("%z").str.replace(r"(\d{2})(\d{2})$", r"\1:\2", regex=True)
+                 if series.dt.tz is not None else pd.Series("", index=series.index))
+        return (pd.Series(timed, index=series.index), pd.Series(" ", index=series.index),
+                zones.fillna("").astype(object))
+    text = as_category(series).astype("string")
+    timed = text.str.contains(_CLOCK, na=False)
+    separators = text.str.contains(r"\dT\d", na=False).map({True: "T", False: " "})
+    return timed, separators, _zones(text)
 
 
 def _shift_dates(series: pd.Series, column: str, patients: pd.Series, key: Key) -> pd.Series:
-    parsed = _dates(series, column)
-    return _format_dates(parsed + pd.to_timedelta(_shift_days(patients, key), unit="D"))
+    """Each date moved by its patient's offset in days, on its own clock, written in its own
+    form: a date stays a date (``2024-01-05``), a time keeps its zone as written
+    (``2024-01-05T08:00:00+01:00`` moves to ``...T08:00:00+01:00`` on another day), as records
+    joined later with local times expect."""
+    shifted = _dates(series, column) + pd.to_timedelta(_shift_days(patients, key), unit="D")
+    timed, separators, zones = _written_forms(series)
+    days = shifted.dt.strftime("%Y-%m-%d")
+    clocks = days + separators + shifted.dt.strftime("%H:%M:%S") + zones
+    text = days.where(~timed, clocks)
+    return text.astype(object).where(shifted.notna(), None)
 
 
 def _ages(series: pd.Series, column: str) -> pd.Series:
