@@ -136,7 +136,7 @@ def test_ingest_refuses_an_unknown_output_suffix(permed, tmp_path):
     result = permed("ingest", "mimic", shared_data("mimic3_demo"), "--out", tmp_path / "x.xlsx")
     assert result.returncode == 1
     assert "--out '" in result.stderr
-    assert "must end in .csv, .tsv, .parquet" in result.stderr
+    assert "ends in '.xlsx'; expected .csv, .tsv, .parquet" in result.stderr
 
 
 @pytest.mark.slow

@@ -75,10 +75,10 @@ def predict(
 
     Example: permed predict runs/heart new_patients.csv --out preds.csv --explain
     """
-    if out_file is not None and out_file.suffix.lower() not in (".csv", ".parquet"):
-        found = f"ends in '{out_file.suffix}'" if out_file.suffix else "has no suffix"
-        raise PermedError(f"--out '{out_file}' {found}; expected .csv or .parquet: name the "
-                          "predictions file with one of them (Excel opens a .csv)")
+    if out_file is not None and out_file.suffix.lower() not in ("", ".csv", ".parquet"):
+        raise PermedError(f"--out '{out_file}' ends in '{out_file.suffix}'; expected .csv or "
+                          ".parquet: name the predictions file with one of them (Excel opens "
+                          "a .csv)")
     shifts: list[str] = []  # columns recorded unlike development: told on standard error
     # large inputs: permed.workflow._batch (tables; an image model reads its files here)
     if on_bad_file is None and should_stream(data, out_file, batch_size, explain):
