@@ -235,10 +235,15 @@ def numbers_from_text(frame: pd.DataFrame, dialect: Dialect, label: str,
 
 
 def _thousands_note(name: str, value: str, decimal: str, label: str) -> str:
+    """The note for a column whose numbers group thousands; its example is made up, not a
+    patient's value (``'1.234' as 1234``), but written like ``value`` (with or without
+    decimals)."""
     thousands = "." if decimal == "," else ","
-    number = _to_numbers(pd.Series([value]), decimal).iloc[0]
+    example, number = f"1{thousands}234", "1234"
+    if decimal in value:
+        example, number = f"{example}{decimal}5", "1234.5"
     return (f"column '{name}' of data file '{label}' writes thousands with '{thousands}': "
-            f"its values were read as numbers ('{value}' as {number:.15g})")
+            f"its values were read as numbers ('{example}' as {number})")
 
 
 # --- encoding --------------------------------------------------------------------------------
@@ -293,9 +298,13 @@ def _not_utf8(stream: BinaryIO, offset: int, delimiter: str, header: tuple[str, 
         raise DataError(f"data file '{label}' is not UTF-8 text: {where}, which is neither "
                         "UTF-8 nor Windows-1252: save it as 'CSV UTF-8 (Comma delimited)' "
                         "(Excel: File > Save As) and read it again")
+    # a header's value is a column name; a data row's may be a patient's name: only the
+    # character is given
+    shown = f"that value reads '{value}'" if line == 1 else \
+        f"that byte reads '{bytes([byte]).decode('cp1252')}'"
     return (f"data file '{label}' is not UTF-8: {where}; it was read as Windows-1252 (Western "
-            f"European), where that value reads '{value}': if text looks wrong, save the file "
-            "as 'CSV UTF-8' and read it again")
+            f"European), where {shown}: if text looks wrong, save the file as 'CSV UTF-8' and "
+            "read it again")
 
 
 def _locate(stream: BinaryIO, offset: int, delimiter: str,
