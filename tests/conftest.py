@@ -107,3 +107,26 @@ def trust_run(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
                     TrainConfig(models=["logistic", "scorecard"], cv=3, n_boot=100),
                     tmp / "run")
     return run, frame.drop(columns="disease")
+
+
+@pytest.fixture(scope="session")
+def synthea_constant_features() -> list[str]:
+    """The features of the shared Synthea COVID-19 bundles (``permed ingest fhir``) that hold
+    one value for every patient, in the order the study lists them under ``drop`` (after
+    ``deceased`` and ``marital_status``): one visit each, so every vital sign is counted once,
+    and every respiratory virus but SARS-CoV-2 is negative."""
+    counts = [f"{name}_count" for name in (
+        "body_temperature_8310_5", "body_weight_29463_7", "diastolic_blood_pressure_8462_4",
+        "heart_rate_8867_4", "oxygen_saturation_in_arterial_blood_2708_6",
+        "respiratory_rate_9279_1", "systolic_blood_pressure_8480_6")]
+    negative = [f"{name}_result" for name in (
+        "adenovirus_a_b_c_d_e_dna_presence_in_res_94040_3",
+        "human_metapneumovirus_rna_presence_in_re_92134_6",
+        "influenza_virus_a_rna_presence_in_respir_92142_9",
+        "influenza_virus_b_rna_presence_in_respir_92141_1",
+        "parainfluenza_virus_1_rna_presence_in_re_92140_3",
+        "parainfluenza_virus_2_rna_presence_in_re_92139_5",
+        "parainfluenza_virus_3_rna_presence_in_re_92138_7",
+        "respiratory_syncytial_virus_rna_presence_92131_2",
+        "rhinovirus_rna_presence_in_respiratory_s_92130_4")]
+    return counts + negative
