@@ -23,7 +23,8 @@ import pandas as pd
 
 from permed.exceptions import DataError
 from permed.ingest._csv import ReadWarning
-from permed.study._columns import rows_text
+from permed.study._columns import plural
+from permed.study._columns import rows_phrase as rows
 
 __all__ = ["IDS", "Clock", "Times", "died_in_hospital", "parse_times", "plural", "rows",
            "unique_rows", "unmatched_ids", "warn"]
@@ -41,16 +42,6 @@ _SIGNED = re.compile(r"^([+-])(\d{2}):?(\d{2})?$")
 def warn(message: str) -> None:
     """Tell how the export was read (the CLI prints it as ``warning: ...``)."""
     warnings.warn(message, ReadWarning, stacklevel=3)
-
-
-def rows(index: pd.Index | np.ndarray) -> str:
-    """``row 4`` or ``rows 4, 17 and 3 more``: 1-based data rows of the table as read."""
-    return f"{'row' if len(index) == 1 else 'rows'} {rows_text(index)}"
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 admission``, ``2 admissions``."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 @dataclass(frozen=True)

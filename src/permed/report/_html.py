@@ -31,6 +31,7 @@ import permed
 from permed.evaluate import cautions
 from permed.exceptions import BundleError
 from permed.privacy import plan_actions, read_bytes, table_source
+from permed.study._columns import plural as plural  # re-exported for the report sections
 
 DASH = "\u2014"
 _TEMPLATES = Path(__file__).with_name("templates")
@@ -182,11 +183,6 @@ def fmt_general(x: object) -> str:
     if value.is_integer() and abs(value) < 1e12:
         return str(int(value))
     return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
-
-
-def plural(n: int, word: str) -> str:
-    """``plural(1, "flag")`` -> ``1 flag``; ``plural(2, "flag")`` -> ``2 flags``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def metric_digits(name: str) -> int:

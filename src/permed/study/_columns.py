@@ -545,6 +545,16 @@ def _rows_and(positions: list[int], limit: int = 4) -> str:
     return f"rows {', '.join(rows[:-1])} and {rows[-1]}"
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 admission``, ``2 admissions``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def rows_phrase(index: pd.Index | np.ndarray) -> str:
+    """``row 4`` or ``rows 4, 17 and 3 more``: 1-based data rows of the table as read."""
+    return f"{'row' if len(index) == 1 else 'rows'} {rows_text(index)}"
+
+
 def rows_text(index: pd.Index | np.ndarray, limit: int = 5) -> str:
     """Row positions for a message, 1-based (row 1 is the first data row under the header)."""
     positions = [int(i) + 1 for i in list(index)[:limit]]

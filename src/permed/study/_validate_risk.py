@@ -20,6 +20,8 @@ from permed.study._columns import (
     infer_kind,
     looks_like_dates,
     non_numeric_values,
+    plural,
+    rows_phrase,
     rows_text,
     spelled_twice,
     text_among_numbers,
@@ -338,27 +340,20 @@ def _check_zero_times(frame: pd.DataFrame, study: Study, report: ValidationRepor
     if (zero & died).any():
         rows = np.flatnonzero(zero & died)
         report.error(
-            f"time column '{column}' is 0 for {_patients(len(rows))} with an event in "
-            f"{_rows(rows)}: an event at time 0 happened before follow-up started; check the "
-            "time origin, give a same-day event a part of a day (0.5 for days), or drop those "
+            f"time column '{column}' is 0 for {plural(len(rows), 'patient')} with an event in "
+            f"{rows_phrase(rows)}: an event at time 0 happened before follow-up started; check "
+            "the time origin, give a same-day event a part of a day (0.5 for days), or drop those "
             "rows", column)
     if (zero & ~died).any():
         rows = np.flatnonzero(zero & ~died)
         one = len(rows) == 1
         report.warn(
-            f"time column '{column}' is 0 for {_patients(len(rows), 'censored ')} in "
-            f"{_rows(rows)}: "
+            f"time column '{column}' is 0 for {plural(len(rows), 'censored patient')} in "
+            f"{rows_phrase(rows)}: "
             f"{'it was' if one else 'they were'} followed for no time, contribute"
             f"{'s' if one else ''} nothing to a survival model and {'is' if one else 'are'} "
             "left out", column)
 
-
-def _patients(n: int, kind: str = "") -> str:
-    return f"{n} {kind}patient{'' if n == 1 else 's'}"
-
-
-def _rows(rows: np.ndarray) -> str:
-    return f"row{'' if len(rows) == 1 else 's'} {rows_text(rows)}"
 
 
 def _check_horizons(frame: pd.DataFrame, study: Study, report: ValidationReport,
