@@ -250,8 +250,7 @@ def load_images(paths: Sequence[str | Path], shape: Sequence[int],
         With ``"fail"``: after trying every file, the unreadable ones (the first named in
         full, the others counted and listed by row), so that one run shows all to fix.
     """
-    if on_bad_file not in ON_BAD_FILE:
-        raise DataError(f"--on-bad-file '{on_bad_file}' is not known; use fail or skip")
+    check_on_bad_file(on_bad_file)
     images, read, problems = [], np.zeros(len(paths), dtype=bool), []
     failures: list[tuple[int, ImageReadError]] = []
     for i, path in enumerate(paths):
@@ -266,6 +265,12 @@ def load_images(paths: Sequence[str | Path], shape: Sequence[int],
         raise _all_failures(failures)
     empty = np.zeros((0, 1, *shape), dtype=np.float32)
     return (np.stack(images) if images else empty), read, problems
+
+
+def check_on_bad_file(on_bad_file: str) -> None:
+    """Refuse an ``--on-bad-file`` value other than fail or skip."""
+    if on_bad_file not in ON_BAD_FILE:
+        raise DataError(f"--on-bad-file '{on_bad_file}' is not known; use fail or skip")
 
 
 def _all_failures(failures: list[tuple[int, ImageReadError]]) -> ImageReadError:

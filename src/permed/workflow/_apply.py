@@ -19,7 +19,7 @@ from permed.evaluate import cautions, classification_report
 from permed.exceptions import BundleError, DataError, PermedError
 from permed.fairness import audit_classification, saved_bin_edges
 from permed.ingest import TableInfo, read_table
-from permed.ingest.images import ON_BAD_FILE
+from permed.ingest.images import check_on_bad_file
 from permed.privacy import active_key, write_bytes
 from permed.study import FittedSchema, Study, as_category
 from permed.study._columns import rows_text
@@ -100,8 +100,7 @@ def predict_run(run_dir: str | Path, data: str | Path, explain: bool = False,
 def _reading_images(model: Any, on_bad_file: str) -> Any:
     """``model`` reading unreadable images as ``on_bad_file`` says (a model without images:
     refused, the option would do nothing)."""
-    if on_bad_file not in ON_BAD_FILE:
-        raise PermedError(f"--on-bad-file '{on_bad_file}' is not known; use fail or skip")
+    check_on_bad_file(on_bad_file)
     if getattr(model, "image_column", None) is None:
         raise PermedError("--on-bad-file applies to image models; this run reads no images: "
                           "leave it out")
