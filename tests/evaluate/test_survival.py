@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 from sksurv.compare import compare_survival
-from sksurv.datasets import load_whas500
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 from sksurv.metrics import (
     concordance_index_censored,
@@ -51,18 +50,13 @@ def test_harrells_c_matches_scikit_survival_on_a_fixed_example():
 
 
 @pytest.fixture(scope="module")
-def whas():
+def whas(whas_cox):
     """WHAS500 split in two; a ridge Cox model's predictions on the second half."""
-    X, y = load_whas500()
-    X = X.select_dtypes("number").fillna(0).to_numpy(dtype=float)
-    y = survival_y(y["lenfol"], y["fstat"])
-    model = PenalizedCox().fit(X[:300], y[:300])
-    test = y[300:]
+    model, X, test, reference = whas_cox
     grid = SurvivalGrid.for_data(test["time"], [365.0, 730.0, 1095.0])
-    reference, _ = censoring_reference(y[:300], test)
     return {"reference": reference, "time": test["time"], "event": test["event"], "y": test,
-            "risk": model.predict(X[300:]),
-            "survival": model.predict_survival_function(X[300:], grid.times), "grid": grid}
+            "risk": model.predict(X),
+            "survival": model.predict_survival_function(X, grid.times), "grid": grid}
 
 
 def test_point_metrics_are_scikit_survivals(whas):

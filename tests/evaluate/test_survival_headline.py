@@ -7,22 +7,14 @@ import math
 
 import numpy as np
 import pytest
-from sksurv.datasets import load_whas500
 
-from permed.evaluate.survival import SurvivalGrid, censoring_reference, survival_report
-from permed.models.risk import PenalizedCox, survival_y
+from permed.evaluate.survival import SurvivalGrid, survival_report
 
 
 @pytest.fixture(scope="module")
-def whas():
+def whas(whas_cox):
     """A ridge Cox model fitted on 300 WHAS500 patients, evaluated on the other 200."""
-    X, y = load_whas500()
-    X = X.select_dtypes("number").fillna(0).to_numpy(dtype=float)
-    y = survival_y(y["lenfol"], y["fstat"])
-    model = PenalizedCox().fit(X[:300], y[:300])
-    test = y[300:]
-    reference, _ = censoring_reference(y[:300], test)
-    return model, X[300:], test, reference
+    return whas_cox
 
 
 def _report(whas, horizons, **options):
