@@ -18,6 +18,7 @@ from permed.evaluate import cv_summary, point_metrics
 from permed.models.diagnose import DIAGNOSE_MODELS, make_model
 from permed.preprocess import make_preprocessor
 from permed.study import FittedSchema
+from permed.workflow._tuning import TuningVerdict, judge_search
 
 __all__ = ["CVResult", "FoldData", "build_pipeline", "cross_validate", "tune"]
 
@@ -107,34 +108,44 @@ def cross_validate(data: FoldData, names: list[str], engine: Engine, progress: P
     return {name: _collect(data, name, params.get(name, {}), by_model[name]) for name in names}
 
 
-def tune(data: FoldData, names: list[str], budget: float, engine: Engine,
-         progress: Progress) -> dict[str, tuple[dict[str, Any], int]]:
+def tune(data: FoldData, names: list[str], budget: float, engine: Engine, progress: Progress,
+         base: dict[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], TuningVerdict]]:
     """Optuna search per model within ``budget`` seconds in all; scored by mean CV AUROC.
 
-    Returns the best parameters and the number of trials for each model.
+    Each model's ``base`` settings (its defaults) are scored first on the same folds, and a
+    trial's settings go on top of them. The best trial replaces the defaults only when clearly
+    better after allowing for the optimism of picking it
+    (:data:`~permed.workflow._tuning.TUNING_RULE`). Returns each model's settings and the
+    verdict behind them.
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     share = budget / max(1, len(names))
-    best: dict[str, tuple[dict[str, Any], int]] = {}
+    best: dict[str, tuple[dict[str, Any], TuningVerdict]] = {}
+
+    def folds(name: str, params: dict[str, Any], label: str) -> list[float]:
+        tasks = [(data, name, params, k) for k in range(len(data.folds))]
+        outputs = engine.map(_fit_fold, tasks, label=label, describe=_describe)
+        return [m["auroc"] for m in _collect(data, name, params, outputs).fold_metrics]
+
+    def objective(trial: Any, name: str) -> float:
+        scores = folds(name, {**base.get(name, {}), **DIAGNOSE_MODELS[name].space(trial)},
+                       f"trial {trial.number} {name}")
+        trial.set_user_attr("folds", scores)
+        return float(np.nanmean(scores))
+
     with progress.step("tuning", total=len(names)) as advance:
         for name in names:
-            space = DIAGNOSE_MODELS[name].space
-
-            def objective(trial, name=name, space=space) -> float:
-                params = space(trial)
-                tasks = [(data, name, params, k) for k in range(len(data.folds))]
-                outputs = engine.map(_fit_fold, tasks, label=f"trial {trial.number} {name}",
-                                     describe=_describe)
-                return float(np.nanmean(
-                    [m["auroc"] for m in _collect(data, name, params, outputs).fold_metrics]))
-
+            started = time.perf_counter()
+            default = folds(name, base.get(name, {}), f"defaults {name}")
             study = optuna.create_study(
                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=data.seed))
-            study.optimize(objective, timeout=share, n_trials=None,
-                           catch=(ValueError, EngineTaskError))
-            completed = [t for t in study.trials if t.state.name == "COMPLETE"]
-            best[name] = (study.best_params if completed else {}, len(completed))
+            study.optimize(lambda trial, name=name: objective(trial, name),
+                           timeout=max(1.0, share - (time.perf_counter() - started)),
+                           n_trials=None, catch=(ValueError, EngineTaskError))
+            verdict = judge_search(study, default)
+            best[name] = (DIAGNOSE_MODELS[name].space(study.best_trial) if verdict.replace else {},
+                          verdict)
             advance()
     return best

@@ -42,6 +42,7 @@ from permed.workflow._fitted import DiagnoseModel, probability_columns
 from permed.workflow._genes import gene_stability
 from permed.workflow._large import cohort_folds, folds_note, is_large
 from permed.workflow._result import RunResult, Timings
+from permed.workflow._tuning import TUNING_RULE, TuningVerdict, tuning_details
 
 __all__ = ["train_diagnose"]
 
@@ -128,10 +129,11 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
     data = FoldData(features, y[dev_idx], list(splitter.split(features, y[dev_idx])), schema,
                     config.clip, config.seed, config.device)
 
-    tuned: dict[str, tuple[dict[str, Any], int]] = {}
+    tuned: dict[str, tuple[dict[str, Any], TuningVerdict]] = {}
     if config.budget > 0:
         with timings("tuning"):
-            tuned = tune(data, names, config.budget, engine, progress)
+            tuned = tune(data, names, config.budget, engine, progress,
+                         _settings(names, len(dev), {}))
     with timings("cv"):
         results = cross_validate(data, names, engine, progress,
                                  _settings(names, len(dev), tuned))
@@ -177,10 +179,10 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
                    "positive_class": classes[1] if len(classes) == 2 else None,
                    "counts": {c: int((y == i).sum()) for i, c in enumerate(classes)}},
         "selected_model": selected,
-        "selection": _selection(folds, config.cv, len(dev)),
+        "selection": _selection(folds, config, len(dev)),
         "test": evaluation["test"],
         "cv": {n: results[n].summary for n in names},
-        "cv_details": {n: {"params": results[n].params, "tuning_trials": tuned.get(n, ({}, 0))[1],
+        "cv_details": {n: {"params": results[n].params, **tuning_details(tuned, n),
                            "fit_seconds": round(results[n].seconds, 3)} for n in names},
         "confusion_matrix": evaluation["confusion_matrix"],
         "calibration": {
@@ -214,19 +216,22 @@ def _calibration_figures(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
 
 
 def _settings(names: list[str], development_rows: int,
-              tuned: dict[str, tuple[dict[str, Any], int]]) -> dict[str, dict[str, Any]]:
+              tuned: dict[str, tuple[dict[str, Any], TuningVerdict]]
+              ) -> dict[str, dict[str, Any]]:
     """Each model's settings over its defaults: its large-cohort ones on a large cohort
     (workflow/_large.py), then any tuned ones on top."""
     large = is_large(development_rows)
     return {name: {**(DIAGNOSE_MODELS[name].large_cohort if large else {}),
-                   **tuned.get(name, ({}, 0))[0]} for name in names}
+                   **(tuned[name][0] if name in tuned else {})} for name in names}
 
 
-def _selection(folds: int, requested: int, development_rows: int) -> dict[str, Any]:
+def _selection(folds: int, config: TrainConfig, development_rows: int) -> dict[str, Any]:
     selection: dict[str, Any] = {
         "metric": "auroc", "folds": folds,
         "rule": "highest mean CV AUROC (macro one-vs-rest for >2 classes)"}
-    note = folds_note(folds, requested, development_rows)
+    if config.budget > 0:
+        selection["tuning"] = TUNING_RULE
+    note = folds_note(folds, config.cv, development_rows)
     if note:
         selection["note"] = note
     if is_large(development_rows):

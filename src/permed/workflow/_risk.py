@@ -58,6 +58,7 @@ from permed.workflow._explain_outcomes import explain_risk_step
 from permed.workflow._large import cohort_folds, folds_note
 from permed.workflow._referral import referral, shared_reasons
 from permed.workflow._result import RunResult, Timings
+from permed.workflow._tuning import TUNING_RULE, TuningVerdict, judge_search, tuning_details
 
 __all__ = ["FOLLOW_UP_METHOD", "RISK_GROUPS", "RiskModel", "checkable_horizons", "evaluate_cohort",
            "follow_up_entry", "follow_up_summary", "read_outcome", "risk_columns",
@@ -319,38 +320,20 @@ def _cross_validate(data: _Folds, names: list[str], engine: Engine, progress: Pr
     return results
 
 
-TUNING_RULE = ("the best Optuna trial replaces a family's default settings only when its "
-               "mean per-fold gain in C-index over the defaults, on the same folds, exceeds one "
-               "standard error of that gain (a paired one-standard-error rule)")
-
-
-def clearly_better(tuned: list[float], default: list[float]) -> bool:
-    """Whether per-fold scores ``tuned`` beat ``default`` by more than one standard error.
-
-    The search keeps the best of many trials, so its best mean CV score is optimistic: on
-    1,500 METABRIC patients the best of ~20 trials gained 0.001 in CV C-index over the
-    defaults and lost 0.012 on the held-out test split (benchmarks/risk.py). A paired
-    one-standard-error rule keeps the defaults unless the gain stands out from fold noise.
-    """
-    gain = np.asarray(tuned, dtype=float) - np.asarray(default, dtype=float)
-    if len(gain) < 2 or not np.all(np.isfinite(gain)):
-        return False
-    return bool(gain.mean() > gain.std(ddof=1) / math.sqrt(len(gain)))
-
-
 def _tune(data: _Folds, names: list[str], engine: Engine,
-          progress: Progress) -> dict[str, tuple[dict[str, Any], int]]:
+          progress: Progress) -> dict[str, tuple[dict[str, Any], TuningVerdict]]:
     """Optuna search per family within --budget seconds in all, scored by mean CV C-index.
 
     Each family's default settings are scored first on the same folds and kept unless the
-    best trial is clearly better (:data:`TUNING_RULE`), so tuning never ends worse (by CV)
-    than not tuning and does not chase fold noise.
+    best trial is clearly better after allowing for the optimism of picking it
+    (:data:`~permed.workflow._tuning.TUNING_RULE`). Returns each family's settings ({} for its
+    defaults) and the verdict behind them.
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     share = data.config.budget / max(1, len(names))
-    best: dict[str, tuple[dict[str, Any], int]] = {}
+    best: dict[str, tuple[dict[str, Any], TuningVerdict]] = {}
 
     def folds(name: str, params: dict[str, Any], label: str) -> list[float]:
         found = _cross_validate(data, [name], engine, progress, {name: params}, label=label)
@@ -371,10 +354,9 @@ def _tune(data: _Folds, names: list[str], engine: Engine,
             study.optimize(lambda trial, name=name: objective(trial, name),
                            timeout=max(1.0, share - (clock.perf_counter() - started)),
                            n_trials=None, catch=(ValueError,))
-            completed = [t for t in study.trials if t.state.name == "COMPLETE"]
-            better = completed and clearly_better(study.best_trial.user_attrs["folds"], default)
-            best[name] = (RISK_MODELS[name].space(study.best_trial) if better else {},
-                          len(completed))
+            verdict = judge_search(study, default)
+            best[name] = (RISK_MODELS[name].space(study.best_trial) if verdict.replace else {},
+                          verdict)
             advance()
     return best
 
@@ -454,7 +436,7 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
                   list(splitter.split(features, event[dev_idx])), schema,
                   np.asarray(horizons, dtype=np.float64), config)
 
-    tuned: dict[str, tuple[dict[str, Any], int]] = {}
+    tuned: dict[str, tuple[dict[str, Any], TuningVerdict]] = {}
     if config.budget > 0:
         with timings("tuning"):
             tuned = _tune(data, names, engine, progress)
@@ -729,7 +711,8 @@ def risk_fairness(study: Study, test: pd.DataFrame, test_frame: pd.DataFrame, mo
 
 
 def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,
-             results: dict[str, _CVResult], tuned: dict[str, tuple[dict[str, Any], int]],
+             results: dict[str, _CVResult],
+             tuned: dict[str, tuple[dict[str, Any], TuningVerdict]],
              evaluation: dict[str, Any], data: _Folds, ph: dict[str, Any],
              fairness: dict[str, Any], sizes: tuple[np.ndarray, int, int, int]
              ) -> dict[str, Any]:
@@ -757,7 +740,7 @@ def _metrics(study: Study, config: TrainConfig, names: list[str], selected: str,
         "test": evaluation["test"],
         "td_auc_by_horizon": evaluation["td_auc_by_horizon"],
         "cv": {n: results[n].summary for n in names},
-        "cv_details": {n: {"params": results[n].params, "tuning_trials": tuned.get(n, ({}, 0))[1],
+        "cv_details": {n: {"params": results[n].params, **tuning_details(tuned, n),
                            "fit_seconds": round(results[n].seconds, 3)} for n in names},
         "calibration": {"method": "none",
                         "chosen_by": "the model's own survival curves, assessed at each horizon",

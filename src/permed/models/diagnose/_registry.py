@@ -29,8 +29,8 @@ class ModelFamily:
     space: Callable[[Any], dict[str, Any]]
     needs: str | None = None  # an optional dependency
     extra: str = "deep"  # the permed extra that installs it
-    # settings that replace the defaults on a large cohort (workflow/_large.py); tuned
-    # settings replace both
+    # settings that replace the defaults on a large cohort (workflow/_large.py); tuning
+    # trials go on top of them
     large_cohort: dict[str, Any] = field(default_factory=dict)
 
     @property
