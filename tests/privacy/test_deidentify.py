@@ -254,6 +254,17 @@ def test_cli_action_option_is_checked(workspace, capsys):
     assert "--action 'age' must be COLUMN=ACTION" in capsys.readouterr().err.replace("\n", " ")
 
 
+@pytest.mark.parametrize("name", ["clean.xlsx", "clean"])
+def test_an_out_table_permed_cannot_write_is_refused_before_reading(workspace, capsys, name):
+    """An .xlsx --out had been written as CSV under that name, which Excel then refuses."""
+    tmp, _, _ = workspace
+    code = main(["deidentify", str(tmp / "raw.csv"), "--out", str(tmp / name)])
+    assert code == 1
+    said = " ".join(capsys.readouterr().err.split())
+    assert "expected .csv, .tsv, .parquet: name the table to write with one of them" in said
+    assert not (tmp / name).exists()
+
+
 def test_notes_alone_are_scrubbed_with_the_records_own_names(workspace, capsys):
     """permed deidentify notes.csv --text-column note: no study needed."""
     tmp, raw, seeded = workspace

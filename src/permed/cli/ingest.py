@@ -8,7 +8,7 @@ import pandas as pd
 import typer
 
 from permed.cli._console import err, out
-from permed.exceptions import PermedError
+from permed.cli._options import check_table_out
 from permed.study import Study
 
 __all__ = ["app"]
@@ -16,24 +16,13 @@ __all__ = ["app"]
 app = typer.Typer(help="Turn FHIR bundles, MIMIC-III tables or expression matrices into one row "
                   "per patient.", no_args_is_help=True)
 
-_SUFFIXES = (".csv", ".tsv", ".parquet")
-
-
-def _check_out(path: Path) -> None:
-    """Refuse an --out the table cannot be written to before any input is read."""
-    if path.suffix not in _SUFFIXES:
-        found = f"ends in '{path.suffix}'" if path.suffix else "has no suffix"
-        raise PermedError(f"--out '{path}' {found}; expected {', '.join(_SUFFIXES)}: name the "
-                          "table to write with one of them (Excel opens a .csv)")
-
-
 def _write(frame: pd.DataFrame, path: Path) -> None:
-    _check_out(path)
+    check_table_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         frame.to_parquet(path, index=False)
     else:
-        frame.to_csv(path, index=False, sep="\t" if path.suffix == ".tsv" else ",")
+        frame.to_csv(path, index=False, sep="\t" if path.suffix.lower() == ".tsv" else ",")
 
 
 def _write_study(study: Study, table: Path) -> Path:
@@ -61,7 +50,7 @@ def fhir(
     """
     from permed.ingest.fhir import read_fhir
 
-    _check_out(out_file)
+    check_table_out(out_file)
     table = read_fhir(source, as_of=as_of)
     _write(table.frame, out_file)
     study = table.study()
@@ -132,7 +121,7 @@ def mimic(
     """
     from permed.ingest.mimic import read_mimic
 
-    _check_out(out_file)
+    check_table_out(out_file)
     frame = read_mimic(folder, task=task, level=level, events=events,
                        events_hours=events_hours)
     _write(frame, out_file)
@@ -169,7 +158,7 @@ def genes(
     """
     from permed.ingest.genes import read_expression, read_vcf_gene_counts
 
-    _check_out(out_file)
+    check_table_out(out_file)
     if vcf:
         frame = read_vcf_gene_counts(source, prefix=prefix)
         if not keep_ids:

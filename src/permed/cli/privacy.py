@@ -12,7 +12,7 @@ import typer
 from rich.text import Text
 
 from permed.cli._console import err, out, table
-from permed.cli._options import split_list
+from permed.cli._options import check_table_out, split_list
 from permed.exceptions import StudyError
 from permed.ingest import read_table, table_columns
 from permed.privacy import (
@@ -140,6 +140,7 @@ def deidentify(
 
     Example: permed deidentify raw.csv --study study.toml --key-file site.key --out clean.parquet
     """
+    check_table_out(out_file)
     study = (Study.from_toml(study_file) if study_file else Study()).with_overrides(id=id_column)
     with keyed(key_file), audited(home_log(), "deidentify", data=data) as session:
         key = active_key()

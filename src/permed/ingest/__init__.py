@@ -3,6 +3,7 @@
 from permed.ingest._synth import synthetic_cohort
 from permed.ingest._tables import (
     MISSING_MARKERS,
+    SUPPORTED_SUFFIXES,
     ReadWarning,
     TableInfo,
     fingerprint,
@@ -20,6 +21,7 @@ from permed.ingest.datasets import (
 
 __all__ = [
     "MISSING_MARKERS",
+    "SUPPORTED_SUFFIXES",
     "Dataset",
     "ReadWarning",
     "TableInfo",
