@@ -258,6 +258,23 @@ def test_a_bad_ndjson_line_is_named_by_its_number(tmp_path):
         read_fhir(path)
 
 
+def test_a_folder_reads_around_a_bulk_export_manifest_that_a_file_alone_cannot_be(tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    write_bundle(export / "b.json", observation("p1", 100))
+    manifest = export / "manifest.json"
+    manifest.write_text(json.dumps({"transactionTime": "2024-01-01T00:00:00Z",
+                                    "output": [{"type": "Patient", "url": "Patient.ndjson"}]}))
+    table = read_fhir(export)
+    assert rows(table)["p1"][f"{GLUCOSE}_latest"] == 100
+    assert table.files == 1
+    assert table.warnings == ["1 JSON file(s) without a resourceType are not FHIR and were "
+                              "skipped (a bulk-export manifest, say): manifest.json"]
+    with pytest.raises(DataError, match=re.escape(
+            f"'{manifest}' holds JSON without a resourceType: it is not FHIR")):
+        read_fhir(manifest)
+
+
 def test_a_value_beyond_a_limit_is_kept_at_the_limit_with_a_warning(tmp_path):
     def crp(pid: str, value: float, comparator: str | None, when: str) -> dict[str, Any]:
         found = observation(pid, value, "mg/L", code="1988-5", display="CRP", when=when)

@@ -187,6 +187,10 @@ def _readable_entry(entry: Any) -> bool:
 _Loaded = list[tuple[dict[str, Any], str | None]]
 
 
+class _NotFhir(DataError):
+    """A whole JSON file without a resourceType: not FHIR (a bulk-export manifest, say)."""
+
+
 def _load(path: Path) -> _Loaded:
     """Every resource in one file (a Bundle, a single resource or NDJSON lines), each with its
     Bundle entry's ``fullUrl`` (None outside a Bundle)."""
@@ -211,8 +215,9 @@ def _load(path: Path) -> _Loaded:
     resources: _Loaded = []
     for document, where in documents:
         if not isinstance(document, dict) or "resourceType" not in document:
-            raise DataError(f"'{path}' holds JSON without a resourceType"
-                            f"{f' at {where}' if where else ''}: it is not FHIR")
+            raise (DataError if where else _NotFhir)(
+                f"'{path}' holds JSON without a resourceType{f' at {where}' if where else ''}: "
+                "it is not FHIR")
         if document["resourceType"] == "Bundle":
             entries = document.get("entry", [])
             if not isinstance(entries, list) or not all(map(_readable_entry, entries)):
@@ -1063,6 +1068,25 @@ def _observation_columns(collected: _Collected, table: FhirTable) -> pd.DataFram
     return pd.concat([_numeric_columns(obs[~coded], table), _coded_columns(obs[coded])], axis=1)
 
 
+def _collect_files(root: Path, files: list[Path], collected: _Collected,
+                   cutoff: AsOf | None) -> list[str]:
+    """Collect the resources of every file; return the files of a folder skipped as not FHIR
+    (a folder may hold other JSON, such as a bulk-export manifest; a file given alone may not)."""
+    skipped = []
+    for file in files:
+        try:
+            resources = _load(file)
+        except _NotFhir:
+            if not root.is_dir():
+                raise
+            skipped.append(str(file.relative_to(root)))
+            continue
+        _check(resources, file)
+        _collect(resources, str(file.relative_to(root)) if root.is_dir() else file.name,
+                 collected, cutoff)
+    return skipped
+
+
 def read_fhir(path: str | Path, as_of: str | None = None) -> FhirTable:
     """Read FHIR R4 bundles into one row per patient.
 
@@ -1094,12 +1118,12 @@ def read_fhir(path: str | Path, as_of: str | None = None) -> FhirTable:
     root = Path(path)
     files = _files(root)
     collected = _Collected()
-    for file in files:
-        resources = _load(file)
-        _check(resources, file)
-        _collect(resources, str(file.relative_to(root)) if root.is_dir() else file.name,
-                 collected, cutoff)
-    table = FhirTable(pd.DataFrame(), files=len(files))
+    skipped = _collect_files(root, files, collected, cutoff)
+    table = FhirTable(pd.DataFrame(), files=len(files) - len(skipped))
+    if skipped:
+        table.warn(f"{len(skipped)} JSON file(s) without a resourceType are not FHIR and were "
+                   f"skipped (a bulk-export manifest, say): {', '.join(skipped[:5])}"
+                   f"{' …' if len(skipped) > 5 else ''}")
     _patient_messages(collected, table)
     if not collected.patients:
         without = (f" ({len(collected.unreferenceable)} without an id or fullUrl)"
