@@ -194,3 +194,25 @@ def test_under_ten_test_events_give_no_bootstrap_ci_and_no_calibration_verdict(t
     assert "Confidence intervals not estimable" in html
     assert "Calibration not judged" in html
     assert "miscalibrated" not in html
+
+
+def test_a_horizon_too_few_patients_of_a_cv_fold_reach_leaves_its_figures_alone(late):
+    # each fold's td_auc had averaged in every horizon and truncated Uno's C at the last one
+    from permed.study import FittedSchema, validate
+    from permed.workflow._risk import _fit_fold, _Folds
+
+    frame = pd.read_csv(late[0])
+    schema = FittedSchema.from_frame(frame, validate(frame, STUDY).kinds, STUDY, [])
+    time, event = frame["time"].to_numpy(float), frame["cens"].to_numpy(bool)
+    rows = np.arange(len(frame))
+    folds = [(rows[rows % 4 != 0], rows[rows % 4 == 0])]
+    assert (time[folds[0][1]] >= 2150).sum() < 20  # so 2150 is not checkable on this fold
+
+    def fold_metrics(horizons: list[float]) -> dict[str, float]:
+        data = _Folds(schema.coerce(frame), time, event, folds, schema, np.asarray(horizons),
+                      TrainConfig(models=["coxph"], cv=3))
+        return _fit_fold((data, "coxph", {}, 0))[2]
+
+    with_late, without = fold_metrics([365, 1095, 2150]), fold_metrics([365, 1095])
+    for name in ("c_index", "uno_c", "td_auc"):
+        assert with_late[name] == pytest.approx(without[name], abs=1e-12), name

@@ -283,11 +283,17 @@ def _fit_fold(task: tuple[_Folds, str, dict[str, Any], int]
     pipeline.fit(data.features.iloc[train], reference)
     seconds = clock.perf_counter() - started
     risk = pipeline.predict(data.features.iloc[val])
-    grid = SurvivalGrid.for_data(data.time[val], data.horizons)
+    # as on the test split: td_auc and Uno's truncation use the horizons the fold follows enough
+    # patients to (the first horizon's truncation when none)
+    thin, _ = thinly_followed(data.time[val], list(data.horizons))
+    checked = np.asarray([h for h in data.horizons if h not in thin], dtype=np.float64)
+    grid = SurvivalGrid.for_data(data.time[val], checked if len(checked) else data.horizons)
     survival = _survival(pipeline, data.features.iloc[val], grid.times)
     reference, _ = censoring_reference(reference, survival_y(data.time[val], data.event[val]))
     metrics = survival_metrics(reference, data.time[val], data.event[val], risk, survival, grid,
-                               tau=float(data.horizons.max()))
+                               tau=float(checked.max() if len(checked) else data.horizons.min()))
+    if not len(checked):
+        metrics["td_auc"] = math.nan
     return k, risk, metrics, seconds
 
 
