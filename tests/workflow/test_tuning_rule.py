@@ -63,7 +63,8 @@ def test_a_truly_better_setting_among_many_trials_still_replaces_the_defaults():
     assert replaced / 200 > 0.9
 
 
-def test_a_search_whose_folds_failed_keeps_the_defaults():
-    verdict = judge([[0.7, np.nan, 0.7]], 0, [0.6, 0.6, 0.6])
+def test_a_fold_without_a_score_is_left_out_and_one_fold_alone_decides_nothing():
+    assert judge([[0.70, np.nan, 0.71]], 0, [0.60, 0.60, 0.61]).replace
+    verdict = judge([[0.7, np.nan, np.nan]], 0, [0.6, 0.6, np.nan])
     assert not verdict.replace
     assert verdict.as_json()["cv_gain"] is None

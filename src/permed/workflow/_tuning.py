@@ -62,11 +62,13 @@ def judge(trial_scores: Sequence[Sequence[float]], best: int,
     whose per-fold scores are ``default`` (see the module docstring)."""
     scores = np.asarray(trial_scores, dtype=float).reshape(len(trial_scores), -1)
     gain = scores[best] - np.asarray(default, dtype=float)
-    if len(gain) < 2 or not np.all(np.isfinite(gain)):
+    scored = np.isfinite(gain)  # a fold where either has no score (one class only) is left out
+    if scored.sum() < 2:
         nan = float("nan")
         return TuningVerdict(False, len(scores), nan, nan, nan)
+    gain = gain[scored]
     mean, error = float(gain.mean()), float(gain.std(ddof=1) / math.sqrt(len(gain)))
-    optimism = selection_optimism(scores, best)
+    optimism = selection_optimism(scores[:, scored], best)
     return TuningVerdict(bool(mean - optimism > error), len(scores), mean, optimism, error)
 
 
