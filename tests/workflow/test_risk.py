@@ -335,6 +335,9 @@ def test_budget_tunes_by_cross_validated_c_index(cohort, tmp_path):
     assert tuning["replaced_defaults"] is replaced
     assert set(details["params"]) == ({"alpha"} if replaced else set())
     assert "Tibshirani" in metrics["selection"]["tuning"]
+    verdict = "tuned settings" if replaced else "default settings kept"
+    assert f"coxph: {verdict} ({details['tuning_trials']} trials; CV gain " in (
+        run / "report.html").read_text()
 
 
 def test_report_warns_when_proportional_hazards_are_violated(gbsg, tmp_path):

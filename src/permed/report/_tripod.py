@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from markupsafe import Markup
 
@@ -268,6 +269,7 @@ def _analysis(run: RunFiles) -> TripodItem:
         f" cross-validation on the development data; selection: {selection.get('rule') or DASH}.",
         f"Hyper-parameter tuning budget: {fmt_general(config.get('budget'))} s (0 = default "
         "settings).",
+        *_tuning(run.metrics, selection),
     ]
     if run.task == "diagnose":  # risk and treat models are neither recalibrated nor thresholded
         parts += [f"Calibration: {calibration.get('method') or DASH}, chosen by "
@@ -285,6 +287,25 @@ def _analysis(run: RunFiles) -> TripodItem:
                   "external cohort."]
     return TripodItem("Analysis methods (cross-validation, tuning, calibration, threshold)",
                       " ".join(parts))
+
+
+def _tuning(metrics: Mapping[str, Any], selection: Mapping[str, Any]) -> list[str]:
+    """The tuning rule and, per model, whether its best trial replaced the defaults."""
+    if not selection.get("tuning"):
+        return []
+    verdicts = []
+    for name, details in (metrics.get("cv_details") or {}).items():
+        tuning = details.get("tuning") or {}
+        if not tuning:
+            continue
+        kept = "tuned settings" if tuning.get("replaced_defaults") else "default settings kept"
+        verdicts.append(
+            f"{name}: {kept} ({fmt_num(tuning.get('trials'))} trials; CV gain "
+            f"{fmt_general(tuning.get('cv_gain'))}, optimism "
+            f"{fmt_general(tuning.get('selection_optimism'))}, standard error "
+            f"{fmt_general(tuning.get('gain_standard_error'))})")
+    rule = f"Tuning rule: {selection['tuning']}."
+    return [rule, f"{'; '.join(verdicts)}."] if verdicts else [rule]
 
 
 def _imbalance(run: RunFiles) -> TripodItem:
