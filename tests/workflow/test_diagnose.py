@@ -32,7 +32,7 @@ def test_run_directory_holds_the_contract_files(bc_run):
     _, run, _ = bc_run
     assert sorted(p.name for p in run.iterdir()) == [
         "audit.log", "audit.log.head", "explanations.json", "manifest.json", "metrics.json",
-        "model", "predictions.csv", "report.html"]
+        "model", "predictions.csv", "report.html", "row_digests.json"]
     assert not [p for p in run.parent.iterdir() if p.name.startswith(".")]
 
 

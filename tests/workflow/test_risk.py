@@ -444,9 +444,10 @@ def developed(tmp_path_factory):
 
 
 def _external(n: int = 150) -> pd.DataFrame:
-    """Another cohort like the development one, its ages within the training range."""
+    """Another cohort like the development one, its ages within the training range, its ids
+    other patients' (the development ids are found again: test_evaluate_overlap.py)."""
     frame = _cohort(n, seed=1)
-    return frame.assign(age=frame["age"].clip(50, 70))
+    return frame.assign(age=frame["age"].clip(50, 70), pid=frame["pid"] + 1000)
 
 
 def _evaluate(run, frame: pd.DataFrame, tmp_path):

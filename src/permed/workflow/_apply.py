@@ -27,6 +27,7 @@ from permed.utils.jsonio import read_json, write_json
 from permed.workflow._config import TrainConfig
 from permed.workflow._diagnose import _calibration_figures
 from permed.workflow._fitted import DiagnoseModel, probability_columns
+from permed.workflow._overlap import CohortOverlap, cohort_overlap
 from permed.workflow._run import _manifest
 
 __all__ = ["ShiftWarning", "absent_sensitive_warning", "evaluate_run", "external_manifest",
@@ -138,6 +139,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     proba, scored = _probabilities(model, labelled, schema.classes)
     y, cohort, proba = y[scored], labelled[scored], proba[scored]
     outside = schema.out_of_range(cohort)
+    overlap = cohort_overlap(run_dir, schema, cohort)
     evaluation = classification_report(y, proba, schema.classes, threshold=model.threshold,
                                        n_boot=n_boot, seed=seed)
     sensitive = [c for c in schema.sensitive if c in cohort.columns]
@@ -151,7 +153,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
                  "missing_target_rows": len(frame) - len(labelled),
                  "unscored_rows": int((~scored).sum()),
                  "out_of_range_rows": int((outside != "").sum())},
-        "external": external_entry(run_dir, development, info),
+        "external": external_entry(run_dir, development, info, overlap),
         **{k: development[k] for k in ("selected_model", "selection", "cv", "threshold")
            if k in development},
         # the model's target and calibration, with this cohort's class counts and figures
@@ -178,7 +180,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, out: str | Path,
         *schema.missing_warnings(cohort, "probabilities and figures"),
         *schema.scale_warnings(cohort, "probabilities"),
         *[w for w in [absent_sensitive_warning(schema.sensitive, cohort.columns)] if w],
-        *_cohort_warnings(metrics, outside),
+        *_cohort_warnings(metrics, outside, overlap.warnings(schema.id)),
         *[w for w in [_coverage_warning(sets)] if w]]
     predictions = _external_predictions(model, schema, cohort, y, proba)
     return write_external(out, run_dir, metrics, predictions, manifest)
@@ -334,21 +336,24 @@ def _left_out_warnings(frame: pd.DataFrame, labelled: pd.DataFrame, unscored: pd
     return warnings
 
 
-def _cohort_warnings(metrics: dict[str, Any], outside: pd.Series) -> list[str]:
+def _cohort_warnings(metrics: dict[str, Any], outside: pd.Series,
+                     overlap: list[str]) -> list[str]:
     """What the figures on this cohort must be read with: the development data given as the
-    cohort, values outside the training range, absent classes and figures that say little."""
-    warnings = [same_data_warning(metrics), out_of_range_warning(outside, "probabilities")]
+    cohort, or some of its patients (``overlap``: told only when the file is not that very
+    data), values outside the training range, absent classes and figures that say little."""
+    same = same_data_warning(metrics)
+    warnings = [same, *([] if same else overlap), out_of_range_warning(outside, "probabilities")]
     return ([w for w in warnings if w] + _absent_class_warnings(metrics["target"]["counts"])
             + cautions(metrics))
 
 
-def external_entry(run_dir: Path, development: dict[str, Any], info: TableInfo
-                   ) -> dict[str, Any]:
-    """metrics.json's ``external``: the development run, its data's fingerprint, and whether
-    the evaluated file is that very data."""
+def external_entry(run_dir: Path, development: dict[str, Any], info: TableInfo,
+                   overlap: CohortOverlap) -> dict[str, Any]:
+    """metrics.json's ``external``: the development run, its data's fingerprint, whether
+    the evaluated file is that very data, and how many of its patients the cohort repeats."""
     fingerprint = development.get("data", {}).get("fingerprint")
     return {"run": str(run_dir), "development_fingerprint": fingerprint,
-            "development_data": info.fingerprint == fingerprint}
+            "development_data": info.fingerprint == fingerprint, "overlap": overlap.entry()}
 
 
 def sensitive_entry(declared: list[str], columns: pd.Index,

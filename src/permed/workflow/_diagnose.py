@@ -207,7 +207,8 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
     if hasattr(pipeline[-1], "privacy_"):  # differentially private training: epsilon spent
         metrics["privacy"] = pipeline[-1].privacy_
     predictions = _predictions(frame, test_idx, study, classes, y[test_idx], proba, model)
-    return RunResult("diagnose", metrics, predictions, model, schema, files=files)
+    return RunResult("diagnose", metrics, predictions, model, schema, files=files,
+                     split_rows=(dev.index, test.index))
 
 
 def _calibration_figures(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:

@@ -27,6 +27,9 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     # further JSON files of the run directory, by name (e.g. explanations.json)
     files: dict[str, Any] = field(default_factory=dict)
+    # index labels, in the table as read, of the development and test patients: train_run
+    # keeps their digests (row_digests.json) for permed evaluate to find them again
+    split_rows: tuple[pd.Index, pd.Index] | None = None
 
 
 class Timings(dict):

@@ -486,7 +486,8 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     metrics["explanations"] = explained
     metrics["timings"] = dict(timings)
     predictions = _predictions(frame, test_idx, study, test_frame, model)
-    return RunResult("risk", metrics, predictions, model, schema, files=files)
+    return RunResult("risk", metrics, predictions, model, schema, files=files,
+                     split_rows=(dev.index, test.index))
 
 
 def _evaluate_test(model: RiskModel, test: pd.DataFrame, time: np.ndarray, event: np.ndarray,

@@ -25,6 +25,7 @@ from permed.workflow._apply import (
     write_external,
 )
 from permed.workflow._config import TrainConfig
+from permed.workflow._overlap import cohort_overlap
 from permed.workflow._risk import (
     RISK_GROUPS,
     RiskModel,
@@ -74,6 +75,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     outcome = read_outcome(frame, study, RiskOptions(model.event_value, trained=True))
     frame = frame.iloc[outcome.kept]
     outside = model.schema.out_of_range(frame)  # per patient, the features out of range
+    overlap = cohort_overlap(run_dir, model.schema, frame)  # the run's own patients again
     warnings, horizons = _external_warnings(model, development, outside, outcome.time)
     reference = survival_y(outcome.time, outcome.event)
     figures, predictions = evaluate_cohort(
@@ -91,7 +93,7 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
         "data": {"rows": info.rows, "columns": info.columns, "fingerprint": info.fingerprint,
                  "source": Path(info.path).name, "test_rows": len(frame),
                  "out_of_range_rows": int((outside != "").sum())},
-        "external": external_entry(run_dir, development, info),
+        "external": external_entry(run_dir, development, info, overlap),
         **{k: development[k] for k in ("selected_model", "selection", "cv")
            if k in development},
         "horizons": {**development.get("horizons", {}),
@@ -119,7 +121,9 @@ def evaluate_risk_run(run_dir: Path, model: RiskModel, data: str | Path, out: st
     }
     predictions = _external_predictions(model, frame, predictions)
     manifest = external_manifest(run_dir, info, study, n_boot, seed)
-    manifest["warnings"] = ([w for w in [same_data_warning(metrics), repeated] if w]
+    same = same_data_warning(metrics)
+    manifest["warnings"] = ([w for w in [same, repeated] if w]
+                            + ([] if same else overlap.warnings(model.schema.id))
                             + model.schema.missing_warnings(frame, "risks and figures")
                             + model.schema.scale_warnings(frame, "risks")
                             + [w for w in [absent_sensitive_warning(study.sensitive,

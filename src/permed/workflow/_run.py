@@ -21,6 +21,7 @@ from permed.privacy import AuditLog, require_key, write_bytes
 from permed.study import Study, validate
 from permed.utils.jsonio import dumps, write_json
 from permed.workflow._config import TrainConfig
+from permed.workflow._overlap import DIGEST_FILE, overlap_digests
 from permed.workflow._result import RunResult, Timings
 
 __all__ = ["package_versions", "train_run", "write_run"]
@@ -105,12 +106,16 @@ def train_run(data: str | Path, study: Study, config: TrainConfig, out: str | Pa
         progress.note(f"warning: {caution}")
         result.warnings.append(caution)
     result.metrics["timings"] = {**timings, **result.metrics["timings"]}
+    if result.split_rows is not None:  # its patients, for permed evaluate to find again
+        result.files[DIGEST_FILE] = overlap_digests(frame, result.schema, *result.split_rows)
     return write_run(result, info, study, config, out, command)
 
 
 def write_run(result: RunResult, info: TableInfo, study: Study, config: TrainConfig,
               out: str | Path, command: str | None = None) -> Path:
-    """Write metrics, predictions, manifest, bundle and report atomically to ``out``."""
+    """Write metrics, predictions, manifest, bundle and report atomically to ``out``; the
+    further files of ``result.files`` too (explanations.json, row_digests.json), encrypted with
+    the predictions."""
     from permed.report import write_report
 
     metrics = _with_data(result.metrics, info)

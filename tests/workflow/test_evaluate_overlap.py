@@ -1,0 +1,246 @@
+"""permed evaluate finds the run's own patients in an "external" cohort however re-exported (a
+subset, reordered rows, an extra column), by their features and their ids, from the keyed row
+digests train keeps in row_digests.json; a run without that file evaluates as before."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from permed.privacy import generate_key, is_encrypted, use_key
+from permed.study import Study
+from permed.workflow import TrainConfig, evaluate_run, train_run
+
+FAST = {"models": ["logistic"], "n_boot": 100, "cv": 3}
+DIAGNOSE = Study(task="diagnose", target="disease", id="patient_id", sensitive=["sex"])
+DEVELOPED_ON = ("have the same values in every feature as patients the model was developed on "
+                "({rows}): an external validation must use patients the model never saw, so "
+                "these figures are optimistic; remove those rows or evaluate a cohort from "
+                "elsewhere")
+IN_TEST = ("have the same values in every feature as patients of the run's test split "
+           "({rows}): they are the development data's patients, not an external cohort, so "
+           "these figures partly repeat the test figures; remove those rows or evaluate a "
+           "cohort from elsewhere")
+SAME_IDS = ("have an id in 'patient_id' that a patient of the development data had ({rows}): "
+            "if they are the same patients, the model has seen them and these figures are "
+            "optimistic; remove those rows, or ignore this if the two sites number their "
+            "patients independently")
+
+
+def _patients(n: int, seed: int, prefix: str) -> pd.DataFrame:
+    """Patients with continuous measurements (no two alike), a categorical and a sensitive
+    column, and a binary target."""
+    rng = np.random.default_rng(seed)
+    age = rng.normal(60, 10, n).round(2)
+    marker = rng.lognormal(0, 0.5, n).round(4)
+    pain = rng.choice(["1", "2", "3", "4"], n)
+    logit = 0.1 * (age - 60) + np.log(marker) + (pain == "4") - 0.3
+    disease = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    return pd.DataFrame({"patient_id": [f"{prefix}-{i:04d}" for i in range(n)], "age": age,
+                         "marker": marker, "pain": pain, "sex": rng.choice(["F", "M"], n),
+                         "disease": disease})
+
+
+def _rows(positions: list[int]) -> str:
+    """A message's 1-based rows, as permed writes them."""
+    shown = ", ".join(str(p + 1) for p in positions[:5])
+    more = f" and {len(positions) - 5} more" if len(positions) > 5 else ""
+    return f"{'row' if len(positions) == 1 else 'rows'} {shown}{more}"
+
+
+@pytest.fixture(scope="module")
+def diagnose(tmp_path_factory):
+    """A diagnose run on 240 patients, its data and the input rows of its test split."""
+    tmp = tmp_path_factory.mktemp("overlap")
+    data = _patients(240, 0, "P0")
+    data.to_csv(tmp / "development.csv", index=False)
+    run = train_run(tmp / "development.csv", DIAGNOSE, TrainConfig(**FAST), tmp / "run")
+    test = set(pd.read_csv(run / "predictions.csv")["row"])
+    return tmp, run, data, test
+
+
+@pytest.fixture(scope="module")
+def risk(tmp_path_factory):
+    """A Cox run on GBSG2, its data and the input rows of its test split."""
+    from permed.ingest import export_dataset
+
+    tmp = tmp_path_factory.mktemp("overlap_risk")
+    path = export_dataset("gbsg2", tmp / "gbsg2.csv")
+    run = train_run(path, Study(task="risk", time="time", event="cens"),
+                    TrainConfig(models=["coxph"], n_boot=100, cv=3,
+                                horizons=[365, 1095, 1825]), tmp / "run")
+    test = set(pd.read_csv(run / "predictions.csv")["row"])
+    return tmp, run, pd.read_csv(path), test
+
+
+def _evaluate(tmp, run, frame: pd.DataFrame, name: str) -> tuple[dict, list[str]]:
+    frame.to_csv(tmp / f"{name}.csv", index=False)
+    out = evaluate_run(run, tmp / f"{name}.csv", tmp / f"ev_{name}", n_boot=100)
+    return (json.loads((out / "metrics.json").read_text())["external"],
+            json.loads((out / "manifest.json").read_text())["warnings"])
+
+
+def _reexported(data: pd.DataFrame, n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """``n`` rows of ``data`` in a random order, with a column of the new site; and which."""
+    chosen = np.random.default_rng(seed).permutation(len(data))[:n]
+    return data.iloc[chosen].reset_index(drop=True).assign(site="B"), chosen
+
+
+def _split(chosen: np.ndarray, test: set[int]) -> tuple[list[int], list[int]]:
+    """The cohort rows that are development patients, and those that are test patients."""
+    held = [i for i, row in enumerate(chosen) if row in test]
+    return [i for i in range(len(chosen)) if i not in held], held
+
+
+def test_a_reexported_subset_is_found_by_features_and_ids(diagnose):
+    """60 development patients in another order, with a column more; 5 of them with their
+    marker measured again: found by their ids only."""
+    tmp, run, data, test = diagnose
+    cohort, chosen = _reexported(data, 60, 1)
+    remeasured = [0, 11, 12, 40, 59]
+    cohort.loc[remeasured, "marker"] = (cohort.loc[remeasured, "marker"] * 1.1).round(4)
+    developed, held = _split(chosen, test)
+    developed, held = ([i for i in rows if i not in remeasured] for rows in (developed, held))
+    assert developed
+    assert held
+    external, warnings = _evaluate(tmp, run, cohort, "subset")
+    assert external["development_data"] is False  # another file: the fingerprint misses it
+    assert external["overlap"] == {
+        "rows": 60, "matching_development": len(developed), "matching_test": len(held),
+        "matching_ids": 60, "method": external["overlap"]["method"],
+        "expected_by_chance": {"development": 0.0, "test": 0.0}}
+    assert external["overlap"]["method"].startswith("HMAC-SHA256 of each row's feature values")
+    assert [w for w in warnings if "of this cohort have" in w] == [
+        f"{len(developed)} of 60 patients of this cohort "
+        + DEVELOPED_ON.format(rows=_rows(developed)),
+        f"{len(held)} of 60 patients of this cohort " + IN_TEST.format(rows=_rows(held)),
+        "5 more of 60 patients of this cohort " + SAME_IDS.format(rows="rows 1, 12, 13, 41, 60")]
+    html = (tmp / "ev_subset" / "report.html").read_text()
+    assert IN_TEST.format(rows=_rows(held)).replace("'", "&#39;") in html
+
+
+def test_a_cohort_from_elsewhere_matches_nothing(diagnose):
+    tmp, run, _, _ = diagnose
+    external, warnings = _evaluate(tmp, run, _patients(150, 7, "Q7"), "elsewhere")
+    assert {k: external["overlap"][k] for k in
+            ("rows", "matching_development", "matching_test", "matching_ids")} == {
+        "rows": 150, "matching_development": 0, "matching_test": 0, "matching_ids": 0}
+    assert not [w for w in warnings if "of this cohort have" in w]
+
+
+def test_development_ids_on_other_values_are_found_by_id_only(diagnose):
+    tmp, run, data, _ = diagnose
+    cohort = _patients(100, 8, "Q8")
+    reused = [2, 30, 31, 77]
+    cohort.loc[reused, "patient_id"] = data["patient_id"].iloc[[5, 6, 100, 200]].to_numpy()
+    external, warnings = _evaluate(tmp, run, cohort, "ids")
+    assert external["overlap"]["matching_development"] == 0
+    assert external["overlap"]["matching_test"] == 0
+    assert external["overlap"]["matching_ids"] == 4
+    assert [w for w in warnings if "of this cohort have" in w] == [
+        "4 of 100 patients of this cohort " + SAME_IDS.format(rows="rows 3, 31, 32, 78")]
+    for value in data["patient_id"].iloc[[5, 6, 100, 200]]:  # never quoted
+        assert not [w for w in warnings if value in w]
+
+
+def test_the_development_file_itself_is_told_once(diagnose):
+    """The same file is the same-data warning's: the overlap counts are recorded, not
+    repeated as warnings."""
+    tmp, run, data, test = diagnose
+    external, warnings = _evaluate(tmp, run, data, "same")
+    assert external["development_data"] is True
+    assert external["overlap"]["matching_development"] == 240 - len(test)
+    assert external["overlap"]["matching_test"] == len(test)
+    assert any("is the data the run" in w for w in warnings)
+    assert not [w for w in warnings if "of this cohort have" in w]
+
+
+def test_the_digest_file_holds_no_value(diagnose):
+    _, run, data, test = diagnose
+    text = (run / "row_digests.json").read_text()
+    saved = json.loads(text)
+    assert set(saved) == {"format", "method", "salt", "id_column", "chance", "development",
+                          "test"}
+    assert re.fullmatch("[0-9a-f]{64}", saved["salt"])
+    assert saved["chance"] == {"development": 0.0, "test": 0.0}
+    assert saved["development"]["rows"] == 240 - len(test)
+    assert saved["test"]["rows"] == len(test)
+    for split in ("development", "test"):
+        digests = saved[split]["features"] + saved[split]["ids"]
+        assert all(re.fullmatch("[0-9a-f]{16}", d) for d in digests)
+    for value in [*data["patient_id"], *data["age"].astype(str), *data["marker"].astype(str)]:
+        assert value not in text
+    assert not {"age", "marker", "pain"} & set(re.findall(r"[a-z]+", text.replace(
+        saved["method"], "")))  # nor a feature's name
+
+
+def test_the_salt_is_drawn_per_run(diagnose, tmp_path):
+    tmp, run, _, _ = diagnose
+    again = train_run(tmp / "development.csv", DIAGNOSE, TrainConfig(**FAST), tmp_path / "run")
+    first, second = (json.loads((r / "row_digests.json").read_text()) for r in (run, again))
+    assert first["salt"] != second["salt"]
+    assert not set(first["development"]["features"]) & set(second["development"]["features"])
+
+
+@pytest.mark.parametrize("task", ["diagnose", "risk"])
+def test_a_run_without_the_digests_evaluates_as_before(task, request, tmp_path):
+    tmp, run, data, _ = request.getfixturevalue(task)
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    (old / "row_digests.json").unlink()
+    cohort, _ = _reexported(data, 120, 2)
+    external, warnings = _evaluate(tmp_path, old, cohort, "old")
+    assert external["overlap"] == {
+        "rows": 120, "matching_development": None, "matching_test": None, "matching_ids": None,
+        "method": None, "note": "the run has no row_digests.json (an image or fusion run, or one "
+                                "trained before permed kept row digests): rows repeating its "
+                                "patients are not looked for"}
+    assert not [w for w in warnings if "of this cohort have" in w]
+
+
+def test_a_risk_cohort_repeating_gbsg2_patients_is_found(risk):
+    tmp, run, data, test = risk
+    cohort, chosen = _reexported(data, 200, 3)
+    developed, held = _split(chosen, test)
+    external, warnings = _evaluate(tmp, run, cohort, "subset")
+    assert external["overlap"] == {
+        "rows": 200, "matching_development": len(developed), "matching_test": len(held),
+        "matching_ids": None, "method": external["overlap"]["method"],
+        "expected_by_chance": {"development": 0.0, "test": 0.0}}
+    assert [w for w in warnings if "of this cohort have" in w] == [
+        f"{len(developed)} of 200 patients of this cohort "
+        + DEVELOPED_ON.format(rows=_rows(developed)),
+        f"{len(held)} of 200 patients of this cohort " + IN_TEST.format(rows=_rows(held))]
+
+
+def test_coarse_features_shared_by_chance_are_counted_not_warned(tmp_path):
+    """Three coarse features: distinct patients often share every value. The counts are
+    recorded with the number chance gives; only a clear excess is warned about."""
+    def coarse(n: int, seed: int, prefix: str) -> pd.DataFrame:
+        frame = _patients(n, seed, prefix)
+        return frame.assign(age=(frame["age"] // 10) * 10).drop(columns="marker")
+
+    coarse(240, 0, "P0").to_csv(tmp_path / "development.csv", index=False)
+    run = train_run(tmp_path / "development.csv", DIAGNOSE, TrainConfig(**FAST),
+                    tmp_path / "run")
+    external, warnings = _evaluate(tmp_path, run, coarse(150, 9, "Q9"), "coarse")
+    overlap = external["overlap"]
+    assert overlap["matching_development"] > 100  # most, yet other patients
+    assert overlap["expected_by_chance"]["development"] > 100
+    assert not [w for w in warnings if "of this cohort have" in w]
+
+
+def test_an_encrypted_run_keeps_its_digests_encrypted(diagnose, tmp_path):
+    tmp, _, data, _ = diagnose
+    with use_key(generate_key()):
+        run = train_run(tmp / "development.csv", DIAGNOSE, TrainConfig(**FAST, encrypt=True),
+                        tmp_path / "run")
+        assert is_encrypted(run / "row_digests.json")
+        external, _ = _evaluate(tmp_path, run, data.iloc[::-1], "reversed")
+    assert external["development_data"] is False
+    assert external["overlap"]["matching_ids"] == 240
