@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from permed.exceptions import BundleError
 from permed.privacy import generate_key, is_encrypted, use_key
 from permed.study import Study
 from permed.workflow import TrainConfig, evaluate_run, train_run
@@ -244,3 +245,17 @@ def test_an_encrypted_run_keeps_its_digests_encrypted(diagnose, tmp_path):
         external, _ = _evaluate(tmp_path, run, data.iloc[::-1], "reversed")
     assert external["development_data"] is False
     assert external["overlap"]["matching_ids"] == 240
+
+
+@pytest.mark.parametrize("content", ["not json", '{"format": 1}'])
+def test_a_damaged_digest_file_is_refused_with_the_fix(diagnose, tmp_path, content):
+    tmp, run, data, _ = diagnose
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    (damaged / "row_digests.json").write_text(content)
+    data.to_csv(tmp_path / "cohort.csv", index=False)
+    with pytest.raises(BundleError, match=re.escape(
+            f"'{damaged / 'row_digests.json'}' is not the JSON permed train writes")
+            + r".*: restore it from the run, or delete it to evaluate without looking for the "
+            "run's own patients$"):
+        evaluate_run(damaged, tmp_path / "cohort.csv", tmp_path / "out", n_boot=100)

@@ -154,13 +154,16 @@ def _read(path: Path) -> dict[str, Any] | None:
     when absent or of another format."""
     if not path.is_file():
         return None
+    problem = ""
     try:
         saved = json.loads(read_bytes(path, DIGEST_FILE).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BundleError(f"'{path}' is not the JSON permed train writes ({error}): restore it "
+        saved, problem = None, f" ({error})"
+    if not isinstance(saved, dict) or not {"format", "salt", "development", "test"} <= set(saved):
+        raise BundleError(f"'{path}' is not the JSON permed train writes{problem}: restore it "
                           "from the run, or delete it to evaluate without looking for the "
-                          "run's own patients") from None
-    return saved if isinstance(saved, dict) and saved.get("format") == FORMAT else None
+                          "run's own patients")
+    return saved if saved["format"] == FORMAT else None
 
 
 def _feature_warning(rows: pd.Index | None, total: int, chance: float, whose: str,
