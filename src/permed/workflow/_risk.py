@@ -72,7 +72,8 @@ DEFAULT_HORIZON_QUANTILES = (0.25, 0.5, 0.75)
 PH_ALPHA = 0.05
 # The families whose survival curves are S0(t) ** exp(score): proportional hazards by
 # construction, with a hazard ratio between two patients that is the same at every time.
-PROPORTIONAL_HAZARDS_MODELS = ("coxph", "gradient_boosting", "deepsurv", "ft_transformer")
+PROPORTIONAL_HAZARDS_MODELS = ("coxph", "coxph_splines", "gradient_boosting", "deepsurv",
+                               "ft_transformer")
 
 
 def risk_columns(horizons: list[float]) -> list[str]:
