@@ -649,9 +649,10 @@ def _ph_check(selected: str, pipeline: Pipeline, data: _Folds, config: TrainConf
     """Grambsch-Therneau test of the Cox model on the development split, and whether the
     selected model assumes proportional hazards.
 
-    A selected model that assumes them by construction (a gradient-boosted or neural Cox
-    model) is checked with a ridge Cox model on the same predictors, even when the Cox model
-    was not a candidate: a predictor whose effect changes over time breaks its assumption too.
+    A selected model that assumes them by construction (a spline, gradient-boosted or neural
+    Cox model) is checked with a ridge Cox model on the same predictors, even when the Cox
+    model was not a candidate: a predictor whose effect changes over time breaks its
+    assumption too.
     """
     assumes = selected in PROPORTIONAL_HAZARDS_MODELS
     about = {"selected_model": selected,
