@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from permed.engine import EngineTaskError, LocalEngine
@@ -29,6 +30,10 @@ def cluster():
 
 def _square(x: int) -> int:
     return x * x
+
+
+def _fails_on_table(task: tuple) -> None:
+    raise ValueError("bad")
 
 
 def _fails_on_three(x: int) -> int:
@@ -96,3 +101,12 @@ def test_a_killed_workers_tasks_are_retried(cluster, tmp_path):
         engine.close()
     assert results == [x * 10 for x in range(6)]
     assert Path(marker).read_text() == "killed"
+
+
+def test_a_failed_task_without_a_description_is_not_named_by_its_data():
+    """The item of a fold task holds the patients' table: its repr had gone into the message."""
+    table = pd.DataFrame({"age": [91.5]})
+    with pytest.raises(EngineTaskError) as raised:
+        LocalEngine(1).map(_fails_on_table, [(table, 0)], label="fold")
+    assert str(raised.value) == "fold task (a tuple) failed: ValueError: bad"
+    assert "91.5" not in str(raised.value)

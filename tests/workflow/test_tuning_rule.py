@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from permed.models.risk._cox import PenalizedCox
 from permed.workflow._tuning import judge, selection_optimism
 
 
@@ -68,3 +69,38 @@ def test_a_fold_without_a_score_is_left_out_and_one_fold_alone_decides_nothing()
     verdict = judge([[0.7, np.nan, np.nan]], 0, [0.6, 0.6, np.nan])
     assert not verdict.replace
     assert verdict.as_json()["cv_gain"] is None
+
+
+class _FailsBelowOne(PenalizedCox):
+    """A Cox model whose fit fails for alpha < 1, as a numerical failure in some trials would."""
+
+    def fit(self, X, y):
+        if self.alpha < 1:
+            raise FloatingPointError("overflow in exp")
+        return super().fit(X, y)
+
+
+def test_a_risk_trial_that_fails_is_passed_over(monkeypatch):
+    # the engine's error (an EngineTaskError) was not caught: train stopped with a traceback
+    # that printed the fold task, patients' table included
+    from permed.engine import LocalEngine, SilentProgress
+    from permed.ingest import load_dataset
+    from permed.models.diagnose import ModelFamily
+    from permed.models.risk import RISK_MODELS
+    from permed.study import FittedSchema, Study, validate
+    from permed.workflow import TrainConfig
+    from permed.workflow._risk import _Folds, _tune
+
+    monkeypatch.setitem(RISK_MODELS, "flaky", ModelFamily(
+        "flaky", "a Cox model that fails for alpha < 1", lambda seed, device: _FailsBelowOne(),
+        lambda t: {"alpha": t.suggest_float("alpha", 0.01, 100, log=True)}))
+    frame = load_dataset("gbsg2").head(300)
+    study = Study(task="risk", time="time", event="cens")
+    schema = FittedSchema.from_frame(frame, validate(frame, study).kinds, study, [])
+    time, event = frame["time"].to_numpy(float), frame["cens"].to_numpy(bool)
+    rows = np.arange(len(frame))
+    folds = [(rows[rows % 3 != k], rows[rows % 3 == k]) for k in range(3)]
+    data = _Folds(schema.coerce(frame), time, event, folds, schema, np.asarray([365.0, 1095.0]),
+                  TrainConfig(models=["flaky"], cv=3, budget=3))
+    tuned = _tune(data, ["flaky"], LocalEngine(1), SilentProgress())
+    assert tuned["flaky"][1].trials >= 1  # those that worked count; the others are passed over

@@ -60,7 +60,8 @@ class _Guarded:
         except PermedError:
             raise
         except Exception as exc:
-            name = self.describe(item) if self.describe else repr(item)[:200]
+            # never the item itself: a fold task holds the patients' table
+            name = self.describe(item) if self.describe else f"a {type(item).__name__}"
             raise EngineTaskError(
                 f"{self.label} task ({name}) failed: {type(exc).__name__}: {exc}") from exc
 

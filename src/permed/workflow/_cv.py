@@ -20,7 +20,7 @@ from permed.preprocess import make_preprocessor
 from permed.study import FittedSchema
 from permed.workflow._tuning import TuningVerdict, judge_search
 
-__all__ = ["CVResult", "FoldData", "build_pipeline", "cross_validate", "tune"]
+__all__ = ["CVResult", "FoldData", "build_pipeline", "cross_validate", "describe_fold", "tune"]
 
 CLIP_QUANTILES = (0.005, 0.995)
 
@@ -74,7 +74,9 @@ def _fit_fold(task: tuple[FoldData, str, dict[str, Any], int]) -> tuple[int, np.
     return k, pipeline.predict_proba(data.features.iloc[val]), time.perf_counter() - started
 
 
-def _describe(task: tuple[FoldData, str, dict[str, Any], int]) -> str:
+def describe_fold(task: tuple[Any, str, dict[str, Any], int]) -> str:
+    """A failed (data, model, settings, fold) task by its model, fold and settings: never its
+    data, which holds the patients' table."""
     _, name, params, k = task
     return f"model={name} fold={k + 1} params={params}"
 
@@ -101,7 +103,7 @@ def cross_validate(data: FoldData, names: list[str], engine: Engine, progress: P
     tasks = [(data, name, params.get(name, {}), k)
              for name, k in as_items(names, range(len(data.folds)))]
     outputs = engine.map(_fit_fold, tasks, label="cross-validation", progress=progress,
-                         describe=_describe)
+                         describe=describe_fold)
     by_model: dict[str, list] = {name: [] for name in names}
     for (_, name, _, _), output in zip(tasks, outputs, strict=True):
         by_model[name].append(output)
@@ -126,7 +128,7 @@ def tune(data: FoldData, names: list[str], budget: float, engine: Engine, progre
 
     def folds(name: str, params: dict[str, Any], label: str) -> list[float]:
         tasks = [(data, name, params, k) for k in range(len(data.folds))]
-        outputs = engine.map(_fit_fold, tasks, label=label, describe=_describe)
+        outputs = engine.map(_fit_fold, tasks, label=label, describe=describe_fold)
         return [m["auroc"] for m in _collect(data, name, params, outputs).fold_metrics]
 
     def objective(trial: Any, name: str) -> float:

@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-from permed.engine import Engine, Progress, as_items
+from permed.engine import Engine, EngineTaskError, Progress, as_items
 from permed.evaluate import cv_summary
 from permed.evaluate._cautions import MIN_TEST_CLASS
 from permed.evaluate.survival import (
@@ -54,6 +54,7 @@ from permed.study._validate_risk import (
     time_unit,
 )
 from permed.workflow._config import TrainConfig
+from permed.workflow._cv import describe_fold
 from permed.workflow._explain_outcomes import explain_risk_step
 from permed.workflow._large import cohort_folds, folds_note
 from permed.workflow._referral import referral, shared_reasons
@@ -312,7 +313,8 @@ def _cross_validate(data: _Folds, names: list[str], engine: Engine, progress: Pr
                     ) -> dict[str, _CVResult]:
     tasks = [(data, name, params.get(name, {}), k)
              for name, k in as_items(names, range(len(data.folds)))]
-    outputs = engine.map(_fit_fold, tasks, label=label, progress=progress)
+    outputs = engine.map(_fit_fold, tasks, label=label, progress=progress,
+                         describe=describe_fold)
     results = {}
     for name in names:
         mine = sorted((o for (_, n, _, _), o in zip(tasks, outputs, strict=True) if n == name),
@@ -360,7 +362,7 @@ def _tune(data: _Folds, names: list[str], engine: Engine,
                                         sampler=optuna.samplers.TPESampler(seed=data.config.seed))
             study.optimize(lambda trial, name=name: objective(trial, name),
                            timeout=max(1.0, share - (clock.perf_counter() - started)),
-                           n_trials=None, catch=(ValueError,))
+                           n_trials=None, catch=(ValueError, EngineTaskError))
             verdict = judge_search(study, default)
             best[name] = (RISK_MODELS[name].space(study.best_trial) if verdict.replace else {},
                           verdict)
