@@ -336,7 +336,7 @@ def test_budget_tunes_by_cross_validated_c_index(cohort, tmp_path):
     assert set(details["params"]) == ({"alpha"} if replaced else set())
     assert "Tibshirani" in metrics["selection"]["tuning"]
     verdict = "tuned settings" if replaced else "default settings kept"
-    assert f"coxph: {verdict} ({details['tuning_trials']} trials; CV gain " in (
+    assert f"coxph: {verdict} ({details['tuning_trials']} trials; CV C-index gain " in (
         run / "report.html").read_text()
 
 

@@ -293,6 +293,7 @@ def _tuning(metrics: Mapping[str, Any], selection: Mapping[str, Any]) -> list[st
     """The tuning rule and, per model, whether its best trial replaced the defaults."""
     if not selection.get("tuning"):
         return []
+    metric = metric_label(str(selection.get("metric") or "score"))
     verdicts = []
     for name, details in (metrics.get("cv_details") or {}).items():
         tuning = details.get("tuning") or {}
@@ -300,12 +301,17 @@ def _tuning(metrics: Mapping[str, Any], selection: Mapping[str, Any]) -> list[st
             continue
         kept = "tuned settings" if tuning.get("replaced_defaults") else "default settings kept"
         verdicts.append(
-            f"{name}: {kept} ({fmt_num(tuning.get('trials'))} trials; CV gain "
-            f"{fmt_general(tuning.get('cv_gain'))}, optimism "
-            f"{fmt_general(tuning.get('selection_optimism'))}, standard error "
-            f"{fmt_general(tuning.get('gain_standard_error'))})")
+            f"{name}: {kept} ({fmt_num(tuning.get('trials'))} trials; CV {metric} gain "
+            f"{_signed(tuning.get('cv_gain'))}, optimism "
+            f"{_signed(tuning.get('selection_optimism'), sign='')}, standard error "
+            f"{_signed(tuning.get('gain_standard_error'), sign='')})")
     rule = f"Tuning rule: {selection['tuning']}."
     return [rule, f"{'; '.join(verdicts)}."] if verdicts else [rule]
+
+
+def _signed(value: object, sign: str = "+") -> str:
+    """A small score difference to 4 decimals (``+0.0018``, not ``0.0018`` or ``-4e-05``)."""
+    return f"{float(value):{sign}.4f}" if isinstance(value, int | float) else DASH
 
 
 def _imbalance(run: RunFiles) -> TripodItem:
