@@ -1,6 +1,9 @@
 """permed evaluate finds the run's own patients in an "external" cohort however re-exported (a
 subset, reordered rows, an extra column), by their features and their ids, from the keyed row
-digests train keeps in row_digests.json; a run without that file evaluates as before."""
+digests train keeps in row_digests.json; a run without that file evaluates as before. Feature
+matches are warned about beyond what chance gives, the chance rate being an estimate from the
+test split: a beta-binomial predictive rule, checked here against a plug-in binomial one by
+simulation."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from permed.exceptions import BundleError
 from permed.privacy import generate_key, is_encrypted, use_key
 from permed.study import Study
 from permed.workflow import TrainConfig, evaluate_run, train_run
+from permed.workflow._overlap import CHANCE_LEVEL, _beyond_chance, _id_text
 
 FAST = {"models": ["logistic"], "n_boot": 100, "cv": 3}
 DIAGNOSE = Study(task="diagnose", target="disease", id="patient_id", sensitive=["sex"])
@@ -168,7 +172,9 @@ def test_the_digest_file_holds_no_value(diagnose):
     assert set(saved) == {"format", "method", "salt", "id_column", "chance", "development",
                           "test"}
     assert re.fullmatch("[0-9a-f]{64}", saved["salt"])
-    assert saved["chance"] == {"development": 0.0, "test": 0.0}
+    assert saved["format"] == 2
+    assert saved["chance"] == {"development": {"matches": 0, "of": len(test)},
+                               "test": {"matches": 0, "of": 240 - len(test)}}
     assert saved["development"]["rows"] == 240 - len(test)
     assert saved["test"]["rows"] == len(test)
     for split in ("development", "test"):
@@ -259,3 +265,83 @@ def test_a_damaged_digest_file_is_refused_with_the_fix(diagnose, tmp_path, conte
             + r".*: restore it from the run, or delete it to evaluate without looking for the "
             "run's own patients$"):
         evaluate_run(damaged, tmp_path / "cohort.csv", tmp_path / "out", n_boot=100)
+
+
+def _plug_in(count: int, total: int, matches: int, of: int) -> bool:
+    """The rule permed used before: a binomial at the estimated rate, any match at 0."""
+    from scipy.stats import binom
+
+    rate = matches / of
+    return count > 0 and (rate == 0 or count > binom.ppf(1 - CHANCE_LEVEL, total, rate))
+
+
+@pytest.mark.parametrize(("test_rows", "plug_in_warned"), [(10, 88), (20, 43), (60, 12)])
+def test_new_patients_are_not_warned_about_when_the_chance_rate_is_estimated_loosely(
+        test_rows, plug_in_warned):
+    """As on the Cleveland heart data with 6 coarse features (a new patient equals some
+    development patient in 1 case of 10): in 300 simulated runs, the test split's k of n
+    matches and a cohort of 103 new patients. The plug-in rate (k / n, 0 in a third of the
+    runs with 10 test rows) warned in 4% to 29% of them; the predictive rule in none."""
+    rng = np.random.default_rng(0)
+    known = rng.binomial(test_rows, 0.1, 300)
+    found = rng.binomial(103, 0.1, 300)
+    plug_in = sum(_plug_in(m, 103, k, test_rows) for k, m in zip(known, found, strict=True))
+    warned = sum(_beyond_chance(m, 103, k, test_rows) for k, m in zip(known, found, strict=True))
+    assert (plug_in, warned) == (plug_in_warned, 0)
+
+
+def test_development_patients_presented_again_are_still_warned_about():
+    """30 development patients among 73 new ones (matching 1 time in 10 by chance), 60 test
+    rows: warned about in most of 300 runs. With continuous features (none of 48 test rows
+    matching) more than 13 of 100 matching are warned about; more test rows tell fewer apart."""
+    rng = np.random.default_rng(1)
+    known = rng.binomial(60, 0.1, 300)
+    found = 30 + rng.binomial(73, 0.1, 300)
+    caught = np.mean([_beyond_chance(m, 103, k, 60) for k, m in zip(known, found, strict=True)])
+    assert caught > 0.8
+    assert _beyond_chance(14, 100, 0, 48)
+    assert not _beyond_chance(13, 100, 0, 48)
+    assert _beyond_chance(3, 100, 0, 1000)
+    assert not _beyond_chance(0, 100, 0, 1000)
+
+
+@pytest.mark.parametrize(("written", "as_digested"), [
+    (1250.0, "1250"), (np.float64(7.0), "7"), (1250, "1250"), (" 1250 ", "1250"),
+    ("1250.0", "1250"), ("1250.", "1250"), ("-3.00", "-3"), (12.5, "12.5"),
+    ("000101", "000101"), ("000101.0", "000101"), ("A-1.0", "A-1.0")])
+def test_ids_are_digested_trimmed_and_whole_numbers_as_integers(written, as_digested):
+    """Zero-padded codes keep their zeros: 000101 and 101 are different ids."""
+    assert _id_text(written) == as_digested
+
+
+def test_numeric_ids_written_as_decimals_match(tmp_path):
+    """A cohort whose id column has a blank is written by pandas with ids like 1250.0: they
+    are the development patients' 1250."""
+    data = _patients(240, 0, "P0").assign(patient_id=np.arange(1001, 1241))
+    data.to_csv(tmp_path / "development.csv", index=False)
+    run = train_run(tmp_path / "development.csv", DIAGNOSE, TrainConfig(**FAST),
+                    tmp_path / "run")
+    cohort = _patients(100, 12, "Q12").assign(patient_id=np.arange(5001, 5101).astype(float))
+    cohort.loc[[3, 40, 41], "patient_id"] = [1150, 1001, 1240]
+    cohort.loc[0, "patient_id"] = np.nan
+    external, warnings = _evaluate(tmp_path, run, cohort, "decimals")
+    assert "1150.0" in (tmp_path / "decimals.csv").read_text()
+    assert external["overlap"]["matching_ids"] == 3
+    assert [w for w in warnings if "of this cohort have" in w] == [
+        "3 of 100 patients of this cohort " + SAME_IDS.format(rows="rows 4, 41, 42")]
+
+
+def test_a_digest_file_of_the_first_format_is_read_with_its_shares(diagnose, tmp_path):
+    """row_digests.json of format 1 kept the chance shares only: the counts are recovered from
+    the rows of the split they were measured on."""
+    tmp, run, data, test = diagnose
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    saved = json.loads((old / "row_digests.json").read_text())
+    saved.update(format=1, chance={"development": 0.25, "test": 0.0})
+    (old / "row_digests.json").write_text(json.dumps(saved))
+    cohort, chosen = _reexported(data, 60, 4)
+    developed, _ = _split(chosen, test)
+    external, _ = _evaluate(tmp_path, old, cohort, "first")
+    assert external["overlap"]["matching_development"] == len(developed)
+    assert external["overlap"]["expected_by_chance"] == {"development": 15.0, "test": 0.0}
