@@ -173,8 +173,9 @@ def test_the_digest_file_holds_no_value(diagnose):
                           "test"}
     assert re.fullmatch("[0-9a-f]{64}", saved["salt"])
     assert saved["format"] == 2
-    assert saved["chance"] == {"development": {"matches": 0, "of": len(test)},
-                               "test": {"matches": 0, "of": 240 - len(test)}}
+    # each split against the other and within itself: 240 comparisons each way
+    assert saved["chance"] == {"development": {"matches": 0, "of": 240},
+                               "test": {"matches": 0, "of": 240}}
     assert saved["development"]["rows"] == 240 - len(test)
     assert saved["test"]["rows"] == len(test)
     for split in ("development", "test"):
@@ -345,3 +346,16 @@ def test_a_digest_file_of_the_first_format_is_read_with_its_shares(diagnose, tmp
     external, _ = _evaluate(tmp_path, old, cohort, "first")
     assert external["overlap"]["matching_development"] == len(developed)
     assert external["overlap"]["expected_by_chance"] == {"development": 15.0, "test": 0.0}
+
+
+def test_the_chance_rate_also_counts_twins_within_a_split_so_a_small_test_split_is_enough():
+    """With 48 test rows alone, 0 matches left the rate so loose that 13 of 100 cohort rows
+    repeating development patients went unwarned; counting development rows equal to another
+    development row too (here none, of 192) narrows it: 5 of 100 are then warned about."""
+    from permed.workflow._overlap import _beyond_chance, _pooled, _twins
+
+    assert _twins(["a", "b", "a", None, "c"]) == {"matches": 2, "of": 5}
+    assert _pooled({"matches": 0, "of": 48}, {"matches": 0, "of": 192}) == {"matches": 0,
+                                                                            "of": 240}
+    assert not _beyond_chance(5, 100, 0, 48)
+    assert _beyond_chance(5, 100, 0, 240)
