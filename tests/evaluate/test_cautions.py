@@ -109,9 +109,9 @@ def test_risk_over_estimated_is_flagged_at_the_horizons_where_it_is_shown():
                                 h36=(0.861, 0.773, 0.956, 0.415, 0.357),
                                 h60=(0.930, 0.849, 1.014, 0.547, 0.508))
     assert calibration_warning(metrics) == (
-        "the model is miscalibrated on the evaluated cohort: it over-estimates the risk by 12 "
-        "(13.5% predicted, 8.4% observed; observed/expected 0.63, 95% CI 0.49-0.81) and by 36 "
-        "(41.5% predicted, 35.7% observed; observed/expected 0.86, 95% CI 0.77-0.96). "
+        "the model is miscalibrated on the evaluated cohort: it over-estimates the risk by time "
+        "12 (13.5% predicted, 8.4% observed; observed/expected 0.63, 95% CI 0.49-0.81) and by "
+        "time 36 (41.5% predicted, 35.7% observed; observed/expected 0.86, 95% CI 0.77-0.96). "
         + RECALIBRATE)
     assert cautions(metrics) == [calibration_warning(metrics)]
 
@@ -120,9 +120,9 @@ def test_a_horizon_that_is_not_checkable_or_calibrated_is_not_flagged():
     metrics = _risk_calibration(False, h12=(1.2, 1.05, 1.4, 0.1, 0.12),
                                 h36=(0.98, 0.9, 1.07, 0.4, 0.39))
     assert calibration_warning(metrics) == (
-        "the model is miscalibrated on the test split: it under-estimates the risk by 12 (10.0% "
-        "predicted, 12.0% observed; observed/expected 1.20, 95% CI 1.05-1.40). Its risks are "
-        "off even for held-out patients of the development data: retrain it with another "
+        "the model is miscalibrated on the test split: it under-estimates the risk by time 12 "
+        "(10.0% predicted, 12.0% observed; observed/expected 1.20, 95% CI 1.05-1.40). Its risks "
+        "are off even for held-out patients of the development data: retrain it with another "
         "model (--models) or more patients before using its risks")
     metrics["horizons"]["not_checkable"] = {"12": 8}  # 8 patients followed to 12
     assert calibration_warning(metrics) is None
@@ -143,10 +143,10 @@ def test_no_event_by_a_horizon_points_to_the_event_coding_first():
     # WHAS year 3 with fstat = 1 - fstat: no "event" before 365 days
     metrics = _risk_calibration(True, h180=(0.0, 0.0, 0.0, 0.222, 0.0))
     assert calibration_warning(metrics) == (
-        "the model is miscalibrated on the evaluated cohort: it over-estimates the risk by 180 "
-        "(22.2% predicted, 0.0% observed; observed/expected 0.00, 95% CI 0.00-0.00). No patient "
-        "had the event by 180, which usually means an event column coded the other way round "
-        "(1 = alive or censored) or times in another unit: check those first. " + RECALIBRATE)
+        "the model is miscalibrated on the evaluated cohort: it over-estimates the risk by time "
+        "180 (22.2% predicted, 0.0% observed; observed/expected 0.00, 95% CI 0.00-0.00). No "
+        "patient had the event by 180, which usually means an event column coded the other way "
+        "round (1 = alive or censored) or times in another unit: check those first. " + RECALIBRATE)
 
 
 def test_risk_predictions_too_moderate_are_flagged_with_their_horizons():
@@ -157,9 +157,9 @@ def test_risk_predictions_too_moderate_are_flagged_with_their_horizons():
     horizons["1095"]["slope"] = _ci(1.889, 1.239, 2.596)
     horizons["1825"]["slope"] = _ci(2.349, 1.678, 3.234)
     assert miscalibration(metrics) == [
-        "its predictions are too moderate by 1095 (calibration slope 1.89, 95% CI 1.24-2.60) and "
-        "by 1825 (calibration slope 2.35, 95% CI 1.68-3.23): high risks too low, low risks too "
-        "high"]
+        "its predictions are too moderate by time 1095 (calibration slope 1.89, 95% CI "
+        "1.24-2.60) and by time 1825 (calibration slope 2.35, 95% CI 1.68-3.23): high risks too "
+        "low, low risks too high"]
 
 
 def _diagnose_calibration(intercept: tuple, slope: tuple | None = None,

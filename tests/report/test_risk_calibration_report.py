@@ -80,7 +80,7 @@ def test_the_headline_says_when_risk_is_over_or_under_estimated(external, fix):
     if external:
         metrics["external"] = {"run": "runs/rott"}
     summary = risk_summary(_run(metrics))
-    assert ("The model is miscalibrated on these patients: it over-estimates the risk by 12 "
-            "(13.5% predicted, 8.5% observed; observed/expected 0.63, 95% CI 0.47-0.77); "
+    assert ("The model is miscalibrated on these patients: it over-estimates the risk by time "
+            "12 (13.5% predicted, 8.5% observed; observed/expected 0.63, 95% CI 0.47-0.77); "
             f"{fix}.") in summary
     assert "miscalibrated" not in risk_summary(_run(_risk_metrics([69] * 10)))  # calibrated

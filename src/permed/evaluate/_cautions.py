@@ -211,11 +211,13 @@ def _risk_miscalibration(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def _checked_horizons(metrics: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    """``("by 12 months", figures)`` for each horizon enough patients are followed to."""
+    """``("by 12 months", figures)`` (``"by time 12"`` without a unit) for each horizon enough
+    patients are followed to."""
     horizons = (metrics.get("calibration") or {}).get("horizons") or {}
     thin = (metrics.get("horizons") or {}).get("not_checkable") or {}
     unit = (metrics.get("outcome") or {}).get("time_unit")
-    return [(f"by {h} {unit}" if unit else f"by {h}", figures) for h, figures in horizons.items()
+    return [(f"by {h} {unit}" if unit else f"by time {h}", figures)
+            for h, figures in horizons.items()
             if str(h) not in thin and isinstance(figures, Mapping)]
 
 
@@ -223,7 +225,8 @@ def _eventless_horizons(metrics: Mapping[str, Any]) -> list[str]:
     """The checked horizons (``"180"``) where risk was predicted and no patient had the event."""
     if metrics.get("task") != "risk":
         return []
-    return [by.removeprefix("by ") for by, figures in _checked_horizons(metrics)
+    return [by.removeprefix("by ").removeprefix("time ")
+            for by, figures in _checked_horizons(metrics)
             if figures.get("observed") == 0.0 and _excludes(figures.get("observed_expected"), 1.0)]
 
 
