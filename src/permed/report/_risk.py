@@ -556,7 +556,9 @@ def ph_section(run: RunFiles) -> Section | None:
     blocks.append(Table(header=["Predictor", "Correlation with time", "Chi-squared", "df", "p"],
                         rows=rows[:25],
                         caption="Scaled Schoenfeld residuals against time; a categorical "
-                                "predictor is tested as one term (df: its levels less one)"))
+                                "predictor is tested as one term (df: its levels less one)"
+                                + ("; a spline predictor too (df: its knots less one)"
+                                   if ph.get("model") == "coxph_splines" else "")))
     return Section("proportional-hazards", title, blocks)
 
 
@@ -574,12 +576,21 @@ def _ph_assumption(ph: Mapping[str, Any]) -> str:
                 "curves never cross. A predictor whose effect fades, grows or reverses over "
                 "follow-up (a treatment that helps early and harms later) cannot be shown by "
                 "it: its risks then average that effect over time, too high at some horizons "
-                "and too low at others. The test below checks each predictor's effect over "
-                "time in a ridge Cox model on the same predictors.")
+                f"and too low at others. The test below checks each predictor's effect over "
+                f"time {_ph_tested_on(ph)}.")
     return (f"The selected model ({described}) does not assume proportional hazards: its "
             "survival curves may cross. The test below is of the Cox model among the "
             "candidates, which assumes each predictor multiplies the hazard by the same factor "
             "at all times.")
+
+
+def _ph_tested_on(ph: Mapping[str, Any]) -> str:
+    """What the test was run on: the spline Cox model's own fit, or a linear ridge Cox model."""
+    if ph.get("model") == "coxph_splines":
+        return ("in the selected model's own fit, each continuous predictor's spline terms "
+                "together, so an effect that bends but does not change over time is not "
+                "flagged")
+    return "in a ridge Cox model on the same predictors"
 
 
 def _ph_violation(ph: Mapping[str, Any], global_p: object) -> Note:
@@ -640,8 +651,10 @@ def risk_summary(run: RunFiles) -> str:
         text += f" The model is miscalibrated on these patients: {'; '.join(off)}; {fix}."
     if dig(run.metrics, "proportional_hazards", "violated"):
         ph = run.metrics["proportional_hazards"]
-        text += (" The selected model assumes proportional hazards, and a Cox model on the same "
-                 "predictors finds them violated (see below)."
+        tester = ("its own test" if ph.get("model") == "coxph_splines"
+                  else "a Cox model on the same predictors")
+        text += (f" The selected model assumes proportional hazards, and {tester} finds them "
+                 "violated (see below)."
                  if ph.get("selected_model") not in (None, "coxph")
                  and ph.get("selected_assumes_proportional_hazards") else
                  " The Cox model's proportional-hazards assumption is violated (see below).")

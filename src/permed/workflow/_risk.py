@@ -71,6 +71,10 @@ CLIP_QUANTILES = (0.005, 0.995)
 DEFAULT_HORIZON_QUANTILES = (0.25, 0.5, 0.75)
 # p-value under which the proportional-hazards assumption is reported as violated.
 PH_ALPHA = 0.05
+# How the selected spline Cox model is tested, appended to the test's method.
+_PH_SPLINE_METHOD = ("; tested on the spline Cox model's own fit, each continuous predictor's "
+                     "restricted cubic spline basis one term (its knots less one degrees of "
+                     "freedom)")
 # The families whose survival curves are S0(t) ** exp(score): proportional hazards by
 # construction, with a hazard ratio between two patients that is the same at every time.
 PROPORTIONAL_HAZARDS_MODELS = ("coxph", "coxph_splines", "gradient_boosting", "deepsurv",
@@ -651,35 +655,46 @@ def _ph_check(selected: str, pipeline: Pipeline, data: _Folds, config: TrainConf
     """Grambsch-Therneau test of the Cox model on the development split, and whether the
     selected model assumes proportional hazards.
 
-    A selected model that assumes them by construction (a spline, gradient-boosted or neural
-    Cox model) is checked with a ridge Cox model on the same predictors, even when the Cox
-    model was not a candidate: a predictor whose effect changes over time breaks its
-    assumption too.
+    The selected spline Cox model is tested on its own design: each continuous predictor's
+    spline basis is one term, so a predictor whose effect bends but stays the same over time
+    is not mistaken for one whose effect changes over time, as it is by a Cox model linear in
+    it. Any other selected model that assumes proportional hazards by construction (a
+    gradient-boosted or neural Cox model) is checked with a ridge Cox model on the same
+    predictors, even when the Cox model was not a candidate: a predictor whose effect changes
+    over time breaks its assumption too.
     """
     assumes = selected in PROPORTIONAL_HAZARDS_MODELS
     about = {"selected_model": selected,
              "selected_description": RISK_MODELS[selected].description,
              "selected_assumes_proportional_hazards": assumes}
-    if selected != "coxph":
+    if selected not in ("coxph", "coxph_splines"):
         if not assumes and "coxph" not in (config.models or default_models()):
             return {"note": f"the selected model ({RISK_MODELS[selected].description}) does "
                             "not assume proportional hazards, and no Cox model was among the "
                             "candidates: nothing to test", **about}
         pipeline = build_risk_pipeline("coxph", data.schema, config).fit(
             data.features, survival_y(data.time, data.event))
-    cox = pipeline[-1]
-    design = cox.scaler_.transform(pipeline[:-1].transform(data.features))
+    features = pipeline[:-1].transform(data.features)
     names = [str(n).split("__", 1)[-1] for n in pipeline[:-1].get_feature_names_out()]
-    test = proportional_hazards_test(design, data.time, data.event, cox.coef_, names,
-                                     penalty=cox.alpha, terms=_ph_terms(pipeline[0], names))
+    terms = _ph_terms(pipeline[0], names)
+    model = pipeline[-1]
+    if selected == "coxph_splines":  # the spline basis of a column: one term under its name
+        features = model._expand(features)
+        names = [names[j] for j in model.design_columns_]
+        terms = {name: [k for k, j in enumerate(model.design_columns_) if j in columns]
+                 for name, columns in terms.items()}
+        model = model.cox_
+    design = model.scaler_.transform(features)
+    test = proportional_hazards_test(design, data.time, data.event, model.coef_, names,
+                                     penalty=model.alpha, terms=terms)
     violated = sorted((n for n, f in test["features"].items() if f["p_value"] < PH_ALPHA),
                       key=lambda n: test["features"][n]["p_value"])
     test.update({
-        "model": "coxph",
+        "model": "coxph_splines" if selected == "coxph_splines" else "coxph",
         "method": "Grambsch-Therneau test on scaled Schoenfeld residuals against 1 - KM(t) "
                   "(R survival::cox.zph, transform 'km'), on the development split; a "
                   "categorical predictor is one term, with its levels less one degrees of "
-                  "freedom",
+                  f"freedom{_PH_SPLINE_METHOD if selected == 'coxph_splines' else ''}",
         "alpha": PH_ALPHA, "violated": test["global"]["p_value"] < PH_ALPHA,
         "violating_features": violated, **about})
     return test

@@ -85,8 +85,8 @@ RISK_MODELS: dict[str, ModelFamily] = {
             },
             needs="torch"),
         ModelFamily(
-            "coxph_splines", "Cox proportional hazards with spline terms for continuous "
-            "predictors, ridge-penalized (scikit-survival)", _cox_splines,
+            "coxph_splines", "ridge-penalized Cox model (scikit-survival) with restricted "
+            "cubic spline terms for continuous predictors", _cox_splines,
             lambda t: {"alpha": t.suggest_float("alpha", 1e-2, 1e3, log=True),
                        "n_knots": t.suggest_int("n_knots", 3, 6)}),
     )
