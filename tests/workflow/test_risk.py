@@ -13,7 +13,7 @@ from permed.bundle import load_bundle
 from permed.exceptions import DataError, PermedError
 from permed.study import Study, validate
 from permed.testing import assert_valid_absolute_risk, assert_valid_survival
-from permed.workflow import TrainConfig, predict_run, train_run
+from permed.workflow import TrainConfig, evaluate_run, predict_run, train_run
 
 FAST = {"models": ["coxph", "gradient_boosting"], "n_boot": 100, "cv": 3}
 STUDY = Study(task="risk", time="time", event="cens")
@@ -336,8 +336,11 @@ def test_budget_tunes_by_cross_validated_c_index(cohort, tmp_path):
     assert set(details["params"]) == ({"alpha"} if replaced else set())
     assert "Tibshirani" in metrics["selection"]["tuning"]
     verdict = "tuned settings" if replaced else "default settings kept"
-    assert f"coxph: {verdict} ({details['tuning_trials']} trials; CV C-index gain " in (
-        run / "report.html").read_text()
+    told = f"coxph: {verdict} ({details['tuning_trials']} trials; CV C-index gain "
+    assert told in (run / "report.html").read_text()
+    # an external evaluation's report states them too (its metrics.json has no CV details)
+    external = evaluate_run(run, tmp_path / "cohort.csv", tmp_path / "ext", n_boot=100)
+    assert told in (external / "report.html").read_text()
 
 
 def test_report_warns_when_proportional_hazards_are_violated(gbsg, tmp_path):
@@ -451,8 +454,6 @@ def _external(n: int = 150) -> pd.DataFrame:
 
 
 def _evaluate(run, frame: pd.DataFrame, tmp_path):
-    from permed.workflow import evaluate_run
-
     frame.to_csv(tmp_path / "external.csv", index=False)
     return evaluate_run(run, tmp_path / "external.csv", tmp_path / "ext", n_boot=100)
 

@@ -269,7 +269,9 @@ def _analysis(run: RunFiles) -> TripodItem:
         f" cross-validation on the development data; selection: {selection.get('rule') or DASH}.",
         f"Hyper-parameter tuning budget: {fmt_general(config.get('budget'))} s (0 = default "
         "settings).",
-        *_tuning(run.metrics, selection),
+        # an external evaluation's metrics.json keeps the selection, not the CV details
+        *_tuning(run.development.metrics if run.external is not None and run.development
+                 else run.metrics, selection),
     ]
     if run.task == "diagnose":  # risk and treat models are neither recalibrated nor thresholded
         parts += [f"Calibration: {calibration.get('method') or DASH}, chosen by "
