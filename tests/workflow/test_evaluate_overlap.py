@@ -359,3 +359,17 @@ def test_the_chance_rate_also_counts_twins_within_a_split_so_a_small_test_split_
                                                                             "of": 240}
     assert not _beyond_chance(5, 100, 0, 48)
     assert _beyond_chance(5, 100, 0, 240)
+
+
+def test_features_that_identify_nobody_are_not_warned_about_even_beyond_their_rate():
+    """Rounded age alone: 110 of 120 development patients share it with another; a cohort of
+    ages 50-70 (the development cohort's middle) matched all 150, beyond that rate, and was
+    told its patients were the development ones."""
+    import pandas as pd
+
+    from permed.workflow._overlap import _feature_warning
+
+    rows = pd.RangeIndex(150)
+    assert _feature_warning(rows, 150, (110, 120), "patients", "why") == ""
+    assert _feature_warning(rows[:10], 150, (0, 240), "patients", "why").startswith(
+        "10 of 150 patients of this cohort have the same values in every feature as patients")

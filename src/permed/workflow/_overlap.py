@@ -48,6 +48,12 @@ METHOD = ("HMAC-SHA256 of each row's feature values (the model's features in sch
 # plug-in binomial at k / n warned about new patients in 9% to 29% of runs with 6 coarse
 # features (Cleveland heart data) and a test split of 60 to 10 rows (any match warning at k 0).
 CHANCE_LEVEL = 0.001
+# Features so coarse that more than this share of distinct patients share a row with some
+# development patient identify nobody: a cohort drawn from a narrower range (ages 50-70 of a
+# development cohort of 30-90) then matches more often than the development data's own rate,
+# with no patient repeated. Their matches are counted in metrics.json, not warned about; ids,
+# when the study has them, are still matched.
+COARSE_RATE = 0.05
 _WHOLE = re.compile(r"([+-]?\d+)\.0*")  # an id written as a decimal: 1250.0
 
 
@@ -205,7 +211,8 @@ def _feature_warning(rows: pd.Index | None, total: int, chance: tuple[int, int] 
                      whose: str, why: str) -> str:
     """A warning when more cohort rows equal ``whose`` rows than chance would give."""
     matches, of = chance or (0, 0)
-    if rows is None or not _beyond_chance(len(rows), total, matches, of):
+    if (rows is None or _rate(chance) > COARSE_RATE
+            or not _beyond_chance(len(rows), total, matches, of)):
         return ""
     expected = _rate(chance) * total
     by_chance = f"; about {expected:.0f} would by chance" if expected >= 0.5 else ""
