@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from permed.engine import Engine, EngineTaskError, Progress, as_items
+from permed.engine import Engine, Progress, as_items
 from permed.evaluate import cv_summary, point_metrics
 from permed.models.diagnose import DIAGNOSE_MODELS, make_model
 from permed.preprocess import make_preprocessor
 from permed.study import FittedSchema
-from permed.workflow._tuning import TuningVerdict, judge_search
+from permed.workflow._tuning import TuningVerdict, search
 
 __all__ = ["CVResult", "FoldData", "build_pipeline", "cross_validate", "describe_fold", "tune"]
 
@@ -120,9 +120,6 @@ def tune(data: FoldData, names: list[str], budget: float, engine: Engine, progre
     (:data:`~permed.workflow._tuning.TUNING_RULE`). Returns each model's settings and the
     verdict behind them.
     """
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     share = budget / max(1, len(names))
     best: dict[str, tuple[dict[str, Any], TuningVerdict]] = {}
 
@@ -131,23 +128,11 @@ def tune(data: FoldData, names: list[str], budget: float, engine: Engine, progre
         outputs = engine.map(_fit_fold, tasks, label=label, describe=describe_fold)
         return [m["auroc"] for m in _collect(data, name, params, outputs).fold_metrics]
 
-    def objective(trial: Any, name: str) -> float:
-        scores = folds(name, {**base.get(name, {}), **DIAGNOSE_MODELS[name].space(trial)},
-                       f"trial {trial.number} {name}")
-        trial.set_user_attr("folds", scores)
-        return float(np.nanmean(scores))
-
     with progress.step("tuning", total=len(names)) as advance:
         for name in names:
-            started = time.perf_counter()
-            default = folds(name, base.get(name, {}), f"defaults {name}")
-            study = optuna.create_study(
-                direction="maximize", sampler=optuna.samplers.TPESampler(seed=data.seed))
-            study.optimize(lambda trial, name=name: objective(trial, name),
-                           timeout=max(1.0, share - (time.perf_counter() - started)),
-                           n_trials=None, catch=(ValueError, EngineTaskError))
-            verdict = judge_search(study, default)
-            best[name] = (DIAGNOSE_MODELS[name].space(study.best_trial) if verdict.replace else {},
-                          verdict)
+            best[name] = search(name, lambda params, label, name=name: folds(name, params, label),
+                                DIAGNOSE_MODELS[name].space, share, data.seed,
+                                mean=lambda found: float(np.nanmean(found)),
+                                base=base.get(name, {}))
             advance()
     return best

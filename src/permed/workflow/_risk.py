@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
-from permed.engine import Engine, EngineTaskError, Progress, as_items
+from permed.engine import Engine, Progress, as_items
 from permed.evaluate import cv_summary
 from permed.evaluate._cautions import MIN_TEST_CLASS
 from permed.evaluate.survival import (
@@ -59,7 +59,7 @@ from permed.workflow._explain_outcomes import explain_risk_step
 from permed.workflow._large import cohort_folds, folds_note
 from permed.workflow._referral import referral, shared_reasons
 from permed.workflow._result import RunResult, Timings
-from permed.workflow._tuning import TUNING_RULE, TuningVerdict, judge_search, tuning_details
+from permed.workflow._tuning import TUNING_RULE, TuningVerdict, search, tuning_details
 
 __all__ = ["FOLLOW_UP_METHOD", "RISK_GROUPS", "RiskModel", "checkable_horizons", "evaluate_cohort",
            "follow_up_entry", "follow_up_summary", "read_outcome", "risk_columns",
@@ -342,9 +342,6 @@ def _tune(data: _Folds, names: list[str], engine: Engine,
     (:data:`~permed.workflow._tuning.TUNING_RULE`). Returns each family's settings ({} for its
     defaults) and the verdict behind them.
     """
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     share = data.config.budget / max(1, len(names))
     best: dict[str, tuple[dict[str, Any], TuningVerdict]] = {}
 
@@ -352,24 +349,14 @@ def _tune(data: _Folds, names: list[str], engine: Engine,
         found = _cross_validate(data, [name], engine, progress, {name: params}, label=label)
         return found[name].folds
 
-    def objective(trial: Any, name: str) -> float:
-        scores = folds(name, RISK_MODELS[name].space(trial), f"trial {trial.number} {name}")
-        trial.set_user_attr("folds", scores)
-        mean = float(np.mean(scores))
-        return mean if np.isfinite(mean) else -1.0
+    def mean(found: list[float]) -> float:
+        value = float(np.mean(found))
+        return value if np.isfinite(value) else -1.0
 
     with progress.step("tuning", total=len(names)) as advance:
         for name in names:
-            started = clock.perf_counter()
-            default = folds(name, {}, f"defaults {name}")
-            study = optuna.create_study(direction="maximize",
-                                        sampler=optuna.samplers.TPESampler(seed=data.config.seed))
-            study.optimize(lambda trial, name=name: objective(trial, name),
-                           timeout=max(1.0, share - (clock.perf_counter() - started)),
-                           n_trials=None, catch=(ValueError, EngineTaskError))
-            verdict = judge_search(study, default)
-            best[name] = (RISK_MODELS[name].space(study.best_trial) if verdict.replace else {},
-                          verdict)
+            best[name] = search(name, lambda params, label, name=name: folds(name, params, label),
+                                RISK_MODELS[name].space, share, data.config.seed, mean=mean)
             advance()
     return best
 

@@ -13,11 +13,14 @@ best score any trial reached there lies above the selected trial's score, averag
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from permed.engine import EngineTaskError
 
 TUNING_RULE = ("the best Optuna trial replaces a family's default settings only when its mean "
                "per-fold gain over the defaults on the same folds, less the optimism of picking "
@@ -70,6 +73,38 @@ def judge(trial_scores: Sequence[Sequence[float]], best: int,
     mean, error = float(gain.mean()), float(gain.std(ddof=1) / math.sqrt(len(gain)))
     optimism = selection_optimism(scores[:, scored], best)
     return TuningVerdict(bool(mean - optimism > error), len(scores), mean, optimism, error)
+
+
+Scores = Callable[[dict[str, Any], str], list[float]]
+
+
+def search(name: str, scores: Scores, space: Callable[[Any], dict[str, Any]], seconds: float,
+           seed: int, *, mean: Callable[[list[float]], float],
+           base: dict[str, Any] | None = None) -> tuple[dict[str, Any], TuningVerdict]:
+    """Tune model ``name`` for about ``seconds``: score its ``base`` settings (its defaults),
+    then Optuna trials of ``space`` on top of them, each scored by ``scores(params, label)``
+    (per-fold, higher better; a trial's objective is ``mean`` of them), until the time is
+    spent. Return the best trial's settings when they replace the defaults ({} otherwise) and
+    the :func:`judge_search` verdict.
+    """
+    import optuna
+
+    base = base or {}
+    started = time.perf_counter()
+    default = scores(base, f"defaults {name}")
+
+    def objective(trial: Any) -> float:
+        found = scores({**base, **space(trial)}, f"trial {trial.number} {name}")
+        trial.set_user_attr("folds", found)
+        return mean(found)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, timeout=max(1.0, seconds - (time.perf_counter() - started)),
+                   n_trials=None, catch=(ValueError, EngineTaskError))
+    verdict = judge_search(study, default)
+    return (space(study.best_trial) if verdict.replace else {}), verdict
 
 
 def judge_search(study: Any, default: Sequence[float]) -> TuningVerdict:
