@@ -506,3 +506,18 @@ def test_minimal_metrics_still_render(tmp_path):
     assert "model/schema.json is missing" in html
     assert "TRIPOD+AI reporting checklist" in html
     assert "None" not in html
+
+
+def test_tuning_verdicts_state_the_bar_the_gain_had_to_clear():
+    from permed.report._tripod import _tuning
+
+    selection = {"metric": "c_index", "tuning": "the rule"}
+    new = {"trials": 9, "replaced_defaults": False, "cv_gain": 0.002,
+           "selection_optimism": 0.006, "gain_standard_error": 0.003, "threshold": 0.004}
+    old = {key: value for key, value in new.items() if key != "threshold"}
+    told = _tuning({"cv_details": {"coxph": {"tuning": new}, "rsf": {"tuning": old}}}, selection)
+    assert "coxph: default settings kept (9 trials; CV C-index gain +0.0020, optimism 0.0060, " \
+           "to exceed 0.0040)" in told[1]
+    # a run from before the t threshold: its verdict was against one plain standard error
+    assert "rsf: default settings kept (9 trials; CV C-index gain +0.0020, optimism 0.0060, " \
+           "standard error 0.0030)" in told[1]

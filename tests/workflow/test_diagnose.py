@@ -210,7 +210,7 @@ def test_tuning_within_a_budget_records_trials(bc_run, tmp_path):
     details = metrics["cv_details"]["logistic"]
     assert details["tuning_trials"] >= 1
     tuning = details["tuning"]  # the verdict follows the rule from the figures it records
-    replaced = tuning["cv_gain"] - tuning["selection_optimism"] > tuning["gain_standard_error"]
+    replaced = tuning["cv_gain"] - tuning["selection_optimism"] > tuning["threshold"]
     assert tuning["replaced_defaults"] is replaced
     assert set(details["params"]) == ({"C"} if replaced else set())
     assert "Tibshirani" in metrics["selection"]["tuning"]

@@ -331,7 +331,7 @@ def test_budget_tunes_by_cross_validated_c_index(cohort, tmp_path):
     assert details["tuning_trials"] >= 1
     assert details["tuning"]["trials"] == details["tuning_trials"]
     tuning = details["tuning"]  # the verdict follows the rule from the figures it records
-    replaced = tuning["cv_gain"] - tuning["selection_optimism"] > tuning["gain_standard_error"]
+    replaced = tuning["cv_gain"] - tuning["selection_optimism"] > tuning["threshold"]
     assert tuning["replaced_defaults"] is replaced
     assert set(details["params"]) == ({"alpha"} if replaced else set())
     assert "Tibshirani" in metrics["selection"]["tuning"]

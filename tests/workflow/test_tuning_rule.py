@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from permed.models.risk._cox import PenalizedCox
-from permed.workflow._tuning import judge, selection_optimism
+from permed.workflow._tuning import judge, selection_optimism, selection_score
 
 
 def test_selection_optimism_is_each_folds_best_score_above_the_selected_trials():
@@ -29,39 +29,69 @@ def test_a_single_trial_replaces_the_defaults_only_when_clearly_better(tuned, de
     assert judge([tuned], 0, default).replace is kept
 
 
-def _search(rng: np.random.Generator, trials: int, true_gain: float) -> tuple[np.ndarray, int]:
-    """Per-fold scores on 5 folds of the defaults (row 0) and of ``trials`` settings, the last
-    truly ``true_gain`` better than the rest, and the index among the trials of the best."""
-    fold_effect = rng.normal(0, 0.02, 5)  # folds differ in difficulty for every setting
+def _search(rng: np.random.Generator, trials: int, true_gain: float,
+            folds: int = 5) -> tuple[np.ndarray, int]:
+    """Per-fold scores of the defaults (row 0) and of ``trials`` settings, the last truly
+    ``true_gain`` better than the rest, and the index among the trials of the best."""
+    fold_effect = rng.normal(0, 0.02, folds)  # folds differ in difficulty for every setting
     truth = np.zeros(trials)
     truth[-1] = true_gain
-    scores = 0.65 + fold_effect + truth[:, None] + rng.normal(0, 0.01, (trials, 5))
-    default = 0.65 + fold_effect + rng.normal(0, 0.01, 5)
+    scores = 0.65 + fold_effect + truth[:, None] + rng.normal(0, 0.01, (trials, folds))
+    default = 0.65 + fold_effect + rng.normal(0, 0.01, folds)
     return np.vstack([default, scores]), int(np.argmax(scores.mean(axis=1)))
 
 
-def test_the_best_of_many_equal_trials_rarely_replaces_the_defaults():
+@pytest.mark.parametrize(("folds", "plain_at_least", "corrected_below"), [
+    (5, 0.5, 0.05), (3, 0.5, 0.2)])
+def test_the_best_of_many_equal_trials_rarely_replaces_the_defaults(folds, plain_at_least,
+                                                                    corrected_below):
     """Trials no better than the defaults: a plain one-standard-error rule is fooled by the
-    best of 100 in most searches; allowing for the optimism of the pick is not."""
+    best of 100 in most searches; allowing for the optimism of the pick, with the standard
+    error corrected for overlapping folds and read on t, is not (3 folds: the optimism alone,
+    with the plain standard error, still let 35% through)."""
     rng = np.random.default_rng(0)
-    plain = corrected = 0
-    for _ in range(200):
-        scores, best = _search(rng, 100, 0.0)
+    plain = optimism_only = corrected = 0
+    for _ in range(400):
+        scores, best = _search(rng, 100, 0.0, folds)
         default, trials = scores[0], scores[1:]
         gain = trials[best] - default
-        plain += gain.mean() > gain.std(ddof=1) / np.sqrt(5)
+        plain_error = gain.std(ddof=1) / np.sqrt(folds)
+        plain += gain.mean() > plain_error
+        optimism_only += gain.mean() - selection_optimism(trials, best) > plain_error
         corrected += judge(trials, best, default).replace
-    assert plain / 200 > 0.5
-    assert corrected / 200 < 0.1
+    assert plain / 400 > plain_at_least
+    assert corrected / 400 < corrected_below
+    assert corrected < optimism_only
 
 
-def test_a_truly_better_setting_among_many_trials_still_replaces_the_defaults():
+@pytest.mark.parametrize("folds", [3, 5])
+def test_a_truly_better_setting_among_many_trials_still_replaces_the_defaults(folds):
     rng = np.random.default_rng(1)
     replaced = 0
     for _ in range(200):
-        scores, best = _search(rng, 100, 0.05)
+        scores, best = _search(rng, 100, 0.05, folds)
         replaced += judge(scores[1:], best, scores[0]).replace
     assert replaced / 200 > 0.9
+
+
+def test_the_threshold_is_the_corrected_standard_error_on_t():
+    tuned, default = [0.70, 0.66, 0.69], [0.65, 0.65, 0.65]
+    verdict = judge([tuned], 0, default)
+    gain = np.subtract(tuned, default)
+    corrected = gain.std(ddof=1) * np.sqrt(1 / 3 + 1 / 2)
+    assert verdict.standard_error == pytest.approx(corrected)
+    assert verdict.threshold == pytest.approx(1.3213 * corrected, rel=1e-3)
+    assert verdict.as_json()["threshold"] == pytest.approx(verdict.threshold, abs=1e-5)
+
+
+def test_selection_takes_the_optimism_off_a_tuned_model_only():
+    tuned = judge([[0.75, 0.76, 0.74], [0.70, 0.78, 0.70]], 0, [0.60, 0.61, 0.60])
+    assert tuned.replace
+    assert selection_score(0.75, tuned) == pytest.approx(0.75 - tuned.optimism)
+    kept = judge([[0.60, 0.61, 0.60]], 0, [0.60, 0.61, 0.60])
+    assert not kept.replace
+    assert selection_score(0.60, kept) == 0.60
+    assert selection_score(0.60, None) == 0.60
 
 
 def test_a_fold_without_a_score_is_left_out_and_one_fold_alone_decides_nothing():
@@ -104,3 +134,19 @@ def test_a_risk_trial_that_fails_is_passed_over(monkeypatch):
                   TrainConfig(models=["flaky"], cv=3, budget=3))
     tuned = _tune(data, ["flaky"], LocalEngine(1), SilentProgress())
     assert tuned["flaky"][1].trials >= 1  # those that worked count; the others are passed over
+
+
+def test_risk_selection_sets_a_tuned_models_corrected_score_against_the_defaults():
+    from permed.workflow._risk import _CVResult, _select
+
+    def result(mean: float) -> _CVResult:
+        return _CVResult({}, np.zeros(3), {"c_index": {"mean": mean}}, 0.0, [mean] * 3)
+
+    # the tuned forest's best-trial 0.652 is 0.647 once its optimism (0.0047) is taken off
+    tuned = judge([[0.66, 0.65, 0.646], [0.62, 0.63, 0.66]], 0, [0.60, 0.61, 0.60])
+    assert tuned.replace
+    assert tuned.optimism == pytest.approx(0.014 / 3)
+    results = {"coxph": result(0.650), "random_survival_forest": result(0.652)}
+    assert _select(list(results), results, {}) == "random_survival_forest"
+    assert _select(list(results), results,
+                   {"random_survival_forest": ({"n": 1}, tuned)}) == "coxph"

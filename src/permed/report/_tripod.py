@@ -305,10 +305,16 @@ def _tuning(metrics: Mapping[str, Any], selection: Mapping[str, Any]) -> list[st
         verdicts.append(
             f"{name}: {kept} ({fmt_num(tuning.get('trials'))} trials; CV {metric} gain "
             f"{_signed(tuning.get('cv_gain'))}, optimism "
-            f"{_signed(tuning.get('selection_optimism'), sign='')}, standard error "
-            f"{_signed(tuning.get('gain_standard_error'), sign='')})")
+            f"{_signed(tuning.get('selection_optimism'), sign='')}, {_bar(tuning)})")
     rule = f"Tuning rule: {selection['tuning']}."
     return [rule, f"{'; '.join(verdicts)}."] if verdicts else [rule]
+
+
+def _bar(tuning: Mapping[str, Any]) -> str:
+    """What gain less optimism had to exceed (runs before the t threshold: one standard error)."""
+    if "threshold" in tuning:
+        return f"to exceed {_signed(tuning.get('threshold'), sign='')}"
+    return f"standard error {_signed(tuning.get('gain_standard_error'), sign='')}"
 
 
 def _signed(value: object, sign: str = "+") -> str:

@@ -42,7 +42,7 @@ from permed.workflow._fitted import DiagnoseModel, probability_columns
 from permed.workflow._genes import gene_stability
 from permed.workflow._large import cohort_folds, folds_note, is_large
 from permed.workflow._result import RunResult, Timings
-from permed.workflow._tuning import TUNING_RULE, TuningVerdict, tuning_details
+from permed.workflow._tuning import TUNING_RULE, TuningVerdict, selection_score, tuning_details
 
 __all__ = ["train_diagnose"]
 
@@ -137,8 +137,9 @@ def train_diagnose(frame: pd.DataFrame, study: Study, validation: ValidationRepo
     with timings("cv"):
         results = cross_validate(data, names, engine, progress,
                                  _settings(names, len(dev), tuned))
-    selected = max(names, key=lambda n: (np.nan_to_num(results[n].summary["auroc"]["mean"],
-                                                       nan=-1), -names.index(n)))
+    selected = max(names, key=lambda n: (np.nan_to_num(selection_score(
+        results[n].summary["auroc"]["mean"], tuned[n][1] if n in tuned else None), nan=-1),
+        -names.index(n)))
     best = results[selected]
 
     with timings("calibration"):

@@ -59,7 +59,13 @@ from permed.workflow._explain_outcomes import explain_risk_step
 from permed.workflow._large import cohort_folds, folds_note
 from permed.workflow._referral import referral, shared_reasons
 from permed.workflow._result import RunResult, Timings
-from permed.workflow._tuning import TUNING_RULE, TuningVerdict, search, tuning_details
+from permed.workflow._tuning import (
+    TUNING_RULE,
+    TuningVerdict,
+    search,
+    selection_score,
+    tuning_details,
+)
 
 __all__ = ["FOLLOW_UP_METHOD", "RISK_GROUPS", "RiskModel", "checkable_horizons", "evaluate_cohort",
            "follow_up_entry", "follow_up_summary", "read_outcome", "risk_columns",
@@ -397,9 +403,11 @@ def _default_horizons(time: np.ndarray, event: np.ndarray) -> list[float]:
     return sorted({float(f"{h:.3g}") for h in found if 0 < float(f"{h:.3g}") < time.max()})
 
 
-def _select(names: list[str], results: dict[str, _CVResult]) -> str:
+def _select(names: list[str], results: dict[str, _CVResult],
+            tuned: dict[str, tuple[dict[str, Any], TuningVerdict]]) -> str:
     def key(name: str) -> tuple[float, int]:
         mean = results[name].summary.get("c_index", {}).get("mean", math.nan)
+        mean = selection_score(mean, tuned[name][1] if name in tuned else None)
         return (-1.0 if not np.isfinite(mean) else mean, -names.index(name))
 
     return max(names, key=key)
@@ -443,7 +451,7 @@ def train_risk(frame: pd.DataFrame, study: Study, validation: ValidationReport,
     with timings("cv"):
         results = _cross_validate(data, names, engine, progress,
                                   {n: p for n, (p, _) in tuned.items()})
-    selected = _select(names, results)
+    selected = _select(names, results, tuned)
     with timings("final_fit"):
         pipeline = build_risk_pipeline(selected, schema, config, results[selected].params).fit(
             features, survival_y(data.time, data.event))
