@@ -13,7 +13,8 @@ Protocol, per dataset: permed's risk protocol on the published *train* split onl
 feature kinds permed's validation infers, preprocessing inside each fold, 5-fold CV
 (stratified by event, seed 42) of every family with its default settings (or Optuna tuning
 within --budget seconds, still scored by CV on the train split), selection by the highest mean
-CV Harrell's C-index, refit on the whole train split. Every family is then scored once on the
+CV Harrell's C-index (a tuned family's less the optimism of its best trial), refit on the whole
+train split. Every family is then scored once on the
 published *test* split (Harrell's C with a bootstrap 95% CI); only the CV-selected model is
 permed's answer. Nothing is chosen on the test split.
 """
@@ -115,7 +116,7 @@ def run_dataset(name: str, budget: float, engine) -> dict:
     cv = _cross_validate(data, names, engine, SilentProgress(),
                          {n: p for n, (p, _) in tuned.items()})
     selection_seconds = time.perf_counter() - started
-    selected = _select(names, cv)
+    selected = _select(names, cv, tuned)
     reference = survival_y(time_, event)
     models = {}
     for model in names:
