@@ -10,7 +10,18 @@ import typer
 from rich.text import Text
 
 from permed import __version__
-from permed.cli import bench, datasets, demo, ingest, privacy, serve, study, train, use
+from permed.cli import (
+    bench,
+    datasets,
+    demo,
+    ingest,
+    privacy,
+    recalibrate,
+    serve,
+    study,
+    train,
+    use,
+)
 from permed.cli._console import err
 from permed.exceptions import PermedError
 from permed.ingest import ReadWarning
@@ -33,6 +44,7 @@ app.command("validate")(study.validate_command)
 app.command("train")(train.train)
 app.command("predict")(use.predict)
 app.command("evaluate")(use.evaluate)
+app.command("recalibrate")(recalibrate.recalibrate)
 app.command("report")(use.report)
 app.command("deidentify")(privacy.deidentify)
 app.add_typer(privacy.keys_app, name="keys")

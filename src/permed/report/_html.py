@@ -833,6 +833,11 @@ def render_report(run_dir: str | os.PathLike[str]) -> str:
     """
     run = load_run(run_dir)
     template = _environment().get_template("report.html.j2")
+    if "recalibration" in run.metrics:  # permed recalibrate: its own page
+        from permed.report._recalibration import recalibration_page
+
+        header, sections = recalibration_page(run)
+        return template.render(header=header, sections=sections, version=permed.__version__)
     return template.render(header=_header(run), sections=build_sections(run),
                            version=permed.__version__)
 

@@ -1,0 +1,494 @@
+"""Update a trained run for a new site: ``permed recalibrate RUN local.csv --out NEW``.
+
+The source run is read (never changed); the local cohort is read and checked as ``permed
+evaluate`` checks it; the recalibration (:mod:`permed.workflow._recalibrated`) is fitted on all
+of it and saved, wrapped around the source model, as a new run's bundle.
+
+What the new run reports, and how honestly:
+
+- ``recalibration.intercept`` / ``slope``: the fit on the whole cohort, with percentile
+  bootstrap 95% CIs (the fit repeated on resamples drawn within outcome classes, or within
+  events and censored patients).
+- ``recalibration.calibration.before``: the source model on the local cohort. It never saw
+  these patients, so this is an external validation.
+- ``recalibration.calibration.after`` and ``test``: out of sample, by K-fold cross-fitting:
+  each patient's recalibrated answer comes from a recalibration fitted on the other folds.
+  The in-sample calibration of a recalibration is ideal by construction (its intercept is 0
+  on the patients it was fitted to) and is never reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedKFold
+
+from permed.bundle import (
+    BUNDLE_DIR,
+    atomic_directory,
+    bundle_is_encrypted,
+    load_bundle,
+    save_bundle,
+)
+from permed.bundle._onnx import export_onnx
+from permed.engine import Progress, SilentProgress
+from permed.evaluate import classification_report
+from permed.exceptions import PermedError
+from permed.ingest import TableInfo, read_table
+from permed.privacy import AuditLog, active_key, write_bytes
+from permed.study import Study
+from permed.utils.jsonio import read_json, write_json
+from permed.workflow._apply import _encode_target, external_manifest
+from permed.workflow._config import TrainConfig
+from permed.workflow._fitted import DiagnoseModel, probability_columns
+from permed.workflow._recalibrated import (
+    METHODS,
+    LogisticRecalibration,
+    RecalibratedSurvival,
+    fit_cox_recalibration,
+    fit_logistic_recalibration,
+    linear_predictor,
+    logit,
+)
+
+__all__ = ["CROSS_FIT_FOLDS", "recalibrate_run"]
+
+CROSS_FIT_FOLDS = 5
+_INTERVAL = ("percentile bootstrap 95% CI: the recalibration refitted on {n} resamples of the "
+             "local cohort drawn within {strata}")
+
+
+@dataclass
+class _Update:
+    """What a recalibration writes: the model, metrics.json's task entries, predictions.csv."""
+
+    model: Any
+    schema: Any
+    info: TableInfo
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame
+    study: Study
+    warnings: list[str] = field(default_factory=list)
+
+
+def recalibrate_run(run_dir: str | Path, data: str | Path, out: str | Path,
+                    method: str = "slope", n_boot: int = 1000, seed: int = 42,
+                    missing: Sequence[str] = (), progress: Progress | None = None,
+                    command: str | None = None) -> Path:
+    """Recalibrate the model of ``run_dir`` on the local cohort ``data`` and write a new run
+    directory at ``out``: model/ (the recalibrated model), metrics.json (``recalibration``),
+    predictions.csv (cross-fitted answers), manifest.json, audit.log and report.html.
+
+    Raises
+    ------
+    PermedError
+        An unknown method; ``out`` that is the source run or holds another trained run; a
+        multiclass, image or treat run; a cohort without the outcome columns, or with a
+        single class or no event; a fitted slope that is not positive.
+    """
+    if method not in METHODS:
+        raise PermedError(f"--method must be slope or intercept, got '{method}'")
+    TrainConfig(n_boot=n_boot, seed=seed)  # refuses too few replicates before any work
+    progress = progress or SilentProgress()
+    run_dir, out = Path(run_dir), Path(out)
+    _refuse_out(out, run_dir)
+    model, schema = load_bundle(run_dir)
+    development = read_json(run_dir / "metrics.json")
+    if schema.task == "diagnose":
+        update = _diagnose(run_dir, model, schema, data, method, n_boot, seed, missing)
+    elif schema.task == "risk":
+        update = _risk(run_dir, model, data, development, method, n_boot, seed, missing)
+    else:
+        raise PermedError(f"permed recalibrate updates diagnose and risk runs; '{run_dir}' is a "
+                          f"{schema.task} run")
+    for warning in update.warnings:
+        progress.note(f"warning: {warning}")
+    update.metrics["recalibration"]["source_run"] = _source_entry(run_dir, development)
+    return _write(run_dir, out, update, development, n_boot, seed, command)
+
+
+def _refuse_out(out: Path, run_dir: Path) -> None:
+    """The source run is never written to; another trained run is never replaced."""
+    source = run_dir.resolve()
+    if out.resolve() == source or source in out.resolve().parents:
+        raise PermedError(
+            f"--out '{out}' is the source run '{run_dir}' or inside it: a recalibration writes "
+            f"a new run and never changes the one it updates; choose a new folder, e.g. --out "
+            f"{run_dir}-local")
+    if out.exists() and not out.is_dir():
+        raise PermedError(f"--out '{out}' is a file: choose a folder path")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        # atomic_directory's refusal (as permed train's), told with the path as given
+        raise PermedError(
+            f"--out '{out}' exists and is not a permed output folder: choose a new folder")
+    if (out / BUNDLE_DIR / "bundle.json").is_file() and \
+            "recalibration" not in _metrics_of(out):
+        raise PermedError(
+            f"--out '{out}' holds a trained run (model/bundle.json): the recalibration would "
+            f"replace its model; choose a new folder, e.g. --out {run_dir}-local")
+
+
+def _metrics_of(run_dir: Path) -> dict[str, Any]:
+    try:
+        return dict(read_json(run_dir / "metrics.json"))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _source_entry(run_dir: Path, development: dict[str, Any]) -> dict[str, Any]:
+    """The source run: its path, its data's fingerprint and its bundle's (the SHA-256 of the
+    signed index model/bundle.json, whose first 12 digits are the version permed serve
+    shows)."""
+    index = (run_dir / BUNDLE_DIR / "bundle.json").read_bytes()
+    return {"path": str(run_dir), "selected_model": development.get("selected_model"),
+            "data_fingerprint": (development.get("data") or {}).get("fingerprint"),
+            "bundle_sha256": f"sha256:{hashlib.sha256(index).hexdigest()}"}
+
+
+def _folds(strata: np.ndarray, seed: int, what: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified cross-fitting folds: :data:`CROSS_FIT_FOLDS`, or fewer when a stratum is
+    smaller (at least 2)."""
+    smallest = int(np.bincount(strata).min())
+    if smallest < 2:
+        raise PermedError(f"the local cohort has {smallest} {what}: a recalibration and its "
+                          "out-of-sample check need at least 2; recalibrate on a larger cohort")
+    k = min(CROSS_FIT_FOLDS, smallest)
+    return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(strata, strata))
+
+
+def _resamples(strata: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
+    """Bootstrap row indices drawn within each stratum (its size kept)."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    return [np.concatenate([rng.choice(g, len(g)) for g in groups]) for _ in range(n_boot)]
+
+
+def _interval(value: float, replicates: list[float]) -> dict[str, float | None]:
+    finite = np.asarray([r for r in replicates if np.isfinite(r)], dtype=np.float64)
+    if not len(finite):
+        return {"value": value, "ci_low": None, "ci_high": None}
+    low, high = np.quantile(finite, [0.025, 0.975])
+    return {"value": value, "ci_low": float(low), "ci_high": float(high)}
+
+
+def _refuse_non_positive(slope: float, what: str) -> None:
+    if not np.isfinite(slope):
+        raise PermedError(f"the recalibration slope has no finite estimate on this cohort (the "
+                          f"source model's {what} separates its outcomes perfectly): use "
+                          "--method intercept")
+    if slope <= 0:
+        raise PermedError(
+            f"the fitted recalibration slope is {slope:.3g}: at this site the source model's "
+            f"{what} does not increase with the observed outcome, which recalibration cannot "
+            "repair; check the cohort's outcome coding, or train a model on this site's "
+            "patients (permed train)")
+
+
+# ------------------------------------------------------------------------------ diagnose
+
+
+def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path, method: str,
+              n_boot: int, seed: int, missing: Sequence[str]) -> _Update:
+    if not isinstance(model, DiagnoseModel):
+        raise PermedError(f"permed recalibrate updates tabular models; '{run_dir}' holds an "
+                          f"image or fusion model ({type(model).__name__}): check it at this "
+                          "site with permed evaluate, and retrain it on this site's patients")
+    if len(schema.classes) != 2:
+        raise PermedError(
+            f"only binary targets can be recalibrated: '{run_dir}' predicts "
+            f"{len(schema.classes)} classes of '{schema.target}' ({', '.join(schema.classes)}), "
+            "and logistic recalibration updates one probability; check the model at this site "
+            "with permed evaluate, and if it is miscalibrated train a model on this site's "
+            "patients (permed train)")
+    frame, info = read_table(data, **schema.reading(missing))
+    frame = frame.reset_index(drop=True)
+    schema.check(frame, require=[schema.target])
+    y, cohort = _encode_target(frame, schema.target, schema.classes)
+    raw = model.pipeline.predict_proba(schema.coerce(cohort))
+    before = model.calibrator.transform(raw)
+    recalibration = LogisticRecalibration(model.calibrator, method).fit(raw, y)
+    _refuse_non_positive(recalibration.slope_, "probability")
+    x = logit(before[:, 1])
+    after = np.empty(len(y))
+    for train, held in _folds(y, seed, "patients of one class"):
+        a, b = fit_logistic_recalibration(x[train], y[train], method)
+        after[held] = recalibration_probability(a, b, x[held])
+    replicates = [fit_logistic_recalibration(x[rows], y[rows], method)
+                  for rows in _resamples(y, n_boot, seed)]
+    threshold = None if model.threshold is None else float(
+        recalibration.update(np.asarray([model.threshold]))[0])
+    recalibrated = replace(model, calibrator=recalibration, threshold=threshold,
+                           conformal=_conformal(model, np.column_stack([1 - after, after]), y))
+    proba_after = np.column_stack([1.0 - after, after])
+    figures_before = classification_report(y, before, schema.classes, model.threshold,
+                                           n_boot=n_boot, seed=seed)["test"]
+    figures_after = classification_report(y, proba_after, schema.classes, threshold,
+                                          n_boot=n_boot, seed=seed)["test"]
+    entry = {
+        "method": method,
+        "model": ("logit(p_new) = a + b * logit(p), p the source run's calibrated probability "
+                  f"of '{schema.classes[1]}'" + ("; b fixed at 1 (recalibration-in-the-large)"
+                                                 if method == "intercept" else "")),
+        "intercept": _interval(recalibration.intercept_, [a for a, _ in replicates]),
+        "slope": (_interval(recalibration.slope_, [b for _, b in replicates])
+                  if method == "slope" else {"value": 1.0, "ci_low": None, "ci_high": None,
+                                             "fixed": True}),
+        "interval": _INTERVAL.format(n=n_boot, strata="each outcome class"),
+        "cohort": _cohort_entry(info, len(y), {c: int((y == i).sum())
+                                               for i, c in enumerate(schema.classes)}),
+        "threshold": {"source": model.threshold, "recalibrated": threshold,
+                      "rule": "the source threshold carried through the recalibration: the "
+                              "same patients are above it"},
+        "conformal": ("refitted on the cross-fitted recalibrated probabilities"
+                      if recalibrated.conformal is not None else None),
+        "calibration": {
+            "before": _diagnose_figures(figures_before),
+            "after": _diagnose_figures(figures_after),
+            "before_method": "the source run's model applied unchanged to the local cohort "
+                             "(an external validation: it never saw these patients)",
+            "after_method": _cross_fit_text(y, "outcome class")},
+    }
+    predictions = pd.DataFrame({"row": cohort.index.to_numpy()})
+    if schema.id and schema.id in cohort.columns:
+        predictions[schema.id] = cohort[schema.id].to_numpy()
+    classes = np.asarray(schema.classes, dtype=object)
+    predictions["y_true"] = classes[y]
+    for column, values in zip(probability_columns(schema.classes), proba_after.T, strict=True):
+        predictions[column] = values
+    predictions["predicted"] = classes[recalibrated.labels(proba_after)]
+    predictions[f"source_prob_{schema.classes[1]}"] = before[:, 1]
+    metrics = {"task": "diagnose", "recalibration": entry,
+               "target": {"column": schema.target, "classes": list(schema.classes),
+                          "positive_class": schema.classes[1],
+                          "counts": entry["cohort"]["counts"]},
+               "test": figures_after,
+               "threshold": {"value": threshold, "rule": entry["threshold"]["rule"]}}
+    return _Update(recalibrated, schema, info, metrics, predictions,
+                   Study(task="diagnose", target=schema.target))
+
+
+def recalibration_probability(a: float, b: float, x: np.ndarray) -> np.ndarray:
+    """``expit(a + b * x)`` (``x`` a logit)."""
+    from scipy.special import expit
+
+    return np.asarray(expit(a + b * x), dtype=np.float64)
+
+
+def _conformal(model: DiagnoseModel, proba: np.ndarray, y: np.ndarray) -> Any:
+    """The source run's conformal sets refitted, at their coverage, on the cross-fitted
+    recalibrated probabilities (the source's were fitted on its own probabilities)."""
+    if model.conformal is None:
+        return None
+    from permed.uncertainty import ConformalSets
+
+    return ConformalSets(model.conformal.coverage,
+                         getattr(model.conformal, "allow_empty", False)).fit(proba, y)
+
+
+_DIAGNOSE_FIGURES = ("calibration_intercept", "calibration_slope", "brier", "ece", "auroc")
+
+
+def _diagnose_figures(test: dict[str, Any]) -> dict[str, Any]:
+    return {k: test[k] for k in _DIAGNOSE_FIGURES if k in test}
+
+
+def _cross_fit_text(strata: np.ndarray, what: str) -> str:
+    k = min(CROSS_FIT_FOLDS, int(np.bincount(strata).min()))
+    return (f"{k}-fold cross-fitting on the local cohort, stratified by {what}: each patient's "
+            "recalibrated answer comes from a recalibration fitted on the other folds (out of "
+            "sample; the in-sample fit is calibrated by construction and not reported)")
+
+
+def _cohort_entry(info: TableInfo, used: int, counts: dict[str, int]) -> dict[str, Any]:
+    return {"source": Path(info.path).name, "fingerprint": info.fingerprint, "rows": info.rows,
+            "patients": used, "counts": counts}
+
+
+# ------------------------------------------------------------------------------ risk
+
+
+def _risk(run_dir: Path, model: Any, data: str | Path, development: dict[str, Any],
+          method: str, n_boot: int, seed: int, missing: Sequence[str]) -> _Update:
+    from permed.evaluate.survival import SurvivalGrid, horizon_key, survival_report
+    from permed.models.risk import survival_y
+    from permed.study._validate_risk import RiskOptions, thinly_followed, time_text
+    from permed.workflow._risk import read_outcome, risk_columns
+    from permed.workflow._risk_external import _external_warnings
+
+    frame, info = read_table(data, **model.schema.reading(missing))
+    model.schema.check(frame, require=[model.time_column, model.event_column])
+    study = Study(task="risk", time=model.time_column, event=model.event_column,
+                  sensitive=list(model.schema.sensitive))
+    outcome = read_outcome(frame, study, RiskOptions(model.event_value, trained=True))
+    frame = frame.iloc[outcome.kept]
+    time, event = outcome.time, outcome.event
+    if not event.any():
+        raise PermedError(
+            f"the event column '{model.event_column}' records no event among the "
+            f"{len(time)} patients of the local cohort: the baseline hazard is estimated from "
+            "events; recalibrate on a cohort with events (or check the event coding)")
+    warnings, checkable = _external_warnings(model, development, model.schema.out_of_range(frame),
+                                             time)
+    horizons = list(model.horizons)
+    reference = float(horizons[len(horizons) // 2])
+    features = model.pipeline[:-1].transform(model.schema.coerce(frame))
+    source = model.pipeline[-1]
+    lp = linear_predictor(source, features, reference)
+    estimator = RecalibratedSurvival(source, reference, method).fit(
+        features, survival_y(time, event))
+    _refuse_non_positive(estimator.slope_, f"risk by {time_text(reference, model.time_unit)}")
+    grid = SurvivalGrid.for_data(time, np.asarray(checkable, dtype=np.float64))
+    # the curves at the grid and the horizons: before (source), after (cross-fitted)
+    times = np.unique(np.concatenate([grid.times, np.asarray(horizons, dtype=np.float64)]))
+    before = source.predict_survival_function(features, times)
+    after = np.empty_like(before)
+    strata = event.astype(int)
+    for train, held in _folds(strata, seed, "patients with the event (or censored)"):
+        b, steps, hazard = fit_cox_recalibration(lp[train], time[train], event[train], method)
+        after[held] = _curves(b, steps, hazard, lp[held], times)
+    replicates = [fit_cox_recalibration(lp[rows], time[rows], event[rows], method)
+                  for rows in _resamples(strata, n_boot, seed)]
+    columns = np.searchsorted(times, grid.times)
+    at_reference = int(np.searchsorted(times, reference))
+    censoring = survival_y(time, event)
+    tau = float(max(checkable))
+    reports = {name: survival_report(censoring, time, event, 1.0 - curves[:, at_reference],
+                                     curves[:, columns], grid, tau, n_boot=n_boot, seed=seed,
+                                     averaged=checkable)
+               for name, curves in (("before", before), ("after", after))}
+    # the curves now step at the local cohort's times: its follow-up bounds the median
+    recalibrated = replace(model, pipeline=_with_estimator(model.pipeline, estimator),
+                           max_follow_up=float(time.max()),
+                           median_limit=thinly_followed(time, [])[1])
+    entry = {
+        "method": method,
+        "model": ("S_new(t|x) = exp(-H0(t) * exp(b * lp(x))), lp(x) = log(-log S(h_ref|x)) of "
+                  "the source model, H0 the Breslow baseline cumulative hazard of a Cox model "
+                  "with lp as its only covariate fitted on the local cohort"
+                  + ("; b fixed at 1" if method == "intercept" else "")),
+        "reference_horizon": reference,
+        "reference_horizon_rule": "the middle of the run's horizons",
+        "intercept": _interval(_log_hazard_at(estimator.baseline_times_,
+                                              estimator.baseline_cumulative_hazard_, reference),
+                               [_log_hazard_at(s, h, reference) for _, s, h in replicates]),
+        "intercept_meaning": ("log H0(h_ref): on the complementary log-log scale at h_ref the "
+                              "update is log(-log S_new) = a + b * lp, so a = 0 and b = 1 "
+                              "leave the source model's risk at h_ref unchanged"),
+        "slope": (_interval(estimator.slope_, [b for b, _, _ in replicates])
+                  if method == "slope" else {"value": 1.0, "ci_low": None, "ci_high": None,
+                                             "fixed": True}),
+        "interval": _INTERVAL.format(n=n_boot, strata="events and within censored patients"),
+        "cohort": _cohort_entry(info, len(time), {"censored": int((~event).sum()),
+                                                  "event": int(event.sum())}),
+        "calibration": {
+            "before": _risk_figures(reports["before"], before, times, horizons, time, event),
+            "after": _risk_figures(reports["after"], after, times, horizons, time, event),
+            "checked_horizons": [float(h) for h in checkable],
+            "before_method": "the source run's model applied unchanged to the local cohort "
+                             "(an external validation: it never saw these patients)",
+            "after_method": _cross_fit_text(strata, "event")},
+    }
+    predictions = pd.DataFrame({"row": frame.index.to_numpy()})
+    if model.schema.id and model.schema.id in frame.columns:
+        predictions[model.schema.id] = frame[model.schema.id].to_numpy()
+    predictions["time"], predictions["event"] = time, event.astype(int)
+    predictions["y_true"] = np.where(event, "event", "censored")
+    at = np.searchsorted(times, np.asarray(horizons, dtype=np.float64))
+    for column, k in zip(risk_columns(horizons), at, strict=True):
+        predictions[column] = 1.0 - after[:, k]
+        predictions[f"source_{column}"] = 1.0 - before[:, k]
+    metrics = {"task": "risk", "recalibration": entry,
+               "horizons": {"values": horizons,
+                            "checkable": [horizon_key(h) for h in checkable]},
+               "target": {"time": model.time_column, "event": model.event_column,
+                          "counts": entry["cohort"]["counts"]},
+               "test": reports["after"]["test"]}
+    return _Update(recalibrated, model.schema, info, metrics, predictions, study, warnings)
+
+
+def _curves(slope: float, steps: np.ndarray, hazard: np.ndarray, lp: np.ndarray,
+            times: np.ndarray) -> np.ndarray:
+    from permed.models.risk._base import breslow_survival, step_values
+
+    grid, values = breslow_survival(steps, hazard, slope * lp)
+    return np.clip(step_values(grid, values, times), 0.0, 1.0)
+
+
+def _log_hazard_at(steps: np.ndarray, hazard: np.ndarray, horizon: float) -> float:
+    position = np.searchsorted(steps, horizon, side="right") - 1
+    value = float(hazard[position]) if position >= 0 and len(hazard) else 0.0
+    return float(np.log(value)) if value > 0 else float("nan")
+
+
+def _with_estimator(pipeline: Any, estimator: Any) -> Any:
+    """The source pipeline (its fitted preprocessing) ending in ``estimator``."""
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([*pipeline.steps[:-1], (pipeline.steps[-1][0], estimator)])
+
+
+def _risk_figures(report: dict[str, Any], curves: np.ndarray, times: np.ndarray,
+                  horizons: list[float], time: np.ndarray, event: np.ndarray) -> dict[str, Any]:
+    """Per horizon: mean predicted risk, Kaplan-Meier observed risk, observed/expected and the
+    calibration slope; and the C-index and integrated Brier score."""
+    from permed.evaluate.survival import horizon_key, kaplan_meier_at
+
+    by_horizon: dict[str, Any] = {}
+    calibration = report.get("calibration") or {}
+    for h in horizons:
+        key = horizon_key(h)
+        predicted = float(np.mean(1.0 - curves[:, int(np.searchsorted(times, h))]))
+        observed = 1.0 - kaplan_meier_at(time, event, float(h))
+        found = calibration.get(key) or {}
+        by_horizon[key] = {"predicted_risk": predicted, "observed_risk": observed,
+                           "observed_expected": found.get("observed_expected"),
+                           "slope": found.get("slope")}
+    test = report["test"]
+    return {"horizons": by_horizon, **{k: test[k] for k in ("c_index", "ibs") if k in test}}
+
+
+# ------------------------------------------------------------------------------ writing
+
+
+def _write(run_dir: Path, out: Path, update: _Update, development: dict[str, Any],
+           n_boot: int, seed: int, command: str | None) -> Path:
+    """The new run, all or nothing (as train writes one): model/ (signed, encrypted when
+    the source is; model.onnx where the source pipeline exports), metrics.json,
+    predictions.csv, manifest.json, audit.log and report.html."""
+    from permed.report import write_report
+
+    key = active_key() if bundle_is_encrypted(run_dir) else None
+    info = update.info
+    metrics = {"task": update.metrics["task"],
+               "data": {"rows": info.rows, "columns": info.columns,
+                        "fingerprint": info.fingerprint, "source": Path(info.path).name,
+                        "test_rows": len(update.predictions)},
+               "selected_model": development.get("selected_model"),
+               **{k: v for k, v in update.metrics.items() if k != "task"},
+               "timings": {}}
+    manifest = external_manifest(run_dir, info, update.study, n_boot, seed)
+    manifest["config"]["method"] = metrics["recalibration"]["method"]
+    if command:
+        manifest["command"] = command
+    manifest["warnings"] = update.warnings
+    manifest["source_run"] = manifest.pop("development_run")
+    with atomic_directory(out) as staging:
+        if update.metrics["task"] == "diagnose":  # the graph is the source pipeline's
+            export_onnx(update.model, staging / BUNDLE_DIR, key=key)
+        save_bundle(update.model, update.schema, staging / BUNDLE_DIR, key=key)
+        write_bytes(staging / "predictions.csv",
+                    update.predictions.to_csv(index=False).encode(), key)
+        write_json(staging / "metrics.json", metrics)
+        write_json(staging / "manifest.json", manifest)
+        write_report(staging)
+        audit = AuditLog.continued(out / "audit.log", staging / "audit.log")
+        audit.append("read", data=info.fingerprint, rows=info.rows, columns=info.columns)
+        audit.append("recalibrate", source=str(run_dir), method=metrics["recalibration"][
+            "method"], encrypted=key is not None)
+    return out

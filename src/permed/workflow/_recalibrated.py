@@ -1,0 +1,233 @@
+"""The recalibrated model of ``permed recalibrate``: a trained run's model, its answers updated
+for a new site (Steyerberg, *Clinical Prediction Models*, ch. 20; Van Calster et al. 2019).
+
+The update is a step of the model the bundle already holds, so ``permed predict``, ``permed
+serve`` and the ONNX path apply it without a special case:
+
+- diagnose (binary): :class:`LogisticRecalibration` replaces the run's calibrator. It applies
+  the source calibration, then ``logit(p_new) = a + b * logit(p)``. The ONNX graph gives the
+  probabilities *before* calibration (see :mod:`permed.bundle._onnx`); the service applies the
+  calibrator after it, so the update is applied there exactly as in Python.
+- risk: :class:`RecalibratedSurvival` replaces the survival estimator of the pipeline. With
+  ``lp(x) = log(-log S(h_ref | x))`` of the source model at the reference horizon, it fits a
+  Cox model with ``lp`` as its only covariate (slope ``b``; 1 for ``method="intercept"``) and
+  a Breslow baseline cumulative hazard ``H0`` on the local cohort:
+  ``S_new(t | x) = exp(-H0(t) * exp(b * lp(x)))``, in [0, 1] and non-increasing in ``t``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import expit
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
+from sksurv.linear_model.coxph import BreslowEstimator
+
+from permed.exceptions import PermedError
+from permed.models.risk._base import breslow_survival, step_values
+from permed.models.risk._outcome import split_survival_y
+
+__all__ = ["METHODS", "LogisticRecalibration", "RecalibratedSurvival", "fit_cox_recalibration",
+           "fit_logistic_recalibration", "linear_predictor", "logit"]
+
+METHODS = ("slope", "intercept")
+_EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before the logit, as calibration does
+_SURVIVAL_EPS = 1e-10  # S(h_ref) is clipped so that log(-log S) is finite
+_LOG_HAZARD_LIMIT = 50.0  # as breslow_survival: exp() of a linear predictor within +-50
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """``log(p / (1 - p))`` of probabilities clipped to ``[1e-6, 1 - 1e-6]``."""
+    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
+    return np.log(q) - np.log1p(-q)
+
+
+def fit_logistic_recalibration(x: np.ndarray, y: np.ndarray, method: str) -> tuple[float, float]:
+    """``(a, b)`` of the unpenalized ``logit P(y = 1) = a + b * x``; ``b = 1`` fixed (an
+    offset) for ``method="intercept"``, recalibration-in-the-large.
+
+    The slope fit is scikit-learn's unpenalized ``LogisticRegression(C=inf)``; the intercept alone
+    solves its score equation ``sum(y - expit(a + x)) = 0``, increasing in ``a``, by Brent's
+    method. Returns nan where no finite estimate exists (one class).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if y.min() == y.max():
+        return math.nan, math.nan
+    if method == "intercept":
+        def score(a: float) -> float:
+            return float(np.sum(y - expit(a + x)))
+
+        return float(brentq(score, -60.0, 60.0, xtol=1e-12)), 1.0
+    # C = inf: no penalty (scikit-learn 1.8 deprecates penalty=None for it)
+    fit = LogisticRegression(C=np.inf, max_iter=1000).fit(x[:, None], y)
+    return float(fit.intercept_[0]), float(fit.coef_[0, 0])
+
+
+def _risk_set_sums(order_time: np.ndarray, values: list[np.ndarray]) -> list[np.ndarray]:
+    """For times sorted increasingly, ``sum_{j: t_j >= t_i} v_j`` for each ``v`` (ties share
+    their risk set, Breslow's way)."""
+    first = np.searchsorted(order_time, order_time, side="left")
+    return [np.cumsum(v[::-1])[::-1][first] for v in values]
+
+
+def _cox_slope(lp: np.ndarray, time: np.ndarray, event: np.ndarray,
+               max_iter: int = 100, tol: float = 1e-10) -> float:
+    """Slope of a Cox model with ``lp`` as its only covariate (Breslow ties), by Newton's
+    method with step-halving; nan when it does not converge (the events separate by lp)."""
+    order = np.argsort(time, kind="stable")
+    t, x, d = time[order], lp[order] - lp.mean(), event[order].astype(np.float64)
+
+    def state(b: float) -> tuple[float, float, float]:
+        eta = b * x
+        shift = eta.max()
+        w = np.exp(eta - shift)
+        s0, s1, s2 = _risk_set_sums(t, [w, w * x, w * x * x])
+        mean = s1 / s0
+        loglik = float(np.sum(d * (eta - shift - np.log(s0))))
+        return loglik, float(np.sum(d * (x - mean))), float(np.sum(d * (s2 / s0 - mean ** 2)))
+
+    b = 1.0
+    loglik, grad, info = state(b)
+    for _ in range(max_iter):
+        if not info > 0:
+            return math.nan
+        step = grad / info
+        if abs(step) < tol:
+            return b
+        for _ in range(30):  # halve the step until the likelihood does not drop
+            trial = state(b + step)
+            if trial[0] >= loglik - 1e-12 * (1 + abs(loglik)):
+                break
+            step /= 2
+        else:
+            return math.nan
+        b += step
+        loglik, grad, info = trial
+    return math.nan
+
+
+def fit_cox_recalibration(lp: np.ndarray, time: np.ndarray, event: np.ndarray,
+                          method: str) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(b, times, H0)``: the Cox slope of ``lp`` (1 for ``method="intercept"``) and the
+    Breslow baseline cumulative hazard at ``times`` (scikit-survival's ``BreslowEstimator``
+    on ``b * lp``). ``b`` is nan where the slope has no finite estimate."""
+    event = np.asarray(event, dtype=bool)
+    slope = 1.0 if method == "intercept" else _cox_slope(lp, time, event)
+    if not np.isfinite(slope):
+        return slope, np.zeros(0), np.zeros(0)
+    baseline = BreslowEstimator().fit(
+        np.clip(slope * lp, -_LOG_HAZARD_LIMIT, _LOG_HAZARD_LIMIT), event, time)
+    return (slope, np.asarray(baseline.cum_baseline_hazard_.x, dtype=np.float64),
+            np.asarray(baseline.cum_baseline_hazard_.y, dtype=np.float64))
+
+
+def linear_predictor(estimator: Any, X: Any, horizon: float) -> np.ndarray:
+    """``log(-log S(horizon | x))`` of a fitted survival estimator, ``S`` clipped to
+    ``[1e-10, 1 - 1e-10]`` (a curve at exactly 1 or 0 has no finite value)."""
+    survival = estimator.predict_survival_function(X, np.asarray([horizon], dtype=np.float64))
+    s = np.clip(survival[:, 0], _SURVIVAL_EPS, 1.0 - _SURVIVAL_EPS)
+    return np.log(-np.log(s))
+
+
+class LogisticRecalibration(BaseEstimator):
+    """A binary diagnose model's calibration updated for a new site.
+
+    ``transform`` applies the source run's calibrator, then ``logit(p_new) = a + b *
+    logit(p)`` to the positive class. It is fitted on the probabilities *before* calibration
+    (the pipeline's), as the calibrator it replaces in :class:`~permed.workflow.DiagnoseModel`.
+
+    Parameters
+    ----------
+    source : ProbabilityCalibrator
+        The source run's fitted calibrator (kept as it is).
+    method : {"slope", "intercept"}
+        Fit ``a`` and ``b``, or ``a`` alone with ``b = 1`` (recalibration-in-the-large).
+
+    Attributes
+    ----------
+    intercept_, slope_ : float
+    """
+
+    def __init__(self, source: Any = None, method: str = "slope") -> None:
+        self.source = source
+        self.method = method
+
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> LogisticRecalibration:
+        """Fit on the pipeline's probabilities ``raw`` (n, 2) and outcomes ``y`` (0/1)."""
+        self.intercept_, self.slope_ = fit_logistic_recalibration(
+            logit(self.source.transform(raw)[:, 1]), y, self.method)
+        return self
+
+    def update(self, p: np.ndarray) -> np.ndarray:
+        """The recalibrated probability of source probabilities ``p`` of the positive class."""
+        check_is_fitted(self, "slope_")
+        return expit(self.intercept_ + self.slope_ * logit(p))
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        """Recalibrated probabilities (n, 2); rows sum to 1."""
+        p = self.update(self.source.transform(raw)[:, 1])
+        return np.column_stack([1.0 - p, p])
+
+
+class RecalibratedSurvival(BaseEstimator):
+    """A risk model's survival curves updated for a new site (see the module docstring).
+
+    ``predict`` is the source estimator's risk score (recalibration keeps the patients'
+    order, and the run's risk-group cut points are on that score); the survival curves are
+    ``exp(-H0(t) * exp(b * lp(x)))``, stepping at the local cohort's times.
+
+    Parameters
+    ----------
+    estimator : fitted survival estimator
+        The source run's (kept as it is; never refitted).
+    horizon : float
+        The reference horizon ``h_ref`` of ``lp``.
+    method : {"slope", "intercept"}
+        Fit ``b``, or keep ``b = 1`` (only the baseline hazard is the local cohort's).
+
+    Attributes
+    ----------
+    slope_ : float
+    baseline_times_, baseline_cumulative_hazard_ : ndarray
+        Breslow's estimate on the local cohort, a right-continuous step function.
+    event_times_ : ndarray
+        The local cohort's distinct event times.
+    """
+
+    def __init__(self, estimator: Any = None, horizon: float = 1.0,
+                 method: str = "slope") -> None:
+        self.estimator = estimator
+        self.horizon = horizon
+        self.method = method
+
+    def fit(self, X: Any, y: Any) -> RecalibratedSurvival:
+        """Fit on preprocessed features ``X`` and the local outcome ``y`` (structured)."""
+        time, event = split_survival_y(y)
+        slope, times, hazard = fit_cox_recalibration(
+            linear_predictor(self.estimator, X, self.horizon), time, event, self.method)
+        if not np.isfinite(slope):
+            raise PermedError("the recalibration slope has no finite estimate on these "
+                              "patients (their events are separated by the model's risk): "
+                              "use --method intercept")
+        self.slope_, self.baseline_times_, self.baseline_cumulative_hazard_ = slope, times, hazard
+        self.event_times_ = np.unique(time[event])
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The source estimator's risk score."""
+        return np.asarray(self.estimator.predict(X), dtype=np.float64)
+
+    def predict_survival_function(self, X: Any, times: Any = None) -> np.ndarray:
+        """Recalibrated survival at ``times`` (default: the local event times), shape
+        (rows, times), in [0, 1] and non-increasing along each row."""
+        check_is_fitted(self, "slope_")
+        times = self.event_times_ if times is None else np.asarray(times, dtype=np.float64)
+        lp = linear_predictor(self.estimator, X, self.horizon)
+        grid, values = breslow_survival(self.baseline_times_, self.baseline_cumulative_hazard_,
+                                        self.slope_ * lp)
+        return np.clip(step_values(grid, values, times), 0.0, 1.0)
