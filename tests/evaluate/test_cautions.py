@@ -98,8 +98,9 @@ def _risk_calibration(external: bool, **figures: tuple) -> dict:
 
 
 RECALIBRATE = ("Its risks do not hold at this site, although its ranking of patients may: "
-               "recalibrate it on local data before use, e.g. retrain it with this site's "
-               "patients (permed train; permed has no recalibrate command)")
+               "recalibrate it on local data before use (permed recalibrate runs/rott "
+               "LOCAL_COHORT --out runs/rott-local), or retrain it with this site's patients "
+               "(permed train)")
 
 
 def test_risk_over_estimated_is_flagged_at_the_horizons_where_it_is_shown():

@@ -128,9 +128,11 @@ def calibration_warning(metrics: Mapping[str, Any]) -> str | None:
                  "event column coded the other way round (1 = alive or censored) or times in "
                  "another unit: check those first. ")
     if external:
+        run = (metrics.get("external") or {}).get("run") or "RUN"
         return (f"{text}Its risks do not hold at this site, although its ranking of patients "
-                "may: recalibrate it on local data before use, e.g. retrain it with this site's "
-                "patients (permed train; permed has no recalibrate command)")
+                f"may: recalibrate it on local data before use (permed recalibrate {run} "
+                f"LOCAL_COHORT --out {run}-local), or retrain it with this site's patients "
+                "(permed train)")
     if metrics.get("task") == "risk":
         fix = "another model (--models) or more patients"
     else:
