@@ -34,6 +34,9 @@ def test_users_add_prints_a_one_time_key_and_lists_users(tmp_path):
      "train ... --out RUN_DIR"),
     (["serve", "x", "--tls-cert", "cert.pem"],
      "error: --tls-cert and --tls-key go together: give both, or neither"),
+    (["users", "end-sessions", "nobody"],
+     "error: user 'nobody' does not exist: add them with permed users add nobody --role "
+     "clinician"),
 ])
 def test_bad_commands_say_what_to_do(tmp_path, args, message, capsys):
     from permed.cli.main import main
@@ -121,3 +124,39 @@ def test_serve_speaks_https_with_hsts_when_given_a_certificate(runs, tmp_path):
     assert response.json()["status"] == "ok"
     assert response.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
     assert f"serving vitals on https://127.0.0.1:{port}/" in stderr
+
+
+def test_users_end_sessions_and_revoke_reach_a_running_service(runs, tmp_path, start_service):
+    # the commands run in processes of their own, as an administrator runs them
+    from permed.serve import Settings
+
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0, max_auth_failures=0),
+                            {"ivy": "clinician", "jon": "clinician"})
+    try:
+        with service.client("ivy") as client:
+            token = client.post("/v1/auth/token").json()["access_token"]
+        with service.client(Authorization=f"Bearer {token}") as client:
+            assert client.get("/v1/models").status_code == 200
+            ended = permed("users", "end-sessions", "ivy", "--data-dir", tmp_path)
+            refused = client.get("/v1/models")  # at once: tokens are checked on every request
+        with service.client("ivy") as client:
+            assert client.get("/v1/models").status_code == 200  # the key still works
+        with service.client("jon") as client:
+            assert client.get("/v1/models").status_code == 200  # the key is now cached
+            revoked = permed("users", "revoke", "jon", "--data-dir", tmp_path)
+            deadline = time.monotonic() + 10  # the service reads the epoch every second
+            while (response := client.get("/v1/models")).status_code == 200:
+                assert time.monotonic() < deadline, "the key revoked by the CLI was still trusted"
+                time.sleep(0.05)
+    finally:
+        service.stop()
+    assert ended.returncode == 0, ended.stderr
+    message = " ".join(ended.stderr.split())
+    assert message.startswith("sessions of user 'ivy' ended: their bearer tokens from before ")
+    assert message.endswith(" are refused; their API keys still work")
+    assert refused.status_code == 401
+    assert refused.json()["detail"].startswith("the session was ended by an administrator")
+    assert revoked.returncode == 0, revoked.stderr
+    assert response.status_code == 401
+    assert response.json()["detail"] == "the API key was revoked"

@@ -611,3 +611,93 @@ def test_failed_authentications_are_throttled_per_address_before_argon2(runs, tm
     assert [(e["outcome"], e["details"].get("attempted_key")) for e in denied] == [
         ("denied: 401", key_id)] * 3 + [("failure: 429", key_id), ("failure: 429", key_id)]
     assert "wrong" not in json.dumps(entries)
+
+
+SESSION_ENDED = ("the session was ended by an administrator: log in again with your API key "
+                 "(POST /v1/auth/token with Authorization: Bearer <API key>)")
+
+
+def test_ended_sessions_refuse_earlier_tokens_and_a_new_login_works(runs, tmp_path,
+                                                                    start_service):
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0, max_auth_failures=0),
+                            {"erin": "clinician", "fred": "clinician", "ada": "admin"})
+    try:
+        tokens = {}
+        for user in ("erin", "fred"):
+            with service.client(user) as client:
+                tokens[user] = client.post("/v1/auth/token").json()["access_token"]
+        stolen = service.client(Authorization=f"Bearer {tokens['erin']}")
+        other = service.client(Authorization=f"Bearer {tokens['fred']}")
+        old_style = service.client(Authorization="Bearer " + _token(
+            service, sub="erin", iat=int(datetime.now(UTC).timestamp()) - 60))
+        assert stolen.get("/v1/models").status_code == 200
+        with service.client("ada") as admin:
+            ended = admin.delete("/v1/users/erin/sessions")
+            unknown = admin.delete("/v1/users/nobody/sessions")
+            audit = admin.get("/v1/audit", params={"limit": 3}).json()
+        refused, renewal = stolen.get("/v1/models"), stolen.post("/v1/auth/token")
+        refused_old = old_style.get("/v1/models")
+        unaffected = other.get("/v1/models")
+        with service.client("erin") as client:  # the API key still works: a new session
+            login = client.post("/v1/auth/token").json()["access_token"]
+        with service.client(Authorization=f"Bearer {login}") as client:
+            fresh = client.get("/v1/models")
+        for client in (stolen, other, old_style):
+            client.close()
+    finally:
+        service.stop()
+    assert ended.status_code == 200
+    assert ended.json()["name"] == "erin"
+    since = datetime.fromisoformat(ended.json()["sessions_not_before"])
+    assert abs((since - datetime.now(UTC)).total_seconds()) < 60
+    assert unknown.status_code == 404
+    for response in (refused, renewal, refused_old):
+        assert response.status_code == 401
+        assert response.json() == {"detail": SESSION_ENDED, "errors": []}
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert unaffected.status_code == 200
+    assert fresh.status_code == 200
+    assert _claims(login)["auth_time"] >= since.timestamp()
+    entry = next(e for e in audit if e["action"] == "end_sessions")
+    assert (entry["user"], entry["outcome"]) == ("ada", "success")
+    assert entry["details"]["endpoint"] == "/v1/users/{name}/sessions"
+    assert entry["details"]["model"] == "erin"  # the path's name, as for DELETE /v1/users/{name}
+    assert entry["details"]["method"] == "DELETE"
+
+
+def test_a_key_revoked_by_another_process_is_refused_within_seconds(runs, tmp_path,
+                                                                    start_service):
+    # the CLI's view: a Storage of its own on the same database file; the service's key cache
+    # (60 s) must not keep trusting the key
+    import time
+
+    from permed.serve import Storage
+
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0, max_auth_failures=0),
+                            {"gina": "clinician", "hal": "clinician", "ada": "admin"})
+    storage = service.app.state.storage
+    other = Storage(storage.url)
+    try:
+        with service.client("gina") as gina, service.client("hal") as hal:
+            assert gina.get("/v1/models").status_code == 200  # both keys now cached
+            assert hal.get("/v1/models").status_code == 200
+            assert storage.cached(service.keys["gina"]) is not None
+            assert other.revoke("gina") == 1
+            revoked = time.monotonic()
+            deadline = revoked + 10  # generous: the service reads the epoch every second
+            while (response := gina.get("/v1/models")).status_code == 200:
+                assert time.monotonic() < deadline, "the revoked key was still trusted"
+                time.sleep(0.05)
+            delay = time.monotonic() - revoked
+            still = hal.get("/v1/models")
+            hal_cached = storage.cached(service.keys["hal"])
+    finally:
+        other.dispose()
+        service.stop()
+    assert response.status_code == 401
+    assert response.json()["detail"] == "the API key was revoked"
+    print(f"revocation by another process refused after {delay:.2f} s")
+    assert still.status_code == 200
+    assert hal_cached is not None  # the other key stayed cached: no argon2 check again

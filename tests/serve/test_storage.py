@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from permed.exceptions import PermedError, SecurityError
 from permed.privacy import generate_key
@@ -218,3 +218,94 @@ def test_a_trail_with_no_entry_cannot_be_verified_and_says_why(storage):
         "yet (a new service), or every entry was deleted"]
     trail.append("ada", "list_users", "success")
     assert trail.verify().ok
+
+
+def test_ending_sessions_records_the_time_read_with_the_role(storage):
+    import time
+
+    storage.add_user("erin", "clinician")
+    storage.add_user("root", "admin")
+    assert storage.active_user("erin") == ("clinician", None)
+    before = time.time()
+    ended = storage.end_sessions("erin")
+    assert before - 0.001 <= ended <= time.time() + 0.001
+    assert storage.active_user("erin") == ("clinician", ended)
+    assert storage.active_user("root") == ("admin", None)  # another user's sessions go on
+    assert storage.user_role("erin") == "clinician"  # still active: their keys still work
+    storage.revoke("erin")
+    assert storage.active_user("erin") is None
+    with storage.engine.connect() as connection:
+        stamped = connection.execute(text(
+            "SELECT sessions_not_before FROM users WHERE name = 'erin'")).scalar_one()
+    assert stamped >= ended  # revoke ends the sessions too
+    with pytest.raises(UnknownUser, match="^user 'nobody' does not exist"):
+        storage.end_sessions("nobody")
+
+
+def test_a_revocation_elsewhere_drops_only_that_key_at_the_next_sync(storage):
+    carol, dave = storage.add_user("carol", "clinician"), storage.add_user("dave", "clinician")
+    cache = Storage(storage.url)  # a running service's view of the same database
+    try:
+        cache.verify_key(carol)
+        cache.verify_key(dave)
+        assert cache.sync_revocations() == 0  # nothing changed: one read of the epoch
+        storage.end_sessions("dave")  # tokens only: no cached key changes
+        assert cache.sync_revocations() == 0
+        storage.revoke("carol")  # elsewhere: this cache still trusts the key until it syncs
+        assert cache.cached(carol) is not None
+        assert cache.sync_revocations() == 1
+        assert cache.cached(carol) is None
+        assert cache.cached(dave) is not None  # still valid: no argon2 check again
+        assert cache.sync_revocations() == 0
+        with pytest.raises(SecurityError, match="^the API key was revoked$"):
+            cache.verify_key(carol)
+    finally:
+        cache.dispose()
+
+
+# The tables as permed made them before users.sessions_not_before and the security epoch
+_OLD_SCHEMA = """
+CREATE TABLE users (id {id} NOT NULL, name VARCHAR(64) NOT NULL, role VARCHAR(16) NOT NULL,
+    created VARCHAR(40) NOT NULL, active BOOLEAN NOT NULL, PRIMARY KEY (id), UNIQUE (name));
+CREATE TABLE api_keys (id {id} NOT NULL, key_id VARCHAR(32) NOT NULL, user_id INTEGER NOT NULL,
+    hash VARCHAR(200) NOT NULL, created VARCHAR(40) NOT NULL, expires VARCHAR(40),
+    revoked BOOLEAN NOT NULL, PRIMARY KEY (id), UNIQUE (key_id),
+    FOREIGN KEY(user_id) REFERENCES users (id));
+INSERT INTO users (name, role, created, active) VALUES
+    ('olga', 'clinician', '2025-01-01T00:00:00.000+00:00', TRUE),
+    ('root', 'admin', '2025-01-01T00:00:00.000+00:00', TRUE);
+"""
+
+
+def test_a_database_from_before_sessions_not_before_gains_the_column(storage):
+    from argon2 import PasswordHasher
+
+    _Base.metadata.drop_all(storage.engine)
+    serial = "SERIAL" if storage.engine.dialect.name == "postgresql" else "INTEGER"
+    key = "pmd_0123456789ab_" + "s" * 43
+    with storage.engine.begin() as connection:
+        for statement in _OLD_SCHEMA.format(id=serial).split(";"):
+            if statement.strip():
+                connection.execute(text(statement))
+        connection.execute(text(
+            "INSERT INTO api_keys (key_id, user_id, hash, created, revoked) SELECT "
+            "'0123456789ab', id, :hash, '2025-01-01T00:00:00+00:00', FALSE FROM users "
+            "WHERE name = 'olga'"), {"hash": PasswordHasher().hash(key)})
+    opened = Storage(storage.url)
+    again = Storage(storage.url)  # the column is there now: nothing to add
+    try:
+        assert {c["name"] for c in inspect(opened.engine).get_columns("users")} >= {
+            "sessions_not_before", "active"}
+        assert again.verify_key(key).user == "olga"  # cached there
+        assert opened.active_user("olga") == ("clinician", None)
+        ended = opened.end_sessions("olga")
+        assert again.active_user("olga") == ("clinician", ended)
+        new = opened.add_user("pat", "scientist")
+        assert again.verify_key(new).role == "scientist"
+        assert opened.revoke("olga") == 1
+        assert again.sync_revocations() == 1  # olga's cached key
+        with pytest.raises(SecurityError, match="^the API key was revoked$"):
+            again.verify_key(key)
+    finally:
+        opened.dispose()
+        again.dispose()

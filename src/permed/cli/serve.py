@@ -59,9 +59,9 @@ def serve(
     Every run's bundle is verified before it is loaded. Open http://HOST:PORT/ and sign in
     with an API key from `permed users add`.
 
-    With --workers N, N processes share the port: each loads every model (memory x N), each
-    limits a key to ceil(--rate-limit / N) per minute, and a key revoked through another process
-    is trusted by a worker for up to a minute (the key cache), as with `permed users revoke`.
+    With --workers N, N processes share the port: each loads every model (memory x N) and
+    limits a key to ceil(--rate-limit / N) per minute; a key revoked through another process
+    (another worker, `permed users revoke`) is refused by every worker within about a second.
     With no more workers than CPUs, worker i runs on CPU i alone (--no-pin to let the operating
     system place them).
 
@@ -164,7 +164,11 @@ def revoke_user(
     name: str = typer.Argument(..., help="User name."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
 ) -> None:
-    """Deactivate a user and revoke all their keys."""
+    """Deactivate a user and revoke all their keys.
+
+    A running service refuses their keys within about a second, and their bearer tokens at
+    once.
+    """
     from permed.serve import Storage
 
     storage = Storage(_settings(data_dir).url)
@@ -173,3 +177,29 @@ def revoke_user(
     finally:
         storage.dispose()
     err.print(f"user '{name}' deactivated; {count} key(s) revoked", highlight=False)
+
+
+@users_app.command("end-sessions")
+def end_sessions(
+    name: str = typer.Argument(..., help="User name."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+) -> None:
+    """End a user's sessions: every bearer token issued to them so far is refused, at once.
+
+    Their API keys still work: they log in again with one (POST /v1/auth/token). For a token
+    that may have been stolen; use `permed users revoke` for a key.
+
+    Example: permed users end-sessions alice
+    """
+    from datetime import UTC, datetime
+
+    from permed.serve import Storage
+
+    storage = Storage(_settings(data_dir).url)
+    try:
+        ended = storage.end_sessions(name)
+    finally:
+        storage.dispose()
+    since = datetime.fromtimestamp(ended, UTC).isoformat(timespec="seconds")
+    err.print(f"sessions of user '{name}' ended: their bearer tokens from before {since} are "
+              "refused; their API keys still work", highlight=False)

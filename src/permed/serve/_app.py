@@ -23,6 +23,7 @@ from permed.serve._audit import AuditTrail
 from permed.serve._auth import (
     FailedLogins,
     RateLimiter,
+    Revocations,
     TokenIssuer,
     Verifications,
     token_secret,
@@ -121,9 +122,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     app.state.checkpoints.start()
+    app.state.revocations.start()
     yield
     app.state.journal.close()  # commit what the last requests queued
     app.state.checkpoints.close()
+    app.state.revocations.close()
     app.state.verifications.close()
     gc.unfreeze()
 
@@ -159,6 +162,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.audit = AuditTrail(app.state.storage, key)
     app.state.journal = journal_for(app.state.audit)
     app.state.checkpoints = Checkpoints(app.state.storage)
+    app.state.revocations = Revocations(app.state.storage)
     app.state.tokens = TokenIssuer(token_secret(settings.jwt_secret, key), settings.jwt_audience,
                                    settings.token_minutes, settings.max_session_minutes)
     app.state.limiter = RateLimiter(settings.rate_limit)

@@ -4,13 +4,17 @@ Every endpoint but health and CDS Hooks discovery depends on :func:`authenticate
 credential is either an API key (``pmd_<id>_<secret>``, checked against its argon2 hash) or a
 JWT signed with HS256: only that algorithm is accepted (``alg: none`` and any other are
 refused), and ``exp``, ``aud`` and ``sub`` are required and checked. Roles come from the user
-database, never from the token, so deactivating a user takes effect at once.
+database, never from the token, so deactivating a user takes effect at once; so does ending
+their sessions (``permed users end-sessions``): a token whose session began before is refused.
+A key revoked by another process is dropped from this one's key cache within about a second
+(:class:`Revocations`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -26,23 +30,31 @@ from starlette.concurrency import run_in_threadpool
 
 from permed.exceptions import SecurityError
 from permed.serve._priority import lower_priority
-from permed.serve._storage import Principal, Storage
+from permed.serve._storage import Principal, Storage, now_seconds
 
-__all__ = ["JWT_ALGORITHMS", "FailedLogins", "RateLimiter", "TokenIssuer", "Verifications",
-           "admit", "authenticate", "authorize", "require"]
+__all__ = ["JWT_ALGORITHMS", "REVOCATION_SECONDS", "SESSION_ENDED", "FailedLogins",
+           "RateLimiter", "Revocations", "TokenIssuer", "Verifications", "admit",
+           "authenticate", "authorize", "require"]
+
+log = logging.getLogger("permed.serve")
 
 JWT_ALGORITHMS = ["HS256"]
 _BEARER = {"WWW-Authenticate": "Bearer"}
 _KEY_ID = re.compile(r"pmd_([0-9a-f]{12})_")  # the form Storage issues; anything else unrecorded
+REVOCATION_SECONDS = 1.0  # how often a service reads the security epoch
+SESSION_ENDED = ("the session was ended by an administrator: log in again with your API key "
+                 "(POST /v1/auth/token with Authorization: Bearer <API key>)")
 
 
 class TokenIssuer:
     """Issues and checks the service's bearer tokens.
 
-    A token records when its session began (``auth_time``, seconds since the epoch, as OpenID
-    Connect names it): the API key login. A token renewed with a token keeps that time, and
-    renewal is refused once the session is older than ``max_session_minutes``: a token taken
-    from a user cannot be renewed for ever while they stay active.
+    A token records when its session began (``auth_time``, seconds since the epoch to the
+    millisecond, as OpenID Connect names it): the API key login. A token renewed with a token
+    keeps that time, and renewal is refused once the session is older than
+    ``max_session_minutes``: a token taken from a user cannot be renewed for ever while they
+    stay active. An administrator can end a user's sessions at once
+    (:meth:`Storage.end_sessions`): their tokens from before are refused.
 
     Parameters
     ----------
@@ -63,14 +75,16 @@ class TokenIssuer:
         self.max_session_minutes = max_session_minutes
 
     def issue(self, user: str, audience: str | None = None, minutes: int | None = None,
-              auth_time: int | None = None) -> str:
+              auth_time: float | None = None) -> str:
         """A token for ``user`` whose session began at ``auth_time`` (default: now)."""
         return self._issue(user, audience, minutes, auth_time)[0]
 
     def _issue(self, user: str, audience: str | None, minutes: int | None,
-               auth_time: int | None) -> tuple[str, int]:
+               auth_time: float | None) -> tuple[str, int]:
         now = datetime.now(UTC)
-        started = int(now.timestamp()) if auth_time is None else auth_time
+        # to the millisecond: a login just after an administrator ended the user's sessions
+        # must start after that time (Storage.end_sessions), not in the same second
+        started = now_seconds() if auth_time is None else auth_time
         # a token never outlives its session: the lifetime is absolute, not per renewal
         ends = min(now + timedelta(minutes=minutes or self.minutes),
                    datetime.fromtimestamp(started, UTC)
@@ -96,7 +110,7 @@ class TokenIssuer:
         if began is None:
             raise SecurityError("the bearer token does not say when its session began (no "
                                 "auth_time or iat claim): log in again with your API key")
-        age = int(datetime.now(UTC).timestamp()) - began
+        age = int(datetime.now(UTC).timestamp() - began)
         if age >= 60 * self.max_session_minutes:
             raise SecurityError(f"the session began {_span(age // 60)} ago and reached its "
                                 f"maximum lifetime of {_span(self.max_session_minutes)}: log "
@@ -132,7 +146,7 @@ class TokenIssuer:
         return str(self.claims(token, audience)["sub"])
 
 
-def _session_start(claims: dict[str, Any]) -> int | None:
+def _session_start(claims: dict[str, Any]) -> float | None:
     """When a token's session began: ``auth_time``; for a token issued before the service
     wrote it, ``iat`` (such a token is at most ``token_minutes`` old, so its chain of renewals
     starts over once, from there); None when the token has neither (not one this service
@@ -140,7 +154,7 @@ def _session_start(claims: dict[str, Any]) -> int | None:
     for name in ("auth_time", "iat"):
         value = claims.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value)
+            return value
     return None
 
 
@@ -230,10 +244,14 @@ def _principal(request: Request, token: str, recheck: bool = False) -> Principal
     if token.count(".") == 2:
         claims = state.tokens.claims(token)
         user = str(claims["sub"])
-        role = storage.user_role(user)
-        if role is None:
+        found = storage.active_user(user)  # the role and the end of sessions: one read
+        if found is None:
             raise SecurityError(f"the bearer token names user '{user}', who is not active")
-        return Principal(user, role, f"jwt:{user}", _session_start(claims))
+        role, not_before = found
+        began = _session_start(claims)
+        if not_before is not None and (began is None or began < not_before):
+            raise SecurityError(SESSION_ENDED)
+        return Principal(user, role, f"jwt:{user}", began)
     raise SecurityError("the bearer credential is neither an API key nor a token")
 
 
@@ -291,6 +309,59 @@ class Verifications:
         return running
 
 
+class Revocations:
+    """Every :data:`REVOCATION_SECONDS`, from a thread of its own, drop the cached keys that
+    another process revoked (:meth:`Storage.sync_revocations`).
+
+    Each revocation or deactivation bumps the database's security epoch in its transaction; a
+    read of that one row a second is all this costs while nothing changes, and no request waits
+    for it (a request reads the key cache only). Without it a key revoked by ``permed users
+    revoke`` or by another worker stayed trusted here for up to ``key_cache_seconds``.
+
+    Parameters
+    ----------
+    storage : Storage
+    seconds : float
+        Between two reads of the epoch.
+
+    Attributes
+    ----------
+    dropped : int
+        Cache entries dropped so far.
+    """
+
+    def __init__(self, storage: Storage, seconds: float = REVOCATION_SECONDS) -> None:
+        self.storage = storage
+        self.seconds = seconds
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="permed-revocations",
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread, after the read under way."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                self.dropped += self.storage.sync_revocations()
+            except Exception:  # noqa: BLE001 - cached keys still expire after key_cache_seconds
+                log.exception("could not read the security epoch: keys revoked by another "
+                              "process stay trusted here until their cache entry expires")
+
+
 def _heard(check: asyncio.Future[Principal]) -> None:
     """Retrieve a background recheck's error: the key's requests hear of it themselves."""
     if not check.cancelled():
@@ -302,7 +373,8 @@ async def authenticate(request: Request) -> Principal:
     when their rate limit is spent.
 
     A key verified in the last minute is recognised on the event loop (and rechecked in the
-    background before its entry expires); otherwise the argon2 check and the database run in a
+    background before its entry expires; dropped within a second when another process revokes
+    it, :class:`Revocations`); otherwise the argon2 check and the database run in a
     worker thread, once for all the requests that carry the key meanwhile
     (:class:`Verifications`).
     """

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 __all__ = [
     "AuditEntry",
     "AuditVerification",
+    "EndedSessions",
     "ErrorBody",
     "ExplainRequest",
     "FieldProblem",
@@ -182,6 +183,13 @@ class UserKey(BaseModel):
     name: str
     role: str
     api_key: str = Field(description="Shown once: only its argon2 hash is stored.")
+
+
+class EndedSessions(BaseModel):
+    name: str
+    sessions_not_before: str = Field(description="Bearer tokens whose session began before "
+                                     "this time (ISO 8601, UTC) are refused; the user's API "
+                                     "keys still work.")
 
 
 class UserSummary(BaseModel):

@@ -4,6 +4,12 @@ SQLite (a file in the data folder) by default; PostgreSQL or any SQLAlchemy data
 is given. API keys are stored as argon2id hashes only: the key itself is shown once, when it
 is made. A key reads ``pmd_<key id>_<secret>``: the id finds the row without revealing
 anything, the argon2 hash checks the secret.
+
+Every change that takes trust away (a key revoked, a user deactivated) also bumps the one-row
+*security epoch* in the same transaction. A running service reads it once a second
+(:meth:`Storage.sync_revocations`, from :class:`permed.serve._auth.Revocations`) and, when it
+moved, drops the cached keys that are no longer valid: a key revoked by ``permed users revoke``
+(another process) stops working within about a second, not after the key cache's minute.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -38,17 +45,20 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from permed.exceptions import PermedError, SecurityError
 from permed.serve._settings import ROLES
 
 __all__ = ["BUSY_SECONDS", "KEY_PREFIX", "Principal", "Storage", "UnknownUser", "WriterBusy",
-           "make_engine"]
+           "make_engine", "now_seconds"]
 
 KEY_PREFIX = "pmd"
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -71,6 +81,17 @@ class UserRow(_Base):
     role: Mapped[str] = mapped_column(String(16))
     created: Mapped[str] = mapped_column(String(40))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # seconds since the epoch (to the millisecond): a bearer token whose session began before
+    # is refused (permed users end-sessions); added to older databases by _migrate
+    sessions_not_before: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
+
+
+class SecurityEpochRow(_Base):
+    """One row (id 1) whose ``epoch`` every revocation or deactivation increments."""
+
+    __tablename__ = "security_epoch"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(Integer)
 
 
 class KeyRow(_Base):
@@ -126,11 +147,17 @@ class Principal:
     user: str
     role: str
     credential: str  # an API key id, or "jwt:<subject>"
-    auth_time: int | None = None  # a token's: when its session (the API key login) began
+    auth_time: float | None = None  # a token's: when its session (the API key login) began
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def now_seconds() -> float:
+    """Seconds since the epoch, to the millisecond: a session's start (a token's
+    ``auth_time``) and the time its sessions were ended are compared in this unit."""
+    return round(time.time(), 3)
 
 
 def make_engine(url: str) -> Engine:
@@ -183,15 +210,20 @@ class Storage:
         An SQLAlchemy URL; tables are created when missing.
     key_cache_seconds : int, default 60
         How long a verified API key is remembered (argon2 costs 0.3-0.4 s of CPU on purpose;
-        a key revoked through this process is forgotten at once). In the last quarter of that
-        time :meth:`cached` says the entry is due, and the service rechecks the key in the
-        background (:class:`permed.serve._auth.Verifications`).
+        a key revoked through this process is forgotten at once, one revoked through another
+        at the next :meth:`sync_revocations`). In the last quarter of that time :meth:`cached`
+        says the entry is due, and the service rechecks the key in the background
+        (:class:`permed.serve._auth.Verifications`).
     """
 
     def __init__(self, url: str, key_cache_seconds: int = 60) -> None:
         self.url = url
         self.engine = make_engine(url)
         _Base.metadata.create_all(self.engine)
+        _migrate(self.engine)
+        _first_epoch(self.engine)
+        with self.session() as session:
+            self._epoch = _epoch(session)  # the last one sync_revocations acted on
         self._cache: dict[bytes, tuple[Principal, float]] = {}
         self._cache_seconds = key_cache_seconds
         self._lock = threading.Lock()
@@ -324,21 +356,87 @@ class Storage:
                 raise PermedError(f"user '{name}' is the last active admin: add another admin "
                                   "first (permed users add NAME --role admin)")
             user.active = False
+            user.sessions_not_before = now_seconds()
             keys = session.execute(select(KeyRow).where(KeyRow.user_id == user.id)).scalars()
             count = 0
             for key in keys:
                 count += not key.revoked
                 key.revoked = True
+            _bump_epoch(session)  # other processes drop the keys from their caches
             session.commit()
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v[0].user != name}
         return count
 
+    def end_sessions(self, name: str) -> float:
+        """End a user's sessions: every bearer token whose session began before now is refused
+        (:meth:`active_user`); their API keys keep working, so they log in again. Return the
+        time (seconds since the epoch).
+
+        A token is checked against the user row on every request, so this takes effect at once
+        in every process; the security epoch is not bumped (no cached key changes).
+
+        Raises
+        ------
+        UnknownUser
+            No such user.
+        """
+        with self.session() as session:
+            user = self._user(session, name)
+            user.sessions_not_before = ended = now_seconds()
+            session.commit()
+        return ended
+
+    def active_user(self, name: str) -> tuple[str, float | None] | None:
+        """The role of an active user and the time before which their sessions were ended
+        (None when never), in one read; None when unknown or deactivated."""
+        with self.session() as session:
+            row = session.execute(select(UserRow.role, UserRow.active,
+                                         UserRow.sessions_not_before)
+                                  .where(UserRow.name == name)).first()
+        if row is None or not row.active:
+            return None
+        return row.role, row.sessions_not_before
+
     def user_role(self, name: str) -> str | None:
         """The role of an active user (None when unknown or deactivated)."""
+        found = self.active_user(name)
+        return None if found is None else found[0]
+
+    def sync_revocations(self) -> int:
+        """Read the security epoch; when it moved since the last call (a key revoked or a user
+        deactivated, by any process), drop the cached keys that were revoked or expired, or
+        whose user was deactivated or changed role, in one read of their rows. Return the
+        number of entries dropped.
+
+        Cheap when nothing changed (one one-row read), so a service calls it every second. The
+        cached keys still valid stay: dropping them all would cost each an argon2 check.
+        """
         with self.session() as session:
-            user = session.scalar(select(UserRow).where(UserRow.name == name))
-        return user.role if user is not None and user.active else None
+            epoch = _epoch(session)
+            if epoch == self._epoch:
+                return 0
+            with self._lock:
+                credentials = {principal.credential for principal, _ in self._cache.values()}
+            valid = self._valid(session, credentials) if credentials else set()
+        with self._lock:
+            kept = {digest: entry for digest, entry in self._cache.items()
+                    if (entry[0].credential, entry[0].user, entry[0].role) in valid}
+            dropped = len(self._cache) - len(kept)
+            self._cache = kept
+            self._epoch = epoch  # a check that read its key before now caches nothing (verify_key)
+        return dropped
+
+    @staticmethod
+    def _valid(session: Session, key_ids: set[str]) -> set[tuple[str, str, str]]:
+        """(key id, user, role) of those of ``key_ids`` that are valid now."""
+        rows = session.execute(
+            select(KeyRow.key_id, KeyRow.expires, UserRow.name, UserRow.role)
+            .join(UserRow, UserRow.id == KeyRow.user_id)
+            .where(KeyRow.key_id.in_(key_ids), ~KeyRow.revoked, UserRow.active)).all()
+        now = datetime.now(UTC)
+        return {(row.key_id, row.name, row.role) for row in rows
+                if row.expires is None or datetime.fromisoformat(row.expires) >= now}
 
     def cached(self, key: str) -> tuple[Principal, bool] | None:
         """The principal of a key verified in the last ``key_cache_seconds``, and whether its
@@ -373,21 +471,28 @@ class Storage:
         if not recheck and cached is not None and cached[1] > time.monotonic():
             return cached[0]
         try:
-            principal = self._check_key(key)
+            principal, epoch = self._check_key(key)
         except SecurityError:
             with self._lock:
                 self._cache.pop(digest, None)
             raise
         with self._lock:
-            self._cache[digest] = (principal, time.monotonic() + self._cache_seconds)
+            # a key read before a revocation that sync_revocations has already acted on is
+            # not cached: the sync could not see this entry, which may be stale
+            if epoch >= self._epoch:
+                self._cache[digest] = (principal, time.monotonic() + self._cache_seconds)
+            else:
+                self._cache.pop(digest, None)
         return principal
 
-    def _check_key(self, key: str) -> Principal:
-        """The argon2 check of an API key against its stored hash, and its validity."""
+    def _check_key(self, key: str) -> tuple[Principal, int]:
+        """The argon2 check of an API key against its stored hash, and its validity; with the
+        security epoch read before the key's row."""
         parts = key.split("_", 2)
         if len(parts) != 3 or parts[0] != KEY_PREFIX:
             raise SecurityError("the API key is malformed: it should read pmd_<id>_<secret>")
         with self.session() as session:
+            epoch = _epoch(session)
             row = session.scalar(select(KeyRow).where(KeyRow.key_id == parts[1]))
             user = session.get(UserRow, row.user_id) if row is not None else None
         if row is None or user is None:
@@ -400,7 +505,7 @@ class Storage:
             raise SecurityError("the API key was revoked")
         if row.expires is not None and datetime.fromisoformat(row.expires) < datetime.now(UTC):
             raise SecurityError("the API key has expired: ask an administrator for a new one")
-        return Principal(user.name, user.role, row.key_id)
+        return Principal(user.name, user.role, row.key_id), epoch
 
     # ---- prediction log ----------------------------------------------------------------------
     @staticmethod
@@ -623,6 +728,56 @@ class _Statements:
             cursor.execute(sql, params[0])
         else:
             cursor.executemany(sql, params)
+
+
+def _epoch(session: Session) -> int:
+    """The security epoch (0 where its row is missing)."""
+    return session.scalar(select(SecurityEpochRow.epoch).where(SecurityEpochRow.id == 1)) or 0
+
+
+def _bump_epoch(session: Session) -> None:
+    """Increment the security epoch in ``session``'s transaction."""
+    bumped = session.connection().execute(update(SecurityEpochRow)
+                                          .where(SecurityEpochRow.id == 1)
+                                          .values(epoch=SecurityEpochRow.epoch + 1))
+    if bumped.rowcount == 0:
+        session.add(SecurityEpochRow(id=1, epoch=1))
+
+
+def _first_epoch(engine: Engine) -> None:
+    """Add the security epoch's row when missing (another process may add it meanwhile)."""
+    with contextlib.suppress(IntegrityError), Session(engine) as session:
+        if session.get(SecurityEpochRow, 1) is None:
+            session.add(SecurityEpochRow(id=1, epoch=0))
+            session.commit()
+
+
+# Columns added since the first release: (table, column). create_all makes missing tables,
+# never missing columns, so a database made by an older permed gets them here.
+_ADDED = (("users", "sessions_not_before"),)
+
+
+def _migrate(engine: Engine) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each column of :data:`_ADDED` that the database lacks
+    (SQLite and PostgreSQL alike: a nullable column, no default). Two processes starting at once
+    may both try: the one that finds the column added meanwhile goes on."""
+    for table_name, column_name in _ADDED:
+        if _has_column(engine, table_name, column_name):
+            continue
+        column = _Base.metadata.tables[table_name].c[column_name]
+        kind = column.type.compile(dialect=engine.dialect)
+        preparer = engine.dialect.identifier_preparer
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(f"ALTER TABLE {preparer.quote(table_name)} ADD COLUMN "
+                                        f"{preparer.quote(column_name)} {kind}"))
+        except (OperationalError, ProgrammingError):
+            if not _has_column(engine, table_name, column_name):
+                raise
+
+
+def _has_column(engine: Engine, table: str, column: str) -> bool:
+    return any(c["name"] == column for c in inspect(engine).get_columns(table))
 
 
 def _entry(row: AuditRow) -> dict[str, Any]:

@@ -24,7 +24,8 @@ gracefully (requests under way finish) and the parent exits 0.
 
 Each worker holds its own copy of every model (memory x N), its own per-key rate limiter (the
 parent gives each ``ceil(rate_limit / N)``) and its own API-key cache: a key revoked through
-another process is trusted by a worker for up to ``key_cache_seconds``. The audit chain is shared
+another process is dropped from it within about a second, when the worker next reads the
+database's security epoch (:class:`~permed.serve._auth.Revocations`). The audit chain is shared
 through the database: each process appends under the database's writer lock
 (:meth:`~permed.serve.Storage.write`), so the chain never forks.
 """

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from permed.exceptions import PermedError
 from permed.serve._auth import require
-from permed.serve._schemas import ErrorBody, NewUser, UserKey, UserSummary
+from permed.serve._schemas import EndedSessions, ErrorBody, NewUser, UserKey, UserSummary
 from permed.serve._storage import Principal, UnknownUser
 from permed.serve.routers._deps import ERRORS, storage
 
@@ -55,3 +56,15 @@ def revoke(request: Request, name: str, _: Principal = Depends(admins)) -> dict[
     except PermedError as exc:
         raise HTTPException(409, detail=str(exc)) from None
     return {"name": name, "revoked_keys": revoked}
+
+
+@router.delete("/{name}/sessions", response_model=EndedSessions,
+               summary="End a user's sessions: their bearer tokens are refused, their API keys "
+               "still work")
+def end_sessions(request: Request, name: str, _: Principal = Depends(admins)) -> dict[str, Any]:
+    try:
+        ended = storage(request).end_sessions(name)
+    except UnknownUser as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+    return {"name": name, "sessions_not_before": datetime.fromtimestamp(ended, UTC).isoformat(
+        timespec="milliseconds")}
