@@ -16,6 +16,7 @@ import pytest
 from permed.bundle import load_bundle
 from permed.evaluate import calibration_slope_intercept
 from permed.evaluate.survival import kaplan_meier_at
+from permed.report import render_markdown
 from permed.study import Study
 from permed.testing import assert_valid_absolute_risk, assert_valid_survival
 from permed.workflow import TrainConfig, predict_run, train_run
@@ -197,3 +198,6 @@ def test_risk_metrics_record_the_reference_horizon_and_hazard_ratio(risk):
         assert after[key]["observed_expected"]["ci_low"] < 1.0 < \
             after[key]["observed_expected"]["ci_high"]
     assert "Calibration before and after" in (out / "report.html").read_text()
+    markdown = render_markdown(out)
+    assert markdown.startswith("# permed model report — Recalibration — risk: died\n")
+    assert "| Reference horizon h_ref | 2.00 |" in markdown

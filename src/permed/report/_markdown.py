@@ -118,8 +118,12 @@ def render_markdown(run_dir: str | os.PathLike[str]) -> str:
         When ``run_dir`` or its ``metrics.json`` is missing or unreadable.
     """
     run = load_run(run_dir)
-    header = _header(run)
-    sections = build_sections(run)
+    if "recalibration" in run.metrics:  # permed recalibrate: its own page, as in report.html
+        from permed.report._recalibration import recalibration_page
+
+        header, sections = recalibration_page(run)
+    else:
+        header, sections = _header(run), build_sections(run)
     lines = [f"# {_text(header['title'])}", ""]
     lines += [f"- **{_text(k)}**: {_text(v)}" for k, v in header["facts"]] + [""]
     lines += [_text(header["summary"]), ""]

@@ -50,8 +50,9 @@ def recalibration_page(run: RunFiles) -> tuple[dict[str, Any], list[Section]]:
                f"{cohort.get('source') or 'the local cohort'}: intercept "
                f"{fmt_ci(entry.get('intercept'), 3)}, slope {fmt_ci(entry.get('slope'), 3)}. "
                f"Calibration after the update is measured by {after.split(':')[0]}.")
+    outcome = dig(run.metrics, "target", "event") or run.target  # risk: the event column
     header = {"title": f"permed model report \u2014 Recalibration \u2014 {run.task}: "
-                       f"{run.target}", "facts": facts, "summary": summary,
+                       f"{outcome}", "facts": facts, "summary": summary,
               "problems": list(run.problems),
               "sources": "metrics.json, manifest.json, predictions.csv, model/schema.json)",
               "warnings": [str(w) for w in run.manifest.get("warnings") or []], "flags": []}
