@@ -183,6 +183,49 @@ def test_two_workers_share_the_port_the_database_and_the_audit_chain(runs, tmp_p
     assert [entry["action"] for entry in entries] == ["predict"] * REQUESTS
 
 
+def test_a_key_revoked_through_one_worker_is_refused_by_the_other_within_seconds(runs, tmp_path):
+    url = f"sqlite:///{tmp_path / 'permed.db'}"
+    storage = Storage(url)
+    try:
+        keys = {name: storage.add_user(name, role)
+                for name, role in (("alice", "clinician"), ("ada", "admin"))}
+    finally:
+        storage.dispose()
+    port = _free_port()
+    env = {name: value for name, value in os.environ.items() if name != "PERMED_DATABASE_URL"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "permed.cli.main", "serve", f"vitals={runs['vitals']}", "--port",
+         str(port), "--data-dir", str(tmp_path), "--workers", "2", "--no-pin"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    base = f"http://127.0.0.1:{port}"
+    bearer = {name: {"Authorization": f"Bearer {key}"} for name, key in keys.items()}
+    try:
+        assert _wait_for_health(base, server) is not None
+        # kept-alive connections 1 and 2 (after /health's) go to worker 2 and worker 1: the key
+        # is cached in both before it is revoked through the next connection (worker 2)
+        clients = [httpx.Client(base_url=base, headers=bearer["alice"], timeout=60)
+                   for _ in range(2)]
+        before = [client.get("/v1/models").status_code for client in clients]
+        with httpx.Client(base_url=base, headers=bearer["ada"], timeout=60) as admin:
+            revoked = admin.delete("/v1/users/alice")
+        deadline = time.monotonic() + 10  # generous: each worker reads the epoch every second
+        after = []
+        for client in clients:
+            while (response := client.get("/v1/models")).status_code == 200:
+                assert time.monotonic() < deadline, "a worker still trusted the revoked key"
+                time.sleep(0.05)
+            after.append(response)
+            client.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=30)
+    assert before == [200, 200], stderr
+    assert revoked.json() == {"name": "alice", "revoked_keys": 1}
+    assert [r.status_code for r in after] == [401, 401]
+    assert {r.json()["detail"] for r in after} == {"the API key was revoked"}
+    assert "Traceback" not in stderr
+
+
 _SERVE_BROKEN = """
 import sys
 from pathlib import Path
