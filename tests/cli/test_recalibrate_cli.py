@@ -170,3 +170,19 @@ def test_an_encrypted_run_is_recalibrated_into_an_encrypted_run(site):
     scored = run_permed("predict", "sealed-local", "local.csv", "--key-file", "site.key",
                         "--out", "sealed.csv", cwd=site)
     assert scored.returncode == 0, scored.stderr
+
+
+def test_an_earlier_recalibration_is_replaced_with_a_warning(site):
+    first = permed(site, "src", "local.csv", "--out", "again", "--bootstrap", "100", "--quiet")
+    assert first.returncode == 0, first.stderr
+    created = json.loads((site / "again" / "manifest.json").read_text())["created"]
+    log = (site / "again" / "audit.log").read_text().splitlines()
+    second = permed(site, "src", "local.csv", "--out", "again", "--bootstrap", "100",
+                    "--method", "intercept")
+    assert second.returncode == 0, second.stderr
+    assert f"warning: replaced the recalibration written {created} in 'again'" in _flat(
+        second.stderr)
+    assert json.loads((site / "again" / "metrics.json").read_text())["recalibration"][
+        "method"] == "intercept"
+    # the audit trail goes on from the replaced run's
+    assert (site / "again" / "audit.log").read_text().splitlines()[:len(log)] == log
