@@ -218,7 +218,7 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path, method: 
     after = np.empty(len(y))
     for train, held in _folds(y, seed, "patients of one class"):
         a, b = fit_logistic_recalibration(x[train], y[train], method)
-        after[held] = recalibration_probability(a, b, x[held])
+        after[held] = _probability(a, b, x[held])
     replicates = [fit_logistic_recalibration(x[rows], y[rows], method)
                   for rows in _resamples(y, n_boot, seed)]
     threshold = None if model.threshold is None else float(
@@ -273,7 +273,7 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path, method: 
                    Study(task="diagnose", target=schema.target))
 
 
-def recalibration_probability(a: float, b: float, x: np.ndarray) -> np.ndarray:
+def _probability(a: float, b: float, x: np.ndarray) -> np.ndarray:
     """``expit(a + b * x)`` (``x`` a logit)."""
     from scipy.special import expit
 
