@@ -111,12 +111,19 @@ def test_quiet_prints_only_the_report(site):
      "site's patients (permed train)"),
     (["src", "local.csv", "--out", "bad4", "--method", "both"],
      "error: --method must be slope or intercept, got 'both'"),
+    (["src", "few_yes.csv", "--out", "bad5"],
+     "error: the local cohort has 15 patients with 'yes' (the smaller outcome class of "
+     "'disease'): a recalibration slope needs at least 20 (100 recommended: Riley et al., "
+     "Stat Med 2021; Van Calster et al., J Clin Epidemiol 2016); use --method intercept, "
+     "which updates the average risk only, or recalibrate on a larger cohort"),
 ])
 def test_bad_input_says_what_to_do_and_writes_nothing(site, args, message):
-    pd.read_csv(site / "local.csv").drop(columns="disease").to_csv(site / "no_outcome.csv",
-                                                                   index=False)
+    local = pd.read_csv(site / "local.csv")
+    local.drop(columns="disease").to_csv(site / "no_outcome.csv", index=False)
     pd.read_csv(site / "risk_local.csv").assign(died=0).to_csv(site / "no_events.csv",
                                                                index=False)
+    few = (local["disease"] == "no") | ((local["disease"] == "yes").cumsum() <= 15)
+    local[few].to_csv(site / "few_yes.csv", index=False)
     before = _digests(site / args[0])
     result = permed(site, *args)
     assert result.returncode == 1
@@ -125,6 +132,28 @@ def test_bad_input_says_what_to_do_and_writes_nothing(site, args, message):
     assert not (site / out).exists()
     assert not list(site.glob(f".{out}.partial-*"))
     assert _digests(site / args[0]) == before
+
+
+def test_a_horizon_the_site_does_not_follow_is_dropped_on_the_console(site):
+    local = pd.read_csv(site / "risk_local.csv")
+    ended = local["years"] > 1.5  # follow-up ends at 1.5 years
+    local.loc[ended, "died"] = 0
+    local.loc[ended, "years"] = 1.5
+    local.to_csv(site / "risk_short.csv", index=False)
+    result = permed(site, "risk", "risk_short.csv", "--out", "risk-short", "--bootstrap",
+                    "100")
+    assert result.returncode == 0, result.stderr
+    printed = _flat(result.stderr)
+    assert "horizons dropped │ 2 (local follow-up 1.5: not checkable)" in printed
+    assert ("warning: horizon 2 is dropped from the recalibrated model: only 0 of 600 local "
+            "patients are followed that long in 'years' (30 needed; longest local follow-up "
+            "1.5), and the local baseline hazard is flat after the last local time, so the "
+            "risk by then would not be estimated; the recalibrated model reports 1") in printed
+    assert "observed/expected at 2" not in printed
+    scored = run_permed("predict", "risk-short", "risk_short.csv", "--out", "short.csv",
+                        cwd=site)
+    assert scored.returncode == 0, scored.stderr
+    assert "risk_at_2" not in pd.read_csv(site / "short.csv").columns
 
 
 def test_an_existing_out_is_refused_as_train_refuses_it(site):

@@ -64,8 +64,15 @@ def _summarize(run_dir: Path) -> None:
                 f"{entry['cohort']['patients']} patients (95% CI)", ["", "value"])
     fit.add_row("intercept", metric_cell(entry["intercept"]))
     fit.add_row("slope", metric_cell(entry["slope"]))
+    if entry.get("slope_check"):
+        fit.add_row("slope estimated (not applied)", metric_cell(entry["slope_check"]))
+    fit.add_row("failed bootstrap replicates", str(entry.get("failed_replicates", 0)))
     if "reference_horizon" in entry:
         fit.add_row("reference horizon", f"{entry['reference_horizon']:g}")
+    horizons = entry.get("horizons") or {}
+    if horizons.get("dropped"):
+        fit.add_row("horizons dropped", f"{', '.join(horizons['dropped'])} (local follow-up "
+                    f"{horizons['local_max_follow_up']:g}: not checkable)")
     err.print(fit)
     before, after = entry["calibration"]["before"], entry["calibration"]["after"]
     figures = table("Calibration on the local cohort: before, after (cross-fitted)",

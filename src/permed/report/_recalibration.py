@@ -66,14 +66,19 @@ def _fit_section(run: RunFiles, entry: Mapping[str, Any]) -> Section:
         ("Slope b (95% CI)", fmt_ci(entry.get("slope"), 3) + (
             " (fixed)" if dig(entry, "slope", "fixed") else "")),
         ("Intervals", entry.get("interval")),
+        ("Failed bootstrap replicates", fmt_num(entry.get("failed_replicates"))),
     ]
+    check = entry.get("slope_check") or {}
+    if check:
+        pairs.append(("Slope estimated, not applied",
+                      f"{fmt_num(check.get('value'), 3)} ({check.get('meaning', '')})"))
     if "reference_horizon" in entry:
         pairs.insert(1, ("Reference horizon h_ref", entry.get("reference_horizon")))
+        pairs.insert(2, ("Reference horizon rule", entry.get("reference_horizon_rule")))
         pairs.append(("Intercept", entry.get("intercept_meaning")))
+        pairs += _horizon_pairs(entry)
     if "threshold" in entry:
-        pairs.append(("Decision threshold", f"{fmt_num(dig(entry, 'threshold', 'source'))} "
-                      f"-> {fmt_num(dig(entry, 'threshold', 'recalibrated'))} "
-                      f"({dig(entry, 'threshold', 'rule', default='')})"))
+        pairs += _threshold_pairs(entry["threshold"])
     source = entry.get("source_run") or {}
     pairs += [("Source run", source.get("path")),
               ("Source bundle (SHA-256 of model/bundle.json)", source.get("bundle_sha256")),
@@ -88,6 +93,34 @@ def _fit_section(run: RunFiles, entry: Mapping[str, Any]) -> Section:
                   "Models, ch. 20). predict, serve and the ONNX path apply the update the "
                   "same way: it is part of the model in model/."),
         key_value_table(pairs)])
+
+
+def _horizon_pairs(entry: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """The horizons kept and dropped (not followed long enough locally), and the risk score."""
+    horizons = entry.get("horizons") or {}
+    pairs: list[tuple[str, object]] = [
+        ("Horizons kept", ", ".join(f"{h:g}" for h in horizons.get("kept") or []) or DASH)]
+    dropped = horizons.get("dropped") or {}
+    if dropped:
+        pairs.append(("Horizons dropped", "; ".join(
+            f"{key} ({n} local patients followed that long)" for key, n in dropped.items())
+            + f": {horizons.get('rule', '')}; {horizons.get('dropped_reason', '')}"))
+    if entry.get("risk_score"):
+        pairs.append(("Risk score and groups", entry.get("risk_score")))
+    return pairs
+
+
+def _threshold_pairs(threshold: Mapping[str, Any]) -> list[tuple[str, object]]:
+    pairs: list[tuple[str, object]] = [
+        ("Decision threshold", f"{fmt_num(threshold.get('source'))} -> "
+                               f"{fmt_num(threshold.get('recalibrated'))} "
+                               f"({threshold.get('rule', '')})"),
+        ("Classification", threshold.get("classification"))]
+    if threshold.get("target_sensitivity") is not None:
+        pairs.append(("Sensitivity: source target, local (cross-fitted)",
+                      f"{fmt_num(threshold.get('target_sensitivity'), 3)}, "
+                      f"{fmt_num(threshold.get('local_sensitivity'), 3)}"))
+    return pairs
 
 
 def _before_after_section(run: RunFiles, entry: Mapping[str, Any]) -> Section:
@@ -109,7 +142,9 @@ def _before_after_section(run: RunFiles, entry: Mapping[str, Any]) -> Section:
                    fmt_num(dig(before, "horizons", key, "predicted_risk"), 3),
                    fmt_num(h.get("predicted_risk"), 3),
                    fmt_ci(dig(before, "horizons", key, "observed_expected"), 2),
-                   fmt_ci(h.get("observed_expected"), 2)] for key, h in horizons.items()]))
+                   fmt_ci(h.get("observed_expected"), 2)] for key, h in horizons.items()]
+            + [[f"{key} (dropped: not checkable, {n} followed)", DASH, DASH, DASH, DASH, DASH]
+               for key, n in (dig(entry, "horizons", "dropped") or {}).items()]))
     plot = _plot(run)
     if plot is not None:
         blocks.append(Figures([Figure(plot, "Calibration before and after recalibration",

@@ -8,13 +8,22 @@ What the new run reports, and how honestly:
 
 - ``recalibration.intercept`` / ``slope``: the fit on the whole cohort, with percentile
   bootstrap 95% CIs (the fit repeated on resamples drawn within outcome classes, or within
-  events and censored patients).
+  events and censored patients); ``failed_replicates`` counts the resamples without a finite
+  estimate (separation), left out of the CIs.
 - ``recalibration.calibration.before``: the source model on the local cohort. It never saw
   these patients, so this is an external validation.
 - ``recalibration.calibration.after`` and ``test``: out of sample, by K-fold cross-fitting:
   each patient's recalibrated answer comes from a recalibration fitted on the other folds.
   The in-sample calibration of a recalibration is ideal by construction (its intercept is 0
   on the patients it was fitted to) and is never reported.
+- risk: only the source horizons the local cohort follows enough patients to (the rule of
+  ``permed evaluate``) are kept in the recalibrated model; the others are dropped, with a
+  warning naming the local follow-up: the local baseline hazard is flat after the last local
+  time, so a risk beyond it would not be estimated.
+
+Sample size: below :data:`MIN_EVENTS` events (diagnose: patients of the smaller class) a
+recalibration is warned about, below :data:`MIN_SLOPE_EVENTS` ``--method slope`` is refused
+(Riley et al., Stat Med 2021; Van Calster et al., J Clin Epidemiol 2016).
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from permed.engine import Progress, SilentProgress
 from permed.evaluate import classification_report
 from permed.exceptions import PermedError
 from permed.ingest import TableInfo, read_table
-from permed.privacy import AuditLog, active_key, write_bytes
+from permed.privacy import AuditLog, is_encrypted, require_key, write_bytes
 from permed.study import Study
 from permed.utils.jsonio import read_json, write_json
 from permed.workflow._apply import _encode_target, external_manifest
@@ -51,17 +60,26 @@ from permed.workflow._recalibrated import (
     METHODS,
     LogisticRecalibration,
     RecalibratedSurvival,
+    cox_slope,
     fit_cox_recalibration,
     fit_logistic_recalibration,
     linear_predictor,
     logit,
 )
 
-__all__ = ["CROSS_FIT_FOLDS", "recalibrate_run"]
+__all__ = ["CROSS_FIT_FOLDS", "MIN_EVENTS", "MIN_SLOPE_EVENTS", "recalibrate_run"]
 
 CROSS_FIT_FOLDS = 5
+# Sample-size guidance for validating or updating a model's calibration asks for at least 100
+# events (and 100 non-events) (Riley et al., Stat Med 2021; Van Calster et al., J Clin
+# Epidemiol 2016); a slope from fewer than 20 is noise.
+MIN_EVENTS = 100
+MIN_SLOPE_EVENTS = 20
+FAILED_SHARE = 0.01  # bootstrap replicates without an estimate above this share are warned of
+_GUIDANCE = "Riley et al., Stat Med 2021; Van Calster et al., J Clin Epidemiol 2016"
 _INTERVAL = ("percentile bootstrap 95% CI: the recalibration refitted on {n} resamples of the "
-             "local cohort drawn within {strata}")
+             "local cohort drawn within {strata}; resamples without a finite estimate "
+             "(failed_replicates) are left out")
 
 
 @dataclass
@@ -85,12 +103,19 @@ def recalibrate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     directory at ``out``: model/ (the recalibrated model), metrics.json (``recalibration``),
     predictions.csv (cross-fitted answers), manifest.json, audit.log and report.html.
 
+    The new run is encrypted with the data key when the source run is, or when ``data`` was
+    an encrypted file: its bundle holds the local cohort's event times and predictions.csv its
+    patients' answers.
+
     Raises
     ------
     PermedError
         An unknown method; ``out`` that is the source run or holds another trained run; a
         multiclass, image or treat run; a cohort without the outcome columns, or with a
-        single class or no event; a fitted slope that is not positive.
+        single class or no event; ``--method slope`` with fewer than
+        :data:`MIN_SLOPE_EVENTS` events (diagnose: patients of the smaller class); a slope
+        without a finite estimate (separation) or not positive; a risk cohort followed too
+        briefly for any of the run's horizons.
     """
     if method not in METHODS:
         raise PermedError(f"--method must be slope or intercept, got '{method}'")
@@ -101,7 +126,8 @@ def recalibrate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     model, schema = load_bundle(run_dir)
     development = read_json(run_dir / "metrics.json")
     if schema.task == "diagnose":
-        update = _diagnose(run_dir, model, schema, data, method, n_boot, seed, missing)
+        update = _diagnose(run_dir, model, schema, data, development, method, n_boot, seed,
+                           missing)
     elif schema.task == "risk":
         update = _risk(run_dir, model, data, development, method, n_boot, seed, missing)
     else:
@@ -110,7 +136,8 @@ def recalibrate_run(run_dir: str | Path, data: str | Path, out: str | Path,
     for warning in update.warnings:
         progress.note(f"warning: {warning}")
     update.metrics["recalibration"]["source_run"] = _source_entry(run_dir, development)
-    return _write(run_dir, out, update, development, n_boot, seed, command)
+    sealed = bundle_is_encrypted(run_dir) or (Path(data).is_file() and is_encrypted(data))
+    return _write(run_dir, out, update, development, n_boot, seed, command, sealed)
 
 
 def _refuse_out(out: Path, run_dir: Path) -> None:
@@ -151,13 +178,18 @@ def _source_entry(run_dir: Path, development: dict[str, Any]) -> dict[str, Any]:
             "bundle_sha256": f"sha256:{hashlib.sha256(index).hexdigest()}"}
 
 
-def _folds(strata: np.ndarray, seed: int, what: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified cross-fitting folds: :data:`CROSS_FIT_FOLDS`, or fewer when a stratum is
-    smaller (at least 2)."""
-    smallest = int(np.bincount(strata).min())
+def _folds(strata: np.ndarray, seed: int, names: dict[int, str]
+           ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified cross-fitting folds over the strata present: :data:`CROSS_FIT_FOLDS`, or
+    fewer when a stratum is smaller (at least 2). ``names`` says what each stratum's patients
+    are, for the refusal."""
+    values, counts = np.unique(strata, return_counts=True)
+    smallest = int(counts.min())
     if smallest < 2:
-        raise PermedError(f"the local cohort has {smallest} {what}: a recalibration and its "
-                          "out-of-sample check need at least 2; recalibrate on a larger cohort")
+        raise PermedError(
+            f"the local cohort has {smallest} {names[int(values[counts.argmin()])]}: a "
+            "recalibration and its out-of-sample check need at least 2; recalibrate on a "
+            "larger cohort")
     k = min(CROSS_FIT_FOLDS, smallest)
     return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(strata, strata))
 
@@ -169,12 +201,58 @@ def _resamples(strata: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
     return [np.concatenate([rng.choice(g, len(g)) for g in groups]) for _ in range(n_boot)]
 
 
-def _interval(value: float, replicates: list[float]) -> dict[str, float | None]:
-    finite = np.asarray([r for r in replicates if np.isfinite(r)], dtype=np.float64)
+def _interval(value: float, replicates: np.ndarray) -> dict[str, float | None]:
+    """The estimate and the percentile CI of the replicates (the finite ones)."""
+    finite = replicates[np.isfinite(replicates)]
     if not len(finite):
         return {"value": value, "ci_low": None, "ci_high": None}
     low, high = np.quantile(finite, [0.025, 0.975])
     return {"value": value, "ci_low": float(low), "ci_high": float(high)}
+
+
+def _failed_warning(failed: int, n_boot: int, why: str) -> list[str]:
+    """A warning when more than :data:`FAILED_SHARE` of the replicates have no estimate."""
+    if failed <= FAILED_SHARE * n_boot:
+        return []
+    return [f"{failed} of {n_boot} bootstrap replicates ({failed / n_boot:.1%}) have no finite "
+            f"recalibration estimate ({why}): the 95% CIs are percentiles of the other "
+            f"{n_boot - failed} and understate the uncertainty; use --method intercept or "
+            "recalibrate on a larger cohort"]
+
+
+def _sample_size(count: int, what: str, method: str, updates: str) -> list[str]:
+    """Refuse a slope fitted on fewer than :data:`MIN_SLOPE_EVENTS` events; warn below
+    :data:`MIN_EVENTS`."""
+    if method == "slope" and count < MIN_SLOPE_EVENTS:
+        raise PermedError(
+            f"the local cohort has {count} {what}: a recalibration slope needs at least "
+            f"{MIN_SLOPE_EVENTS} ({MIN_EVENTS} recommended: {_GUIDANCE}); use --method "
+            f"intercept, which updates {updates} only, or recalibrate on a larger cohort")
+    if count >= MIN_EVENTS:
+        return []
+    return [f"the local cohort has {count} {what}, fewer than the {MIN_EVENTS} sample-size "
+            f"guidance asks for to check or update a model's calibration ({_GUIDANCE}): the "
+            "update and its CIs are imprecise"
+            + ("; --method intercept estimates less and is steadier" if method == "slope"
+               else "")]
+
+
+def _slope_check(method: str, slope: float, what: str, updates: str) -> tuple[
+        dict[str, Any] | None, list[str]]:
+    """For ``--method intercept``: the slope it does not apply, estimated anyway to see the
+    model's direction at this site, and a warning when it is not positive."""
+    if method != "intercept":
+        return None, []
+    entry = {"value": slope if np.isfinite(slope) else None,
+             "meaning": "the slope a --method slope fit estimates on the local cohort, not "
+                        "applied: a value <= 0 means the model's ordering is inverted here"}
+    if not np.isfinite(slope) or slope > 0:
+        return entry, []
+    return entry, [f"the recalibration slope estimated on the local cohort is {slope:.3g} (not "
+                   f"applied by --method intercept): at this site the source model's {what} "
+                   f"does not increase with the observed outcome, and updating {updates} "
+                   "keeps that inverted ordering; check the cohort's outcome coding, or train "
+                   "a model on this site's patients (permed train)"]
 
 
 def _refuse_non_positive(slope: float, what: str) -> None:
@@ -193,8 +271,9 @@ def _refuse_non_positive(slope: float, what: str) -> None:
 # ------------------------------------------------------------------------------ diagnose
 
 
-def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path, method: str,
-              n_boot: int, seed: int, missing: Sequence[str]) -> _Update:
+def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path,
+              development: dict[str, Any], method: str, n_boot: int, seed: int,
+              missing: Sequence[str]) -> _Update:
     if not isinstance(model, DiagnoseModel):
         raise PermedError(f"permed recalibrate updates tabular models; '{run_dir}' holds an "
                           f"image or fusion model ({type(model).__name__}): check it at this "
@@ -210,17 +289,28 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path, method: 
     frame = frame.reset_index(drop=True)
     schema.check(frame, require=[schema.target])
     y, cohort = _encode_target(frame, schema.target, schema.classes)
+    counts = np.bincount(y, minlength=2)
+    smaller = int(counts.argmin())
+    warnings = _sample_size(
+        int(counts[smaller]), f"patients with '{schema.classes[smaller]}' (the smaller "
+        f"outcome class of '{schema.target}')", method, "the average risk")
     raw = model.pipeline.predict_proba(schema.coerce(cohort))
     before = model.calibrator.transform(raw)
     recalibration = LogisticRecalibration(model.calibrator, method).fit(raw, y)
     _refuse_non_positive(recalibration.slope_, "probability")
     x = logit(before[:, 1])
+    check, inverted = _slope_check(method, fit_logistic_recalibration(x, y, "slope")[1],
+                                   "probability", "the average risk")
     after = np.empty(len(y))
-    for train, held in _folds(y, seed, "patients of one class"):
+    names = {i: f"patients with '{c}'" for i, c in enumerate(schema.classes)}
+    for train, held in _folds(y, seed, names):
         a, b = fit_logistic_recalibration(x[train], y[train], method)
         after[held] = _probability(a, b, x[held])
-    replicates = [fit_logistic_recalibration(x[rows], y[rows], method)
-                  for rows in _resamples(y, n_boot, seed)]
+    _refuse_failed_folds(after)
+    replicates = np.asarray([fit_logistic_recalibration(x[rows], y[rows], method)
+                             for rows in _resamples(y, n_boot, seed)], dtype=np.float64)
+    failed = int((~np.isfinite(replicates).all(axis=1)).sum())
+    replicates[~np.isfinite(replicates).all(axis=1)] = np.nan
     threshold = None if model.threshold is None else float(
         recalibration.update(np.asarray([model.threshold]))[0])
     recalibrated = replace(model, calibrator=recalibration, threshold=threshold,
@@ -230,21 +320,23 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path, method: 
                                            n_boot=n_boot, seed=seed)["test"]
     figures_after = classification_report(y, proba_after, schema.classes, threshold,
                                           n_boot=n_boot, seed=seed)["test"]
+    threshold_entry, missed = _threshold_entry(model.threshold, threshold, development,
+                                               y, after, schema.classes[1])
     entry = {
         "method": method,
         "model": ("logit(p_new) = a + b * logit(p), p the source run's calibrated probability "
                   f"of '{schema.classes[1]}'" + ("; b fixed at 1 (recalibration-in-the-large)"
                                                  if method == "intercept" else "")),
-        "intercept": _interval(recalibration.intercept_, [a for a, _ in replicates]),
-        "slope": (_interval(recalibration.slope_, [b for _, b in replicates])
+        "intercept": _interval(recalibration.intercept_, replicates[:, 0]),
+        "slope": (_interval(recalibration.slope_, replicates[:, 1])
                   if method == "slope" else {"value": 1.0, "ci_low": None, "ci_high": None,
                                              "fixed": True}),
+        "slope_check": check,
         "interval": _INTERVAL.format(n=n_boot, strata="each outcome class"),
+        "failed_replicates": failed,
         "cohort": _cohort_entry(info, len(y), {c: int((y == i).sum())
                                                for i, c in enumerate(schema.classes)}),
-        "threshold": {"source": model.threshold, "recalibrated": threshold,
-                      "rule": "the source threshold carried through the recalibration: the "
-                              "same patients are above it"},
+        "threshold": threshold_entry,
         "conformal": ("refitted on the cross-fitted recalibrated probabilities"
                       if recalibrated.conformal is not None else None),
         "calibration": {
@@ -254,6 +346,8 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path, method: 
                              "(an external validation: it never saw these patients)",
             "after_method": _cross_fit_text(y, "outcome class")},
     }
+    if check is None:
+        del entry["slope_check"]
     predictions = pd.DataFrame({"row": cohort.index.to_numpy()})
     if schema.id and schema.id in cohort.columns:
         predictions[schema.id] = cohort[schema.id].to_numpy()
@@ -268,9 +362,55 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path, method: 
                           "positive_class": schema.classes[1],
                           "counts": entry["cohort"]["counts"]},
                "test": figures_after,
-               "threshold": {"value": threshold, "rule": entry["threshold"]["rule"]}}
+               "threshold": {"value": threshold, "rule": threshold_entry["rule"],
+                             "classification": threshold_entry["classification"]}}
+    warnings += inverted + missed + _failed_warning(
+        failed, n_boot, "the resample's outcomes were separated by the model's probability")
     return _Update(recalibrated, schema, info, metrics, predictions,
-                   Study(task="diagnose", target=schema.target))
+                   Study(task="diagnose", target=schema.target), warnings)
+
+
+def _threshold_entry(source: float | None, mapped: float | None, development: dict[str, Any],
+                     y: np.ndarray, after: np.ndarray, positive: str
+                     ) -> tuple[dict[str, Any], list[str]]:
+    """The threshold carried through the update, and when the source run chose it for a
+    target sensitivity, the sensitivity it reaches here (cross-fitted), warned of when below."""
+    chosen = development.get("threshold") or {}
+    entry: dict[str, Any] = {
+        "source": source, "recalibrated": mapped,
+        "rule": "the source threshold carried through the recalibration: the same patients "
+                "are above it",
+        "classification": "unchanged by construction: the update is increasing in the source "
+                          "probability, so who is above the threshold (and sensitivity, "
+                          "specificity, PPV) does not change; only the probabilities do",
+        "source_rule": chosen.get("rule")}
+    target = chosen.get("target_sensitivity")
+    if mapped is None or chosen.get("rule") != "target_sensitivity" or target is None:
+        return entry, []
+    reached = float(np.mean(after[y == 1] >= mapped))
+    entry["target_sensitivity"] = float(target)
+    entry["local_sensitivity"] = reached
+    entry["local_sensitivity_method"] = ("share of the local patients with "
+                                         f"'{positive}' above the threshold, cross-fitted")
+    if reached >= float(target):
+        return entry, []
+    return entry, [
+        f"the source run's threshold was chosen for sensitivity {float(target):.3g}; on the "
+        f"local cohort it reaches {reached:.3g} ({int((y == 1).sum())} patients with "
+        f"'{positive}', cross-fitted): recalibration keeps who is above the threshold, so it "
+        f"cannot restore the target; train a model on this site's patients with "
+        f"--target-sensitivity {float(target):g} (permed train)"]
+
+
+def _refuse_failed_folds(after: np.ndarray) -> None:
+    """A cross-fitting fold without a finite estimate (its patients separated) leaves no
+    out-of-sample check."""
+    if not np.isfinite(after).all():
+        raise PermedError(
+            "the recalibration slope has no finite estimate on one of the cross-fitting "
+            "folds (its outcomes are separated by the source model's answer), so the update "
+            "cannot be checked out of sample: use --method intercept, or recalibrate on a "
+            "larger cohort")
 
 
 def _probability(a: float, b: float, x: np.ndarray) -> np.ndarray:
@@ -299,7 +439,7 @@ def _diagnose_figures(test: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cross_fit_text(strata: np.ndarray, what: str) -> str:
-    k = min(CROSS_FIT_FOLDS, int(np.bincount(strata).min()))
+    k = min(CROSS_FIT_FOLDS, int(np.unique(strata, return_counts=True)[1].min()))
     return (f"{k}-fold cross-fitting on the local cohort, stratified by {what}: each patient's "
             "recalibrated answer comes from a recalibration fitted on the other folds (out of "
             "sample; the in-sample fit is calibrated by construction and not reported)")
@@ -318,8 +458,9 @@ def _risk(run_dir: Path, model: Any, data: str | Path, development: dict[str, An
     from permed.evaluate.survival import SurvivalGrid, horizon_key, survival_report
     from permed.models.risk import survival_y
     from permed.study._validate_risk import RiskOptions, thinly_followed, time_text
-    from permed.workflow._risk import read_outcome, risk_columns
-    from permed.workflow._risk_external import _external_warnings
+    from permed.workflow._apply import out_of_range_warning
+    from permed.workflow._risk import RISK_GROUPS, checkable_horizons, read_outcome, risk_columns
+    from permed.workflow._risk_external import _scale_warning
 
     frame, info = read_table(data, **model.schema.reading(missing))
     model.schema.check(frame, require=[model.time_column, model.event_column])
@@ -333,39 +474,53 @@ def _risk(run_dir: Path, model: Any, data: str | Path, development: dict[str, An
             f"the event column '{model.event_column}' records no event among the "
             f"{len(time)} patients of the local cohort: the baseline hazard is estimated from "
             "events; recalibrate on a cohort with events (or check the event coding)")
-    warnings, checkable = _external_warnings(model, development, model.schema.out_of_range(frame),
-                                             time)
-    horizons = list(model.horizons)
+    scale = _scale_warning(model, development, time)
+    horizons, dropped = _kept_horizons(model, time, scale)
+    warnings = _sample_size(int(event.sum()), f"events ('{model.event_column}')", method,
+                            "the baseline hazard")
+    warnings += dropped + [w for w in (scale, out_of_range_warning(
+        model.schema.out_of_range(frame), "risks")) if w]
     reference = float(horizons[len(horizons) // 2])
     features = model.pipeline[:-1].transform(model.schema.coerce(frame))
     source = model.pipeline[-1]
     lp = linear_predictor(source, features, reference)
     estimator = RecalibratedSurvival(source, reference, method).fit(
         features, survival_y(time, event))
-    _refuse_non_positive(estimator.slope_, f"risk by {time_text(reference, model.time_unit)}")
-    grid = SurvivalGrid.for_data(time, np.asarray(checkable, dtype=np.float64))
+    what = f"risk by {time_text(reference, model.time_unit)}"
+    _refuse_non_positive(estimator.slope_, what)
+    check, inverted = _slope_check(method, cox_slope(lp, time, event), what,
+                                   "the baseline hazard")
+    grid = SurvivalGrid.for_data(time, np.asarray(horizons, dtype=np.float64))
     # the curves at the grid and the horizons: before (source), after (cross-fitted)
     times = np.unique(np.concatenate([grid.times, np.asarray(horizons, dtype=np.float64)]))
     before = source.predict_survival_function(features, times)
     after = np.empty_like(before)
     strata = event.astype(int)
-    for train, held in _folds(strata, seed, "patients with the event (or censored)"):
+    names = {0: "censored patients", 1: "patients with the event"}
+    for train, held in _folds(strata, seed, names):
         b, steps, hazard = fit_cox_recalibration(lp[train], time[train], event[train], method)
         after[held] = _curves(b, steps, hazard, lp[held], times)
-    replicates = [fit_cox_recalibration(lp[rows], time[rows], event[rows], method)
-                  for rows in _resamples(strata, n_boot, seed)]
+    _refuse_failed_folds(after)
+    replicates = np.asarray([_risk_replicate(lp[rows], time[rows], event[rows], method,
+                                             reference)
+                             for rows in _resamples(strata, n_boot, seed)], dtype=np.float64)
+    failed = int((~np.isfinite(replicates).all(axis=1)).sum())
+    replicates[~np.isfinite(replicates).all(axis=1)] = np.nan
     columns = np.searchsorted(times, grid.times)
     at_reference = int(np.searchsorted(times, reference))
     censoring = survival_y(time, event)
-    tau = float(max(checkable))
+    tau = float(max(horizons))
     reports = {name: survival_report(censoring, time, event, 1.0 - curves[:, at_reference],
                                      curves[:, columns], grid, tau, n_boot=n_boot, seed=seed,
-                                     averaged=checkable)
+                                     averaged=horizons)
                for name, curves in (("before", before), ("after", after))}
-    # the curves now step at the local cohort's times: its follow-up bounds the median
+    # the curves now step at the local cohort's times: its follow-up bounds the median, and the
+    # risk groups are thirds of the local cohort by the recalibrated linear predictor
+    cuts = [float(c) for c in np.quantile(estimator.predict(features), [1 / 3, 2 / 3])]
     recalibrated = replace(model, pipeline=_with_estimator(model.pipeline, estimator),
-                           max_follow_up=float(time.max()),
+                           horizons=horizons, group_cuts=cuts, max_follow_up=float(time.max()),
                            median_limit=thinly_followed(time, [])[1])
+    followed = checkable_horizons(time, list(model.horizons), "patients of the local cohort")
     entry = {
         "method": method,
         "model": ("S_new(t|x) = exp(-H0(t) * exp(b * lp(x))), lp(x) = log(-log S(h_ref|x)) of "
@@ -373,27 +528,46 @@ def _risk(run_dir: Path, model: Any, data: str | Path, development: dict[str, An
                   "with lp as its only covariate fitted on the local cohort"
                   + ("; b fixed at 1" if method == "intercept" else "")),
         "reference_horizon": reference,
-        "reference_horizon_rule": "the middle of the run's horizons",
+        "reference_horizon_rule": "the middle of the run's horizons the local cohort follows "
+                                  "enough patients to (checkable)",
         "intercept": _interval(_log_hazard_at(estimator.baseline_times_,
                                               estimator.baseline_cumulative_hazard_, reference),
-                               [_log_hazard_at(s, h, reference) for _, s, h in replicates]),
+                               replicates[:, 0]),
         "intercept_meaning": ("log H0(h_ref): on the complementary log-log scale at h_ref the "
                               "update is log(-log S_new) = a + b * lp, so a = 0 and b = 1 "
                               "leave the source model's risk at h_ref unchanged"),
-        "slope": (_interval(estimator.slope_, [b for b, _, _ in replicates])
+        "slope": (_interval(estimator.slope_, replicates[:, 1])
                   if method == "slope" else {"value": 1.0, "ci_low": None, "ci_high": None,
                                              "fixed": True}),
-        "interval": _INTERVAL.format(n=n_boot, strata="events and within censored patients"),
+        "slope_check": check,
+        "interval": _INTERVAL.format(n=n_boot, strata=(
+            "events and within censored patients" if (~event).any()
+            else "the patients, all with the event (none censored)")),
+        "failed_replicates": failed,
         "cohort": _cohort_entry(info, len(time), {"censored": int((~event).sum()),
                                                   "event": int(event.sum())}),
+        "horizons": {"kept": [float(h) for h in horizons],
+                     "dropped": followed["not_checkable"],
+                     "rule": followed["checkable_rule"],
+                     "local_max_follow_up": float(time.max()),
+                     "dropped_reason": (
+                         "the local baseline hazard is flat after the local cohort's last "
+                         f"time ({time_text(float(time.max()), model.time_unit)}): a risk "
+                         "by a horizon few local patients reach would not be estimated, so "
+                         "the recalibrated model keeps only the checkable horizons")},
+        "risk_score": ("b * lp(x), the recalibrated Cox model's linear predictor: it orders "
+                       "patients as every recalibrated curve does; risk groups are its thirds "
+                       "on the local cohort"),
         "calibration": {
             "before": _risk_figures(reports["before"], before, times, horizons, time, event),
             "after": _risk_figures(reports["after"], after, times, horizons, time, event),
-            "checked_horizons": [float(h) for h in checkable],
+            "checked_horizons": [float(h) for h in horizons],
             "before_method": "the source run's model applied unchanged to the local cohort "
                              "(an external validation: it never saw these patients)",
             "after_method": _cross_fit_text(strata, "event")},
     }
+    if check is None:
+        del entry["slope_check"]
     predictions = pd.DataFrame({"row": frame.index.to_numpy()})
     if model.schema.id and model.schema.id in frame.columns:
         predictions[model.schema.id] = frame[model.schema.id].to_numpy()
@@ -404,12 +578,61 @@ def _risk(run_dir: Path, model: Any, data: str | Path, development: dict[str, An
         predictions[column] = 1.0 - after[:, k]
         predictions[f"source_{column}"] = 1.0 - before[:, k]
     metrics = {"task": "risk", "recalibration": entry,
-               "horizons": {"values": horizons,
-                            "checkable": [horizon_key(h) for h in checkable]},
+               "horizons": {"values": [float(h) for h in horizons],
+                            "source": [float(h) for h in model.horizons],
+                            "checkable": [horizon_key(h) for h in horizons], **followed},
                "target": {"time": model.time_column, "event": model.event_column,
                           "counts": entry["cohort"]["counts"]},
+               "risk_groups": {"labels": list(RISK_GROUPS), "cuts": cuts,
+                               "method": "thirds of the local cohort by the recalibrated "
+                                         "linear predictor b * lp (the risk score)"},
                "test": reports["after"]["test"]}
+    warnings += inverted + _failed_warning(
+        failed, n_boot, "the resample's events were separated by the model's risk, or none "
+        "fell before the reference horizon")
     return _Update(recalibrated, model.schema, info, metrics, predictions, study, warnings)
+
+
+def _kept_horizons(model: Any, time: np.ndarray, scale: str) -> tuple[list[float], list[str]]:
+    """The run's horizons the local cohort follows enough patients to (``permed evaluate``'s
+    rule), and a warning for each one dropped.
+
+    Raises
+    ------
+    PermedError
+        When none is followed long enough.
+    """
+    from permed.study._validate_risk import followed_rule, thinly_followed, time_text
+
+    unit, column, longest = model.time_unit, model.time_column, float(time.max())
+    thin, reach = thinly_followed(time, model.horizons)
+    enough = followed_rule(len(time))
+    if len(thin) == len(model.horizons):
+        shorter = (f", or train a model with horizons up to {time_text(reach, unit, floor=True)}"
+                   " (permed train --horizons)" if reach > 0 else "")
+        raise PermedError(
+            f"no horizon of the model ({', '.join(time_text(h, unit) for h in model.horizons)}) "
+            f"is reached by {enough} of the {len(time)} patients of the local cohort in "
+            f"'{column}' (longest follow-up {time_text(longest, unit)}): a recalibration on it "
+            "would not estimate the risk by any of them, since its baseline hazard is flat "
+            f"after the last local time; {scale or 'recalibrate on a cohort followed longer'}"
+            f"{shorter}")
+    kept = [float(h) for h in model.horizons if float(h) not in thin]
+    warnings = [
+        f"horizon {time_text(h, unit)} is dropped from the recalibrated model: only {n} of "
+        f"{len(time)} local patients are followed that long in '{column}' ({enough} needed; "
+        f"longest local follow-up {time_text(longest, unit)}), and the local baseline hazard "
+        "is flat after the last local time, so the risk by then would not be estimated; the "
+        f"recalibrated model reports {', '.join(time_text(k, unit) for k in kept)}"
+        for h, n in thin.items()]
+    return kept, warnings
+
+
+def _risk_replicate(lp: np.ndarray, time: np.ndarray, event: np.ndarray, method: str,
+                    reference: float) -> tuple[float, float]:
+    """``(log H0(h_ref), b)`` of one bootstrap resample (nan where it has no estimate)."""
+    slope, steps, hazard = fit_cox_recalibration(lp, time, event, method)
+    return _log_hazard_at(steps, hazard, reference), slope
 
 
 def _curves(slope: float, steps: np.ndarray, hazard: np.ndarray, lp: np.ndarray,
@@ -457,13 +680,14 @@ def _risk_figures(report: dict[str, Any], curves: np.ndarray, times: np.ndarray,
 
 
 def _write(run_dir: Path, out: Path, update: _Update, development: dict[str, Any],
-           n_boot: int, seed: int, command: str | None) -> Path:
-    """The new run, all or nothing (as train writes one): model/ (signed, encrypted when
-    the source is; model.onnx where the source pipeline exports), metrics.json,
-    predictions.csv, manifest.json, audit.log and report.html."""
+           n_boot: int, seed: int, command: str | None, sealed: bool) -> Path:
+    """The new run, all or nothing (as train writes one): model/ (signed; model.onnx where
+    the source pipeline exports), metrics.json, predictions.csv, manifest.json, audit.log and
+    report.html; the bundle and predictions.csv encrypted with the data key when ``sealed``
+    (an encrypted source run or local cohort)."""
     from permed.report import write_report
 
-    key = active_key() if bundle_is_encrypted(run_dir) else None
+    key = require_key("permed recalibrate of an encrypted run or cohort") if sealed else None
     info = update.info
     metrics = {"task": update.metrics["task"],
                "data": {"rows": info.rows, "columns": info.columns,

@@ -13,17 +13,25 @@ serve`` and the ONNX path apply it without a special case:
   Cox model with ``lp`` as its only covariate (slope ``b``; 1 for ``method="intercept"``) and
   a Breslow baseline cumulative hazard ``H0`` on the local cohort:
   ``S_new(t | x) = exp(-H0(t) * exp(b * lp(x)))``, in [0, 1] and non-increasing in ``t``.
+  ``H0`` is flat after the local cohort's last time, so the curves say nothing new past the
+  local follow-up: ``max_time_`` records it, and callers refuse times beyond it.
+
+Separation (the outcome ordered perfectly by the source model's answer) leaves the slope
+without a finite maximum-likelihood estimate; both fits detect it exactly (a one-covariate
+check) and return nan, which the caller refuses or counts as a failed bootstrap replicate.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import expit
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 from sksurv.linear_model.coxph import BreslowEstimator
@@ -32,8 +40,9 @@ from permed.exceptions import PermedError
 from permed.models.risk._base import breslow_survival, step_values
 from permed.models.risk._outcome import split_survival_y
 
-__all__ = ["METHODS", "LogisticRecalibration", "RecalibratedSurvival", "fit_cox_recalibration",
-           "fit_logistic_recalibration", "linear_predictor", "logit"]
+__all__ = ["METHODS", "LogisticRecalibration", "RecalibratedSurvival", "cox_slope",
+           "fit_cox_recalibration", "fit_logistic_recalibration", "linear_predictor", "logit",
+           "refuse_constant"]
 
 METHODS = ("slope", "intercept")
 _EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before the logit, as calibration does
@@ -52,8 +61,10 @@ def fit_logistic_recalibration(x: np.ndarray, y: np.ndarray, method: str) -> tup
     offset) for ``method="intercept"``, recalibration-in-the-large.
 
     The slope fit is scikit-learn's unpenalized ``LogisticRegression(C=inf)``; the intercept alone
-    solves its score equation ``sum(y - expit(a + x)) = 0``, increasing in ``a``, by Brent's
-    method. Returns nan where no finite estimate exists (one class).
+    solves its score equation ``sum(y - expit(a + x)) = 0``, decreasing in ``a``, by Brent's
+    method. Returns nan where no finite estimate exists: one class, or (slope) ``x`` that
+    separates the classes, completely or with ties at the boundary, or a fit that does not
+    converge.
     """
     y = np.asarray(y, dtype=np.float64)
     if y.min() == y.max():
@@ -63,9 +74,22 @@ def fit_logistic_recalibration(x: np.ndarray, y: np.ndarray, method: str) -> tup
             return float(np.sum(y - expit(a + x)))
 
         return float(brentq(score, -60.0, 60.0, xtol=1e-12)), 1.0
-    # C = inf: no penalty (scikit-learn 1.8 deprecates penalty=None for it)
-    fit = LogisticRegression(C=np.inf, max_iter=1000).fit(x[:, None], y)
+    if _separates(x, y):
+        return math.nan, math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        try:  # C = inf: no penalty (scikit-learn 1.8 deprecates penalty=None for it)
+            fit = LogisticRegression(C=np.inf, max_iter=1000).fit(x[:, None], y)
+        except ConvergenceWarning:
+            return math.nan, math.nan
     return float(fit.intercept_[0]), float(fit.coef_[0, 0])
+
+
+def _separates(x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether one covariate orders the two classes perfectly (ties allowed at the boundary):
+    the logistic likelihood then grows without bound in the slope."""
+    low, high = x[y == 0], x[y == 1]
+    return bool(low.max() <= high.min() or high.max() <= low.min())
 
 
 def _risk_set_sums(order_time: np.ndarray, values: list[np.ndarray]) -> list[np.ndarray]:
@@ -75,12 +99,26 @@ def _risk_set_sums(order_time: np.ndarray, values: list[np.ndarray]) -> list[np.
     return [np.cumsum(v[::-1])[::-1][first] for v in values]
 
 
-def _cox_slope(lp: np.ndarray, time: np.ndarray, event: np.ndarray,
-               max_iter: int = 100, tol: float = 1e-10) -> float:
+def _monotone_likelihood(t: np.ndarray, x: np.ndarray, d: np.ndarray) -> bool:
+    """Whether every event has the largest (or every event the smallest) ``x`` of its risk
+    set, times sorted increasingly: the Cox partial likelihood then grows without bound in
+    the slope (separation; Heinze and Schemper 2001)."""
+    first = np.searchsorted(t, t, side="left")
+    events = d > 0
+    most = np.maximum.accumulate(x[::-1])[::-1][first]
+    least = np.minimum.accumulate(x[::-1])[::-1][first]
+    return bool(np.all(x[events] >= most[events]) or np.all(x[events] <= least[events]))
+
+
+def cox_slope(lp: np.ndarray, time: np.ndarray, event: np.ndarray,
+              max_iter: int = 100, tol: float = 1e-10) -> float:
     """Slope of a Cox model with ``lp`` as its only covariate (Breslow ties), by Newton's
-    method with step-halving; nan when it does not converge (the events separate by lp)."""
+    method with step-halving; nan when the likelihood is monotone (the events are separated
+    by lp), or when Newton's method does not converge."""
     order = np.argsort(time, kind="stable")
     t, x, d = time[order], lp[order] - lp.mean(), event[order].astype(np.float64)
+    if not d.any() or _monotone_likelihood(t, x, d):
+        return math.nan
 
     def state(b: float) -> tuple[float, float, float]:
         eta = b * x
@@ -117,7 +155,7 @@ def fit_cox_recalibration(lp: np.ndarray, time: np.ndarray, event: np.ndarray,
     Breslow baseline cumulative hazard at ``times`` (scikit-survival's ``BreslowEstimator``
     on ``b * lp``). ``b`` is nan where the slope has no finite estimate."""
     event = np.asarray(event, dtype=bool)
-    slope = 1.0 if method == "intercept" else _cox_slope(lp, time, event)
+    slope = 1.0 if method == "intercept" else cox_slope(lp, time, event)
     if not np.isfinite(slope):
         return slope, np.zeros(0), np.zeros(0)
     baseline = BreslowEstimator().fit(
@@ -177,8 +215,10 @@ class LogisticRecalibration(BaseEstimator):
 class RecalibratedSurvival(BaseEstimator):
     """A risk model's survival curves updated for a new site (see the module docstring).
 
-    ``predict`` is the source estimator's risk score (recalibration keeps the patients'
-    order, and the run's risk-group cut points are on that score); the survival curves are
+    ``predict`` is the recalibrated Cox model's linear predictor ``b * lp(x)``: the patients'
+    order by every recalibrated curve (the curves are proportional hazards in ``lp``), also
+    for a source model that does not assume proportional hazards (a random survival forest),
+    whose own risk score may order them otherwise. The survival curves are
     ``exp(-H0(t) * exp(b * lp(x)))``, stepping at the local cohort's times.
 
     Parameters
@@ -197,6 +237,9 @@ class RecalibratedSurvival(BaseEstimator):
         Breslow's estimate on the local cohort, a right-continuous step function.
     event_times_ : ndarray
         The local cohort's distinct event times.
+    max_time_ : float
+        The local cohort's longest follow-up: ``H0`` is flat after it, so a survival
+        probability at a later time is the one at ``max_time_``, not an estimate.
     """
 
     def __init__(self, estimator: Any = None, horizon: float = 1.0,
@@ -206,28 +249,59 @@ class RecalibratedSurvival(BaseEstimator):
         self.method = method
 
     def fit(self, X: Any, y: Any) -> RecalibratedSurvival:
-        """Fit on preprocessed features ``X`` and the local outcome ``y`` (structured)."""
+        """Fit on preprocessed features ``X`` and the local outcome ``y`` (structured).
+
+        Raises
+        ------
+        PermedError
+            When the source model gives every patient the same ``S(h_ref)`` (no ordering to
+            recalibrate), or the slope has no finite estimate.
+        """
         time, event = split_survival_y(y)
-        slope, times, hazard = fit_cox_recalibration(
-            linear_predictor(self.estimator, X, self.horizon), time, event, self.method)
+        lp = linear_predictor(self.estimator, X, self.horizon)
+        refuse_constant(lp, self.horizon)
+        slope, times, hazard = fit_cox_recalibration(lp, time, event, self.method)
         if not np.isfinite(slope):
             raise PermedError("the recalibration slope has no finite estimate on these "
                               "patients (their events are separated by the model's risk): "
                               "use --method intercept")
         self.slope_, self.baseline_times_, self.baseline_cumulative_hazard_ = slope, times, hazard
         self.event_times_ = np.unique(time[event])
+        self.max_time_ = float(time.max())
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        """The source estimator's risk score."""
-        return np.asarray(self.estimator.predict(X), dtype=np.float64)
+        """The recalibrated linear predictor ``b * lp(x)`` (higher: earlier event)."""
+        check_is_fitted(self, "slope_")
+        return self.slope_ * linear_predictor(self.estimator, X, self.horizon)
 
     def predict_survival_function(self, X: Any, times: Any = None) -> np.ndarray:
         """Recalibrated survival at ``times`` (default: the local event times), shape
-        (rows, times), in [0, 1] and non-increasing along each row."""
+        (rows, times), in [0, 1] and non-increasing along each row; held at its value at
+        ``max_time_`` after it."""
         check_is_fitted(self, "slope_")
         times = self.event_times_ if times is None else np.asarray(times, dtype=np.float64)
         lp = linear_predictor(self.estimator, X, self.horizon)
         grid, values = breslow_survival(self.baseline_times_, self.baseline_cumulative_hazard_,
                                         self.slope_ * lp)
         return np.clip(step_values(grid, values, times), 0.0, 1.0)
+
+
+def refuse_constant(lp: np.ndarray, horizon: float) -> None:
+    """Refuse a source model that gives every patient the same ``S(h_ref)``: there is no
+    ordering for a recalibration to keep.
+
+    Raises
+    ------
+    PermedError
+    """
+    if len(lp) and np.ptp(lp) == 0:
+        # S(h_ref) at its upper clip, 1 - 1e-10, computed as linear_predictor computes it
+        at_one = bool(lp[0] <= np.log(-np.log(1.0 - _SURVIVAL_EPS)) + 1e-6)
+        raise PermedError(
+            f"the source model predicts the same survival at the reference horizon "
+            f"{horizon:g} for all {len(lp)} local patients"
+            + (" (1: no risk at all): the reference horizon precedes the model's first event "
+               "time" if at_one else "")
+            + "; a recalibration has no ordering of patients to keep: check the model's "
+            "horizons (permed train --horizons) or retrain it on this site's patients")

@@ -157,9 +157,21 @@ class RiskModel:
         ------
         SchemaMismatchError
             When columns are missing or numeric columns hold text.
+        PermedError
+            For a recalibrated model (permed recalibrate), times past the local cohort's
+            longest follow-up: its baseline hazard is flat there, so a curve would only repeat
+            its last value.
         """
         self.schema.check(frame)
         times = self.event_times if times is None else np.asarray(times, dtype=np.float64)
+        limit = getattr(self.pipeline[-1], "max_time_", None)  # RecalibratedSurvival's
+        if limit is not None and len(times) and float(np.max(times)) > limit:
+            raise PermedError(
+                f"survival asked at {time_text(float(np.max(times)), self.time_unit)}, past "
+                f"{time_text(limit, self.time_unit)}, the longest follow-up of the cohort this "
+                "model was recalibrated on: its baseline hazard is flat after that, so the "
+                f"curve there is not an estimate; ask for times up to "
+                f"{time_text(limit, self.time_unit, floor=True)}")
         return pd.DataFrame(self.survival(frame, times), columns=times)
 
     def groups(self, scores: np.ndarray) -> np.ndarray:
