@@ -113,8 +113,9 @@ def test_quiet_prints_only_the_report(site):
      "error: --method must be slope or intercept, got 'both'"),
     (["src", "few_yes.csv", "--out", "bad5"],
      "error: the local cohort has 15 patients with 'yes' (the smaller outcome class of "
-     "'disease'): a recalibration slope needs at least 20 (100 recommended: Riley et al., "
-     "Stat Med 2021; Van Calster et al., J Clin Epidemiol 2016); use --method intercept, "
+     "'disease'): a recalibration slope needs at least 20 (100 recommended: Vergouwe et "
+     "al., J Clin Epidemiol 2005; Collins et al., Stat Med 2016; Riley et al., Stat Med "
+     "2021); use --method intercept, "
      "which updates the average risk only, or recalibrate on a larger cohort"),
 ])
 def test_bad_input_says_what_to_do_and_writes_nothing(site, args, message):

@@ -316,17 +316,18 @@ def test_fewer_than_100_in_the_smaller_class_is_warned_of_with_the_guidance(diag
     out = recalibrate_run(source, _few(tmp, 60), tmp / "few-60", n_boot=100)
     assert ("the local cohort has 60 patients with 'yes' (the smaller outcome class of "
             "'disease'), fewer than the 100 sample-size guidance asks for to check or update a "
-            "model's calibration (Riley et al., Stat Med 2021; Van Calster et al., J Clin "
-            "Epidemiol 2016): the update and its CIs are imprecise; --method intercept "
-            "estimates less and is steadier") in _manifest_warnings(out)
+            "model's calibration (Vergouwe et al., J Clin Epidemiol 2005; Collins et al., Stat "
+            "Med 2016; Riley et al., Stat Med 2021): the update and its CIs are imprecise; "
+            "--method intercept estimates less and is steadier") in _manifest_warnings(out)
 
 
 def test_a_slope_from_fewer_than_20_in_the_smaller_class_is_refused(diagnose):
     tmp, source, _, _ = diagnose
     with pytest.raises(PermedError, match=re.escape(
             "the local cohort has 15 patients with 'yes' (the smaller outcome class of "
-            "'disease'): a recalibration slope needs at least 20 (100 recommended: Riley et "
-            "al., Stat Med 2021; Van Calster et al., J Clin Epidemiol 2016); use --method "
+            "'disease'): a recalibration slope needs at least 20 (100 recommended: Vergouwe "
+            "et al., J Clin Epidemiol 2005; Collins et al., Stat Med 2016; Riley et al., Stat "
+            "Med 2021); use --method "
             "intercept, which updates the average risk only, or recalibrate on a larger "
             "cohort")):
         recalibrate_run(source, _few(tmp, 15), tmp / "few-15", n_boot=100)

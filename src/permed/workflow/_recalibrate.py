@@ -23,7 +23,9 @@ What the new run reports, and how honestly:
 
 Sample size: below :data:`MIN_EVENTS` events (diagnose: patients of the smaller class) a
 recalibration is warned about, below :data:`MIN_SLOPE_EVENTS` ``--method slope`` is refused
-(Riley et al., Stat Med 2021; Van Calster et al., J Clin Epidemiol 2016).
+(the rule of thumb of at least 100 events for validating a model's calibration: Vergouwe et al.,
+J Clin Epidemiol 2005; Collins et al., Stat Med 2016; Riley et al., Stat Med 2021 give a
+calculation for a given precision). 20 events for a slope is permed's own floor.
 """
 
 from __future__ import annotations
@@ -70,13 +72,14 @@ from permed.workflow._recalibrated import (
 __all__ = ["CROSS_FIT_FOLDS", "MIN_EVENTS", "MIN_SLOPE_EVENTS", "recalibrate_run"]
 
 CROSS_FIT_FOLDS = 5
-# Sample-size guidance for validating or updating a model's calibration asks for at least 100
-# events (and 100 non-events) (Riley et al., Stat Med 2021; Van Calster et al., J Clin
-# Epidemiol 2016); a slope from fewer than 20 is noise.
+# The rule of thumb for validating a model's calibration is at least 100 events (Vergouwe et
+# al. 2005; Collins et al. 2016; Riley et al. 2021 calculate it for a wanted precision); a
+# slope from fewer than 20 is noise (permed's floor, not a published one).
 MIN_EVENTS = 100
 MIN_SLOPE_EVENTS = 20
 FAILED_SHARE = 0.01  # bootstrap replicates without an estimate above this share are warned of
-_GUIDANCE = "Riley et al., Stat Med 2021; Van Calster et al., J Clin Epidemiol 2016"
+_GUIDANCE = ("Vergouwe et al., J Clin Epidemiol 2005; Collins et al., Stat Med 2016; Riley et al., "
+             "Stat Med 2021")
 _INTERVAL = ("percentile bootstrap 95% CI: the recalibration refitted on {n} resamples of the "
              "local cohort drawn within {strata}; resamples without a finite estimate "
              "(failed_replicates) are left out")
