@@ -160,3 +160,34 @@ def test_users_end_sessions_and_revoke_reach_a_running_service(runs, tmp_path, s
     assert revoked.returncode == 0, revoked.stderr
     assert response.status_code == 401
     assert response.json()["detail"] == "the API key was revoked"
+
+
+def test_a_database_that_refuses_the_migration_is_an_error_message(tmp_path, capsys):
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from permed.cli.main import main
+    from permed.serve import Storage
+
+    storage = Storage(f"sqlite:///{tmp_path / 'permed.db'}")
+    with storage.engine.begin() as connection:  # as an older permed left it
+        connection.exec_driver_sql("ALTER TABLE users DROP COLUMN sessions_not_before")
+    storage.dispose()
+
+    def owner_only(dbapi_connection, _):  # the service's database user may not alter tables
+        dbapi_connection.set_authorizer(lambda code, *_: sqlite3.SQLITE_DENY
+                                        if code == sqlite3.SQLITE_ALTER_TABLE
+                                        else sqlite3.SQLITE_OK)
+
+    event.listen(Engine, "connect", owner_only)
+    try:
+        assert main(["users", "list", "--data-dir", str(tmp_path)]) == 1
+    finally:
+        event.remove(Engine, "connect", owner_only)
+    assert " ".join(capsys.readouterr().err.split()) == (
+        "error: the database lacks column users.sessions_not_before, which this version of "
+        "permed needs, and could not add it (not authorized): this database user may not change "
+        "the schema: as the table's owner, run ALTER TABLE users ADD COLUMN sessions_not_before "
+        "FLOAT; then start again")

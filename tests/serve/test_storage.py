@@ -309,3 +309,109 @@ def test_a_database_from_before_sessions_not_before_gains_the_column(storage):
     finally:
         opened.dispose()
         again.dispose()
+
+
+_NO_COLUMN = ("the database lacks column users.sessions_not_before, which this version of "
+              "permed needs, and could not add it ")
+
+
+def _without_the_column(storage):
+    """``storage``'s database as an older permed left it: no users.sessions_not_before."""
+    with storage.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE users DROP COLUMN sessions_not_before"))
+    storage.dispose()
+
+
+def test_a_migration_waits_a_bounded_time_for_a_lock_held_elsewhere(storage, monkeypatch):
+    # an older worker's transaction that read (PostgreSQL) or writes (SQLite) the table: the
+    # ALTER TABLE must give up after LOCK_SECONDS, not hang start-up (and, on PostgreSQL, every
+    # query queued behind it)
+    import re
+    import time
+
+    from permed.serve import _storage
+
+    monkeypatch.setattr(_storage, "LOCK_SECONDS", 0.5)
+    _without_the_column(storage)
+    blocker = storage.engine.raw_connection()
+    try:
+        cursor = blocker.cursor()
+        if storage.engine.dialect.name == "sqlite":
+            cursor.execute("BEGIN IMMEDIATE")
+        else:
+            cursor.execute("SELECT count(*) FROM users")  # psycopg opens a transaction
+        started = time.monotonic()
+        with pytest.raises(PermedError) as refused:
+            Storage(storage.url)
+        took = time.monotonic() - started
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert took < 5
+    assert re.fullmatch(
+        re.escape(_NO_COLUMN) + r"\(.*lock.*\): another connection held a lock on it for more "
+        r"than 0\.5 s \(a running permed serve, or a transaction left open\): stop it, or run "
+        r"ALTER TABLE users ADD COLUMN sessions_not_before (FLOAT|DOUBLE PRECISION); then start "
+        r"again", str(refused.value)), str(refused.value)
+    opened = Storage(storage.url)  # the lock released: the column is added
+    try:
+        assert "sessions_not_before" in {
+            c["name"] for c in inspect(opened.engine).get_columns("users")}
+    finally:
+        opened.dispose()
+
+
+def _refusing(action):
+    """Every new SQLite connection refuses ``action`` (an authorizer code of the sqlite3
+    module), as a database refuses a user without the privilege."""
+    import contextlib
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def authorize(dbapi_connection, _):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            dbapi_connection.set_authorizer(
+                lambda code, *_: sqlite3.SQLITE_DENY if code == action else sqlite3.SQLITE_OK)
+
+    @contextlib.contextmanager
+    def refusing():
+        event.listen(Engine, "connect", authorize)
+        try:
+            yield
+        finally:
+            event.remove(Engine, "connect", authorize)
+    return refusing()
+
+
+@pytest.mark.parametrize(("action", "drop", "message"), [
+    ("SQLITE_ALTER_TABLE", "ALTER TABLE users DROP COLUMN sessions_not_before",
+     _NO_COLUMN + "(not authorized): this database user may not change the schema: as the "
+     "table's owner, run ALTER TABLE users ADD COLUMN sessions_not_before FLOAT; then start "
+     "again"),
+    ("SQLITE_CREATE_TABLE", "DROP TABLE security_epoch",
+     "the database lacks table 'security_epoch', which this version of permed needs, and "
+     "could not add it (not authorized): this database user may not change the schema: as the "
+     "schema's owner, run CREATE TABLE security_epoch ( id INTEGER NOT NULL, epoch INTEGER NOT "
+     "NULL, PRIMARY KEY (id) ); then start again"),
+])
+def test_a_schema_change_the_database_refuses_names_it_and_gives_the_statement(
+        tmp_path, action, drop, message):
+    import re
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'permed.db'}"
+    first = Storage(url)
+    first.add_user("olga", "clinician")
+    with first.engine.begin() as connection:
+        connection.execute(text(drop))
+    first.dispose()
+    with _refusing(getattr(sqlite3, action)), pytest.raises(PermedError,
+                                                            match=f"^{re.escape(message)}$"):
+        Storage(url)
+    opened = Storage(url)  # as the owner: the change is made
+    try:
+        assert opened.active_user("olga") == ("clinician", None)
+    finally:
+        opened.dispose()

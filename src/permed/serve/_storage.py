@@ -50,15 +50,16 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.schema import CreateTable
 
 from permed.exceptions import PermedError, SecurityError
 from permed.serve._settings import ROLES
 
-__all__ = ["BUSY_SECONDS", "KEY_PREFIX", "Principal", "Storage", "UnknownUser", "WriterBusy",
-           "make_engine", "now_seconds"]
+__all__ = ["BUSY_SECONDS", "KEY_PREFIX", "LOCK_SECONDS", "Principal", "Storage",
+           "UnknownUser", "WriterBusy", "make_engine", "now_seconds"]
 
 KEY_PREFIX = "pmd"
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -219,11 +220,15 @@ class Storage:
     def __init__(self, url: str, key_cache_seconds: int = 60) -> None:
         self.url = url
         self.engine = make_engine(url)
-        _Base.metadata.create_all(self.engine)
-        _migrate(self.engine)
-        _first_epoch(self.engine)
-        with self.session() as session:
-            self._epoch = _epoch(session)  # the last one sync_revocations acted on
+        try:
+            _create_tables(self.engine)
+            _migrate(self.engine)
+            _first_epoch(self.engine)
+            with self.session() as session:
+                self._epoch = _epoch(session)  # the last one sync_revocations acted on
+        except BaseException:
+            self.engine.dispose()  # no connection left open (and no lock kept) by a failure
+            raise
         self._cache: dict[bytes, tuple[Principal, float]] = {}
         self._cache_seconds = key_cache_seconds
         self._lock = threading.Lock()
@@ -755,25 +760,104 @@ def _first_epoch(engine: Engine) -> None:
 # Columns added since the first release: (table, column). create_all makes missing tables,
 # never missing columns, so a database made by an older permed gets them here.
 _ADDED = (("users", "sessions_not_before"),)
+# How long a schema change waits for a table's lock. PostgreSQL's ALTER TABLE waits for every
+# open transaction that read the table (an older worker's), and every query on the table queues
+# behind it meanwhile: without a bound, start-up would hang and stall the running service too.
+LOCK_SECONDS = 5.0
+
+
+def _create_tables(engine: Engine) -> None:
+    """``create_all``, waiting at most :data:`LOCK_SECONDS` for a lock; a
+    :class:`PermedError` with the DDL to run when the database user may not create a table."""
+    try:
+        with _bounded(engine) as connection:
+            _Base.metadata.create_all(connection)
+    except DBAPIError as exc:
+        present = set(inspect(engine).get_table_names())
+        missing = [t for name, t in _Base.metadata.tables.items() if name not in present]
+        if not missing:  # another process made them meanwhile
+            return
+        ddl = "; ".join(" ".join(str(CreateTable(table).compile(dialect=engine.dialect))
+                                 .split()) for table in missing)
+        names = ", ".join(f"'{table.name}'" for table in missing)
+        what = f"table {names}" if len(missing) == 1 else f"tables {names}"
+        raise PermedError(_schema_failed(what, exc, ddl, "the schema's owner")) from None
 
 
 def _migrate(engine: Engine) -> None:
     """``ALTER TABLE ... ADD COLUMN`` for each column of :data:`_ADDED` that the database lacks
-    (SQLite and PostgreSQL alike: a nullable column, no default). Two processes starting at once
-    may both try: the one that finds the column added meanwhile goes on."""
+    (SQLite and PostgreSQL alike: a nullable column, no default), waiting at most
+    :data:`LOCK_SECONDS` for the table's lock. Two processes starting at once may both try: the
+    one that finds the column added meanwhile goes on.
+
+    Raises
+    ------
+    PermedError
+        The column could not be added (the database user may not alter the table, or another
+        connection held the table's lock): the message names the column and the statement to
+        run as the table's owner.
+    """
     for table_name, column_name in _ADDED:
         if _has_column(engine, table_name, column_name):
             continue
-        column = _Base.metadata.tables[table_name].c[column_name]
-        kind = column.type.compile(dialect=engine.dialect)
-        preparer = engine.dialect.identifier_preparer
+        ddl = _add_column(engine, table_name, column_name)
         try:
-            with engine.begin() as connection:
-                connection.execute(text(f"ALTER TABLE {preparer.quote(table_name)} ADD COLUMN "
-                                        f"{preparer.quote(column_name)} {kind}"))
-        except (OperationalError, ProgrammingError):
+            with _bounded(engine) as connection:
+                connection.execute(text(ddl))
+        except DBAPIError as exc:
             if not _has_column(engine, table_name, column_name):
-                raise
+                raise PermedError(_schema_failed(f"column {table_name}.{column_name}", exc,
+                                                 ddl)) from None
+
+
+def _add_column(engine: Engine, table_name: str, column_name: str) -> str:
+    """The ``ALTER TABLE ... ADD COLUMN`` statement of one column of :data:`_ADDED`."""
+    column = _Base.metadata.tables[table_name].c[column_name]
+    kind = column.type.compile(dialect=engine.dialect)
+    preparer = engine.dialect.identifier_preparer
+    return (f"ALTER TABLE {preparer.quote(table_name)} ADD COLUMN "
+            f"{preparer.quote(column_name)} {kind}")
+
+
+@contextlib.contextmanager
+def _bounded(engine: Engine) -> Iterator[Connection]:
+    """A transaction whose statements wait at most :data:`LOCK_SECONDS` for a lock (PostgreSQL:
+    ``lock_timeout``, for this transaction only; SQLite: the connection's busy handler, given
+    back its usual patience after)."""
+    milliseconds = int(LOCK_SECONDS * 1000)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        try:
+            with connection.begin():
+                if sqlite:
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds}")
+                elif connection.dialect.name == "postgresql":
+                    connection.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+                yield connection
+        finally:
+            if sqlite:  # the pooled connection serves requests next
+                with contextlib.suppress(DBAPIError):
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
+                    connection.commit()
+
+
+def _schema_failed(what: str, exc: DBAPIError, ddl: str, owner: str = "the table's owner"
+                   ) -> str:
+    """Why a schema change failed and the statement to run instead (as ``owner``), from the
+    database's error."""
+    said = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    code = getattr(exc.orig, "sqlstate", None)
+    lowered = said.lower()
+    if code == "55P03" or "lock" in lowered:  # lock_not_available; SQLite: database is locked
+        why = (f"another connection held a lock on it for more than {LOCK_SECONDS:g} s (a "
+               "running permed serve, or a transaction left open): stop it, or run")
+    elif code == "42501" or any(word in lowered for word in (
+            "permission", "privilege", "owner", "not authorized", "readonly", "read-only")):
+        why = f"this database user may not change the schema: as {owner}, run"
+    else:
+        why = f"run, as {owner},"
+    return (f"the database lacks {what}, which this version of permed needs, and could not "
+            f"add it ({said}): {why} {ddl}; then start again")
 
 
 def _has_column(engine: Engine, table: str, column: str) -> bool:
