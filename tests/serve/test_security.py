@@ -701,3 +701,117 @@ def test_a_key_revoked_by_another_process_is_refused_within_seconds(runs, tmp_pa
     print(f"revocation by another process refused after {delay:.2f} s")
     assert still.status_code == 200
     assert hal_cached is not None  # the other key stayed cached: no argon2 check again
+
+
+def test_a_report_ticket_and_a_token_of_the_same_millisecond_die_with_the_session(
+        runs, tmp_path, start_service):
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0, max_auth_failures=0),
+                            {"iris": "clinician"})
+    storage, tokens = service.app.state.storage, service.app.state.tokens
+    try:
+        with service.client("iris") as client:
+            token = client.post("/v1/auth/token").json()["access_token"]
+        with service.client(Authorization=f"Bearer {token}") as client:
+            url = client.post("/v1/models/bc/report-ticket").json()["url"]
+        with service.client() as anyone:  # a report link needs no other credential
+            before = anyone.get(url)
+            ended = storage.end_sessions("iris")
+            after = anyone.get(url)
+        same = tokens.issue("iris", auth_time=ended)  # a login in the same millisecond
+        later = tokens.issue("iris", auth_time=round(ended + 0.001, 3))
+        with service.client(Authorization=f"Bearer {same}") as client:
+            refused = client.get("/v1/models")
+        with service.client(Authorization=f"Bearer {later}") as client:
+            accepted = client.get("/v1/models")
+    finally:
+        service.stop()
+    assert _claims(url.split("ticket=")[1])["auth_time"] == _claims(token)["auth_time"]
+    assert before.status_code == 200
+    assert after.status_code == 401
+    assert after.json() == {"detail": f"report link: {SESSION_ENDED}", "errors": []}
+    assert refused.status_code == 401
+    assert refused.json() == {"detail": SESSION_ENDED, "errors": []}
+    assert accepted.status_code == 200
+
+
+def _epoch_table(storage, present):
+    from permed.serve._storage import SecurityEpochRow
+
+    table = SecurityEpochRow.__table__
+    (table.create if present else table.drop)(storage.engine)
+
+
+def test_an_unreadable_security_epoch_is_logged_once_then_a_line_a_while_then_the_recovery(
+        tmp_path, caplog):
+    # a real SQLite file whose epoch table goes missing: each read fails as an unreachable
+    # database does, every 10 ms here; the log must not get a traceback per read
+    import re
+    import time
+
+    from permed.serve import Storage
+    from permed.serve._auth import Revocations
+
+    storage = Storage(f"sqlite:///{tmp_path / 'permed.db'}")
+    revocations = Revocations(storage, seconds=0.01, quiet_seconds=0.2)
+    try:
+        with caplog.at_level(logging.INFO, logger="permed.serve"):
+            revocations.start()
+            _epoch_table(storage, present=False)
+            broken = time.monotonic()
+            time.sleep(0.7)
+            _epoch_table(storage, present=True)
+            deadline = time.monotonic() + 10
+            while not any(r.getMessage().startswith("read the security epoch again")
+                          for r in caplog.records):
+                assert time.monotonic() < deadline, "the recovery was not logged"
+                time.sleep(0.01)
+            outage = time.monotonic() - broken
+            revocations.close()
+    finally:
+        revocations.close()
+        storage.dispose()
+    records = [r for r in caplog.records if r.name == "permed.serve"]
+    first, *summaries, recovered = records
+    assert first.exc_info is not None
+    assert first.getMessage() == (
+        "could not read the security epoch: keys revoked by another process stay trusted here "
+        "until their cache entry expires (at most key_cache_seconds); retrying every second")
+    assert 1 <= len(summaries) <= outage / 0.2  # about 0.7 s of failures: a line per 0.2 s
+    for record in summaries:
+        assert record.exc_info is None
+        assert re.fullmatch(r"still cannot read the security epoch: \d+ failed reads in \d+ s, "
+                            r"the last: OperationalError: \(sqlite3.OperationalError\) no such "
+                            r"table: security_epoch", record.getMessage()), record.getMessage()
+    assert re.fullmatch(r"read the security epoch again after \d+ failed reads in \d+ s",
+                        recovered.getMessage())
+
+
+def test_closing_does_not_wait_for_a_read_that_hangs(caplog):
+    import threading
+    import time
+
+    from permed.serve._auth import Revocations
+
+    class Hanging:  # a database that stopped answering mid-read
+        def __init__(self):
+            self.reading, self.release = threading.Event(), threading.Event()
+
+        def sync_revocations(self):
+            self.reading.set()
+            self.release.wait(30)
+            return 0
+
+    storage = Hanging()
+    revocations = Revocations(storage, seconds=0.01)
+    revocations.start()
+    assert storage.reading.wait(10)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="permed.serve"):
+        revocations.close(timeout=0.2)
+    took = time.monotonic() - started
+    storage.release.set()
+    assert took < 5
+    assert [r.getMessage() for r in caplog.records if r.name == "permed.serve"] == [
+        "the security epoch's reader did not stop within 0.2 s (a read of the database is "
+        "hanging); it ends with the process"]

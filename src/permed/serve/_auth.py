@@ -34,7 +34,7 @@ from permed.serve._storage import Principal, Storage, now_seconds
 
 __all__ = ["JWT_ALGORITHMS", "REVOCATION_SECONDS", "SESSION_ENDED", "FailedLogins",
            "RateLimiter", "Revocations", "TokenIssuer", "Verifications", "admit",
-           "authenticate", "authorize", "require"]
+           "authenticate", "authorize", "require", "session_began"]
 
 log = logging.getLogger("permed.serve")
 
@@ -42,6 +42,7 @@ JWT_ALGORITHMS = ["HS256"]
 _BEARER = {"WWW-Authenticate": "Bearer"}
 _KEY_ID = re.compile(r"pmd_([0-9a-f]{12})_")  # the form Storage issues; anything else unrecorded
 REVOCATION_SECONDS = 1.0  # how often a service reads the security epoch
+QUIET_SECONDS = 60.0  # while those reads fail: one line in the log at most this often
 SESSION_ENDED = ("the session was ended by an administrator: log in again with your API key "
                  "(POST /v1/auth/token with Authorization: Bearer <API key>)")
 
@@ -54,7 +55,8 @@ class TokenIssuer:
     keeps that time, and renewal is refused once the session is older than
     ``max_session_minutes``: a token taken from a user cannot be renewed for ever while they
     stay active. An administrator can end a user's sessions at once
-    (:meth:`Storage.end_sessions`): their tokens from before are refused.
+    (:meth:`Storage.end_sessions`): their tokens from before (or the same millisecond) are
+    refused, and so are report tickets minted with them (a ticket carries the session's start).
 
     Parameters
     ----------
@@ -158,6 +160,26 @@ def _session_start(claims: dict[str, Any]) -> float | None:
     return None
 
 
+def session_began(claims: dict[str, Any], not_before: float | None) -> float | None:
+    """When the session of a token (or a report ticket) with ``claims`` began
+    (:func:`_session_start`), checked against the time its user's sessions were ended.
+
+    A session that began at that very millisecond is ended too: the administrator's command
+    and a login in the same millisecond cannot be ordered, so the token is refused (a new
+    login a millisecond later works).
+
+    Raises
+    ------
+    SecurityError
+        The user's sessions were ended (``not_before``) at or after the session began, or the
+        token does not say when it began.
+    """
+    began = _session_start(claims)
+    if not_before is not None and (began is None or began <= not_before):
+        raise SecurityError(SESSION_ENDED)
+    return began
+
+
 def _span(minutes: int) -> str:
     """``12 h``, ``1 h 5 min``, ``40 min``."""
     hours, rest = divmod(minutes, 60)
@@ -248,10 +270,7 @@ def _principal(request: Request, token: str, recheck: bool = False) -> Principal
         if found is None:
             raise SecurityError(f"the bearer token names user '{user}', who is not active")
         role, not_before = found
-        began = _session_start(claims)
-        if not_before is not None and (began is None or began < not_before):
-            raise SecurityError(SESSION_ENDED)
-        return Principal(user, role, f"jwt:{user}", began)
+        return Principal(user, role, f"jwt:{user}", session_began(claims, not_before))
     raise SecurityError("the bearer credential is neither an API key nor a token")
 
 
@@ -323,6 +342,9 @@ class Revocations:
     storage : Storage
     seconds : float
         Between two reads of the epoch.
+    quiet_seconds : float
+        While the reads fail: the first failure is logged with its traceback, then one line at
+        most this often, and the first read that works again.
 
     Attributes
     ----------
@@ -330,9 +352,11 @@ class Revocations:
         Cache entries dropped so far.
     """
 
-    def __init__(self, storage: Storage, seconds: float = REVOCATION_SECONDS) -> None:
+    def __init__(self, storage: Storage, seconds: float = REVOCATION_SECONDS,
+                 quiet_seconds: float = QUIET_SECONDS) -> None:
         self.storage = storage
         self.seconds = seconds
+        self.quiet_seconds = quiet_seconds
         self.dropped = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -346,20 +370,63 @@ class Revocations:
                                         daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
-        """Stop the thread, after the read under way."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread, after the read under way; wait for it at most ``timeout`` seconds
+        (a read that hangs on an unreachable database must not hold up shutdown: the thread is
+        a daemon and ends with the process)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the security epoch's reader did not stop within %g s (a read of "
+                            "the database is hanging); it ends with the process", timeout)
             self._thread = None
 
     def _run(self) -> None:
+        failing = _Outage(self.quiet_seconds)
         while not self._stop.wait(self.seconds):
             try:
                 self.dropped += self.storage.sync_revocations()
-            except Exception:  # noqa: BLE001 - cached keys still expire after key_cache_seconds
-                log.exception("could not read the security epoch: keys revoked by another "
-                              "process stay trusted here until their cache entry expires")
+            except Exception as exc:  # noqa: BLE001 - cached keys still expire meanwhile
+                failing.failed(exc)
+            else:
+                failing.recovered()
+
+
+class _Outage:
+    """The log of a read that fails every second while the database is unreachable: the first
+    failure with its traceback, then a one-line summary at most every ``quiet_seconds``, and
+    the recovery."""
+
+    def __init__(self, quiet_seconds: float) -> None:
+        self.quiet_seconds = quiet_seconds
+        self.failures = 0
+        self._since = self._said = 0.0
+
+    def failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        if self.failures == 1:
+            self._since = self._said = now
+            log.exception("could not read the security epoch: keys revoked by another "
+                          "process stay trusted here until their cache entry expires (at most "
+                          "key_cache_seconds); retrying every second")
+        elif now - self._said >= self.quiet_seconds:
+            self._said = now
+            log.error("still cannot read the security epoch: %d failed reads in %.0f s, the "
+                      "last: %s", self.failures, now - self._since, _one_line(exc))
+
+    def recovered(self) -> None:
+        if self.failures:
+            log.warning("read the security epoch again after %d failed reads in %.0f s",
+                        self.failures, time.monotonic() - self._since)
+            self.failures = 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: the first line of the message``."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def _heard(check: asyncio.Future[Principal]) -> None:

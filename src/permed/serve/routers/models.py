@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from permed.exceptions import SecurityError
-from permed.serve._auth import require
+from permed.serve._auth import require, session_began
 from permed.serve._storage import Principal
 from permed.serve.routers._deps import ERRORS, served_model
 
@@ -50,7 +50,9 @@ async def model_metrics(request: Request, name: str,
 async def report_ticket(request: Request, name: str,
                         principal: Principal = Depends(readers)) -> dict[str, str]:
     served_model(request, name)
-    ticket = request.app.state.tokens.issue(principal.user, _REPORT_AUDIENCE, minutes=1)
+    # the session's start goes with the ticket: ending the user's sessions voids it too
+    ticket = request.app.state.tokens.issue(principal.user, _REPORT_AUDIENCE, minutes=1,
+                                            auth_time=principal.auth_time)
     return {"url": f"/v1/models/{name}/report?ticket={ticket}"}
 
 
@@ -62,11 +64,18 @@ async def model_report(request: Request, name: str,
                        ) -> Response:
     tokens, storage = request.app.state.tokens, request.app.state.storage
     try:
-        user = tokens.subject(ticket, _REPORT_AUDIENCE)
+        claims = tokens.claims(ticket, _REPORT_AUDIENCE)
     except SecurityError as exc:
         raise HTTPException(401, detail=f"report link: {exc}") from None
-    role = storage.user_role(user)
+    user = str(claims["sub"])
+    found = storage.active_user(user)  # the role and the end of sessions: one read
+    role = None if found is None else found[0]
     request.state.principal = Principal(user, role or "none", f"ticket:{user}")  # for the audit
+    if found is not None:
+        try:
+            session_began(claims, found[1])
+        except SecurityError as exc:
+            raise HTTPException(401, detail=f"report link: {exc}") from None
     if role not in ("clinician", "scientist"):
         raise HTTPException(403, detail="the report is for the clinician and scientist roles")
     served = served_model(request, name)
