@@ -4,6 +4,7 @@ and HTTPS with --tls-cert/--tls-key."""
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import ipaddress
 import subprocess
 import sys
@@ -140,6 +141,7 @@ def test_users_end_sessions_and_revoke_reach_a_running_service(runs, tmp_path, s
             assert client.get("/v1/models").status_code == 200
             ended = permed("users", "end-sessions", "ivy", "--data-dir", tmp_path)
             refused = client.get("/v1/models")  # at once: tokens are checked on every request
+        until = service.app.state.storage.active_user("ivy")[1]
         with service.client("ivy") as client:
             assert client.get("/v1/models").status_code == 200  # the key still works
         with service.client("jon") as client:
@@ -153,13 +155,110 @@ def test_users_end_sessions_and_revoke_reach_a_running_service(runs, tmp_path, s
         service.stop()
     assert ended.returncode == 0, ended.stderr
     message = " ".join(ended.stderr.split())
-    assert message.startswith("sessions of user 'ivy' ended: their bearer tokens from before ")
-    assert message.endswith(" are refused; their API keys still work")
+    stamped = dt.datetime.fromtimestamp(until, dt.UTC).isoformat(timespec="milliseconds")
+    assert message.startswith(f"sessions of user 'ivy' ended: their bearer tokens issued up to "
+                              f"now ({stamped}) are refused; their API keys still work ")
+    assert "warning" not in message  # recorded: this process holds the service's key
     assert refused.status_code == 401
     assert refused.json()["detail"].startswith("the session was ended by an administrator")
     assert revoked.returncode == 0, revoked.stderr
     assert response.status_code == 401
     assert response.json()["detail"] == "the API key was revoked"
+
+
+def test_end_sessions_lists_what_a_stolen_admin_token_made_and_both_commands_are_audited(
+        runs, tmp_path, start_service):
+    from permed.serve import Settings
+
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0, max_auth_failures=0),
+                            {"ada": "admin", "jon": "clinician", "root": "admin"})
+    try:
+        with service.client("ada") as client:
+            token = client.post("/v1/auth/token").json()["access_token"]
+        with service.client(Authorization=f"Bearer {token}") as stolen:  # the thief's calls
+            assert stolen.post("/v1/users", json={"name": "mal", "role": "admin"}
+                               ).status_code == 201
+            assert stolen.post("/v1/users/jon/keys").status_code == 201
+        ended = permed("users", "end-sessions", "ada", "--data-dir", tmp_path)
+        revoked = permed("users", "revoke", "mal", "--data-dir", tmp_path)
+        with service.client("root") as client:
+            entries = client.get("/v1/audit", params={"limit": 20}).json()
+            verified = client.get("/v1/audit/verify").json()
+        with service.app.state.storage.engine.connect() as connection:
+            keys = dict(connection.exec_driver_sql(
+                "SELECT k.key_id, u.name FROM api_keys k JOIN users u ON u.id = k.user_id").all())
+    finally:
+        service.stop()
+    assert ended.returncode == 0, ended.stderr
+    lines = ended.stderr.splitlines()
+    review = lines.index(next(line for line in lines if line.startswith("made since ")))
+    assert lines[review].endswith(  # one line: not wrapped, for grep
+        ", the earliest start of a session this ended (check that 'ada' made them; a stolen "
+        "token could have; revoke the others with permed users revoke NAME):")
+    listed = [" ".join(line.split()) for line in lines[review + 1:]]
+    seq = {e["action"]: e["seq"] for e in entries if e["user"] == "ada"}
+    ada_key = next(key_id for key_id, user in keys.items() if user == "ada")
+    for expected in (f"API key {ada_key} of 'ada', made ",
+                     f"audit entry {seq['add_user']}, ",
+                     f"audit entry {seq['new_key']}, "):
+        assert any(line.startswith(expected) for line in listed), (expected, listed)
+    assert any(line.endswith(": add_user (/v1/users)") for line in listed)
+    assert any(line.endswith(": new_key (/v1/users/{name}/keys) for user 'jon'")
+               for line in listed)
+    assert any(line.startswith("user 'mal' (admin) added ") for line in listed)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "warning" not in revoked.stderr
+    cli = [e for e in entries if e["user"] == f"cli:{getpass.getuser()}"]
+    assert [(e["action"], e["outcome"], e["details"]["command"], e["details"]["target"])
+            for e in cli] == [("end_sessions", "success", "permed users end-sessions", "ada"),
+                              ("revoke", "success", "permed users revoke", "mal")]
+    assert cli[1]["details"]["revoked_keys"] == 1
+    assert verified["ok"] is True, verified
+
+
+def test_a_command_without_the_services_integrity_key_is_not_audited_and_says_why(
+        runs, tmp_path, start_service, monkeypatch):
+    from permed.privacy import create_key_file
+    from permed.serve import Settings
+
+    fresh = tmp_path / "fresh"  # a database no service has written to: no chain yet
+    assert permed("users", "add", "una", "--role", "clinician", "--data-dir",
+                  fresh).returncode == 0
+    unchained = permed("users", "end-sessions", "una", "--data-dir", fresh)
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
+                                     database_url=None, rate_limit=0, max_auth_failures=0),
+                            {"ada": "admin", "kit": "clinician"})
+    try:
+        with service.client("ada") as client:
+            assert client.get("/v1/users").status_code == 200  # the chain's first entry
+        chained = service.app.state.key.key_id
+        other = create_key_file(tmp_path / "other.key")
+        monkeypatch.setenv("PERMED_INTEGRITY_KEY", str(tmp_path / "other.key"))
+        ended = permed("users", "end-sessions", "kit", "--data-dir", tmp_path)
+        monkeypatch.setenv("PERMED_INTEGRITY_KEY", str(tmp_path / "missing.key"))
+        revoked = permed("users", "revoke", "kit", "--data-dir", tmp_path)
+        with service.client("ada") as client:
+            entries = client.get("/v1/audit", params={"limit": 20}).json()
+            verified = client.get("/v1/audit/verify").json()
+    finally:
+        service.stop()
+    assert unchained.returncode == 0, unchained.stderr
+    assert " ".join(unchained.stderr.split()).endswith(
+        "warning: not recorded in the service's audit trail: it has no entry yet, so the key "
+        "that chains it is unknown: start the service once")
+    assert ended.returncode == 0, ended.stderr
+    assert " ".join(ended.stderr.split()).endswith(
+        f"warning: not recorded in the service's audit trail: it is chained with integrity key "
+        f"{chained}, and {tmp_path / 'other.key'} is key {other.key_id}: run the command as the "
+        "service's account, or set PERMED_INTEGRITY_KEY to the service's key file")
+    assert revoked.returncode == 0, revoked.stderr
+    assert " ".join(revoked.stderr.split()) == (
+        f"user 'kit' deactivated; 1 key(s) revoked warning: not recorded in the service's audit "
+        f"trail: no integrity key at {tmp_path / 'missing.key'}: run the command as the "
+        "service's account, or set PERMED_INTEGRITY_KEY to the service's key file")
+    assert not [e for e in entries if e["user"].startswith("cli:")]
+    assert verified["ok"] is True, verified
 
 
 def test_a_database_that_refuses_the_migration_is_an_error_message(tmp_path, capsys):

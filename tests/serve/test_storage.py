@@ -415,3 +415,32 @@ def test_a_schema_change_the_database_refuses_names_it_and_gives_the_statement(
         assert opened.active_user("olga") == ("clinician", None)
     finally:
         opened.dispose()
+
+
+def test_what_a_stolen_credential_could_have_made_since_a_time(storage):
+    import time
+
+    storage.add_user("root", "admin")
+    storage.add_user("old", "clinician")
+    with storage.engine.begin() as connection:  # made before the window
+        connection.execute(text("UPDATE users SET created = '2025-01-01T00:00:00.000+00:00'"))
+        connection.execute(text("UPDATE api_keys SET created = '2025-01-01T00:00:00.000+00:00'"))
+    since = time.time()
+    trail = AuditTrail(storage, generate_key())
+    trail.append("root", "add_user", "success", endpoint="/v1/users", model=None)
+    storage.add_user("mallory", "admin")
+    trail.append("root", "new_key", "success", endpoint="/v1/users/{name}/keys", model="old")
+    storage.new_key("old")
+    root_key = storage.new_key("root")
+    trail.append("root", "new_key", "denied: 403", endpoint="/v1/users/{name}/keys", model="x")
+    trail.append("old", "new_key", "success", endpoint="/v1/users/{name}/keys", model="old")
+    trail.append("root", "list_users", "success", endpoint="/v1/users", model=None)
+    made = storage.made_since("root", since)
+    assert [(k["key_id"], k["revoked"]) for k in made["keys"]] == [(root_key.split("_")[1],
+                                                                     False)]
+    assert [(g["seq"], g["action"], g["endpoint"], g["user"]) for g in made["grants"]] == [
+        (1, "add_user", "/v1/users", None), (2, "new_key", "/v1/users/{name}/keys", "old")]
+    assert [(u["name"], u["role"], u["active"]) for u in made["users"]] == [
+        ("mallory", "admin", True)]
+    with pytest.raises(UnknownUser, match="^user 'nobody' does not exist"):
+        storage.made_since("nobody", since)

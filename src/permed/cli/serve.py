@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,16 +168,19 @@ def revoke_user(
     """Deactivate a user and revoke all their keys.
 
     A running service refuses their keys within about a second, and their bearer tokens at
-    once.
+    once. Recorded in the service's audit trail as user cli:<your login> when this process
+    holds the integrity key that chains it.
     """
     from permed.serve import Storage
 
     storage = Storage(_settings(data_dir).url)
     try:
         count = storage.revoke(name)
+        unrecorded = _audit(storage, "revoke", target=name, revoked_keys=count)
     finally:
         storage.dispose()
     err.print(f"user '{name}' deactivated; {count} key(s) revoked", highlight=False)
+    _warn(unrecorded)
 
 
 @users_app.command("end-sessions")
@@ -187,19 +191,105 @@ def end_sessions(
     """End a user's sessions: every bearer token issued to them so far is refused, at once.
 
     Their API keys still work: they log in again with one (POST /v1/auth/token). For a token
-    that may have been stolen; use `permed users revoke` for a key.
+    that may have been stolen; use `permed users revoke` for a key. Lists the API keys and
+    users made since the earliest session this ended, which a stolen token could have made:
+    review them (docs/security.md). Recorded in the service's audit trail as user
+    cli:<your login> when this process holds the integrity key that chains it.
 
     Example: permed users end-sessions alice
     """
-    from datetime import UTC, datetime
-
     from permed.serve import Storage
 
-    storage = Storage(_settings(data_dir).url)
+    settings = _settings(data_dir)
+    storage = Storage(settings.url)
     try:
         ended = storage.end_sessions(name)
+        since = ended - 60 * settings.max_session_minutes  # no session still open began earlier
+        made = storage.made_since(name, since)
+        unrecorded = _audit(storage, "end_sessions", target=name,
+                            sessions_not_before=_iso(ended))
     finally:
         storage.dispose()
-    since = datetime.fromtimestamp(ended, UTC).isoformat(timespec="seconds")
-    err.print(f"sessions of user '{name}' ended: their bearer tokens from before {since} are "
-              "refused; their API keys still work", highlight=False)
+    err.print(f"sessions of user '{name}' ended: their bearer tokens issued up to now "
+              f"({_iso(ended)}) are refused; their API keys still work", highlight=False)
+    _review(name, since, made)
+    _warn(unrecorded)
+
+
+def _iso(seconds: float) -> str:
+    """A time to the millisecond, as the service writes times."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
+def _review(name: str, since: float, made: dict[str, list[dict[str, Any]]]) -> None:
+    """Print what a stolen token of ``name`` could have made since ``since``, if anything."""
+    lines = [f"  API key {key['key_id']} of '{name}', made {key['created']}"
+             + (" (revoked)" if key["revoked"] else "") for key in made["keys"]]
+    lines += [f"  audit entry {grant['seq']}, {grant['time']}: {grant['action']} "
+              f"({grant['endpoint']})" + (f" for user '{grant['user']}'" if grant["user"]
+                                          else "") for grant in made["grants"]]
+    lines += [f"  user '{user['name']}' ({user['role']}) added {user['created']}"
+              + ("" if user["active"] else " (deactivated)") for user in made["users"]]
+    if not lines:
+        return
+    err.print(f"made since {_iso(since)}, the earliest start of a session this ended (check "
+              f"that '{name}' made them; a stolen token could have; revoke the others with "
+              "permed users revoke NAME):", highlight=False, soft_wrap=True)
+    for line in lines:
+        err.print(line, highlight=False, soft_wrap=True)
+
+
+def _audit(storage: Any, action: str, **details: Any) -> str | None:
+    """Append a successful ``action`` by ``cli:<login>`` to the service's audit chain; None
+    when done, else why not.
+
+    Only with the integrity key that chains the trail (its head's key id): a key of another
+    account, or one created here on first use, would append entries that break verification.
+    """
+    from permed.exceptions import SecurityError
+    from permed.privacy import ENV_INTEGRITY, permed_home, read_key_file
+    from permed.serve import AuditTrail
+    from permed.serve._storage import WriterBusy
+
+    named = os.environ.get(ENV_INTEGRITY)
+    path = Path(named) if named else permed_home() / "integrity.key"
+    why = "not recorded in the service's audit trail: "
+    head = storage.audit_head()
+    if head is None:
+        return why + ("it has no entry yet, so the key that chains it is unknown: start the "
+                      "service once")
+    if not path.is_file():
+        return why + (f"no integrity key at {path}: run the command as the service's account, "
+                      f"or set {ENV_INTEGRITY} to the service's key file")
+    try:
+        key = read_key_file(path)
+    except SecurityError as exc:
+        return why + str(exc)
+    if key.key_id != head["key_id"]:
+        return why + (f"it is chained with integrity key {head['key_id']}, and {path} is key "
+                      f"{key.key_id}: run the command as the service's account, or set "
+                      f"{ENV_INTEGRITY} to the service's key file")
+    try:
+        AuditTrail(storage, key).append(f"cli:{_login()}", action, "success",
+                                        command=f"permed users {action.replace('_', '-')}",
+                                        **details)
+    except (PermedError, WriterBusy) as exc:
+        return why + str(exc)
+    return None
+
+
+def _login() -> str:
+    """The operating system's name for the user running the command."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a container)
+        return f"uid {os.getuid()}"
+
+
+def _warn(unrecorded: str | None) -> None:
+    if unrecorded is not None:
+        err.print(f"warning: {unrecorded}", style="yellow", highlight=False, soft_wrap=True)

@@ -58,10 +58,12 @@ from sqlalchemy.schema import CreateTable
 from permed.exceptions import PermedError, SecurityError
 from permed.serve._settings import ROLES
 
-__all__ = ["BUSY_SECONDS", "KEY_PREFIX", "LOCK_SECONDS", "Principal", "Storage",
+__all__ = ["BUSY_SECONDS", "GRANTS", "KEY_PREFIX", "LOCK_SECONDS", "Principal", "Storage",
            "UnknownUser", "WriterBusy", "make_engine", "now_seconds"]
 
 KEY_PREFIX = "pmd"
+# The audited actions of the service that give someone a credential (router function names).
+GRANTS = ("add_user", "new_key")
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
 BUSY_SECONDS = 30  # how long SQLite waits for another writer
 
@@ -391,6 +393,42 @@ class Storage:
             user.sessions_not_before = ended = now_seconds()
             session.commit()
         return ended
+
+    def made_since(self, name: str, since: float) -> dict[str, list[dict[str, Any]]]:
+        """What a stolen credential of user ``name`` could have left behind since ``since``
+        (seconds since the epoch): ``keys``, their API keys made since (key id, time, whether
+        revoked); ``grants``, the successful ``add_user`` and ``new_key`` requests they made
+        through the service since (audit entries: seq, time, action, endpoint, the user named
+        in the path; an ``add_user`` entry does not name the user added); and ``users``, every
+        user added since, by anyone (name, role, time, whether active).
+
+        Raises
+        ------
+        UnknownUser
+            No such user.
+        """
+        after = datetime.fromtimestamp(since, UTC).isoformat(timespec="milliseconds")
+        with self.session() as session:
+            user = self._user(session, name)
+            keys = session.execute(select(KeyRow).where(KeyRow.user_id == user.id,
+                                                        KeyRow.created >= after)
+                                   .order_by(KeyRow.created)).scalars().all()
+            entries = session.execute(select(AuditRow).where(
+                AuditRow.user == name, AuditRow.action.in_(GRANTS),
+                AuditRow.outcome == "success", AuditRow.time >= after)
+                .order_by(AuditRow.seq)).scalars().all()
+            users = session.execute(select(UserRow).where(UserRow.created >= after)
+                                    .order_by(UserRow.created)).scalars().all()
+        grants = []
+        for row in entries:
+            details = json.loads(row.details)
+            grants.append({"seq": row.seq, "time": row.time, "action": row.action,
+                           "endpoint": details.get("endpoint"),
+                           "user": details.get("model")})  # the path's {name}
+        return {"keys": [{"key_id": k.key_id, "created": k.created, "revoked": k.revoked}
+                         for k in keys], "grants": grants,
+                "users": [{"name": u.name, "role": u.role, "created": u.created,
+                           "active": u.active} for u in users]}
 
     def active_user(self, name: str) -> tuple[str, float | None] | None:
         """The role of an active user and the time before which their sessions were ended
