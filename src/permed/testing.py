@@ -20,6 +20,8 @@ __all__ = [
     "assert_valid_survival",
     "run_permed",
     "shared_data",
+    "site_diagnose_cohort",
+    "site_risk_cohort",
 ]
 
 
@@ -145,3 +147,33 @@ def run_permed(*args: object, cwd: Path | None = None,
                             capture_output=True, text=True, cwd=cwd, timeout=timeout)
     assert "Traceback" not in result.stderr, result.stderr
     return result
+
+
+def site_diagnose_cohort(n: int, seed: int, shift: float = 0.0, grade: bool = False):
+    """A simulated binary diagnose cohort of ``n`` patients (``x1``, ``x2``, ``disease`` yes/no;
+    with ``grade``, a categorical ``grade`` cut from ``x1``) whose site adds ``shift`` to the
+    log-odds: a second site for recalibration tests."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    disease = rng.random(n) < 1 / (1 + np.exp(-(shift - 0.5 + x1 + 0.8 * x2)))
+    frame = pd.DataFrame({"x1": x1.round(3), "x2": x2.round(3)})
+    if grade:
+        frame["grade"] = np.where(x1 < -0.5, "low", np.where(x1 < 0.5, "mid", "high"))
+    frame["disease"] = np.where(disease, "yes", "no")
+    return frame
+
+
+def site_risk_cohort(n: int, seed: int, hazard_ratio: float = 1.0):
+    """A simulated survival cohort of ``n`` patients (``x1``, ``years``, ``died``) with
+    exponential event times, censored uniformly on 1-6 years, whose site multiplies the
+    baseline hazard by ``hazard_ratio``."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    event_time = rng.exponential(1 / (0.2 * hazard_ratio * np.exp(0.7 * x1)))
+    censored = rng.uniform(1, 6, n)
+    return pd.DataFrame({"x1": x1.round(3), "years": np.minimum(event_time, censored).round(3)
+                         + 1e-3, "died": (event_time <= censored).astype(int)})

@@ -7,43 +7,24 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from permed.study import Study
-from permed.testing import run_permed
+from permed.testing import run_permed, site_diagnose_cohort, site_risk_cohort
 from permed.workflow import TrainConfig, train_run
 
 FAST = {"n_boot": 100, "cv": 3}
-
-
-def _diagnose(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x1, x2 = rng.normal(size=n), rng.normal(size=n)
-    disease = rng.random(n) < 1 / (1 + np.exp(-(shift - 0.5 + x1 + 0.8 * x2)))
-    grade = np.where(x1 < -0.5, "low", np.where(x1 < 0.5, "mid", "high"))
-    return pd.DataFrame({"x1": x1.round(3), "x2": x2.round(3), "grade": grade,
-                         "disease": np.where(disease, "yes", "no")})
-
-
-def _risk(n: int, seed: int, hazard_ratio: float = 1.0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x1 = rng.normal(size=n)
-    event_time = rng.exponential(1 / (0.2 * hazard_ratio * np.exp(0.7 * x1)))
-    censored = rng.uniform(1, 6, n)
-    return pd.DataFrame({"x1": x1.round(3), "years": np.minimum(event_time, censored).round(3)
-                         + 1e-3, "died": (event_time <= censored).astype(int)})
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """Source runs (binary, three-class, risk) and local cohorts, in one folder."""
     tmp = tmp_path_factory.mktemp("recalibrate-cli")
-    _diagnose(600, 1).to_csv(tmp / "source.csv", index=False)
-    _diagnose(600, 2, shift=1.0).to_csv(tmp / "local.csv", index=False)
-    _risk(600, 1).to_csv(tmp / "risk_source.csv", index=False)
-    _risk(600, 2, 2.0).to_csv(tmp / "risk_local.csv", index=False)
+    site_diagnose_cohort(600, 1, grade=True).to_csv(tmp / "source.csv", index=False)
+    site_diagnose_cohort(600, 2, shift=1.0, grade=True).to_csv(tmp / "local.csv", index=False)
+    site_risk_cohort(600, 1).to_csv(tmp / "risk_source.csv", index=False)
+    site_risk_cohort(600, 2, 2.0).to_csv(tmp / "risk_local.csv", index=False)
     config = TrainConfig(models=["logistic"], **FAST)
     train_run(tmp / "source.csv", Study(task="diagnose", target="disease", drop=["grade"]),
               config, tmp / "src")

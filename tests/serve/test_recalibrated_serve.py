@@ -9,25 +9,9 @@ import pandas as pd
 import pytest
 
 from permed.study import Study
+from permed.testing import site_diagnose_cohort, site_risk_cohort
 from permed.workflow import TrainConfig, predict_run, train_run
 from permed.workflow._recalibrate import recalibrate_run
-
-
-def _diagnose(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x1, x2 = rng.normal(size=n), rng.normal(size=n)
-    disease = rng.random(n) < 1 / (1 + np.exp(-(shift - 0.5 + x1 + 0.8 * x2)))
-    return pd.DataFrame({"x1": x1.round(3), "x2": x2.round(3),
-                         "disease": np.where(disease, "yes", "no")})
-
-
-def _risk(n: int, seed: int, hazard_ratio: float = 1.0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x1 = rng.normal(size=n)
-    event_time = rng.exponential(1 / (0.2 * hazard_ratio * np.exp(0.7 * x1)))
-    censored = rng.uniform(1, 6, n)
-    return pd.DataFrame({"x1": x1.round(3), "years": np.minimum(event_time, censored).round(3)
-                         + 1e-3, "died": (event_time <= censored).astype(int)})
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +19,10 @@ def recalibrated_service(tmp_path_factory, start_service):
     from permed.serve import Settings
 
     tmp = tmp_path_factory.mktemp("recalibrated-serve")
-    _diagnose(600, 1).to_csv(tmp / "source.csv", index=False)
-    _diagnose(600, 2, shift=1.0).to_csv(tmp / "local.csv", index=False)
-    _risk(600, 1).to_csv(tmp / "risk_source.csv", index=False)
-    _risk(600, 2, 2.0).to_csv(tmp / "risk_local.csv", index=False)
+    site_diagnose_cohort(600, 1).to_csv(tmp / "source.csv", index=False)
+    site_diagnose_cohort(600, 2, shift=1.0).to_csv(tmp / "local.csv", index=False)
+    site_risk_cohort(600, 1).to_csv(tmp / "risk_source.csv", index=False)
+    site_risk_cohort(600, 2, 2.0).to_csv(tmp / "risk_local.csv", index=False)
     fast = {"cv": 3, "n_boot": 100}
     source = train_run(tmp / "source.csv", Study(task="diagnose", target="disease"),
                        TrainConfig(models=["logistic"], **fast), tmp / "src")
