@@ -145,13 +145,7 @@ def test_two_workers_share_the_port_the_database_and_the_audit_chain(runs, tmp_p
         storage.dispose()
     frame = pd.read_csv(runs["vitals"].parent / "vitals.csv").drop(columns=["admitted"])
     patients = frame.iloc[:REQUESTS].to_dict("records")
-    port = _free_port()
-    env = {name: value for name, value in os.environ.items() if name != "PERMED_DATABASE_URL"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "permed.cli.main", "serve", f"vitals={runs['vitals']}", "--port",
-         str(port), "--data-dir", str(tmp_path), "--workers", "2", "--no-pin"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    base = f"http://127.0.0.1:{port}"
+    server, base = _serve_two_workers(runs, tmp_path)
     try:
         health = _wait_for_health(base, server)
         workers = _workers_of(server.pid)
@@ -183,6 +177,18 @@ def test_two_workers_share_the_port_the_database_and_the_audit_chain(runs, tmp_p
     assert [entry["action"] for entry in entries] == ["predict"] * REQUESTS
 
 
+def _serve_two_workers(runs, tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """``permed serve`` of the vitals run with two unpinned workers, on the SQLite database in
+    ``tmp_path``; the process and its base URL."""
+    port = _free_port()
+    env = {name: value for name, value in os.environ.items() if name != "PERMED_DATABASE_URL"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "permed.cli.main", "serve", f"vitals={runs['vitals']}", "--port",
+         str(port), "--data-dir", str(tmp_path), "--workers", "2", "--no-pin"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return server, f"http://127.0.0.1:{port}"
+
+
 def test_a_key_revoked_through_one_worker_is_refused_by_the_other_within_seconds(runs, tmp_path):
     url = f"sqlite:///{tmp_path / 'permed.db'}"
     storage = Storage(url)
@@ -191,13 +197,7 @@ def test_a_key_revoked_through_one_worker_is_refused_by_the_other_within_seconds
                 for name, role in (("alice", "clinician"), ("ada", "admin"))}
     finally:
         storage.dispose()
-    port = _free_port()
-    env = {name: value for name, value in os.environ.items() if name != "PERMED_DATABASE_URL"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "permed.cli.main", "serve", f"vitals={runs['vitals']}", "--port",
-         str(port), "--data-dir", str(tmp_path), "--workers", "2", "--no-pin"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    base = f"http://127.0.0.1:{port}"
+    server, base = _serve_two_workers(runs, tmp_path)
     bearer = {name: {"Authorization": f"Bearer {key}"} for name, key in keys.items()}
     try:
         assert _wait_for_health(base, server) is not None
