@@ -84,6 +84,15 @@ def test_the_threshold_is_the_corrected_standard_error_on_t():
     assert verdict.as_json()["threshold"] == pytest.approx(verdict.threshold, abs=1e-5)
 
 
+def test_with_a_fold_unscored_the_overlap_is_still_that_of_the_folds_run():
+    tuned, default = [0.70, 0.66, 0.69, np.nan, np.nan], [0.65, 0.65, 0.65, 0.65, 0.65]
+    verdict = judge([tuned], 0, default)
+    gain = np.array([0.05, 0.01, 0.04])
+    # 3 scored folds of a 5-fold CV: 1/3 for the mean, 1/4 for the training sets' overlap
+    assert verdict.standard_error == pytest.approx(gain.std(ddof=1) * np.sqrt(1 / 3 + 1 / 4))
+    assert verdict.threshold == pytest.approx(1.3213 * verdict.standard_error, rel=1e-3)
+
+
 def test_selection_takes_the_optimism_off_a_tuned_model_only():
     tuned = judge([[0.75, 0.76, 0.74], [0.70, 0.78, 0.70]], 0, [0.60, 0.61, 0.60])
     assert tuned.replace

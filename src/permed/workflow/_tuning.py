@@ -12,8 +12,9 @@ best score any trial reached there lies above the selected trial's score, averag
 With few folds both halves of that rule are too lenient: the folds' training sets overlap, so
 their gains are correlated and the plain standard error is too small, and the optimism, a mean
 over 3 folds, is itself noisy. The standard error is therefore Nadeau & Bengio's (2003)
-corrected one (variance times ``1/K + 1/(K-1)`` instead of ``1/K`` for K folds), and "one
-standard error" is read on Student's t with K - 1 degrees of freedom (the 84th percentile, 1.32
+corrected one (variance times ``1/K + 1/(K-1)`` instead of ``1/K`` for K folds; ``1/J +
+1/(K-1)`` when only J of them have a score), and "one standard error" is read on Student's t
+with J - 1 degrees of freedom (the 84th percentile, 1.32
 for 3 folds). In simulation (tests/workflow/test_tuning_rule.py), trials no better than the
 defaults replaced them in 35% of 3-fold searches under the plain rule and in 17% under this one;
 a setting truly better by 0.05 still replaced them in over 99%.
@@ -91,10 +92,12 @@ def judge(trial_scores: Sequence[Sequence[float]], best: int,
         nan = float("nan")
         return TuningVerdict(False, len(scores), nan, nan, nan, nan)
     gain = gain[scored]
-    folds = len(gain)
+    # the mean is over the scored folds; the overlap of training sets (test/train share
+    # 1/(K-1)) is that of the K folds the CV was run with
+    scored_folds, folds = len(gain), scores.shape[1]
     mean = float(gain.mean())
-    error = float(gain.std(ddof=1) * math.sqrt(1 / folds + 1 / (folds - 1)))
-    threshold = float(stats.t.ppf(_ONE_SE_LEVEL, folds - 1)) * error
+    error = float(gain.std(ddof=1) * math.sqrt(1 / scored_folds + 1 / (folds - 1)))
+    threshold = float(stats.t.ppf(_ONE_SE_LEVEL, scored_folds - 1)) * error
     optimism = selection_optimism(scores[:, scored], best)
     return TuningVerdict(bool(mean - optimism > threshold), len(scores), mean, optimism, error,
                          threshold)
