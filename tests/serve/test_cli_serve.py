@@ -290,3 +290,24 @@ def test_a_database_that_refuses_the_migration_is_an_error_message(tmp_path, cap
         "permed needs, and could not add it (not authorized): this database user may not change "
         "the schema: as the table's owner, run ALTER TABLE users ADD COLUMN sessions_not_before "
         "FLOAT; then start again")
+
+
+@pytest.mark.parametrize("args", [["revoke", "kit"], ["end-sessions", "kit"]])
+def test_a_failed_audit_entry_is_a_warning_after_the_changes_outcome(tmp_path, args):
+    """The change is committed before its audit entry: a database error in the entry had
+    ended in a traceback, and the outcome was never printed."""
+    import sqlite3
+
+    assert permed("users", "add", "kit", "--role", "clinician", "--data-dir",
+                  tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "permed.db") as connection:  # a damaged audit head
+        connection.executescript("DROP TABLE audit_head; "
+                                 "CREATE TABLE audit_head (id INTEGER PRIMARY KEY)")
+    done = permed("users", *args, "--data-dir", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    message = " ".join(done.stderr.split())
+    assert message.startswith("user 'kit' deactivated; 1 key(s) revoked" if args[0] == "revoke"
+                              else "sessions of user 'kit' ended: their bearer tokens issued")
+    assert message.endswith("warning: not recorded in the service's audit trail: no such "
+                            "column: audit_head.seq")

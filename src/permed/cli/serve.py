@@ -176,11 +176,10 @@ def revoke_user(
     storage = Storage(_settings(data_dir).url)
     try:
         count = storage.revoke(name)
-        unrecorded = _audit(storage, "revoke", target=name, revoked_keys=count)
+        err.print(f"user '{name}' deactivated; {count} key(s) revoked", highlight=False)
+        _record(storage, "revoke", target=name, revoked_keys=count)
     finally:
         storage.dispose()
-    err.print(f"user '{name}' deactivated; {count} key(s) revoked", highlight=False)
-    _warn(unrecorded)
 
 
 @users_app.command("end-sessions")
@@ -205,15 +204,12 @@ def end_sessions(
     try:
         ended = storage.end_sessions(name)
         since = ended - 60 * settings.max_session_minutes  # no session still open began earlier
-        made = storage.made_since(name, since)
-        unrecorded = _audit(storage, "end_sessions", target=name,
-                            sessions_not_before=_iso(ended))
+        err.print(f"sessions of user '{name}' ended: their bearer tokens issued up to now "
+                  f"({_iso(ended)}) are refused; their API keys still work", highlight=False)
+        _review(name, since, storage.made_since(name, since))
+        _record(storage, "end_sessions", target=name, sessions_not_before=_iso(ended))
     finally:
         storage.dispose()
-    err.print(f"sessions of user '{name}' ended: their bearer tokens issued up to now "
-              f"({_iso(ended)}) are refused; their API keys still work", highlight=False)
-    _review(name, since, made)
-    _warn(unrecorded)
 
 
 def _iso(seconds: float) -> str:
@@ -239,6 +235,26 @@ def _review(name: str, since: float, made: dict[str, list[dict[str, Any]]]) -> N
               "permed users revoke NAME):", highlight=False, soft_wrap=True)
     for line in lines:
         err.print(line, highlight=False, soft_wrap=True)
+
+
+def _record(storage: Any, action: str, **details: Any) -> None:
+    """Record a change already made (and printed) in the service's audit chain, or warn why
+    not in one line: the change stands either way, so nothing here may end in a traceback."""
+    try:
+        unrecorded = _audit(storage, action, **details)
+    except Exception as exc:  # noqa: BLE001 - a database or file error: the change is made
+        unrecorded = f"not recorded in the service's audit trail: {_reason(exc)}"
+    if unrecorded is not None:
+        err.print(f"warning: {unrecorded}", style="yellow", highlight=False, soft_wrap=True)
+
+
+def _reason(exc: Exception) -> str:
+    """An exception in one line: the database's own message for a database error."""
+    from sqlalchemy.exc import DBAPIError
+
+    said = str(exc.orig) if isinstance(exc, DBAPIError) and exc.orig is not None else str(exc)
+    lines = said.strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
 
 
 def _audit(storage: Any, action: str, **details: Any) -> str | None:
@@ -289,7 +305,3 @@ def _login() -> str:
     except (KeyError, OSError):  # no login name and no passwd entry (a container)
         return f"uid {os.getuid()}"
 
-
-def _warn(unrecorded: str | None) -> None:
-    if unrecorded is not None:
-        err.print(f"warning: {unrecorded}", style="yellow", highlight=False, soft_wrap=True)
