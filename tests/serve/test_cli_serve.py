@@ -4,7 +4,6 @@ and HTTPS with --tls-cert/--tls-key."""
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import ipaddress
 import subprocess
 import sys
@@ -167,9 +166,14 @@ def test_users_end_sessions_and_revoke_reach_a_running_service(runs, tmp_path, s
 
 
 def test_end_sessions_lists_what_a_stolen_admin_token_made_and_both_commands_are_audited(
-        runs, tmp_path, start_service):
+        runs, tmp_path, start_service, monkeypatch):
+    import os
+    import pwd
+
     from permed.serve import Settings
 
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # whoever runs it may set these
+        monkeypatch.setenv(variable, "someone-else")
     service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path,
                                      database_url=None, rate_limit=0, max_auth_failures=0),
                             {"ada": "admin", "jon": "clinician", "root": "admin"})
@@ -209,10 +213,13 @@ def test_end_sessions_lists_what_a_stolen_admin_token_made_and_both_commands_are
     assert any(line.startswith("user 'mal' (admin) added ") for line in listed)
     assert revoked.returncode == 0, revoked.stderr
     assert "warning" not in revoked.stderr
-    cli = [e for e in entries if e["user"] == f"cli:{getpass.getuser()}"]
-    assert [(e["action"], e["outcome"], e["details"]["command"], e["details"]["target"])
-            for e in cli] == [("end_sessions", "success", "permed users end-sessions", "ada"),
-                              ("revoke", "success", "permed users revoke", "mal")]
+    cli = [e for e in entries if e["user"].startswith("cli:")]
+    assert [(e["user"], e["action"], e["outcome"], e["details"]["command"],
+             e["details"]["target"], e["details"]["uid"]) for e in cli] == [
+        (f"cli:{pwd.getpwuid(os.geteuid()).pw_name}", "end_sessions", "success",
+         "permed users end-sessions", "ada", os.geteuid()),
+        (f"cli:{pwd.getpwuid(os.geteuid()).pw_name}", "revoke", "success",
+         "permed users revoke", "mal", os.geteuid())]
     assert cli[1]["details"]["revoked_keys"] == 1
     assert verified["ok"] is True, verified
 

@@ -290,18 +290,18 @@ def _audit(storage: Any, action: str, **details: Any) -> str | None:
     try:
         AuditTrail(storage, key).append(f"cli:{_login()}", action, "success",
                                         command=f"permed users {action.replace('_', '-')}",
-                                        **details)
+                                        uid=os.geteuid(), **details)
     except (PermedError, WriterBusy) as exc:
         return why + str(exc)
     return None
 
 
 def _login() -> str:
-    """The operating system's name for the user running the command."""
-    import getpass
+    """The account running the command, from its effective uid: never LOGNAME or USER, which
+    whoever runs it may set to any name."""
+    import pwd
 
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name and no passwd entry (a container)
-        return f"uid {os.getuid()}"
-
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # no passwd entry (a container)
+        return f"uid {os.geteuid()}"
