@@ -815,3 +815,31 @@ def test_closing_does_not_wait_for_a_read_that_hangs(caplog):
     assert [r.getMessage() for r in caplog.records if r.name == "permed.serve"] == [
         "the security epoch's reader did not stop within 0.2 s (a read of the database is "
         "hanging); it ends with the process"]
+
+
+def test_after_deleted_last_audit_entries_a_prediction_is_withheld_and_verify_says_so(
+        runs, tmp_path, start_service, bc_patients):
+    """An append had chained after the shortened tail and moved the head onto it, so the
+    deletion no longer showed."""
+    service = start_service(Settings(runs={"bc": runs["bc"]}, data_dir=tmp_path, database_url=None,
+                             rate_limit=0), {"ada": "admin", "alice": "clinician"})
+    try:
+        with service.client("alice") as client:
+            for _ in range(3):
+                assert client.get("/v1/models").status_code == 200
+            with service.app.state.storage.engine.begin() as connection:
+                connection.execute(text("DELETE FROM audit_events WHERE seq = 3"))
+            predicted = client.post("/v1/models/bc/predict", json={"patient": bc_patients[0]})
+        with service.client("ada") as client:
+            verified = client.get("/v1/audit/verify").json()
+        seqs = [row["seq"] for row in service.app.state.storage.audit_rows()]
+    finally:
+        service.stop()
+    assert predicted.status_code == 503
+    assert predicted.json()["detail"].startswith(
+        "the prediction could not be recorded in the prediction log and audit trail, so it is "
+        "withheld")
+    assert seqs == [1, 2]  # nothing was chained onto the shortened trail
+    assert not verified["ok"]
+    assert verified["problems"] == [
+        "entry 3 was deleted (the last entries: 'audit.log.head' records entry 3)"]

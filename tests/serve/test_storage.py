@@ -444,3 +444,29 @@ def test_what_a_stolen_credential_could_have_made_since_a_time(storage):
         ("mallory", "admin", True)]
     with pytest.raises(UnknownUser, match="^user 'nobody' does not exist"):
         storage.made_since("nobody", since)
+
+
+def test_an_append_after_deleted_last_entries_is_refused(storage):
+    """Appending had chained after the shortened tail and moved the head onto it: the deletion
+    then no longer showed on verify."""
+    from permed.exceptions import IntegrityError
+
+    trail = AuditTrail(storage, generate_key())
+    for _ in range(3):
+        trail.append("alice", "predict", "success")
+    with storage.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_events WHERE seq = 3"))
+    with pytest.raises(IntegrityError, match=(
+            r"^refusing to append to the audit trail: it ends at entry 2, but its head records "
+            r"entry 3: entries were deleted or replaced outside the service\. Check it with GET "
+            r"/v1/audit/verify, and restore the database from a backup$")):
+        trail.append("ada", "list_users", "success")
+    assert [row["seq"] for row in storage.audit_rows()] == [1, 2]
+    assert storage.audit_head()["seq"] == 3
+    assert trail.verify().problems == [
+        "entry 3 was deleted (the last entries: 'audit.log.head' records entry 3)"]
+    with storage.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_events"))
+    with pytest.raises(IntegrityError, match="^refusing to append to the audit trail: it holds "
+                                             "no entry, but its head records entry 3: "):
+        trail.append("ada", "list_users", "success")

@@ -55,6 +55,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.schema import CreateTable
 
+from permed.exceptions import IntegrityError as ChainBroken
 from permed.exceptions import PermedError, SecurityError
 from permed.serve._settings import ROLES
 
@@ -620,6 +621,10 @@ class Storage:
         ``chain(tail)`` gives the entries and head from the last entry's (seq, mac), read inside
         the transaction after taking the database's writer lock (SQLite's ``BEGIN IMMEDIATE``,
         a PostgreSQL transaction-level advisory lock), so concurrent processes append in turn.
+        That tail must be the one the stored head records: after the last entries were deleted
+        (or the last one replaced) outside the service, appending would move the head onto the
+        shortened chain and hide the deletion, so an ``IntegrityError`` (of
+        :mod:`permed.exceptions`) is raised instead and nothing is stored.
         Returns None, and stores nothing, if an entry's ``seq`` already exists (a database
         without such a lock, where another process appended first). A SQLite writer lock
         held by another connection for ``patience`` seconds raises :class:`WriterBusy`, and
@@ -634,7 +639,7 @@ class Storage:
         try:
             cursor = connection.cursor()
             self._statements.lock(cursor, patience)
-            entries, head = chain(self._statements.tail(cursor))
+            entries, head = chain(self._statements.checked_tail(cursor))
             audit = [{k: (json.dumps(v) if k == "details" else v) for k, v in entry.items()}
                      for entry in entries]
             self._statements.run(cursor, "prediction", predictions)
@@ -722,6 +727,8 @@ class _Statements:
         self._tail = str(select(AuditRow.seq, AuditRow.mac).order_by(AuditRow.seq.desc())
                          .limit(1).compile(dialect=dialect,
                                            compile_kwargs={"literal_binds": True}))
+        self._head = str(select(AuditHeadRow.seq, AuditHeadRow.mac).where(AuditHeadRow.id == 1)
+                         .compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
     def lock(self, cursor: Any, patience: float = BUSY_SECONDS) -> None:
         """Begin the transaction holding the audit chain's writer lock (where there is one);
@@ -760,6 +767,31 @@ class _Statements:
         cursor.execute(self._tail)
         row = cursor.fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
+
+    def checked_tail(self, cursor: Any) -> tuple[int, str] | None:
+        """:meth:`tail`, once it is checked against the stored head (where there is one).
+
+        Raises
+        ------
+        permed.exceptions.IntegrityError
+            The last entry is not the one the head records.
+        """
+        tail = self.tail(cursor)
+        cursor.execute(self._head)
+        row = cursor.fetchone()
+        if row is None or tail == (int(row[0]), str(row[1])):
+            return tail
+        head_seq = int(row[0])
+        if tail is None:
+            found = "holds no entry"
+        elif tail[0] == head_seq:
+            found = f"ends at entry {tail[0]}, whose MAC is not the one the head records"
+        else:
+            found = f"ends at entry {tail[0]}"
+        raise ChainBroken(
+            f"refusing to append to the audit trail: it {found}, but its head records entry "
+            f"{head_seq}: entries were deleted or replaced outside the service. Check it with "
+            "GET /v1/audit/verify, and restore the database from a backup")
 
     def run(self, cursor: Any, name: str, rows: list[dict[str, Any]]) -> None:
         """Run statement ``name`` once per row (``executemany``); nothing for no rows."""
