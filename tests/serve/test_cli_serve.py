@@ -183,7 +183,8 @@ def test_end_sessions_lists_what_a_stolen_admin_token_made_and_both_commands_are
         with service.client(Authorization=f"Bearer {token}") as stolen:  # the thief's calls
             assert stolen.post("/v1/users", json={"name": "mal", "role": "admin"}
                                ).status_code == 201
-            assert stolen.post("/v1/users/jon/keys").status_code == 201
+            made = stolen.post("/v1/users/jon/keys")
+            assert made.status_code == 201
         ended = permed("users", "end-sessions", "ada", "--data-dir", tmp_path)
         revoked = permed("users", "revoke", "mal", "--data-dir", tmp_path)
         with service.client("root") as client:
@@ -203,6 +204,9 @@ def test_end_sessions_lists_what_a_stolen_admin_token_made_and_both_commands_are
     listed = [" ".join(line.split()) for line in lines[review + 1:]]
     seq = {e["action"]: e["seq"] for e in entries if e["user"] == "ada"}
     ada_key = next(key_id for key_id, user in keys.items() if user == "ada")
+    stolen_jon_key = made.json()["api_key"].split("_")[1]
+    assert any(line.startswith(f"API key {stolen_jon_key} of 'jon', made ") and
+               line.endswith(" (not a key of 'ada')") for line in listed), listed
     for expected in (f"API key {ada_key} of 'ada', made ",
                      f"audit entry {seq['add_user']}, ",
                      f"audit entry {seq['new_key']}, "):

@@ -428,16 +428,17 @@ def test_what_a_stolen_credential_could_have_made_since_a_time(storage):
     since = time.time()
     trail = AuditTrail(storage, generate_key())
     trail.append("root", "add_user", "success", endpoint="/v1/users", model=None)
-    storage.add_user("mallory", "admin")
+    mallory_key = storage.add_user("mallory", "admin")
     trail.append("root", "new_key", "success", endpoint="/v1/users/{name}/keys", model="old")
-    storage.new_key("old")
+    old_key = storage.new_key("old")  # another user's key: listed though its entry may fail
     root_key = storage.new_key("root")
     trail.append("root", "new_key", "denied: 403", endpoint="/v1/users/{name}/keys", model="x")
     trail.append("old", "new_key", "success", endpoint="/v1/users/{name}/keys", model="old")
     trail.append("root", "list_users", "success", endpoint="/v1/users", model=None)
     made = storage.made_since("root", since)
-    assert [(k["key_id"], k["revoked"]) for k in made["keys"]] == [(root_key.split("_")[1],
-                                                                     False)]
+    assert [(k["key_id"], k["user"], k["revoked"]) for k in made["keys"]] == [
+        (mallory_key.split("_")[1], "mallory", False), (old_key.split("_")[1], "old", False),
+        (root_key.split("_")[1], "root", False)]
     assert [(g["seq"], g["action"], g["endpoint"], g["user"]) for g in made["grants"]] == [
         (1, "add_user", "/v1/users", None), (2, "new_key", "/v1/users/{name}/keys", "old")]
     assert [(u["name"], u["role"], u["active"]) for u in made["users"]] == [

@@ -221,8 +221,10 @@ def _iso(seconds: float) -> str:
 
 def _review(name: str, since: float, made: dict[str, list[dict[str, Any]]]) -> None:
     """Print what a stolen token of ``name`` could have made since ``since``, if anything."""
-    lines = [f"  API key {key['key_id']} of '{name}', made {key['created']}"
-             + (" (revoked)" if key["revoked"] else "") for key in made["keys"]]
+    lines = [f"  API key {key['key_id']} of '{key['user']}', made {key['created']}"
+             + (" (revoked)" if key["revoked"] else "")
+             + ("" if key["user"] == name else f" (not a key of '{name}')")
+             for key in made["keys"]]
     lines += [f"  audit entry {grant['seq']}, {grant['time']}: {grant['action']} "
               f"({grant['endpoint']})" + (f" for user '{grant['user']}'" if grant["user"]
                                           else "") for grant in made["grants"]]

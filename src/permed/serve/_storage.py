@@ -397,11 +397,13 @@ class Storage:
 
     def made_since(self, name: str, since: float) -> dict[str, list[dict[str, Any]]]:
         """What a stolen credential of user ``name`` could have left behind since ``since``
-        (seconds since the epoch): ``keys``, their API keys made since (key id, time, whether
-        revoked); ``grants``, the successful ``add_user`` and ``new_key`` requests they made
-        through the service since (audit entries: seq, time, action, endpoint, the user named
-        in the path; an ``add_user`` entry does not name the user added); and ``users``, every
-        user added since, by anyone (name, role, time, whether active).
+        (seconds since the epoch): ``keys``, every API key made since, of any user (key id,
+        its user, time, whether revoked: a stolen administrator's credential can make a key
+        for anyone, and the audit entry that would name it may have failed); ``grants``, the
+        successful ``add_user`` and ``new_key`` requests they made through the service since
+        (audit entries: seq, time, action, endpoint, the user named in the path; an
+        ``add_user`` entry does not name the user added); and ``users``, every user added
+        since, by anyone (name, role, time, whether active).
 
         Raises
         ------
@@ -410,10 +412,12 @@ class Storage:
         """
         after = datetime.fromtimestamp(since, UTC).isoformat(timespec="milliseconds")
         with self.session() as session:
-            user = self._user(session, name)
-            keys = session.execute(select(KeyRow).where(KeyRow.user_id == user.id,
-                                                        KeyRow.created >= after)
-                                   .order_by(KeyRow.created)).scalars().all()
+            self._user(session, name)
+            keys = session.execute(select(KeyRow.key_id, UserRow.name, KeyRow.created,
+                                          KeyRow.revoked)
+                                   .join(UserRow, UserRow.id == KeyRow.user_id)
+                                   .where(KeyRow.created >= after)
+                                   .order_by(KeyRow.created, KeyRow.id)).all()
             entries = session.execute(select(AuditRow).where(
                 AuditRow.user == name, AuditRow.action.in_(GRANTS),
                 AuditRow.outcome == "success", AuditRow.time >= after)
@@ -426,8 +430,8 @@ class Storage:
             grants.append({"seq": row.seq, "time": row.time, "action": row.action,
                            "endpoint": details.get("endpoint"),
                            "user": details.get("model")})  # the path's {name}
-        return {"keys": [{"key_id": k.key_id, "created": k.created, "revoked": k.revoked}
-                         for k in keys], "grants": grants,
+        return {"keys": [{"key_id": k.key_id, "user": k.name, "created": k.created,
+                          "revoked": k.revoked} for k in keys], "grants": grants,
                 "users": [{"name": u.name, "role": u.role, "created": u.created,
                            "active": u.active} for u in users]}
 
