@@ -471,3 +471,39 @@ def test_an_append_after_deleted_last_entries_is_refused(storage):
     with pytest.raises(IntegrityError, match="^refusing to append to the audit trail: it holds "
                                              "no entry, but its head records entry 3: "):
         trail.append("ada", "list_users", "success")
+
+
+def test_an_sqlite_file_this_process_may_not_write_is_named_with_its_permissions(tmp_path):
+    """SQLite has no owner to run ALTER TABLE as: the message had said to run it as one."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    path = tmp_path / "permed.db"
+    first = Storage(f"sqlite:///{path}")
+    _without_the_column(first)
+
+    def read_only(dbapi_connection, _):  # as a file of another account, opened by root or not
+        dbapi_connection.execute("PRAGMA query_only = 1")
+
+    event.listen(Engine, "connect", read_only)
+    try:
+        with pytest.raises(PermedError) as refused:
+            Storage(f"sqlite:///{path}")
+    finally:
+        event.remove(Engine, "connect", read_only)
+    assert str(refused.value) == (
+        _NO_COLUMN + "(attempt to write a readonly database): this process may not write the "
+        f"SQLite file {path}: check the permissions of the file, of its -wal and -shm files and "
+        "of its folder (the service's account must be able to write them), then start again")
+
+
+def test_an_unreachable_database_is_an_error_naming_it_without_its_password():
+    with pytest.raises(PermedError) as refused:
+        Storage("postgresql://permed:s3cret@127.0.0.1:1/permed")
+    message = str(refused.value)
+    assert message.startswith("could not open the service's database "
+                              "postgresql://127.0.0.1:1/permed (connection failed: "), message
+    assert message.endswith("): check that it is running and reachable from here, and its URL "
+                            "(PERMED_DATABASE_URL)")
+    assert "s3cret" not in message
+    assert "\n" not in message

@@ -29,7 +29,7 @@ from typing import Any
 from permed.exceptions import IntegrityError
 from permed.privacy import AuditReport, Key, verify_log
 from permed.privacy._audit import _PURPOSE, _ZERO, _head_mac, _mac
-from permed.serve._storage import BUSY_SECONDS, Storage, WriterBusy
+from permed.serve._storage import BUSY_SECONDS, Storage, WriterBusy, safe_url
 
 __all__ = ["AuditTrail", "prediction_digest"]
 
@@ -135,7 +135,7 @@ class AuditTrail:
     def verify(self) -> AuditReport:
         """Check every entry's MAC, the sequence, the chain and the head, then every stored
         prediction against the digest its audit entry recorded."""
-        path = Path(f"database:{_safe_url(self.storage.url)}")
+        path = Path(f"database:{safe_url(self.storage.url)}")
         if self.storage.audit_head() is None and not self.storage.audit_rows(limit=1):
             return AuditReport(path, problems=[
                 "cannot verify: the service's audit trail holds no entries: nothing has been "
@@ -247,11 +247,3 @@ class _Derived(Key):
         if purpose == _PURPOSE:
             return bytes(self._audit)  # type: ignore[attr-defined]
         return super().derive(purpose)
-
-
-def _safe_url(url: str) -> str:
-    """The database URL without a password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = rest.split("@", 1)[1]
-    return f"{scheme}{sep}{rest}"

@@ -60,7 +60,7 @@ from permed.exceptions import PermedError, SecurityError
 from permed.serve._settings import ROLES
 
 __all__ = ["BUSY_SECONDS", "GRANTS", "KEY_PREFIX", "LOCK_SECONDS", "Principal", "Storage",
-           "UnknownUser", "WriterBusy", "make_engine", "now_seconds"]
+           "UnknownUser", "WriterBusy", "make_engine", "now_seconds", "safe_url"]
 
 KEY_PREFIX = "pmd"
 # The audited actions of the service that give someone a credential (router function names).
@@ -187,6 +187,21 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def safe_url(url: str) -> str:
+    """The database URL without a password."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = rest.split("@", 1)[1]
+    return f"{scheme}{sep}{rest}"
+
+
+def _said(exc: DBAPIError) -> str:
+    """The database's own message, in one line."""
+    said = str(exc.orig) if exc.orig is not None else str(exc)
+    lines = said.strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
 def _private_database(path: Path) -> None:
     """Make the SQLite file owner-only before SQLite opens it: a new folder 0700, the database
     0600 (SQLite gives its -wal and -shm files the database's mode). It holds users, key hashes,
@@ -229,6 +244,11 @@ class Storage:
             _first_epoch(self.engine)
             with self.session() as session:
                 self._epoch = _epoch(session)  # the last one sync_revocations acted on
+        except DBAPIError as exc:  # not reachable, or not a database permed can open
+            self.engine.dispose()
+            raise PermedError(f"could not open the service's database {safe_url(url)} "
+                              f"({_said(exc)}): check that it is running and reachable from "
+                              "here, and its URL (PERMED_DATABASE_URL)") from None
         except BaseException:
             self.engine.dispose()  # no connection left open (and no lock kept) by a failure
             raise
@@ -855,7 +875,8 @@ def _create_tables(engine: Engine) -> None:
                                  .split()) for table in missing)
         names = ", ".join(f"'{table.name}'" for table in missing)
         what = f"table {names}" if len(missing) == 1 else f"tables {names}"
-        raise PermedError(_schema_failed(what, exc, ddl, "the schema's owner")) from None
+        raise PermedError(_schema_failed(what, exc, ddl, engine, "the schema's owner")
+                          ) from None
 
 
 def _migrate(engine: Engine) -> None:
@@ -881,7 +902,7 @@ def _migrate(engine: Engine) -> None:
         except DBAPIError as exc:
             if not _has_column(engine, table_name, column_name):
                 raise PermedError(_schema_failed(f"column {table_name}.{column_name}", exc,
-                                                 ddl)) from None
+                                                 ddl, engine)) from None
 
 
 def _add_column(engine: Engine, table_name: str, column_name: str) -> str:
@@ -915,13 +936,20 @@ def _bounded(engine: Engine) -> Iterator[Connection]:
                     connection.commit()
 
 
-def _schema_failed(what: str, exc: DBAPIError, ddl: str, owner: str = "the table's owner"
-                   ) -> str:
+def _schema_failed(what: str, exc: DBAPIError, ddl: str, engine: Engine,
+                   owner: str = "the table's owner") -> str:
     """Why a schema change failed and the statement to run instead (as ``owner``), from the
-    database's error."""
-    said = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    database's error; for an SQLite file this process may not write, its permissions to check
+    (SQLite has no owner to run a statement as)."""
+    said = _said(exc)
     code = getattr(exc.orig, "sqlstate", None)
     lowered = said.lower()
+    if engine.dialect.name == "sqlite" and "readonly" in lowered:  # attempt to write a readonly
+        return (f"the database lacks {what}, which this version of permed needs, and could not "
+                f"add it ({said}): this process may not write the SQLite file "
+                f"{engine.url.database}: check the permissions of the file, of its -wal and -shm "
+                "files and of its folder (the service's account must be able to write them), "
+                "then start again")
     if code == "55P03" or "lock" in lowered:  # lock_not_available; SQLite: database is locked
         why = (f"another connection held a lock on it for more than {LOCK_SECONDS:g} s (a "
                "running permed serve, or a transaction left open): stop it, or run")
