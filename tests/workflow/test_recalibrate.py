@@ -204,6 +204,29 @@ def test_risk_curves_are_valid_survival_curves(risk):
         model.survival_curves(fresh, [1.0, 8.0])
 
 
+def test_every_path_to_a_survival_time_refuses_one_past_the_follow_up_or_not_finite(risk):
+    from permed.explain import risk_counterfactual
+    from permed.explain._outcomes import explain_risk
+
+    tmp, _, out = risk
+    model, _ = load_bundle(out)
+    fresh = pd.read_csv(tmp / "fresh.csv").head(5)
+    longest = float(pd.read_csv(tmp / "local.csv")["years"].max())
+    past = re.escape(f"survival asked at 8, past {time_text(longest)}, the longest follow-up")
+    with pytest.raises(PermedError, match=past):
+        model.survival(fresh, [8.0])
+    with pytest.raises(PermedError, match=past):
+        explain_risk(model, fresh, horizon=8.0, permutations=10)
+    with pytest.raises(PermedError, match=past):
+        risk_counterfactual(model, fresh.iloc[[0]], actionable=["x1"], horizon=8.0)
+    with pytest.raises(PermedError, match=re.escape(
+            "survival asked at nan (1 of the 2 times asked): a time must be a finite number in "
+            "the model's time unit; check the horizon or times passed")):
+        model.survival(fresh, [1.0, np.nan])
+    # the default answers (at the local event times, up to the follow-up) are not refused
+    assert model.survival_curves(fresh).shape == (5, len(model.event_times))
+
+
 def test_risk_metrics_record_the_reference_horizon_and_hazard_ratio(risk):
     _, _, out = risk
     metrics = json.loads((out / "metrics.json").read_text())

@@ -146,9 +146,38 @@ class RiskModel:
         return self.pipeline[-1].predict(self._features(frame))
 
     def survival(self, frame: pd.DataFrame, times: Any) -> np.ndarray:
-        """Survival probability of each row at ``times``: shape (rows, times)."""
-        return self.pipeline[-1].predict_survival_function(self._features(frame),
-                                                           np.asarray(times, dtype=np.float64))
+        """Survival probability of each row at ``times``: shape (rows, times).
+
+        Every answer at a chosen time passes here (``survival_curves``, ``explain_risk``'s and
+        the counterfactuals' ``horizon``), so the times are checked here.
+
+        Raises
+        ------
+        PermedError
+            For a time that is not a finite number; for a recalibrated model (permed
+            recalibrate), a time past the local cohort's longest follow-up: its baseline
+            hazard is flat there, so a curve would only repeat its last value.
+        """
+        times = np.asarray(times, dtype=np.float64)
+        self._check_times(times)
+        return self.pipeline[-1].predict_survival_function(self._features(frame), times)
+
+    def _check_times(self, times: np.ndarray) -> None:
+        bad = times[~np.isfinite(times)]
+        if len(bad):
+            raise PermedError(
+                f"survival asked at {', '.join(sorted({str(float(b)) for b in bad}))} ("
+                f"{len(bad)} of the {times.size} times asked): a time must be a finite number in "
+                "the model's time unit" + (f" ({self.time_unit})" if self.time_unit else "")
+                + "; check the horizon or times passed")
+        limit = getattr(self.pipeline[-1], "max_time_", None)  # RecalibratedSurvival's
+        if limit is not None and times.size and float(np.max(times)) > limit:
+            raise PermedError(
+                f"survival asked at {time_text(float(np.max(times)), self.time_unit)}, past "
+                f"{time_text(limit, self.time_unit)}, the longest follow-up of the cohort this "
+                "model was recalibrated on: its baseline hazard is flat after that, so the "
+                f"curve there is not an estimate; ask for times up to "
+                f"{time_text(limit, self.time_unit, floor=True)}")
 
     def survival_curves(self, frame: pd.DataFrame, times: Any = None) -> pd.DataFrame:
         """Each row's survival curve: one column per time (default: the event times).
@@ -158,20 +187,10 @@ class RiskModel:
         SchemaMismatchError
             When columns are missing or numeric columns hold text.
         PermedError
-            For a recalibrated model (permed recalibrate), times past the local cohort's
-            longest follow-up: its baseline hazard is flat there, so a curve would only repeat
-            its last value.
+            For times :meth:`survival` refuses.
         """
         self.schema.check(frame)
         times = self.event_times if times is None else np.asarray(times, dtype=np.float64)
-        limit = getattr(self.pipeline[-1], "max_time_", None)  # RecalibratedSurvival's
-        if limit is not None and len(times) and float(np.max(times)) > limit:
-            raise PermedError(
-                f"survival asked at {time_text(float(np.max(times)), self.time_unit)}, past "
-                f"{time_text(limit, self.time_unit)}, the longest follow-up of the cohort this "
-                "model was recalibrated on: its baseline hazard is flat after that, so the "
-                f"curve there is not an estimate; ask for times up to "
-                f"{time_text(limit, self.time_unit, floor=True)}")
         return pd.DataFrame(self.survival(frame, times), columns=times)
 
     def groups(self, scores: np.ndarray) -> np.ndarray:
