@@ -368,21 +368,88 @@ def test_outcomes_separated_by_the_model_leave_no_slope(diagnose):
     local.to_csv(tmp / "separated.csv", index=False)
     # scikit-learn's unpenalized fit stops at some large slope; it has no finite estimate
     with pytest.raises(PermedError, match=re.escape(
-            "the recalibration slope has no finite estimate on this cohort (the source "
-            "model's probability separates its outcomes perfectly): use --method intercept")):
+            "the recalibration slope has no finite estimate on this cohort: every one of its "
+            "300 patients with 'yes' has a probability at or above every one of its 300 with "
+            "'no' (the source model's probability separates its outcomes perfectly; the slope "
+            "tends to infinity): use --method intercept, or recalibrate on a larger cohort")):
         recalibrate_run(source, tmp / "separated.csv", tmp / "separated-run", n_boot=100)
+    out = recalibrate_run(source, tmp / "separated.csv", tmp / "separated-run",
+                          method="intercept", n_boot=100)
+    check = json.loads((out / "metrics.json").read_text())["recalibration"]["slope_check"]
+    assert (check["value"], check["separation"]) == (None, "perfect")
+
+
+@pytest.mark.parametrize("method", ["slope", "intercept"])
+def test_a_model_ranking_the_site_backwards_is_refused_by_both_methods(diagnose, method):
+    tmp, source, _, _ = diagnose
+    local = diagnose_cohort(600, 5)
+    p = _scored_by(source, local, tmp / "reversed-x.csv")
+    local["disease"] = np.where(p < np.median(p), "yes", "no")  # every 'yes' at the bottom
+    local.to_csv(tmp / "reversed.csv", index=False)
+    with pytest.raises(PermedError, match=re.escape(
+            "the source model ranks the patients of this cohort backwards: every one of its "
+            "300 patients with 'no' has a probability at or above every one of its 300 with "
+            "'yes' (reverse separation: the recalibration slope tends to minus infinity), "
+            "which neither --method slope nor --method intercept can repair; check the "
+            "outcome coding of 'disease' (which value is 'yes'), or train a model on this "
+            "site's patients (permed train)")):
+        recalibrate_run(source, tmp / "reversed.csv", tmp / f"reversed-{method}",
+                        method=method, n_boot=100)
+
+
+@pytest.mark.parametrize("method", ["slope", "intercept"])
+def test_a_risk_model_ranking_the_site_backwards_is_refused_by_both_methods(risk, method):
+    tmp, source, _ = risk
+    local = risk_cohort(300, 12, HAZARD_RATIO)
+    local[["x1", "x2"]].to_csv(tmp / "backwards-x.csv", index=False)
+    risk_at = predict_run(source, tmp / "backwards-x.csv")["risk_at_2"].to_numpy()
+    # the lowest-risk patient dies first, then the next: each event the lowest of its risk set
+    local["years"] = 0.01 + np.argsort(np.argsort(risk_at, kind="stable")) * 5.0 / 300
+    local["died"] = 1
+    local.to_csv(tmp / "backwards.csv", index=False)
+    with pytest.raises(PermedError, match=re.escape(
+            "the source model ranks the patients of this cohort backwards: each of its 300 "
+            "events among 300 patients has the lowest risk by 2 of the patients still at risk "
+            "at its time (reverse separation: the recalibration slope tends to minus "
+            "infinity), which neither --method slope nor --method intercept can repair; check "
+            "the event coding of 'died'")):
+        recalibrate_run(source, tmp / "backwards.csv", tmp / f"backwards-{method}",
+                        method=method, n_boot=100)
+
+
+def test_a_fold_without_a_slope_is_refused_with_its_number_counts_and_direction(diagnose):
+    tmp, source, _, _ = diagnose
+    local = diagnose_cohort(400, 6)
+    p = _scored_by(source, local, tmp / "one-x.csv")
+    local["disease"] = np.where(p > np.median(p), "yes", "no")
+    # one patient with the disease at the lowest probability: the cohort overlaps, the
+    # training part of the fold that holds it out does not
+    # (and the 'yes' just above the median becomes a 'no': still 200 of each)
+    local.loc[int(np.argmin(np.where(local["disease"] == "yes", p, np.inf))), "disease"] = "no"
+    local.loc[int(np.argmin(p)), "disease"] = "yes"
+    local.to_csv(tmp / "one.csv", index=False)
+    with pytest.raises(PermedError, match=(
+            r"^the recalibration slope has no finite estimate on the training part of "
+            r"cross-fitting fold [1-5] of 5 \(the other 4 folds, whose update checks fold "
+            r"[1-5] out of sample\): every one of its 160 patients with 'yes' has a "
+            r"probability at or above every one of its 160 with 'no' \(the source model's "
+            r"probability separates its outcomes perfectly; the slope tends to infinity\): "
+            r"use --method intercept, or recalibrate on a larger cohort$")):
+        recalibrate_run(source, tmp / "one.csv", tmp / "one-run", n_boot=100)
 
 
 @pytest.mark.parametrize("direction", [1.0, -1.0])
-def test_separation_is_detected_in_both_fits(direction):
+def test_separation_is_detected_in_both_fits_with_its_direction(direction):
     x = np.linspace(-3, 3, 200)
     y = (direction * x > 0.2).astype(int)
-    assert all(np.isnan(fit_logistic_recalibration(x, y, "slope")))
+    intercept, slope = fit_logistic_recalibration(x, y, "slope")
+    assert np.isnan(intercept)
+    assert slope == direction * np.inf, "the slope's limit says the separation's direction"
     assert np.isfinite(fit_logistic_recalibration(x, y, "intercept")[0])
     # Cox: every event has the largest (or smallest) lp of its risk set, failing first
     event = direction * x > 0
     time = np.where(event, 4.0 - direction * x, 10.0)
-    assert np.isnan(cox_slope(x, time, event))
+    assert cox_slope(x, time, event) == direction * np.inf, "Cox separation's direction"
     times = np.random.default_rng(0).exponential(np.exp(-direction * x))
     assert np.isfinite(cox_slope(x, times, np.ones(200, dtype=bool)))
 
@@ -422,9 +489,26 @@ def test_a_target_sensitivity_missed_at_the_site_is_named_with_both_numbers(diag
     assert threshold["target_sensitivity"] == 0.9
     reached = threshold["local_sensitivity"]
     assert reached < 0.85
+    # exactly the source model's decisions at its own threshold: no fit, no cross-fitting
+    flat = pd.read_csv(tmp / "flat.csv")
+    sick = (flat["disease"] == "yes").to_numpy()
+    source_p = predict_run(source, tmp / "flat.csv")["prob_yes"].to_numpy()
+    expected = float(np.mean(source_p[sick] >= threshold["source"]))
+    assert reached == pytest.approx(expected, abs=1e-12), "local sensitivity is not exact"
+    assert "not cross-fitted" in threshold["local_sensitivity_method"]
+    # the classification figures after the update are those same decisions' figures
+    assert metrics["test"]["sensitivity"]["value"] == pytest.approx(expected, abs=1e-12), \
+        "the after-threshold sensitivity is not the unchanged decisions'"
+    specificity = float(np.mean(source_p[~sick] < threshold["source"]))
+    assert metrics["test"]["specificity"]["value"] == pytest.approx(specificity, abs=1e-12)
+    assert "unchanged_decisions" in metrics["test_figures"]
+    predicted = pd.read_csv(out / "predictions.csv")["predicted"].to_numpy()
+    np.testing.assert_array_equal(predicted == "yes", source_p >= threshold["source"],
+                                  err_msg="predictions.csv's labels are not the decisions")
     positives = metrics["recalibration"]["cohort"]["counts"]["yes"]
     assert (f"the source run's threshold was chosen for sensitivity 0.9; on the local cohort "
-            f"it reaches {reached:.3g} ({positives} patients with 'yes', cross-fitted): "
+            f"it reaches {reached:.3g} ({positives} patients with 'yes', the source model's "
+            "decisions): "
             "recalibration keeps who is above the threshold, so it cannot restore the target; "
             "train a model on this site's patients with --target-sensitivity 0.9 (permed "
             "train)") in _manifest_warnings(out)

@@ -243,12 +243,17 @@ def _sample_size(count: int, what: str, method: str, updates: str) -> list[str]:
 def _slope_check(method: str, slope: float, what: str, updates: str) -> tuple[
         dict[str, Any] | None, list[str]]:
     """For ``--method intercept``: the slope it does not apply, estimated anyway to see the
-    model's direction at this site, and a warning when it is not positive."""
+    model's direction at this site, and a warning when it is not positive (an infinite one,
+    separation, was refused or allowed by :func:`_refuse_slope`)."""
     if method != "intercept":
         return None, []
     entry = {"value": slope if np.isfinite(slope) else None,
+             "separation": ("inverted" if slope == -np.inf else
+                            "perfect" if slope == np.inf else None),
              "meaning": "the slope a --method slope fit estimates on the local cohort, not "
-                        "applied: a value <= 0 means the model's ordering is inverted here"}
+                        "applied: a value <= 0 means the model's ordering is inverted here; "
+                        "separation 'perfect' (slope to +infinity) or 'inverted' (to "
+                        "-infinity, refused) when the model orders the outcomes perfectly"}
     if not np.isfinite(slope) or slope > 0:
         return entry, []
     return entry, [f"the recalibration slope estimated on the local cohort is {slope:.3g} (not "
@@ -258,17 +263,44 @@ def _slope_check(method: str, slope: float, what: str, updates: str) -> tuple[
                    "a model on this site's patients (permed train)"]
 
 
-def _refuse_non_positive(slope: float, what: str) -> None:
+def _refuse_slope(method: str, slope: float, ordering: str, what: str,
+                  coding: str, where: str = "this cohort") -> None:
+    """Refuse the slope a ``--method slope`` fit estimated on ``where`` when it has no finite
+    estimate or is not positive; with ``--method intercept``, refuse only a reverse separation
+    (``-inf``). ``ordering`` says how the model orders the outcomes there (for a separation),
+    ``coding`` which outcome coding to check.
+
+    Raises
+    ------
+    PermedError
+    """
+    if slope == -np.inf:
+        raise PermedError(
+            f"the source model ranks the patients of {where} backwards: {ordering} (reverse "
+            "separation: the recalibration slope tends to minus infinity), which neither "
+            f"--method slope nor --method intercept can repair; check {coding}, or train a "
+            "model on this site's patients (permed train)")
+    if method != "slope":
+        return
+    if slope == np.inf:
+        raise PermedError(
+            f"the recalibration slope has no finite estimate on {where}: {ordering} (the source "
+            f"model's {what} separates its outcomes perfectly; the slope tends to infinity): "
+            "use --method intercept, or recalibrate on a larger cohort")
     if not np.isfinite(slope):
-        raise PermedError(f"the recalibration slope has no finite estimate on this cohort (the "
-                          f"source model's {what} separates its outcomes perfectly): use "
-                          "--method intercept")
+        raise PermedError(
+            f"the recalibration slope fit did not converge on {where} ({ordering}): use "
+            "--method intercept, or recalibrate on a larger cohort")
     if slope <= 0:
         raise PermedError(
             f"the fitted recalibration slope is {slope:.3g}: at this site the source model's "
             f"{what} does not increase with the observed outcome, which recalibration cannot "
-            "repair; check the cohort's outcome coding, or train a model on this site's "
-            "patients (permed train)")
+            f"repair; check {coding}, or train a model on this site's patients (permed train)")
+
+
+def _fold_where(fold: int, folds: int) -> str:
+    return (f"the training part of cross-fitting fold {fold} of {folds} (the other "
+            f"{folds - 1} folds, whose update checks fold {fold} out of sample)")
 
 
 # ------------------------------------------------------------------------------ diagnose
@@ -299,17 +331,21 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path,
         f"outcome class of '{schema.target}')", method, "the average risk")
     raw = model.pipeline.predict_proba(schema.coerce(cohort))
     before = model.calibrator.transform(raw)
-    recalibration = LogisticRecalibration(model.calibrator, method).fit(raw, y)
-    _refuse_non_positive(recalibration.slope_, "probability")
     x = logit(before[:, 1])
-    check, inverted = _slope_check(method, fit_logistic_recalibration(x, y, "slope")[1],
-                                   "probability", "the average risk")
+    coding = (f"the outcome coding of '{schema.target}' (which value is "
+              f"'{schema.classes[1]}')")
+    full = fit_logistic_recalibration(x, y, "slope")[1]
+    _refuse_slope(method, full, _class_order(full, y, schema.classes), "probability", coding)
+    recalibration = LogisticRecalibration(model.calibrator, method).fit(raw, y)
+    check, inverted = _slope_check(method, full, "probability", "the average risk")
     after = np.empty(len(y))
     names = {i: f"patients with '{c}'" for i, c in enumerate(schema.classes)}
-    for train, held in _folds(y, seed, names):
+    folds = _folds(y, seed, names)
+    for fold, (train, held) in enumerate(folds, 1):
         a, b = fit_logistic_recalibration(x[train], y[train], method)
+        _refuse_slope(method, b, _class_order(b, y[train], schema.classes), "probability",
+                      coding, _fold_where(fold, len(folds)))
         after[held] = _probability(a, b, x[held])
-    _refuse_failed_folds(after)
     replicates = np.asarray([fit_logistic_recalibration(x[rows], y[rows], method)
                              for rows in _resamples(y, n_boot, seed)], dtype=np.float64)
     failed = int((~np.isfinite(replicates).all(axis=1)).sum())
@@ -323,8 +359,15 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path,
                                            n_boot=n_boot, seed=seed)["test"]
     figures_after = classification_report(y, proba_after, schema.classes, threshold,
                                           n_boot=n_boot, seed=seed)["test"]
+    if model.threshold is not None:
+        # the update keeps who is above the threshold: the decisions are the source model's
+        figures_after.update({k: figures_before[k] for k in _DECISION_FIGURES
+                              if k in figures_before})
+        decisions = model.labels(before)
+    else:
+        decisions = recalibrated.labels(proba_after)
     threshold_entry, missed = _threshold_entry(model.threshold, threshold, development,
-                                               y, after, schema.classes[1])
+                                               y, before[:, 1], schema.classes[1])
     entry = {
         "method": method,
         "model": ("logit(p_new) = a + b * logit(p), p the source run's calibrated probability "
@@ -358,13 +401,14 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path,
     predictions["y_true"] = classes[y]
     for column, values in zip(probability_columns(schema.classes), proba_after.T, strict=True):
         predictions[column] = values
-    predictions["predicted"] = classes[recalibrated.labels(proba_after)]
+    predictions["predicted"] = classes[decisions]
     predictions[f"source_prob_{schema.classes[1]}"] = before[:, 1]
     metrics = {"task": "diagnose", "recalibration": entry,
                "target": {"column": schema.target, "classes": list(schema.classes),
                           "positive_class": schema.classes[1],
                           "counts": entry["cohort"]["counts"]},
                "test": figures_after,
+               "test_figures": _test_figures(model.threshold is not None, y),
                "threshold": {"value": threshold, "rule": threshold_entry["rule"],
                              "classification": threshold_entry["classification"]}}
     warnings += inverted + missed + _failed_warning(
@@ -374,46 +418,81 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path,
 
 
 def _threshold_entry(source: float | None, mapped: float | None, development: dict[str, Any],
-                     y: np.ndarray, after: np.ndarray, positive: str
+                     y: np.ndarray, p: np.ndarray, positive: str
                      ) -> tuple[dict[str, Any], list[str]]:
     """The threshold carried through the update, and when the source run chose it for a
-    target sensitivity, the sensitivity it reaches here (cross-fitted), warned of when below."""
+    target sensitivity, the sensitivity it reaches here, warned of when below: exactly the
+    source model's (``p`` its probabilities), whose decisions the update does not change."""
     chosen = development.get("threshold") or {}
     entry: dict[str, Any] = {
         "source": source, "recalibrated": mapped,
         "rule": "the source threshold carried through the recalibration: the same patients "
                 "are above it",
-        "classification": "unchanged by construction: the update is increasing in the source "
-                          "probability, so who is above the threshold (and sensitivity, "
-                          "specificity, PPV) does not change; only the probabilities do",
+        "classification": (
+            "unchanged by construction: the update is increasing in the source probability, "
+            "so who is above the threshold (and sensitivity, specificity, PPV, NPV, accuracy, "
+            "F1) does not change; only the probabilities do" if source is not None else
+            "no threshold: the recalibrated model labels the more probable class, so who is "
+            "labelled positive can change with the update"),
         "source_rule": chosen.get("rule")}
     target = chosen.get("target_sensitivity")
     if mapped is None or chosen.get("rule") != "target_sensitivity" or target is None:
         return entry, []
-    reached = float(np.mean(after[y == 1] >= mapped))
+    reached = float(np.mean(p[y == 1] >= float(source)))
     entry["target_sensitivity"] = float(target)
     entry["local_sensitivity"] = reached
-    entry["local_sensitivity_method"] = ("share of the local patients with "
-                                         f"'{positive}' above the threshold, cross-fitted")
+    entry["local_sensitivity_method"] = (
+        f"share of the local patients with '{positive}' whose source probability is at or "
+        "above the source threshold: the source model's decisions on the local cohort, "
+        "unchanged by the update (no fit involved, so not cross-fitted)")
     if reached >= float(target):
         return entry, []
     return entry, [
         f"the source run's threshold was chosen for sensitivity {float(target):.3g}; on the "
         f"local cohort it reaches {reached:.3g} ({int((y == 1).sum())} patients with "
-        f"'{positive}', cross-fitted): recalibration keeps who is above the threshold, so it "
+        f"'{positive}', the source model's decisions): recalibration keeps who is above the "
+        "threshold, so it "
         f"cannot restore the target; train a model on this site's patients with "
         f"--target-sensitivity {float(target):g} (permed train)"]
 
 
-def _refuse_failed_folds(after: np.ndarray) -> None:
-    """A cross-fitting fold without a finite estimate (its patients separated) leaves no
-    out-of-sample check."""
-    if not np.isfinite(after).all():
-        raise PermedError(
-            "the recalibration slope has no finite estimate on one of the cross-fitting "
-            "folds (its outcomes are separated by the source model's answer), so the update "
-            "cannot be checked out of sample: use --method intercept, or recalibrate on a "
-            "larger cohort")
+def _class_order(slope: float, y: np.ndarray, classes: Sequence[str]) -> str:
+    """How the source probability orders the two classes, for a refusal: which is entirely
+    above the other (a separation, ``slope`` infinite), or the patients counted."""
+    counts = np.bincount(y, minlength=2)
+    if not np.isinf(slope):
+        return (f"{int(counts[1])} patients with '{classes[1]}', {int(counts[0])} with "
+                f"'{classes[0]}'")
+    high, low = (1, 0) if slope > 0 else (0, 1)
+    return (f"every one of its {int(counts[high])} patients with '{classes[high]}' has a "
+            f"probability at or above every one of its {int(counts[low])} with "
+            f"'{classes[low]}'")
+
+
+def _event_order(slope: float, event: np.ndarray, what: str) -> str:
+    """How the source model's lp orders the events, for a refusal (as :func:`_class_order`)."""
+    counted = f"{int(event.sum())} events among {len(event)} patients"
+    if not np.isinf(slope):
+        return counted
+    return (f"each of its {counted} has the {'highest' if slope > 0 else 'lowest'} {what} of "
+            "the patients still at risk at its time")
+
+
+_DECISION_FIGURES = ("sensitivity", "specificity", "ppv", "npv", "accuracy", "f1")
+
+
+def _test_figures(thresholded: bool, y: np.ndarray) -> dict[str, Any]:
+    """Which of ``test``'s figures are cross-fitted and which are the unchanged decisions."""
+    crossed = _cross_fit_text(y, "outcome class")
+    if not thresholded:
+        return {"cross_fitted": "all: " + crossed}
+    return {"cross_fitted": "calibration, discrimination and Brier figures (auroc, auprc, "
+                            "brier, ece, calibration_intercept, calibration_slope): " + crossed,
+            "unchanged_decisions": (
+                f"{', '.join(_DECISION_FIGURES)}: the source model's decisions on the local "
+                "cohort (its probability at or above its threshold), unchanged by the update, "
+                "which keeps who is above the threshold; exact, no fit involved, so not "
+                "cross-fitted")}
 
 
 def _probability(a: float, b: float, x: np.ndarray) -> np.ndarray:
@@ -487,12 +566,14 @@ def _risk(run_dir: Path, model: Any, data: str | Path, development: dict[str, An
     features = model.pipeline[:-1].transform(model.schema.coerce(frame))
     source = model.pipeline[-1]
     lp = linear_predictor(source, features, reference)
+    what = f"risk by {time_text(reference, model.time_unit)}"
+    coding = (f"the event coding of '{model.event_column}'"
+              + (f" (event value '{model.event_value}')" if model.event_value else ""))
+    full = cox_slope(lp, time, event)
+    _refuse_slope(method, full, _event_order(full, event, what), what, coding)
     estimator = RecalibratedSurvival(source, reference, method).fit(
         features, survival_y(time, event))
-    what = f"risk by {time_text(reference, model.time_unit)}"
-    _refuse_non_positive(estimator.slope_, what)
-    check, inverted = _slope_check(method, cox_slope(lp, time, event), what,
-                                   "the baseline hazard")
+    check, inverted = _slope_check(method, full, what, "the baseline hazard")
     grid = SurvivalGrid.for_data(time, np.asarray(horizons, dtype=np.float64))
     # the curves at the grid and the horizons: before (source), after (cross-fitted)
     times = np.unique(np.concatenate([grid.times, np.asarray(horizons, dtype=np.float64)]))
@@ -500,10 +581,12 @@ def _risk(run_dir: Path, model: Any, data: str | Path, development: dict[str, An
     after = np.empty_like(before)
     strata = event.astype(int)
     names = {0: "censored patients", 1: "patients with the event"}
-    for train, held in _folds(strata, seed, names):
+    folds = _folds(strata, seed, names)
+    for fold, (train, held) in enumerate(folds, 1):
         b, steps, hazard = fit_cox_recalibration(lp[train], time[train], event[train], method)
+        _refuse_slope(method, b, _event_order(b, event[train], what), what, coding,
+                      _fold_where(fold, len(folds)))
         after[held] = _curves(b, steps, hazard, lp[held], times)
-    _refuse_failed_folds(after)
     replicates = np.asarray([_risk_replicate(lp[rows], time[rows], event[rows], method,
                                              reference)
                              for rows in _resamples(strata, n_boot, seed)], dtype=np.float64)

@@ -18,7 +18,10 @@ serve`` and the ONNX path apply it without a special case:
 
 Separation (the outcome ordered perfectly by the source model's answer) leaves the slope
 without a finite maximum-likelihood estimate; both fits detect it exactly (a one-covariate
-check) and return nan, which the caller refuses or counts as a failed bootstrap replicate.
+check) and return the slope's limit, ``+inf`` (the events at the top of the model's order) or
+``-inf`` (reverse separation: the events at the bottom, the model ranks the patients
+backwards), which the caller refuses or counts as a failed bootstrap replicate. A fit that does
+not converge returns nan.
 """
 
 from __future__ import annotations
@@ -62,9 +65,10 @@ def fit_logistic_recalibration(x: np.ndarray, y: np.ndarray, method: str) -> tup
 
     The slope fit is scikit-learn's unpenalized ``LogisticRegression(C=inf)``; the intercept alone
     solves its score equation ``sum(y - expit(a + x)) = 0``, decreasing in ``a``, by Brent's
-    method. Returns nan where no finite estimate exists: one class, or (slope) ``x`` that
-    separates the classes, completely or with ties at the boundary, or a fit that does not
-    converge.
+    method. Without a finite estimate the slope is ``+inf`` or ``-inf`` (and the intercept
+    nan) where ``x`` separates the classes, completely or with ties at the boundary, with the
+    positive class above (``+inf``) or below (``-inf``, reverse separation); both are nan for
+    one class or a fit that does not converge.
     """
     y = np.asarray(y, dtype=np.float64)
     if y.min() == y.max():
@@ -74,8 +78,9 @@ def fit_logistic_recalibration(x: np.ndarray, y: np.ndarray, method: str) -> tup
             return float(np.sum(y - expit(a + x)))
 
         return float(brentq(score, -60.0, 60.0, xtol=1e-12)), 1.0
-    if _separates(x, y):
-        return math.nan, math.nan
+    direction = _separates(x, y)
+    if direction:
+        return math.nan, math.copysign(math.inf, direction)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         try:  # C = inf: no penalty (scikit-learn 1.8 deprecates penalty=None for it)
@@ -85,11 +90,14 @@ def fit_logistic_recalibration(x: np.ndarray, y: np.ndarray, method: str) -> tup
     return float(fit.intercept_[0]), float(fit.coef_[0, 0])
 
 
-def _separates(x: np.ndarray, y: np.ndarray) -> bool:
-    """Whether one covariate orders the two classes perfectly (ties allowed at the boundary):
-    the logistic likelihood then grows without bound in the slope."""
+def _separates(x: np.ndarray, y: np.ndarray) -> int:
+    """Whether one covariate orders the two classes perfectly (ties allowed at the boundary),
+    the logistic likelihood then growing without bound in the slope: 1 with class 1 above
+    (slope to +inf), -1 with class 1 below (reverse separation, slope to -inf), 0 if not."""
     low, high = x[y == 0], x[y == 1]
-    return bool(low.max() <= high.min() or high.max() <= low.min())
+    if low.max() <= high.min():
+        return 1
+    return -1 if high.max() <= low.min() else 0
 
 
 def _risk_set_sums(order_time: np.ndarray, values: list[np.ndarray]) -> list[np.ndarray]:
@@ -99,26 +107,33 @@ def _risk_set_sums(order_time: np.ndarray, values: list[np.ndarray]) -> list[np.
     return [np.cumsum(v[::-1])[::-1][first] for v in values]
 
 
-def _monotone_likelihood(t: np.ndarray, x: np.ndarray, d: np.ndarray) -> bool:
+def _monotone_likelihood(t: np.ndarray, x: np.ndarray, d: np.ndarray) -> int:
     """Whether every event has the largest (or every event the smallest) ``x`` of its risk
-    set, times sorted increasingly: the Cox partial likelihood then grows without bound in
-    the slope (separation; Heinze and Schemper 2001)."""
+    set, times sorted increasingly, the Cox partial likelihood then growing without bound in
+    the slope (separation; Heinze and Schemper 2001): 1 for the largest (slope to +inf), -1
+    for the smallest (reverse separation, slope to -inf), 0 if neither."""
     first = np.searchsorted(t, t, side="left")
     events = d > 0
     most = np.maximum.accumulate(x[::-1])[::-1][first]
     least = np.minimum.accumulate(x[::-1])[::-1][first]
-    return bool(np.all(x[events] >= most[events]) or np.all(x[events] <= least[events]))
+    if np.all(x[events] >= most[events]):
+        return 1
+    return -1 if np.all(x[events] <= least[events]) else 0
 
 
 def cox_slope(lp: np.ndarray, time: np.ndarray, event: np.ndarray,
               max_iter: int = 100, tol: float = 1e-10) -> float:
     """Slope of a Cox model with ``lp`` as its only covariate (Breslow ties), by Newton's
-    method with step-halving; nan when the likelihood is monotone (the events are separated
-    by lp), or when Newton's method does not converge."""
+    method with step-halving; ``+inf`` or ``-inf`` when the likelihood is monotone (every event
+    has the highest, or every event the lowest, lp of its risk set: separation), nan without
+    an event or when Newton's method does not converge."""
     order = np.argsort(time, kind="stable")
     t, x, d = time[order], lp[order] - lp.mean(), event[order].astype(np.float64)
-    if not d.any() or _monotone_likelihood(t, x, d):
+    if not d.any():
         return math.nan
+    direction = _monotone_likelihood(t, x, d)
+    if direction:
+        return math.copysign(math.inf, direction)
 
     def state(b: float) -> tuple[float, float, float]:
         eta = b * x
@@ -153,7 +168,8 @@ def fit_cox_recalibration(lp: np.ndarray, time: np.ndarray, event: np.ndarray,
                           method: str) -> tuple[float, np.ndarray, np.ndarray]:
     """``(b, times, H0)``: the Cox slope of ``lp`` (1 for ``method="intercept"``) and the
     Breslow baseline cumulative hazard at ``times`` (scikit-survival's ``BreslowEstimator``
-    on ``b * lp``). ``b`` is nan where the slope has no finite estimate."""
+    on ``b * lp``). ``b`` is ``+inf``/``-inf`` under separation, nan where the fit does not
+    converge (see :func:`cox_slope`); the hazard is then empty."""
     event = np.asarray(event, dtype=bool)
     slope = 1.0 if method == "intercept" else cox_slope(lp, time, event)
     if not np.isfinite(slope):
@@ -255,16 +271,27 @@ class RecalibratedSurvival(BaseEstimator):
         ------
         PermedError
             When the source model gives every patient the same ``S(h_ref)`` (no ordering to
-            recalibrate), or the slope has no finite estimate.
+            recalibrate), or the slope has no finite estimate (``-inf``: the model ranks the
+            local patients backwards).
         """
         time, event = split_survival_y(y)
         lp = linear_predictor(self.estimator, X, self.horizon)
         refuse_constant(lp, self.horizon)
         slope, times, hazard = fit_cox_recalibration(lp, time, event, self.method)
+        if slope == -math.inf:
+            raise PermedError(
+                f"the source model ranks these patients backwards: each of the "
+                f"{int(event.sum())} events among the {len(time)} patients has the lowest "
+                "risk of the patients still at risk at its time (reverse separation), which "
+                "recalibration cannot repair; check the event coding, or train a model on "
+                "these patients")
         if not np.isfinite(slope):
             raise PermedError("the recalibration slope has no finite estimate on these "
-                              "patients (their events are separated by the model's risk): "
-                              "use --method intercept")
+                              f"{len(time)} patients ({int(event.sum())} events): "
+                              + ("each event has the highest risk of the patients still at "
+                                 "risk at its time (separation)" if slope > 0 else
+                                 "the fit did not converge")
+                              + "; use --method intercept")
         self.slope_, self.baseline_times_, self.baseline_cumulative_hazard_ = slope, times, hazard
         self.event_times_ = np.unique(time[event])
         self.max_time_ = float(time.max())
