@@ -589,3 +589,25 @@ def test_a_reference_horizon_before_the_model_s_first_event_is_refused():
             "model's horizons (permed train --horizons) or retrain it on this site's "
             "patients")):
         RecalibratedSurvival(_NoRiskYet(), 0.5).fit(np.zeros((50, 2)), y)
+
+
+def test_a_tied_risk_score_that_empties_the_middle_group_is_warned_of(risk):
+    tmp, source, _ = risk
+    local = risk_cohort(600, 13, HAZARD_RATIO)
+    local.loc[:359, ["x1", "x2"]] = 0.0  # 360 patients share one answer of the source model
+    local.to_csv(tmp / "tied.csv", index=False)
+    out = recalibrate_run(source, tmp / "tied.csv", tmp / "tied-run", n_boot=100)
+    metrics = json.loads((out / "metrics.json").read_text())
+    cuts = metrics["risk_groups"]["cuts"]
+    assert cuts[0] == cuts[1]
+    answers = predict_run(out, tmp / "tied.csv")
+    counts = answers["risk_group"].value_counts()
+    assert "intermediate" not in counts
+    warning = (f"360 of the 600 local patients (60%) share the risk score {cuts[0]:.4g} on "
+               f"which both tertile cuts fall: the intermediate risk group is empty "
+               f"({counts['low']} low, 0 intermediate, {counts['high']} high on the local "
+               "cohort); the source model gives many patients the same answer (a tree model, "
+               "or survival at the reference horizon clipped at 0 or 1), so its risk groups "
+               "cannot be thirds here")
+    assert warning in _manifest_warnings(out), "the tied cut is not warned of"
+    assert metrics["risk_groups"]["warning"] == warning

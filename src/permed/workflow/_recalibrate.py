@@ -602,7 +602,9 @@ def _risk(run_dir: Path, model: Any, data: str | Path, development: dict[str, An
                for name, curves in (("before", before), ("after", after))}
     # the curves now step at the local cohort's times: its follow-up bounds the median, and the
     # risk groups are thirds of the local cohort by the recalibrated linear predictor
-    cuts = [float(c) for c in np.quantile(estimator.predict(features), [1 / 3, 2 / 3])]
+    scores = estimator.predict(features)
+    cuts = [float(c) for c in np.quantile(scores, [1 / 3, 2 / 3])]
+    tied = _tied_cuts(scores, cuts)
     recalibrated = replace(model, pipeline=_with_estimator(model.pipeline, estimator),
                            horizons=horizons, group_cuts=cuts, max_follow_up=float(time.max()),
                            median_limit=thinly_followed(time, [])[1])
@@ -671,12 +673,28 @@ def _risk(run_dir: Path, model: Any, data: str | Path, development: dict[str, An
                           "counts": entry["cohort"]["counts"]},
                "risk_groups": {"labels": list(RISK_GROUPS), "cuts": cuts,
                                "method": "thirds of the local cohort by the recalibrated "
-                                         "linear predictor b * lp (the risk score)"},
+                                         "linear predictor b * lp (the risk score)",
+                               **({"warning": tied[0]} if tied else {})},
                "test": reports["after"]["test"]}
-    warnings += inverted + _failed_warning(
+    warnings += inverted + tied + _failed_warning(
         failed, n_boot, "the resample's events were separated by the model's risk, or none "
         "fell before the reference horizon")
     return _Update(recalibrated, model.schema, info, metrics, predictions, study, warnings)
+
+
+def _tied_cuts(scores: np.ndarray, cuts: list[float]) -> list[str]:
+    """A warning when both tertile cuts fall on one tied risk score: the intermediate group is
+    then empty (a group takes the scores at or above its lower cut)."""
+    if cuts[0] != cuts[1]:
+        return []
+    shared = int(np.sum(scores == cuts[0]))
+    low, high = int(np.sum(scores < cuts[0])), int(np.sum(scores >= cuts[1]))
+    return [f"{shared} of the {len(scores)} local patients ({shared / len(scores):.0%}) share "
+            f"the risk score {cuts[0]:.4g} on which both tertile cuts fall: the intermediate "
+            f"risk group is empty ({low} low, 0 intermediate, {high} high on the local "
+            "cohort); the source model gives many patients the same answer (a tree model, or "
+            "survival at the reference horizon clipped at 0 or 1), so its risk groups cannot "
+            "be thirds here"]
 
 
 def _kept_horizons(model: Any, time: np.ndarray, scale: str) -> tuple[list[float], list[str]]:
