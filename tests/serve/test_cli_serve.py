@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import subprocess
 import sys
 import time
@@ -187,6 +188,8 @@ def test_end_sessions_lists_what_a_stolen_admin_token_made_and_both_commands_are
             assert made.status_code == 201
         ended = permed("users", "end-sessions", "ada", "--data-dir", tmp_path)
         revoked = permed("users", "revoke", "mal", "--data-dir", tmp_path)
+        added = permed("users", "add", "zed", "--role", "scientist", "--data-dir", tmp_path)
+        issued = permed("users", "key", "jon", "--data-dir", tmp_path)
         with service.client("root") as client:
             entries = client.get("/v1/audit", params={"limit": 20}).json()
             verified = client.get("/v1/audit/verify").json()
@@ -217,13 +220,21 @@ def test_end_sessions_lists_what_a_stolen_admin_token_made_and_both_commands_are
     assert any(line.startswith("user 'mal' (admin) added ") for line in listed)
     assert revoked.returncode == 0, revoked.stderr
     assert "warning" not in revoked.stderr
+    for granted in (added, issued):  # they grant credentials: recorded like the others
+        assert granted.returncode == 0, granted.stderr
+        assert "warning" not in granted.stderr
+    login = f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
     cli = [e for e in entries if e["user"].startswith("cli:")]
     assert [(e["user"], e["action"], e["outcome"], e["details"]["command"],
              e["details"]["target"], e["details"]["uid"]) for e in cli] == [
-        (f"cli:{pwd.getpwuid(os.geteuid()).pw_name}", "end_sessions", "success",
-         "permed users end-sessions", "ada", os.geteuid()),
-        (f"cli:{pwd.getpwuid(os.geteuid()).pw_name}", "revoke", "success",
-         "permed users revoke", "mal", os.geteuid())]
+        (login, "end_sessions", "success", "permed users end-sessions", "ada", os.geteuid()),
+        (login, "revoke", "success", "permed users revoke", "mal", os.geteuid()),
+        (login, "add_user", "success", "permed users add", "zed", os.geteuid()),
+        (login, "new_key", "success", "permed users key", "jon", os.geteuid())]
+    assert (cli[2]["details"]["role"], cli[2]["details"]["key_id"]) == (
+        "scientist", added.stdout.strip().split("_")[1])
+    assert cli[3]["details"]["key_id"] == issued.stdout.strip().split("_")[1]
+    assert added.stdout.strip() not in json.dumps(entries)  # the key id, never the secret
     assert cli[1]["details"]["revoked_keys"] == 1
     assert verified["ok"] is True, verified
 
@@ -261,13 +272,13 @@ def test_a_command_without_the_services_integrity_key_is_not_audited_and_says_wh
     assert ended.returncode == 0, ended.stderr
     assert " ".join(ended.stderr.split()).endswith(
         f"warning: not recorded in the service's audit trail: it is chained with integrity key "
-        f"{chained}, and {tmp_path / 'other.key'} is key {other.key_id}: run the command as the "
-        "service's account, or set PERMED_INTEGRITY_KEY to the service's key file")
+        f"{chained}, and {tmp_path / 'other.key'} is key {other.key_id}: run the command on the "
+        "service's host as the service's account, which reads the service's own key file")
     assert revoked.returncode == 0, revoked.stderr
     assert " ".join(revoked.stderr.split()) == (
         f"user 'kit' deactivated; 1 key(s) revoked warning: not recorded in the service's audit "
-        f"trail: no integrity key at {tmp_path / 'missing.key'}: run the command as the "
-        "service's account, or set PERMED_INTEGRITY_KEY to the service's key file")
+        f"trail: no integrity key at {tmp_path / 'missing.key'}: run the command on the "
+        "service's host as the service's account, which reads the service's own key file")
     assert not [e for e in entries if e["user"].startswith("cli:")]
     assert verified["ok"] is True, verified
 

@@ -114,6 +114,9 @@ def add_user(
 ) -> None:
     """Add a user and print their API key, once: only its argon2 hash is stored.
 
+    Recorded in the service's audit trail as user cli:<your login> when run on the service's
+    host as its account (with its integrity key); otherwise a warning says why not.
+
     Example: permed users add alice --role clinician
     """
     from permed.serve import Storage
@@ -121,11 +124,13 @@ def add_user(
     storage = Storage(_settings(data_dir).url)
     try:
         key = storage.add_user(name, role, expires_days)
+        err.print(f"user '{name}' ({role}) added; their API key (shown once, keep it secret):",
+                  highlight=False)
+        out.print(key, highlight=False, soft_wrap=True)
+        _record(storage, "add", "add_user", target=name, role=role, key_id=_key_id(key),
+                expires_days=expires_days)
     finally:
         storage.dispose()
-    err.print(f"user '{name}' ({role}) added; their API key (shown once, keep it secret):",
-              highlight=False)
-    out.print(key, highlight=False, soft_wrap=True)
 
 
 @users_app.command("key")
@@ -133,14 +138,26 @@ def new_key(
     name: str = typer.Argument(..., help="User name."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
 ) -> None:
-    """Print another API key for an existing user (shown once)."""
+    """Print another API key for an existing user (shown once).
+
+    Recorded in the service's audit trail as user cli:<your login> when run on the service's
+    host as its account (with its integrity key); otherwise a warning says why not.
+    """
     from permed.serve import Storage
 
     storage = Storage(_settings(data_dir).url)
     try:
-        out.print(storage.new_key(name), highlight=False, soft_wrap=True)
+        key = storage.new_key(name)
+        out.print(key, highlight=False, soft_wrap=True)
+        _record(storage, "key", "new_key", target=name, key_id=_key_id(key))
     finally:
         storage.dispose()
+
+
+def _key_id(key: str) -> str:
+    """The id part of an API key (``pmd_<key id>_<secret>``): the audit trail names the key
+    by it, never by the secret."""
+    return key.split("_", 2)[1]
 
 
 @users_app.command("list")
@@ -177,7 +194,7 @@ def revoke_user(
     try:
         count = storage.revoke(name)
         err.print(f"user '{name}' deactivated; {count} key(s) revoked", highlight=False)
-        _record(storage, "revoke", target=name, revoked_keys=count)
+        _record(storage, "revoke", "revoke", target=name, revoked_keys=count)
     finally:
         storage.dispose()
 
@@ -207,7 +224,8 @@ def end_sessions(
         err.print(f"sessions of user '{name}' ended: their bearer tokens issued up to now "
                   f"({_iso(ended)}) are refused; their API keys still work", highlight=False)
         _review(name, since, storage.made_since(name, since))
-        _record(storage, "end_sessions", target=name, sessions_not_before=_iso(ended))
+        _record(storage, "end-sessions", "end_sessions", target=name,
+                sessions_not_before=_iso(ended))
     finally:
         storage.dispose()
 
@@ -239,11 +257,12 @@ def _review(name: str, since: float, made: dict[str, list[dict[str, Any]]]) -> N
         err.print(line, highlight=False, soft_wrap=True)
 
 
-def _record(storage: Any, action: str, **details: Any) -> None:
-    """Record a change already made (and printed) in the service's audit chain, or warn why
-    not in one line: the change stands either way, so nothing here may end in a traceback."""
+def _record(storage: Any, command: str, action: str, **details: Any) -> None:
+    """Record a change already made (and printed) by ``permed users COMMAND`` in the service's
+    audit chain, or warn why not in one line: the change stands either way, so nothing here
+    may end in a traceback."""
     try:
-        unrecorded = _audit(storage, action, **details)
+        unrecorded = _audit(storage, command, action, **details)
     except Exception as exc:  # noqa: BLE001 - a database or file error: the change is made
         unrecorded = f"not recorded in the service's audit trail: {_reason(exc)}"
     if unrecorded is not None:
@@ -259,12 +278,14 @@ def _reason(exc: Exception) -> str:
     return lines[0].strip() if lines else type(exc).__name__
 
 
-def _audit(storage: Any, action: str, **details: Any) -> str | None:
+def _audit(storage: Any, command: str, action: str, **details: Any) -> str | None:
     """Append a successful ``action`` by ``cli:<login>`` to the service's audit chain; None
     when done, else why not.
 
-    Only with the integrity key that chains the trail (its head's key id): a key of another
-    account, or one created here on first use, would append entries that break verification.
+    Only with the integrity key that chains the trail (its head's key id), found as the
+    service finds it: run on the service's host, as its account. A key of another account, or
+    one created here on first use, would append entries that break verification. The key also
+    signs model bundles, so it is never to be copied elsewhere for this.
     """
     from permed.exceptions import SecurityError
     from permed.privacy import ENV_INTEGRITY, permed_home, read_key_file
@@ -274,24 +295,24 @@ def _audit(storage: Any, action: str, **details: Any) -> str | None:
     named = os.environ.get(ENV_INTEGRITY)
     path = Path(named) if named else permed_home() / "integrity.key"
     why = "not recorded in the service's audit trail: "
+    fix = ("run the command on the service's host as the service's account, which reads the "
+           "service's own key file")
     head = storage.audit_head()
     if head is None:
         return why + ("it has no entry yet, so the key that chains it is unknown: start the "
                       "service once")
     if not path.is_file():
-        return why + (f"no integrity key at {path}: run the command as the service's account, "
-                      f"or set {ENV_INTEGRITY} to the service's key file")
+        return why + f"no integrity key at {path}: {fix}"
     try:
         key = read_key_file(path)
     except SecurityError as exc:
         return why + str(exc)
     if key.key_id != head["key_id"]:
         return why + (f"it is chained with integrity key {head['key_id']}, and {path} is key "
-                      f"{key.key_id}: run the command as the service's account, or set "
-                      f"{ENV_INTEGRITY} to the service's key file")
+                      f"{key.key_id}: {fix}")
     try:
         AuditTrail(storage, key).append(f"cli:{_login()}", action, "success",
-                                        command=f"permed users {action.replace('_', '-')}",
+                                        command=f"permed users {command}",
                                         uid=os.geteuid(), **details)
     except (PermedError, WriterBusy) as exc:
         return why + str(exc)
