@@ -423,14 +423,21 @@ def _absent_class_warnings(counts: dict[str, int]) -> list[str]:
             f"present ({', '.join(present)}), not all {len(counts)}"]
 
 
+def patient_rows(cohort: pd.DataFrame, schema: FittedSchema) -> pd.DataFrame:
+    """The first columns of a cohort's predictions.csv: ``row`` (the 0-based input row) and the
+    id when declared and present."""
+    rows = pd.DataFrame({"row": cohort.index.to_numpy()})
+    if schema.id and schema.id in cohort.columns:
+        rows[schema.id] = cohort[schema.id].to_numpy()
+    return rows
+
+
 def _external_predictions(model: Any, schema: FittedSchema, cohort: pd.DataFrame,
                           y: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
     """predictions.csv of an external cohort in train's format: ``row`` (the 0-based input
     row), the id when declared and present, ``y_true``, ``prob_<class>`` and ``predicted``."""
     classes = np.asarray(schema.classes, dtype=object)
-    predictions = pd.DataFrame({"row": cohort.index.to_numpy()})
-    if schema.id and schema.id in cohort.columns:
-        predictions[schema.id] = cohort[schema.id].to_numpy()
+    predictions = patient_rows(cohort, schema)
     predictions["y_true"] = classes[y]
     for column, values in zip(probability_columns(schema.classes), proba.T, strict=True):
         predictions[column] = values

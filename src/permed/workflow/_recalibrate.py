@@ -55,7 +55,7 @@ from permed.ingest import TableInfo, read_table
 from permed.privacy import AuditLog, is_encrypted, require_key, write_bytes
 from permed.study import Study
 from permed.utils.jsonio import read_json, write_json
-from permed.workflow._apply import _encode_target, external_manifest
+from permed.workflow._apply import _encode_target, external_manifest, patient_rows
 from permed.workflow._config import TrainConfig
 from permed.workflow._fitted import DiagnoseModel, probability_columns
 from permed.workflow._recalibrated import (
@@ -77,6 +77,8 @@ CROSS_FIT_FOLDS = 5
 # slope from fewer than 20 is noise (permed's floor, not a published one).
 MIN_EVENTS = 100
 MIN_SLOPE_EVENTS = 20
+_BEFORE_METHOD = ("the source run's model applied unchanged to the local cohort (an external "
+                  "validation: it never saw these patients)")
 FAILED_SHARE = 0.01  # bootstrap replicates without an estimate above this share are warned of
 _GUIDANCE = ("Vergouwe et al., J Clin Epidemiol 2005; Collins et al., Stat Med 2016; Riley et al., "
              "Stat Med 2021")
@@ -388,15 +390,12 @@ def _diagnose(run_dir: Path, model: Any, schema: Any, data: str | Path,
         "calibration": {
             "before": _diagnose_figures(figures_before),
             "after": _diagnose_figures(figures_after),
-            "before_method": "the source run's model applied unchanged to the local cohort "
-                             "(an external validation: it never saw these patients)",
+            "before_method": _BEFORE_METHOD,
             "after_method": _cross_fit_text(y, "outcome class")},
     }
     if check is None:
         del entry["slope_check"]
-    predictions = pd.DataFrame({"row": cohort.index.to_numpy()})
-    if schema.id and schema.id in cohort.columns:
-        predictions[schema.id] = cohort[schema.id].to_numpy()
+    predictions = patient_rows(cohort, schema)
     classes = np.asarray(schema.classes, dtype=object)
     predictions["y_true"] = classes[y]
     for column, values in zip(probability_columns(schema.classes), proba_after.T, strict=True):
@@ -650,15 +649,12 @@ def _risk(run_dir: Path, model: Any, data: str | Path, development: dict[str, An
             "before": _risk_figures(reports["before"], before, times, horizons, time, event),
             "after": _risk_figures(reports["after"], after, times, horizons, time, event),
             "checked_horizons": [float(h) for h in horizons],
-            "before_method": "the source run's model applied unchanged to the local cohort "
-                             "(an external validation: it never saw these patients)",
+            "before_method": _BEFORE_METHOD,
             "after_method": _cross_fit_text(strata, "event")},
     }
     if check is None:
         del entry["slope_check"]
-    predictions = pd.DataFrame({"row": frame.index.to_numpy()})
-    if model.schema.id and model.schema.id in frame.columns:
-        predictions[model.schema.id] = frame[model.schema.id].to_numpy()
+    predictions = patient_rows(frame, model.schema)
     predictions["time"], predictions["event"] = time, event.astype(int)
     predictions["y_true"] = np.where(event, "event", "censored")
     at = np.searchsorted(times, np.asarray(horizons, dtype=np.float64))
