@@ -26,7 +26,7 @@ class ModelFamily:
     name: str
     description: str
     build: Callable[[int, str], BaseEstimator]
-    space: Callable[[Any], dict[str, Any]]
+    space: Callable[[Any], dict[str, Any]] | None  # None: not tuned
     needs: str | None = None  # an optional dependency
     extra: str = "deep"  # the permed extra that installs it
     # settings that replace the defaults on a large cohort (workflow/_large.py); tuning

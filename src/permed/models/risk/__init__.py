@@ -7,6 +7,7 @@ The outcome is scikit-survival's structured array, built with :func:`survival_y`
 from permed.models.risk._boosting import SurvivalBoosting
 from permed.models.risk._cox import PenalizedCox
 from permed.models.risk._cox_splines import SplineCox
+from permed.models.risk._ensemble import RankEnsemble
 from permed.models.risk._forest import SurvivalForest
 from permed.models.risk._outcome import split_survival_y, survival_y
 from permed.models.risk._registry import (
@@ -19,6 +20,7 @@ from permed.models.risk._registry import (
 __all__ = [
     "RISK_MODELS",
     "PenalizedCox",
+    "RankEnsemble",
     "SplineCox",
     "SurvivalBoosting",
     "SurvivalForest",

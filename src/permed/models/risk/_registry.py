@@ -12,6 +12,7 @@ from permed.models.diagnose import ModelFamily
 from permed.models.risk._boosting import SurvivalBoosting
 from permed.models.risk._cox import PenalizedCox
 from permed.models.risk._cox_splines import SplineCox
+from permed.models.risk._ensemble import RankEnsemble
 from permed.models.risk._forest import SurvivalForest
 
 __all__ = ["RISK_MODELS", "available_models", "default_models", "make_model"]
@@ -31,6 +32,10 @@ def _forest(seed: int, device: str) -> BaseEstimator:
 
 def _boosting(seed: int, device: str) -> BaseEstimator:
     return SurvivalBoosting(random_state=seed)
+
+
+def _ensemble(seed: int, device: str) -> BaseEstimator:
+    return RankEnsemble(random_state=seed)
 
 
 def _deepsurv(seed: int, device: str) -> BaseEstimator:
@@ -89,6 +94,12 @@ RISK_MODELS: dict[str, ModelFamily] = {
             "cubic spline terms for continuous predictors", _cox_splines,
             lambda t: {"alpha": t.suggest_float("alpha", 1e-2, 1e3, log=True),
                        "n_knots": t.suggest_int("n_knots", 3, 6)}),
+        # not tuned: its members keep their defaults, so that its CV score carries no
+        # optimism from settings chosen on the same folds
+        ModelFamily(
+            "ensemble", "mean of the gradient-boosted Cox trees, the random survival forest "
+            "and the spline Cox model (their risk percentiles and survival curves)", _ensemble,
+            None),
     )
 }
 
