@@ -13,7 +13,8 @@ Protocol, per dataset: permed's risk protocol on the published *train* split onl
 feature kinds permed's validation infers, preprocessing inside each fold, 5-fold CV
 (stratified by event, seed 42) of every family with its default settings (or Optuna tuning
 within --budget seconds, still scored by CV on the train split), selection by the highest mean
-CV Harrell's C-index (a tuned family's less the optimism of its best trial), refit on the whole
+CV Harrell's C-index (a tuned family's less the optimism of its best trial), the ensemble kept
+unless that family is clearly better (permed.workflow._risk.ENSEMBLE_RULE), refit on the whole
 train split. Every family is then scored once on the
 published *test* split (Harrell's C with a bootstrap 95% CI); only the CV-selected model is
 permed's answer. Nothing is chosen on the test split.
@@ -116,7 +117,7 @@ def run_dataset(name: str, budget: float, engine) -> dict:
     cv = _cross_validate(data, names, engine, SilentProgress(),
                          {n: p for n, (p, _) in tuned.items()})
     selection_seconds = time.perf_counter() - started
-    selected = _select(names, cv, tuned)
+    selected, selection = _select(names, cv, tuned)
     reference = survival_y(time_, event)
     models = {}
     for model in names:
@@ -136,7 +137,8 @@ def run_dataset(name: str, budget: float, engine) -> dict:
                 if cv[model].params else models[model]["test_c_index"])
     answer = models[selected]["test_c_index"]["value"]
     return {"train_rows": len(train), "test_rows": len(test), "events_train": int(event.sum()),
-            "horizons": horizons.tolist(), "selected_model": selected, "models": models,
+            "horizons": horizons.tolist(), "selected_model": selected, "selection": selection,
+            "models": models,
             "permed_test_c_index": answer, "selection_seconds": round(selection_seconds, 1),
             "published": PUBLISHED.get(name, {}), "target": _target(name, answer)}
 

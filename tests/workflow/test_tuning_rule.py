@@ -156,6 +156,60 @@ def test_risk_selection_sets_a_tuned_models_corrected_score_against_the_defaults
     assert tuned.replace
     assert tuned.optimism == pytest.approx(0.014 / 3)
     results = {"coxph": result(0.650), "random_survival_forest": result(0.652)}
-    assert _select(list(results), results, {}) == "random_survival_forest"
+    assert _select(list(results), results, {}) == ("random_survival_forest", {})
     assert _select(list(results), results,
-                   {"random_survival_forest": ({"n": 1}, tuned)}) == "coxph"
+                   {"random_survival_forest": ({"n": 1}, tuned)}) == ("coxph", {})
+
+
+def _fold_result(folds: list[float]):
+    from permed.workflow._risk import _CVResult
+
+    return _CVResult({}, np.zeros(3), {"c_index": {"mean": float(np.mean(folds))}}, 0.0, folds)
+
+
+def test_the_ensemble_is_kept_unless_a_family_is_clearly_better():
+    from permed.workflow._risk import _select
+
+    ensemble = [0.650, 0.640, 0.660, 0.655, 0.645]
+    # the boosted trees lead by 0.001 on average, fold noise: the ensemble stays
+    noisy = {"coxph": _fold_result([0.630, 0.625, 0.640, 0.640, 0.630]),
+             "gradient_boosting": _fold_result([0.660, 0.635, 0.655, 0.665, 0.640]),
+             "ensemble": _fold_result(ensemble)}
+    selected, why = _select(list(noisy), noisy, {})
+    assert selected == "ensemble"
+    assert why["ensemble_kept"]
+    assert why["against_ensemble"]["family"] == "gradient_boosting"
+    assert why["against_ensemble"]["families"] == 2
+    assert why["against_ensemble"]["cv_gain"] == pytest.approx(0.001)
+    assert not why["against_ensemble"]["replaced_ensemble"]
+    # ahead by 0.03 on every fold: the boosted trees replace it
+    clear = {**noisy, "gradient_boosting": _fold_result([c + 0.03 for c in ensemble])}
+    selected, why = _select(list(clear), clear, {})
+    assert selected == "gradient_boosting"
+    assert not why["ensemble_kept"]
+    assert why["against_ensemble"]["cv_gain"] == pytest.approx(0.03)
+
+
+def test_the_ensemble_wins_outright_when_its_cv_score_is_highest():
+    from permed.workflow._risk import _select
+
+    results = {"coxph": _fold_result([0.60, 0.61, 0.62]),
+               "ensemble": _fold_result([0.65, 0.66, 0.64])}
+    assert _select(list(results), results, {}) == ("ensemble", {})
+
+
+def test_a_tuned_familys_optimism_counts_against_the_ensemble():
+    from permed.workflow._risk import _select
+
+    ensemble = [0.650, 0.640, 0.660]
+    # ahead by 0.012 with its best-trial score, beyond the bar of 0.0111 ...
+    forest = [c + gain for c, gain in zip(ensemble, [0.020, 0.002, 0.014], strict=True)]
+    results = {"random_survival_forest": _fold_result(forest),
+               "ensemble": _fold_result(ensemble)}
+    assert _select(list(results), results, {})[0] == "random_survival_forest"
+    # ... but not once the optimism of picking its best trial (0.014 / 3) is taken off
+    tuned = judge([[0.66, 0.65, 0.646], [0.62, 0.63, 0.66]], 0, [0.60, 0.61, 0.60])
+    selected, why = _select(list(results), results,
+                            {"random_survival_forest": ({"n": 1}, tuned)})
+    assert selected == "ensemble"
+    assert why["against_ensemble"]["cv_gain"] == pytest.approx(0.012 - 0.014 / 3, abs=1e-5)

@@ -19,7 +19,7 @@ _STEPS: list[tuple[str, str, dict[str, Any]]] = [("diagnose", "breast_cancer", {
 # risk: GBSG2 recurrence-free survival at 1, 3 and 5 years (3 folds, no DeepSurv: demo budget)
 _STEPS.append(("risk", "gbsg2", {"horizons": [365, 1095, 1825], "cv": 3, "n_boot": 200,
                                  "models": ["coxph", "random_survival_forest",
-                                            "gradient_boosting"]}))
+                                            "gradient_boosting", "ensemble"]}))
 # treat: ACTG 320 randomized IDV vs control; outcome = AIDS or death during follow-up
 _STEPS.append(("treat", "aids", {"higher_is_better": False, "randomized": True, "cv": 3,
                                  "models": ["t_learner", "causal_forest"], "n_boot": 200}))

@@ -696,7 +696,27 @@ def model_comparison_section(run: RunFiles) -> Section:
         Table(header=["Model"] + [metric_label(m) for m in metrics], rows=rows,
               marked=frozenset(marked)),
         Paragraph(f"Selected model: {selected or DASH}. Selection rule: {rule or DASH}."),
+        *_ensemble_contest(selection),
     ])
+
+
+def _ensemble_contest(selection: Mapping[str, Any]) -> list[Block]:
+    """Why the ensemble was kept or replaced (risk runs since it is a default candidate)."""
+    contest = selection.get("against_ensemble")
+    if not isinstance(contest, Mapping):
+        return []
+    gain = contest.get("cv_gain")
+    optimism, bar = contest.get("selection_optimism"), contest.get("threshold")
+    if not all(isinstance(v, int | float) for v in (gain, optimism, bar)):
+        return []
+    family = contest.get("family")
+    outcome = ("it did, so it replaced the ensemble" if contest.get("replaced_ensemble")
+               else "it did not, so the ensemble was kept")
+    return [Paragraph(
+        f"The best single family, {family}, led the ensemble by {gain:+.4f} in mean CV C-index; "
+        f"less {optimism:.4f} for having picked the best of {fmt_num(contest.get('families'))} "
+        f"families ({gain - optimism:+.4f}), its lead had to exceed {bar:.4f} (one standard "
+        f"error of the per-fold gain): {outcome}.")]
 
 
 def _json_value(value: object) -> str:
