@@ -96,3 +96,23 @@ def test_a_selected_forest_is_said_not_to_make_the_assumption():
     assert note.text == ("The Cox model's proportional-hazards assumption is violated (global "
                          "p = 0.019); the selected model (random survival forest) does not "
                          "make it.")
+
+
+def test_a_selected_ensemble_is_said_to_relax_the_assumption_only_in_part():
+    section = _section({**_ph(True, ["tgrade"]),
+                        **_selected("ensemble", "mean of three families", False),
+                        "selected_partly_proportional_hazards": True})
+    intro = section.blocks[0].text
+    assert intro.startswith(
+        "The selected model (mean of three families) averages the survival curves of two "
+        "models that assume proportional hazards and of a forest that does not: its curves "
+        "may cross, but an effect that changes over follow-up is carried by the forest's "
+        "third only. The test below checks each predictor's effect over time in a ridge Cox "
+        "model on the same predictors.")
+    note = _note(section)
+    assert (note.tone, list(note.items)) == ("warning", ["tgrade"])
+    assert note.text.startswith(
+        "The proportional-hazards assumption is violated (global p = 0.019): two of the "
+        "selected ensemble's three members average effects that change over time, and its "
+        "absolute risks may be off at some horizons. Prefer a model without this assumption "
+        "(random survival forest)")

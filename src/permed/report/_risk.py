@@ -578,6 +578,12 @@ def _ph_assumption(ph: Mapping[str, Any]) -> str:
                 "it: its risks then average that effect over time, too high at some horizons "
                 f"and too low at others. The test below checks each predictor's effect over "
                 f"time {_ph_tested_on(ph)}.")
+    if ph.get("selected_partly_proportional_hazards"):
+        return (f"The selected model ({described}) averages the survival curves of two models "
+                "that assume proportional hazards and of a forest that does not: its curves may "
+                "cross, but an effect that changes over follow-up is carried by the forest's "
+                "third only. The test below checks each predictor's effect over time "
+                f"{_ph_tested_on(ph)}.")
     return (f"The selected model ({described}) does not assume proportional hazards: its "
             "survival curves may cross. The test below is of the Cox model among the "
             "candidates, which assumes each predictor multiplies the hazard by the same factor "
@@ -602,6 +608,9 @@ def _ph_violation(ph: Mapping[str, Any], global_p: object) -> Note:
         who = "the Cox model's hazard ratios average effects that change over time, and its"
     elif ph.get("selected_assumes_proportional_hazards"):
         who = ("the selected model, like the Cox model, averages effects that change over "
+               "time, and its")
+    elif ph.get("selected_partly_proportional_hazards"):
+        who = ("two of the selected ensemble's three members average effects that change over "
                "time, and its")
     else:
         return Note(f"The Cox model's proportional-hazards assumption is violated "

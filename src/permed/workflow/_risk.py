@@ -3,8 +3,9 @@
 Protocol: a held-out test split, stratified by event, is set aside first and touched once,
 for the selected model only. Model families are compared by k-fold cross-validation on the
 development split (stratified by event), every preprocessing step fitted inside the fold,
-and the one with the highest mean Harrell's C-index is selected and refitted on the whole
-development split. Its test figures (Harrell's C, Uno's C, integrated Brier score,
+and the one with the highest mean Harrell's C-index is selected, unless the ensemble is a
+candidate and that family is not clearly better than it (:data:`ENSEMBLE_RULE`); the selected
+family is refitted on the whole development split. Its test figures (Harrell's C, Uno's C, integrated Brier score,
 time-dependent AUC and calibration at each horizon) come with bootstrap 95% CIs.
 """
 
@@ -717,16 +718,19 @@ def _ph_check(selected: str, pipeline: Pipeline, data: _Folds, config: TrainConf
     spline basis is one term, so a predictor whose effect bends but stays the same over time
     is not mistaken for one whose effect changes over time, as it is by a Cox model linear in
     it. Any other selected model that assumes proportional hazards by construction (a
-    gradient-boosted or neural Cox model) is checked with a ridge Cox model on the same
-    predictors, even when the Cox model was not a candidate: a predictor whose effect changes
-    over time breaks its assumption too.
+    gradient-boosted or neural Cox model), or in part (the ensemble), is checked with a ridge
+    Cox model on the same predictors, even when the Cox model was not a candidate: a predictor
+    whose effect changes over time breaks its assumption too.
     """
     assumes = selected in PROPORTIONAL_HAZARDS_MODELS
     about = {"selected_model": selected,
              "selected_description": RISK_MODELS[selected].description,
-             "selected_assumes_proportional_hazards": assumes}
+             "selected_assumes_proportional_hazards": assumes,
+             # two of the ensemble's three members assume them: it relaxes them only in part
+             **({"selected_partly_proportional_hazards": True} if selected == ENSEMBLE else {})}
     if selected not in ("coxph", "coxph_splines"):
-        if not assumes and "coxph" not in (config.models or default_models()):
+        if (not assumes and selected != ENSEMBLE
+                and "coxph" not in (config.models or default_models())):
             return {"note": f"the selected model ({RISK_MODELS[selected].description}) does "
                             "not assume proportional hazards, and no Cox model was among the "
                             "candidates: nothing to test", **about}
