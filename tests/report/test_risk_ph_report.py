@@ -106,9 +106,11 @@ def test_a_selected_ensemble_is_said_to_relax_the_assumption_only_in_part():
     assert intro.startswith(
         "The selected model (mean of three families) averages the survival curves of two "
         "models that assume proportional hazards and of a forest that does not: its curves "
-        "may cross, but an effect that changes over follow-up is carried by the forest's "
-        "third only. The test below checks each predictor's effect over time in a ridge Cox "
-        "model on the same predictors.")
+        "may cross, but in two of its three members a predictor's effect cannot change over "
+        "follow-up, so such an effect is represented mainly by the forest. The test below "
+        "checks each predictor's effect over time in a ridge Cox model on the same "
+        "predictors, a stand-in for the ensemble's Cox members, not a test of the ensemble "
+        "itself.")
     note = _note(section)
     assert (note.tone, list(note.items)) == ("warning", ["tgrade"])
     assert note.text.startswith(

@@ -195,7 +195,23 @@ def test_the_ensemble_wins_outright_when_its_cv_score_is_highest():
 
     results = {"coxph": _fold_result([0.60, 0.61, 0.62]),
                "ensemble": _fold_result([0.65, 0.66, 0.64])}
-    assert _select(list(results), results, {}) == ("ensemble", {})
+    selected, why = _select(list(results), results, {})
+    assert selected == "ensemble"
+    assert why["ensemble_kept"]
+    assert why["against_ensemble"]["family"] == "coxph"
+    assert why["against_ensemble"]["cv_gain"] == pytest.approx(-0.04)
+
+
+def test_an_ensemble_without_a_cv_score_gives_way_to_the_best_family():
+    from permed.workflow._risk import _select
+
+    results = {"coxph": _fold_result([0.60, 0.61, 0.62]),
+               "gradient_boosting": _fold_result([0.62, 0.63, 0.61]),
+               "ensemble": _fold_result([float("nan")] * 3)}
+    assert _select(list(results), results, {}) == ("gradient_boosting", {
+        "ensemble_kept": False,
+        "against_ensemble": {"family": "gradient_boosting",
+                             "note": "the ensemble has no cross-validated C-index"}})
 
 
 def test_a_tuned_familys_optimism_counts_against_the_ensemble():

@@ -701,15 +701,23 @@ def model_comparison_section(run: RunFiles) -> Section:
 
 
 def _ensemble_contest(selection: Mapping[str, Any]) -> list[Block]:
-    """Why the ensemble was kept or replaced (risk runs since it is a default candidate)."""
+    """Why the ensemble was kept or replaced (risk runs with the ensemble among candidates)."""
     contest = selection.get("against_ensemble")
     if not isinstance(contest, Mapping):
         return []
+    family = contest.get("family")
+    if contest.get("note"):
+        return [Paragraph(f"The ensemble was not kept: {contest['note']}; {family} was the best "
+                          "of the other families.")]
     gain = contest.get("cv_gain")
     optimism, bar = contest.get("selection_optimism"), contest.get("threshold")
     if not all(isinstance(v, int | float) for v in (gain, optimism, bar)):
-        return []
-    family = contest.get("family")
+        verdict = "kept" if selection.get("ensemble_kept") else "replaced"
+        return [Paragraph(f"The ensemble was {verdict} against {family}; the figures of that "
+                          "comparison could not be computed (too few folds with a score).")]
+    if gain <= 0:
+        return [Paragraph(f"The ensemble had the highest mean CV C-index; the best single "
+                          f"family, {family}, trailed it by {-gain:.4f}.")]
     outcome = ("it did, so it replaced the ensemble" if contest.get("replaced_ensemble")
                else "it did not, so the ensemble was kept")
     return [Paragraph(

@@ -581,9 +581,10 @@ def _ph_assumption(ph: Mapping[str, Any]) -> str:
     if ph.get("selected_partly_proportional_hazards"):
         return (f"The selected model ({described}) averages the survival curves of two models "
                 "that assume proportional hazards and of a forest that does not: its curves may "
-                "cross, but an effect that changes over follow-up is carried by the forest's "
-                "third only. The test below checks each predictor's effect over time "
-                f"{_ph_tested_on(ph)}.")
+                "cross, but in two of its three members a predictor's effect cannot change over "
+                "follow-up, so such an effect is represented mainly by the forest. The test "
+                f"below checks each predictor's effect over time {_ph_tested_on(ph)}, a stand-in "
+                "for the ensemble's Cox members, not a test of the ensemble itself.")
     return (f"The selected model ({described}) does not assume proportional hazards: its "
             "survival curves may cross. The test below is of the Cox model among the "
             "candidates, which assumes each predictor multiplies the hazard by the same factor "

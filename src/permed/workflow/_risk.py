@@ -5,8 +5,9 @@ for the selected model only. Model families are compared by k-fold cross-validat
 development split (stratified by event), every preprocessing step fitted inside the fold,
 and the one with the highest mean Harrell's C-index is selected, unless the ensemble is a
 candidate and that family is not clearly better than it (:data:`ENSEMBLE_RULE`); the selected
-family is refitted on the whole development split. Its test figures (Harrell's C, Uno's C, integrated Brier score,
-time-dependent AUC and calibration at each horizon) come with bootstrap 95% CIs.
+family is refitted on the whole development split. Its test figures (Harrell's C, Uno's C,
+integrated Brier score, time-dependent AUC and calibration at each horizon) come with bootstrap
+95% CIs.
 """
 
 from __future__ import annotations
@@ -451,9 +452,10 @@ def _default_horizons(time: np.ndarray, event: np.ndarray) -> list[float]:
 def _select(names: list[str], results: dict[str, _CVResult],
             tuned: dict[str, tuple[dict[str, Any], TuningVerdict]]
             ) -> tuple[str, dict[str, Any]]:
-    """The family with the best selection score, unless the ensemble is a candidate and that
-    family is not clearly better than it (:data:`ENSEMBLE_RULE`); with the ``selection``
-    entries of metrics.json that say why (none when the ensemble was not in that contest)."""
+    """The family with the best selection score; when the ensemble is a candidate, the
+    ensemble unless the best other family is clearly better (:data:`ENSEMBLE_RULE`). Returns
+    the family and the ``selection`` entries of metrics.json that say why (none without the
+    ensemble among several candidates)."""
     def optimism(name: str) -> float:
         mean = results[name].summary.get("c_index", {}).get("mean", math.nan)
         return mean - selection_score(mean, tuned[name][1] if name in tuned else None)
@@ -462,16 +464,23 @@ def _select(names: list[str], results: dict[str, _CVResult],
         mean = results[name].summary.get("c_index", {}).get("mean", math.nan) - optimism(name)
         return -1.0 if not np.isfinite(mean) else mean
 
-    best = max(names, key=lambda name: (score(name), -names.index(name)))
-    if ENSEMBLE not in names or best == ENSEMBLE:
-        return best, {}
+    def best(among: list[str]) -> str:
+        return max(among, key=lambda name: (score(name), -names.index(name)))
+
+    if ENSEMBLE not in names or len(names) == 1:
+        return best(names), {}
     others = [name for name in names if name != ENSEMBLE]
+    rival = best(others)
+    if score(ENSEMBLE) == -1.0:  # no CV score (it failed on every fold): nothing to keep
+        return rival, {"ensemble_kept": False,
+                       "against_ensemble": {"family": rival, "note": "the ensemble has no "
+                                            "cross-validated C-index"}}
     # each family's fold scores less its tuning optimism, as its selection score is
     folds = [np.asarray(results[name].folds) - np.nan_to_num(optimism(name)) for name in others]
-    verdict = judge(folds, others.index(best), results[ENSEMBLE].folds)
-    return (best if verdict.replace else ENSEMBLE), {
+    verdict = judge(folds, others.index(rival), results[ENSEMBLE].folds)
+    return (rival if verdict.replace else ENSEMBLE), {
         "ensemble_kept": not verdict.replace,
-        "against_ensemble": {"family": best, "families": verdict.trials,
+        "against_ensemble": {"family": rival, "families": verdict.trials,
                              "replaced_ensemble": verdict.replace,
                              **{k: v for k, v in verdict.as_json().items()
                                 if k not in ("trials", "replaced_defaults")}}}
