@@ -1,7 +1,7 @@
 """Risk benchmark: how much one test split's C-index moves with the split.
 
 Run: .venv/bin/python benchmarks/risk_splits.py [--seeds 20] [--datasets metabric,support]
-     [--families] [--ensembles]
+     [--families] [--compare OLD.json [--reuse]]
 
 `permed train DATA --task risk` as a user runs it (every default: the families, 5-fold CV,
 selection by CV Harrell's C, an 80/20 development/test split stratified by event), once per
@@ -12,11 +12,12 @@ DeepSurv paper's Cox figure + margin that check B1 asks for (METABRIC 0.64, SUPP
 that one split's figure is read against the spread of the protocol rather than alone.
 `--families` also trains each default family alone (`--models NAME`) on the same splits, to show
 whether any family, rather than the CV selection among them, would reach the floor.
-`--ensembles` adds rank-averaging ensembles of the families (the mean of each patient's risk
-rank under each family), scored like a family: CV C-index from the out-of-fold risks averaged
-within each fold, test C-index from the families refitted on the development split; and the CV
-selection among families and ensembles together, to show whether an ensemble would lift the
-protocol. Bootstrap
+`--compare OLD.json` sets this run against a risk_splits.json written by another revision of
+permed (for example the code before a change, run with `PYTHONPATH` at that revision): the
+paired difference of the test C-index on each seed both ran, its mean and SD, its standard
+error corrected for the overlap of the splits' training sets (Nadeau & Bengio 2003: the variance
+times 1/J + 0.2/0.8 for J splits, not 1/J), and how many seeds it improved; `--reuse` takes
+this side's runs from benchmarks/results/risk_splits.json instead of training again. Bootstrap
 replicates are cut to 100 (the point estimate does not depend on them). Writes
 benchmarks/results/risk_splits.json.
 """
@@ -38,15 +39,10 @@ from permed.models.risk import default_models  # noqa: E402
 from permed.study import Study  # noqa: E402
 from permed.workflow import TrainConfig, train_run  # noqa: E402
 
-ENSEMBLES = {"gradient_boosting+random_survival_forest":
-             ["gradient_boosting", "random_survival_forest"],
-             "gradient_boosting+random_survival_forest+deepsurv":
-             ["gradient_boosting", "random_survival_forest", "deepsurv"],
-             "all four families": ["coxph", "random_survival_forest", "gradient_boosting",
-                                   "deepsurv"]}
-
 DEFAULT_SEED = TrainConfig().seed
+TEST_SHARE = TrainConfig().test_size
 FLOORS = {"metabric": 0.64, "support": 0.60}  # shared check B1
+RESULTS = Path(__file__).resolve().parent / "results" / "risk_splits.json"
 
 
 def run_seed(data: Path, seed: int, folder: Path, models: list[str]) -> dict:
@@ -97,65 +93,31 @@ def splits(name: str, data: Path, seeds: list[int], folder: Path, models: list[s
     return {"runs": runs, "summary": summary(name, runs)}
 
 
-def ensemble_seed(data: Path, seed: int) -> dict[str, dict]:
-    """One seed of permed's risk protocol, up to the test split, with the ensembles scored
-    beside the families: {label: run} for each family, ensemble and the CV selection."""
-    from scipy.stats import rankdata
-    from sklearn.model_selection import StratifiedKFold, train_test_split
-
-    from permed.engine import SilentProgress, get_engine
-    from permed.evaluate.survival import harrell_c
-    from permed.ingest import read_table
-    from permed.study import FittedSchema, validate
-    from permed.workflow import _risk
-
-    frame, _ = read_table(data)
-    study = Study(task="risk", time="duration", event="event")
-    config = TrainConfig(seed=seed, n_boot=100)
-    validation = validate(frame, study, min_class_size=config.cv)
-    outcome = _risk.read_outcome(frame, study, _risk.RiskOptions(None, ()), validation)
-    frame, time_, event = frame.iloc[outcome.kept], outcome.time, outcome.event
-    dev, test = train_test_split(np.arange(len(frame)), test_size=config.test_size,
-                                 stratify=event, random_state=seed)
-    schema = FittedSchema.from_frame(frame.iloc[dev], validation.kinds, study, [])
-    features, test_features = schema.coerce(frame.iloc[dev]), schema.coerce(frame.iloc[test])
-    splitter = StratifiedKFold(n_splits=config.cv, shuffle=True, random_state=seed)
-    folds = _risk._Folds(features, time_[dev], event[dev],
-                         list(splitter.split(features, event[dev])), schema,
-                         np.asarray(_risk._default_horizons(time_[dev], event[dev])), config)
-    engine = get_engine(None)
-    try:
-        cv = _risk._cross_validate(folds, default_models(), engine, SilentProgress(), {})
-    finally:
-        engine.close()
-    reference = _risk.survival_y(time_[dev], event[dev])
-    scores = {name: _risk.build_risk_pipeline(name, schema, config).fit(features, reference)
-              .predict(test_features) for name in default_models()}
-
-    def run(members: list[str]) -> dict:
-        fold_c = [harrell_c(time_[dev][val], event[dev][val],
-                            np.mean([rankdata(cv[m].oof[val]) for m in members], axis=0))
-                  for _, val in folds.folds]
-        risk = np.mean([rankdata(scores[m]) for m in members], axis=0)
-        return {"seed": seed, "members": members, "cv_c_index": float(np.mean(fold_c)),
-                "test_c_index": harrell_c(time_[test], event[test], risk)}
-
-    runs = {name: run([name]) for name in default_models()}
-    runs |= {label: run(members) for label, members in ENSEMBLES.items()
-             if set(members) <= set(default_models())}
-    best = max(runs, key=lambda label: runs[label]["cv_c_index"])
-    runs["CV-selected among families and ensembles"] = {**runs[best], "selected": best}
-    return runs
+def compare(new: dict, old: dict) -> dict:
+    """Paired test C-index differences (new - old) on the seeds both runs have."""
+    before = {r["seed"]: r["test_c_index"] for r in old["runs"]}
+    seeds = [r["seed"] for r in new["runs"] if r["seed"] in before]
+    after = {r["seed"]: r["test_c_index"] for r in new["runs"]}
+    gain = np.array([after[s] - before[s] for s in seeds])
+    # the splits' training sets overlap: Nadeau & Bengio's corrected standard error (1/J plus
+    # test/train size, 0.2/0.8), not the plain sd/sqrt(J)
+    error = float(gain.std(ddof=1) * np.sqrt(1 / len(seeds) + TEST_SHARE / (1 - TEST_SHARE)))
+    return {"seeds": len(seeds), "old_mean": float(np.mean([before[s] for s in seeds])),
+            "new_mean": float(np.mean([after[s] for s in seeds])),
+            "mean_difference": float(gain.mean()), "sd_difference": float(gain.std(ddof=1)),
+            "corrected_standard_error": error, "t": float(gain.mean() / error),
+            "better": int((gain > 0).sum()), "worse": int((gain < 0).sum()),
+            "default_seed": {"old": before.get(DEFAULT_SEED), "new": after.get(DEFAULT_SEED)}}
 
 
-def ensembles(name: str, data: Path, seeds: list[int]) -> dict:
-    by_label: dict[str, list[dict]] = {}
-    for seed in seeds:
-        for label, run in ensemble_seed(data, seed).items():
-            by_label.setdefault(label, []).append(run)
-        print(f"{name} ensembles seed {seed}: done", file=sys.stderr)
-    return {label: {"runs": runs, "summary": summary(name, runs)}
-            for label, runs in by_label.items()}
+def compare_row(dataset: str, c: dict) -> dict:
+    return {"dataset": dataset, "seeds": c["seeds"],
+            "old mean": f"{c['old_mean']:.4f}", "new mean": f"{c['new_mean']:.4f}",
+            "paired difference (SD)": f"{c['mean_difference']:+.4f} ({c['sd_difference']:.4f})",
+            "corrected SE (t)": f"{c['corrected_standard_error']:.4f} ({c['t']:.1f})",
+            "better / worse": f"{c['better']} / {c['worse']}",
+            f"seed {DEFAULT_SEED} old -> new": f"{c['default_seed']['old']:.4f} -> "
+                                               f"{c['default_seed']['new']:.4f}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,30 +127,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default="metabric")
     parser.add_argument("--families", action="store_true",
                         help="also train each default family alone on the same splits")
-    parser.add_argument("--ensembles", action="store_true",
-                        help="also score rank-averaging ensembles of the families")
+    parser.add_argument("--compare", type=Path,
+                        help="a risk_splits.json of another revision to set this run against")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --compare: this side's runs from the saved results")
     args = parser.parse_args(argv)
     seeds = sorted({*range(1, args.seeds + 1), DEFAULT_SEED})
-    results, rows = {}, []
+    saved = RESULTS.read_text() if args.reuse and RESULTS.exists() else None
+    results = json.loads(saved)["results"] if saved else {}
+    old = json.loads(args.compare.read_text())["results"] if args.compare else {}
+    rows, compared = [], []
     with tempfile.TemporaryDirectory(prefix="permed-bench-splits-") as tmp:
         for name in args.datasets.split(","):
             data = SHARED_DATA / "survival_pycox_csv" / f"{name}.csv"
             if not data.exists():
                 print(f"{name}: {data} not found")
                 continue
-            results[name] = splits(name, data, seeds, Path(tmp), [])
+            if name not in results:
+                results[name] = splits(name, data, seeds, Path(tmp), [])
+            if name in old:
+                results[name]["compared"] = compare(results[name], old[name])
+                compared.append(compare_row(name, results[name]["compared"]))
             rows.append(table_row(name, "CV-selected (default)", results[name]["summary"]))
             if args.families:
                 results[name]["families"] = {f: splits(name, data, seeds, Path(tmp), [f])
                                              for f in default_models()}
                 rows += [table_row(name, f, r["summary"])
                          for f, r in results[name]["families"].items()]
-            if args.ensembles:
-                results[name]["ensembles"] = ensembles(name, data, seeds)
-                rows += [table_row(name, label, r["summary"])
-                         for label, r in results[name]["ensembles"].items()
-                         if label not in default_models()]  # those are --families' rows
     print_table(rows, list(rows[0]) if rows else [])
+    if compared:
+        print(f"\nagainst {args.compare}:")
+        print_table(compared, list(compared[0]))
     path = write_results("risk_splits", {"protocol": __doc__, "results": results})
     print(f"\nwrote {path}")
     return 0
