@@ -9,7 +9,9 @@ seed: the seed draws the test split and the CV folds. Seed 42 is permed's defaul
 user (and the shared check B1) gets. The table gives each dataset's distribution of the test
 Harrell's C over the seeds, the default seed's value and rank, and how many seeds reach the
 DeepSurv paper's Cox figure + margin that check B1 asks for (METABRIC 0.64, SUPPORT 0.60), so
-that one split's figure is read against the spread of the protocol rather than alone.
+that one split's figure is read against the spread of the protocol rather than alone. Each run
+also records its explanation step's seconds, whether the ensemble was kept, and Kendall's tau
+between the test patients' risk score and their absolute risk at the middle horizon.
 `--families` also trains each default family alone (`--models NAME`) on the same splits, to show
 whether any family, rather than the CV selection among them, would reach the floor.
 `--compare OLD.json` sets this run against a risk_splits.json written by another revision of
@@ -50,12 +52,30 @@ def run_seed(data: Path, seed: int, folder: Path, models: list[str]) -> dict:
     run = train_run(data, Study(task="risk", time="duration", event="event"),
                     TrainConfig(models=models, seed=seed, n_boot=100),
                     folder / f"seed{seed}-{'-'.join(models) or 'default'}")
+    seconds = time.perf_counter() - started
     metrics = json.loads((run / "metrics.json").read_text())
     selected = metrics["selected_model"]
     return {"seed": seed, "selected_model": selected,
             "cv_c_index": metrics["cv"][selected]["c_index"]["mean"],
             "test_c_index": metrics["test"]["c_index"]["value"],
-            "seconds": round(time.perf_counter() - started, 1)}
+            "seconds": round(seconds, 1),
+            "explain_seconds": metrics["timings"].get("explain"),
+            "ensemble_kept": metrics["selection"].get("ensemble_kept"),
+            "score_risk_tau": _score_risk_tau(run, metrics)}
+
+
+def _score_risk_tau(run: Path, metrics: dict) -> float:
+    """Kendall's tau, on the test split, between the risk score and the absolute risk at the
+    middle horizon: 1 when they order patients alike (a proportional-hazards model)."""
+    import pandas as pd
+    from scipy.stats import kendalltau
+
+    horizons = metrics["horizons"]["values"]
+    middle = horizons[len(horizons) // 2]
+    predictions = pd.read_csv(run / "predictions.csv")
+    column = next(c for c in predictions.columns
+                  if c.startswith("risk_at_") and float(c.removeprefix("risk_at_")) == middle)
+    return float(kendalltau(predictions["risk_score"], predictions[column]).statistic)
 
 
 def summary(name: str, runs: list[dict]) -> dict:
@@ -69,7 +89,14 @@ def summary(name: str, runs: list[dict]) -> dict:
             "default_seed_test": default,
             "default_seed_rank": int((test < default).sum()) + 1,
             "floor": floor,
-            "reaching_floor": None if floor is None else int((test >= floor).sum())}
+            "reaching_floor": None if floor is None else int((test >= floor).sum()),
+            **{f"mean_{key}": _mean(runs, key)
+               for key in ("seconds", "explain_seconds", "score_risk_tau")}}
+
+
+def _mean(runs: list[dict], key: str) -> float | None:
+    found = [r[key] for r in runs if r.get(key) is not None]
+    return float(np.mean(found)) if found else None
 
 
 def table_row(dataset: str, models: str, s: dict) -> dict:
@@ -81,7 +108,9 @@ def table_row(dataset: str, models: str, s: dict) -> dict:
         f"seed {DEFAULT_SEED} test C (rank)":
             f"{s['default_seed_test']:.3f} ({s['default_seed_rank']} of {s['seeds']})",
         "reaching B1 floor": ("" if s["floor"] is None
-                              else f"{s['reaching_floor']} of {s['seeds']} (>= {s['floor']})")}
+                              else f"{s['reaching_floor']} of {s['seeds']} (>= {s['floor']})"),
+        "s per run (explain)": f"{s['mean_seconds']:.1f} ({s['mean_explain_seconds']:.1f})",
+        "score/risk tau": f"{s['mean_score_risk_tau']:.3f}"}
 
 
 def splits(name: str, data: Path, seeds: list[int], folder: Path, models: list[str]) -> dict:
