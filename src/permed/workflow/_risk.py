@@ -90,10 +90,10 @@ _PH_SPLINE_METHOD = ("; tested on the spline Cox model's own fit, each continuou
 # (benchmarks/risk_alternatives.py), and picking the highest CV mean among families that differ
 # by fold noise lost on test to always taking one (benchmarks/risk_splits.py).
 ENSEMBLE = "ensemble"
-ENSEMBLE_RULE = (f"the '{ENSEMBLE}' family is kept unless the family with the highest mean CV "
-                 "Harrell's C-index beats it by more than the optimism of picking the best of "
-                 "the families plus one standard error of the paired per-fold gain (the rule "
-                 "that decides tuning, with the families as the trials)")
+ENSEMBLE_RULE = (f"the '{ENSEMBLE}' family is kept unless the other family with the highest "
+                 "mean CV Harrell's C-index beats it by more than the optimism of picking the "
+                 "best of the other families plus one standard error of the paired per-fold "
+                 "gain (the rule that decides tuning, with the families as the trials)")
 # The families whose survival curves are S0(t) ** exp(score): proportional hazards by
 # construction, with a hazard ratio between two patients that is the same at every time.
 PROPORTIONAL_HAZARDS_MODELS = ("coxph", "coxph_splines", "gradient_boosting", "deepsurv",

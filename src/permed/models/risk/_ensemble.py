@@ -45,8 +45,9 @@ class RankEnsemble(_SurvivalEstimator):
     ----------
     members_ : list of (str, estimator)
         The fitted members.
-    reference_scores_ : list of ndarray
-        Each member's sorted scores of the training patients.
+    reference_ranks_ : list of (ndarray, ndarray)
+        Each member's distinct scores of the training patients and their mid-rank percentiles
+        (:func:`mid_ranks`).
     event_times_ : ndarray
     n_features_in_ : int
 
@@ -88,11 +89,11 @@ class RankEnsemble(_SurvivalEstimator):
     def _fit(self, X: np.ndarray, time: np.ndarray, event: np.ndarray) -> None:
         y = survival_y(time, event)
         self.members_ = [(name, member.fit(X, y)) for name, member in self._member_list()]
-        self.reference_scores_ = [np.sort(member.predict(X)) for _, member in self.members_]
+        self.reference_ranks_ = [mid_ranks(member.predict(X)) for _, member in self.members_]
 
     def _risk(self, X: np.ndarray) -> np.ndarray:
-        return np.mean([_percentile(reference, member.predict(X)) for (_, member), reference
-                        in zip(self.members_, self.reference_scores_, strict=True)], axis=0)
+        return np.mean([np.interp(member.predict(X), *reference) for (_, member), reference
+                        in zip(self.members_, self.reference_ranks_, strict=True)], axis=0)
 
     def _survival(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # each member's curve steps on its own grid (a forest's coarsened times): the mean is
@@ -105,11 +106,11 @@ class RankEnsemble(_SurvivalEstimator):
         return grid, mean / len(curves)
 
 
-def _percentile(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Mid-rank percentile of ``scores`` among the sorted ``reference``, linear in between and
-    held at the end values beyond them (continuous: a score within rounding of a reference
-    score never jumps a rank)."""
-    values, first = np.unique(reference, return_index=True)
-    counts = np.diff(np.append(first, len(reference)))
-    ranks = (first + (counts - 1) / 2 + 0.5) / len(reference)
-    return np.interp(scores, values, ranks)
+def mid_ranks(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``reference`` scores and their mid-rank percentiles: a new score's
+    percentile is ``np.interp(score, *mid_ranks(reference))``, linear in between and held at
+    the end values beyond them (continuous: a score within rounding of a reference score never
+    jumps a rank)."""
+    values, counts = np.unique(reference, return_counts=True)
+    below = np.cumsum(counts) - counts  # how many reference scores lie below each value
+    return values, (below + counts / 2) / len(reference)
